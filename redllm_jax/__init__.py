@@ -1,0 +1,1 @@
+"""redllm-jax: RedLLM (encoder-decoder) and DecLLM (decoder-only) in JAX/Flax."""

@@ -1,0 +1,95 @@
+"""Gin plumbing for the entry points, in T5X's shape.
+
+`--gin_file=models/redllm_tiny.gin` is looked up on the search path (the repo's
+`gin/` folder first), and `--gin.MACRO=value` is shorthand for
+`--gin_bindings=MACRO=value`. A bad file or binding exits with one line and code 2.
+"""
+import os
+import pathlib
+import sys
+from typing import Callable, Sequence
+
+from absl import app, flags, logging
+import gin
+
+# Entry points import this module first: keep TensorFlow's C++ start-up chatter quiet.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / "gin"
+
+flags.DEFINE_multi_string("gin_file", [], "Gin files to parse, in order.")
+flags.DEFINE_multi_string("gin_bindings", [], "Individual gin bindings.")
+flags.DEFINE_list("gin_search_paths", [], "Extra folders searched for gin files.")
+
+
+class ConfigError(Exception):
+  """A user-facing configuration error: printed as one line, exit code 2."""
+
+
+def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
+  """Turns `--gin.NAME=value` into `--gin_bindings=NAME=value`."""
+  return [f"--gin_bindings={arg[len('--gin.'):]}" if arg.startswith("--gin.") else arg
+          for arg in argv]
+
+
+def parse_gin(gin_files: Sequence[str], bindings: Sequence[str],
+              search_paths: Sequence[str] = ()) -> None:
+  """Parses gin files and bindings; any gin error becomes a one-line ConfigError."""
+  for path in [*search_paths, str(GIN_DIR)]:
+    gin.add_config_file_search_path(path)
+  # Gin logs an error for every search-path miss on the way to a hit; real
+  # failures are raised, so mute its logging while parsing.
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.FATAL)
+  try:
+    gin.parse_config_files_and_bindings(list(gin_files), list(bindings),
+                                        finalize_config=False)
+  except (ValueError, KeyError, IOError, NameError, TypeError, AttributeError) as e:
+    raise ConfigError(f"gin: {_first_line(e)}") from None
+  finally:
+    logging.set_verbosity(verbosity)
+
+
+def required_macro(name: str) -> object:
+  """The value of a gin macro that a run gin requires, or a one-line error."""
+  try:
+    return gin.query_parameter(f"%{name}")
+  except ValueError:
+    raise ConfigError(f"missing required gin macro {name}: pass --gin.{name}=...") from None
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip() or type(error).__name__
+  return " ".join(line.strip() for line in text.splitlines() if line.strip())[:500]
+
+
+def run(main: Callable[[], None]) -> None:
+  """absl entry point: rewrites gin args, parses gin, runs `main()` with clean errors."""
+
+  def _main(argv: Sequence[str]) -> None:
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+      parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings, flags.FLAGS.gin_search_paths)
+      main()
+    except ConfigError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+
+  app.run(_main, argv=rewrite_gin_args(sys.argv))
+
+
+@gin.configurable
+def _model_from_gin(model=gin.REQUIRED):
+  return model
+
+
+def build_model(macro: str = "MODEL"):
+  """The model a model gin binds to `%MODEL`, with construction errors as ConfigError."""
+  required_macro(macro)
+  gin.parse_config(f"_model_from_gin.model = %{macro}")
+  try:
+    return _model_from_gin()
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f"building %{macro}: {_first_line(e)}") from None

@@ -1,0 +1,191 @@
+"""Layers shared by DecLLM and RedLLM: RMSNorm, RoPE, attention, SwiGLU, embedding.
+
+Flax modules and pure functions only; no losses and no decoding loops. Every
+parameter carries logical axis names ("embed", "heads", "kv", "mlp", "vocab") and
+the main activations are constrained to ("batch", "length", ...), so the
+partitioner can map them onto any mesh through `logical_axis_rules`.
+"""
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from redllm_jax.config import TransformerConfig
+
+Array = jax.Array
+
+# Init of projections: fan-in scaled truncated normal (T5X's default).
+_KERNEL_INIT = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+
+
+def constrain(x: Array, names: tuple[str, ...]) -> Array:
+  """Logical sharding constraint; a no-op outside a `logical_axis_rules` context."""
+  return nn.with_logical_constraint(x, names)
+
+
+class RMSNorm(nn.Module):
+  """RMSNorm with a learned scale over the last axis, computed in float32."""
+
+  epsilon: float = 1e-6
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+  axis_name: str = "embed"
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    scale = self.param(
+        "scale", nn.with_logical_partitioning(nn.initializers.ones, (self.axis_name,)),
+        (x.shape[-1],), self.param_dtype)
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.epsilon)
+    return (normed * scale.astype(jnp.float32)).astype(self.dtype)
+
+
+def apply_rope(x: Array, positions: Array, base: float) -> Array:
+  """Rotary embedding of x [batch, length, heads, head_dim] at integer positions [batch, length].
+
+  Positions are arbitrary per token, which is what lets the RedLLM decoder continue
+  the encoder's numbering and lets cross-attention rotate queries and keys in one
+  coordinate system.
+  """
+  half = x.shape[-1] // 2
+  inv_freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+  angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [b, l, half]
+  sin = jnp.sin(angles)[:, :, None, :]
+  cos = jnp.cos(angles)[:, :, None, :]
+  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return rotated.astype(x.dtype)
+
+
+def attention_mask(q_segments: Array, k_segments: Array, q_index: Array, k_index: Array,
+                   causal: bool, q_prefix: Optional[Array] = None,
+                   k_prefix: Optional[Array] = None) -> Array:
+  """Boolean mask [batch, 1, q, k]: same non-zero segment, plus causality if asked.
+
+  Causality compares slot indices (not RoPE positions). Where both the query and
+  the key lie in a bidirectional prefix (DecLLM + BiAttn, T5X's
+  `decoder_causal_attention`), the causal restriction is lifted.
+  """
+  mask = (q_segments[:, :, None] == k_segments[:, None, :]) & (k_segments[:, None, :] != 0)
+  if causal:
+    allowed = q_index[:, :, None] >= k_index[:, None, :]
+    if q_prefix is not None:
+      allowed |= q_prefix[:, :, None].astype(bool) & k_prefix[:, None, :].astype(bool)
+    mask &= allowed
+  return mask[:, None]
+
+
+def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, impl: str = "einsum") -> Array:
+  """Softmax(q k^T / sqrt(d)) v with q [b,q,h,d], k/v [b,k,h,d], mask [b,1,q,k].
+
+  Rows with no visible key return zeros instead of NaN (or a uniform average):
+  padding queries, and RedLLM decoder tokens of a packed example whose encoder
+  part is empty.
+  """
+  has_key = jnp.any(mask, axis=-1)  # [b, 1, q]
+  if impl == "einsum":
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+    logits = jnp.where(mask, logits * q.shape[-1] ** -0.5, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1)
+    out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+  else:
+    out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
+  return out * jnp.transpose(has_key, (0, 2, 1))[..., None].astype(out.dtype)
+
+
+class Attention(nn.Module):
+  """Multi-head attention with per-head RMSNorm on Q, K, V and optionally the output.
+
+  Split into `queries`, `keys_values` and `__call__` (attend + output projection) so
+  that callers can cache keys/values: the decoder self-attention cache and
+  RedLLM's cross-attention K/V, which are projected once per prompt.
+  """
+
+  config: TransformerConfig
+  output_norm: bool = False
+
+  def setup(self):
+    cfg = self.config
+    dense = lambda feats, axis, names: nn.DenseGeneral(
+        features=feats, axis=axis, use_bias=False, dtype=cfg.activation_dtype,
+        param_dtype=cfg.weight_dtype,
+        kernel_init=nn.with_logical_partitioning(_KERNEL_INIT, names))
+    heads = (cfg.num_heads, cfg.head_dim)
+    self.query = dense(heads, -1, ("embed", "heads", "kv"))
+    self.key = dense(heads, -1, ("embed", "heads", "kv"))
+    self.value = dense(heads, -1, ("embed", "heads", "kv"))
+    self.out = dense(cfg.d_model, (-2, -1), ("heads", "kv", "embed"))
+    norm = lambda: RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, cfg.weight_dtype, "kv")
+    if cfg.qkv_norm:
+      self.query_norm, self.key_norm, self.value_norm = norm(), norm(), norm()
+    if self.output_norm:
+      self.output_norm_layer = norm()
+
+  def queries(self, x: Array, positions: Array) -> Array:
+    q = self.query(x)
+    if self.config.qkv_norm:
+      q = self.query_norm(q)
+    return constrain(apply_rope(q, positions, self.config.rope_base),
+                     ("batch", "length", "heads", "kv"))
+
+  def keys_values(self, x: Array, positions: Array) -> tuple[Array, Array]:
+    k, v = self.key(x), self.value(x)
+    if self.config.qkv_norm:
+      k, v = self.key_norm(k), self.value_norm(v)
+    k = apply_rope(k, positions, self.config.rope_base)
+    names = ("batch", "length", "heads", "kv")
+    return constrain(k, names), constrain(v, names)
+
+  def __call__(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
+    out = dot_product_attention(q, k, v, mask, self.config.attention_impl)
+    if self.output_norm:
+      out = self.output_norm_layer(out)
+    return constrain(self.out(out), ("batch", "length", "embed"))
+
+
+class SwiGLU(nn.Module):
+  """Gated FFN: (silu(x W_gate) * x W_up) W_down."""
+
+  config: TransformerConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    cfg = self.config
+    dense = lambda feats, names, name: nn.DenseGeneral(
+        feats, use_bias=False, dtype=cfg.activation_dtype, param_dtype=cfg.weight_dtype,
+        kernel_init=nn.with_logical_partitioning(_KERNEL_INIT, names), name=name)
+    gate = dense(cfg.d_ff, ("embed", "mlp"), "wi_gate")(x)
+    up = dense(cfg.d_ff, ("embed", "mlp"), "wi_up")(x)
+    hidden = constrain(nn.silu(gate) * up, ("batch", "length", "mlp"))
+    hidden = nn.Dropout(cfg.dropout_rate)(hidden, deterministic=self.deterministic)
+    return constrain(dense(cfg.d_model, ("mlp", "embed"), "wo")(hidden),
+                     ("batch", "length", "embed"))
+
+
+class TiedEmbedding(nn.Module):
+  """One table for encoder input, decoder input and output logits."""
+
+  config: TransformerConfig
+
+  def setup(self):
+    cfg = self.config
+    stddev = 1.0 if cfg.scale_tied_logits else cfg.d_model ** -0.5
+    self.embedding = self.param(
+        "embedding",
+        nn.with_logical_partitioning(nn.initializers.normal(stddev), ("vocab", "embed")),
+        (cfg.vocab_size, cfg.d_model), cfg.weight_dtype)
+
+  def __call__(self, tokens: Array) -> Array:
+    x = jnp.take(self.embedding, tokens, axis=0).astype(self.config.activation_dtype)
+    return constrain(x, ("batch", "length", "embed"))
+
+  def attend(self, x: Array) -> Array:
+    """Float32 logits x E^T, times 1/sqrt(d) when `scale_tied_logits` (T5 1.0)."""
+    table = self.embedding.astype(self.config.activation_dtype)
+    logits = jnp.einsum("bld,vd->blv", x, table, preferred_element_type=jnp.float32)
+    if self.config.scale_tied_logits:
+      logits = logits * self.config.d_model ** -0.5
+    return constrain(logits, ("batch", "length", "vocab"))

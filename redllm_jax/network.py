@@ -1,0 +1,294 @@
+"""The two networks: DecLLM (decoder-only) and RedLLM (encoder-decoder).
+
+Both are built from one `TransformerLayer`; their differences are explicit flags
+(cross-attention, the attention-output norm, causal vs bidirectional masks).
+
+Shapes: tokens, positions and segment ids are [batch, length] int32; segment id 0
+marks padding. RoPE positions are explicit inputs, so packing restarts them per
+example and the RedLLM decoder continues the encoder's numbering.
+
+Incremental decoding keeps explicit caches (`DecodeState`), so a decode step is a
+pure function of (token, state): RedLLM's cross-attention K/V are written into the
+state once at prefill and a decode step has no access to the encoder output.
+"""
+from typing import Any, Optional
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from redllm_jax.config import TransformerConfig
+from redllm_jax.layers import Attention, RMSNorm, SwiGLU, TiedEmbedding, attention_mask, constrain
+
+Array = jax.Array
+
+REMAT_POLICIES = {
+    "full": None,  # Save nothing: recompute the whole layer in the backward pass.
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+@flax.struct.dataclass
+class LayerContext:
+  """What every layer of a stack sees (broadcast across scanned layers)."""
+
+  positions: Array  # [b, l] RoPE positions of this stack's tokens.
+  self_mask: Array  # [b, 1, l, k] self-attention mask (k = cache length when cached).
+  cache_index: Optional[Array] = None  # Scalar slot where new K/V are written.
+  encoded: Optional[Array] = None  # [b, s, d] final encoder output (RedLLM).
+  encoder_positions: Optional[Array] = None  # [b, s]
+  cross_mask: Optional[Array] = None  # [b, 1, l, s]
+
+
+@flax.struct.dataclass
+class DecodeState:
+  """Caches for incremental decoding.
+
+  `layers` maps "self_key"/"self_value" (and for RedLLM "cross_key"/"cross_value")
+  to arrays [layers, batch, slots, heads, head_dim]. Slots are written at a shared
+  `index`; each example carries its own RoPE `position`, and `valid` marks which
+  slots hold real tokens, so right-padded prompts of different lengths share a batch.
+  """
+
+  layers: dict[str, Array]
+  valid: Array  # [b, slots] bool
+  index: Array  # scalar int32
+  position: Array  # [b] int32
+  encoder_valid: Optional[Array] = None  # [b, s] bool (RedLLM)
+
+
+class TransformerLayer(nn.Module):
+  """Pre-norm layer: self-attention, optional cross-attention, SwiGLU FFN."""
+
+  config: TransformerConfig
+  cross_attention: bool = False
+
+  @nn.compact
+  def __call__(self, x: Array, cache: Optional[dict[str, Array]], ctx: LayerContext,
+               deterministic: bool) -> tuple[Array, Optional[dict[str, Array]]]:
+    cfg = self.config
+    norm = lambda name: RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, cfg.weight_dtype, name=name)
+    drop = lambda y: nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
+    new_cache = {}
+
+    attn = Attention(cfg, cfg.attention_output_norm, name="self_attention")
+    h = norm("pre_self_attention_norm")(x)
+    k, v = attn.keys_values(h, ctx.positions)
+    if cache is not None:
+      write = lambda buf, new: jax.lax.dynamic_update_slice_in_dim(
+          buf, new.astype(buf.dtype), ctx.cache_index, axis=1)
+      k, v = write(cache["self_key"], k), write(cache["self_value"], v)
+      new_cache.update(self_key=k, self_value=v)
+    x = x + drop(attn(attn.queries(h, ctx.positions), k, v, ctx.self_mask))
+
+    if self.cross_attention:
+      cross = Attention(cfg, cfg.attention_output_norm, name="cross_attention")
+      h = norm("pre_cross_attention_norm")(x)
+      if cache is not None and "cross_key" in cache:
+        k, v = cache["cross_key"], cache["cross_value"]
+      else:
+        k, v = cross.keys_values(ctx.encoded, ctx.encoder_positions)
+      if cache is not None:
+        new_cache.update(cross_key=k, cross_value=v)
+      x = x + drop(cross(cross.queries(h, ctx.positions), k, v, ctx.cross_mask))
+
+    h = norm("pre_mlp_norm")(x)
+    x = x + drop(SwiGLU(cfg, deterministic, name="mlp")(h))
+    return constrain(x, ("batch", "length", "embed")), (new_cache if cache is not None else None)
+
+
+class LayerStack(nn.Module):
+  """`num_layers` TransformerLayers, scanned (one compiled body) or unrolled."""
+
+  config: TransformerConfig
+  num_layers: int
+  cross_attention: bool = False
+
+  @nn.compact
+  def __call__(self, x: Array, cache: Optional[dict[str, Array]], ctx: LayerContext,
+               deterministic: bool) -> tuple[Array, Optional[dict[str, Array]]]:
+    cfg = self.config
+    layer = TransformerLayer
+    if cfg.remat_policy != "none":
+      layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat_policy],
+                       prevent_cse=not cfg.scan_layers, static_argnums=(4,))
+    if cfg.scan_layers:
+      scanned = nn.scan(
+          layer, variable_axes={"params": 0, "intermediates": 0},
+          split_rngs={"params": True, "dropout": True}, in_axes=(0, nn.broadcast, nn.broadcast),
+          length=self.num_layers, metadata_params={nn.PARTITION_NAME: "layers"})
+      return scanned(cfg, self.cross_attention, name="layers")(x, cache, ctx, deterministic)
+    new_caches = []
+    for i in range(self.num_layers):
+      layer_cache = None if cache is None else jax.tree.map(lambda a: a[i], cache)
+      x, layer_cache = layer(cfg, self.cross_attention, name=f"layers_{i}")(
+          x, layer_cache, ctx, deterministic)
+      new_caches.append(layer_cache)
+    if cache is None:
+      return x, None
+    return x, jax.tree.map(lambda *a: jnp.stack(a), *new_caches)
+
+
+def _index(tokens: Array) -> Array:
+  return jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+
+
+def _empty_cache(cfg: TransformerConfig, num_layers: int, batch: int, slots: int) -> dict[str, Array]:
+  shape = (num_layers, batch, slots, cfg.num_heads, cfg.head_dim)
+  zeros = jnp.zeros(shape, cfg.activation_dtype)
+  return {"self_key": zeros, "self_value": zeros}
+
+
+def _take_last(x: Array, lengths: Array) -> Array:
+  """x[b, lengths[b] - 1] as [b, 1, d]: each example's last real position."""
+  return jnp.take_along_axis(x, (lengths - 1)[:, None, None], axis=1)
+
+
+class _CachedDecoder(nn.Module):
+  """Shared cached-decoding step; subclasses define embed, decoder and decoder_norm."""
+
+  def _logits(self, x: Array) -> Array:
+    return self.embed.attend(self.decoder_norm(x))
+
+  def _step(self, tokens: Array, state: DecodeState, encoded: Optional[Array] = None,
+            encoder_positions: Optional[Array] = None) -> tuple[Array, DecodeState]:
+    """Feeds one token per example at slot `state.index`; returns logits [b, vocab]."""
+    valid = jax.lax.dynamic_update_slice_in_dim(
+        state.valid, jnp.ones_like(state.valid[:, :1]), state.index, axis=1)
+    query_index = jnp.full((tokens.shape[0], 1), state.index, jnp.int32)
+    self_mask = attention_mask(jnp.ones_like(query_index), valid.astype(jnp.int32),
+                               query_index, _index(valid), causal=True)
+    cross_mask = None
+    if state.encoder_valid is not None:
+      enc = state.encoder_valid.astype(jnp.int32)
+      cross_mask = attention_mask(jnp.ones_like(query_index), enc, query_index, _index(enc),
+                                  causal=False)
+    ctx = LayerContext(positions=state.position[:, None], self_mask=self_mask,
+                       cache_index=state.index, encoded=encoded,
+                       encoder_positions=encoder_positions, cross_mask=cross_mask)
+    x, layers = self.decoder(self.embed(tokens[:, None]), state.layers, ctx, True)
+    new_state = state.replace(layers=layers, valid=valid, index=state.index + 1,
+                              position=state.position + 1)
+    return self._logits(x)[:, 0], new_state
+
+  def decode_step(self, tokens: Array, state: DecodeState) -> tuple[Array, DecodeState]:
+    """One cached step: reads and extends `state`, never the encoder output."""
+    return self._step(tokens, state)
+
+
+class DecLLM(_CachedDecoder):
+  """Decoder-only LM: causal self-attention, or bidirectional over a prefix (BiAttn)."""
+
+  config: TransformerConfig
+
+  def setup(self):
+    cfg = self.config
+    self.embed = TiedEmbedding(cfg)
+    self.decoder = LayerStack(cfg, cfg.num_layers)
+    self.decoder_norm = RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, cfg.weight_dtype)
+
+  def __call__(self, tokens: Array, positions: Array, segment_ids: Array,
+               prefix: Optional[Array] = None, enable_dropout: bool = False) -> Array:
+    """Logits [b, l, vocab]. `prefix` (1 = bidirectional region) selects BiAttn."""
+    index = _index(tokens)
+    mask = attention_mask(segment_ids, segment_ids, index, index, causal=True,
+                          q_prefix=prefix, k_prefix=prefix)
+    ctx = LayerContext(positions=positions, self_mask=mask)
+    x, _ = self.decoder(self.embed(tokens), None, ctx, not enable_dropout)
+    return self._logits(x)
+
+  def prefill(self, tokens: Array, lengths: Array, cache_length: int,
+              bidirectional_prompt: bool = False) -> tuple[Array, DecodeState]:
+    """Runs right-padded prompts [b, P] into a cache of `cache_length` slots.
+
+    Returns the logits at each prompt's last real token (the first prediction) and
+    the state; generation then writes slots P, P+1, ... at positions lengths, ...
+    """
+    cfg = self.config
+    batch, prompt_len = tokens.shape
+    in_prompt = _index(tokens) < lengths[:, None]
+    valid = jnp.zeros((batch, cache_length), bool).at[:, :prompt_len].set(in_prompt)
+    prefix = (in_prompt, valid) if bidirectional_prompt else (None, None)
+    mask = attention_mask(in_prompt.astype(jnp.int32), valid.astype(jnp.int32), _index(tokens),
+                          _index(valid), causal=True, q_prefix=prefix[0], k_prefix=prefix[1])
+    ctx = LayerContext(positions=_index(tokens), self_mask=mask, cache_index=jnp.int32(0))
+    cache = _empty_cache(cfg, cfg.num_layers, batch, cache_length)
+    x, layers = self.decoder(self.embed(tokens), cache, ctx, True)
+    state = DecodeState(layers=layers, valid=valid, index=jnp.int32(prompt_len),
+                        position=lengths.astype(jnp.int32))
+    return self._logits(_take_last(x, lengths))[:, 0], state
+
+
+class RedLLM(_CachedDecoder):
+  """Encoder-decoder LM with continuous RoPE positions, cross-attention included."""
+
+  config: TransformerConfig
+
+  def setup(self):
+    cfg = self.config
+    norm = lambda: RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, cfg.weight_dtype)
+    self.embed = TiedEmbedding(cfg)
+    self.encoder = LayerStack(cfg, cfg.num_encoder_layers)
+    self.encoder_norm = norm()
+    self.decoder = LayerStack(cfg, cfg.num_decoder_layers, cross_attention=True)
+    self.decoder_norm = norm()
+
+  def encode(self, tokens: Array, positions: Array, segment_ids: Array,
+             enable_dropout: bool = False) -> Array:
+    """Bidirectional encoder over [b, s] tokens; returns the normed output [b, s, d]."""
+    index = _index(tokens)
+    mask = attention_mask(segment_ids, segment_ids, index, index, causal=False)
+    ctx = LayerContext(positions=positions, self_mask=mask)
+    x, _ = self.encoder(self.embed(tokens), None, ctx, not enable_dropout)
+    return self.encoder_norm(x)
+
+  def decode(self, encoded: Array, encoder_positions: Array, encoder_segment_ids: Array,
+             tokens: Array, positions: Array, segment_ids: Array,
+             enable_dropout: bool = False) -> Array:
+    """Teacher-forced decoder logits [b, l, vocab].
+
+    `positions` are relative (0 at each example's first target). The RoPE position
+    adds the example's true encoder length: the number of encoder tokens its
+    cross-attention can see, which is padding- and packing-aware.
+    """
+    index = _index(tokens)
+    cross_mask = attention_mask(segment_ids, encoder_segment_ids, index,
+                                _index(encoder_segment_ids), causal=False)
+    offsets = jnp.sum(cross_mask[:, 0], axis=-1, dtype=jnp.int32)
+    ctx = LayerContext(
+        positions=positions + offsets,
+        self_mask=attention_mask(segment_ids, segment_ids, index, index, causal=True),
+        encoded=encoded, encoder_positions=encoder_positions, cross_mask=cross_mask)
+    x, _ = self.decoder(self.embed(tokens), None, ctx, not enable_dropout)
+    return self._logits(x)
+
+  def __call__(self, encoder_tokens: Array, encoder_positions: Array,
+               encoder_segment_ids: Array, decoder_tokens: Array, decoder_positions: Array,
+               decoder_segment_ids: Array, enable_dropout: bool = False) -> Array:
+    encoded = self.encode(encoder_tokens, encoder_positions, encoder_segment_ids,
+                          enable_dropout)
+    return self.decode(encoded, encoder_positions, encoder_segment_ids, decoder_tokens,
+                       decoder_positions, decoder_segment_ids, enable_dropout)
+
+  def prefill(self, tokens: Array, lengths: Array, cache_length: int,
+              start_token: int = 0) -> tuple[Array, DecodeState]:
+    """Encodes right-padded prompts once and feeds the decoder start token.
+
+    This is the only place the cross-attention K/V are projected: they go into the
+    state and every later `decode_step` reads them from there.
+    """
+    cfg = self.config
+    batch = tokens.shape[0]
+    encoder_valid = _index(tokens) < lengths[:, None]
+    encoded = self.encode(tokens, _index(tokens), encoder_valid.astype(jnp.int32))
+    state = DecodeState(
+        layers=_empty_cache(cfg, cfg.num_decoder_layers, batch, cache_length),
+        valid=jnp.zeros((batch, cache_length), bool), index=jnp.int32(0),
+        position=lengths.astype(jnp.int32), encoder_valid=encoder_valid)
+    start = jnp.full((batch,), start_token, jnp.int32)
+    return self._step(start, state, encoded, _index(tokens))
+
+
+NETWORKS: dict[str, Any] = {"decllm": DecLLM, "redllm": RedLLM}

