@@ -101,7 +101,8 @@ class BaseModel(abc.ABC):
   def init_params(self, rng: Array, input_length: int = 8, target_length: int = 8) -> Params:
     """Unboxed float parameters (logical axis names dropped; see `param_axes`)."""
     batch = self.dummy_batch(1, input_length, target_length)
-    return nn.meta.unbox(self._variables(rng, batch)["params"])
+    # Jitted: an eager init dispatches every op of the scanned layers one by one.
+    return jax.jit(lambda r: nn.meta.unbox(self._variables(r, batch)["params"]))(rng)
 
   def abstract_variables(self) -> Any:
     """Boxed parameter shapes from `jax.eval_shape`: nothing is allocated."""

@@ -1,0 +1,1 @@
+"""Data pipeline: sources, preprocessing, vocabulary, feature converters, input iterator."""

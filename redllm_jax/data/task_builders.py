@@ -1,0 +1,48 @@
+"""Helpers that register the project's seqio tasks (used by `redllm_jax_tasks`)."""
+import functools
+import os
+from typing import Callable, Sequence
+
+import seqio
+
+from redllm_jax.data import preprocessors
+from redllm_jax.data import sources
+
+
+def under(root_fn: Callable[[], str], *parts: str) -> Callable[[], str]:
+  """A zero-arg function giving {root_fn()}/parts..., evaluated when called."""
+  return functools.partial(_join_under, root_fn, parts)
+
+
+def _join_under(root_fn: Callable[[], str], parts: Sequence[str]) -> str:
+  return os.path.join(root_fn(), *parts)
+
+
+def register_text_task(
+    name: str,
+    dir_fn: Callable[[], str],
+    vocabulary: seqio.Vocabulary,
+    splits: Sequence[str] = ("train", "validation"),
+) -> seqio.Task:
+  """Pretraining-style task (RedPajama, Paloma): `text` -> full-length `targets` chunks."""
+  return seqio.TaskRegistry.add(
+      name,
+      source=sources.TFRecordTextSource(dir_fn, ["text"], splits),
+      preprocessors=list(preprocessors.PRETRAIN_PREPROCESSORS),
+      output_features={"targets": seqio.Feature(vocabulary, add_eos=True)},
+      metric_fns=[],
+  )
+
+
+def register_flan_task(name: str, dir_fn: Callable[[], str], vocabulary: seqio.Vocabulary) -> seqio.Task:
+  """Instruction-tuning task: `inputs`/`targets` strings -> EOS-terminated token ids."""
+  return seqio.TaskRegistry.add(
+      name,
+      source=sources.TFRecordTextSource(dir_fn, ["inputs", "targets"]),
+      preprocessors=list(preprocessors.FINETUNE_PREPROCESSORS),
+      output_features={
+          "inputs": seqio.Feature(vocabulary, add_eos=True),
+          "targets": seqio.Feature(vocabulary, add_eos=True),
+      },
+      metric_fns=[],
+  )

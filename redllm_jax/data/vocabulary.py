@@ -1,0 +1,199 @@
+r"""SentencePiece vocabulary with T5 ids (pad 0, eos 1, unk 2, no BOS).
+
+Train one on a registered task's text or on JSON-lines / text files:
+  python -m redllm_jax.data.vocabulary --task=redpajama_v1 \
+      --out=$REDLLM_DATA_DIR/vocab/spm_32768.model --vocab_size=32768 --model_type=bpe
+Gin: `VOCABULARY = @get_vocabulary()` with `get_vocabulary.path = "..."`.
+"""
+import collections
+import io
+import os
+from typing import Callable, Iterable, Iterator, Sequence
+
+from absl import logging
+import gin
+import seqio
+import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2
+import tensorflow as tf
+
+from redllm_jax.data import json_source
+from redllm_jax.data import paths
+
+PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
+DEMO_VOCAB_SIZE = 4096
+DEFAULT_VOCAB_SIZE = 32768
+# SentencePiece drops longer "sentences"; documents are fed line by line.
+MAX_SENTENCE_BYTES = 8192
+
+
+def check_sentencepiece_model(path: str) -> None:
+  """One-line errors for a missing file, a non-SentencePiece file, or non-T5 ids."""
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"Vocabulary file not found: {path}")
+  with tf.io.gfile.GFile(path, "rb") as f:
+    data = f.read()
+  try:
+    model = sentencepiece_model_pb2.ModelProto.FromString(data)
+  except Exception:  # protobuf raises DecodeError or others on garbage
+    model = None
+  if model is None or not model.pieces:
+    raise ValueError(f"Not a SentencePiece model: {path}")
+  ids = (model.trainer_spec.pad_id, model.trainer_spec.eos_id, model.trainer_spec.unk_id)
+  if ids != (PAD_ID, EOS_ID, UNK_ID):
+    raise ValueError(f"{path}: need T5 ids pad/eos/unk = 0/1/2, got {ids}")
+
+
+class SpmVocabulary(seqio.SentencePieceVocabulary):
+  """seqio.SentencePieceVocabulary whose path resolves (and is checked) at first use.
+
+  Tasks are registered at import time, before gin or the data exist; a path
+  function defers both the location and the error to the first tokenization.
+  """
+
+  def __init__(self, path: str | Callable[[], str]):
+    self._path = path
+    # Not tf_text's FastSentencepieceTokenizer: it gives wrong ids for BPE models.
+    super().__init__("", use_fast_tokenizer=False)
+
+  @property
+  def sentencepiece_model_file(self) -> str:
+    return self._path() if callable(self._path) else self._path
+
+  def _model_context(self):
+    if not self._model:
+      self._sentencepiece_model_file = self.sentencepiece_model_file
+      check_sentencepiece_model(self._sentencepiece_model_file)
+    return super()._model_context()
+
+  def __eq__(self, other) -> bool:
+    return (
+        isinstance(other, seqio.SentencePieceVocabulary)
+        and self.sentencepiece_model_file == other.sentencepiece_model_file
+    )
+
+  def __hash__(self) -> int:
+    return id(self)
+
+
+@gin.configurable
+def vocab_path(path: str | None = None) -> str:
+  """Real-data vocabulary: gin `vocab_path.path`, else {data_dir}/vocab/spm_32768.model."""
+  return path or os.path.join(paths.data_dir(), "vocab", f"spm_{DEFAULT_VOCAB_SIZE}.model")
+
+
+@gin.configurable
+def demo_vocab_path(path: str | None = None) -> str:
+  """Demo vocabulary: {demo_dir}/vocab/spm_4096_bpe.model unless bound in gin."""
+  return path or os.path.join(paths.demo_dir(), "vocab", f"spm_{DEMO_VOCAB_SIZE}_bpe.model")
+
+
+REAL_VOCABULARY = SpmVocabulary(vocab_path)
+DEMO_VOCABULARY = SpmVocabulary(demo_vocab_path)
+
+
+@gin.configurable
+def get_vocabulary(path: str | None = None, demo: bool = False) -> SpmVocabulary:
+  """The model gins' vocabulary: an explicit path, else the demo or real default."""
+  if path:
+    return SpmVocabulary(path)
+  return DEMO_VOCABULARY if demo else REAL_VOCABULARY
+
+
+def _lines(texts: Iterable[str], max_chars: int) -> Iterator[str]:
+  used = 0
+  for text in texts:
+    for line in text.splitlines():
+      line = line.strip()
+      if line and len(line.encode("utf-8")) <= MAX_SENTENCE_BYTES:
+        yield line
+        used += len(line)
+    if used >= max_chars:
+      return
+
+
+def texts_from_task(name: str, split: str = "train") -> Iterator[str]:
+  """Raw strings (every string feature) of a registered task's or mixture's source."""
+  provider = seqio.get_mixture_or_task(name)
+  tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+  for task in tasks:
+    for ex in task.source.get_dataset(split=split, shuffle=False).as_numpy_iterator():
+      yield from (v.decode("utf-8") for v in ex.values() if isinstance(v, bytes))
+
+
+def texts_from_files(pattern: str, fields: Sequence[str] = ("text",)) -> Iterator[str]:
+  """Strings of JSON-lines files (given fields), or plain lines for other files."""
+  for path in json_source.list_files(pattern):
+    if ".json" in os.path.basename(path):  # .json, .jsonl, .jsonl.gz, .jsonl.zst
+      counts: collections.Counter = collections.Counter()
+      for record in json_source.read_json_lines(path, fields, counts):
+        yield from record.values()
+    else:
+      with tf.io.gfile.GFile(path) as f:
+        yield f.read()
+
+
+def train_sentencepiece(
+    texts: Iterable[str],
+    out_path: str,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    model_type: str = "bpe",
+    max_chars: int = 2_000_000_000,
+    byte_fallback: bool = False,
+) -> str:
+  """Trains a T5-id SentencePiece model on `texts` and writes it to `out_path` (local or gs://)."""
+  model = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=_lines(texts, max_chars),
+      model_writer=model,
+      vocab_size=vocab_size,
+      model_type=model_type,
+      pad_id=PAD_ID,
+      eos_id=EOS_ID,
+      unk_id=UNK_ID,
+      bos_id=-1,
+      byte_fallback=byte_fallback,
+      max_sentence_length=MAX_SENTENCE_BYTES,
+      num_threads=os.cpu_count() or 1,
+      # Sample when the corpus is large; deterministic via SentencePiece's fixed seed.
+      input_sentence_size=20_000_000,
+      shuffle_input_sentence=True,
+      minloglevel=2,
+  )
+  tf.io.gfile.makedirs(os.path.dirname(out_path) or ".")
+  tmp = out_path + ".tmp"
+  with tf.io.gfile.GFile(tmp, "wb") as f:
+    f.write(model.getvalue())
+  tf.io.gfile.rename(tmp, out_path, overwrite=True)
+  logging.info("Wrote %d-piece %s vocabulary to %s", vocab_size, model_type, out_path)
+  return out_path
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  f = flags.FLAGS
+  if bool(f.task) == bool(f.files):
+    raise ValueError("Give exactly one of --task or --files")
+  if f.task:
+    import redllm_jax_tasks  # pylint: disable=g-import-not-at-top,unused-import  # registers tasks
+    texts = texts_from_task(f.task, f.split)
+  else:
+    texts = texts_from_files(f.files, f.fields)
+  train_sentencepiece(texts, f.out, f.vocab_size, f.model_type, f.max_chars, f.byte_fallback)
+
+
+if __name__ == "__main__":
+  from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
+
+  flags.DEFINE_string("task", None, "Registered task or mixture whose text to train on.")
+  flags.DEFINE_string("split", "train", "Split of --task.")
+  flags.DEFINE_string("files", None, "Glob of JSON-lines or text files instead of --task.")
+  flags.DEFINE_list("fields", ["text"], "JSON fields to read with --files.")
+  flags.DEFINE_string("out", None, "Output .model path (local or gs://).", required=True)
+  flags.DEFINE_integer("vocab_size", DEFAULT_VOCAB_SIZE, "Number of pieces.")
+  flags.DEFINE_enum("model_type", "bpe", ["bpe", "unigram"], "SentencePiece algorithm.")
+  flags.DEFINE_integer("max_chars", 2_000_000_000, "Stop reading text after this many characters.")
+  flags.DEFINE_bool("byte_fallback", False, "Encode unknown characters as bytes instead of unk.")
+  app.run(main)

@@ -1,0 +1,49 @@
+"""RedPajama V1 pretraining: `redpajama_v1_{subset}` tasks and the `redpajama_v1` mixture.
+
+Reads {data_dir}/redpajama_v1/{subset}/{train,validation}/*.tfrecord, written
+by `python -m redllm_jax.data.prepare` from the published JSON-lines shards.
+"""
+import functools
+from typing import Mapping
+
+import gin
+import seqio
+
+from redllm_jax.data import paths
+from redllm_jax.data import task_builders
+from redllm_jax.data import vocabulary
+
+# LLaMA / RedPajama V1 sampling proportions (percent).
+LLAMA_RATES = {
+    "common_crawl": 67.0,
+    "c4": 15.0,
+    "github": 4.5,
+    "wikipedia": 4.5,
+    "book": 4.5,
+    "arxiv": 2.5,
+    "stackexchange": 2.0,
+}
+SUBSETS = tuple(sorted(LLAMA_RATES))
+
+
+@gin.configurable
+def redpajama_rates(rates: Mapping[str, float] | None = None) -> dict[str, float]:
+  """Mixture rates; gin `redpajama_rates.rates = {"c4": 20.0}` overrides single subsets."""
+  return {**LLAMA_RATES, **(rates or {})}
+
+
+def _rate(subset: str, task: seqio.Task) -> float:
+  del task  # seqio passes it; the rate is looked up at read time so gin applies
+  return redpajama_rates()[subset]
+
+
+for _subset in SUBSETS:
+  task_builders.register_text_task(
+      f"redpajama_v1_{_subset}",
+      task_builders.under(paths.data_dir, "redpajama_v1", _subset),
+      vocabulary.REAL_VOCABULARY,
+  )
+
+seqio.MixtureRegistry.add(
+    "redpajama_v1", [(f"redpajama_v1_{s}", functools.partial(_rate, s)) for s in SUBSETS]
+)

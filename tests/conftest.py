@@ -1,0 +1,61 @@
+"""Shared fixtures: small configs and random batches for network and model tests."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from redllm_jax.config import TransformerConfig
+from redllm_jax.models import DecoderOnlyModel, EncoderDecoderModel
+
+VOCAB = 101
+
+
+def small_config(**overrides) -> TransformerConfig:
+  """Smaller than the tiny gin config, so that exactness tests run in milliseconds."""
+  base = TransformerConfig(vocab_size=VOCAB, d_model=32, d_ff=64, num_heads=4, head_dim=8,
+                           num_layers=3, num_encoder_layers=2, num_decoder_layers=2)
+  return dataclasses.replace(base, **overrides)
+
+
+def make_model(arch: str, **overrides):
+  if arch == "redllm":
+    return EncoderDecoderModel(small_config(attention_output_norm=True, **overrides))
+  return DecoderOnlyModel(small_config(**overrides),
+                          inputs_bidirectional_attention=arch == "decllm_biattn")
+
+
+ARCHS = ("decllm", "decllm_biattn", "redllm")
+
+
+def random_tokens(seed: int, shape) -> np.ndarray:
+  """Token ids avoiding pad (0) and EOS (1)."""
+  return np.random.RandomState(seed).randint(2, VOCAB, size=shape).astype(np.int32)
+
+
+def lm_batch(arch: str, seed: int = 0, batch: int = 2, inputs: int = 6, targets: int = 5):
+  """An unpacked prefix-LM batch: DecLLM gets [BOS, inputs, targets] shifted, loss on targets."""
+  x = random_tokens(seed, (batch, inputs))
+  y = random_tokens(seed + 1, (batch, targets))
+  if arch == "redllm":
+    return {"encoder_input_tokens": x,
+            "decoder_input_tokens": np.pad(y[:, :-1], ((0, 0), (1, 0))),
+            "decoder_target_tokens": y,
+            "decoder_loss_weights": np.ones_like(y, np.float32)}
+  seq = np.concatenate([x, y], axis=1)
+  prefix = np.zeros_like(seq)
+  prefix[:, :inputs + 1] = 1
+  weights = np.concatenate([np.zeros_like(x), np.ones_like(y)], axis=1).astype(np.float32)
+  return {"decoder_input_tokens": np.pad(seq[:, :-1], ((0, 0), (1, 0))),
+          "decoder_target_tokens": seq, "decoder_loss_weights": weights,
+          "decoder_causal_attention": prefix}
+
+
+@pytest.fixture(params=ARCHS)
+def arch(request):
+  return request.param
+
+
+def init(model, seed: int = 0):
+  return model.init_params(jax.random.key(seed))
