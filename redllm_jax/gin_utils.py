@@ -4,16 +4,12 @@
 `gin/` folder first), and `--gin.MACRO=value` is shorthand for
 `--gin_bindings=MACRO=value`. A bad file or binding exits with one line and code 2.
 """
-import os
 import pathlib
 import sys
 from typing import Callable, Sequence
 
 from absl import app, flags, logging
 import gin
-
-# Entry points import this module first: keep TensorFlow's C++ start-up chatter quiet.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / "gin"
 
@@ -45,7 +41,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str],
     gin.parse_config_files_and_bindings(list(gin_files), list(bindings),
                                         finalize_config=False)
   except (ValueError, KeyError, IOError, NameError, TypeError, AttributeError) as e:
-    raise ConfigError(f"gin: {_first_line(e)}") from None
+    raise ConfigError(f"gin: {first_line(e)}") from None
   finally:
     logging.set_verbosity(verbosity)
 
@@ -58,7 +54,7 @@ def required_macro(name: str) -> object:
     raise ConfigError(f"missing required gin macro {name}: pass --gin.{name}=...") from None
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
   text = str(error).strip() or type(error).__name__
   return " ".join(line.strip() for line in text.splitlines() if line.strip())[:500]
 
@@ -92,4 +88,4 @@ def build_model(macro: str = "MODEL"):
   try:
     return _model_from_gin()
   except (ValueError, TypeError) as e:
-    raise ConfigError(f"building %{macro}: {_first_line(e)}") from None
+    raise ConfigError(f"building %{macro}: {first_line(e)}") from None

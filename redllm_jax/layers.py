@@ -15,13 +15,36 @@ from redllm_jax.config import TransformerConfig
 
 Array = jax.Array
 
-# Init of projections: fan-in scaled truncated normal (T5X's default).
-_KERNEL_INIT = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 
 
 def constrain(x: Array, names: tuple[str, ...]) -> Array:
   """Logical sharding constraint; a no-op outside a `logical_axis_rules` context."""
   return nn.with_logical_constraint(x, names)
+
+
+class Projection(nn.Module):
+  """x [..., *in] @ kernel [*in, *features], contracting the last `num_in` axes of x.
+
+  Flax's DenseGeneral initialises a flattened kernel and then applies the logical
+  sharding constraint to that 2-D value, which fails under a mesh; this keeps the
+  kernel in its named shape throughout. Init: fan-in truncated normal (T5X's).
+  """
+
+  features: tuple[int, ...]
+  names: tuple[str, ...]
+  num_in: int = 1
+  dtype: jnp.dtype = jnp.float32
+  param_dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    in_shape = x.shape[x.ndim - self.num_in:]
+    init = nn.initializers.variance_scaling(
+        1.0, "fan_in", "truncated_normal", in_axis=tuple(range(self.num_in)),
+        out_axis=tuple(range(self.num_in, self.num_in + len(self.features))))
+    kernel = self.param("kernel", nn.with_logical_partitioning(init, self.names),
+                        in_shape + tuple(self.features), self.param_dtype)
+    return jnp.tensordot(x.astype(self.dtype), kernel.astype(self.dtype), axes=self.num_in)
 
 
 class RMSNorm(nn.Module):
@@ -77,22 +100,31 @@ def attention_mask(q_segments: Array, k_segments: Array, q_index: Array, k_index
   return mask[:, None]
 
 
-def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, impl: str = "einsum") -> Array:
+def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, impl: str = "einsum",
+                          return_probs: bool = False):
   """Softmax(q k^T / sqrt(d)) v with q [b,q,h,d], k/v [b,k,h,d], mask [b,1,q,k].
 
   Rows with no visible key return zeros instead of NaN (or a uniform average):
   padding queries, and RedLLM decoder tokens of a packed example whose encoder
-  part is empty.
+  part is empty. With `return_probs`, returns (out, probs); probs is None for
+  the fused implementations.
   """
   has_key = jnp.any(mask, axis=-1)  # [b, 1, q]
+  probs = None
   if impl == "einsum":
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
-    logits = jnp.where(mask, logits * q.shape[-1] ** -0.5, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(logits, axis=-1)
+    probs = attention_probs(q, k, mask)
     out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
   else:
     out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
-  return out * jnp.transpose(has_key, (0, 2, 1))[..., None].astype(out.dtype)
+  out = out * jnp.transpose(has_key, (0, 2, 1))[..., None].astype(out.dtype)
+  return (out, probs) if return_probs else out
+
+
+def attention_probs(q: Array, k: Array, mask: Array) -> Array:
+  """Float32 attention weights [b, h, q, k] (rows without a visible key are uniform)."""
+  logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+  logits = jnp.where(mask, logits * q.shape[-1] ** -0.5, jnp.finfo(jnp.float32).min)
+  return jax.nn.softmax(logits, axis=-1)
 
 
 class Attention(nn.Module):
@@ -108,15 +140,13 @@ class Attention(nn.Module):
 
   def setup(self):
     cfg = self.config
-    dense = lambda feats, axis, names: nn.DenseGeneral(
-        features=feats, axis=axis, use_bias=False, dtype=cfg.activation_dtype,
-        param_dtype=cfg.weight_dtype,
-        kernel_init=nn.with_logical_partitioning(_KERNEL_INIT, names))
+    dense = lambda feats, num_in, names: Projection(
+        feats, names, num_in, cfg.activation_dtype, cfg.weight_dtype)
     heads = (cfg.num_heads, cfg.head_dim)
-    self.query = dense(heads, -1, ("embed", "heads", "kv"))
-    self.key = dense(heads, -1, ("embed", "heads", "kv"))
-    self.value = dense(heads, -1, ("embed", "heads", "kv"))
-    self.out = dense(cfg.d_model, (-2, -1), ("heads", "kv", "embed"))
+    self.query = dense(heads, 1, ("embed", "heads", "kv"))
+    self.key = dense(heads, 1, ("embed", "heads", "kv"))
+    self.value = dense(heads, 1, ("embed", "heads", "kv"))
+    self.out = dense((cfg.d_model,), 2, ("heads", "kv", "embed"))
     norm = lambda: RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, cfg.weight_dtype, "kv")
     if cfg.qkv_norm:
       self.query_norm, self.key_norm, self.value_norm = norm(), norm(), norm()
@@ -139,7 +169,14 @@ class Attention(nn.Module):
     return constrain(k, names), constrain(v, names)
 
   def __call__(self, q: Array, k: Array, v: Array, mask: Array) -> Array:
-    out = dot_product_attention(q, k, v, mask, self.config.attention_impl)
+    # Attention weights are sown only when the caller asks for them with
+    # `apply(..., mutable=["intermediates"])`; otherwise nothing is stored.
+    capture = self.is_mutable_collection("intermediates")
+    out, probs = dot_product_attention(q, k, v, mask, self.config.attention_impl,
+                                       return_probs=True)
+    if capture:
+      self.sow("intermediates", "attention_weights",
+               attention_probs(q, k, mask) if probs is None else probs)
     if self.output_norm:
       out = self.output_norm_layer(out)
     return constrain(self.out(out), ("batch", "length", "embed"))
@@ -154,9 +191,8 @@ class SwiGLU(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     cfg = self.config
-    dense = lambda feats, names, name: nn.DenseGeneral(
-        feats, use_bias=False, dtype=cfg.activation_dtype, param_dtype=cfg.weight_dtype,
-        kernel_init=nn.with_logical_partitioning(_KERNEL_INIT, names), name=name)
+    dense = lambda feats, names, name: Projection(
+        (feats,), names, 1, cfg.activation_dtype, cfg.weight_dtype, name=name)
     gate = dense(cfg.d_ff, ("embed", "mlp"), "wi_gate")(x)
     up = dense(cfg.d_ff, ("embed", "mlp"), "wi_up")(x)
     hidden = constrain(nn.silu(gate) * up, ("batch", "length", "mlp"))

@@ -98,16 +98,22 @@ class BaseModel(abc.ABC):
   def _network_inputs(self, batch: Batch) -> dict[str, Array]:
     """Keyword arguments of `network.__call__` for a batch."""
 
-  def init_params(self, rng: Array, input_length: int = 8, target_length: int = 8) -> Params:
-    """Unboxed float parameters (logical axis names dropped; see `param_axes`)."""
-    batch = self.dummy_batch(1, input_length, target_length)
+  def init_fn(self, rng: Array) -> Params:
+    """Unboxed parameters (logical axis names dropped; see `param_axes`). Jit it."""
+    return nn.meta.unbox(self._variables(rng, self.dummy_batch(1, 8, 8))["params"])
+
+  def init_params(self, rng: Array) -> Params:
     # Jitted: an eager init dispatches every op of the scanned layers one by one.
-    return jax.jit(lambda r: nn.meta.unbox(self._variables(r, batch)["params"]))(rng)
+    return jax.jit(self.init_fn)(rng)
 
   def abstract_variables(self) -> Any:
     """Boxed parameter shapes from `jax.eval_shape`: nothing is allocated."""
     batch = self.dummy_batch(1, 8, 8)
     return jax.eval_shape(lambda: self._variables(jax.random.key(0), batch))["params"]
+
+  def abstract_params(self) -> Any:
+    """Unboxed parameter shapes (`jax.ShapeDtypeStruct`s)."""
+    return nn.meta.unbox(self.abstract_variables())
 
   def param_axes(self) -> Any:
     """Logical axis names of every parameter, as PartitionSpecs of logical names."""

@@ -27,7 +27,7 @@ GIN_DIR = os.path.join(os.path.dirname(__file__), "..", "gin", "data")
 )
 def test_gin_snippets(name, lengths, converter, model_lengths) -> None:
   gin.clear_config()
-  gin.add_config_file_search_path(GIN_DIR)
+  gin.add_config_file_search_path(os.path.dirname(GIN_DIR))
   try:
     gin.parse_config_file(os.path.join(GIN_DIR, name + ".gin"))
     assert gin.query_parameter("%TASK_FEATURE_LENGTHS") == lengths

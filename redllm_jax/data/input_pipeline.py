@@ -106,3 +106,54 @@ def make_input_iterator(
           seed, shard_info, split, shuffle, num_epochs,
       )
   )
+
+
+class ShardedInput(Iterator[Batch]):
+  """This process's part of a global batch: its input shards' batches, concatenated.
+
+  The data is cut into `num_shards` shards whatever the process count, and global
+  batch row blocks follow shard order. So 1 process reading shards 0..n-1 sees the
+  same global batches as n processes reading one shard each, and a saved position
+  (one tf.data checkpoint per shard) restores under either layout.
+  """
+
+  def __init__(self, iterators: Mapping[int, InputIterator]):
+    self._iterators = dict(sorted(iterators.items()))
+
+  def __next__(self) -> Batch:
+    parts = [next(it) for it in self._iterators.values()]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+  def save(self, directory: str) -> None:
+    for shard, it in self._iterators.items():
+      it.save(f"{directory}/shard_{shard}")
+
+  def restore(self, directory: str) -> None:
+    for shard, it in self._iterators.items():
+      it.restore(f"{directory}/shard_{shard}")
+
+
+def make_sharded_input(
+    mixture_or_task_name: str,
+    task_feature_lengths: Mapping[str, int],
+    feature_converter: seqio.FeatureConverter,
+    global_batch_size: int,
+    seed: int,
+    num_shards: int,
+    split: str = "train",
+    shuffle: bool = True,
+    num_epochs: int | None = None,
+) -> ShardedInput:
+  """The shards of this process (a contiguous block of `num_shards / process_count`)."""
+  processes = jax.process_count()
+  if num_shards % processes or global_batch_size % num_shards:
+    raise ValueError(f"{num_shards} input shards must split evenly over {processes} processes "
+                     f"and divide the global batch {global_batch_size}")
+  per_process = num_shards // processes
+  first = jax.process_index() * per_process
+  return ShardedInput({
+      shard: make_input_iterator(
+          mixture_or_task_name, task_feature_lengths, feature_converter,
+          global_batch_size // num_shards, seed, seqio.ShardInfo(shard, num_shards),
+          split, shuffle, num_epochs)
+      for shard in range(first, first + per_process)})

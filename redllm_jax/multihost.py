@@ -1,0 +1,39 @@
+"""Multi-process start-up: `jax.distributed.initialize` from flags or the environment.
+
+On TPU pods and SLURM, `jax.distributed.initialize()` finds its peers itself
+(`--distributed=auto`). Elsewhere, pass the coordinator address, process count and
+process id (flags, or REDLLM_COORDINATOR / REDLLM_NUM_PROCESSES / REDLLM_PROCESS_ID,
+which `launch/local_multiprocess.py` sets). CPU processes talk over gloo.
+"""
+import os
+
+from absl import flags
+import jax
+
+_DISTRIBUTED = flags.DEFINE_enum("distributed", "off", ["off", "auto", "explicit"],
+                                 "How to start jax.distributed; 'explicit' reads the flags "
+                                 "below or their REDLLM_* environment variables.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", os.environ.get("REDLLM_COORDINATOR"),
+                                   "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes",
+                                      int(os.environ.get("REDLLM_NUM_PROCESSES", "1")),
+                                      "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", int(os.environ.get("REDLLM_PROCESS_ID", "0")),
+                                   "This process's index.")
+
+
+def initialize() -> None:
+  """Starts jax.distributed as the flags say; a no-op for single-process runs."""
+  mode = _DISTRIBUTED.value
+  if mode == "off" and _COORDINATOR.value:
+    mode = "explicit"
+  if mode == "off":
+    return
+  if jax.config.jax_platforms in (None, "", "cpu"):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  if mode == "auto":
+    jax.distributed.initialize()
+  else:
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)

@@ -1,0 +1,39 @@
+"""Adafactor and the paper's learning-rate schedules, from optax (gin-configurable).
+
+Pretraining: 2k linear warmup steps to 0.01, cosine decay to 0.1x of the peak.
+Finetuning: constant 0.001. "Gradient clip 1.0" is global-norm clipping;
+Adafactor's own per-update RMS clipping (T5X's choice) is `update_clipping`.
+"""
+from typing import Optional
+
+import gin
+import optax
+
+
+@gin.configurable
+def learning_rate_schedule(peak: float = 0.01, warmup_steps: int = 2000,
+                           decay_steps: int = gin.REQUIRED, kind: str = "cosine",
+                           final_fraction: float = 0.1) -> optax.Schedule:
+  """`cosine`: warmup then cosine to final_fraction * peak at decay_steps; `constant`."""
+  if kind == "constant":
+    return optax.constant_schedule(peak)
+  if kind != "cosine":
+    raise ValueError(f"learning_rate_schedule.kind={kind!r}: use 'cosine' or 'constant'")
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=peak, warmup_steps=warmup_steps,
+      decay_steps=max(decay_steps, warmup_steps + 1), end_value=peak * final_fraction)
+
+
+@gin.configurable
+def make_optimizer(learning_rate: optax.Schedule = gin.REQUIRED, decay_rate: float = 0.8,
+                   global_clip_norm: Optional[float] = 1.0,
+                   update_clipping: Optional[float] = None,
+                   multiply_by_parameter_scale: bool = True,
+                   factored: bool = True) -> optax.GradientTransformation:
+  """Global-norm clipping, then Adafactor with factored second moments (decay 0.8)."""
+  adafactor = optax.adafactor(
+      learning_rate, decay_rate=decay_rate, clipping_threshold=update_clipping,
+      multiply_by_parameter_scale=multiply_by_parameter_scale, factored=factored)
+  if global_clip_norm is None:
+    return adafactor
+  return optax.chain(optax.clip_by_global_norm(global_clip_norm), adafactor)

@@ -1,0 +1,185 @@
+r"""Pretraining and finetuning entry point, wired by gin (T5X's shape).
+
+  python -m redllm_jax.train \
+    --gin_file=experiments/demo_pretrain_redllm.gin --gin.MODEL_DIR=\"runs/red\"
+
+Run gins (`gin/runs/pretrain.gin`, `finetune.gin`) bind `train` to the required
+macros MODEL_DIR, MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS, TRAIN_STEPS and
+BATCH_SIZE (finetuning also INITIAL_CHECKPOINT_PATH). A run resumes from the
+newest checkpoint in MODEL_DIR. Configuration mistakes exit with one line and
+code 2; a run that cannot go on (a non-finite loss) with one line and code 1.
+"""
+import itertools
+import json
+import os
+import sys
+from typing import Any, Mapping, Optional, Sequence
+
+from absl import flags
+from clu import metric_writers
+import gin
+import jax
+import seqio
+
+from redllm_jax import checkpoints, gin_utils, multihost, optimizers
+from redllm_jax.data import input_pipeline
+from redllm_jax.gin_utils import ConfigError
+from redllm_jax.models import BaseModel
+from redllm_jax.partitioning import Partitioner
+from redllm_jax.trainer import LoopConfig, TrainingError, compile_steps, train_loop
+
+_ENCODER_DECODER_CONVERTERS = (seqio.EncDecFeatureConverter,)
+_DECODER_CONVERTERS = (seqio.DecoderFeatureConverter, seqio.PrefixLMFeatureConverter)
+
+
+class JsonlWriter(metric_writers.interface.MetricWriter):
+  """metrics.jsonl beside the TensorBoard events: one line per write, easy to diff."""
+
+  def __init__(self, path: str):
+    self._file = open(path, "a", encoding="utf-8")
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    self._file.write(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}})
+                     + "\n")
+    self._file.flush()
+
+  def write_summaries(self, step, values, metadata=None):
+    del step, values, metadata
+
+  def write_images(self, step, images):
+    del step, images
+
+  def write_videos(self, step, videos):
+    del step, videos
+
+  def write_audios(self, step, audios, *, sample_rate):
+    del step, audios, sample_rate
+
+  def write_texts(self, step, texts):
+    del step, texts
+
+  def write_histograms(self, step, arrays, num_buckets=None):
+    del step, arrays, num_buckets
+
+  def write_hparams(self, hparams):
+    del hparams
+
+  def flush(self) -> None:
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+
+def make_writer(model_dir: str) -> metric_writers.MetricWriter:
+  """TensorBoard events + metrics.jsonl under MODEL_DIR, from process 0 only."""
+  if jax.process_index() != 0:
+    return metric_writers.MultiWriter([])
+  os.makedirs(model_dir, exist_ok=True)
+  return metric_writers.AsyncWriter(metric_writers.MultiWriter([
+      metric_writers.SummaryWriter(model_dir),
+      JsonlWriter(os.path.join(model_dir, "metrics.jsonl"))]))
+
+
+def validate(model: BaseModel, converter: seqio.FeatureConverter,
+             task_feature_lengths: Mapping[str, int], batch_size: int,
+             partitioner: Partitioner, num_microbatches: int, num_input_shards: int) -> None:
+  """One-line errors for settings that cannot work together."""
+  wants = _ENCODER_DECODER_CONVERTERS if model.architecture == "redllm" else _DECODER_CONVERTERS
+  if not isinstance(converter, wants):
+    raise ConfigError(f"the {type(converter).__name__} feature converter does not fit a "
+                      f"{model.architecture} model")
+  try:
+    converter.get_model_feature_lengths(task_feature_lengths)
+  except (ValueError, KeyError) as e:
+    raise ConfigError(f"TASK_FEATURE_LENGTHS {dict(task_feature_lengths)}: {e}") from None
+  dp = partitioner.data_parallel_size
+  if batch_size % num_microbatches or (batch_size // num_microbatches) % dp:
+    raise ConfigError(f"BATCH_SIZE {batch_size} must split into {num_microbatches} "
+                      f"microbatches of a multiple of the data-parallel size {dp}")
+  if num_input_shards % jax.process_count() or batch_size % num_input_shards:
+    raise ConfigError(f"num_input_shards {num_input_shards} must be a multiple of the "
+                      f"{jax.process_count()} processes and divide BATCH_SIZE {batch_size}")
+
+
+@gin.configurable
+def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
+          mixture_or_task_name: str = gin.REQUIRED,
+          task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+          feature_converter: seqio.FeatureConverter = gin.REQUIRED,
+          train_steps: int = gin.REQUIRED, batch_size: int = gin.REQUIRED,
+          eval_tasks: Sequence[str] = (), eval_split: str = "validation", eval_steps: int = 20,
+          eval_every: int = 0, num_microbatches: int = 1, checkpoint_every: int = 1000,
+          keep_checkpoints: Optional[int] = 3, async_checkpoints: bool = True,
+          initial_checkpoint_path: Optional[str] = None, num_input_shards: Optional[int] = None,
+          log_every: int = 10, seed: int = 0) -> dict[str, float]:
+  """Trains to `train_steps` (resuming if MODEL_DIR has checkpoints); returns final eval metrics."""
+  partitioner = Partitioner()
+  num_input_shards = num_input_shards or jax.process_count()
+  validate(model, feature_converter, task_feature_lengths, batch_size, partitioner,
+           num_microbatches, num_input_shards)
+  schedule = optimizers.learning_rate_schedule(decay_steps=train_steps)
+  optimizer = optimizers.make_optimizer(learning_rate=schedule)
+  steps = compile_steps(model, optimizer, schedule, partitioner, num_microbatches)
+  meta = checkpoints.describe_model(model)
+
+  def data(name, split, shuffle, num_epochs=None):
+    return input_pipeline.make_sharded_input(
+        name, task_feature_lengths, feature_converter, batch_size, seed, num_input_shards,
+        split=split, shuffle=shuffle, num_epochs=num_epochs)
+
+  train_batches = data(mixture_or_task_name, "train", True)
+  eval_batches = {task: (lambda task=task: itertools.islice(data(task, eval_split, False),
+                                                            eval_steps))
+                  for task in eval_tasks}
+  checkpointer = checkpoints.Checkpointer(model_dir, checkpoint_every, keep_checkpoints,
+                                          async_checkpoints)
+  state = _initial_state(steps, checkpointer, meta, train_batches, model,
+                         initial_checkpoint_path, seed)
+  writer = make_writer(model_dir)
+  try:
+    _, results = train_loop(model, steps, state, train_batches, checkpointer, meta, writer,
+                            eval_batches, LoopConfig(train_steps, log_every, eval_every, seed))
+  finally:
+    checkpointer.close()
+    writer.close()
+  return results
+
+
+def _initial_state(steps, checkpointer, meta, train_batches, model, initial_checkpoint_path,
+                   seed):
+  """Resume from MODEL_DIR; else finetune from INITIAL_CHECKPOINT_PATH; else initialise."""
+  restored = checkpointer.restore_latest(steps.abstract_state.params,
+                                         steps.abstract_state.opt_state, meta, train_batches)
+  state = steps.init(jax.random.key(seed))
+  if restored is not None:
+    params, opt_state, step = restored
+    return state.replace(step=jax.numpy.int32(step), params=params, opt_state=opt_state)
+  if initial_checkpoint_path:
+    # Parameters only: a fresh optimizer and step (finetuning).
+    params = checkpoints.load_params(initial_checkpoint_path, model,
+                                     steps.state_shardings.params)
+    return state.replace(params=params)
+  return state
+
+
+def main() -> None:
+  multihost.initialize()
+  # Each run gin lists the macros it requires (finetune.gin adds INITIAL_CHECKPOINT_PATH).
+  for name in gin_utils.required_macro("REQUIRED_MACROS"):
+    gin_utils.required_macro(name)
+  try:
+    results = train()
+  except TrainingError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  except TypeError as e:
+    raise ConfigError(f"gin: {gin_utils.first_line(e)}") from None
+  if jax.process_index() == 0 and results:
+    print(json.dumps(results, indent=1, sort_keys=True))
+
+
+if __name__ == "__main__":
+  # Gin binds `redllm_jax.train.train`, not this `__main__` copy of it.
+  from redllm_jax import train as train_module
+  gin_utils.run(train_module.main)

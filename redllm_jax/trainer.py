@@ -1,0 +1,246 @@
+"""The trainer: the sharded train and eval steps, and the loop around them.
+
+One jitted train step accumulates gradients over microbatches (`lax.scan`), so a
+global batch of 2048 runs on fewer devices, normalises by the batch's target-token
+count, clips and applies Adafactor. The loop feeds host-local batches into global
+arrays, logs metrics, evaluates, checkpoints, and stops cleanly on SIGTERM or a
+non-finite loss.
+"""
+import dataclasses
+import math
+import signal
+import time
+from typing import Any, Callable, Iterator, Mapping, Optional
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+from jax.experimental import multihost_utils
+import numpy as np
+import optax
+import tqdm
+
+from redllm_jax import flops
+from redllm_jax.models import BaseModel, summarize_metrics
+from redllm_jax.partitioning import Partitioner, optimizer_state_specs
+
+Batch = Mapping[str, np.ndarray]
+
+
+class TrainingError(Exception):
+  """A run that cannot go on (e.g. a non-finite loss): printed as one line."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def _split_microbatches(batch: Mapping[str, jax.Array], count: int) -> dict[str, jax.Array]:
+  """[B, ...] -> [count, B / count, ...], microbatch j = examples j, j + count, ...
+
+  Strided rather than contiguous, so each microbatch spans every data shard.
+  """
+  return {k: jnp.swapaxes(v.reshape(v.shape[0] // count, count, *v.shape[1:]), 0, 1)
+          for k, v in batch.items()}
+
+
+def make_train_step(model: BaseModel, optimizer: optax.GradientTransformation,
+                    schedule: optax.Schedule, num_microbatches: int = 1) -> Callable:
+  """(state, batch, rng) -> (state, metrics). Dropout keys derive from (rng, step)."""
+  grad_fn = jax.value_and_grad(model.loss_fn, has_aux=True)
+
+  def grads_and_sums(params, batch, rng):
+    (_, sums), grads = grad_fn(params, batch, rng)
+    return grads, sums
+
+  def train_step(state: TrainState, batch, rng):
+    rng = jax.random.fold_in(rng, state.step)
+    if num_microbatches == 1:
+      grads, sums = grads_and_sums(state.params, batch, rng)
+    else:
+      def accumulate(total, xs):
+        micro, index = xs
+        step_total = grads_and_sums(state.params, micro, jax.random.fold_in(rng, index))
+        return jax.tree.map(jnp.add, total, step_total), None
+      zero = jax.eval_shape(grads_and_sums, state.params,
+                            jax.tree.map(lambda x: x[0], _split_microbatches(batch, num_microbatches)), rng)
+      zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
+      (grads, sums), _ = jax.lax.scan(
+          accumulate, zero, (_split_microbatches(batch, num_microbatches),
+                             jnp.arange(num_microbatches)))
+    # Per-token mean over the whole global batch, however it was split.
+    grads = jax.tree.map(lambda g: g / jnp.maximum(sums["num_tokens"], 1.0), grads)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = summarize_metrics(sums)
+    metrics.update(grad_norm=optax.global_norm(grads), learning_rate=schedule(state.step))
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+@dataclasses.dataclass
+class CompiledSteps:
+  """The sharded, jitted steps of one run and what they need to be fed."""
+
+  partitioner: Partitioner
+  state_shardings: TrainState
+  abstract_state: TrainState
+  init: Callable[[jax.Array], TrainState]
+  train: Callable[[TrainState, Any, jax.Array], tuple[TrainState, dict]]
+  eval: Callable[[Any, Any], dict]
+
+  def global_batch(self, local: Batch) -> dict[str, jax.Array]:
+    """Host-local numpy batch -> global array sharded over (data, fsdp)."""
+    sharding = self.partitioner.batch_sharding()
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+            for k, v in local.items()}
+
+
+def compile_steps(model: BaseModel, optimizer: optax.GradientTransformation,
+                  schedule: optax.Schedule, partitioner: Partitioner,
+                  num_microbatches: int = 1) -> CompiledSteps:
+  """Shardings from the logical axis names, and jitted init/train/eval steps."""
+  param_specs = model.param_axes()
+  abstract_params = model.abstract_params()
+  abstract_opt = jax.eval_shape(optimizer.init, abstract_params)
+  opt_specs = optimizer_state_specs(abstract_opt, param_specs, abstract_params)
+  specs = TrainState(step=jax.sharding.PartitionSpec(), params=param_specs, opt_state=opt_specs)
+  shardings = partitioner.shardings(specs)
+  abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=abstract_params,
+                        opt_state=abstract_opt)
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract, shardings)
+
+  def init(rng):
+    params = model.init_fn(rng)
+    return TrainState(step=jnp.int32(0), params=params, opt_state=optimizer.init(params))
+
+  def evaluate(params, batch):
+    return model.loss_fn(params, batch)[1]
+
+  train_step = make_train_step(model, optimizer, schedule, num_microbatches)
+  with partitioner.context():
+    jitted_init = jax.jit(init, out_shardings=shardings)
+    jitted_train = jax.jit(train_step, in_shardings=(shardings, None, None),
+                           out_shardings=(shardings, None), donate_argnums=0)
+    jitted_eval = jax.jit(evaluate, in_shardings=(shardings.params, None))
+  return CompiledSteps(partitioner, shardings, abstract, _in(partitioner, jitted_init),
+                       _in(partitioner, jitted_train), _in(partitioner, jitted_eval))
+
+
+def _in(partitioner: Partitioner, fn: Callable) -> Callable:
+  """Runs `fn` (and its first-call tracing) inside the mesh and rules context."""
+  def wrapped(*args):
+    with partitioner.context():
+      return fn(*args)
+  return wrapped
+
+
+def model_flops_per_batch(model: BaseModel, batch: Batch) -> float:
+  """Training FLOPs of one global batch, from the FLOPs accounting (no remat credit)."""
+  batch_size, targets = batch["decoder_target_tokens"].shape
+  inputs = batch["encoder_input_tokens"].shape[1] if "encoder_input_tokens" in batch else 0
+  return batch_size * flops.training_flops(model.config, model.architecture, inputs, targets)
+
+
+class PreemptionGuard:
+  """Turns SIGTERM into a flag that the loop checks between steps (all processes agree)."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def should_stop(self) -> bool:
+    if jax.process_count() == 1:
+      return self.requested
+    return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
+
+  def restore(self) -> None:
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def check_finite(step: int, metrics: Mapping[str, float]) -> None:
+  for name in ("loss", "grad_norm"):
+    if not math.isfinite(metrics[name]):
+      raise TrainingError(f"non-finite {name} ({metrics[name]}) at step {step}; stopping "
+                          "without saving this step (the last good checkpoint is kept)")
+
+
+def evaluate(steps: CompiledSteps, params: Any,
+             eval_batches: Mapping[str, Callable[[], Iterator[Batch]]]) -> dict[str, float]:
+  """Per-token metrics of each eval task, as {"<task>/<metric>": value}."""
+  results = {}
+  for task, make_iterator in eval_batches.items():
+    total = None
+    for local in make_iterator():
+      sums = steps.eval(params, steps.global_batch(local))
+      total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+    if total is not None:
+      for name, value in summarize_metrics(total).items():
+        results[f"{task}/{name}"] = float(value)
+  return results
+
+
+@dataclasses.dataclass
+class LoopConfig:
+  train_steps: int
+  log_every: int = 10
+  eval_every: int = 0  # 0: only at the end.
+  seed: int = 0
+
+
+def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
+               train_batches: Iterator[Batch], checkpointer, meta: dict, writer,
+               eval_batches: Mapping[str, Callable[[], Iterator[Batch]]],
+               cfg: LoopConfig) -> tuple[TrainState, dict[str, float]]:
+  """Runs from `state.step` to `cfg.train_steps`; returns the state and final eval metrics."""
+  start_step = int(state.step)
+  rng = jax.random.key(cfg.seed)
+  guard = PreemptionGuard()
+  is_chief = jax.process_index() == 0
+  bar = tqdm.tqdm(total=cfg.train_steps, initial=start_step, disable=not is_chief,
+                  dynamic_ncols=True, desc="train")
+  try:
+    for step in range(start_step + 1, cfg.train_steps + 1):
+      local = next(train_batches)
+      tic = time.perf_counter()
+      state, metrics = steps.train(state, steps.global_batch(local), rng)
+      metrics = {k: float(v) for k, v in metrics.items()}  # Waits for the step.
+      seconds = time.perf_counter() - tic
+      check_finite(step, metrics)
+      tokens = sum(v.size for k, v in local.items() if k.endswith("_tokens")
+                   and k != "decoder_input_tokens") * jax.process_count()
+      metrics.update(step_time=seconds, tokens_per_second=tokens / seconds,
+                     model_flops_per_second=model_flops_per_batch(model, local)
+                     * jax.process_count() / seconds)
+      bar.update(1)
+      bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_second']:.0f}")
+      if step % cfg.log_every == 0 or step == cfg.train_steps:
+        writer.write_scalars(step, metrics)
+      if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.train_steps:
+        writer.write_scalars(step, evaluate(steps, state.params, eval_batches))
+      preempted = guard.should_stop()
+      checkpointer.save(step, state.params, state.opt_state, meta, train_batches,
+                        force=preempted or step == cfg.train_steps)
+      if preempted:
+        logging.warning("SIGTERM: saved a checkpoint at step %d; exiting", step)
+        bar.write(f"preempted: checkpoint saved at step {step}")
+        return state, {}
+    results = evaluate(steps, state.params, eval_batches)
+    if results:
+      writer.write_scalars(cfg.train_steps, results)
+    return state, results
+  finally:
+    bar.close()
+    guard.restore()
+    checkpointer.wait()
+    writer.flush()
