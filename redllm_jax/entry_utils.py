@@ -36,6 +36,12 @@ def macro_value(name: str, default: Any = _MISSING) -> Any:
     raise gin_utils.ConfigError(f"evaluating %{name}: {gin_utils.first_line(e)}") from None
 
 
+def check_required_macros() -> None:
+  """One-line ConfigError for the first unset macro of the run gin's REQUIRED_MACROS."""
+  for name in macro_value("REQUIRED_MACROS", []):
+    gin_utils.required_macro(name)
+
+
 def load_params(checkpoint_path: str, model) -> Any:
   """Parameters of `model` from a trainer checkpoint (one-line ConfigError on failure)."""
   from redllm_jax import checkpoints  # pylint: disable=g-import-not-at-top  # trainer's module
@@ -44,6 +50,7 @@ def load_params(checkpoint_path: str, model) -> Any:
 
 def model_and_params(checkpoint_macro: str = "CHECKPOINT_PATH"):
   """(model from %MODEL, params restored from %CHECKPOINT_PATH)."""
+  check_required_macros()
   model = gin_utils.build_model()
   return model, load_params(str(macro_value(checkpoint_macro)), model)
 

@@ -21,6 +21,12 @@ flags.DEFINE_list("gin_search_paths", [], "Extra folders searched for gin files.
 class ConfigError(Exception):
   """A user-facing configuration error: printed as one line, exit code 2."""
 
+  def __init__(self, message: str):
+    super().__init__(message)
+    # Gin appends "In call to configurable ..." lines to exceptions raised inside
+    # configurables; the one line we print is kept here.
+    self.message = message
+
 
 def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
   """Turns `--gin.NAME=value` into `--gin_bindings=NAME=value`."""
@@ -70,7 +76,7 @@ def run(main: Callable[[], None]) -> None:
       parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings, flags.FLAGS.gin_search_paths)
       main()
     except ConfigError as e:
-      print(f"error: {e}", file=sys.stderr)
+      print(f"error: {e.message}", file=sys.stderr)
       sys.exit(2)
 
   app.run(_main, argv=rewrite_gin_args(sys.argv))

@@ -163,18 +163,24 @@ def _initial_state(steps, checkpointer, meta, train_batches, model, initial_chec
   return state
 
 
-def main() -> None:
-  multihost.initialize()
+def train_from_gin() -> dict[str, float]:
+  """Checks the run gin's required macros, then trains; TrainingError exits with code 1."""
   # Each run gin lists the macros it requires (finetune.gin adds INITIAL_CHECKPOINT_PATH).
   for name in gin_utils.required_macro("REQUIRED_MACROS"):
     gin_utils.required_macro(name)
   try:
-    results = train()
+    return train()
+  except TypeError as e:
+    raise ConfigError(f"gin: {gin_utils.first_line(e)}") from None
+
+
+def main() -> None:
+  multihost.initialize()
+  try:
+    results = train_from_gin()
   except TrainingError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
-  except TypeError as e:
-    raise ConfigError(f"gin: {gin_utils.first_line(e)}") from None
   if jax.process_index() == 0 and results:
     print(json.dumps(results, indent=1, sort_keys=True))
 

@@ -48,6 +48,19 @@ def _split_microbatches(batch: Mapping[str, jax.Array], count: int) -> dict[str,
           for k, v in batch.items()}
 
 
+def second_half(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+  """Loss on the last half of each row only: the positions a RedLLM split predicts.
+
+  RedLLM's eval loss covers the target half of each chunk, with the input half as
+  context; a DecLLM's full-row loss also averages in the poorly-conditioned early
+  positions. `second_half_*` metrics compare the two on the same tokens.
+  """
+  targets = batch["decoder_target_tokens"]
+  weights = batch.get("decoder_loss_weights", (targets > 0).astype(jnp.float32))
+  late = jnp.arange(targets.shape[1]) >= targets.shape[1] // 2
+  return dict(batch, decoder_loss_weights=weights * late)
+
+
 def make_train_step(model: BaseModel, optimizer: optax.GradientTransformation,
                     schedule: optax.Schedule, num_microbatches: int = 1) -> Callable:
   """(state, batch, rng) -> (state, metrics). Dropout keys derive from (rng, step)."""
@@ -121,7 +134,10 @@ def compile_steps(model: BaseModel, optimizer: optax.GradientTransformation,
     return TrainState(step=jnp.int32(0), params=params, opt_state=optimizer.init(params))
 
   def evaluate(params, batch):
-    return model.loss_fn(params, batch)[1]
+    sums = {"": model.loss_fn(params, batch)[1]}
+    if model.architecture == "decllm":
+      sums["second_half_"] = model.loss_fn(params, second_half(batch))[1]
+    return sums
 
   train_step = make_train_step(model, optimizer, schedule, num_microbatches)
   with partitioner.context():
@@ -184,9 +200,9 @@ def evaluate(steps: CompiledSteps, params: Any,
     for local in make_iterator():
       sums = steps.eval(params, steps.global_batch(local))
       total = sums if total is None else jax.tree.map(jnp.add, total, sums)
-    if total is not None:
-      for name, value in summarize_metrics(total).items():
-        results[f"{task}/{name}"] = float(value)
+    for prefix, sums in (total or {}).items():
+      for name, value in summarize_metrics(sums).items():
+        results[f"{task}/{prefix}{name}"] = float(value)
   return results
 
 

@@ -59,3 +59,27 @@ def arch(request):
 
 def init(model, seed: int = 0):
   return model.init_params(jax.random.key(seed))
+
+
+# The real demo corpus, built once per session into a temporary folder; its
+# location reaches subprocesses through $REDLLM_DEMO_DIR.
+from redllm_jax.data.testing import demo_root  # noqa: E402,F401  pylint: disable=unused-import
+
+SMALL_TRAIN_BINDINGS = (
+    "TASK_FEATURE_LENGTHS = {'targets': 64}",
+    "BATCH_SIZE = 8",
+    "EVAL_TASKS = ['demo_redpajama']",
+    "train.train.eval_steps = 2",
+    "train.train.eval_every = 0",
+    "train.train.log_every = 1",
+    "optimizers.learning_rate_schedule.warmup_steps = 5",
+)
+
+
+def train_bindings(arch: str, model_dir: str, steps: int, *extra: str) -> list[str]:
+  """Gin bindings of a small demo pretraining run (both architectures read 64-token chunks)."""
+  return [f"MODEL_DIR = '{model_dir}'", f"TRAIN_STEPS = {steps}", *SMALL_TRAIN_BINDINGS, *extra]
+
+
+def experiment(arch: str) -> str:
+  return f"experiments/demo_pretrain_{arch}.gin"
