@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test
+.PHONY: demo test test-slow
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -15,5 +15,10 @@ $(VENV)/.installed: setup.py
 demo: $(VENV)/.installed
 	$(PY) -m redllm_jax.demo
 
+# The default suite (well under 15 minutes on 2 cores); `test-slow` adds the
+# multi-process, mesh and kill/resume tests (about 15 more minutes). CI runs both.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 -m "not slow" tests
+
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -q -n 2 -m slow tests
