@@ -169,7 +169,6 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  import gin  # pylint: disable=g-import-not-at-top
   from redllm_jax import extrapolation, gin_utils  # pylint: disable=g-import-not-at-top
   F = flags.FLAGS  # pylint: disable=invalid-name
   logging.set_verbosity(logging.WARNING)
@@ -183,15 +182,8 @@ def main(argv: Sequence[str]) -> None:
     windows = extrapolation.token_windows(texts, vocab.encode, F.length, F.num_sequences)
     results = {}
     for spec in F.checkpoint:
-      try:
-        name, rest = spec.split("=", 1)
-        gin_files, path = rest.rsplit("@", 1)
-      except ValueError:
-        raise gin_utils.ConfigError(f"--checkpoint={spec}: expected NAME=GIN_FILE[,...]@PATH") from None
-      gin.clear_config()
-      gin_utils.parse_gin(gin_files.split(","), [])
-      model = gin_utils.build_model()
-      results[name] = analyze(model, entry_utils.load_params(path, model), windows, offsets)
+      name, model, params = entry_utils.load_checkpoint_spec(spec)
+      results[name] = analyze(model, params, windows, offsets)
     files = write_outputs(results, F.output_dir)
   except (gin_utils.ConfigError, ValueError) as e:
     print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)

@@ -1,9 +1,7 @@
 """Shared plumbing of the evaluation entry points (eval, infer, export, harness, ...).
 
-Gin macros are read with one-line `ConfigError`s, in the style of `gin_utils`:
-`macro_value("OUTPUT_DIR")` evaluates a macro (references such as
-`@get_vocabulary()` included), and `model_and_params()` builds `%MODEL` and restores
-`%CHECKPOINT_PATH` through `redllm_jax.checkpoints.load_params`.
+`model_and_params()` builds `%MODEL` and restores `%CHECKPOINT_PATH` through
+`redllm_jax.checkpoints.load_params`; gin macros are read with `gin_utils.macro_value`.
 """
 import dataclasses
 from typing import Any, Sequence
@@ -11,48 +9,36 @@ from typing import Any, Sequence
 import gin
 import numpy as np
 
-from redllm_jax import gin_utils
-
-_MISSING = object()
-
-
-@gin.configurable
-def _macro_value(value=gin.REQUIRED):
-  return value
-
-
-def macro_value(name: str, default: Any = _MISSING) -> Any:
-  """The evaluated value of gin macro `name`; `default` (if given) when it is unset."""
-  try:
-    gin.query_parameter(f"%{name}")
-  except ValueError:
-    if default is not _MISSING:
-      return default
-    raise gin_utils.ConfigError(f"missing required gin macro {name}: pass --gin.{name}=...") from None
-  gin.parse_config(f"_macro_value.value = %{name}")
-  try:
-    return _macro_value()
-  except (ValueError, TypeError, KeyError) as e:
-    raise gin_utils.ConfigError(f"evaluating %{name}: {gin_utils.first_line(e)}") from None
-
-
-def check_required_macros() -> None:
-  """One-line ConfigError for the first unset macro of the run gin's REQUIRED_MACROS."""
-  for name in macro_value("REQUIRED_MACROS", []):
-    gin_utils.required_macro(name)
-
+from redllm_jax import checkpoints, gin_utils
 
 def load_params(checkpoint_path: str, model) -> Any:
   """Parameters of `model` from a trainer checkpoint (one-line ConfigError on failure)."""
-  from redllm_jax import checkpoints  # pylint: disable=g-import-not-at-top  # trainer's module
   return checkpoints.load_params(checkpoint_path, model)
+
+
+def load_checkpoint_spec(spec: str) -> tuple[str, Any, Any]:
+  """`NAME=GIN_FILE[,GIN_FILE...]@CHECKPOINT_PATH` -> (name, model, params).
+
+  The side-by-side commands (harness, extrapolation, attention analysis) take one
+  such flag per checkpoint.
+  """
+  try:
+    name, rest = spec.split("=", 1)
+    gin_files, path = rest.rsplit("@", 1)
+  except ValueError:
+    raise gin_utils.ConfigError(
+        f"--checkpoint={spec}: expected NAME=GIN_FILE[,...]@PATH") from None
+  gin.clear_config()
+  gin_utils.parse_gin(gin_files.split(","), [])
+  model = gin_utils.build_model()
+  return name, model, load_params(path, model)
 
 
 def model_and_params(checkpoint_macro: str = "CHECKPOINT_PATH"):
   """(model from %MODEL, params restored from %CHECKPOINT_PATH)."""
-  check_required_macros()
+  gin_utils.check_required_macros()
   model = gin_utils.build_model()
-  return model, load_params(str(macro_value(checkpoint_macro)), model)
+  return model, load_params(str(gin_utils.macro_value(checkpoint_macro)), model)
 
 
 def model_name(model) -> str:

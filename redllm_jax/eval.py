@@ -21,15 +21,15 @@ def _step(checkpoint_path: str) -> int:
 
 def main() -> None:
   model, params = entry_utils.model_and_params()
-  tasks = list(entry_utils.macro_value("EVAL_TASKS", []) or [])
-  tasks = tasks or [entry_utils.macro_value("MIXTURE_OR_TASK_NAME")]
-  converter = entry_utils.macro_value("FEATURE_CONVERTER")
-  lengths = entry_utils.macro_value("TASK_FEATURE_LENGTHS")
-  output_dir = str(entry_utils.macro_value("OUTPUT_DIR"))
+  tasks = list(gin_utils.macro_value("EVAL_TASKS", []) or [])
+  tasks = tasks or [gin_utils.macro_value("MIXTURE_OR_TASK_NAME")]
+  converter = gin_utils.macro_value("FEATURE_CONVERTER")
+  lengths = gin_utils.macro_value("TASK_FEATURE_LENGTHS")
+  output_dir = str(gin_utils.macro_value("OUTPUT_DIR"))
   try:
     settings = evaluate.EvalSettings()
     results = evaluate.evaluate(model, params, tasks, lengths, converter, settings, output_dir,
-                                _step(str(entry_utils.macro_value("CHECKPOINT_PATH"))))
+                                _step(str(gin_utils.macro_value("CHECKPOINT_PATH"))))
   except (ValueError, KeyError) as e:  # unknown task, bad split, ...
     raise gin_utils.ConfigError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
   print(f"{entry_utils.model_name(model)} on {settings.split}:")

@@ -78,8 +78,8 @@ def export(model, params: Any, out_dir: str, vocab_path: str | None = None) -> d
 
 def main() -> None:
   model, params = entry_utils.model_and_params()
-  out_dir = str(entry_utils.macro_value("EXPORT_DIR"))
-  vocab = entry_utils.macro_value("VOCABULARY", None)
+  out_dir = str(gin_utils.macro_value("EXPORT_DIR"))
+  vocab = gin_utils.macro_value("VOCABULARY", None)
   vocab_path = getattr(vocab, "sentencepiece_model_file", None) if vocab is not None else None
   meta = export(model, params, out_dir, vocab_path)
   print(f"exported {meta['architecture']} ({meta['num_params']:,} params) to {out_dir}"

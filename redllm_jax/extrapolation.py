@@ -195,7 +195,6 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  import gin  # pylint: disable=g-import-not-at-top
   from redllm_jax import gin_utils  # pylint: disable=g-import-not-at-top
   F = flags.FLAGS  # pylint: disable=invalid-name
   logging.set_verbosity(logging.WARNING)
@@ -207,15 +206,8 @@ def main(argv: Sequence[str]) -> None:
     windows = token_windows(texts, vocab.encode, F.training_length * max(factors), F.num_sequences)
     models = {}
     for spec in F.checkpoint:
-      try:
-        name, rest = spec.split("=", 1)
-        gin_files, path = rest.rsplit("@", 1)
-      except ValueError:
-        raise gin_utils.ConfigError(f"--checkpoint={spec}: expected NAME=GIN_FILE[,...]@PATH") from None
-      gin.clear_config()
-      gin_utils.parse_gin(gin_files.split(","), [])
-      model = gin_utils.build_model()
-      models[name] = (model, entry_utils.load_params(path, model))
+      name, model, params = entry_utils.load_checkpoint_spec(spec)
+      models[name] = (model, params)
     out = run(models, windows, F.training_length, factors, F.output_dir, batch_size=F.batch_size)
   except (gin_utils.ConfigError, ValueError) as e:
     print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)

@@ -6,7 +6,7 @@
 """
 import pathlib
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import app, flags, logging
 import gin
@@ -52,14 +52,6 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str],
     logging.set_verbosity(verbosity)
 
 
-def required_macro(name: str) -> object:
-  """The value of a gin macro that a run gin requires, or a one-line error."""
-  try:
-    return gin.query_parameter(f"%{name}")
-  except ValueError:
-    raise ConfigError(f"missing required gin macro {name}: pass --gin.{name}=...") from None
-
-
 def first_line(error: BaseException) -> str:
   text = str(error).strip() or type(error).__name__
   return " ".join(line.strip() for line in text.splitlines() if line.strip())[:500]
@@ -82,16 +74,36 @@ def run(main: Callable[[], None]) -> None:
   app.run(_main, argv=rewrite_gin_args(sys.argv))
 
 
+_MISSING = object()
+
+
 @gin.configurable
-def _model_from_gin(model=gin.REQUIRED):
-  return model
+def _macro_value(value=gin.REQUIRED):
+  return value
+
+
+def macro_value(name: str, default: Any = _MISSING) -> Any:
+  """The evaluated value of gin macro `name` (references such as `@get_vocabulary()`
+  are called); `default` when it is unset, else a one-line ConfigError."""
+  try:
+    gin.query_parameter(f"%{name}")
+  except ValueError:
+    if default is not _MISSING:
+      return default
+    raise ConfigError(f"missing required gin macro {name}: pass --gin.{name}=...") from None
+  gin.parse_config(f"_macro_value.value = %{name}")
+  try:
+    return _macro_value()
+  except (ValueError, TypeError, KeyError) as e:
+    raise ConfigError(f"evaluating %{name}: {first_line(e)}") from None
+
+
+def check_required_macros() -> None:
+  """One-line ConfigError for the first unset macro of the run gin's REQUIRED_MACROS."""
+  for name in macro_value("REQUIRED_MACROS", []):
+    macro_value(name)
 
 
 def build_model(macro: str = "MODEL"):
-  """The model a model gin binds to `%MODEL`, with construction errors as ConfigError."""
-  required_macro(macro)
-  gin.parse_config(f"_model_from_gin.model = %{macro}")
-  try:
-    return _model_from_gin()
-  except (ValueError, TypeError) as e:
-    raise ConfigError(f"building %{macro}: {first_line(e)}") from None
+  """The model a model gin binds to `%MODEL`."""
+  return macro_value(macro)

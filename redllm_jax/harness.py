@@ -388,18 +388,8 @@ def define_flags() -> None:
 
 
 def _load_runner(spec: str) -> tuple[str, Runner]:
-  import gin  # pylint: disable=g-import-not-at-top
-  from redllm_jax import gin_utils  # pylint: disable=g-import-not-at-top
-
-  try:
-    name, rest = spec.split("=", 1)
-    gin_files, path = rest.rsplit("@", 1)
-  except ValueError:
-    raise gin_utils.ConfigError(f"--checkpoint={spec}: expected NAME=GIN_FILE[,...]@PATH") from None
-  gin.clear_config()
-  gin_utils.parse_gin(gin_files.split(","), [])
-  model = gin_utils.build_model()
-  return name, make_runner(model, entry_utils.load_params(path, model))
+  name, model, params = entry_utils.load_checkpoint_spec(spec)
+  return name, make_runner(model, params)
 
 
 def _vocabulary(path: Optional[str]):

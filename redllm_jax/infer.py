@@ -182,19 +182,19 @@ def write_outputs(records: Sequence[dict], prompts: Sequence[Sequence[int]],
 
 
 def main() -> None:
-  entry_utils.check_required_macros()
+  gin_utils.check_required_macros()
   try:
     settings, cfg = InferSettings(), DecodingConfig()
   except ValueError as e:
     raise gin_utils.ConfigError(str(e)) from None
   # Prompts are read and checked before the checkpoint is loaded: bad input fails fast.
-  records = read_prompts(str(entry_utils.macro_value("INFER_INPUT")))
-  vocab = entry_utils.macro_value("VOCABULARY")
+  records = read_prompts(str(gin_utils.macro_value("INFER_INPUT")))
+  vocab = gin_utils.macro_value("VOCABULARY")
   prompts, truncated = encode_prompts([r["inputs"] for r in records], vocab.encode, settings)
   model, params = entry_utils.model_and_params()
   outputs, timing = generate(model, params, prompts, cfg, settings)
   write_outputs(records, prompts, outputs, truncated, vocab.decode,
-                str(entry_utils.macro_value("INFER_OUTPUT")))
+                str(gin_utils.macro_value("INFER_OUTPUT")))
   report = timing.report()
   mode = "greedy" if cfg.temperature == 0 else f"sampling T={cfg.temperature}"
   print(f"{entry_utils.model_name(model)}: {len(records)} prompts, {mode}, "

@@ -166,8 +166,7 @@ def _initial_state(steps, checkpointer, meta, train_batches, model, initial_chec
 def train_from_gin() -> dict[str, float]:
   """Checks the run gin's required macros, then trains; TrainingError exits with code 1."""
   # Each run gin lists the macros it requires (finetune.gin adds INITIAL_CHECKPOINT_PATH).
-  for name in gin_utils.required_macro("REQUIRED_MACROS"):
-    gin_utils.required_macro(name)
+  gin_utils.check_required_macros()
   try:
     return train()
   except TypeError as e:

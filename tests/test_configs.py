@@ -102,22 +102,21 @@ def test_model_info_command_and_its_one_line_errors():
 @pytest.mark.parametrize("path", sorted((GIN_MODELS.parent / "experiments").glob("*.gin")),
                          ids=lambda p: p.stem)
 def test_experiment_gins_are_consistent(path):
-  from redllm_jax import entry_utils, train  # pylint: disable=import-outside-toplevel
+  from redllm_jax import train  # pylint: disable=import-outside-toplevel
   from redllm_jax.partitioning import Partitioner  # pylint: disable=import-outside-toplevel
   gin.clear_config()
   gin_utils.parse_gin([f"experiments/{path.name}"],
                       ["MODEL_DIR = '/tmp/x'", "INITIAL_CHECKPOINT_PATH = '/tmp/y'"])
-  for name in gin_utils.required_macro("REQUIRED_MACROS"):
-    gin_utils.required_macro(name)
+  gin_utils.check_required_macros()
   model = gin_utils.build_model()
-  train.validate(model, entry_utils.macro_value("FEATURE_CONVERTER"),
-                 entry_utils.macro_value("TASK_FEATURE_LENGTHS"),
-                 entry_utils.macro_value("BATCH_SIZE"), Partitioner(), 1, 1)
+  train.validate(model, gin_utils.macro_value("FEATURE_CONVERTER"),
+                 gin_utils.macro_value("TASK_FEATURE_LENGTHS"),
+                 gin_utils.macro_value("BATCH_SIZE"), Partitioner(), 1, 1)
   finetune = path.stem.startswith(("finetune", "demo_finetune"))
   assert (model.z_loss == 0.0) == finetune
   assert (model.config.dropout_rate == 0.05) == finetune
   if path.stem.startswith("pretrain"):
-    assert entry_utils.macro_value("TRAIN_STEPS") == 400_000
-    assert entry_utils.macro_value("BATCH_SIZE") == 2048
+    assert gin_utils.macro_value("TRAIN_STEPS") == 400_000
+    assert gin_utils.macro_value("BATCH_SIZE") == 2048
   if "biattn" in path.stem:
     assert model.inputs_bidirectional_attention

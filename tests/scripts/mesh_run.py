@@ -10,7 +10,7 @@ import gin
 import jax
 import numpy as np
 
-from redllm_jax import entry_utils, gin_utils, optimizers
+from redllm_jax import gin_utils, optimizers
 from redllm_jax.data import input_pipeline
 from redllm_jax.partitioning import Partitioner
 from redllm_jax.trainer import compile_steps
@@ -29,7 +29,7 @@ def run(arch: str, mesh: str, steps: int):
   compiled = compile_steps(model, optimizer, schedule, partitioner, num_microbatches=2)
   state = compiled.init(jax.random.key(0))
   batches = input_pipeline.make_sharded_input(
-      "demo_redpajama", {"targets": 64}, entry_utils.macro_value("FEATURE_CONVERTER"),
+      "demo_redpajama", {"targets": 64}, gin_utils.macro_value("FEATURE_CONVERTER"),
       16, 0, 1)
   losses = []
   for _ in range(steps):
