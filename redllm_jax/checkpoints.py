@@ -35,7 +35,7 @@ class Checkpointer:
 
   def __init__(self, model_dir: str, save_every: int, keep: Optional[int] = 3,
                async_save: bool = True):
-    self.model_dir = epath.Path(model_dir)
+    self.model_dir = _absolute(model_dir)
     self.manager = ocp.CheckpointManager(
         self.model_dir / "checkpoints", item_names=ITEMS,
         options=ocp.CheckpointManagerOptions(
@@ -106,9 +106,14 @@ def _check_meta(found: dict[str, Any], expected: dict[str, Any], where: str) -> 
     logging.warning("%s was saved with a different network config (%s)", where, ", ".join(diff))
 
 
+def _absolute(path: str) -> epath.Path:
+  """Orbax wants absolute paths; gs:// and other URLs already are."""
+  return epath.Path(path if "://" in str(path) else os.path.abspath(path))
+
+
 def _locate(path: str) -> tuple[epath.Path, Optional[int]]:
   """MODEL_DIR, MODEL_DIR/checkpoints or MODEL_DIR/checkpoints/<step> -> (root, step)."""
-  path = epath.Path(path)
+  path = _absolute(path)
   if not path.exists():
     raise ConfigError(f"checkpoint path does not exist: {path}")
   if (path / "checkpoints").is_dir():

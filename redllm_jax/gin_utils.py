@@ -37,8 +37,13 @@ def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str],
               search_paths: Sequence[str] = ()) -> None:
   """Parses gin files and bindings; any gin error becomes a one-line ConfigError."""
-  for path in [*search_paths, str(GIN_DIR)]:
-    gin.add_config_file_search_path(path)
+  # Our folders go before gin's default '' (the working directory): for '' gin
+  # also tries a reader that imports `runs/x.gin` as the Python package `runs`, and
+  # crashes on a namespace package, e.g. the `runs/` folder that the demo writes.
+  prefixes = gin.config._LOCATION_PREFIXES  # pylint: disable=protected-access
+  for path in reversed([*search_paths, str(GIN_DIR)]):
+    if path not in prefixes:
+      prefixes.insert(0, path)
   # Gin logs an error for every search-path miss on the way to a hit; real
   # failures are raised, so mute its logging while parsing.
   verbosity = logging.get_verbosity()

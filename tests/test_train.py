@@ -245,3 +245,10 @@ def test_two_gloo_processes_train_checkpoint_resume_and_match_one_process(demo_r
                              [b[s]["loss"] for s in range(1, 9)], rtol=1e-5)
   assert sorted(p.name for p in (pathlib.Path(multi) / "input_positions" / "8").iterdir()
                 if p.name.endswith(".json")) == ["shard_0.json", "shard_1.json"]
+
+
+def test_a_relative_model_dir_trains_and_resumes(demo_root, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  _train("decllm", "relative/run", 2, "train.train.checkpoint_every = 1")
+  assert (tmp_path / "relative" / "run" / "checkpoints" / "2").is_dir()
+  assert "demo_redpajama/loss" in _train("decllm", "relative/run", 3)
