@@ -11,7 +11,10 @@ import gin
 import jax.numpy as jnp
 
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
-ATTENTION_IMPLEMENTATIONS = ("einsum", "xla", "cudnn")
+# 'einsum': explicit softmax (any backend; the only one that returns attention
+# weights). 'xla' / 'cudnn': `jax.nn.dot_product_attention` (cudnn needs a GPU).
+# 'pallas_flash': the Pallas TPU flash-attention kernel (TPU only; imported lazily).
+ATTENTION_IMPLEMENTATIONS = ("einsum", "xla", "cudnn", "pallas_flash")
 
 
 @gin.configurable

@@ -114,10 +114,33 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, impl: str =
   if impl == "einsum":
     probs = attention_probs(q, k, mask)
     out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+  elif impl == "pallas_flash":
+    out = pallas_flash_attention(q, k, v, mask)
   else:
     out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
   out = out * jnp.transpose(has_key, (0, 2, 1))[..., None].astype(out.dtype)
   return (out, probs) if return_probs else out
+
+
+def pallas_flash_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
+  """The Pallas TPU flash-attention kernel; a one-line error on any other backend.
+
+  The kernel is imported here, never at module import, so CPU/GPU processes do not
+  load TPU-only code. Our masks are dynamic (segments, causality, BiAttn prefixes,
+  cache validity), so they enter as an additive bias [b, h, q, k]; the kernel still
+  tiles the softmax and never materialises the probabilities.
+  """
+  backend = jax.default_backend()
+  if backend != "tpu":
+    raise ValueError(f"attention_impl='pallas_flash' needs a TPU, but the JAX backend is "
+                     f"{backend!r}; use 'einsum' or 'xla' here")
+  from jax.experimental.pallas.ops.tpu import flash_attention as tpu_flash  # pylint: disable=g-import-not-at-top
+  to_bhld = lambda x: jnp.transpose(x, (0, 2, 1, 3))
+  bias = jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
+  bias = jnp.broadcast_to(bias, (q.shape[0], q.shape[2], q.shape[1], k.shape[1]))
+  out = tpu_flash.flash_attention(to_bhld(q), to_bhld(k), to_bhld(v), ab=bias,
+                                  sm_scale=q.shape[-1] ** -0.5)
+  return to_bhld(out)
 
 
 def attention_probs(q: Array, k: Array, mask: Array) -> Array:

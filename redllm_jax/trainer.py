@@ -154,6 +154,13 @@ def _in(partitioner: Partitioner, fn: Callable) -> Callable:
   def wrapped(*args):
     with partitioner.context():
       return fn(*args)
+
+  def lower(*args):
+    """AOT: `steps.train.lower(*abstract_args).compile()` (e.g. ShapeDtypeStructs)."""
+    with partitioner.context():
+      return fn.lower(*args)
+
+  wrapped.lower = lower
   return wrapped
 
 

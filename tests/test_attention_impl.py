@@ -1,0 +1,53 @@
+"""Attention implementations: 'xla' equals 'einsum' on CPU; TPU-only options fail cleanly."""
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from redllm_jax import layers
+from redllm_jax.config import TransformerConfig
+from conftest import init, lm_batch, make_model
+
+
+def _qkv(seed=0, b=2, q=7, k=9, h=3, d=8):
+  r = np.random.RandomState(seed)
+  return [r.randn(b, n, h, d).astype(np.float32) for n in (q, k, k)]
+
+
+def test_xla_equals_einsum_with_padding_and_causality():
+  q, k, v = _qkv()
+  seg_q = np.array([[1] * 5 + [0] * 2, [1] * 7])
+  seg_k = np.array([[1] * 6 + [0] * 3, [1] * 4 + [2] * 5])
+  idx_q, idx_k = np.arange(7)[None].repeat(2, 0), np.arange(9)[None].repeat(2, 0)
+  for causal in (False, True):
+    mask = layers.attention_mask(seg_q, seg_k, idx_q, idx_k, causal)
+    ref = layers.dot_product_attention(q, k, v, mask, "einsum")
+    out = layers.dot_product_attention(q, k, v, mask, "xla")
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["decllm", "redllm"])
+def test_model_logits_xla_equal_einsum(arch):
+  batch = lm_batch(arch)
+  ref_model, xla_model = make_model(arch), make_model(arch, attention_impl="xla")
+  params = init(ref_model)
+  np.testing.assert_allclose(xla_model.logits(params, batch), ref_model.logits(params, batch),
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_pallas_flash_on_cpu_is_a_one_line_error():
+  q, k, v = _qkv()
+  mask = np.ones((2, 1, 7, 9), bool)
+  with pytest.raises(ValueError, match=r"needs a TPU") as e:
+    layers.dot_product_attention(q, k, v, mask, "pallas_flash")
+  assert "\n" not in str(e.value)
+  assert TransformerConfig(attention_impl="pallas_flash").attention_impl == "pallas_flash"
+
+
+def test_importing_layers_does_not_import_tpu_kernels():
+  code = ("import sys, redllm_jax.network, redllm_jax.models; "
+          "print(any('pallas.ops.tpu' in m for m in sys.modules))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "False"
