@@ -1,15 +1,30 @@
 """Shared fixtures: small configs and random batches for network and model tests."""
 import dataclasses
 
+from absl import logging
+import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import redllm_jax_tasks  # noqa: F401  pylint: disable=unused-import  # Registers the seqio tasks.
 from redllm_jax.config import TransformerConfig
 from redllm_jax.models import DecoderOnlyModel, EncoderDecoderModel
 
 VOCAB = 101
+
+
+@pytest.fixture(autouse=True)
+def _isolated_global_state():
+  """Gin bindings and absl verbosity are process-global: a test that parses a paper
+  gin would otherwise hand its bindings (bfloat16, scanned layers, split points)
+  to every `TransformerConfig(...)` or converter built later in the same worker."""
+  verbosity = logging.get_verbosity()
+  gin.clear_config()
+  yield
+  gin.clear_config()
+  logging.set_verbosity(verbosity)
 
 
 def small_config(**overrides) -> TransformerConfig:

@@ -69,7 +69,9 @@ def test_convert_keeps_all_valid_records_logs_counts_and_resumes(
     raw_dir: str, tmp_path, caplog: pytest.LogCaptureFixture
 ) -> None:
   out = str(tmp_path / "out")
-  with caplog.at_level(logging.INFO):
+  # The absl logger's own level (set by any earlier absl.logging.set_verbosity)
+  # would otherwise filter INFO before the root-level capture sees it.
+  with caplog.at_level(logging.INFO, logger="absl"):
     total = prepare.convert(os.path.join(raw_dir, "*"), out, validation_fraction=0.3)
   assert total["ok"] == 60 and total["too_large"] == 3 and total["bad_json"] == 3
   assert "skipped" in caplog.text and "'too_large': 3" in caplog.text
