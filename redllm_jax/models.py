@@ -122,7 +122,11 @@ class BaseModel(abc.ABC):
   def loss_fn(self, params: Params, batch: Batch,
               dropout_rng: Array | None = None) -> tuple[Array, dict[str, Array]]:
     """(sum of weighted token losses incl. z-loss, metric sums for `summarize_metrics`)."""
-    logits = self.logits(params, batch, dropout_rng)
+    sums = self.metric_sums(self.logits(params, batch, dropout_rng), batch)
+    return sums["cross_entropy"] + sums["z_loss"], sums
+
+  def metric_sums(self, logits: Array, batch: Batch) -> dict[str, Array]:
+    """Weighted sums of cross-entropy, z-loss and correct tokens, plus token counts."""
     _, targets, weights, _, _ = _decoder_features(batch)
     cross_entropy, z_loss = token_losses(logits, targets, self.z_loss)
     correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
@@ -133,7 +137,7 @@ class BaseModel(abc.ABC):
         "num_tokens": jnp.sum(weights),
         "num_examples": jnp.sum(jnp.any(weights > 0, axis=-1)).astype(jnp.float32),
     }
-    return sums["cross_entropy"] + sums["z_loss"], sums
+    return sums
 
   def score_batch(self, params: Params, batch: Batch) -> Array:
     """Log-likelihood [b] of each example's weighted target tokens (no z-loss)."""

@@ -134,9 +134,10 @@ def compile_steps(model: BaseModel, optimizer: optax.GradientTransformation,
     return TrainState(step=jnp.int32(0), params=params, opt_state=optimizer.init(params))
 
   def evaluate(params, batch):
-    sums = {"": model.loss_fn(params, batch)[1]}
+    logits = model.logits(params, batch)  # One forward pass serves both weightings.
+    sums = {"": model.metric_sums(logits, batch)}
     if model.architecture == "decllm":
-      sums["second_half_"] = model.loss_fn(params, second_half(batch))[1]
+      sums["second_half_"] = model.metric_sums(logits, second_half(batch))
     return sums
 
   train_step = make_train_step(model, optimizer, schedule, num_microbatches)
