@@ -75,6 +75,12 @@ def locality(weights: np.ndarray, query_indices: Sequence[int]) -> dict[int, np.
   return {int(q): mean[q, q::-1].copy() for q in query_indices}
 
 
+def default_query_offsets(length: int) -> list[int]:
+  """Four offsets into the second half of a `length`-token window, spread out."""
+  half = length // 2
+  return sorted({half // 8, half // 4, half // 2, half - 1})
+
+
 def analyze(model, params, windows: np.ndarray, query_offsets: Sequence[int]) -> dict[str, Any]:
   """Locality curves (and for RedLLM, cross-attention) of one model on `windows`."""
   half = windows.shape[1] // 2
@@ -175,9 +181,8 @@ def main(argv: Sequence[str]) -> None:
   try:
     if not F.checkpoint or not F.output_dir:
       raise gin_utils.ConfigError("give --checkpoint=NAME=GIN_FILE@PATH (repeatable) and --output_dir")
-    half = F.length // 2
     offsets = ([int(x) for x in F.query_offsets] if F.query_offsets
-               else sorted({half // 8, half // 4, half // 2, half - 1}))
+               else default_query_offsets(F.length))
     texts, vocab = extrapolation.task_texts(F.task, "validation")
     windows = extrapolation.token_windows(texts, vocab.encode, F.length, F.num_sequences)
     results = {}

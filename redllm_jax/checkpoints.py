@@ -132,7 +132,8 @@ def load_params(checkpoint_path: str, model, shardings: Any = None) -> Any:
   """
   root, step = _locate(checkpoint_path)
   manager = ocp.CheckpointManager(root, item_names=ITEMS,
-                                  options=ocp.CheckpointManagerOptions(read_only=True))
+                                  options=ocp.CheckpointManagerOptions(
+                                     read_only=True, save_interval_steps=0, create=False))
   step = manager.latest_step() if step is None else step
   if step is None:
     raise ConfigError(f"no checkpoint found under {checkpoint_path}")

@@ -392,7 +392,8 @@ def _load_runner(spec: str) -> tuple[str, Runner]:
   return name, make_runner(model, params)
 
 
-def _vocabulary(path: Optional[str]):
+def vocabulary_functions(path: Optional[str] = None):
+  """(encode, decode) of a SentencePiece model; the demo vocabulary by default."""
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
   from redllm_jax.data import vocabulary  # pylint: disable=g-import-not-at-top
 
@@ -417,7 +418,7 @@ def main(argv: Sequence[str]) -> None:
     if not files:
       raise TaskFileError(f"no task file matches {F.tasks}")
     tasks = [load_task(f) for f in files]
-    encode, decode = _vocabulary(F.vocab)
+    encode, decode = vocabulary_functions(F.vocab)
     runners = dict(_load_runner(spec) for spec in F.checkpoint)
     settings = Settings(add_eos=F.add_eos, batch_size=F.batch_size,
                         max_new_tokens=F.max_new_tokens, max_input_length=F.max_input_length)

@@ -1,0 +1,79 @@
+"""What the study runs, bound in gin (`gin/experiments/study_*.gin`).
+
+Every pretraining run is `pretrain_experiments[arch]` + `sizes[size]` + the bindings,
+trained for each of `budgets` steps (each budget is its own run with its own
+learning-rate schedule). The finetuning runs start from the largest size's
+largest-budget pretraining run of `finetune_from[name]`.
+"""
+import dataclasses
+from typing import Mapping, Optional, Sequence
+
+import gin
+
+from redllm_jax.gin_utils import ConfigError
+from redllm_jax.study.runs import RunSpec
+
+ARCHITECTURES = ("decllm", "redllm")
+
+
+@gin.configurable(module="study")
+@dataclasses.dataclass(frozen=True)
+class StudyPlan:
+  sizes: Mapping[str, str]  # size name -> size gin, smallest first
+  budgets: Sequence[int]  # training steps, one pretraining run each
+  pretrain_experiments: Mapping[str, str]  # decllm/redllm -> experiment gin
+  finetune_experiments: Mapping[str, str]  # decllm/redllm/decllm_biattn -> experiment gin
+  in_domain: str  # eval task (must be among the experiments' EVAL_TASKS)
+  out_of_domain: str
+  pretrain_bindings: Sequence[str] = ()
+  finetune_bindings: Sequence[str] = ()
+  finetune_from: Mapping[str, str] = dataclasses.field(default_factory=lambda: {
+      "decllm": "decllm", "redllm": "redllm", "decllm_biattn": "decllm"})
+  harness_tasks: str = "tasks/harness/*.jsonl"
+  harness_vocab: Optional[str] = None  # SentencePiece model; None: the demo vocabulary
+  harness_max_examples: Optional[int] = None  # per task; None: all
+  shots: Sequence[int] = (0, 5)
+  # Multiple choice by mean per-token log-likelihood (lm-eval's acc_norm): summed
+  # log-likelihood favours the shortest option in weak models.
+  harness_length_normalization: bool = True
+  training_length: int = 256  # pretraining chunk length (RedLLM: half in, half out)
+  extrapolation_factors: Sequence[int] = (1, 2, 4, 8)
+  extrapolation_windows: int = 16
+  attention_windows: int = 8
+  inference_prompt_length: int = 128  # for inference FLOPs per sequence (Pareto plot)
+  inference_output_length: int = 128
+  seed: int = 0
+
+  def __post_init__(self):
+    if not self.sizes or not self.budgets:
+      raise ConfigError("study.StudyPlan needs at least one size and one budget")
+    for what, table, keys in (("pretrain_experiments", self.pretrain_experiments, ARCHITECTURES),
+                              ("finetune_experiments", self.finetune_experiments,
+                               tuple(self.finetune_from))):
+      missing = [k for k in keys if k not in table]
+      if missing:
+        raise ConfigError(f"study.StudyPlan.{what} has no entry for {', '.join(missing)}")
+
+  @property
+  def largest(self) -> str:
+    return list(self.sizes)[-1]
+
+  def pretrain_runs(self) -> list[RunSpec]:
+    """Every (size, budget, architecture), cheapest first so early results come early."""
+    return [RunSpec(name=f"{arch}_{size}_{steps}", architecture=arch, size=size, steps=steps,
+                    gin_files=(self.pretrain_experiments[arch], self.sizes[size]),
+                    bindings=(f"EVAL_TASKS = {[self.in_domain, self.out_of_domain]!r}",
+                              *self.pretrain_bindings), seed=self.seed)
+            for steps in sorted(self.budgets) for size in self.sizes for arch in ARCHITECTURES]
+
+  def source_run(self, architecture: str) -> RunSpec:
+    """The largest pretrained model of an architecture (finetuning and analyses start here)."""
+    name = f"{architecture}_{self.largest}_{max(self.budgets)}"
+    return next(r for r in self.pretrain_runs() if r.name == name)
+
+  def finetune_runs(self) -> list[RunSpec]:
+    return [RunSpec(name=f"{name}_{self.largest}_flan", architecture=name, size=self.largest,
+                    gin_files=(experiment, self.sizes[self.largest]),
+                    bindings=tuple(self.finetune_bindings),
+                    parent=self.source_run(self.finetune_from[name]).name, seed=self.seed)
+            for name, experiment in self.finetune_experiments.items()]
