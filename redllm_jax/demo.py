@@ -9,14 +9,14 @@ training cost, and eval loss / perplexity in-domain (held-out Wikipedia + Bible)
 and out-of-domain (Python docs). Runs resume: a second call only re-evaluates.
 """
 import os
-import time
+from typing import Any
 
 from absl import flags
-import gin
 
-from redllm_jax import flops, gin_utils
-from redllm_jax import train as train_module
+from redllm_jax import gin_utils
 from redllm_jax.data import demo_corpus
+from redllm_jax.study import runs
+from redllm_jax.study.scaling import perplexity
 
 _OUT_DIR = flags.DEFINE_string("out_dir", "runs/demo", "Where the two runs are written.")
 
@@ -24,44 +24,29 @@ ARCHS = ("decllm", "redllm")
 IN_DOMAIN, OUT_OF_DOMAIN = "demo_redpajama", "demo_paloma_pydoc"
 
 
-def _pretrain(arch: str, bindings: list[str]) -> dict[str, float] | None:
+def _pretrain(arch: str, bindings: list[str]) -> dict[str, Any] | None:
   """Trains (or resumes) one run; None if it was interrupted by SIGTERM."""
-  gin.clear_config()
-  gin_utils.parse_gin([f"experiments/demo_pretrain_{arch}.gin"],
-                      [f"MODEL_DIR = '{os.path.join(_OUT_DIR.value, arch)}'", *bindings])
-  model = gin_utils.build_model()
-  steps, batch = gin.query_parameter("%TRAIN_STEPS"), gin.query_parameter("%BATCH_SIZE")
-  length = gin.query_parameter("%TASK_FEATURE_LENGTHS")["targets"]
-  start = time.perf_counter()
-  results = train_module.train_from_gin()
-  if not results:  # A preempted run returns without its final evaluation.
-    return None
-  inputs = length // 2 if arch == "redllm" else 0
-  return {
-      **results,
-      "params": flops.count_params(model.abstract_params()).total,
-      "train_flops": steps * batch * flops.training_flops(model.config, arch, inputs,
-                                                          length - inputs),
-      "target_tokens": steps * batch * (length - inputs),
-      "seconds": time.perf_counter() - start,
-  }
+  spec = runs.RunSpec(name=arch, architecture=arch,
+                      gin_files=(f"experiments/demo_pretrain_{arch}.gin",),
+                      bindings=tuple(bindings))
+  return runs.train_run(spec, os.path.join(_OUT_DIR.value, arch))
 
 
-def _table(rows: dict[str, dict[str, float]]) -> str:
+def _table(rows: dict[str, dict[str, Any]]) -> str:
   """Side by side; DecLLM's second-half figures predict the same tokens as RedLLM."""
-  nan = float("nan")
-  def ppl(row, task):
-    return row.get(f"{task}/second_half_perplexity", row.get(f"{task}/perplexity", nan))
+  def metric(row, name):
+    return row["metrics"][f"{IN_DOMAIN}/{name}"]
   lines = [f"{'':<34}" + "".join(f"{arch:>14}" for arch in rows)]
   fields = [
       ("parameters", lambda r: f"{r['params']:,}"),
       ("training PFLOPs", lambda r: f"{r['train_flops'] / 1e15:.3f}"),
       ("target tokens trained on", lambda r: f"{r['target_tokens']:,}"),
       ("wall-clock seconds (this call)", lambda r: f"{r['seconds']:.0f}"),
-      ("in-domain eval loss, as trained", lambda r: f"{r.get(f'{IN_DOMAIN}/loss', nan):.3f}"),
-      ("in-domain PPL, second half", lambda r: f"{ppl(r, IN_DOMAIN):.1f}"),
-      ("out-of-domain PPL, second half", lambda r: f"{ppl(r, OUT_OF_DOMAIN):.1f}"),
-      ("in-domain token accuracy", lambda r: f"{r.get(f'{IN_DOMAIN}/accuracy', nan):.3f}"),
+      ("in-domain eval loss, as trained", lambda r: f"{metric(r, 'loss'):.3f}"),
+      ("in-domain PPL, second half", lambda r: f"{perplexity(r['metrics'], IN_DOMAIN):.1f}"),
+      ("out-of-domain PPL, second half",
+       lambda r: f"{perplexity(r['metrics'], OUT_OF_DOMAIN):.1f}"),
+      ("in-domain token accuracy", lambda r: f"{metric(r, 'accuracy'):.3f}"),
   ]
   for name, show in fields:
     lines.append(f"{name:<34}" + "".join(f"{show(row):>14}" for row in rows.values()))

@@ -110,6 +110,13 @@ def load_task(path: str) -> Task:
 
 # ----------------------------------------------------------------------------- prompts
 
+def chance_score(task: Task) -> float:
+  """The expected score of guessing: 1/options for multiple choice, 0 for exact match."""
+  if task.kind != MC:
+    return 0.0
+  return float(np.mean([1.0 / len(ex["options"]) for ex in task.examples]))
+
+
 def answer_of(ex: dict) -> str:
   return ex["options"][ex["label"]] if "options" in ex else ex["targets"][0]
 

@@ -96,9 +96,10 @@ The paper is arXiv 2510.26622; its numbers appear only in the "paper" columns.
 {_findings_table(findings)}
 
 Verdicts come from the figures below, by the rules in `redllm_jax/study/findings.py`;
-strength is the effect over its standard error (strong: 3 or more; weak: 1 to 3; under
-1 the verdict is "inconclusive"). Each run is one seed, so fits and frontiers carry no
-seed-to-seed error bar.
+strength is the measured effect over its standard error, whichever its sign (strong: 3
+or more; weak: 1 to 3; under 1 the verdict is "inconclusive"). Harness findings are
+also "inconclusive" while no model beats chance by more than one standard error.
+Each run is one seed, so fits and frontiers carry no seed-to-seed error bar.
 
 ## How this miniature differs from the paper
 

@@ -174,7 +174,7 @@ def shot_average(per_task: Mapping[str, Any], shots: int) -> float:
 
 
 def plot_pareto(results: Mapping[str, Any], costs: Mapping[str, float], shots: Sequence[int],
-                path: str) -> None:
+                chance: float, path: str) -> None:
   """Harness score against inference FLOPs per sequence; finetuned Pareto front marked."""
   plt = _pyplot()
   fig, axes = plt.subplots(1, len(shots), figsize=(5.5 * len(shots), 4.2), squeeze=False)
@@ -190,6 +190,7 @@ def plot_pareto(results: Mapping[str, Any], costs: Mapping[str, float], shots: S
     front = [tuned[i] for i in pareto_front([points[i] for i in tuned])]
     ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="black",
             linewidth=1, label="Pareto front (finetuned)")
+    ax.axhline(100 * chance, color="grey", linestyle=":", linewidth=1, label="chance")
     ax.set_xscale("log")
     ax.set_xlabel("inference FLOPs per sequence")
     ax.set_ylabel(f"{k}-shot average score (%)")

@@ -12,6 +12,7 @@ import os
 from typing import Any, Callable, Optional
 
 import gin
+import numpy as np
 
 from redllm_jax import attention_analysis, checkpoints, extrapolation, flops, gin_utils, harness
 from redllm_jax.study import scaling
@@ -130,11 +131,13 @@ def run_harness(study: Study) -> bool:
                                           plan.inference_output_length)
   write_json(study.path("harness", "harness.json"),
              {"results": results, "inference_flops": costs, "shots": list(plan.shots),
-              "tasks": [t.name for t in tasks], "examples": {t.name: len(t.examples)
-                                                              for t in tasks}})
+              "tasks": [t.name for t in tasks],
+              "examples": {t.name: len(t.examples) for t in tasks},
+              "chance": {t.name: harness.chance_score(t) for t in tasks}})
   with open(study.path("harness", "harness.md"), "w") as f:
     f.write(harness.format_table(results) + "\n")
-  scaling.plot_pareto(results, costs, plan.shots, study.path("harness", "pareto.png"))
+  chance = float(np.mean([harness.chance_score(t) for t in tasks]))
+  scaling.plot_pareto(results, costs, plan.shots, chance, study.path("harness", "pareto.png"))
   return True
 
 
