@@ -19,7 +19,6 @@ import sys
 import time
 
 from absl import flags
-import gin
 import jax
 
 from redllm_jax import gin_utils, multihost
@@ -55,8 +54,7 @@ def _check_plan(study: stages.Study) -> None:
   if changed:
     raise gin_utils.ConfigError(f"{study.root} holds a study with a different plan "
                                 f"({', '.join(changed)}); use a new --out_dir")
-  if jax.process_index() == 0:
-    stages.write_json(path, plan)
+  stages.write_json(path, plan)
 
 
 def _outputs(study: stages.Study) -> dict:
@@ -91,8 +89,7 @@ def _run_units(study: stages.Study, timings: dict[str, float]) -> bool:
       start = time.perf_counter()
       finished = unit.run()
       timings[unit.name] = timings.get(unit.name, 0.0) + time.perf_counter() - start
-      if jax.process_index() == 0:
-        stages.write_json(study.path("timings.json"), timings)
+      stages.write_json(study.path("timings.json"), timings)
       if not finished:
         progress.log(f"{unit.name} was interrupted and saved a checkpoint; rerun to resume")
         return False

@@ -12,6 +12,7 @@ import os
 from typing import Any, Callable, Optional
 
 import gin
+import jax
 import numpy as np
 
 from redllm_jax import attention_analysis, checkpoints, extrapolation, flops, gin_utils, harness
@@ -28,7 +29,12 @@ def read_json(path: str) -> Optional[Any]:
 
 
 def write_json(path: str, value: Any) -> None:
-  """Written to a temporary name, then renamed: a kill never leaves half a file."""
+  """Written to a temporary name, then renamed: a kill never leaves half a file.
+
+  Only process 0 writes: every process of a multi-host run computes the same.
+  """
+  if jax.process_index() != 0:
+    return
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + ".tmp", "w") as f:
     json.dump(value, f, indent=1)
@@ -177,6 +183,8 @@ def units(study: Study) -> list[Unit]:
   per_token = _forward_flops_per_token(study)
   length = plan.training_length
   windows_tokens = plan.extrapolation_windows * length * sum(plan.extrapolation_factors)
+  # Harness work, roughly: ~48 tokens per exemplar or question, 4 options, ~100 items
+  # per task, 2 tasks, 5 models.
   shots_tokens = sum((k + 1) for k in plan.shots) * 48 * 4 * (plan.harness_max_examples or 100)
   out = [_training_unit(study, "pretrain", spec) for spec in plan.pretrain_runs()]
   out.append(Unit("scaling fits", per_token, (study.path("scaling", "fits.json"),),
