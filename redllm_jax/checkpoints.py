@@ -131,9 +131,14 @@ def load_params(checkpoint_path: str, model, shardings: Any = None) -> Any:
   checkpoint of the other architecture is a one-line ConfigError.
   """
   root, step = _locate(checkpoint_path)
-  manager = ocp.CheckpointManager(root, item_names=ITEMS,
-                                  options=ocp.CheckpointManagerOptions(
-                                     read_only=True, save_interval_steps=0, create=False))
+  # Orbax warns that a read-only manager's directory is read-only: we asked for it.
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    manager = ocp.CheckpointManager(root, item_names=ITEMS,
+                                    options=ocp.CheckpointManagerOptions(read_only=True))
+  finally:
+    logging.set_verbosity(verbosity)
   step = manager.latest_step() if step is None else step
   if step is None:
     raise ConfigError(f"no checkpoint found under {checkpoint_path}")

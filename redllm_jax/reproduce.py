@@ -66,15 +66,16 @@ def _outputs(study: stages.Study) -> dict:
       "extrapolation": stages.read_json(study.path("extrapolation", "extrapolation.json")),
       "locality": stages.read_json(study.path("attention", "locality.json")),
       "cross_attention": stages.read_json(study.path("attention", "cross_attention.json")),
-      "finetune": {n: _eval_perplexity(r["metrics"]) for n, r in tuned.items()},
+      "finetune": {n: _finetune_eval(r["metrics"])[1] for n, r in tuned.items()},
+      "finetune_task": _finetune_eval(next(iter(tuned.values()))["metrics"])[0],
       "vocab_size": next(iter(tuned.values()))["config"]["vocab_size"],
   }
 
 
-def _eval_perplexity(metrics: dict[str, float]) -> float:
-  """The finetuning eval task's target perplexity (its first `<task>/perplexity`)."""
-  return next((v for k, v in sorted(metrics.items()) if k.endswith("/perplexity")
-               and "second_half" not in k), float("nan"))
+def _finetune_eval(metrics: dict[str, float]) -> tuple[str, float]:
+  """(task, target perplexity) of the finetuning eval: its first `<task>/perplexity`."""
+  key = min(k for k in metrics if k.endswith("/perplexity") and "second_half" not in k)
+  return key.split("/")[0], metrics[key]
 
 
 def _run_units(study: stages.Study, timings: dict[str, float]) -> bool:

@@ -68,6 +68,8 @@ def test_exponent_verdict_follows_the_fitted_data(dec_b, red_b, verdict):
   fitted = scaling.fit_all(rows)
   assert fitted["in_domain"]["flops"]["redllm"]["b"] == pytest.approx(red_b, rel=1e-9)
   assert findings.scaling_exponents(fitted).verdict == verdict
+  noise = scaling.fit_all(_rows(-0.05, 0.10))  # Dec's PPL rising with compute
+  assert findings.scaling_exponents(noise).verdict == "inconclusive"
 
 
 def _harness(scores, examples=100):
@@ -214,3 +216,25 @@ def test_chance_score_of_the_shipped_harness_tasks():
       == pytest.approx(0.25)
   assert harness.chance_score(harness.load_task(str(ROOT / "tasks/harness/demo_qa_gen.jsonl"))) \
       == 0.0
+
+
+@pytest.mark.parametrize("study_gin", ["study_miniature", "study_quick", "study_paper"])
+def test_every_run_of_every_study_gin_is_a_valid_training_run(study_gin):
+  from redllm_jax import gin_utils, train
+  from redllm_jax.partitioning import Partitioner
+  from redllm_jax.study.plan import StudyPlan
+  from redllm_jax.study.runs import parse_run
+
+  gin_utils.parse_gin([f"experiments/{study_gin}.gin"], [])
+  plan = StudyPlan()
+  for spec in plan.pretrain_runs() + plan.finetune_runs():
+    parse_run(spec, "/tmp/unused", ["INITIAL_CHECKPOINT_PATH = '/tmp/parent'"] if spec.parent
+              else [])
+    gin_utils.check_required_macros()
+    model = gin_utils.build_model()
+    train.validate(model, gin_utils.macro_value("FEATURE_CONVERTER"),
+                   gin_utils.macro_value("TASK_FEATURE_LENGTHS"),
+                   gin_utils.macro_value("BATCH_SIZE"), Partitioner(), 1, 1)
+    if not spec.parent:
+      assert gin_utils.macro_value("EVAL_TASKS") == [plan.in_domain, plan.out_of_domain]
+    assert (model.config.dropout_rate > 0) == bool(spec.parent), spec.name

@@ -49,26 +49,28 @@ def _z(diff: float, *stderrs: float) -> float:
 
 def scaling_exponents(fits: Mapping[str, Any]) -> Finding:
   """The paper's exponents are larger for RedLLM against FLOPs (both domains)."""
-  parts, holds, zs = [], [], []
+  parts, claims, zs, positive = [], [], [], []
   for domain in DOMAINS:
     for axis in ("flops", "params"):
       d, r = fits[domain][axis]["decllm"], fits[domain][axis]["redllm"]
       if d is None or r is None:
         continue
       parts.append(f"{domain} {axis}: Dec {d['b']:.3f}, Red {r['b']:.3f}")
+      positive += [d["b"] > 0, r["b"] > 0]
       if axis == "flops":
-        holds.append(r["b"] > d["b"])
+        claims.append((f"RedLLM's FLOPs exponent is the larger ({domain})", r["b"] > d["b"]))
         zs.append(_z(r["b"] - d["b"], d["b_stderr"], r["b_stderr"]))
   z = min(zs, key=abs) if zs else math.nan
+  # A negative exponent (PPL rising with scale) means the fit describes noise.
+  note = "" if all(positive) else " Some exponent is negative: the fits describe noise."
+  verdict = (_verdict([ok for _, ok in claims], z if math.isfinite(z) else math.inf)
+             if all(positive) else "inconclusive")
   return Finding(
       "Fitted scaling exponents",
       "; ".join(f"{dom} {ax}: Dec {v['decllm']:.2f}, Red {v['redllm']:.2f}"
                 for (dom, ax), v in PAPER_EXPONENTS.items()) +
       " (RedLLM's FLOPs exponent is the larger)",
-      "; ".join(parts) + "." + _claims(
-          [(f"RedLLM's FLOPs exponent is the larger ({domain})", ok)
-           for domain, ok in zip(DOMAINS, holds)]),
-      _verdict(holds, z if math.isfinite(z) else math.inf), strength(z))
+      "; ".join(parts) + "." + _claims(claims) + note, verdict, strength(z))
 
 
 OVERLAP = 0.10  # fitted curves "nearly overlap" when within 10% of each other

@@ -21,7 +21,7 @@ class Progress:
                           initial=sum(self._units[u] for u in self._done), unit="FLOP",
                           unit_scale=True, smoothing=0.3, dynamic_ncols=True, position=0,
                           desc="study", bar_format="{desc}: {percentage:3.0f}%|{bar}| "
-                          "{n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
+                          "{n_fmt}/{total_fmt} FLOPs (estimated) [{elapsed}<{remaining}]")
     self._started = time.perf_counter()
 
   def start(self, unit: str) -> None:

@@ -60,13 +60,13 @@ def _extrapolation_table(extrap: Mapping[str, Any]) -> str:
 
 
 def _differences(plan: StudyPlan, scaling: Mapping[str, Any], harness: Mapping[str, Any],
-                 vocab_size: int) -> str:
+                 vocab_size: int, finetune_task: str) -> str:
   rows = scaling["runs"]
   params = [r["params"] for r in rows]
   tokens = max(r["target_tokens"] for r in rows)
   mine = {"sizes": f"{min(params):,} to {max(params):,} parameters ({len(plan.sizes)} sizes)",
-          "data": f"`{plan.in_domain}` in domain, `{plan.out_of_domain}` out of domain; the "
-                  "finetuning experiments' task for tuning (docs/data.md)",
+          "data": f"`{plan.in_domain}` in domain, `{plan.out_of_domain}` out of domain, "
+                  f"`{finetune_task}` for tuning (docs/data.md)",
           "vocabulary": str(vocab_size),
           "length": f"{plan.training_length} (RedLLM {plan.training_length // 2} + "
                     f"{plan.training_length // 2})",
@@ -103,7 +103,7 @@ Each run is one seed, so fits and frontiers carry no seed-to-seed error bar.
 
 ## How this miniature differs from the paper
 
-{_differences(plan, scaling, harness, outputs["vocab_size"])}
+{_differences(plan, scaling, harness, outputs["vocab_size"], outputs["finetune_task"])}
 
 At this scale the models are far from converged and the vocabulary and data are
 small, so the exponents measure the early part of training, not the paper's regime.
@@ -134,8 +134,14 @@ The largest pair ({plan.largest}, {max(plan.budgets)} steps) and DecLLM + BiAttn
 final eval PPL on the finetuning task's targets:
 {", ".join(f"{n} {v:.1f}" for n, v in finetune.items())}.
 Pretrained models are prompted with plain continuations, finetuned ones in the FLAN
-format (EOS-ended inputs). Scores: accuracy (multiple choice, by log-likelihood) or
-exact match (generative), in %.
+format (EOS-ended inputs). Every metric is in %. A task's score, which the
+**average** row and the findings use, is exact match for generative tasks and
+{"length-normalised " if plan.harness_length_normalization else ""}accuracy for
+multiple choice (options scored by {"mean per-token" if
+plan.harness_length_normalization else "summed"} log-likelihood); F1 and the other
+accuracy are shown for reference. Chance is the average score of guessing:
+{", ".join(f"{t} {100 * c:.1f}" for t, c in harness["chance"].items())}, so
+{100 * sum(harness["chance"].values()) / len(harness["chance"]):.1f} on average.
 
 {open(os.path.join(os.path.dirname(path), "harness", "harness.md")).read()}
 Inference FLOPs per sequence (prompt {plan.inference_prompt_length}, output
@@ -166,7 +172,8 @@ Gin: {", ".join(f"`{g}`" for g in gin_files)}; each run's own gin files and bind
 are in its `result.json`. Seed {plan.seed} (parameters, data order, dropout, few-shot
 exemplars). Versions: {versions()}, Python {platform.python_version()}.
 
-Wall-clock by unit (seconds, summed over invocations):
+Wall-clock by unit (seconds, summed over invocations; a unit killed mid-way loses
+the time of that invocation, which is not recorded):
 
 | unit | seconds |
 |---|---:|
