@@ -42,6 +42,13 @@ def _claims(claims: Sequence[tuple[str, bool]]) -> str:
                                      for text, ok in claims) + "."
 
 
+def _judged(title: str, paper: str, measured: str, claims: Sequence[tuple[str, bool]],
+            strength_text: str) -> Finding:
+  """A finding whose verdict is its sub-claims' (no error estimate to gate it)."""
+  return Finding(title, paper, measured + _claims(claims), _verdict([ok for _, ok in claims]),
+                 strength_text)
+
+
 def _z(diff: float, *stderrs: float) -> float:
   se = math.sqrt(sum(s * s for s in stderrs))
   return diff / se if se > 0 else math.inf
@@ -105,12 +112,11 @@ def frontier(scaling: Mapping[str, Any]) -> Finding:
   claims = [("DecLLM holds most frontier runs in every domain", all(s > 0.5 for s in shares)),
             (f"against FLOPs the fitted curves are within {OVERLAP:.0%}", all(overlap)),
             ("DecLLM has the lower fitted PPL at equal parameters", all(efficient))]
-  return Finding(
+  return _judged(
       "Compute-optimal frontier",
       "DecLLM dominates the frontier; against training FLOPs the curves nearly overlap; "
       "DecLLM is more parameter-efficient",
-      "; ".join(parts) + "." + _claims(claims), _verdict([ok for _, ok in claims]),
-      "no error bar: one seed per run")
+      "; ".join(parts) + ".", claims, "no error bar: one seed per run")
 
 
 def _harness_se(p: float, n: int) -> float:
@@ -220,12 +226,11 @@ def extrapolation(extrap: Mapping[str, Any]) -> Finding:
              2 in dec and dec[max(dec)] / dec[2] > SHARP),
             ("RedLLM's overall rise clearly below DecLLM's (ratio of the two below 0.9)",
              (red[max(red)] / red[min(red)]) / (dec[max(dec)] / dec[min(dec)]) < 0.9)]
-  return Finding(
+  return _judged(
       "Length extrapolation",
       "RedLLM's PPL rises smoothly past the training length; DecLLM's degrades sharply "
       "beyond about 2x",
-      "; ".join(parts) + "." + _claims(claims), _verdict([ok for _, ok in claims]),
-      "no error bar: one set of windows")
+      "; ".join(parts) + ".", claims, "no error bar: one set of windows")
 
 
 def attention(locality: Mapping[str, Any], cross: Mapping[str, Any]) -> Finding:
@@ -245,15 +250,14 @@ def attention(locality: Mapping[str, Any], cross: Mapping[str, Any]) -> Finding:
              overlap > 1.5 * chance),
             ("cross-attention a diverse subset (entropy 0.5-0.95 of uniform)",
              0.5 < entropy < 0.95)]
-  return Finding(
+  return _judged(
       "Attention patterns",
       "decoder self-attention decays with distance in both, worse in DecLLM; RedLLM's "
       "cross-attention keeps attending to a stable, diverse subset of input tokens",
       f"attention mass within 1/8 of the visible span (uniform: {uniform}): DecLLM "
       f"{local['decllm']:.3f}, RedLLM {local['redllm']:.3f}; cross-attention top-{top} key "
       f"overlap across queries {overlap:.3f} (random sets: {chance:.3f}); entropy "
-      f"{entropy:.2f} of uniform." + _claims(claims), _verdict([ok for _, ok in claims]),
-      "no error bar: fixed thresholds")
+      f"{entropy:.2f} of uniform.", claims, "no error bar: fixed thresholds")
 
 
 def biattn(harness: Mapping[str, Any]) -> Finding:

@@ -26,14 +26,10 @@ class RunSpec:
   seed: int = 0  # parameter init, data order and dropout
 
 
-def _flops_architecture(architecture: str) -> str:
-  return "redllm" if architecture == "redllm" else "decllm"
-
-
-def training_cost(model, architecture: str, steps: int, batch_size: int,
+def training_cost(model, steps: int, batch_size: int,
                   feature_lengths: dict[str, int]) -> dict[str, float]:
   """Training FLOPs and target tokens of `steps` batches (RedLLM splits pretraining chunks)."""
-  arch = _flops_architecture(architecture)
+  arch = model.architecture  # decllm (BiAttn included) or redllm, as flops expects
   if "inputs" in feature_lengths:  # Finetuning: separate inputs and targets.
     inputs, targets = feature_lengths["inputs"], feature_lengths["targets"]
   else:  # Pretraining chunks; RedLLM reads the first half and predicts the second.
@@ -72,7 +68,7 @@ def train_run(spec: RunSpec, model_dir: str,
       "name": spec.name, "architecture": spec.architecture, "size": spec.size,
       "steps": steps, "batch_size": batch, "seed": spec.seed,
       "params": params.total, "non_embedding_params": params.non_embedding,
-      **training_cost(model, spec.architecture, steps, batch, lengths),
+      **training_cost(model, steps, batch, lengths),
       "seconds": time.perf_counter() - start, "metrics": metrics,
       "gin_files": list(spec.gin_files), "bindings": list(spec.bindings),
       "config": dataclasses.asdict(model.config),

@@ -82,7 +82,7 @@ def _training_unit(study: Study, kind: str, spec: RunSpec) -> Unit:
   extra = study.checkpoint_bindings(spec)
   parse_run(spec, run_dir, extra)
   model = gin_utils.build_model()
-  cost = training_cost(model, spec.architecture, gin.query_parameter("%TRAIN_STEPS"),
+  cost = training_cost(model, gin.query_parameter("%TRAIN_STEPS"),
                        gin.query_parameter("%BATCH_SIZE"),
                        dict(gin.query_parameter("%TASK_FEATURE_LENGTHS")))
 
@@ -132,8 +132,8 @@ def run_harness(study: Study) -> bool:
       results[name] = harness.run_harness({name: runner}, tasks, encode, decode, plan.shots,
                                           harness.Settings(add_eos=add_eos, seed=plan.seed),
                                           plan.harness_length_normalization)[name]
-      costs[name] = flops.inference_flops(model.config, "redllm" if arch == "redllm" else
-                                          "decllm", plan.inference_prompt_length,
+      costs[name] = flops.inference_flops(model.config, model.architecture,
+                                          plan.inference_prompt_length,
                                           plan.inference_output_length)
   write_json(study.path("harness", "harness.json"),
              {"results": results, "inference_flops": costs, "shots": list(plan.shots),
