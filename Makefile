@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test test-slow
+.PHONY: demo test test-unit test-slow
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -13,12 +13,17 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m redllm_jax.demo
+	$(PY) -m redllm_jax.study.demo
 
-# The default suite (well under 15 minutes on 2 cores); `test-slow` adds the
-# multi-process, mesh and kill/resume tests (about 15 more minutes). CI runs both.
+# The default suite, unit and integration (well under 15 minutes on 2 cores);
+# `test-unit` is the fast loop (no corpus, no subprocess, no training: under a
+# minute); `test-slow` adds the multi-process, mesh and kill/resume tests (about
+# 15 more minutes). CI runs `test` and `test-slow`.
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -n 2 -m "not slow" tests
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest -q -n 2 tests/unit
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -n 2 -m slow tests

@@ -8,15 +8,15 @@ PY=${1:-.venv/bin/python}
 RUNS=runs/demo
 for arch in decllm redllm; do
   d=${arch:0:3}
-  $PY -m redllm_jax.eval --gin_file=models/${arch}_tiny.gin --gin_file=data/demo_pretrain_$d.gin \
+  $PY -m redllm_jax.evaluation.perplexity --gin_file=models/${arch}_tiny.gin --gin_file=data/demo_pretrain_$d.gin \
       --gin_file=runs/eval.gin --gin.CHECKPOINT_PATH=\"$RUNS/$arch\" \
       --gin.OUTPUT_DIR=\"$RUNS/$arch/eval\" --gin.EVAL_TASKS="['demo_redpajama', 'demo_paloma_pydoc']"
 done
-$PY -m redllm_jax.extrapolation \
+$PY -m redllm_jax.evaluation.extrapolation \
     --checkpoint=decllm=models/decllm_tiny.gin@$RUNS/decllm \
     --checkpoint=redllm=models/redllm_tiny.gin@$RUNS/redllm \
     --training_length=256 --factors=1,2,4,8 --num_sequences=16 --output_dir=$RUNS/extrapolation
-$PY -m redllm_jax.attention_analysis \
+$PY -m redllm_jax.evaluation.attention \
     --checkpoint=decllm=models/decllm_tiny.gin@$RUNS/decllm \
     --checkpoint=redllm=models/redllm_tiny.gin@$RUNS/redllm \
     --length=256 --num_sequences=8 --output_dir=$RUNS/attention
@@ -24,11 +24,11 @@ printf '%s\n' '{"inputs": "In the beginning God created"}' \
     '{"inputs": "The city of Paris is the capital of"}' > $RUNS/prompts.jsonl
 for arch in decllm redllm; do
   d=${arch:0:3}
-  $PY -m redllm_jax.infer --gin_file=models/${arch}_tiny.gin --gin_file=data/demo_pretrain_$d.gin \
+  $PY -m redllm_jax.evaluation.infer --gin_file=models/${arch}_tiny.gin --gin_file=data/demo_pretrain_$d.gin \
       --gin_file=runs/infer.gin --gin.CHECKPOINT_PATH=\"$RUNS/$arch\" \
       --gin.INFER_INPUT=\"$RUNS/prompts.jsonl\" --gin.INFER_OUTPUT=\"$RUNS/$arch/outputs.jsonl\" \
       --gin.infer.InferSettings.add_eos=False
 done
-$PY -m redllm_jax.export --gin_file=models/redllm_tiny.gin --gin_file=data/demo_pretrain_red.gin \
+$PY -m redllm_jax.evaluation.export --gin_file=models/redllm_tiny.gin --gin_file=data/demo_pretrain_red.gin \
     --gin_file=runs/export.gin --gin.CHECKPOINT_PATH=\"$RUNS/redllm\" --gin.EXPORT_DIR=\"$RUNS/export/redllm\"
 $PY $RUNS/export/redllm/standalone.py $RUNS/export/redllm "In the beginning God created" --max_new_tokens=16

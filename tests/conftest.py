@@ -1,5 +1,6 @@
 """Shared fixtures: small configs and random batches for network and model tests."""
 import dataclasses
+import os
 
 from absl import logging
 import gin
@@ -10,6 +11,7 @@ import pytest
 
 import redllm_jax_tasks  # noqa: F401  pylint: disable=unused-import  # Registers the seqio tasks.
 from redllm_jax.config import TransformerConfig
+from redllm_jax.data import demo_corpus, paths
 from redllm_jax.models import DecoderOnlyModel, EncoderDecoderModel
 
 VOCAB = 101
@@ -76,9 +78,14 @@ def init(model, seed: int = 0):
   return model.init_params(jax.random.key(seed))
 
 
-# The real demo corpus, built once per session into a temporary folder; its
-# location reaches subprocesses through $REDLLM_DEMO_DIR.
-from redllm_jax.data.testing import demo_root  # noqa: E402,F401  pylint: disable=unused-import
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> str:
+  """The real demo corpus, built once per session (per xdist worker) into a temporary
+  folder; its location reaches subprocesses through $REDLLM_DEMO_DIR."""
+  root = str(tmp_path_factory.getbasetemp() / "demo_corpus")
+  demo_corpus.build(root)
+  os.environ[paths.DEMO_DIR_ENV] = root  # demo tasks resolve their root lazily
+  return root
 
 SMALL_TRAIN_BINDINGS = (
     "TASK_FEATURE_LENGTHS = {'targets': 64}",

@@ -1,1 +1,1 @@
-"""The paper in miniature: the scaling ladder, fits, findings and report behind `redllm_jax.reproduce`."""
+"""The paper in miniature: the scaling ladder, fits, findings and report behind `redllm_jax.study.reproduce`."""

@@ -87,7 +87,7 @@ def write_report(path: str, plan: StudyPlan, outputs: Mapping[str, Any],
   finetune = outputs["finetune"]
   text = f"""# The paper in miniature: RedLLM vs DecLLM at CPU scale
 
-Written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by `redllm_jax.reproduce`.
+Written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by `redllm_jax.study.reproduce`.
 Wall-clock of all stages: **{total / 60:.1f} min** ({platform.machine()}, {os.cpu_count()} CPUs).
 The paper is arXiv 2510.26622; its numbers appear only in the "paper" columns.
 

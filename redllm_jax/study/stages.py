@@ -15,7 +15,8 @@ import gin
 import jax
 import numpy as np
 
-from redllm_jax import attention_analysis, checkpoints, extrapolation, flops, gin_utils, harness
+from redllm_jax import checkpoints, flops, gin_utils
+from redllm_jax.evaluation import attention, extrapolation, harness
 from redllm_jax.study import scaling
 from redllm_jax.study.plan import ARCHITECTURES, StudyPlan
 from redllm_jax.study.runs import RunSpec, parse_run, train_run, training_cost
@@ -164,10 +165,10 @@ def run_attention(study: Study) -> bool:
   texts, vocab = extrapolation.task_texts(plan.in_domain)
   windows = extrapolation.token_windows(texts, vocab.encode, plan.training_length,
                                         plan.attention_windows)
-  offsets = attention_analysis.default_query_offsets(plan.training_length)
-  results = {name: attention_analysis.analyze(model, params, windows, offsets)
+  offsets = attention.default_query_offsets(plan.training_length)
+  results = {name: attention.analyze(model, params, windows, offsets)
              for name, (model, params) in _pretrained(study).items()}
-  attention_analysis.write_outputs(results, study.path("attention"))
+  attention.write_outputs(results, study.path("attention"))
   return True
 
 

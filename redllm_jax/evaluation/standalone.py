@@ -1,0 +1,376 @@
+r"""Standalone loader for exported models: pure jax.numpy, no Flax, TensorFlow, seqio or gin.
+
+  python redllm_jax/standalone.py EXPORT_DIR "Who was the 37th President?" [--max_new_tokens=32]
+
+An export directory (written by `python -m redllm_jax.evaluation.export`) holds:
+  config.json          architecture, TransformerConfig fields, BiAttn flag, format version
+  model.safetensors    parameters under flat names (no pickle), one tensor per layer, e.g.
+                       decoder.layers.0.self_attention.query.kernel  [d_model, heads, head_dim]
+  spm.model            the SentencePiece vocabulary (pad 0, eos 1, unk 2), when exported
+
+This file imports only jax, numpy, safetensors and sentencepiece (plus the standard
+library), so it can be copied next to an export and used on its own. It re-implements
+the forward pass of both networks (same arithmetic as redllm_jax.layers/network,
+float32 norms and softmax) and a simple greedy decoder that recomputes the whole
+sequence at each step (no KV cache: a reference, not a fast server).
+
+A config.json that does not match the tensors is refused with one line naming the
+first mismatching tensor.
+"""
+import argparse
+import json
+import os
+import sys
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import safetensors.numpy
+
+FORMAT = "redllm_jax"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+VOCAB_FILE = "spm.model"
+ARCHITECTURES = ("decllm", "redllm")
+CONFIG_FIELDS = ("vocab_size", "d_model", "d_ff", "num_heads", "head_dim", "num_layers",
+                 "num_encoder_layers", "num_decoder_layers", "rope_base", "qkv_norm",
+                 "attention_output_norm", "scale_tied_logits", "norm_epsilon", "dtype")
+PAD_ID, EOS_ID = 0, 1
+
+
+class ExportError(ValueError):
+  """An export directory that cannot be loaded; the message is one line."""
+
+
+# ----------------------------------------------------------------------------- names
+
+def _attention_shapes(prefix: str, cfg: dict) -> dict[str, tuple]:
+  d, h, k = cfg["d_model"], cfg["num_heads"], cfg["head_dim"]
+  shapes = {f"{prefix}.{n}.kernel": (d, h, k) for n in ("query", "key", "value")}
+  shapes[f"{prefix}.out.kernel"] = (h, k, d)
+  if cfg["qkv_norm"]:
+    shapes.update({f"{prefix}.{n}_norm.scale": (k,) for n in ("query", "key", "value")})
+  if cfg["attention_output_norm"]:
+    shapes[f"{prefix}.output_norm_layer.scale"] = (k,)
+  return shapes
+
+
+def _layer_shapes(prefix: str, cfg: dict, cross: bool) -> dict[str, tuple]:
+  d, f = cfg["d_model"], cfg["d_ff"]
+  shapes = {f"{prefix}.pre_self_attention_norm.scale": (d,), f"{prefix}.pre_mlp_norm.scale": (d,),
+            f"{prefix}.mlp.wi_gate.kernel": (d, f), f"{prefix}.mlp.wi_up.kernel": (d, f),
+            f"{prefix}.mlp.wo.kernel": (f, d)}
+  shapes.update(_attention_shapes(f"{prefix}.self_attention", cfg))
+  if cross:
+    shapes[f"{prefix}.pre_cross_attention_norm.scale"] = (d,)
+    shapes.update(_attention_shapes(f"{prefix}.cross_attention", cfg))
+  return shapes
+
+
+def expected_shapes(architecture: str, cfg: dict) -> dict[str, tuple]:
+  """Every tensor name an export of this architecture/config must hold, with its shape."""
+  shapes = {"embed.embedding": (cfg["vocab_size"], cfg["d_model"]),
+            "decoder_norm.scale": (cfg["d_model"],)}
+  if architecture == "decllm":
+    for i in range(cfg["num_layers"]):
+      shapes.update(_layer_shapes(f"decoder.layers.{i}", cfg, cross=False))
+  else:
+    shapes["encoder_norm.scale"] = (cfg["d_model"],)
+    for i in range(cfg["num_encoder_layers"]):
+      shapes.update(_layer_shapes(f"encoder.layers.{i}", cfg, cross=False))
+    for i in range(cfg["num_decoder_layers"]):
+      shapes.update(_layer_shapes(f"decoder.layers.{i}", cfg, cross=True))
+  return shapes
+
+
+def check_tensors(architecture: str, cfg: dict, shapes: dict[str, tuple]) -> None:
+  """Raises ExportError (one line) unless `shapes` is exactly what the config implies."""
+  expected = expected_shapes(architecture, cfg)
+  missing = sorted(set(expected) - set(shapes))
+  extra = sorted(set(shapes) - set(expected))
+  where = f"config.json ({architecture}) does not match the tensors"
+  if missing:
+    raise ExportError(f"{where}: missing {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+  if extra:
+    raise ExportError(f"{where}: unexpected tensor {extra[0]}" + (f" and {len(extra) - 1} more" if len(extra) > 1 else ""))
+  for name, shape in expected.items():
+    if tuple(shapes[name]) != tuple(shape):
+      raise ExportError(f"{where}: {name} has shape {tuple(shapes[name])}, config implies {tuple(shape)}")
+
+
+def check_config(config: dict) -> None:
+  """Raises ExportError (one line) for an unknown format, architecture or missing field."""
+  if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
+    raise ExportError(f"not a {FORMAT} v{FORMAT_VERSION} export: format={config.get('format')!r} "
+                      f"version={config.get('format_version')!r}")
+  if config.get("architecture") not in ARCHITECTURES:
+    raise ExportError(f"unknown architecture {config.get('architecture')!r}; expected one of {ARCHITECTURES}")
+  missing = [f for f in CONFIG_FIELDS if f not in config.get("config", {})]
+  if missing:
+    raise ExportError(f"config.json lacks config fields {missing}")
+
+
+# ----------------------------------------------------------------------------- layers
+
+def rms_norm(x, scale, cfg: dict):
+  x32 = x.astype(jnp.float32)
+  normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + cfg["norm_epsilon"])
+  return (normed * scale.astype(jnp.float32)).astype(cfg["dtype"])
+
+
+def _dense(x, kernel, contract: int, cfg: dict):
+  """x's last `contract` axes times kernel's first `contract` axes, in the activation dtype."""
+  x, kernel = x.astype(cfg["dtype"]), kernel.astype(cfg["dtype"])
+  dims = (tuple(range(x.ndim - contract, x.ndim)), tuple(range(contract)))
+  return jax.lax.dot_general(x, kernel, (dims, ((), ())))
+
+
+def apply_rope(x, positions, base: float):
+  half = x.shape[-1] // 2
+  inv_freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+  angles = positions.astype(jnp.float32)[..., None] * inv_freq
+  sin, cos = jnp.sin(angles)[:, :, None, :], jnp.cos(angles)[:, :, None, :]
+  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+
+
+def attention_mask(q_segments, k_segments, causal: bool, q_prefix=None, k_prefix=None):
+  """[b, 1, q, k]: same non-zero segment; causal by slot index unless both in the prefix."""
+  mask = (q_segments[:, :, None] == k_segments[:, None, :]) & (k_segments[:, None, :] != 0)
+  if causal:
+    q_index = jnp.arange(q_segments.shape[1])[None, :, None]
+    k_index = jnp.arange(k_segments.shape[1])[None, None, :]
+    allowed = q_index >= k_index
+    if q_prefix is not None:
+      allowed = allowed | (q_prefix[:, :, None].astype(bool) & k_prefix[:, None, :].astype(bool))
+    mask = mask & allowed
+  return mask[:, None]
+
+
+def attention(p: dict, prefix: str, x_q, x_kv, q_positions, kv_positions, mask, cfg: dict):
+  """Multi-head attention with per-head RMSNorm on Q, K, V (and the output), RoPE on Q and K."""
+  q = _dense(x_q, p[f"{prefix}.query.kernel"], 1, cfg)
+  k = _dense(x_kv, p[f"{prefix}.key.kernel"], 1, cfg)
+  v = _dense(x_kv, p[f"{prefix}.value.kernel"], 1, cfg)
+  if cfg["qkv_norm"]:
+    q = rms_norm(q, p[f"{prefix}.query_norm.scale"], cfg)
+    k = rms_norm(k, p[f"{prefix}.key_norm.scale"], cfg)
+    v = rms_norm(v, p[f"{prefix}.value_norm.scale"], cfg)
+  q = apply_rope(q, q_positions, cfg["rope_base"])
+  k = apply_rope(k, kv_positions, cfg["rope_base"])
+  logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+  logits = jnp.where(mask, logits * q.shape[-1] ** -0.5, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(logits, axis=-1)
+  out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+  has_key = jnp.any(mask, axis=-1)  # [b, 1, q]: rows with no visible key give zeros
+  out = out * jnp.transpose(has_key, (0, 2, 1))[..., None].astype(out.dtype)
+  if cfg["attention_output_norm"]:
+    out = rms_norm(out, p[f"{prefix}.output_norm_layer.scale"], cfg)
+  return _dense(out, p[f"{prefix}.out.kernel"], 2, cfg)
+
+
+def layer(p: dict, prefix: str, x, positions, self_mask, cfg: dict, cross=None):
+  """Pre-norm layer: self-attention, optional cross-attention (encoded, positions, mask), SwiGLU."""
+  h = rms_norm(x, p[f"{prefix}.pre_self_attention_norm.scale"], cfg)
+  x = x + attention(p, f"{prefix}.self_attention", h, h, positions, positions, self_mask, cfg)
+  if cross is not None:
+    encoded, encoder_positions, cross_mask = cross
+    h = rms_norm(x, p[f"{prefix}.pre_cross_attention_norm.scale"], cfg)
+    x = x + attention(p, f"{prefix}.cross_attention", h, encoded, positions, encoder_positions,
+                      cross_mask, cfg)
+  h = rms_norm(x, p[f"{prefix}.pre_mlp_norm.scale"], cfg)
+  gate = _dense(h, p[f"{prefix}.mlp.wi_gate.kernel"], 1, cfg)
+  up = _dense(h, p[f"{prefix}.mlp.wi_up.kernel"], 1, cfg)
+  return x + _dense(jax.nn.silu(gate) * up, p[f"{prefix}.mlp.wo.kernel"], 1, cfg)
+
+
+def _embed(p, tokens, cfg):
+  return jnp.take(p["embed.embedding"], tokens, axis=0).astype(cfg["dtype"])
+
+
+def _logits(p, x, cfg):
+  x = rms_norm(x, p["decoder_norm.scale"], cfg)
+  table = p["embed.embedding"].astype(cfg["dtype"])
+  logits = jnp.einsum("bld,vd->blv", x, table, preferred_element_type=jnp.float32)
+  return logits * cfg["d_model"] ** -0.5 if cfg["scale_tied_logits"] else logits
+
+
+def _index(tokens):
+  return jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+
+
+def decllm_logits(p: dict, cfg: dict, tokens, positions=None, segment_ids=None, prefix=None):
+  """DecLLM logits [b, l, vocab]; `prefix` (1 = bidirectional) for DecLLM + BiAttn."""
+  positions = _index(tokens) if positions is None else positions
+  segment_ids = (tokens > 0).astype(jnp.int32) if segment_ids is None else segment_ids
+  mask = attention_mask(segment_ids, segment_ids, True, prefix, prefix)
+  x = _embed(p, tokens, cfg)
+  for i in range(cfg["num_layers"]):
+    x = layer(p, f"decoder.layers.{i}", x, positions, mask, cfg)
+  return _logits(p, x, cfg)
+
+
+def redllm_encode(p: dict, cfg: dict, tokens, positions=None, segment_ids=None):
+  positions = _index(tokens) if positions is None else positions
+  segment_ids = (tokens > 0).astype(jnp.int32) if segment_ids is None else segment_ids
+  mask = attention_mask(segment_ids, segment_ids, False)
+  x = _embed(p, tokens, cfg)
+  for i in range(cfg["num_encoder_layers"]):
+    x = layer(p, f"encoder.layers.{i}", x, positions, mask, cfg)
+  return rms_norm(x, p["encoder_norm.scale"], cfg)
+
+
+def redllm_decode(p: dict, cfg: dict, encoded, encoder_positions, encoder_segment_ids,
+                  tokens, positions=None, segment_ids=None):
+  """Decoder logits; decoder RoPE positions continue after each example's true encoder length."""
+  positions = _index(tokens) if positions is None else positions
+  segment_ids = jnp.ones_like(tokens) if segment_ids is None else segment_ids
+  cross_mask = attention_mask(segment_ids, encoder_segment_ids, False)
+  offsets = jnp.sum(cross_mask[:, 0], axis=-1, dtype=jnp.int32)
+  positions = positions + offsets
+  self_mask = attention_mask(segment_ids, segment_ids, True)
+  x = _embed(p, tokens, cfg)
+  for i in range(cfg["num_decoder_layers"]):
+    x = layer(p, f"decoder.layers.{i}", x, positions, self_mask, cfg,
+              cross=(encoded, encoder_positions, cross_mask))
+  return _logits(p, x, cfg)
+
+
+def redllm_logits(p: dict, cfg: dict, encoder_tokens, decoder_tokens, encoder_positions=None,
+                  encoder_segment_ids=None, decoder_positions=None, decoder_segment_ids=None):
+  encoder_positions = _index(encoder_tokens) if encoder_positions is None else encoder_positions
+  if encoder_segment_ids is None:
+    encoder_segment_ids = (encoder_tokens > 0).astype(jnp.int32)
+  encoded = redllm_encode(p, cfg, encoder_tokens, encoder_positions, encoder_segment_ids)
+  return redllm_decode(p, cfg, encoded, encoder_positions, encoder_segment_ids, decoder_tokens,
+                       decoder_positions, decoder_segment_ids)
+
+
+# ----------------------------------------------------------------------------- loading
+
+class StandaloneModel:
+  """An exported model: `architecture`, `config`, `params` (name -> jax array), `tokenizer`."""
+
+  def __init__(self, export_dir: str):
+    config_path = os.path.join(export_dir, CONFIG_FILE)
+    weights_path = os.path.join(export_dir, WEIGHTS_FILE)
+    for path in (config_path, weights_path):
+      if not os.path.exists(path):
+        raise ExportError(f"export file not found: {path}")
+    with open(config_path) as f:
+      try:
+        meta = json.load(f)
+      except json.JSONDecodeError as e:
+        raise ExportError(f"{config_path} is not valid JSON: {e}") from None
+    check_config(meta)
+    self.meta = meta
+    self.architecture = meta["architecture"]
+    self.bidirectional_inputs = bool(meta.get("inputs_bidirectional_attention", False))
+    self.config = dict(meta["config"])
+    self.config["dtype"] = jnp.dtype(self.config["dtype"])
+    tensors = safetensors.numpy.load_file(weights_path)
+    check_tensors(self.architecture, self.config, {k: v.shape for k, v in tensors.items()})
+    self.params = {k: jnp.asarray(v) for k, v in tensors.items()}
+    vocab = os.path.join(export_dir, VOCAB_FILE)
+    self.tokenizer = None
+    if os.path.exists(vocab):
+      import sentencepiece  # Only needed for text in/out.
+      self.tokenizer = sentencepiece.SentencePieceProcessor(model_file=vocab)
+    self._jitted = {}
+
+  def _jit(self, name, fn):
+    if name not in self._jitted:
+      self._jitted[name] = jax.jit(fn)
+    return self._jitted[name]
+
+  def greedy_decode(self, prompts: list, max_new_tokens: int, eos_id: int = EOS_ID):
+    """Greedy continuations of token-id prompts, as the training stack's `predict_batch`.
+
+    Returns (tokens [b, max_new_tokens] with pad 0 after EOS, lengths [b] including EOS).
+    DecLLM reads [BOS=0, prompt, generated...] (the prompt bidirectional with BiAttn);
+    RedLLM encodes the prompt and decodes from start token 0.
+    """
+    p, cfg = self.params, self.config
+    lengths = np.array([len(x) for x in prompts], np.int32)
+    if lengths.min() < 1:
+      raise ValueError("empty prompt")
+    batch, width = len(prompts), int(lengths.max())
+    out = np.zeros((batch, max_new_tokens), np.int32)
+    done = np.zeros(batch, bool)
+    rows = np.arange(batch)
+    if self.architecture == "decllm":
+      total = 1 + width + max_new_tokens
+      stream = np.zeros((batch, total), np.int32)
+      for b, x in enumerate(prompts):
+        stream[b, 1:1 + len(x)] = x
+      prefix = (np.arange(total)[None] <= lengths[:, None]).astype(np.int32)
+      fn = self._jit("dec", lambda t, s, pre: decllm_logits(
+          p, cfg, t, _index(t), s, pre if self.bidirectional_inputs else None))
+      for t in range(max_new_tokens):
+        filled = 1 + lengths + t
+        segments = (np.arange(total)[None] < filled[:, None]).astype(np.int32)
+        logits = np.asarray(fn(stream, segments, prefix))
+        new = np.argmax(logits[rows, filled - 1], axis=-1).astype(np.int32)
+        new = np.where(done, PAD_ID, new)
+        out[:, t] = new
+        stream[rows, filled] = new
+        done |= new == eos_id
+        if done.all():
+          break
+    else:
+      encoder_tokens = np.zeros((batch, width), np.int32)
+      for b, x in enumerate(prompts):
+        encoder_tokens[b, :len(x)] = x
+      encoder_segments = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
+      encoded = self._jit("enc", lambda t, s: redllm_encode(p, cfg, t, _index(t), s))(
+          encoder_tokens, encoder_segments)
+      decoder = np.zeros((batch, max_new_tokens), np.int32)  # start token 0, then generated
+      fn = self._jit("dec", lambda e, es, t: redllm_decode(p, cfg, e, _index(es), es, t))
+      for t in range(max_new_tokens):
+        logits = np.asarray(fn(encoded, encoder_segments, decoder))
+        new = np.where(done, PAD_ID, np.argmax(logits[:, t], axis=-1)).astype(np.int32)
+        out[:, t] = new
+        if t + 1 < max_new_tokens:
+          decoder[:, t + 1] = new
+        done |= new == eos_id
+        if done.all():
+          break
+    is_eos = out == eos_id
+    out_lengths = np.where(is_eos.any(1), is_eos.argmax(1) + 1, max_new_tokens).astype(np.int32)
+    return out, out_lengths
+
+  def generate(self, texts: list, max_new_tokens: int = 32, add_eos: bool = True) -> list:
+    """Greedy text continuations; `add_eos` ends each prompt with EOS as FLAN inputs do."""
+    if self.tokenizer is None:
+      raise ExportError("this export has no spm.model: pass token ids to greedy_decode")
+    prompts = [self.tokenizer.encode(t) + ([EOS_ID] if add_eos else []) for t in texts]
+    tokens, lengths = self.greedy_decode(prompts, max_new_tokens)
+    return [self.tokenizer.decode([int(i) for i in row[:n] if i != EOS_ID])
+            for row, n in zip(tokens, lengths)]
+
+
+def load(export_dir: str) -> StandaloneModel:
+  return StandaloneModel(export_dir)
+
+
+def main(argv: Optional[list] = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("export_dir")
+  parser.add_argument("prompts", nargs="+")
+  parser.add_argument("--max_new_tokens", type=int, default=32)
+  parser.add_argument("--no_eos", action="store_true", help="do not end prompts with EOS")
+  args = parser.parse_args(argv)
+  try:
+    model = load(args.export_dir)
+    for prompt, text in zip(args.prompts, model.generate(args.prompts, args.max_new_tokens,
+                                                         not args.no_eos)):
+      print(json.dumps({"inputs": prompt, "output": text}))
+  except ExportError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  main()

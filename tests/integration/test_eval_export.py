@@ -1,0 +1,145 @@
+"""Export round trip: Flax params -> safetensors + config.json -> pure-jax standalone loader."""
+import functools
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from conftest import init, lm_batch, make_model, random_tokens
+from redllm_jax.evaluation import export, standalone
+from redllm_jax.decoding import DecodingConfig
+
+
+def _perturbed(model, train_steps=0):
+  """Init with every tensor perturbed (norm scales away from 1); optionally a few Adam steps."""
+  params = init(model)
+  rng = np.random.RandomState(7)
+  params = jax.tree.map(lambda p: np.asarray(p) + 0.1 * rng.standard_normal(p.shape).astype(np.float32),
+                        params)
+  if train_steps:  # plain jax.grad + optax, as a trained checkpoint would be
+    batch = lm_batch("redllm" if model.architecture == "redllm" else "decllm_biattn", seed=3)
+    opt = optax.adam(1e-2)
+    state = opt.init(params)
+    grad = jax.jit(jax.grad(lambda p: model.loss_fn(p, batch)[0]))
+    for _ in range(train_steps):
+      updates, state = opt.update(grad(params), state)
+      params = optax.apply_updates(params, updates)
+  return params
+
+
+def _standalone_logits(loaded, arch, batch):
+  p, cfg = loaded.params, loaded.config
+  if arch == "redllm":
+    return standalone.redllm_logits(p, cfg, batch["encoder_input_tokens"],
+                                    batch["decoder_input_tokens"],
+                                    decoder_segment_ids=(batch["decoder_target_tokens"] > 0).astype(np.int32))
+  tokens = batch["decoder_input_tokens"]
+  segments = (batch["decoder_target_tokens"] > 0).astype(np.int32)
+  prefix = batch["decoder_causal_attention"] if arch == "decllm_biattn" else None
+  return standalone.decllm_logits(p, cfg, tokens, None, segments, prefix)
+
+
+@pytest.fixture(scope="module", params=["decllm", "decllm_biattn", "redllm"])
+def exported(request, tmp_path_factory):
+  arch = request.param
+  model = make_model(arch, scan_layers=arch != "decllm_biattn")  # both layouts
+  params = _perturbed(model)
+  out = str(tmp_path_factory.mktemp(f"export_{arch}"))
+  export.export(model, params, out)
+  return arch, model, params, out
+
+
+def test_logits_round_trip_within_1e5(exported):
+  arch, model, params, out = exported
+  loaded = standalone.load(out)
+  assert loaded.architecture == model.architecture
+  batch = lm_batch(arch, seed=11, batch=3)
+  # Padding in one row: the masks must agree too.
+  batch["decoder_target_tokens"][0, -2:] = 0
+  original = np.asarray(jax.jit(model.logits)(params, batch))
+  mine = np.asarray(jax.jit(functools.partial(_standalone_logits, loaded, arch))(batch))
+  real = batch["decoder_target_tokens"] > 0
+  assert np.abs(original - mine)[real].max() < 1e-5
+
+
+def test_greedy_decode_equals_predict_batch(exported):
+  arch, model, params, out = exported
+  loaded = standalone.load(out)
+  lengths = np.array([7, 3, 5], np.int32)
+  prompts = random_tokens(5, (3, 7))
+  prompts[np.arange(7)[None] >= lengths[:, None]] = 0
+  cfg = DecodingConfig(max_new_tokens=6, eos_id=-1)
+  expected = jax.jit(model.predict_batch, static_argnums=(4,))(params, jnp.asarray(prompts), jnp.asarray(lengths),
+                                 jax.random.key(0), cfg)
+  tokens, got_lengths = loaded.greedy_decode([p[:n].tolist() for p, n in zip(prompts, lengths)],
+                                             6, eos_id=-1)
+  np.testing.assert_array_equal(tokens, np.asarray(expected.tokens))
+  np.testing.assert_array_equal(got_lengths, np.asarray(expected.lengths))
+
+
+def test_config_json_describes_architecture(exported):
+  arch, model, _, out = exported
+  with open(os.path.join(out, "config.json")) as f:
+    meta = json.load(f)
+  assert meta["architecture"] == model.architecture
+  assert meta["inputs_bidirectional_attention"] == (arch == "decllm_biattn")
+  assert meta["config"]["d_model"] == model.config.d_model
+  assert meta["config"]["attention_output_norm"] == model.config.attention_output_norm
+  names = set(standalone.safetensors.numpy.load_file(os.path.join(out, "model.safetensors")))
+  assert "decoder.layers.0.self_attention.query.kernel" in names
+
+
+def _edit_config(out, tmp_path, fn):
+  bad = tmp_path / "bad"
+  bad.mkdir()
+  for name in ("model.safetensors",):
+    os.symlink(os.path.join(out, name), bad / name)
+  with open(os.path.join(out, "config.json")) as f:
+    meta = json.load(f)
+  fn(meta)
+  (bad / "config.json").write_text(json.dumps(meta))
+  return str(bad)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda m: m["config"].update(d_ff=99), "has shape"),
+    (lambda m: m["config"].update(num_layers=9, num_decoder_layers=9), "missing decoder.layers."),
+    (lambda m: m.update(architecture="gpt"), "unknown architecture"),
+    (lambda m: m["config"].update(attention_output_norm=not m["config"]["attention_output_norm"]),
+     "does not match"),
+])
+def test_mismatched_config_is_refused_in_one_line(exported, tmp_path, edit, message):
+  _, _, _, out = exported
+  bad = _edit_config(out, tmp_path, edit)
+  with pytest.raises(standalone.ExportError) as e:
+    standalone.load(bad)
+  assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_export_dir_is_one_line(tmp_path):
+  with pytest.raises(standalone.ExportError, match="export file not found"):
+    standalone.load(str(tmp_path / "nope"))
+
+
+def test_standalone_imports_no_forbidden_module(exported):
+  _, _, _, out = exported
+  code = f"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("standalone", {os.path.join(out, 'standalone.py')!r})
+mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+m = mod.load({out!r})
+m.greedy_decode([[5, 6, 7]], 3)
+bad = sorted(n for n in sys.modules if n.split('.')[0] in
+             ('flax', 'tensorflow', 'seqio', 'gin', 'redllm_jax', 'redllm_jax_tasks', 'optax', 'orbax', 'torch'))
+print('FORBIDDEN', bad)
+"""
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "FORBIDDEN []" in result.stdout

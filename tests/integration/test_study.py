@@ -1,0 +1,240 @@
+"""The study runner: fits against an independent reference, verdicts that follow the
+data, and (slow) the `--quick` study end to end, killed and resumed."""
+import json
+import math
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from redllm_jax.study import findings, fits, scaling
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FINDINGS = ("Fitted scaling exponents", "Compute-optimal frontier",
+            "Zero/few-shot after pretraining", "After FLAN tuning", "Length extrapolation",
+            "Attention patterns", "BiAttn ablation")
+
+
+def test_power_law_fit_matches_scipy_linregress_in_log_space():
+  rng = np.random.default_rng(0)
+  x = np.geomspace(1e12, 1e15, 9)
+  y = 3e3 * x ** -0.21 * np.exp(rng.normal(0, 0.02, x.size))
+  fit = fits.fit_power_law(x, y)
+  ref = stats.linregress(np.log(x), np.log(y))
+  assert fit.b == pytest.approx(-ref.slope, rel=1e-10)
+  assert fit.a == pytest.approx(math.exp(ref.intercept), rel=1e-10)
+  assert fit.b_stderr == pytest.approx(ref.stderr, rel=1e-10)
+  assert fit.r2 == pytest.approx(ref.rvalue ** 2, rel=1e-10)
+  exact = fits.fit_power_law(x, 5.0 * x ** -0.3)
+  assert (exact.a, exact.b, exact.r2) == pytest.approx((5.0, 0.3, 1.0), rel=1e-9)
+
+
+def test_power_law_needs_two_distinct_x():
+  with pytest.raises(ValueError, match="distinct"):
+    fits.fit_power_law([1e9, 1e9], [10.0, 9.0])
+  assert math.isnan(fits.fit_power_law([1.0, 2.0], [3.0, 2.0]).b_stderr)
+
+
+def test_frontier_and_pareto_front():
+  points = [(1, 10.0), (2, 12.0), (3, 8.0), (3, 7.0), (5, 7.5), (8, 6.0)]
+  assert fits.frontier(points) == [0, 3, 5]
+  assert fits.pareto_front([(1, 0.2), (2, 0.1), (3, 0.5), (4, 0.5)]) == [0, 2]
+
+
+def _rows(dec_b, red_b):
+  """Synthetic runs on exact power laws in FLOPs (3 sizes x 3 budgets per arch)."""
+  rows = []
+  for arch, b, scale in (("decllm", dec_b, 1.0), ("redllm", red_b, 0.5)):
+    for size, params in (("s", 1e5), ("m", 2e5), ("l", 4e5)):
+      for steps in (100, 200, 400):
+        flops = 6 * params * steps * 2048 * scale
+        ppl = 1e4 * flops ** -b
+        rows.append({"name": f"{arch}_{size}_{steps}", "architecture": arch, "size": size,
+                     "steps": steps, "params": params, "train_flops": flops,
+                     "in_domain": ppl, "out_of_domain": 2 * ppl})
+  return rows
+
+
+@pytest.mark.parametrize("dec_b,red_b,verdict", [(0.20, 0.24, "reproduced"),
+                                                 (0.24, 0.20, "not reproduced")])
+def test_exponent_verdict_follows_the_fitted_data(dec_b, red_b, verdict):
+  rows = _rows(dec_b, red_b)
+  fitted = scaling.fit_all(rows)
+  assert fitted["in_domain"]["flops"]["redllm"]["b"] == pytest.approx(red_b, rel=1e-9)
+  assert findings.scaling_exponents(fitted).verdict == verdict
+  noise = scaling.fit_all(_rows(-0.05, 0.10))  # Dec's PPL rising with compute
+  assert findings.scaling_exponents(noise).verdict == "inconclusive"
+
+
+def _harness(scores, examples=100):
+  return {"shots": [0, 5], "examples": {"t": examples}, "chance": {"t": 0.25},
+          "inference_flops": {"decllm/pretrained": 2.0, "redllm/pretrained": 1.0,
+                              "decllm/flan": 2.0, "redllm/flan": 1.0,
+                              "decllm_biattn/flan": 2.0},
+          "results": {name: {f"t@{k}shot": {"score": s} for k in (0, 5)}
+                      for name, s in scores.items()}}
+
+
+def test_harness_verdicts_follow_scores_and_their_noise():
+  clear = _harness({"decllm/pretrained": 0.6, "redllm/pretrained": 0.3, "decllm/flan": 0.5,
+                    "redllm/flan": 0.7, "decllm_biattn/flan": 0.6}, examples=400)
+  assert findings.pretrained_shots(clear).verdict == "reproduced"
+  assert findings.finetuned_pareto(clear).verdict == "reproduced"
+  assert findings.biattn(clear).verdict == "reproduced"
+  noisy = _harness({"decllm/pretrained": 0.31, "redllm/pretrained": 0.30, "decllm/flan": 0.5,
+                    "redllm/flan": 0.5, "decllm_biattn/flan": 0.5}, examples=20)
+  assert findings.pretrained_shots(noisy).verdict == "inconclusive"
+  reversed_ = _harness({"decllm/pretrained": 0.2, "redllm/pretrained": 0.7, "decllm/flan": 0.9,
+                        "redllm/flan": 0.2, "decllm_biattn/flan": 0.5}, examples=400)
+  assert findings.pretrained_shots(reversed_).verdict == "not reproduced"
+  assert findings.finetuned_pareto(reversed_).verdict == "partly reproduced"  # only cheaper
+
+
+def test_harness_differences_at_chance_are_inconclusive():
+  at_chance = _harness({"decllm/pretrained": 0.27, "redllm/pretrained": 0.22,
+                        "decllm/flan": 0.26, "redllm/flan": 0.22, "decllm_biattn/flan": 0.27},
+                       examples=400)
+  for judge in (findings.pretrained_shots, findings.finetuned_pareto, findings.biattn):
+    finding = judge(at_chance)
+    assert finding.verdict == "inconclusive" and "above chance" in finding.measured
+
+
+def _extrapolation(dec, red):
+  return {"training_length": 256, "results": {
+      arch: {"summary": [{"length": 256 * f, "ppl": p} for f, p in zip((1, 2, 4, 8), ppls)]}
+      for arch, ppls in (("decllm", dec), ("redllm", red))}}
+
+
+def test_extrapolation_verdict():
+  assert findings.extrapolation(_extrapolation([10, 12, 40, 90], [12, 13, 14, 15])).verdict \
+      == "reproduced"
+  assert findings.extrapolation(_extrapolation([10, 10, 10, 11], [12, 20, 40, 80])).verdict \
+      == "not reproduced"
+
+
+def _study(out_dir, *extra, **kwargs):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  return subprocess.Popen([sys.executable, "-m", "redllm_jax.study.reproduce", "--quick",
+                           f"--out_dir={out_dir}", *extra], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def _expected_outputs(out_dir: pathlib.Path) -> list[pathlib.Path]:
+  plan = json.loads((out_dir / "plan.json").read_text())
+  runs = [f"pretrain/{arch}_{size}_{steps}" for steps in plan["budgets"]
+          for size in plan["sizes"] for arch in ("decllm", "redllm")]
+  largest = list(plan["sizes"])[-1]
+  runs += [f"finetune/{name}_{largest}_flan" for name in plan["finetune_experiments"]]
+  files = [f"{run}/result.json" for run in runs]
+  files += ["scaling/fits.json", "scaling/runs.csv", "scaling/exponents.md",
+            "scaling/scaling.png", "scaling/frontier.png", "harness/harness.json",
+            "harness/harness.md", "harness/pareto.png", "extrapolation/extrapolation.json",
+            "extrapolation/extrapolation.csv", "extrapolation/extrapolation.png",
+            "attention/locality.json", "attention/locality.png",
+            "attention/cross_attention.json", "attention/cross_attention.png", "REPORT.md",
+            "timings.json"]
+  return [out_dir / f for f in files]
+
+
+@pytest.mark.slow
+def test_quick_study_killed_resumes_and_writes_every_stage(demo_root, tmp_path):
+  out = tmp_path / "study"
+  first = _study(out)
+  # Kill it hard once the second pretraining run has finished.
+  start = time.time()
+  while len(list(out.glob("pretrain/*/result.json"))) < 2:
+    assert first.poll() is None, first.communicate()[0][-3000:]
+    assert time.time() - start < 600
+    time.sleep(0.5)
+  first.send_signal(signal.SIGKILL)
+  first.wait()
+  done_before = {p.parent.name: p.stat().st_mtime for p in out.glob("pretrain/*/result.json")}
+
+  second = _study(out)
+  log = second.communicate(timeout=1200)[0]
+  assert second.returncode == 0, log[-3000:]
+  for name, mtime in done_before.items():  # finished runs were skipped, not redone
+    assert (out / "pretrain" / name / "result.json").stat().st_mtime == mtime
+  missing = [str(p) for p in _expected_outputs(out) if not p.exists()]
+  assert not missing, missing
+
+  fitted = json.loads((out / "scaling" / "fits.json").read_text())["fits"]
+  for domain in scaling.DOMAINS:
+    for axis in scaling.AXES:
+      for arch in ("decllm", "redllm"):
+        fit = fitted[domain][axis][arch]
+        assert all(math.isfinite(fit[k]) for k in ("a", "b", "r2")), (domain, axis, arch)
+  report = (out / "REPORT.md").read_text()
+  for title in FINDINGS:
+    assert f"**{title}**" in report, title
+  assert "![scaling fits](scaling/scaling.png)" in report
+
+  third = _study(out)  # everything done: only the report is rewritten
+  log = third.communicate(timeout=300)[0]
+  assert third.returncode == 0 and "done:" not in log, log[-2000:]
+
+
+def test_changed_plan_in_the_same_directory_is_a_one_line_error(demo_root, tmp_path):
+  out = tmp_path / "study"
+  out.mkdir()
+  (out / "plan.json").write_text(json.dumps({"budgets": [1]}))
+  proc = _study(out)
+  log = proc.communicate(timeout=300)[0]
+  assert proc.returncode == 2, log[-2000:]
+  assert "different plan" in log.strip().splitlines()[-1]
+
+
+def test_paper_scale_study_gin_builds_the_paper_ladder():
+  """The same runner at the paper's configs: only gin changes (no training here)."""
+  from redllm_jax import flops, gin_utils
+  from redllm_jax.study.plan import StudyPlan
+  from redllm_jax.study.runs import parse_run
+
+  gin_utils.parse_gin(["experiments/study_paper.gin"], [])
+  plan = StudyPlan()
+  assert len(plan.pretrain_runs()) == 5 * 3 * 2
+  expected = {"decllm": 8.72e9, "redllm": 8.59e9}
+  for arch, params in expected.items():
+    spec = plan.source_run(arch)
+    assert spec.name == f"{arch}_8b_400000"
+    parse_run(spec, "/tmp/unused")
+    model = gin_utils.build_model()
+    assert flops.count_params(model.abstract_params()).total == pytest.approx(params, rel=0.01)
+  assert [r.parent for r in plan.finetune_runs()] == [
+      "decllm_8b_400000", "redllm_8b_400000", "decllm_8b_400000"]
+
+
+def test_chance_score_of_the_shipped_harness_tasks():
+  from redllm_jax.evaluation import harness
+  assert harness.chance_score(harness.load_task(str(ROOT / "tasks/harness/demo_qa_mc.jsonl"))) \
+      == pytest.approx(0.25)
+  assert harness.chance_score(harness.load_task(str(ROOT / "tasks/harness/demo_qa_gen.jsonl"))) \
+      == 0.0
+
+
+@pytest.mark.parametrize("study_gin", ["study_miniature", "study_quick", "study_paper"])
+def test_every_run_of_every_study_gin_is_a_valid_training_run(study_gin):
+  from redllm_jax import gin_utils, train
+  from redllm_jax.partitioning import Partitioner
+  from redllm_jax.study.plan import StudyPlan
+  from redllm_jax.study.runs import parse_run
+
+  gin_utils.parse_gin([f"experiments/{study_gin}.gin"], [])
+  plan = StudyPlan()
+  for spec in plan.pretrain_runs() + plan.finetune_runs():
+    parse_run(spec, "/tmp/unused", ["INITIAL_CHECKPOINT_PATH = '/tmp/parent'"] if spec.parent
+              else [])
+    gin_utils.check_required_macros()
+    model = gin_utils.build_model()
+    train.validate(model, gin_utils.macro_value("FEATURE_CONVERTER"),
+                   gin_utils.macro_value("TASK_FEATURE_LENGTHS"),
+                   gin_utils.macro_value("BATCH_SIZE"), Partitioner(), 1, 1)
+    if not spec.parent:
+      assert gin_utils.macro_value("EVAL_TASKS") == [plan.in_domain, plan.out_of_domain]
+    assert (model.config.dropout_rate > 0) == bool(spec.parent), spec.name
