@@ -6,7 +6,9 @@ r"""Runs N local CPU processes as one multi-host job (real jax.distributed, gloo
 Each process gets REDLLM_COORDINATOR / REDLLM_NUM_PROCESSES / REDLLM_PROCESS_ID and
 its own fake CPU devices, so 2 x 4 devices form one 8-device mesh. Process 0's
 output is shown; the others' goes to MODEL_DIR-independent logs in --log_dir.
-If one process fails, the rest are stopped and the exit code is the failure's.
+If one process fails, it is noticed at once (every process is polled), the rest
+are stopped, and the exit code is the first failure's (a process killed by signal
+N exits the launcher with 128 + N, as a shell reports it).
 """
 import argparse
 import os
@@ -36,20 +38,33 @@ def launch(num_processes: int, devices_per_process: int, train_args: list[str],
     out = None if pid == 0 else open(os.path.join(log_dir, f"process_{pid}.log"), "w")
     procs.append(subprocess.Popen([sys.executable, "-m", module, "--distributed=explicit",
                                    *train_args], env=env, stdout=out, stderr=out))
-  code = 0
-  while any(p.poll() is None for p in procs):
-    failed = [p.returncode for p in procs if p.returncode not in (None, 0)]
-    if failed:
-      code = failed[0]
-      for p in procs:
-        if p.poll() is None:
-          p.terminate()
-      break
-    time.sleep(0.2)
+  code = _wait_for_first_failure(procs)
+  for p in procs:
+    if p.poll() is None:
+      p.terminate()
   for p in procs:
     p.wait()
-    code = code or p.returncode
   return code
+
+
+def _wait_for_first_failure(procs: list[subprocess.Popen]) -> int:
+  """0 once every process has exited cleanly, else the first failure's return code.
+
+  Every process is polled each round: a death anywhere is seen within 0.2 s.
+  """
+  while True:
+    codes = [p.poll() for p in procs]  # A list, not a generator: poll them all.
+    failed = [c for c in codes if c not in (None, 0)]
+    if failed:
+      return failed[0]
+    if all(c == 0 for c in codes):
+      return 0
+    time.sleep(0.2)
+
+
+def exit_status(code: int) -> int:
+  """A Popen return code as a shell exit status: -N (killed by signal N) -> 128 + N."""
+  return 128 - code if code < 0 else code
 
 
 def main() -> None:
@@ -57,11 +72,14 @@ def main() -> None:
   parser.add_argument("--num_processes", type=int, default=2)
   parser.add_argument("--devices_per_process", type=int, default=4)
   parser.add_argument("--log_dir", default="/tmp/redllm_local_multiprocess")
+  parser.add_argument("--module", default="redllm_jax.train",
+                      help="the module each process runs with -m")
   parser.add_argument("train_args", nargs=argparse.REMAINDER,
                       help="arguments for redllm_jax.train, after --")
   args = parser.parse_args()
   train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
-  sys.exit(launch(args.num_processes, args.devices_per_process, train_args, args.log_dir))
+  sys.exit(exit_status(launch(args.num_processes, args.devices_per_process, train_args,
+                              args.log_dir, args.module)))
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@
 # gs:// path that every worker can read.
 set -euo pipefail
 : "${TPU_NAME:?set TPU_NAME}" "${ZONE:?set ZONE}"
+# Quoted for the remote shell: paths and gin strings may hold spaces or quotes.
 ARGS=$(printf '%q ' "$@")
+DATA_DIR=$(printf '%q' "${REDLLM_DATA_DIR:-}")
 gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone="$ZONE" --worker=all --command "
   cd ~/redllm-jax &&
   ( test -d .venv || (python3 -m venv .venv && .venv/bin/pip install -q -e . 'jax[tpu]>=0.10.2,<0.11') ) &&
-  REDLLM_DATA_DIR=${REDLLM_DATA_DIR:-} .venv/bin/python -m redllm_jax.train --distributed=auto $ARGS"
+  REDLLM_DATA_DIR=$DATA_DIR .venv/bin/python -m redllm_jax.train --distributed=auto $ARGS"

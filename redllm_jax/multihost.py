@@ -18,6 +18,11 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", os.environ.get("REDLLM
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes",
                                       int(os.environ.get("REDLLM_NUM_PROCESSES", "1")),
                                       "Number of processes.")
+# A survivor of a dead peer learns of it from the coordinator's missed heartbeats;
+# 30 s (jax's default is 100 s) makes it exit within a minute on a pod.
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer("heartbeat_timeout_seconds", 30,
+                                          "Seconds without a peer's heartbeat before a "
+                                          "process gives up on the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", int(os.environ.get("REDLLM_PROCESS_ID", "0")),
                                    "This process's index.")
 
@@ -31,9 +36,10 @@ def initialize() -> None:
     return
   if jax.config.jax_platforms in (None, "", "cpu"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  timeout = {"heartbeat_timeout_seconds": _HEARTBEAT_TIMEOUT.value}
   if mode == "auto":
-    jax.distributed.initialize()
+    jax.distributed.initialize(**timeout)
   else:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
-                               process_id=_PROCESS_ID.value)
+                               process_id=_PROCESS_ID.value, **timeout)

@@ -1,13 +1,15 @@
 """Robust reading of JSON-lines shards (.jsonl, .jsonl.gz, .jsonl.zst; local or gs://).
 
 Bad records are skipped and counted, never fatal: one broken line must not
-lose the rest of a multi-GB shard.
+lose the rest of a multi-GB shard. A file that cannot be read to its end
+(corrupt or truncated compression, binary content) raises `BadFileError`, so the
+caller can skip that file, name it, and never mistake it for a complete one.
 """
 import collections
 import gzip
-import io
 import json
-from typing import IO, Iterator, Sequence
+import zlib
+from typing import IO, Iterable, Iterator, Sequence
 
 import tensorflow as tf
 import zstandard
@@ -19,8 +21,16 @@ DEFAULT_MAX_DOC_BYTES = 16 * 1024 * 1024
 SKIP_REASONS = ("bad_json", "bad_utf8", "missing_field", "empty", "too_large")
 
 
+# Reading in chunks of this size bounds memory for files with few newlines.
+_CHUNK_BYTES = 1 << 20
+
+
 class NoFilesError(FileNotFoundError):
   pass
+
+
+class BadFileError(Exception):
+  """A file that stops before its end: the message says why and after how many records."""
 
 
 def list_files(pattern: str) -> list[str]:
@@ -31,13 +41,52 @@ def list_files(pattern: str) -> list[str]:
   return files
 
 
-def _open(path: str) -> IO[bytes]:
-  raw = tf.io.gfile.GFile(path, "rb")
+def _chunks(raw: IO[bytes]) -> Iterator[bytes]:
+  while chunk := raw.read(_CHUNK_BYTES):
+    yield chunk
+
+
+def _zstd_chunks(raw: IO[bytes]) -> Iterator[bytes]:
+  """Decompressed chunks of every frame; a frame cut short is an error.
+
+  zstandard's stream reader returns a clean end of file for a truncated frame, so
+  frames are decoded one by one and each must reach its end.
+  """
+  decoder, pending = None, False
+  for chunk in _chunks(raw):
+    while chunk:
+      decoder = decoder or zstandard.ZstdDecompressor().decompressobj()
+      yield decoder.decompress(chunk)
+      pending = not decoder.eof
+      chunk = decoder.unused_data if decoder.eof else b""
+      decoder = None if decoder.eof else decoder
+  if pending:
+    raise BadFileError("truncated zstd frame")
+
+
+def _gzip_chunks(raw: IO[bytes]) -> Iterator[bytes]:
+  with gzip.GzipFile(fileobj=raw) as f:
+    yield from _chunks(f)
+
+
+def _decompressed(path: str, raw: IO[bytes]) -> Iterator[bytes]:
   if path.endswith(".gz"):
-    return gzip.GzipFile(fileobj=raw)
+    return _gzip_chunks(raw)
   if path.endswith(".zst"):
-    return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw))
-  return raw
+    return _zstd_chunks(raw)
+  return _chunks(raw)
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+  """Lines of a byte stream; a NUL byte (never in JSON or text) means a binary file."""
+  rest = b""
+  for chunk in chunks:
+    if b"\0" in chunk:
+      raise BadFileError("binary content (NUL bytes)")
+    *lines, rest = (rest + chunk).split(b"\n")
+    yield from lines
+  if rest:
+    yield rest
 
 
 def _parse_line(
@@ -73,12 +122,26 @@ def read_json_lines(
     counts: collections.Counter,
     max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
 ) -> Iterator[dict[str, str]]:
-  """Yields {field: str} per valid line; counts `ok` and each skip reason."""
-  with _open(path) as f:
-    for line in f:
-      if not line.strip():
-        continue  # blank separator lines are not records
-      record, reason = _parse_line(line, fields, max_doc_bytes)
-      counts[reason or "ok"] += 1
-      if record is not None:
-        yield record
+  """Yields {field: str} per valid line; counts `ok` and each skip reason.
+
+  Raises BadFileError when the file cannot be read to its end; the records
+  yielded before that are real, but the file is incomplete.
+  """
+  try:
+    with tf.io.gfile.GFile(path, "rb") as raw:
+      for line in _lines(_decompressed(path, raw)):
+        if not line.strip():
+          continue  # blank separator lines are not records
+        record, reason = _parse_line(line, fields, max_doc_bytes)
+        counts[reason or "ok"] += 1
+        if record is not None:
+          yield record
+  except BadFileError as e:
+    raise BadFileError(f"{path}: {e} after {_records(counts)} records") from None
+  except (OSError, EOFError, zlib.error, zstandard.ZstdError, tf.errors.OpError) as e:
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise BadFileError(f"{path}: {reason} after {_records(counts)} records") from None
+
+
+def _records(counts: collections.Counter) -> int:
+  return sum(counts[reason] for reason in ("ok", *SKIP_REASONS))

@@ -8,15 +8,21 @@ Python generator source cannot be checkpointed mid-stream (resumable input).
 Each input file becomes one TFRecord per split (so multi-host sharding is by
 file), written atomically, followed by a per-input stats file; a re-run skips
 inputs whose stats file exists (resumable). Inputs convert in parallel.
+A file that cannot be read to its end (corrupt or truncated compression, binary
+content) is skipped whole, named in the summary with how far it got, and not
+marked done, so a re-run tries it again; the other files convert. The command
+exits 0 when anything converted, else with one line and code 2.
 Train/validation assignment hashes the record's content: deterministic,
 independent of file order and parallelism, and duplicates never straddle splits.
 """
 import collections
+import dataclasses
 import hashlib
 import json
 import multiprocessing
 import os
-from typing import Sequence
+import sys
+from typing import Optional, Sequence
 
 from absl import logging
 import tensorflow as tf
@@ -24,6 +30,17 @@ import tensorflow as tf
 from redllm_jax.data import json_source
 
 STATS_DIR = "_stats"
+
+
+class NothingConvertedError(ValueError):
+  """No valid record in any readable file: one line."""
+
+
+@dataclasses.dataclass
+class FileResult:
+  path: str
+  counts: dict[str, int]
+  error: Optional[str] = None  # Why the file was skipped (it is then not marked done).
 
 
 def split_of(record: dict[str, str], fields: Sequence[str], validation_fraction: float) -> str:
@@ -53,33 +70,42 @@ def convert_file(
     validation_fraction: float,
     force_split: str | None,
     max_doc_bytes: int,
-) -> dict[str, int]:
-  """Converts one input file; returns its counts (ok, skips, examples per split)."""
+) -> FileResult:
+  """Converts one input file; a file that stops early leaves no output behind."""
   stem = _stem(path)
   stats_path = os.path.join(output_dir, STATS_DIR, stem + ".json")
   if tf.io.gfile.exists(stats_path):
     with tf.io.gfile.GFile(stats_path) as f:
-      return json.load(f)
+      return FileResult(path, json.load(f))
   counts: collections.Counter = collections.Counter()
   writers: dict[str, tf.io.TFRecordWriter] = {}
-  for record in json_source.read_json_lines(path, fields, counts, max_doc_bytes):
-    split = force_split or split_of(record, fields, validation_fraction)
-    if split not in writers:
-      tf.io.gfile.makedirs(os.path.join(output_dir, split))
-      writers[split] = tf.io.TFRecordWriter(os.path.join(output_dir, split, stem + ".tfrecord.tmp"))
-    writers[split].write(_example(record))
-    counts[f"split:{split}"] += 1
+
+  def temporary(split: str) -> str:
+    return os.path.join(output_dir, split, stem + ".tfrecord.tmp")
+
+  try:
+    for record in json_source.read_json_lines(path, fields, counts, max_doc_bytes):
+      split = force_split or split_of(record, fields, validation_fraction)
+      if split not in writers:
+        tf.io.gfile.makedirs(os.path.join(output_dir, split))
+        writers[split] = tf.io.TFRecordWriter(temporary(split))
+      writers[split].write(_example(record))
+      counts[f"split:{split}"] += 1
+  except json_source.BadFileError as e:
+    for split, writer in writers.items():
+      writer.close()
+      tf.io.gfile.remove(temporary(split))
+    return FileResult(path, {}, str(e))
   for split, writer in writers.items():
     writer.close()
-    final = os.path.join(output_dir, split, stem + ".tfrecord")
-    tf.io.gfile.rename(final + ".tmp", final, overwrite=True)
+    tf.io.gfile.rename(temporary(split), temporary(split)[:-len(".tmp")], overwrite=True)
   tf.io.gfile.makedirs(os.path.dirname(stats_path))
   with tf.io.gfile.GFile(stats_path, "w") as f:
     json.dump(dict(counts), f)
-  return dict(counts)
+  return FileResult(path, dict(counts))
 
 
-def _convert_star(args: tuple) -> dict[str, int]:
+def _convert_star(args: tuple) -> FileResult:
   return convert_file(*args)
 
 
@@ -94,25 +120,35 @@ def convert(
 ) -> dict[str, int]:
   """Converts every file matching `input_glob`; returns and logs summed counts.
 
-  Raises one-line errors when nothing matches or nothing valid was found.
+  The counts include `bad_files`, the files skipped whole (each is logged with
+  its reason). Raises one-line errors when nothing matches or nothing valid was
+  converted.
   """
   files = json_source.list_files(input_glob)
   jobs = [(p, output_dir, tuple(fields), validation_fraction, force_split, max_doc_bytes) for p in files]
   if num_workers > 1 and len(files) > 1:
     # spawn, not fork: forking a process that already runs TF threads can hang.
     with multiprocessing.get_context("spawn").Pool(min(num_workers, len(files))) as pool:
-      per_file = list(pool.imap_unordered(_convert_star, jobs))
+      results = list(pool.imap_unordered(_convert_star, jobs))
   else:
-    per_file = [convert_file(*job) for job in jobs]
+    results = [convert_file(*job) for job in jobs]
   total: collections.Counter = collections.Counter()
-  for counts in per_file:
-    total.update(counts)
+  for result in results:
+    total.update(result.counts)
+  bad = sorted(r.error for r in results if r.error)
+  for error in bad:
+    logging.warning("Skipped bad file %s", error)
+  if bad:
+    total["bad_files"] = len(bad)
   skipped = {r: total[r] for r in json_source.SKIP_REASONS if total[r]}
-  logging.info("Converted %s -> %s: %d ok, skipped %s", input_glob, output_dir, total["ok"], skipped)
+  logging.info("Converted %s -> %s: %d ok, skipped %s, %d bad files", input_glob, output_dir,
+               total["ok"], skipped, len(bad))
   if not total["ok"]:
-    raise ValueError(f"Zero valid examples in {input_glob} (skipped: {skipped})")
+    raise NothingConvertedError(
+        f"Zero valid examples in {input_glob} (skipped: {skipped}"
+        + (f"; {len(bad)} bad files, first {bad[0]})" if bad else ")"))
   with tf.io.gfile.GFile(os.path.join(output_dir, "stats.json"), "w") as f:
-    json.dump(dict(total), f, indent=1, sort_keys=True)
+    json.dump({**total, "bad_file_reasons": bad}, f, indent=1, sort_keys=True)
   return dict(total)
 
 
@@ -121,15 +157,20 @@ def main(argv: Sequence[str]) -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
 
   f = flags.FLAGS
-  convert(
-      f.input_glob,
-      f.output_dir,
-      fields=f.fields,
-      validation_fraction=f.validation_fraction,
-      force_split=f.force_split,
-      max_doc_bytes=f.max_doc_bytes,
-      num_workers=f.num_workers,
-  )
+  try:
+    total = convert(
+        f.input_glob,
+        f.output_dir,
+        fields=f.fields,
+        validation_fraction=f.validation_fraction,
+        force_split=f.force_split,
+        max_doc_bytes=f.max_doc_bytes,
+        num_workers=f.num_workers,
+    )
+  except (json_source.NoFilesError, NothingConvertedError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(json.dumps(total, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -126,8 +126,11 @@ def texts_from_files(pattern: str, fields: Sequence[str] = ("text",)) -> Iterato
   for path in json_source.list_files(pattern):
     if ".json" in os.path.basename(path):  # .json, .jsonl, .jsonl.gz, .jsonl.zst
       counts: collections.Counter = collections.Counter()
-      for record in json_source.read_json_lines(path, fields, counts):
-        yield from record.values()
+      try:
+        for record in json_source.read_json_lines(path, fields, counts):
+          yield from record.values()
+      except json_source.BadFileError as e:  # The texts read so far are still good text.
+        logging.warning("Vocabulary: stopped reading a bad file, %s", e)
     else:
       with tf.io.gfile.GFile(path) as f:
         yield f.read()

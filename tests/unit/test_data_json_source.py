@@ -92,7 +92,7 @@ def test_no_matching_files_is_one_line_naming_path(tmp_path) -> None:
 
 def test_zero_valid_examples_is_one_line_naming_path(tmp_path) -> None:
   (tmp_path / "bad.jsonl").write_bytes(b"not json\n" + json.dumps({"x": 1}).encode() + b"\n")
-  with pytest.raises(ValueError, match=r"^Zero valid examples in .*bad\.jsonl \(skipped: "):
+  with pytest.raises(prepare.NothingConvertedError, match=r"^Zero valid examples in .*bad\.jsonl \(skipped: "):
     prepare.convert(str(tmp_path / "bad.jsonl"), str(tmp_path / "out"))
 
 
@@ -136,3 +136,66 @@ def test_mixture_rates_default_to_llama_and_follow_gin() -> None:
     assert redllm_jax_tasks.redpajama.redpajama_rates()["github"] == 4.5
   finally:
     gin.clear_config()
+
+
+def _many_records(n: int) -> bytes:
+  return b"".join(json.dumps({"text": f"record {i} {'x' * 40}"}).encode() + b"\n"
+                  for i in range(n))
+
+
+def _damaged_files(folder) -> dict[str, bytes]:
+  """Files that stop before their end, as seen in real downloads, by name."""
+  data = _many_records(20000)
+  zst = zstandard.ZstdCompressor(write_checksum=True).compress(data)  # as the zstd CLI writes
+  flipped = bytearray(zst)
+  flipped[len(zst) // 2] ^= 0xFF
+  files = {"truncated.jsonl.zst": zst[:len(zst) // 2],
+           "corrupt.jsonl.zst": bytes(flipped),
+           "truncated.jsonl.gz": gzip.compress(data)[:5000],
+           "binary.jsonl": bytes(range(256)) * 20}
+  for name, content in files.items():
+    (folder / name).write_bytes(content)
+  return files
+
+
+def test_files_that_stop_early_raise_naming_path_and_progress(tmp_path) -> None:
+  files = _damaged_files(tmp_path)
+  reasons = {"truncated.jsonl.zst": "truncated zstd frame", "corrupt.jsonl.zst": "checksum",
+             "truncated.jsonl.gz": "end-of-stream", "binary.jsonl": "binary content"}
+  for name in files:
+    counts: collections.Counter = collections.Counter()
+    with pytest.raises(json_source.BadFileError, match=f"{name}: .*{reasons[name]}.* after \\d+ records"):
+      list(json_source.read_json_lines(str(tmp_path / name), ["text"], counts))
+  counts = collections.Counter()
+  with pytest.raises(json_source.BadFileError):
+    for _ in json_source.read_json_lines(str(tmp_path / "truncated.jsonl.zst"), ["text"], counts):
+      pass
+  assert 0 < counts["ok"] < 20000  # the records before the damage were read, and counted
+
+
+def test_multi_frame_zstd_reads_every_frame(tmp_path) -> None:
+  data = _many_records(100)
+  zst = zstandard.ZstdCompressor().compress(data)
+  (tmp_path / "two.jsonl.zst").write_bytes(zst + zst)
+  counts: collections.Counter = collections.Counter()
+  assert len(list(json_source.read_json_lines(str(tmp_path / "two.jsonl.zst"), ["text"], counts))) == 200
+
+
+def test_convert_skips_bad_files_converts_the_rest_and_retries_them(tmp_path, caplog) -> None:
+  raw = tmp_path / "raw"
+  raw.mkdir()
+  _damaged_files(raw)
+  (raw / "good.jsonl").write_bytes(_many_records(50))
+  out = str(tmp_path / "out")
+  with caplog.at_level(logging.WARNING, logger="absl"):
+    total = prepare.convert(str(raw / "*"), out, validation_fraction=0.0)
+  assert total["ok"] == 50 and total["bad_files"] == 4
+  for name in ("truncated.jsonl.zst", "corrupt.jsonl.zst", "truncated.jsonl.gz", "binary.jsonl"):
+    assert f"Skipped bad file {raw / name}:" in caplog.text
+  assert len(_texts(f"{out}/train/*.tfrecord")) == 50  # nothing of the bad files is kept
+  assert not tf.io.gfile.glob(f"{out}/*/*.tmp")
+  assert len(tf.io.gfile.glob(f"{out}/{prepare.STATS_DIR}/*.json")) == 1  # only good is done
+  # Repaired, a bad file converts on the next run; the good one is not redone.
+  (raw / "truncated.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(_many_records(7)))
+  total = prepare.convert(str(raw / "*"), out, validation_fraction=0.0)
+  assert total["ok"] == 57 and total["bad_files"] == 3
