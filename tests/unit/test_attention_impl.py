@@ -43,7 +43,11 @@ def test_pallas_flash_on_cpu_is_a_one_line_error():
   with pytest.raises(ValueError, match=r"needs a TPU") as e:
     layers.dot_product_attention(q, k, v, mask, "pallas_flash")
   assert "\n" not in str(e.value)
-  assert TransformerConfig(attention_impl="pallas_flash").attention_impl == "pallas_flash"
+  # The config option reaches every attention layer of a model.
+  batch = lm_batch("redllm")
+  model = make_model("redllm", attention_impl="pallas_flash")
+  with pytest.raises(ValueError, match=r"needs a TPU"):
+    model.logits(init(make_model("redllm")), batch)
 
 
 def test_importing_layers_does_not_import_tpu_kernels():

@@ -26,15 +26,11 @@ GIN_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "gin", "data")
     ],
 )
 def test_gin_snippets(name, lengths, converter, model_lengths) -> None:
-  gin.clear_config()
   gin.add_config_file_search_path(os.path.dirname(GIN_DIR))
-  try:
-    gin.parse_config_file(os.path.join(GIN_DIR, name + ".gin"))
-    assert gin.query_parameter("%TASK_FEATURE_LENGTHS") == lengths
-    fc = feature_converters.make_feature_converter()
-    assert type(fc) is converter  # noqa: E721  # exact class, not a subclass
-    assert model_lengths.items() <= dict(fc.get_model_feature_lengths(lengths)).items()
-    expected = vocabulary.DEMO_VOCABULARY if name.startswith("demo") else vocabulary.REAL_VOCABULARY
-    assert vocabulary.get_vocabulary() is expected
-  finally:
-    gin.clear_config()
+  gin.parse_config_file(os.path.join(GIN_DIR, name + ".gin"))
+  assert gin.query_parameter("%TASK_FEATURE_LENGTHS") == lengths
+  fc = feature_converters.make_feature_converter()
+  assert type(fc) is converter  # noqa: E721  # exact class, not a subclass
+  assert model_lengths.items() <= dict(fc.get_model_feature_lengths(lengths)).items()
+  expected = vocabulary.DEMO_VOCABULARY if name.startswith("demo") else vocabulary.REAL_VOCABULARY
+  assert vocabulary.get_vocabulary() is expected

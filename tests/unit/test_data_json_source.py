@@ -5,10 +5,13 @@ import json
 import logging
 import os
 
+import gin
 import pytest
 import seqio
 import tensorflow as tf
 import zstandard
+
+import redllm_jax_tasks
 
 from redllm_jax.data import json_source
 from redllm_jax.data import prepare
@@ -122,20 +125,14 @@ def test_real_tasks_register_without_data_and_fail_clearly_when_read(tmp_path, m
 
 
 def test_mixture_rates_default_to_llama_and_follow_gin() -> None:
-  import gin
-  import redllm_jax_tasks
-
   mixture = seqio.get_mixture_or_task("redpajama_v1")
   rates = {t.name: mixture.get_rate(t) for t in mixture.tasks}
   assert rates["redpajama_v1_common_crawl"] == 67.0 and rates["redpajama_v1_stackexchange"] == 2.0
   assert sum(rates.values()) == pytest.approx(100.0)
   with gin.unlock_config():
     gin.parse_config("redllm_jax_tasks.redpajama.redpajama_rates.rates = {'c4': 30.0}")
-  try:
-    assert mixture.get_rate(seqio.get_mixture_or_task("redpajama_v1_c4")) == 30.0
-    assert redllm_jax_tasks.redpajama.redpajama_rates()["github"] == 4.5
-  finally:
-    gin.clear_config()
+  assert mixture.get_rate(seqio.get_mixture_or_task("redpajama_v1_c4")) == 30.0
+  assert redllm_jax_tasks.redpajama.redpajama_rates()["github"] == 4.5
 
 
 def _many_records(n: int) -> bytes:

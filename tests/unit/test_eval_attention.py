@@ -22,10 +22,13 @@ def test_weights_are_captured_only_when_asked():
   self_attn = maps["decoder/self_attention"]
   np.testing.assert_allclose(self_attn.sum(-1), 1.0, atol=1e-5)
   assert np.all(np.triu(self_attn[0, 0, 0], k=1) == 0)  # causal
-  # A plain apply stores nothing.
+  # A plain apply returns the bare logits, and capturing the weights changes nothing.
   batch = attention._batch("redllm", windows)
-  out = jax.jit(lambda p: model.network.apply({"params": p}, **model._network_inputs(batch)))(params)
-  assert not isinstance(out, tuple)
+  apply = lambda p, **kw: model.network.apply({"params": p}, **model._network_inputs(batch), **kw)
+  plain = jax.jit(apply)(params)
+  captured, state = jax.jit(lambda p: apply(p, mutable=["intermediates"]))(params)
+  assert plain.shape == (2, 8, cfg.vocab_size) and set(state) == {"intermediates"}
+  np.testing.assert_array_equal(plain, captured)
 
 
 def test_locality_and_cross_attention_outputs(tmp_path):
