@@ -12,7 +12,9 @@ code 2; a run that cannot go on (a non-finite loss) with one line and code 1.
 import itertools
 import json
 import os
+import socket
 import sys
+import time
 from typing import Any, Mapping, Optional, Sequence
 
 from absl import flags
@@ -20,6 +22,8 @@ from clu import metric_writers
 import gin
 import jax
 import seqio
+from tensorboard.compat.proto import event_pb2
+import tensorflow as tf
 
 from redllm_jax import checkpoints, gin_utils, multihost, optimizers
 from redllm_jax.data import input_pipeline
@@ -33,9 +37,15 @@ _DECODER_CONVERTERS = (seqio.DecoderFeatureConverter, seqio.PrefixLMFeatureConve
 
 
 class JsonlWriter(metric_writers.interface.MetricWriter):
-  """metrics.jsonl beside the TensorBoard events: one line per write, easy to diff."""
+  """metrics.jsonl beside the TensorBoard events: one line per write, easy to diff.
 
-  def __init__(self, path: str):
+  A resumed run first drops the rows past its restored step (written after the
+  checkpoint it resumes from), so each step appears once.
+  """
+
+  def __init__(self, path: str, resumed_step: int = 0):
+    if os.path.exists(path):
+      _truncate_after(path, resumed_step)
     self._file = open(path, "a", encoding="utf-8")
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
@@ -71,14 +81,50 @@ class JsonlWriter(metric_writers.interface.MetricWriter):
     self._file.close()
 
 
-def make_writer(model_dir: str) -> metric_writers.MetricWriter:
-  """TensorBoard events + metrics.jsonl under MODEL_DIR, from process 0 only."""
+def _truncate_after(path: str, step: int) -> None:
+  """Keeps the rows of a metrics.jsonl up to `step` (atomically; torn last lines go too)."""
+  kept = []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      try:
+        if json.loads(line)["step"] <= step:
+          kept.append(line)
+      except (ValueError, KeyError, TypeError):
+        continue  # A line torn by a kill mid-write.
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    f.writelines(kept)
+  os.replace(path + ".tmp", path)
+
+
+def _mark_session_start(model_dir: str, step: int) -> None:
+  """An events file holding TensorBoard's session marker (SessionLog START) at `step`.
+
+  Every run writes one. Readers take the first as the start and each later one
+  as a restart: they purge the earlier runs' events at `step` and after, which
+  the resumed run logs again. The name sorts after earlier runs' files (older
+  seconds) and before this run's own (same second and process: ".0.s" < ".N.v2").
+  """
+  name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+          f"{os.getpid()}.0.session_start")
+  with tf.io.TFRecordWriter(os.path.join(model_dir, name)) as f:
+    f.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2")
+            .SerializeToString())
+    f.write(event_pb2.Event(wall_time=time.time(), step=step, session_log=event_pb2.SessionLog(
+        status=event_pb2.SessionLog.START)).SerializeToString())
+
+
+def make_writer(model_dir: str, resumed_step: int = 0) -> metric_writers.MetricWriter:
+  """TensorBoard events + metrics.jsonl under MODEL_DIR, from process 0 only.
+
+  After a resume, neither repeats the steps that the resumed run logs again.
+  """
   if jax.process_index() != 0:
     return metric_writers.MultiWriter([])
   os.makedirs(model_dir, exist_ok=True)
+  _mark_session_start(model_dir, resumed_step + 1)
   return metric_writers.AsyncWriter(metric_writers.MultiWriter([
       metric_writers.SummaryWriter(model_dir),
-      JsonlWriter(os.path.join(model_dir, "metrics.jsonl"))]))
+      JsonlWriter(os.path.join(model_dir, "metrics.jsonl"), resumed_step)]))
 
 
 def validate(model: BaseModel, converter: seqio.FeatureConverter,
@@ -136,7 +182,7 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
                                           async_checkpoints)
   state = _initial_state(steps, checkpointer, meta, train_batches, model,
                          initial_checkpoint_path, seed)
-  writer = make_writer(model_dir)
+  writer = make_writer(model_dir, resumed_step=int(state.step))
   try:
     _, results = train_loop(model, steps, state, train_batches, checkpointer, meta, writer,
                             eval_batches, LoopConfig(train_steps, log_every, eval_every, seed))

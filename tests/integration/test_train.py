@@ -11,6 +11,7 @@ import gin
 import jax
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import plugin_event_accumulator
 
 from conftest import experiment, train_bindings
 from redllm_jax import checkpoints, gin_utils, optimizers
@@ -94,6 +95,12 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(demo_root, tmp_path):
   assert proc.wait(timeout=600) == 0, proc.communicate()
   a, b = _metrics(straight), _metrics(killed)
   assert [a[s]["loss"] for s in range(1, 21)] == [b[s]["loss"] for s in range(1, 21)]
+  # Each step is logged once, in metrics.jsonl and as TensorBoard reads the events.
+  with open(os.path.join(killed, "metrics.jsonl")) as f:
+    assert [r["step"] for r in map(json.loads, f) if "loss" in r] == list(range(1, 21))
+  events = plugin_event_accumulator.EventAccumulator(killed, size_guidance={"tensors": 0})
+  events.Reload()
+  assert [e.step for e in events.Tensors("loss")] == list(range(1, 21))
   for x, y in zip(jax.tree.leaves(_final_params(arch, straight)),
                   jax.tree.leaves(_final_params(arch, killed))):
     np.testing.assert_array_equal(x, y)
