@@ -5,17 +5,27 @@ Layout under MODEL_DIR:
   input_positions/<step>/shard_<j>*              tf.data iterator position per input shard
 
 `meta` records the architecture and network config, so a finetune or eval run
-refuses a checkpoint of the other architecture with one line. Restoring walks
-back from the newest step: a corrupt or partial checkpoint is skipped with a
-warning (orbax already ignores uncommitted temporary directories).
+refuses a checkpoint of the other architecture with one line, and a checksum of
+every saved array, computed on device, so changed bytes are caught on restore
+(orbax itself verifies nothing). Restoring walks back from the newest step: an
+unreadable checkpoint (corrupt, partial, empty; orbax already ignores
+uncommitted temporary directories) is named in a one-line warning and moved to
+MODEL_DIR/corrupt_checkpoints/, so it never takes a keep slot and its step is
+saved again when the run gets there. When checkpoints exist but none is
+readable, the run stops with one line (exit 2) unless told to restart.
 """
 import dataclasses
 import os
+import sys
+import time
 from typing import Any, Optional
 
 from absl import logging
 from etils import epath
 import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from redllm_jax.gin_utils import ConfigError
@@ -30,11 +40,68 @@ def describe_model(model) -> dict[str, Any]:
                                                     False)}
 
 
+ON_UNREADABLE = ("fail", "restart")
+
+
+class UnreadableCheckpointsError(ConfigError):
+  """MODEL_DIR holds checkpoints and none can be restored."""
+
+
+class CorruptCheckpointError(Exception):
+  """A restored array differs from the checksum recorded when it was saved."""
+
+
+def _bits(x: jax.Array) -> jax.Array:
+  """The raw bits of every element as uint32 (sub-word types are widened)."""
+  width = x.dtype.itemsize * 8
+  if x.dtype == jnp.bool_:
+    return x.astype(jnp.uint32)
+  return jax.lax.bitcast_convert_type(x, jnp.dtype(f"uint{width}")).astype(jnp.uint32)
+
+
+@jax.jit
+def _checksums(tree: Any) -> Any:
+  """Per array: (sum of its bits, sum of its bits times odd position weights), mod 2^32.
+
+  Any single flipped bit changes both sums (odd weights keep every bit's
+  contribution non-zero mod 2^32); a swap of values changes the weighted one.
+  Computed where the (sharded) arrays live, one pass, no host copy.
+  """
+  def one(x):
+    bits = _bits(x).reshape(-1)
+    weights = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2) + jnp.uint32(1)
+    return jnp.stack([jnp.sum(bits, dtype=jnp.uint32), jnp.sum(bits * weights, dtype=jnp.uint32)])
+  return jax.tree.map(one, tree)
+
+
+def checksums(items: dict[str, Any]) -> dict[str, list[int]]:
+  """{"params/decoder/...": [sum, weighted sum]} of every array in `items`."""
+  flat = jax.tree_util.tree_flatten_with_path(jax.device_get(_checksums(items)))[0]
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): [int(v) for v in np.asarray(c)]
+          for path, c in flat}
+
+
+def verify(items: dict[str, Any], recorded: Optional[dict[str, list[int]]]) -> None:
+  """Raises CorruptCheckpointError naming the first array whose checksum differs."""
+  if recorded is None:  # Saved before checksums were recorded: nothing to check.
+    return
+  for name, value in checksums(items).items():
+    if recorded.get(name) != value:
+      raise CorruptCheckpointError(f"array {name} does not match its checksum")
+
+
 class Checkpointer:
-  """Saves every `save_every` steps (asynchronously), keeps the last `keep`."""
+  """Saves every `save_every` steps (asynchronously), keeps the last `keep`.
+
+  `on_unreadable` says what to do when checkpoints exist but none is readable:
+  "fail" (one line, exit 2) or "restart" (move them aside, start from step 0).
+  """
 
   def __init__(self, model_dir: str, save_every: int, keep: Optional[int] = 3,
-               async_save: bool = True):
+               async_save: bool = True, on_unreadable: str = "fail"):
+    if on_unreadable not in ON_UNREADABLE:
+      raise ConfigError(f"on_unreadable={on_unreadable!r}: expected one of {ON_UNREADABLE}")
+    self.on_unreadable = on_unreadable
     self.model_dir = _absolute(model_dir)
     self.manager = ocp.CheckpointManager(
         self.model_dir / "checkpoints", item_names=ITEMS,
@@ -45,9 +112,6 @@ class Checkpointer:
   def _input_dir(self, step: int) -> str:
     return os.fspath(self.model_dir / "input_positions" / str(step))
 
-  def should_save(self, step: int) -> bool:
-    return self.manager.should_save(step)
-
   def save(self, step: int, params: Any, opt_state: Any, meta: dict[str, Any],
            input_iterator=None, force: bool = False) -> bool:
     """Writes step `step` if due (or forced); the input position is written first."""
@@ -55,6 +119,7 @@ class Checkpointer:
       return False
     if input_iterator is not None:
       input_iterator.save(self._input_dir(step))
+    meta = dict(meta, checksums=checksums({"params": params, "opt_state": opt_state}))
     saved = self.manager.save(step, force=force, args=ocp.args.Composite(
         params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
         meta=ocp.args.JsonSave(meta)))
@@ -71,7 +136,12 @@ class Checkpointer:
 
   def restore_latest(self, abstract_params: Any, abstract_opt_state: Any,
                      meta: dict[str, Any], input_iterator=None) -> Optional[tuple[Any, Any, int]]:
-    """(params, opt_state, step) of the newest readable checkpoint, or None if there is none."""
+    """(params, opt_state, step) of the newest readable checkpoint; None if there is none.
+
+    Unreadable checkpoints are moved aside on the way. If there were checkpoints
+    and none was readable: UnreadableCheckpointsError, or with "restart", None.
+    """
+    reasons = []
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
         restored = self.manager.restore(step, args=ocp.args.Composite(
@@ -79,21 +149,79 @@ class Checkpointer:
             opt_state=ocp.args.StandardRestore(abstract_opt_state),
             meta=ocp.args.JsonRestore()))
         _check_meta(restored.meta, meta, f"checkpoint step {step}")
+        verify({"params": restored.params, "opt_state": restored.opt_state},
+               restored.meta.get("checksums"))
         if input_iterator is not None:
           input_iterator.restore(self._input_dir(step))
         return restored.params, restored.opt_state, step
       except ConfigError:
         raise
       except Exception as e:  # pylint: disable=broad-except
-        logging.warning("checkpoint at step %d is unreadable (%s); trying an older one",
-                        step, str(e).splitlines()[0][:200] if str(e) else type(e).__name__)
+        _quiet_orphaned_reads()
+        reason = _first_line(e)
+        logging.warning("checkpoint at step %d is unreadable (%s); moved to %s, trying an "
+                        "older one", step, reason, self._corrupt_dir())
+        reasons.append(f"step {step}: {reason}")
+        self._move_aside(step)
+    if reasons and self.on_unreadable == "fail":
+      raise UnreadableCheckpointsError(
+          f"no readable checkpoint in {self.model_dir} ({'; '.join(reasons)}); they were moved "
+          f"to {self._corrupt_dir()}. Copy a good one back, or start over with "
+          "--gin.train.train.on_unreadable=\"restart\"")
     return None
+
+  def _corrupt_dir(self) -> epath.Path:
+    return self.model_dir / "corrupt_checkpoints"
+
+  def _move_aside(self, step: int) -> None:
+    """Moves checkpoint `step` (and its input positions) out of the manager's sight."""
+    if jax.process_index() == 0:
+      stamp = time.strftime("%Y%m%d-%H%M%S")
+      for kind in ("checkpoints", "input_positions"):
+        source = self.model_dir / kind / str(step)
+        if source.exists():
+          target = self._corrupt_dir() / f"{kind}-{step}-{stamp}"
+          target.parent.mkdir(parents=True, exist_ok=True)
+          source.rename(target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"moved aside checkpoint {step}")
+    self.manager.reload()
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
 
   def close(self) -> None:
     self.manager.close()
+
+
+def _quiet_orphaned_reads() -> None:
+  """Drops the "Event loop is closed" tracebacks of a failed restore's leftover reads.
+
+  When one array of a restore fails, orbax raises while TensorStore still has
+  reads of the other arrays in flight; their completion callbacks later find
+  the restore's event loop closed, and the abandoned read coroutines raise when
+  collected. Both reach sys.unraisablehook, one traceback each, which bury the
+  one-line warning. Any other unraisable exception is still reported.
+  """
+  if getattr(sys.unraisablehook, "quiets_orphaned_reads", False):
+    return
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
+                   and str(unraisable.exc_value) == "Event loop is closed")
+    abandoned_read = "_read_array_index" in repr(unraisable.object)  # orbax's read coroutine
+    if not (closed_loop or abandoned_read):
+      previous(unraisable)
+
+  hook.quiets_orphaned_reads = True
+  sys.unraisablehook = hook
+
+
+def _first_line(error: BaseException) -> str:
+  """The gist of an error; TensorStore's multi-line spec dump after it is dropped."""
+  text = str(error).strip().split(" See full TensorStore details")[0]
+  return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def _check_meta(found: dict[str, Any], expected: dict[str, Any], where: str) -> None:
@@ -153,8 +281,12 @@ def load_params(checkpoint_path: str, model, shardings: Any = None) -> Any:
   try:
     restored = manager.restore(step, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(target)))
+    recorded = meta.get("checksums")
+    verify({"params": restored.params},
+           None if recorded is None else {k: v for k, v in recorded.items()
+                                          if k.startswith("params/")})
   except Exception as e:  # pylint: disable=broad-except
     raise ConfigError(f"cannot restore parameters from {checkpoint_path} (step {step}): "
-                      f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
+                      f"{_first_line(e)}") from None
   manager.close()
   return restored.params

@@ -158,7 +158,7 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
           eval_every: int = 0, num_microbatches: int = 1, checkpoint_every: int = 1000,
           keep_checkpoints: Optional[int] = 3, async_checkpoints: bool = True,
           initial_checkpoint_path: Optional[str] = None, num_input_shards: Optional[int] = None,
-          log_every: int = 10, seed: int = 0) -> dict[str, float]:
+          log_every: int = 10, seed: int = 0, on_unreadable: str = "fail") -> dict[str, float]:
   """Trains to `train_steps` (resuming if MODEL_DIR has checkpoints); returns final eval metrics."""
   partitioner = Partitioner()
   num_input_shards = num_input_shards or jax.process_count()
@@ -179,7 +179,7 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
                                                             eval_steps))
                   for task in eval_tasks}
   checkpointer = checkpoints.Checkpointer(model_dir, checkpoint_every, keep_checkpoints,
-                                          async_checkpoints)
+                                          async_checkpoints, on_unreadable)
   state = _initial_state(steps, checkpointer, meta, train_batches, model,
                          initial_checkpoint_path, seed)
   writer = make_writer(model_dir, resumed_step=int(state.step))
