@@ -88,9 +88,14 @@ def load_task(path: str) -> Task:
   if not os.path.exists(path):
     raise TaskFileError(f"task file not found: {path}")
   examples, skipped, kind = [], collections.Counter(), None
-  with open(path, encoding="utf-8", errors="replace") as f:
-    for line in f:
-      if not line.strip():
+  with open(path, "rb") as f:
+    for raw in f:
+      if not raw.strip():
+        continue
+      try:  # A replacement character would silently change what is scored.
+        line = raw.decode("utf-8")
+      except UnicodeDecodeError:
+        skipped["bad_utf8"] += 1
         continue
       ex, what = _parse_line(line)
       if ex is None:

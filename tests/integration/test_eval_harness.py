@@ -81,6 +81,10 @@ def test_malformed_lines_are_skipped_and_counted(tmp_path):
   assert len(task.examples) == 2 and task.kind == harness.MC
   assert dict(task.skipped) == {"bad_json": 1, "bad_label": 1, "missing_inputs": 1,
                                 "bad_options": 1, "mixed_kind": 1}
+  invalid = tmp_path / "invalid_utf8.jsonl"
+  invalid.write_bytes(good.encode() + b'\n{"inputs": "q \xff", "options": ["a", "b"], "label": 0}\n')
+  task = harness.load_task(str(invalid))
+  assert len(task.examples) == 1 and dict(task.skipped) == {"bad_utf8": 1}
   with pytest.raises(harness.TaskFileError, match="no valid example"):
     harness.load_task(_write(tmp_path, "empty.jsonl", ["{oops", "[]"]))
   with pytest.raises(harness.TaskFileError, match="not found"):
