@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "sentencepiece>=0.2.3,<0.3",
     "clu>=0.0.12",
     "numpy>=1.26",
+    "scipy>=1.11",
     "safetensors>=0.4",
     "matplotlib>=3.8",
     "tqdm>=4.66",

@@ -14,7 +14,6 @@ MODEL_DIR/corrupt_checkpoints/, so it never takes a keep slot and its step is
 saved again when the run gets there. When checkpoints exist but none is
 readable, the run stops with one line (exit 2) unless told to restart.
 """
-import dataclasses
 import os
 import sys
 import time
@@ -28,16 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from redllm_jax import models
 from redllm_jax.gin_utils import ConfigError
+from redllm_jax.models import BaseModel
 
 ITEMS = ("params", "opt_state", "meta")
-
-
-def describe_model(model) -> dict[str, Any]:
-  """The JSON `meta` item: what a checkpoint's parameters are."""
-  return {"architecture": model.architecture, "config": dataclasses.asdict(model.config),
-          "inputs_bidirectional_attention": getattr(model, "inputs_bidirectional_attention",
-                                                    False)}
 
 
 ON_UNREADABLE = ("fail", "restart")
@@ -251,25 +245,47 @@ def _locate(path: str) -> tuple[epath.Path, Optional[int]]:
   return path, None
 
 
-def load_params(checkpoint_path: str, model, shardings: Any = None) -> Any:
-  """Parameters only, from a training checkpoint (finetuning and evaluation).
-
-  `shardings` (a tree like the parameters) places them on a mesh; by default
-  they land on the first local device. A missing path, no checkpoint, or a
-  checkpoint of the other architecture is a one-line ConfigError.
-  """
-  root, step = _locate(checkpoint_path)
+def _read_only_manager(root: epath.Path) -> ocp.CheckpointManager:
   # Orbax warns that a read-only manager's directory is read-only: we asked for it.
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.ERROR)
   try:
-    manager = ocp.CheckpointManager(root, item_names=ITEMS,
-                                    options=ocp.CheckpointManagerOptions(read_only=True))
+    return ocp.CheckpointManager(root, item_names=ITEMS,
+                                 options=ocp.CheckpointManagerOptions(read_only=True))
   finally:
     logging.set_verbosity(verbosity)
-  step = manager.latest_step() if step is None else step
+
+
+def checkpoint_step(checkpoint_path: str) -> int:
+  """The step that `load_params(checkpoint_path, ...)` restores (the newest unless named)."""
+  root, step = _locate(checkpoint_path)
+  if step is None:
+    step = _read_only_manager(root).latest_step()
   if step is None:
     raise ConfigError(f"no checkpoint found under {checkpoint_path}")
+  return step
+
+
+def load_model_and_params(checkpoint_path: str) -> tuple[BaseModel, Any]:
+  """The model a checkpoint describes (its `meta`), and its parameters."""
+  root, _ = _locate(checkpoint_path)
+  step = checkpoint_step(checkpoint_path)
+  meta = _read_only_manager(root).restore(
+      step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+  model = models.from_description(meta)
+  return model, load_params(checkpoint_path, model)
+
+
+def load_params(checkpoint_path: str, model, shardings: Any = None) -> Any:
+  """Parameters only, from a training checkpoint (finetuning and evaluation).
+
+  `shardings` (a tree like the parameters) places them on a mesh; by default
+  they land on the first local device. A missing path, no checkpoint, a
+  checkpoint of the other architecture, or a corrupt one is a one-line ConfigError.
+  """
+  root, _ = _locate(checkpoint_path)
+  step = checkpoint_step(checkpoint_path)
+  manager = _read_only_manager(root)
   abstract = model.abstract_params()
   if shardings is None:
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -277,7 +293,7 @@ def load_params(checkpoint_path: str, model, shardings: Any = None) -> Any:
   target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         abstract, shardings)
   meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
-  _check_meta(meta, describe_model(model), f"{checkpoint_path} (step {step})")
+  _check_meta(meta, model.describe(), f"{checkpoint_path} (step {step})")
   try:
     restored = manager.restore(step, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(target)))
@@ -286,6 +302,7 @@ def load_params(checkpoint_path: str, model, shardings: Any = None) -> Any:
            None if recorded is None else {k: v for k, v in recorded.items()
                                           if k.startswith("params/")})
   except Exception as e:  # pylint: disable=broad-except
+    _quiet_orphaned_reads()
     raise ConfigError(f"cannot restore parameters from {checkpoint_path} (step {step}): "
                       f"{_first_line(e)}") from None
   manager.close()

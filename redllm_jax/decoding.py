@@ -12,6 +12,8 @@ import gin
 import jax
 import jax.numpy as jnp
 
+from redllm_jax.functional import EOS_ID, PAD_ID
+
 Array = jax.Array
 StepFn = Callable[[Array, Any], tuple[Array, Any]]
 
@@ -25,8 +27,8 @@ class DecodingConfig:
   temperature: float = 0.0
   top_k: int = 0
   top_p: float = 1.0
-  eos_id: int = 1
-  pad_id: int = 0
+  eos_id: int = EOS_ID
+  pad_id: int = PAD_ID
 
   def __post_init__(self):
     if self.max_new_tokens < 1:

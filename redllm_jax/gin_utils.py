@@ -1,21 +1,42 @@
-"""Gin plumbing for the entry points, in T5X's shape.
+"""Gin and command-line plumbing for the entry points, in T5X's shape.
 
-`--gin_file=models/redllm_tiny.gin` is looked up on the search path (the repo's
-`gin/` folder first), and `--gin.MACRO=value` is shorthand for
-`--gin_bindings=MACRO=value`. A bad file or binding exits with one line and code 2.
+Gin entry points (train, eval, infer, export, extrapolation, attention, harness)
+end with `gin_utils.run(__spec__.name)`: `--gin_file=runs/eval.gin` is looked up in
+the repo's `gin/` folder (then `--gin_search_paths`), `--gin.MACRO=value` is
+shorthand for `--gin_bindings=MACRO=value`, and the module's `main()` calls its
+gin-configurable function, whose arguments the run gins bind. Run gins mark the
+values a user must give as `MACRO = %gin.REQUIRED`.
+
+Every configuration mistake is one line on stderr and exit code 2: a missing
+required macro, a macro given on the command line that no gin file reads (a
+typo), an unknown parameter, a gin syntax error. Flag-based commands (bench,
+memory_plan, model_info, reproduce, prepare, ...) get the same handling from
+`run_flags`.
 """
+import contextlib
+import difflib
+import importlib
+import os
 import pathlib
+import re
 import sys
-from typing import Any, Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from absl import app, flags, logging
 import gin
+from gin import config as gin_config
 
 GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / "gin"
 
 flags.DEFINE_multi_string("gin_file", [], "Gin files to parse, in order.")
 flags.DEFINE_multi_string("gin_bindings", [], "Individual gin bindings.")
 flags.DEFINE_list("gin_search_paths", [], "Extra folders searched for gin files.")
+
+_REQUIRED = re.compile(r"^(\w+)/macro\.value set to `%gin\.REQUIRED` but not subsequently overridden")
+# Gin's words for reading a macro that no file or flag sets.
+_UNSET_MACRO = re.compile(r"macro\(\) missing 1 required positional argument: 'value'.*"
+                          r"in scope '(\w+)'", re.DOTALL)
+_MACRO_BINDING = re.compile(r"^\s*([A-Z][A-Z0-9_]*)\s*=")
 
 
 class ConfigError(Exception):
@@ -28,87 +49,127 @@ class ConfigError(Exception):
     self.message = message
 
 
+def first_line(error: BaseException) -> str:
+  text = str(error).strip() or type(error).__name__
+  return " ".join(line.strip() for line in text.splitlines() if line.strip())[:500]
+
+
 def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
   """Turns `--gin.NAME=value` into `--gin_bindings=NAME=value`."""
   return [f"--gin_bindings={arg[len('--gin.'):]}" if arg.startswith("--gin.") else arg
           for arg in argv]
 
 
+_referenced_macros: set[str] = set()
+
+
+@gin_config.register_finalize_hook
+def _record_referenced_macros(config: dict) -> None:
+  """Remembers which macros some binding reads (finalize hooks see the whole config)."""
+  _referenced_macros.clear()
+  for reference in gin_config.iterate_references(config):
+    scope, selector = reference.config_key
+    if selector == "gin.macro":
+      _referenced_macros.add(scope)
+
+
+@contextlib.contextmanager
+def _in_gin_dir() -> Iterator[None]:
+  """Parses from the repo's gin/ folder, so its relative includes resolve there first.
+
+  Gin tries every path against the working directory before its search paths,
+  and its package reader crashes on a folder of the working directory that shares
+  a name with ours (the demo's `runs/`, say). Users' own relative files are made
+  absolute before the switch, and the working directory is also a search path.
+  """
+  cwd = os.getcwd()
+  os.chdir(GIN_DIR)
+  try:
+    yield
+  finally:
+    os.chdir(cwd)
+
+
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str],
-              search_paths: Sequence[str] = ()) -> None:
-  """Parses gin files and bindings; any gin error becomes a one-line ConfigError."""
-  # Our folders go before gin's default '' (the working directory): for '' gin
-  # also tries a reader that imports `runs/x.gin` as the Python package `runs`, and
-  # crashes on a namespace package, e.g. the `runs/` folder that the demo writes.
-  prefixes = gin.config._LOCATION_PREFIXES  # pylint: disable=protected-access
-  for path in reversed([*search_paths, str(GIN_DIR)]):
-    if path not in prefixes:
-      prefixes.insert(0, path)
+              search_paths: Sequence[str] = (), finalize: bool = True) -> None:
+  """Parses gin files and bindings; any gin error becomes a one-line ConfigError.
+
+  With `finalize`, required macros must be set and every macro bound in
+  `bindings` must be read by some gin binding.
+  """
+  files = [os.path.abspath(f) if os.path.isfile(f) else f for f in gin_files]
+  for path in (*search_paths, os.getcwd()):
+    gin.add_config_file_search_path(os.path.abspath(path))
   # Gin logs an error for every search-path miss on the way to a hit; real
   # failures are raised, so mute its logging while parsing.
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.FATAL)
   try:
-    gin.parse_config_files_and_bindings(list(gin_files), list(bindings),
-                                        finalize_config=False)
-  except (ValueError, KeyError, IOError, NameError, TypeError, AttributeError) as e:
+    with _in_gin_dir():
+      gin.parse_config_files_and_bindings(list(files), list(bindings), finalize_config=False)
+    if finalize:
+      gin.finalize()
+  except (ValueError, KeyError, IOError, NameError, TypeError, AttributeError,
+          SyntaxError) as e:
+    raise ConfigError(_explain(e)) from None
+  except Exception as e:  # pylint: disable=broad-except  # e.g. tokenize.TokenError
     raise ConfigError(f"gin: {first_line(e)}") from None
   finally:
     logging.set_verbosity(verbosity)
+  if finalize:
+    _check_command_line_macros(bindings)
 
 
-def first_line(error: BaseException) -> str:
-  text = str(error).strip() or type(error).__name__
-  return " ".join(line.strip() for line in text.splitlines() if line.strip())[:500]
+def _explain(error: BaseException) -> str:
+  """Gin's message, or for a macro that is required or read but never set, a plain one."""
+  text = str(error)
+  missing = _REQUIRED.match(text) or _UNSET_MACRO.search(text)
+  if missing:
+    name = missing.group(1)
+    return f"missing required gin macro {name}: pass --gin.{name}=..."
+  return f"gin: {first_line(error)}"
 
 
-def run(main: Callable[[], None]) -> None:
-  """absl entry point: rewrites gin args, parses gin, runs `main()` with clean errors."""
+def _check_command_line_macros(bindings: Sequence[str]) -> None:
+  """A macro set on the command line that nothing reads is a typo, not a no-op."""
+  for binding in bindings:
+    match = _MACRO_BINDING.match(binding)
+    if match and match.group(1) not in _referenced_macros:
+      name = match.group(1)
+      close = difflib.get_close_matches(name, sorted(_referenced_macros), n=1)
+      hint = f" (did you mean {close[0]}?)" if close else ""
+      raise ConfigError(f"--gin.{name}: no gin binding reads the macro {name}{hint}")
+
+
+def run(module_name: str) -> None:
+  """Entry point of a gin command: parses --gin_file/--gin flags, then `module.main()`.
+
+  `python -m pkg.mod` executes a `__main__` copy of the module, whose configurables
+  gin does not bind; the imported module (the one the gin files import) runs instead.
+  """
+
+  def main() -> None:
+    parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings, flags.FLAGS.gin_search_paths)
+    try:
+      importlib.import_module(module_name).main()
+    except TypeError as e:  # A gin-bound value of the wrong type or a missing argument.
+      raise ConfigError(_explain(e)) from None
+
+  run_flags(main)
+
+
+def run_flags(main: Callable[[], None]) -> None:
+  """absl entry point of every command: `--gin.X=v` accepted as a gin binding,
+  warnings-level logging, and a ConfigError printed as one line with exit code 2."""
 
   def _main(argv: Sequence[str]) -> None:
-    logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)
     try:
-      parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings, flags.FLAGS.gin_search_paths)
       main()
     except ConfigError as e:
       print(f"error: {e.message}", file=sys.stderr)
       sys.exit(2)
 
   app.run(_main, argv=rewrite_gin_args(sys.argv))
-
-
-_MISSING = object()
-
-
-@gin.configurable
-def _macro_value(value=gin.REQUIRED):
-  return value
-
-
-def macro_value(name: str, default: Any = _MISSING) -> Any:
-  """The evaluated value of gin macro `name` (references such as `@get_vocabulary()`
-  are called); `default` when it is unset, else a one-line ConfigError."""
-  try:
-    gin.query_parameter(f"%{name}")
-  except ValueError:
-    if default is not _MISSING:
-      return default
-    raise ConfigError(f"missing required gin macro {name}: pass --gin.{name}=...") from None
-  gin.parse_config(f"_macro_value.value = %{name}")
-  try:
-    return _macro_value()
-  except (ValueError, TypeError, KeyError) as e:
-    raise ConfigError(f"evaluating %{name}: {first_line(e)}") from None
-
-
-def check_required_macros() -> None:
-  """One-line ConfigError for the first unset macro of the run gin's REQUIRED_MACROS."""
-  for name in macro_value("REQUIRED_MACROS", []):
-    macro_value(name)
-
-
-def build_model(macro: str = "MODEL"):
-  """The model a model gin binds to `%MODEL`."""
-  return macro_value(macro)

@@ -5,16 +5,14 @@ parameter carries logical axis names ("embed", "heads", "kv", "mlp", "vocab") an
 the main activations are constrained to ("batch", "length", ...), so the
 partitioner can map them onto any mesh through `logical_axis_rules`.
 """
-from typing import Optional
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from redllm_jax import functional as F
 from redllm_jax.config import TransformerConfig
 
 Array = jax.Array
-
 
 
 def constrain(x: Array, names: tuple[str, ...]) -> Array:
@@ -60,44 +58,7 @@ class RMSNorm(nn.Module):
     scale = self.param(
         "scale", nn.with_logical_partitioning(nn.initializers.ones, (self.axis_name,)),
         (x.shape[-1],), self.param_dtype)
-    x32 = x.astype(jnp.float32)
-    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.epsilon)
-    return (normed * scale.astype(jnp.float32)).astype(self.dtype)
-
-
-def apply_rope(x: Array, positions: Array, base: float) -> Array:
-  """Rotary embedding of x [batch, length, heads, head_dim] at integer positions [batch, length].
-
-  Positions are arbitrary per token, which is what lets the RedLLM decoder continue
-  the encoder's numbering and lets cross-attention rotate queries and keys in one
-  coordinate system.
-  """
-  half = x.shape[-1] // 2
-  inv_freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
-  angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [b, l, half]
-  sin = jnp.sin(angles)[:, :, None, :]
-  cos = jnp.cos(angles)[:, :, None, :]
-  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
-  rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-  return rotated.astype(x.dtype)
-
-
-def attention_mask(q_segments: Array, k_segments: Array, q_index: Array, k_index: Array,
-                   causal: bool, q_prefix: Optional[Array] = None,
-                   k_prefix: Optional[Array] = None) -> Array:
-  """Boolean mask [batch, 1, q, k]: same non-zero segment, plus causality if asked.
-
-  Causality compares slot indices (not RoPE positions). Where both the query and
-  the key lie in a bidirectional prefix (DecLLM + BiAttn, T5X's
-  `decoder_causal_attention`), the causal restriction is lifted.
-  """
-  mask = (q_segments[:, :, None] == k_segments[:, None, :]) & (k_segments[:, None, :] != 0)
-  if causal:
-    allowed = q_index[:, :, None] >= k_index[:, None, :]
-    if q_prefix is not None:
-      allowed |= q_prefix[:, :, None].astype(bool) & k_prefix[:, None, :].astype(bool)
-    mask &= allowed
-  return mask[:, None]
+    return F.rms_norm(x, scale, self.epsilon, self.dtype)
 
 
 def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, impl: str = "einsum",
@@ -109,16 +70,14 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, impl: str =
   part is empty. With `return_probs`, returns (out, probs); probs is None for
   the fused implementations.
   """
-  has_key = jnp.any(mask, axis=-1)  # [b, 1, q]
   probs = None
   if impl == "einsum":
-    probs = attention_probs(q, k, mask)
-    out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+    out, probs = F.einsum_attention(q, k, v, mask)
   elif impl == "pallas_flash":
-    out = pallas_flash_attention(q, k, v, mask)
+    out = F.zero_blind_rows(pallas_flash_attention(q, k, v, mask), mask)
   else:
-    out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
-  out = out * jnp.transpose(has_key, (0, 2, 1))[..., None].astype(out.dtype)
+    out = F.zero_blind_rows(jax.nn.dot_product_attention(q, k, v, mask=mask,
+                                                         implementation=impl), mask)
   return (out, probs) if return_probs else out
 
 
@@ -141,13 +100,6 @@ def pallas_flash_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
   out = tpu_flash.flash_attention(to_bhld(q), to_bhld(k), to_bhld(v), ab=bias,
                                   sm_scale=q.shape[-1] ** -0.5)
   return to_bhld(out)
-
-
-def attention_probs(q: Array, k: Array, mask: Array) -> Array:
-  """Float32 attention weights [b, h, q, k] (rows without a visible key are uniform)."""
-  logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
-  logits = jnp.where(mask, logits * q.shape[-1] ** -0.5, jnp.finfo(jnp.float32).min)
-  return jax.nn.softmax(logits, axis=-1)
 
 
 class Attention(nn.Module):
@@ -180,14 +132,14 @@ class Attention(nn.Module):
     q = self.query(x)
     if self.config.qkv_norm:
       q = self.query_norm(q)
-    return constrain(apply_rope(q, positions, self.config.rope_base),
+    return constrain(F.apply_rope(q, positions, self.config.rope_base),
                      ("batch", "length", "heads", "kv"))
 
   def keys_values(self, x: Array, positions: Array) -> tuple[Array, Array]:
     k, v = self.key(x), self.value(x)
     if self.config.qkv_norm:
       k, v = self.key_norm(k), self.value_norm(v)
-    k = apply_rope(k, positions, self.config.rope_base)
+    k = F.apply_rope(k, positions, self.config.rope_base)
     names = ("batch", "length", "heads", "kv")
     return constrain(k, names), constrain(v, names)
 
@@ -199,7 +151,7 @@ class Attention(nn.Module):
                                        return_probs=True)
     if capture:
       self.sow("intermediates", "attention_weights",
-               attention_probs(q, k, mask) if probs is None else probs)
+               F.attention_probs(q, k, mask) if probs is None else probs)
     if self.output_norm:
       out = self.output_norm_layer(out)
     return constrain(self.out(out), ("batch", "length", "embed"))

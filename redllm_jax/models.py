@@ -9,20 +9,39 @@ Missing packing features mean "one example per row", with padding where the
 tokens are 0.
 """
 import abc
-from typing import Any, Mapping
+import dataclasses
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import flax.linen as nn
 import gin
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from redllm_jax import decoding
 from redllm_jax.config import TransformerConfig
+from redllm_jax.functional import BOS_ID, PAD_ID, row_positions
 from redllm_jax.network import DecLLM, RedLLM
 
 Array = jax.Array
 Batch = Mapping[str, Array]
 Params = Any
+
+
+def pad_rows(rows: Sequence[Sequence[int]], width: Optional[int] = None,
+             num_rows: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+  """Right-padded int32 [num_rows, width] token ids and the true lengths [num_rows]."""
+  lengths = np.zeros(num_rows or len(rows), np.int32)
+  lengths[:len(rows)] = [len(r) for r in rows]
+  out = np.full((len(lengths), width or int(lengths.max())), PAD_ID, np.int32)
+  for i, row in enumerate(rows):
+    out[i, :len(row)] = row
+  return out, lengths
+
+
+def _shift_right(targets: np.ndarray) -> np.ndarray:
+  """Decoder inputs: BOS, then the targets but the last."""
+  return np.pad(targets[:, :-1], ((0, 0), (1, 0)), constant_values=BOS_ID)
 
 
 def token_losses(logits: Array, targets: Array, z_loss: float) -> tuple[Array, Array]:
@@ -48,21 +67,13 @@ def summarize_metrics(sums: Mapping[str, Array]) -> dict[str, Array]:
   }
 
 
-def _default(batch: Batch, name: str, fallback: Array) -> Array:
-  return batch[name] if name in batch else fallback
-
-
-def _row_index(tokens: Array) -> Array:
-  return jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
-
-
 def _decoder_features(batch: Batch) -> tuple[Array, Array, Array, Array, Array]:
   """(inputs, targets, weights, segment ids, positions) with unpacked defaults."""
   targets = batch["decoder_target_tokens"]
   real = (targets > 0).astype(jnp.int32)
-  weights = _default(batch, "decoder_loss_weights", real).astype(jnp.float32)
-  segments = _default(batch, "decoder_segment_ids", real)
-  positions = _default(batch, "decoder_positions", _row_index(targets))
+  weights = batch.get("decoder_loss_weights", real).astype(jnp.float32)
+  segments = batch.get("decoder_segment_ids", real)
+  positions = batch.get("decoder_positions", row_positions(targets))
   return batch["decoder_input_tokens"], targets, weights, segments, positions
 
 
@@ -71,11 +82,22 @@ class BaseModel(abc.ABC):
 
   network_class: type[nn.Module]
   architecture: str
+  inputs_bidirectional_attention = False
 
   def __init__(self, config: TransformerConfig, z_loss: float = 0.0):
     self.config = config
     self.z_loss = z_loss
     self.network = self.network_class(config)
+
+  @property
+  def name(self) -> str:
+    """decllm, decllm_biattn or redllm."""
+    return self.architecture + ("_biattn" if self.inputs_bidirectional_attention else "")
+
+  def describe(self) -> dict[str, Any]:
+    """The model's identity, as checkpoints (`meta`) and exports (config.json) record it."""
+    return {"architecture": self.architecture, "config": dataclasses.asdict(self.config),
+            "inputs_bidirectional_attention": self.inputs_bidirectional_attention}
 
   def logits(self, params: Params, batch: Batch, dropout_rng: Array | None = None) -> Array:
     """Teacher-forced decoder logits [b, l, vocab]; dropout iff a dropout_rng is given."""
@@ -84,8 +106,26 @@ class BaseModel(abc.ABC):
                               enable_dropout=dropout_rng is not None, rngs=rngs)
 
   @abc.abstractmethod
+  def pretraining_batch(self, windows: np.ndarray) -> dict[str, np.ndarray]:
+    """The batch of pretraining chunks `windows` [b, L] (no padding), every target weighted.
+
+    DecLLM predicts every token from the ones before it (BOS first); RedLLM encodes
+    the first half and predicts the second, as its pretraining converter splits.
+    """
+
+  @abc.abstractmethod
+  def prefix_lm_batch(self, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]],
+                      rows: Optional[int] = None,
+                      pad_width: Callable[[int], int] = lambda n: n) -> dict[str, np.ndarray]:
+    """A batch scoring each answer after its prompt (the finetuning layout), right-padded.
+
+    `rows` pads with empty rows; `pad_width` rounds each padded width up (few shapes).
+    """
+
   def dummy_batch(self, batch_size: int, input_length: int, target_length: int) -> Batch:
     """A batch of the right structure, for initialisation and shape inference."""
+    ones = [[1] * input_length] * batch_size, [[1] * target_length] * batch_size
+    return self.prefix_lm_batch(*ones)
 
   @abc.abstractmethod
   def prefill(self, params: Params, tokens: Array, lengths: Array, max_new_tokens: int):
@@ -139,6 +179,10 @@ class BaseModel(abc.ABC):
     }
     return sums
 
+  def eval_metric_sums(self, params: Params, batch: Batch) -> dict[str, dict[str, Array]]:
+    """{metric-name prefix: metric sums} of an eval batch; sums add across batches."""
+    return {"": self.metric_sums(self.logits(params, batch), batch)}
+
   def score_batch(self, params: Params, batch: Batch) -> Array:
     """Log-likelihood [b] of each example's weighted target tokens (no z-loss)."""
     logits = self.logits(params, batch)
@@ -160,6 +204,16 @@ class BaseModel(abc.ABC):
 
 
 @gin.configurable
+def from_gin(model: BaseModel = gin.REQUIRED) -> BaseModel:
+  """The model the parsed model gin describes (each binds `models.from_gin.model`).
+
+  Entry points take the model as an argument that their run gin binds to
+  %MODEL; library code and tools that parse a model gin themselves call this.
+  """
+  return model
+
+
+@gin.configurable
 class DecoderOnlyModel(BaseModel):
   """DecLLM: causal LM; with `inputs_bidirectional_attention`, DecLLM + BiAttn."""
 
@@ -171,6 +225,19 @@ class DecoderOnlyModel(BaseModel):
     super().__init__(config, z_loss)
     self.inputs_bidirectional_attention = inputs_bidirectional_attention
 
+  def eval_metric_sums(self, params: Params, batch: Batch) -> dict[str, dict[str, Array]]:
+    """Adds `second_half_*`: the loss on the last half of each row only.
+
+    Those are the positions a RedLLM split predicts from the first half as
+    context; DecLLM's full-row loss also averages in the poorly conditioned
+    early positions. One forward pass serves both weightings.
+    """
+    logits = self.logits(params, batch)
+    _, targets, weights, _, _ = _decoder_features(batch)
+    late = jnp.arange(targets.shape[1]) >= targets.shape[1] // 2
+    return {"": self.metric_sums(logits, batch),
+            "second_half_": self.metric_sums(logits, dict(batch, decoder_loss_weights=weights * late))}
+
   def _network_inputs(self, batch: Batch) -> dict[str, Array]:
     tokens, _, _, segments, positions = _decoder_features(batch)
     prefix = None
@@ -178,11 +245,29 @@ class DecoderOnlyModel(BaseModel):
       prefix = batch["decoder_causal_attention"]
     return dict(tokens=tokens, positions=positions, segment_ids=segments, prefix=prefix)
 
-  def dummy_batch(self, batch_size: int, input_length: int, target_length: int) -> Batch:
-    shape = (batch_size, input_length + target_length)
-    ones = jnp.ones(shape, jnp.int32)
-    return {"decoder_input_tokens": ones, "decoder_target_tokens": ones,
-            "decoder_causal_attention": ones}
+  def pretraining_batch(self, windows: np.ndarray) -> dict[str, np.ndarray]:
+    windows = np.asarray(windows, np.int32)
+    return {"decoder_target_tokens": windows, "decoder_input_tokens": _shift_right(windows),
+            "decoder_loss_weights": np.ones(windows.shape, np.float32),
+            "decoder_causal_attention": np.zeros_like(windows)}
+
+  def prefix_lm_batch(self, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]],
+                      rows: Optional[int] = None,
+                      pad_width: Callable[[int], int] = lambda n: n) -> dict[str, np.ndarray]:
+    """[BOS, prompt, answer] rows, the loss on the answer; `decoder_causal_attention` is 1
+    on [BOS, prompt], the part DecLLM + BiAttn reads bidirectionally."""
+    rows = rows or len(prompts)
+    width = pad_width(max(len(p) + len(a) for p, a in zip(prompts, answers)))
+    targets = np.zeros((rows, width), np.int32)
+    weights = np.zeros((rows, width), np.float32)
+    prefix = np.zeros((rows, width), np.int32)
+    for i, (prompt, answer) in enumerate(zip(prompts, answers)):
+      p, a = len(prompt), len(answer)
+      targets[i, :p + a] = list(prompt) + list(answer)
+      weights[i, p:p + a] = 1.0
+      prefix[i, :p + 1] = 1
+    return {"decoder_input_tokens": _shift_right(targets), "decoder_target_tokens": targets,
+            "decoder_loss_weights": weights, "decoder_causal_attention": prefix}
 
   def prefill(self, params: Params, tokens: Array, lengths: Array, max_new_tokens: int):
     # The decoder's input stream starts with BOS (id 0), as in training.
@@ -207,17 +292,43 @@ class EncoderDecoderModel(BaseModel):
     real = (encoder_tokens > 0).astype(jnp.int32)
     return dict(
         encoder_tokens=encoder_tokens,
-        encoder_positions=_default(batch, "encoder_positions", _row_index(encoder_tokens)),
-        encoder_segment_ids=_default(batch, "encoder_segment_ids", real),
+        encoder_positions=batch.get("encoder_positions", row_positions(encoder_tokens)),
+        encoder_segment_ids=batch.get("encoder_segment_ids", real),
         decoder_tokens=decoder_tokens, decoder_positions=decoder_positions,
         decoder_segment_ids=decoder_segments)
 
-  def dummy_batch(self, batch_size: int, input_length: int, target_length: int) -> Batch:
-    ones = lambda length: jnp.ones((batch_size, length), jnp.int32)
-    return {"encoder_input_tokens": ones(input_length),
-            "decoder_input_tokens": ones(target_length),
-            "decoder_target_tokens": ones(target_length)}
+  def pretraining_batch(self, windows: np.ndarray) -> dict[str, np.ndarray]:
+    windows = np.asarray(windows, np.int32)
+    half = windows.shape[1] // 2
+    targets = windows[:, half:]
+    return {"encoder_input_tokens": windows[:, :half], "decoder_target_tokens": targets,
+            "decoder_input_tokens": _shift_right(targets),
+            "decoder_loss_weights": np.ones(targets.shape, np.float32)}
+
+  def prefix_lm_batch(self, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]],
+                      rows: Optional[int] = None,
+                      pad_width: Callable[[int], int] = lambda n: n) -> dict[str, np.ndarray]:
+    """The prompt in the encoder, the answer in the decoder."""
+    encoder, _ = pad_rows(prompts, pad_width(max(len(p) for p in prompts)), rows)
+    targets, _ = pad_rows(answers, pad_width(max(len(a) for a in answers)), rows)
+    return {"encoder_input_tokens": encoder, "decoder_input_tokens": _shift_right(targets),
+            "decoder_target_tokens": targets,
+            "decoder_loss_weights": (targets > 0).astype(np.float32)}
 
   def prefill(self, params: Params, tokens: Array, lengths: Array, max_new_tokens: int):
     return self.network.apply({"params": params}, tokens, lengths, max_new_tokens,
                               method=self.network.prefill)
+
+
+def from_description(description: Mapping[str, Any]) -> BaseModel:
+  """The model that `describe()` recorded (a checkpoint's meta, an export's config.json).
+
+  Evaluation needs no model gin for a checkpoint: it says what it holds. The z-loss,
+  a training-only setting, is not part of a model's identity.
+  """
+  fields = {f.name for f in dataclasses.fields(TransformerConfig)}
+  config = TransformerConfig(**{k: v for k, v in description["config"].items() if k in fields})
+  if description["architecture"] == EncoderDecoderModel.architecture:
+    return EncoderDecoderModel(config)
+  return DecoderOnlyModel(config, inputs_bidirectional_attention=bool(
+      description.get("inputs_bidirectional_attention", False)))

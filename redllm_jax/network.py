@@ -11,7 +11,7 @@ Incremental decoding keeps explicit caches (`DecodeState`), so a decode step is 
 pure function of (token, state): RedLLM's cross-attention K/V are written into the
 state once at prefill and a decode step has no access to the encoder output.
 """
-from typing import Any, Optional
+from typing import Optional
 
 import flax
 import flax.linen as nn
@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from redllm_jax.config import TransformerConfig
-from redllm_jax.layers import Attention, RMSNorm, SwiGLU, TiedEmbedding, attention_mask, constrain
+from redllm_jax.functional import attention_mask, row_positions
+from redllm_jax.layers import Attention, RMSNorm, SwiGLU, TiedEmbedding, constrain
 
 Array = jax.Array
 
@@ -131,10 +132,6 @@ class LayerStack(nn.Module):
     return x, jax.tree.map(lambda *a: jnp.stack(a), *new_caches)
 
 
-def _index(tokens: Array) -> Array:
-  return jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
-
-
 def _empty_cache(cfg: TransformerConfig, num_layers: int, batch: int, slots: int) -> dict[str, Array]:
   shape = (num_layers, batch, slots, cfg.num_heads, cfg.head_dim)
   zeros = jnp.zeros(shape, cfg.activation_dtype)
@@ -159,11 +156,11 @@ class _CachedDecoder(nn.Module):
         state.valid, jnp.ones_like(state.valid[:, :1]), state.index, axis=1)
     query_index = jnp.full((tokens.shape[0], 1), state.index, jnp.int32)
     self_mask = attention_mask(jnp.ones_like(query_index), valid.astype(jnp.int32),
-                               query_index, _index(valid), causal=True)
+                               query_index, row_positions(valid), causal=True)
     cross_mask = None
     if state.encoder_valid is not None:
       enc = state.encoder_valid.astype(jnp.int32)
-      cross_mask = attention_mask(jnp.ones_like(query_index), enc, query_index, _index(enc),
+      cross_mask = attention_mask(jnp.ones_like(query_index), enc, query_index, row_positions(enc),
                                   causal=False)
     ctx = LayerContext(positions=state.position[:, None], self_mask=self_mask,
                        cache_index=state.index, encoded=encoded,
@@ -192,7 +189,7 @@ class DecLLM(_CachedDecoder):
   def __call__(self, tokens: Array, positions: Array, segment_ids: Array,
                prefix: Optional[Array] = None, enable_dropout: bool = False) -> Array:
     """Logits [b, l, vocab]. `prefix` (1 = bidirectional region) selects BiAttn."""
-    index = _index(tokens)
+    index = row_positions(tokens)
     mask = attention_mask(segment_ids, segment_ids, index, index, causal=True,
                           q_prefix=prefix, k_prefix=prefix)
     ctx = LayerContext(positions=positions, self_mask=mask)
@@ -208,12 +205,12 @@ class DecLLM(_CachedDecoder):
     """
     cfg = self.config
     batch, prompt_len = tokens.shape
-    in_prompt = _index(tokens) < lengths[:, None]
+    in_prompt = row_positions(tokens) < lengths[:, None]
     valid = jnp.zeros((batch, cache_length), bool).at[:, :prompt_len].set(in_prompt)
     prefix = (in_prompt, valid) if bidirectional_prompt else (None, None)
-    mask = attention_mask(in_prompt.astype(jnp.int32), valid.astype(jnp.int32), _index(tokens),
-                          _index(valid), causal=True, q_prefix=prefix[0], k_prefix=prefix[1])
-    ctx = LayerContext(positions=_index(tokens), self_mask=mask, cache_index=jnp.int32(0))
+    mask = attention_mask(in_prompt.astype(jnp.int32), valid.astype(jnp.int32), row_positions(tokens),
+                          row_positions(valid), causal=True, q_prefix=prefix[0], k_prefix=prefix[1])
+    ctx = LayerContext(positions=row_positions(tokens), self_mask=mask, cache_index=jnp.int32(0))
     cache = _empty_cache(cfg, cfg.num_layers, batch, cache_length)
     x, layers = self.decoder(self.embed(tokens), cache, ctx, True)
     state = DecodeState(layers=layers, valid=valid, index=jnp.int32(prompt_len),
@@ -238,7 +235,7 @@ class RedLLM(_CachedDecoder):
   def encode(self, tokens: Array, positions: Array, segment_ids: Array,
              enable_dropout: bool = False) -> Array:
     """Bidirectional encoder over [b, s] tokens; returns the normed output [b, s, d]."""
-    index = _index(tokens)
+    index = row_positions(tokens)
     mask = attention_mask(segment_ids, segment_ids, index, index, causal=False)
     ctx = LayerContext(positions=positions, self_mask=mask)
     x, _ = self.encoder(self.embed(tokens), None, ctx, not enable_dropout)
@@ -253,9 +250,9 @@ class RedLLM(_CachedDecoder):
     adds the example's true encoder length: the number of encoder tokens its
     cross-attention can see, which is padding- and packing-aware.
     """
-    index = _index(tokens)
+    index = row_positions(tokens)
     cross_mask = attention_mask(segment_ids, encoder_segment_ids, index,
-                                _index(encoder_segment_ids), causal=False)
+                                row_positions(encoder_segment_ids), causal=False)
     offsets = jnp.sum(cross_mask[:, 0], axis=-1, dtype=jnp.int32)
     ctx = LayerContext(
         positions=positions + offsets,
@@ -281,14 +278,12 @@ class RedLLM(_CachedDecoder):
     """
     cfg = self.config
     batch = tokens.shape[0]
-    encoder_valid = _index(tokens) < lengths[:, None]
-    encoded = self.encode(tokens, _index(tokens), encoder_valid.astype(jnp.int32))
+    encoder_valid = row_positions(tokens) < lengths[:, None]
+    encoded = self.encode(tokens, row_positions(tokens), encoder_valid.astype(jnp.int32))
     state = DecodeState(
         layers=_empty_cache(cfg, cfg.num_decoder_layers, batch, cache_length),
         valid=jnp.zeros((batch, cache_length), bool), index=jnp.int32(0),
         position=lengths.astype(jnp.int32), encoder_valid=encoder_valid)
     start = jnp.full((batch,), start_token, jnp.int32)
-    return self._step(start, state, encoded, _index(tokens))
+    return self._step(start, state, encoded, row_positions(tokens))
 
-
-NETWORKS: dict[str, Any] = {"decllm": DecLLM, "redllm": RedLLM}

@@ -4,8 +4,9 @@ Networks name their parameter and activation axes ("batch", "embed", "heads",
 ...); `logical_axis_rules` map those names onto mesh axes, so one set of gin
 bindings chooses data parallelism, FSDP, tensor parallelism or a mix.
 """
+import contextlib
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import gin
@@ -76,23 +77,18 @@ class Partitioner:
   def batch_sharding(self) -> NamedSharding:
     return self.sharding(P("batch", None))
 
-  def context(self):
+  def global_batch(self, local: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+    """This process's rows of a batch -> global arrays sharded over (data, fsdp)."""
+    sharding = self.batch_sharding()
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+            for k, v in local.items()}
+
+  def context(self) -> contextlib.ExitStack:
     """Mesh and rules for tracing: activation constraints resolve inside it."""
-    return _Context(self.mesh, self.rules)
-
-
-class _Context:
-
-  def __init__(self, mesh: Mesh, rules):
-    self._contexts = [jax.set_mesh(mesh), nn.logical_axis_rules(rules)]
-
-  def __enter__(self):
-    for c in self._contexts:
-      c.__enter__()
-
-  def __exit__(self, *exc):
-    for c in reversed(self._contexts):
-      c.__exit__(*exc)
+    stack = contextlib.ExitStack()
+    stack.enter_context(jax.set_mesh(self.mesh))
+    stack.enter_context(nn.logical_axis_rules(self.rules))
+    return stack
 
 
 def optimizer_state_specs(abstract_state: Any, params_specs: Any, abstract_params: Any) -> Any:

@@ -17,7 +17,6 @@ import sys
 import time
 from typing import Any, Mapping, Optional, Sequence
 
-from absl import flags
 from clu import metric_writers
 import gin
 import jax
@@ -30,7 +29,7 @@ from redllm_jax.data import input_pipeline
 from redllm_jax.gin_utils import ConfigError
 from redllm_jax.models import BaseModel
 from redllm_jax.partitioning import Partitioner
-from redllm_jax.trainer import LoopConfig, TrainingError, compile_steps, train_loop
+from redllm_jax.trainer import LoopConfig, TrainingError, TrainState, compile_steps, train_loop
 
 _ENCODER_DECODER_CONVERTERS = (seqio.EncDecFeatureConverter,)
 _DECODER_CONVERTERS = (seqio.DecoderFeatureConverter, seqio.PrefixLMFeatureConverter)
@@ -167,7 +166,7 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
   schedule = optimizers.learning_rate_schedule(decay_steps=train_steps)
   optimizer = optimizers.make_optimizer(learning_rate=schedule)
   steps = compile_steps(model, optimizer, schedule, partitioner, num_microbatches)
-  meta = checkpoints.describe_model(model)
+  meta = model.describe()
 
   def data(name, split, shuffle, num_epochs=None):
     return input_pipeline.make_sharded_input(
@@ -193,36 +192,27 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
 
 
 def _initial_state(steps, checkpointer, meta, train_batches, model, initial_checkpoint_path,
-                   seed):
-  """Resume from MODEL_DIR; else finetune from INITIAL_CHECKPOINT_PATH; else initialise."""
+                   seed) -> TrainState:
+  """Resume from MODEL_DIR; else finetune from INITIAL_CHECKPOINT_PATH; else initialise.
+
+  A resume restores straight into the sharded abstract state: one copy in memory.
+  """
   restored = checkpointer.restore_latest(steps.abstract_state.params,
                                          steps.abstract_state.opt_state, meta, train_batches)
-  state = steps.init(jax.random.key(seed))
   if restored is not None:
     params, opt_state, step = restored
-    return state.replace(step=jax.numpy.int32(step), params=params, opt_state=opt_state)
+    return TrainState(step=jax.numpy.int32(step), params=params, opt_state=opt_state)
   if initial_checkpoint_path:
     # Parameters only: a fresh optimizer and step (finetuning).
-    params = checkpoints.load_params(initial_checkpoint_path, model,
-                                     steps.state_shardings.params)
-    return state.replace(params=params)
-  return state
-
-
-def train_from_gin() -> dict[str, float]:
-  """Checks the run gin's required macros, then trains; TrainingError exits with code 1."""
-  # Each run gin lists the macros it requires (finetune.gin adds INITIAL_CHECKPOINT_PATH).
-  gin_utils.check_required_macros()
-  try:
-    return train()
-  except TypeError as e:
-    raise ConfigError(f"gin: {gin_utils.first_line(e)}") from None
+    return steps.start_from(checkpoints.load_params(initial_checkpoint_path, model,
+                                                    steps.state_shardings.params))
+  return steps.init(jax.random.key(seed))
 
 
 def main() -> None:
   multihost.initialize()
   try:
-    results = train_from_gin()
+    results = train()
   except TrainingError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
@@ -231,6 +221,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  # Gin binds `redllm_jax.train.train`, not this `__main__` copy of it.
-  from redllm_jax import train as train_module
-  gin_utils.run(train_module.main)
+  gin_utils.run(__spec__.name)

@@ -10,7 +10,7 @@ import dataclasses
 import math
 import signal
 import time
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping
 
 from absl import logging
 import flax
@@ -46,19 +46,6 @@ def _split_microbatches(batch: Mapping[str, jax.Array], count: int) -> dict[str,
   """
   return {k: jnp.swapaxes(v.reshape(v.shape[0] // count, count, *v.shape[1:]), 0, 1)
           for k, v in batch.items()}
-
-
-def second_half(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-  """Loss on the last half of each row only: the positions a RedLLM split predicts.
-
-  RedLLM's eval loss covers the target half of each chunk, with the input half as
-  context; a DecLLM's full-row loss also averages in the poorly-conditioned early
-  positions. `second_half_*` metrics compare the two on the same tokens.
-  """
-  targets = batch["decoder_target_tokens"]
-  weights = batch.get("decoder_loss_weights", (targets > 0).astype(jnp.float32))
-  late = jnp.arange(targets.shape[1]) >= targets.shape[1] // 2
-  return dict(batch, decoder_loss_weights=weights * late)
 
 
 def make_train_step(model: BaseModel, optimizer: optax.GradientTransformation,
@@ -104,14 +91,9 @@ class CompiledSteps:
   state_shardings: TrainState
   abstract_state: TrainState
   init: Callable[[jax.Array], TrainState]
+  start_from: Callable[[Any], TrainState]  # params -> step 0 with a fresh optimizer state
   train: Callable[[TrainState, Any, jax.Array], tuple[TrainState, dict]]
   eval: Callable[[Any, Any], dict]
-
-  def global_batch(self, local: Batch) -> dict[str, jax.Array]:
-    """Host-local numpy batch -> global array sharded over (data, fsdp)."""
-    sharding = self.partitioner.batch_sharding()
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-            for k, v in local.items()}
 
 
 def compile_steps(model: BaseModel, optimizer: optax.GradientTransformation,
@@ -129,25 +111,33 @@ def compile_steps(model: BaseModel, optimizer: optax.GradientTransformation,
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract, shardings)
 
-  def init(rng):
-    params = model.init_fn(rng)
+  def start_from(params):
     return TrainState(step=jnp.int32(0), params=params, opt_state=optimizer.init(params))
 
-  def evaluate(params, batch):
-    logits = model.logits(params, batch)  # One forward pass serves both weightings.
-    sums = {"": model.metric_sums(logits, batch)}
-    if model.architecture == "decllm":
-      sums["second_half_"] = model.metric_sums(logits, second_half(batch))
-    return sums
+  def init(rng):
+    return start_from(model.init_fn(rng))
 
   train_step = make_train_step(model, optimizer, schedule, num_microbatches)
   with partitioner.context():
     jitted_init = jax.jit(init, out_shardings=shardings)
+    jitted_start_from = jax.jit(start_from, in_shardings=(shardings.params,),
+                                out_shardings=shardings)
     jitted_train = jax.jit(train_step, in_shardings=(shardings, None, None),
                            out_shardings=(shardings, None), donate_argnums=0)
-    jitted_eval = jax.jit(evaluate, in_shardings=(shardings.params, None))
   return CompiledSteps(partitioner, shardings, abstract, _in(partitioner, jitted_init),
-                       _in(partitioner, jitted_train), _in(partitioner, jitted_eval))
+                       _in(partitioner, jitted_start_from), _in(partitioner, jitted_train),
+                       compile_eval_step(model, partitioner, shardings.params))
+
+
+def compile_eval_step(model: BaseModel, partitioner: Partitioner,
+                      param_shardings: Any) -> Callable[[Any, Any], dict]:
+  """(params, global batch) -> {prefix: metric sums}: the model's eval metrics, sharded.
+
+  Training's periodic eval and the eval command share it.
+  """
+  with partitioner.context():
+    jitted = jax.jit(model.eval_metric_sums, in_shardings=(param_shardings, None))
+  return _in(partitioner, jitted)
 
 
 def _in(partitioner: Partitioner, fn: Callable) -> Callable:
@@ -199,14 +189,14 @@ def check_finite(step: int, metrics: Mapping[str, float]) -> None:
                           "without saving this step (the last good checkpoint is kept)")
 
 
-def evaluate(steps: CompiledSteps, params: Any,
+def evaluate(eval_step: Callable[[Any, Any], dict], partitioner: Partitioner, params: Any,
              eval_batches: Mapping[str, Callable[[], Iterator[Batch]]]) -> dict[str, float]:
   """Per-token metrics of each eval task, as {"<task>/<metric>": value}."""
   results = {}
   for task, make_iterator in eval_batches.items():
     total = None
     for local in make_iterator():
-      sums = steps.eval(params, steps.global_batch(local))
+      sums = eval_step(params, partitioner.global_batch(local))
       total = sums if total is None else jax.tree.map(jnp.add, total, sums)
     for prefix, sums in (total or {}).items():
       for name, value in summarize_metrics(sums).items():
@@ -237,7 +227,7 @@ def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
     for step in range(start_step + 1, cfg.train_steps + 1):
       local = next(train_batches)
       tic = time.perf_counter()
-      state, metrics = steps.train(state, steps.global_batch(local), rng)
+      state, metrics = steps.train(state, steps.partitioner.global_batch(local), rng)
       metrics = {k: float(v) for k, v in metrics.items()}  # Waits for the step.
       seconds = time.perf_counter() - tic
       check_finite(step, metrics)
@@ -251,7 +241,7 @@ def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
       if step % cfg.log_every == 0 or step == cfg.train_steps:
         writer.write_scalars(step, metrics)
       if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.train_steps:
-        writer.write_scalars(step, evaluate(steps, state.params, eval_batches))
+        writer.write_scalars(step, evaluate(steps.eval, steps.partitioner, state.params, eval_batches))
       preempted = guard.should_stop()
       checkpointer.save(step, state.params, state.opt_state, meta, train_batches,
                         force=preempted or step == cfg.train_steps)
@@ -259,7 +249,7 @@ def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
         logging.warning("SIGTERM: saved a checkpoint at step %d; exiting", step)
         bar.write(f"preempted: checkpoint saved at step {step}")
         return state, {}
-    results = evaluate(steps, state.params, eval_batches)
+    results = evaluate(steps.eval, steps.partitioner, state.params, eval_batches)
     if results:
       writer.write_scalars(cfg.train_steps, results)
     return state, results

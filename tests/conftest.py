@@ -5,7 +5,6 @@ import os
 from absl import logging
 import gin
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -52,21 +51,14 @@ def random_tokens(seed: int, shape) -> np.ndarray:
 
 
 def lm_batch(arch: str, seed: int = 0, batch: int = 2, inputs: int = 6, targets: int = 5):
-  """An unpacked prefix-LM batch: DecLLM gets [BOS, inputs, targets] shifted, loss on targets."""
+  """An unpacked prefix-LM batch of random prompts and answers, built by the model.
+
+  DecLLM reads [BOS, inputs, targets] with the loss on the targets; RedLLM encodes the
+  inputs and decodes the targets. Tests check the layout itself in test_models.
+  """
   x = random_tokens(seed, (batch, inputs))
   y = random_tokens(seed + 1, (batch, targets))
-  if arch == "redllm":
-    return {"encoder_input_tokens": x,
-            "decoder_input_tokens": np.pad(y[:, :-1], ((0, 0), (1, 0))),
-            "decoder_target_tokens": y,
-            "decoder_loss_weights": np.ones_like(y, np.float32)}
-  seq = np.concatenate([x, y], axis=1)
-  prefix = np.zeros_like(seq)
-  prefix[:, :inputs + 1] = 1
-  weights = np.concatenate([np.zeros_like(x), np.ones_like(y)], axis=1).astype(np.float32)
-  return {"decoder_input_tokens": np.pad(seq[:, :-1], ((0, 0), (1, 0))),
-          "decoder_target_tokens": seq, "decoder_loss_weights": weights,
-          "decoder_causal_attention": prefix}
+  return make_model(arch).prefix_lm_batch(x.tolist(), y.tolist())
 
 
 @pytest.fixture(params=ARCHS)

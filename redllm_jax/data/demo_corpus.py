@@ -20,10 +20,11 @@ import json
 import os
 from typing import Iterable, Iterator, Sequence
 
-from absl import logging
+from absl import flags, logging
 import sentencepiece as spm
 import tensorflow as tf
 
+from redllm_jax import gin_utils
 from redllm_jax.data import paths
 from redllm_jax.data import prepare
 from redllm_jax.data import vocabulary
@@ -157,15 +158,10 @@ def build(out_dir: str | None = None) -> dict:
   return stats
 
 
-def main(argv: Sequence[str]) -> None:
-  del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
+def main() -> None:
   print(json.dumps(build(flags.FLAGS.out_dir), indent=1))
 
 
 if __name__ == "__main__":
-  from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
-
   flags.DEFINE_string("out_dir", None, "Default: $REDLLM_DEMO_DIR or ${REDLLM_JAX_CACHE:-~/.cache/redllm_jax}/demo")
-  app.run(main)
+  gin_utils.run_flags(main)

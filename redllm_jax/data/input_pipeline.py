@@ -17,6 +17,7 @@ import json
 from typing import Mapping
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import seqio
 import tensorflow as tf
@@ -37,6 +38,11 @@ class InputIterator(Iterator[Batch]):
     batch = {k: v.numpy() for k, v in next(self._iterator).items()}
     self.batches_read += 1
     return batch
+
+  def empty_batch(self) -> Batch:
+    """A batch of all-zero rows (padding: no tokens, no loss weight)."""
+    return {k: np.zeros(spec.shape, spec.dtype.as_numpy_dtype)
+            for k, spec in self.element_spec.items()}
 
   def save(self, prefix: str) -> None:
     """Writes the position to `prefix`* (local or gs://) plus a readable {prefix}.json."""
@@ -66,7 +72,13 @@ def make_dataset(
     shuffle: bool = True,
     num_epochs: int | None = None,
 ) -> tf.data.Dataset:
-  """The batched, host-local tf.data pipeline behind `make_input_iterator`."""
+  """The batched, host-local tf.data pipeline behind `make_input_iterator`.
+
+  A finite pass (`num_epochs` set, as evaluation reads a split) keeps its last
+  partial batch, padded with empty rows (all zeros: no loss weight), where
+  seqio's batching would drop it.
+  """
+  finite = num_epochs is not None
   ds = seqio.get_dataset(
       mixture_or_task_name,
       task_feature_lengths=task_feature_lengths,
@@ -76,12 +88,21 @@ def make_dataset(
       num_epochs=num_epochs,
       shard_info=shard_info or default_shard_info(),
       seed=seed,
-      batch_size=batch_size,
+      batch_size=None if finite else batch_size,
       verbose=False,
   )
+  if finite:
+    ds = ds.batch(batch_size).map(lambda batch: _pad_rows(batch, batch_size))
   options = tf.data.Options()
   options.deterministic = True  # parallel maps must not reorder: resume == no interruption
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _pad_rows(batch: Mapping[str, tf.Tensor], rows: int) -> dict[str, tf.Tensor]:
+  def pad(x):
+    padded = tf.pad(x, [[0, rows - tf.shape(x)[0]]] + [[0, 0]] * (len(x.shape) - 1))
+    return tf.ensure_shape(padded, [rows, *x.shape[1:]])  # a static batch size
+  return {k: pad(v) for k, v in batch.items()}
 
 
 def make_input_iterator(
@@ -115,13 +136,21 @@ class ShardedInput(Iterator[Batch]):
   batch row blocks follow shard order. So 1 process reading shards 0..n-1 sees the
   same global batches as n processes reading one shard each, and a saved position
   (one tf.data checkpoint per shard) restores under either layout.
+
+  A finite pass ends when every shard of every process is exhausted; until then a
+  shard that ran out contributes empty rows, so all processes take the same
+  number of (collective) steps and no example is dropped or read twice.
   """
 
   def __init__(self, iterators: Mapping[int, InputIterator]):
     self._iterators = dict(sorted(iterators.items()))
 
   def __next__(self) -> Batch:
-    parts = [next(it) for it in self._iterators.values()]
+    parts = {shard: next(it, None) for shard, it in self._iterators.items()}
+    if not _any_process(any(p is not None for p in parts.values())):
+      raise StopIteration
+    parts = [p if p is not None else self._iterators[shard].empty_batch()
+             for shard, p in parts.items()]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
   def save(self, directory: str) -> None:
@@ -131,6 +160,12 @@ class ShardedInput(Iterator[Batch]):
   def restore(self, directory: str) -> None:
     for shard, it in self._iterators.items():
       it.restore(f"{directory}/shard_{shard}")
+
+
+def _any_process(flag: bool) -> bool:
+  if jax.process_count() == 1:
+    return flag
+  return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
 
 
 def make_sharded_input(

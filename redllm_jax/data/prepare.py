@@ -21,12 +21,12 @@ import hashlib
 import json
 import multiprocessing
 import os
-import sys
 from typing import Optional, Sequence
 
-from absl import logging
+from absl import flags, logging
 import tensorflow as tf
 
+from redllm_jax import gin_utils
 from redllm_jax.data import json_source
 
 STATS_DIR = "_stats"
@@ -152,10 +152,7 @@ def convert(
   return dict(total)
 
 
-def main(argv: Sequence[str]) -> None:
-  del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
+def main() -> None:
   f = flags.FLAGS
   try:
     total = convert(
@@ -168,14 +165,11 @@ def main(argv: Sequence[str]) -> None:
         num_workers=f.num_workers,
     )
   except (json_source.NoFilesError, NothingConvertedError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    raise gin_utils.ConfigError(str(e)) from None
   print(json.dumps(total, sort_keys=True))
 
 
 if __name__ == "__main__":
-  from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
-
   flags.DEFINE_string("input_glob", None, "JSON-lines files (.jsonl/.gz/.zst), local or gs://.", required=True)
   flags.DEFINE_string("output_dir", None, "e.g. $REDLLM_DATA_DIR/redpajama_v1/arxiv", required=True)
   flags.DEFINE_list("fields", ["text"], "String fields to keep: text (RedPajama, Paloma) or inputs,targets (FLAN).")
@@ -183,4 +177,4 @@ if __name__ == "__main__":
   flags.DEFINE_string("force_split", None, "Put every record in this split (e.g. validation for Paloma val/).")
   flags.DEFINE_integer("max_doc_bytes", json_source.DEFAULT_MAX_DOC_BYTES, "Skip (and count) longer lines.")
   flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Parallel input files.")
-  app.run(main)
+  gin_utils.run_flags(main)

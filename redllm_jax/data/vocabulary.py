@@ -10,17 +10,18 @@ import io
 import os
 from typing import Callable, Iterable, Iterator, Sequence
 
-from absl import logging
+from absl import flags, logging
 import gin
 import seqio
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 import tensorflow as tf
 
+from redllm_jax import gin_utils
 from redllm_jax.data import json_source
 from redllm_jax.data import paths
+from redllm_jax.functional import EOS_ID, PAD_ID, UNK_ID
 
-PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 DEMO_VOCAB_SIZE = 4096
 DEFAULT_VOCAB_SIZE = 32768
 # SentencePiece drops longer "sentences"; documents are fed line by line.
@@ -172,15 +173,12 @@ def train_sentencepiece(
   return out_path
 
 
-def main(argv: Sequence[str]) -> None:
-  del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
+def main() -> None:
   f = flags.FLAGS
   if bool(f.task) == bool(f.files):
-    raise ValueError("Give exactly one of --task or --files")
+    raise gin_utils.ConfigError("give exactly one of --task or --files")
   if f.task:
-    import redllm_jax_tasks  # pylint: disable=g-import-not-at-top,unused-import  # registers tasks
+    import redllm_jax_tasks  # pylint: disable=g-import-not-at-top,unused-import  # registers tasks (tasks import this module)
     texts = texts_from_task(f.task, f.split)
   else:
     texts = texts_from_files(f.files, f.fields)
@@ -188,8 +186,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
-
   flags.DEFINE_string("task", None, "Registered task or mixture whose text to train on.")
   flags.DEFINE_string("split", "train", "Split of --task.")
   flags.DEFINE_string("files", None, "Glob of JSON-lines or text files instead of --task.")
@@ -199,4 +195,4 @@ if __name__ == "__main__":
   flags.DEFINE_enum("model_type", "bpe", ["bpe", "unigram"], "SentencePiece algorithm.")
   flags.DEFINE_integer("max_chars", 2_000_000_000, "Stop reading text after this many characters.")
   flags.DEFINE_bool("byte_fallback", False, "Encode unknown characters as bytes instead of unk.")
-  app.run(main)
+  gin_utils.run_flags(main)

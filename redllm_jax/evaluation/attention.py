@@ -1,9 +1,10 @@
 r"""Attention-weight analysis: decoder self-attention locality and RedLLM cross-attention.
 
-  python -m redllm_jax.evaluation.attention \
-      --checkpoint=decllm=models/decllm_tiny.gin@/tmp/dec/checkpoints/2000 \
-      --checkpoint=redllm=models/redllm_tiny.gin@/tmp/red/checkpoints/2000 \
-      --length=256 --num_sequences=8 --output_dir=/tmp/attention
+  python -m redllm_jax.evaluation.attention --gin_file=runs/attention.gin \
+      --gin.CHECKPOINTS="{'decllm': 'runs/demo/decllm', 'redllm': 'runs/demo/redllm'}" \
+      --gin.OUTPUT_DIR=\"/tmp/attention\" [--gin.TRAINING_LENGTH=256]
+
+Each checkpoint says which model it holds (its `meta`): no model gin is needed.
 
 Weights come from the flax `intermediates` collection (`Attention` sows its softmax
 weights when applied with `mutable=["intermediates"]`), on windows of real
@@ -25,15 +26,20 @@ Outputs:
 import csv
 import json
 import os
-import sys
-from typing import Any, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
-from absl import app, flags, logging
 import flax
+import gin
 import jax
+import matplotlib
 import numpy as np
 
-from redllm_jax.evaluation import checkpoint_loading
+matplotlib.use("Agg")  # PNG files only: no display needed
+from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from redllm_jax import checkpoints as checkpoints_lib
+from redllm_jax import gin_utils
+from redllm_jax.evaluation import windows
 
 
 def attention_maps(model, params, batch: dict) -> dict[str, np.ndarray]:
@@ -58,17 +64,6 @@ def attention_maps(model, params, batch: dict) -> dict[str, np.ndarray]:
           for name, items in groups.items()}
 
 
-def _batch(architecture: str, windows: np.ndarray) -> dict[str, np.ndarray]:
-  half = windows.shape[1] // 2
-  if architecture == "redllm":
-    targets = windows[:, half:]
-    return {"encoder_input_tokens": windows[:, :half], "decoder_target_tokens": targets,
-            "decoder_input_tokens": np.pad(targets[:, :-1], ((0, 0), (1, 0)))}
-  return {"decoder_target_tokens": windows,
-          "decoder_input_tokens": np.pad(windows[:, :-1], ((0, 0), (1, 0))),
-          "decoder_causal_attention": np.zeros_like(windows)}
-
-
 def locality(weights: np.ndarray, query_indices: Sequence[int]) -> dict[int, np.ndarray]:
   """{query index: mean weight by distance 0..q} from weights [layers, b, h, q, k]."""
   mean = weights.mean(axis=(0, 1, 2))  # [q, k]
@@ -81,10 +76,10 @@ def default_query_offsets(length: int) -> list[int]:
   return sorted({half // 8, half // 4, half // 2, half - 1})
 
 
-def analyze(model, params, windows: np.ndarray, query_offsets: Sequence[int]) -> dict[str, Any]:
-  """Locality curves (and for RedLLM, cross-attention) of one model on `windows`."""
-  half = windows.shape[1] // 2
-  maps = attention_maps(model, params, _batch(model.architecture, windows))
+def analyze(model, params, token_windows: np.ndarray, query_offsets: Sequence[int]) -> dict[str, Any]:
+  """Locality curves (and for RedLLM, cross-attention) of one model on `token_windows`."""
+  half = token_windows.shape[1] // 2
+  maps = attention_maps(model, params, model.pretraining_batch(token_windows))
   shift = 0 if model.architecture == "redllm" else half
   curves = locality(maps["decoder/self_attention"], [shift + j for j in query_offsets])
   out: dict[str, Any] = {"locality": {}}
@@ -111,9 +106,6 @@ def analyze(model, params, windows: np.ndarray, query_offsets: Sequence[int]) ->
 
 
 def write_outputs(results: dict[str, dict[str, Any]], out_dir: str) -> dict[str, str]:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   os.makedirs(out_dir, exist_ok=True)
   files = {name: os.path.join(out_dir, name) for name in
@@ -164,36 +156,19 @@ def write_outputs(results: dict[str, dict[str, Any]], out_dir: str) -> dict[str,
   return files
 
 
-def define_flags() -> None:
-  flags.DEFINE_multi_string("checkpoint", [], "NAME=GIN_FILE[,GIN_FILE...]@CHECKPOINT_PATH; repeat.")
-  flags.DEFINE_integer("length", 256, "Window length (RedLLM: half encoder, half decoder).")
-  flags.DEFINE_integer("num_sequences", 8, "Windows averaged over.")
-  flags.DEFINE_list("query_offsets", None, "Offsets into the second half (default: 4 spread out).")
-  flags.DEFINE_string("task", "demo_redpajama", "seqio task or mixture with `text` documents.")
-  flags.DEFINE_string("output_dir", None, "Where the PNG/JSON/CSV go.")
-
-
-def main(argv: Sequence[str]) -> None:
-  del argv
-  from redllm_jax import gin_utils
-  from redllm_jax.evaluation import extrapolation  # pylint: disable=g-import-not-at-top
-  F = flags.FLAGS  # pylint: disable=invalid-name
-  logging.set_verbosity(logging.WARNING)
-  try:
-    if not F.checkpoint or not F.output_dir:
-      raise gin_utils.ConfigError("give --checkpoint=NAME=GIN_FILE@PATH (repeatable) and --output_dir")
-    offsets = ([int(x) for x in F.query_offsets] if F.query_offsets
-               else default_query_offsets(F.length))
-    texts, vocab = extrapolation.task_texts(F.task, "validation")
-    windows = extrapolation.token_windows(texts, vocab.encode, F.length, F.num_sequences)
-    results = {}
-    for spec in F.checkpoint:
-      name, model, params = checkpoint_loading.load_checkpoint_spec(spec)
-      results[name] = analyze(model, params, windows, offsets)
-    files = write_outputs(results, F.output_dir)
-  except (gin_utils.ConfigError, ValueError) as e:
-    print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-    sys.exit(2)
+@gin.configurable
+def compare(checkpoints: Mapping[str, str] = gin.REQUIRED, output_dir: str = gin.REQUIRED,
+            task: str = gin.REQUIRED, length: int = gin.REQUIRED, num_sequences: int = 8,
+            query_offsets: Optional[Sequence[int]] = None) -> dict[str, Any]:
+  """Every checkpoint (name -> path; each says which model it holds) on the same windows."""
+  offsets = list(query_offsets) if query_offsets else default_query_offsets(length)
+  texts, vocab = windows.task_texts(task, "validation")
+  token_windows = windows.token_windows(texts, vocab.encode, length, num_sequences)
+  results = {}
+  for name, path in checkpoints.items():
+    model, params = checkpoints_lib.load_model_and_params(path)
+    results[name] = analyze(model, params, token_windows, offsets)
+  files = write_outputs(results, output_dir)
   for name, r in results.items():
     masses = ", ".join(f"+{j}: {c['local_mass']:.3f}" for j, c in r["locality"].items())
     print(f"{name}: attention mass within 1/8 of the span by query offset: {masses}")
@@ -203,8 +178,15 @@ def main(argv: Sequence[str]) -> None:
             f"(uniform {c['uniform_entropy']:.3f}); top-{c['top_keys']} key overlap "
             f"{np.round(c['top_key_overlap'], 3).tolist()}")
   print("wrote", ", ".join(files.values()))
+  return results
+
+
+def main() -> None:
+  try:
+    compare()
+  except ValueError as e:  # too little text for one window
+    raise gin_utils.ConfigError(gin_utils.first_line(e)) from None
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  gin_utils.run(__spec__.name)

@@ -1,11 +1,14 @@
 r"""Exports a checkpoint for evaluation: safetensors + config.json + the SentencePiece model.
 
-  python -m redllm_jax.evaluation.export --gin_file=models/redllm_tiny.gin --gin_file=runs/export.gin \
-      --gin.CHECKPOINT_PATH=\"/tmp/run/checkpoints/1000\" --gin.EXPORT_DIR=\"/tmp/export\" \
-      [--gin_file=data/demo_pretrain_red.gin]   # binds VOCABULARY: spm.model is copied
+  python -m redllm_jax.evaluation.export --gin_file=models/redllm.gin \
+      --gin_file=models/sizes/tiny.gin --gin_file=data/demo_pretrain_red.gin \
+      --gin_file=runs/export.gin --gin.CHECKPOINT_PATH=\"/tmp/run/checkpoints/1000\" \
+      --gin.EXPORT_DIR=\"/tmp/export\"
 
-The export directory is read by `redllm_jax/standalone.py` (jax + numpy + safetensors
-+ sentencepiece only). Tensor names are flat and layer-unstacked, whatever the
+The data gin binds VOCABULARY, whose SentencePiece model is copied as spm.model.
+
+The export directory is read by `standalone.py` and `functional.py`, copied into it
+(jax + numpy + safetensors + sentencepiece only). Tensor names are flat and layer-unstacked, whatever the
 training layout (scanned or not): `decoder.layers.3.mlp.wo.kernel`. Nothing is
 pickled. config.json holds every TransformerConfig field, the architecture and the
 BiAttn flag.
@@ -20,8 +23,13 @@ import jax
 import numpy as np
 import safetensors.numpy
 
-from redllm_jax import gin_utils
-from redllm_jax.evaluation import checkpoint_loading, standalone
+import gin
+import seqio
+import tensorflow as tf
+
+from redllm_jax import checkpoints, functional, gin_utils
+from redllm_jax.evaluation import standalone
+from redllm_jax.models import BaseModel
 
 
 def flatten_params(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -42,14 +50,12 @@ def flatten_params(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
   return flat
 
 
-def export_config(model) -> dict:
+def export_config(model: BaseModel) -> dict:
   """config.json contents: format, architecture, BiAttn flag, every config field."""
   return {
       "format": standalone.FORMAT,
       "format_version": standalone.FORMAT_VERSION,
-      "architecture": model.architecture,
-      "inputs_bidirectional_attention": bool(getattr(model, "inputs_bidirectional_attention", False)),
-      "config": checkpoint_loading.config_dict(model),
+      **model.describe(),
       "decoder_start_token_id": 0,
       "special_ids": {"pad": 0, "eos": 1, "unk": 2},
       "weights": standalone.WEIGHTS_FILE,
@@ -68,24 +74,32 @@ def export(model, params: Any, out_dir: str, vocab_path: str | None = None) -> d
   safetensors.numpy.save_file(tensors, os.path.join(out_dir, standalone.WEIGHTS_FILE),
                               metadata={"format": standalone.FORMAT})
   if vocab_path:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top  # gs:// paths
     tf.io.gfile.copy(vocab_path, os.path.join(out_dir, standalone.VOCAB_FILE), overwrite=True)
     meta["vocabulary"] = standalone.VOCAB_FILE
   with open(os.path.join(out_dir, standalone.CONFIG_FILE), "w") as f:
     json.dump(meta, f, indent=1)
+  # The loader and the maths it shares with the Flax layers travel together.
   shutil.copy(standalone.__file__, os.path.join(out_dir, "standalone.py"))
+  shutil.copy(functional.__file__, os.path.join(out_dir, standalone.SHARED_MATHS_FILE))
+  return meta
+
+
+@gin.configurable
+def export_checkpoint(model: BaseModel = gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
+                      export_dir: str = gin.REQUIRED,
+                      vocabulary: seqio.Vocabulary = gin.REQUIRED) -> dict:
+  """Exports the checkpoint's parameters, with the vocabulary's SentencePiece model."""
+  params = checkpoints.load_params(checkpoint_path, model)
+  vocab_path = getattr(vocabulary, "sentencepiece_model_file", None)
+  meta = export(model, params, export_dir, vocab_path)
+  print(f"exported {meta['architecture']} ({meta['num_params']:,} params) to {export_dir}"
+        + ("" if vocab_path else " (not a SentencePiece vocabulary: spm.model not copied)"))
   return meta
 
 
 def main() -> None:
-  model, params = checkpoint_loading.model_and_params()
-  out_dir = str(gin_utils.macro_value("EXPORT_DIR"))
-  vocab = gin_utils.macro_value("VOCABULARY", None)
-  vocab_path = getattr(vocab, "sentencepiece_model_file", None) if vocab is not None else None
-  meta = export(model, params, out_dir, vocab_path)
-  print(f"exported {meta['architecture']} ({meta['num_params']:,} params) to {out_dir}"
-        + ("" if vocab_path else " (no VOCABULARY bound: spm.model not copied)"))
+  export_checkpoint()
 
 
 if __name__ == "__main__":
-  gin_utils.run(main)
+  gin_utils.run(__spec__.name)

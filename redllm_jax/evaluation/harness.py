@@ -1,11 +1,14 @@
 r"""Zero/few-shot downstream harness over JSON-lines task files, several checkpoints side by side.
 
-  python -m redllm_jax.evaluation.harness \
-      --checkpoint=red=models/redllm_tiny.gin@/tmp/red/checkpoints/2000 \
-      --checkpoint=dec=models/decllm_tiny.gin@/tmp/dec/checkpoints/2000 \
-      --tasks='tasks/harness/*.jsonl' --shots=0,2 [--length_normalization] \
-      [--vocab=PATH.model] [--output=results.json]
-  python -m redllm_jax.evaluation.harness --build_demo_tasks [--out_dir=tasks/harness]
+  python -m redllm_jax.evaluation.harness --gin_file=runs/harness.gin \
+      --gin.CHECKPOINTS="{'red': '/tmp/red', 'dec': '/tmp/dec'}" \
+      [--gin.HARNESS_TASKS=\"tasks/harness/*.jsonl\" --gin.SHOTS=[0,2]] \
+      [--gin.OUTPUT=\"results.json\" --gin.harness.compare.length_normalization=True]
+
+Each checkpoint says which model it holds (its `meta`): no model gin is needed. The
+vocabulary is `get_vocabulary()` (the demo one in runs/harness.gin; bind
+`get_vocabulary.path` for another). `python -m redllm_jax.evaluation.demo_tasks`
+rebuilds the demo task files.
 
 Task files (one JSON object per line; the kind is decided per line by its keys):
   multiple choice  {"inputs": str, "options": [str, ...], "label": int}
@@ -16,7 +19,7 @@ counted per reason (reported with the results). A file with no valid line is an 
 
 Prompts: k exemplars (other examples of the same file, drawn with a fixed seed)
 then the question, `"{inputs}\n{answer}\n\n" * k + "{inputs}"`. Inputs and answers
-end with EOS as in FLAN finetuning (`--noadd_eos` for plain-text LMs).
+end with EOS as in FLAN finetuning (`Settings.add_eos = False` for plain-text LMs).
 - RedLLM: the prompt goes to the encoder; the answer is scored (or decoded) on the decoder.
 - DecLLM (with or without BiAttn): one stream [BOS, prompt, answer]; the loss sits on
   the answer and `decoder_causal_attention` marks [BOS, prompt] (used by BiAttn).
@@ -32,17 +35,25 @@ import json
 import os
 import re
 import string
-import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
-from absl import app, flags, logging
+from absl import logging
+import gin
+import jax
 import numpy as np
+import seqio
+import sentencepiece as spm
 
-from redllm_jax.evaluation import checkpoint_loading
+from redllm_jax import checkpoints as checkpoint_lib
+from redllm_jax import gin_utils
+from redllm_jax.data import vocabulary as vocabulary_lib
+from redllm_jax.decoding import DecodingConfig
+from redllm_jax.evaluation import windows
+from redllm_jax.functional import EOS_ID
+from redllm_jax.models import pad_rows
 
 Encode = Callable[[str], list[int]]
 Decode = Callable[[Sequence[int]], str]
-EOS_ID = 1
 SEPARATOR = "\n\n"
 MC, GEN = "multiple_choice", "generative"
 
@@ -135,6 +146,7 @@ def build_prompt(task: Task, index: int, shots: int, seed: int = 0) -> str:
   return SEPARATOR.join(parts + [task.examples[index]["inputs"]])
 
 
+@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class Settings:
   shots: int = 0
@@ -155,56 +167,21 @@ def _prompt_ids(encode: Encode, text: str, s: Settings) -> list[int]:
   return ids[-s.max_input_length:]
 
 
-# ----------------------------------------------------------------------------- batches
-
-def scoring_batch(architecture: str, prompts: Sequence[Sequence[int]],
-                  answers: Sequence[Sequence[int]], rows: int) -> dict[str, np.ndarray]:
-  """Model features scoring `answers` after `prompts`, padded to `rows` rows and pow2 widths.
-
-  RedLLM: encoder = prompt, decoder = answer. DecLLM: [BOS, prompt, answer] with the
-  loss on the answer and `decoder_causal_attention` = 1 on [BOS, prompt].
-  """
-  n = len(prompts)
-  if architecture == "redllm":
-    enc_w = checkpoint_loading.bucket_size(max(len(p) for p in prompts))
-    dec_w = checkpoint_loading.bucket_size(max(len(a) for a in answers))
-    enc = np.zeros((rows, enc_w), np.int32)
-    targets = np.zeros((rows, dec_w), np.int32)
-    for i in range(n):
-      enc[i, :len(prompts[i])] = prompts[i]
-      targets[i, :len(answers[i])] = answers[i]
-    inputs = np.pad(targets[:, :-1], ((0, 0), (1, 0)))
-    return {"encoder_input_tokens": enc, "decoder_input_tokens": inputs,
-            "decoder_target_tokens": targets,
-            "decoder_loss_weights": (targets > 0).astype(np.float32)}
-  width = checkpoint_loading.bucket_size(max(len(p) + len(a) for p, a in zip(prompts, answers)))
-  targets = np.zeros((rows, width), np.int32)
-  weights = np.zeros((rows, width), np.float32)
-  prefix = np.zeros((rows, width), np.int32)
-  for i in range(n):
-    p, a = len(prompts[i]), len(answers[i])
-    targets[i, :p + a] = list(prompts[i]) + list(answers[i])
-    weights[i, p:p + a] = 1.0
-    prefix[i, :p + 1] = 1
-  inputs = np.pad(targets[:, :-1], ((0, 0), (1, 0)))
-  return {"decoder_input_tokens": inputs, "decoder_target_tokens": targets,
-          "decoder_loss_weights": weights, "decoder_causal_attention": prefix}
-
-
 @dataclasses.dataclass
 class Runner:
-  """How the harness reaches a model: a scoring and a greedy-generation function."""
+  """How the harness reaches a model: its prefix-LM batches, scoring and greedy decoding.
 
-  architecture: str
+  RedLLM puts the prompt in the encoder and the answer in the decoder; DecLLM reads
+  [BOS, prompt, answer] with the loss on the answer (`model.prefix_lm_batch`).
+  """
+
+  batch: Callable[..., dict]  # (prompts, answers, rows, pad_width) -> model features
   score: Callable[[dict], np.ndarray]  # batch -> [rows] log-likelihoods
   generate: Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # tokens, lengths, n -> [b, n]
 
 
 def make_runner(model, params) -> Runner:
   """A Runner over `model.score_batch` and greedy `model.predict_batch` (jitted)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from redllm_jax.decoding import DecodingConfig  # pylint: disable=g-import-not-at-top
-
   score = jax.jit(model.score_batch)
   predict = jax.jit(model.predict_batch, static_argnames=("cfg", "return_logits"))
 
@@ -213,7 +190,7 @@ def make_runner(model, params) -> Runner:
                   DecodingConfig(max_new_tokens=max_new_tokens))
     return np.asarray(out.tokens)
 
-  return Runner(model.architecture, lambda b: np.asarray(score(params, b)), generate)
+  return Runner(model.prefix_lm_batch, lambda b: np.asarray(score(params, b)), generate)
 
 
 def score_pairs(runner: Runner, prompts: Sequence[list[int]], answers: Sequence[list[int]],
@@ -222,7 +199,7 @@ def score_pairs(runner: Runner, prompts: Sequence[list[int]], answers: Sequence[
   out = []
   for start in range(0, len(prompts), batch_size):
     p, a = prompts[start:start + batch_size], answers[start:start + batch_size]
-    scores = runner.score(scoring_batch(runner.architecture, p, a, batch_size))
+    scores = runner.score(runner.batch(p, a, batch_size, windows.bucket_size))
     out.append(np.asarray(scores)[:len(p)])
   return np.concatenate(out) if out else np.zeros(0)
 
@@ -286,9 +263,8 @@ def evaluate_task(runner: Runner, task: Task, encode: Encode, decode: Decode,
   for start in range(0, len(prompts), s.batch_size):
     chunk = prompts[start:start + s.batch_size]
     rows = s.batch_size
-    tokens, lengths = checkpoint_loading.pad_rows(
-        chunk + [[EOS_ID]] * (rows - len(chunk)),
-        checkpoint_loading.bucket_size(max(len(p) for p in chunk)))
+    tokens, lengths = pad_rows(chunk + [[EOS_ID]] * (rows - len(chunk)),
+                               windows.bucket_size(max(len(p) for p in chunk)))
     generated = runner.generate(tokens, lengths, s.max_new_tokens)
     for row in np.asarray(generated)[:len(chunk)]:
       ids = [int(t) for t in row]
@@ -336,121 +312,50 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
   return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- demo tasks
-
-def build_demo_tasks(out_dir: str, num_options: int = 4, seed: int = 0) -> dict[str, int]:
-  """Writes demo_qa_gen.jsonl and demo_qa_mc.jsonl from demo_flan's validation split.
-
-  Questions asked several times become one example with all their answers as
-  references (generative) or with the first answer as the label (multiple choice);
-  distractors are answers to other questions, never one of this question's answers.
-  """
-  from redllm_jax.data import demo_corpus  # pylint: disable=g-import-not-at-top
-  from redllm_jax.data import paths  # pylint: disable=g-import-not-at-top
-  import seqio  # pylint: disable=g-import-not-at-top
-  import redllm_jax_tasks  # pylint: disable=g-import-not-at-top,unused-import
-
-  demo_corpus.build(paths.demo_dir())
-  ds = seqio.get_mixture_or_task("demo_flan").source.get_dataset(split="validation", shuffle=False)
-  answers: dict[str, list[str]] = {}
-  for ex in ds.as_numpy_iterator():
-    q, a = ex["inputs"].decode("utf-8").strip(), ex["targets"].decode("utf-8").strip()
-    if q and a and a not in answers.setdefault(q, []):
-      answers[q].append(a)
-  questions = sorted(answers)
-  pool = sorted({a for q in questions for a in answers[q]})
-  rng = np.random.RandomState(seed)
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "demo_qa_gen.jsonl"), "w") as f:
-    for q in questions:
-      f.write(json.dumps({"inputs": q, "targets": answers[q]}) + "\n")
-  written = 0
-  with open(os.path.join(out_dir, "demo_qa_mc.jsonl"), "w") as f:
-    for q in questions:
-      candidates = [a for a in pool if a not in answers[q]]
-      if len(candidates) < num_options - 1:
-        continue
-      picks = rng.choice(len(candidates), num_options - 1, replace=False)
-      options = [answers[q][0]] + [candidates[i] for i in picks]
-      order = rng.permutation(num_options)
-      options = [options[i] for i in order]
-      f.write(json.dumps({"inputs": q, "options": options,
-                          "label": int(np.where(order == 0)[0][0])}) + "\n")
-      written += 1
-  return {"generative": len(questions), "multiple_choice": written}
-
-
 # ----------------------------------------------------------------------------- command
-
-def define_flags() -> None:
-  """Command-line flags (defined only when run as a command, so imports never collide)."""
-  flags.DEFINE_multi_string(
-      "checkpoint", [], "NAME=GIN_FILE[,GIN_FILE...]@CHECKPOINT_PATH; repeat for side-by-side.")
-  flags.DEFINE_string("tasks", "tasks/harness/*.jsonl", "Glob of task files.")
-  flags.DEFINE_list("shots", ["0"], "Numbers of exemplars, e.g. 0,5.")
-  flags.DEFINE_string("vocab", None, "SentencePiece model (default: the demo vocabulary).")
-  flags.DEFINE_bool("length_normalization", False, "Multiple choice by mean token log-likelihood.")
-  flags.DEFINE_bool("add_eos", True, "End inputs and answers with EOS (FLAN format).")
-  flags.DEFINE_integer("batch_size", 16, "Rows per scoring/decoding batch.")
-  flags.DEFINE_integer("max_new_tokens", 32, "Generative tasks: tokens to decode.")
-  flags.DEFINE_integer("max_input_length", 512, "Prompt tokens kept (from the right).")
-  flags.DEFINE_string("output", None, "Write results JSON here (and .md table next to it).")
-  flags.DEFINE_bool("build_demo_tasks", False, "Write the demo task files and exit.")
-  flags.DEFINE_string("out_dir", "tasks/harness", "Where --build_demo_tasks writes.")
-
-
-def _load_runner(spec: str) -> tuple[str, Runner]:
-  name, model, params = checkpoint_loading.load_checkpoint_spec(spec)
-  return name, make_runner(model, params)
-
 
 def vocabulary_functions(path: Optional[str] = None):
   """(encode, decode) of a SentencePiece model; the demo vocabulary by default."""
-  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
-  from redllm_jax.data import vocabulary  # pylint: disable=g-import-not-at-top
-
-  path = path or vocabulary.demo_vocab_path()
-  vocabulary.check_sentencepiece_model(path)
+  path = path or vocabulary_lib.demo_vocab_path()
+  vocabulary_lib.check_sentencepiece_model(path)
   sp = spm.SentencePieceProcessor(model_file=path)
   return sp.encode, lambda ids: sp.decode(list(ids))
 
 
-def main(argv: Sequence[str]) -> None:
-  del argv
-  from redllm_jax import gin_utils  # pylint: disable=g-import-not-at-top
-  F = flags.FLAGS  # pylint: disable=invalid-name
-  logging.set_verbosity(logging.WARNING)
-  try:
-    if F.build_demo_tasks:
-      print(json.dumps(build_demo_tasks(F.out_dir)))
-      return
-    if not F.checkpoint:
-      raise gin_utils.ConfigError("give at least one --checkpoint=NAME=GIN_FILE@PATH")
-    files = sorted(glob.glob(F.tasks))
-    if not files:
-      raise TaskFileError(f"no task file matches {F.tasks}")
-    tasks = [load_task(f) for f in files]
-    encode, decode = vocabulary_functions(F.vocab)
-    runners = dict(_load_runner(spec) for spec in F.checkpoint)
-    settings = Settings(add_eos=F.add_eos, batch_size=F.batch_size,
-                        max_new_tokens=F.max_new_tokens, max_input_length=F.max_input_length)
-    results = run_harness(runners, tasks, encode, decode, [int(k) for k in F.shots],
-                          settings, F.length_normalization)
-  except (gin_utils.ConfigError, TaskFileError, ValueError, FileNotFoundError) as e:
-    print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-    sys.exit(2)
+@gin.configurable
+def compare(checkpoints: Mapping[str, str] = gin.REQUIRED, tasks: str = gin.REQUIRED,
+            vocabulary: seqio.Vocabulary = gin.REQUIRED, shots: Sequence[int] = (0,),
+            output: Optional[str] = None, length_normalization: bool = False,
+            settings: Settings = Settings()) -> dict[str, dict[str, Any]]:
+  """Every checkpoint (name -> path) on every task file matching `tasks`, at each shot count."""
+  files = sorted(glob.glob(tasks))
+  if not files:
+    raise TaskFileError(f"no task file matches {tasks}")
+  loaded = [load_task(f) for f in files]
+  runners = {name: make_runner(*checkpoint_lib.load_model_and_params(path))
+             for name, path in checkpoints.items()}
+  results = run_harness(runners, loaded, vocabulary.encode, vocabulary.decode, shots, settings,
+                        length_normalization)
   table = format_table(results)
   print(table)
-  for task in tasks:
+  for task in loaded:
     if task.skipped:
-      print(f"{task.name}: skipped {sum(task.skipped.values())} malformed lines {dict(task.skipped)}")
-  if F.output:
-    with open(F.output, "w") as f:
+      print(f"{task.name}: skipped {sum(task.skipped.values())} malformed lines "
+            f"{dict(task.skipped)}")
+  if output:
+    with open(output, "w") as f:
       json.dump(results, f, indent=1)
-    with open(os.path.splitext(F.output)[0] + ".md", "w") as f:
+    with open(os.path.splitext(output)[0] + ".md", "w") as f:
       f.write(table + "\n")
+  return results
+
+
+def main() -> None:
+  try:
+    compare()
+  except (TaskFileError, FileNotFoundError) as e:
+    raise gin_utils.ConfigError(gin_utils.first_line(e)) from None
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  gin_utils.run(__spec__.name)

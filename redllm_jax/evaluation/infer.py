@@ -1,6 +1,7 @@
 r"""Batched decoding from a JSON-lines file of prompts to a JSON-lines file of outputs.
 
-  python -m redllm_jax.evaluation.infer --gin_file=models/redllm_tiny.gin --gin_file=data/demo_finetune_red.gin \
+  python -m redllm_jax.evaluation.infer --gin_file=models/redllm.gin \
+      --gin_file=models/sizes/tiny.gin --gin_file=data/demo_finetune_red.gin \
       --gin_file=runs/infer.gin --gin.CHECKPOINT_PATH=\"/tmp/red/checkpoints/2000\" \
       --gin.INFER_INPUT=\"prompts.jsonl\" --gin.INFER_OUTPUT=\"outputs.jsonl\" \
       [--gin.DecodingConfig.temperature=0.7 --gin.DecodingConfig.top_p=0.9]
@@ -19,7 +20,6 @@ per decode step), measured after compiling each batch shape ahead of time.
 """
 import dataclasses
 import json
-import sys
 import time
 from typing import Any, Callable, Sequence
 
@@ -29,11 +29,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from redllm_jax import gin_utils
-from redllm_jax.evaluation import checkpoint_loading
-from redllm_jax.decoding import DecodingConfig
+import seqio
+import tensorflow as tf
 
-EOS_ID = 1
+from redllm_jax.functional import EOS_ID
+from redllm_jax import checkpoints, gin_utils
+from redllm_jax.decoding import DecodingConfig
+from redllm_jax.evaluation import windows
+from redllm_jax.models import BaseModel, pad_rows
+
+# Below this a timing is clock noise: a rate from it would be meaningless.
+_MEASURABLE_SECONDS = 1e-4
 
 
 @gin.configurable
@@ -56,17 +62,17 @@ class PromptError(gin_utils.ConfigError):
 
 def read_prompts(path: str) -> list[dict]:
   """JSON lines with a string `inputs`; a bad line is an error naming its line number."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # gs:// paths
-
   if not tf.io.gfile.exists(path):
     raise PromptError(f"prompt file not found: {path}")
   records = []
-  with tf.io.gfile.GFile(path) as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
+  with tf.io.gfile.GFile(path, "rb") as f:
+    for number, raw in enumerate(f, 1):
+      if not raw.strip():
         continue
       try:
-        record = json.loads(line)
+        record = json.loads(raw.decode("utf-8"))
+      except UnicodeDecodeError:
+        raise PromptError(f"{path}:{number}: not valid UTF-8") from None
       except json.JSONDecodeError:
         raise PromptError(f"{path}:{number}: not valid JSON") from None
       if not isinstance(record, dict) or not isinstance(record.get("inputs"), str):
@@ -108,17 +114,22 @@ class Timing:
   compile_seconds: float = 0.0
 
   def report(self) -> dict[str, float]:
-    decode = max(self.total_seconds - self.prefill_seconds, 1e-9)
+    decode = self.total_seconds - self.prefill_seconds
     return {
         "prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
-        "prefill_tokens_per_second": self.prompt_tokens / max(self.prefill_seconds, 1e-9),
-        "decode_tokens_per_second": self.generated_tokens / decode,
+        "prefill_tokens_per_second": _rate(self.prompt_tokens, self.prefill_seconds),
+        "decode_tokens_per_second": _rate(self.generated_tokens, decode),
         "decode_ms_per_step": 1e3 * decode / max(self.decode_steps, 1),
-        "total_tokens_per_second": (self.prompt_tokens + self.generated_tokens)
-                                   / max(self.total_seconds, 1e-9),
+        "total_tokens_per_second": _rate(self.prompt_tokens + self.generated_tokens,
+                                         self.total_seconds),
         "prefill_seconds": self.prefill_seconds, "total_seconds": self.total_seconds,
         "compile_seconds": self.compile_seconds,
     }
+
+
+def _rate(count: int, seconds: float) -> float:
+  """Per second; NaN when the time is too short to measure (never a huge number)."""
+  return count / seconds if seconds >= _MEASURABLE_SECONDS else float("nan")
 
 
 def generate(model, params: Any, prompts: Sequence[Sequence[int]], cfg: DecodingConfig,
@@ -138,8 +149,8 @@ def generate(model, params: Any, prompts: Sequence[Sequence[int]], cfg: Decoding
   b = settings.batch_size
   for start in range(0, len(prompts), b):
     chunk = list(prompts[start:start + b])
-    width = checkpoint_loading.bucket_size(max(len(p) for p in chunk))
-    tokens, lengths = checkpoint_loading.pad_rows(chunk + [[EOS_ID]] * (b - len(chunk)), width)
+    width = windows.bucket_size(max(len(p) for p in chunk))
+    tokens, lengths = pad_rows(chunk + [[EOS_ID]] * (b - len(chunk)), width)
     tokens, lengths = jnp.asarray(tokens), jnp.asarray(lengths)
     rng, step_rng = jax.random.split(rng)
     if width not in compiled:
@@ -171,8 +182,6 @@ def generate(model, params: Any, prompts: Sequence[Sequence[int]], cfg: Decoding
 def write_outputs(records: Sequence[dict], prompts: Sequence[Sequence[int]],
                   outputs: Sequence[Sequence[int]], truncated: Sequence[bool], decode,
                   output_path: str) -> None:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # gs:// paths
-
   with tf.io.gfile.GFile(output_path, "w") as f:
     for record, prompt, out, cut in zip(records, prompts, outputs, truncated):
       line = {**record, "output": decode(out), "output_tokens": len(out),
@@ -182,28 +191,35 @@ def write_outputs(records: Sequence[dict], prompts: Sequence[Sequence[int]],
       f.write(json.dumps(line) + "\n")
 
 
-def main() -> None:
-  gin_utils.check_required_macros()
-  try:
-    settings, cfg = InferSettings(), DecodingConfig()
-  except ValueError as e:
-    raise gin_utils.ConfigError(str(e)) from None
+@gin.configurable
+def infer(model: BaseModel = gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
+          input_path: str = gin.REQUIRED, output_path: str = gin.REQUIRED,
+          vocabulary: seqio.Vocabulary = gin.REQUIRED,
+          decoding: DecodingConfig = gin.REQUIRED,
+          settings: InferSettings = gin.REQUIRED) -> dict[str, float]:
+  """Decodes every prompt of `input_path` into `output_path`; returns the timing report."""
   # Prompts are read and checked before the checkpoint is loaded: bad input fails fast.
-  records = read_prompts(str(gin_utils.macro_value("INFER_INPUT")))
-  vocab = gin_utils.macro_value("VOCABULARY")
-  prompts, truncated = encode_prompts([r["inputs"] for r in records], vocab.encode, settings)
-  model, params = checkpoint_loading.model_and_params()
-  outputs, timing = generate(model, params, prompts, cfg, settings)
-  write_outputs(records, prompts, outputs, truncated, vocab.decode,
-                str(gin_utils.macro_value("INFER_OUTPUT")))
+  records = read_prompts(input_path)
+  prompts, truncated = encode_prompts([r["inputs"] for r in records], vocabulary.encode,
+                                      settings)
+  params = checkpoints.load_params(checkpoint_path, model)
+  outputs, timing = generate(model, params, prompts, decoding, settings)
+  write_outputs(records, prompts, outputs, truncated, vocabulary.decode, output_path)
   report = timing.report()
-  mode = "greedy" if cfg.temperature == 0 else f"sampling T={cfg.temperature}"
-  print(f"{checkpoint_loading.model_name(model)}: {len(records)} prompts, {mode}, "
-        f"{sum(truncated)} truncated")
+  mode = "greedy" if decoding.temperature == 0 else f"sampling T={decoding.temperature}"
+  print(f"{model.name}: {len(records)} prompts, {mode}, {sum(truncated)} truncated")
   print(f"prefill {report['prefill_tokens_per_second']:.0f} prompt tok/s | decode "
-        f"{report['decode_tokens_per_second']:.0f} tok/s ({report['decode_ms_per_step']:.2f} ms/step) "
-        f"| compile {report['compile_seconds']:.1f} s")
+        f"{report['decode_tokens_per_second']:.0f} tok/s ({report['decode_ms_per_step']:.2f} "
+        f"ms/step) | compile {report['compile_seconds']:.1f} s")
+  return report
+
+
+def main() -> None:
+  try:
+    infer()
+  except ValueError as e:  # InferSettings / DecodingConfig validation
+    raise gin_utils.ConfigError(gin_utils.first_line(e)) from None
 
 
 if __name__ == "__main__":
-  gin_utils.run(main)
+  gin_utils.run(__spec__.name)

@@ -9,10 +9,12 @@ An export directory (written by `python -m redllm_jax.evaluation.export`) holds:
   spm.model            the SentencePiece vocabulary (pad 0, eos 1, unk 2), when exported
 
 This file imports only jax, numpy, safetensors and sentencepiece (plus the standard
-library), so it can be copied next to an export and used on its own. It re-implements
-the forward pass of both networks (same arithmetic as redllm_jax.layers/network,
-float32 norms and softmax) and a simple greedy decoder that recomputes the whole
-sequence at each step (no KV cache: a reference, not a fast server).
+library) and `functional.py`, the flax-free maths the Flax layers are built on,
+which the export copies beside it; so the two can be used on their own, next to
+an export. It assembles the forward pass of both networks from those shared
+functions (the layer wiring of redllm_jax.network, float32 norms and softmax) and
+a simple greedy decoder that recomputes the whole sequence at each step (no KV
+cache: a reference, not a fast server).
 
 A config.json that does not match the tensors is refused with one line naming the
 first mismatching tensor.
@@ -28,6 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 import safetensors.numpy
 
+if __package__:  # Inside the package.
+  from redllm_jax import functional as F
+else:  # Copied next to an export and run from there: the sibling copy.
+  import functional as F  # pylint: disable=import-error
+
 FORMAT = "redllm_jax"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -37,7 +44,8 @@ ARCHITECTURES = ("decllm", "redllm")
 CONFIG_FIELDS = ("vocab_size", "d_model", "d_ff", "num_heads", "head_dim", "num_layers",
                  "num_encoder_layers", "num_decoder_layers", "rope_base", "qkv_norm",
                  "attention_output_norm", "scale_tied_logits", "norm_epsilon", "dtype")
-PAD_ID, EOS_ID = 0, 1
+PAD_ID, EOS_ID = F.PAD_ID, F.EOS_ID
+SHARED_MATHS_FILE = "functional.py"
 
 
 class ExportError(ValueError):
@@ -115,9 +123,7 @@ def check_config(config: dict) -> None:
 # ----------------------------------------------------------------------------- layers
 
 def rms_norm(x, scale, cfg: dict):
-  x32 = x.astype(jnp.float32)
-  normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + cfg["norm_epsilon"])
-  return (normed * scale.astype(jnp.float32)).astype(cfg["dtype"])
+  return F.rms_norm(x, scale, cfg["norm_epsilon"], cfg["dtype"])
 
 
 def _dense(x, kernel, contract: int, cfg: dict):
@@ -127,26 +133,10 @@ def _dense(x, kernel, contract: int, cfg: dict):
   return jax.lax.dot_general(x, kernel, (dims, ((), ())))
 
 
-def apply_rope(x, positions, base: float):
-  half = x.shape[-1] // 2
-  inv_freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
-  angles = positions.astype(jnp.float32)[..., None] * inv_freq
-  sin, cos = jnp.sin(angles)[:, :, None, :], jnp.cos(angles)[:, :, None, :]
-  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
-  return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
-
-
 def attention_mask(q_segments, k_segments, causal: bool, q_prefix=None, k_prefix=None):
-  """[b, 1, q, k]: same non-zero segment; causal by slot index unless both in the prefix."""
-  mask = (q_segments[:, :, None] == k_segments[:, None, :]) & (k_segments[:, None, :] != 0)
-  if causal:
-    q_index = jnp.arange(q_segments.shape[1])[None, :, None]
-    k_index = jnp.arange(k_segments.shape[1])[None, None, :]
-    allowed = q_index >= k_index
-    if q_prefix is not None:
-      allowed = allowed | (q_prefix[:, :, None].astype(bool) & k_prefix[:, None, :].astype(bool))
-    mask = mask & allowed
-  return mask[:, None]
+  """[b, 1, q, k] for unpacked rows: slot index is position."""
+  return F.attention_mask(q_segments, k_segments, F.row_positions(q_segments),
+                          F.row_positions(k_segments), causal, q_prefix, k_prefix)
 
 
 def attention(p: dict, prefix: str, x_q, x_kv, q_positions, kv_positions, mask, cfg: dict):
@@ -158,14 +148,9 @@ def attention(p: dict, prefix: str, x_q, x_kv, q_positions, kv_positions, mask, 
     q = rms_norm(q, p[f"{prefix}.query_norm.scale"], cfg)
     k = rms_norm(k, p[f"{prefix}.key_norm.scale"], cfg)
     v = rms_norm(v, p[f"{prefix}.value_norm.scale"], cfg)
-  q = apply_rope(q, q_positions, cfg["rope_base"])
-  k = apply_rope(k, kv_positions, cfg["rope_base"])
-  logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
-  logits = jnp.where(mask, logits * q.shape[-1] ** -0.5, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(logits, axis=-1)
-  out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
-  has_key = jnp.any(mask, axis=-1)  # [b, 1, q]: rows with no visible key give zeros
-  out = out * jnp.transpose(has_key, (0, 2, 1))[..., None].astype(out.dtype)
+  q = F.apply_rope(q, q_positions, cfg["rope_base"])
+  k = F.apply_rope(k, kv_positions, cfg["rope_base"])
+  out, _ = F.einsum_attention(q, k, v, mask)
   if cfg["attention_output_norm"]:
     out = rms_norm(out, p[f"{prefix}.output_norm_layer.scale"], cfg)
   return _dense(out, p[f"{prefix}.out.kernel"], 2, cfg)
@@ -197,14 +182,11 @@ def _logits(p, x, cfg):
   return logits * cfg["d_model"] ** -0.5 if cfg["scale_tied_logits"] else logits
 
 
-def _index(tokens):
-  return jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
-
-
 def decllm_logits(p: dict, cfg: dict, tokens, positions=None, segment_ids=None, prefix=None):
   """DecLLM logits [b, l, vocab]; `prefix` (1 = bidirectional) for DecLLM + BiAttn."""
-  positions = _index(tokens) if positions is None else positions
-  segment_ids = (tokens > 0).astype(jnp.int32) if segment_ids is None else segment_ids
+  positions = F.row_positions(tokens) if positions is None else positions
+  # Every token is real unless segment ids say otherwise: the BOS is id 0 too.
+  segment_ids = jnp.ones_like(tokens) if segment_ids is None else segment_ids
   mask = attention_mask(segment_ids, segment_ids, True, prefix, prefix)
   x = _embed(p, tokens, cfg)
   for i in range(cfg["num_layers"]):
@@ -213,7 +195,7 @@ def decllm_logits(p: dict, cfg: dict, tokens, positions=None, segment_ids=None, 
 
 
 def redllm_encode(p: dict, cfg: dict, tokens, positions=None, segment_ids=None):
-  positions = _index(tokens) if positions is None else positions
+  positions = F.row_positions(tokens) if positions is None else positions
   segment_ids = (tokens > 0).astype(jnp.int32) if segment_ids is None else segment_ids
   mask = attention_mask(segment_ids, segment_ids, False)
   x = _embed(p, tokens, cfg)
@@ -225,7 +207,7 @@ def redllm_encode(p: dict, cfg: dict, tokens, positions=None, segment_ids=None):
 def redllm_decode(p: dict, cfg: dict, encoded, encoder_positions, encoder_segment_ids,
                   tokens, positions=None, segment_ids=None):
   """Decoder logits; decoder RoPE positions continue after each example's true encoder length."""
-  positions = _index(tokens) if positions is None else positions
+  positions = F.row_positions(tokens) if positions is None else positions
   segment_ids = jnp.ones_like(tokens) if segment_ids is None else segment_ids
   cross_mask = attention_mask(segment_ids, encoder_segment_ids, False)
   offsets = jnp.sum(cross_mask[:, 0], axis=-1, dtype=jnp.int32)
@@ -240,7 +222,7 @@ def redllm_decode(p: dict, cfg: dict, encoded, encoder_positions, encoder_segmen
 
 def redllm_logits(p: dict, cfg: dict, encoder_tokens, decoder_tokens, encoder_positions=None,
                   encoder_segment_ids=None, decoder_positions=None, decoder_segment_ids=None):
-  encoder_positions = _index(encoder_tokens) if encoder_positions is None else encoder_positions
+  encoder_positions = F.row_positions(encoder_tokens) if encoder_positions is None else encoder_positions
   if encoder_segment_ids is None:
     encoder_segment_ids = (encoder_tokens > 0).astype(jnp.int32)
   encoded = redllm_encode(p, cfg, encoder_tokens, encoder_positions, encoder_segment_ids)
@@ -307,7 +289,7 @@ class StandaloneModel:
         stream[b, 1:1 + len(x)] = x
       prefix = (np.arange(total)[None] <= lengths[:, None]).astype(np.int32)
       fn = self._jit("dec", lambda t, s, pre: decllm_logits(
-          p, cfg, t, _index(t), s, pre if self.bidirectional_inputs else None))
+          p, cfg, t, F.row_positions(t), s, pre if self.bidirectional_inputs else None))
       for t in range(max_new_tokens):
         filled = 1 + lengths + t
         segments = (np.arange(total)[None] < filled[:, None]).astype(np.int32)
@@ -324,10 +306,10 @@ class StandaloneModel:
       for b, x in enumerate(prompts):
         encoder_tokens[b, :len(x)] = x
       encoder_segments = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
-      encoded = self._jit("enc", lambda t, s: redllm_encode(p, cfg, t, _index(t), s))(
+      encoded = self._jit("enc", lambda t, s: redllm_encode(p, cfg, t, F.row_positions(t), s))(
           encoder_tokens, encoder_segments)
       decoder = np.zeros((batch, max_new_tokens), np.int32)  # start token 0, then generated
-      fn = self._jit("dec", lambda e, es, t: redllm_decode(p, cfg, e, _index(es), es, t))
+      fn = self._jit("dec", lambda e, es, t: redllm_decode(p, cfg, e, F.row_positions(es), es, t))
       for t in range(max_new_tokens):
         logits = np.asarray(fn(encoded, encoder_segments, decoder))
         new = np.where(done, PAD_ID, np.argmax(logits[:, t], axis=-1)).astype(np.int32)

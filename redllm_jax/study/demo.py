@@ -70,4 +70,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  gin_utils.run(main)
+  gin_utils.run_flags(main)

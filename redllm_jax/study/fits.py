@@ -8,6 +8,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from scipy import stats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,14 +31,11 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLaw:
   lx, ly = np.log(np.asarray(x, np.float64)), np.log(np.asarray(y, np.float64))
   if lx.size < 2 or np.ptp(lx) == 0:
     raise ValueError(f"a power law needs 2 or more distinct x values, got {lx.size}")
-  slope, intercept = np.polyfit(lx, ly, 1)
-  residual = ly - (intercept + slope * lx)
-  total = np.sum((ly - ly.mean()) ** 2)
-  r2 = 1.0 - np.sum(residual ** 2) / total if total > 0 else 1.0
-  dof = lx.size - 2
-  stderr = (math.sqrt(np.sum(residual ** 2) / dof / np.sum((lx - lx.mean()) ** 2))
-            if dof > 0 else float("nan"))
-  return PowerLaw(a=float(np.exp(intercept)), b=float(-slope), b_stderr=float(stderr),
+  fit = stats.linregress(lx, ly)
+  # Two points leave no residual degrees of freedom: no standard error (scipy says 0).
+  stderr = fit.stderr if lx.size > 2 else float("nan")
+  r2 = fit.rvalue ** 2 if np.ptp(ly) > 0 else 1.0  # a flat y is fitted exactly
+  return PowerLaw(a=float(np.exp(fit.intercept)), b=float(-fit.slope), b_stderr=float(stderr),
                   r2=float(r2), n=int(lx.size))
 
 

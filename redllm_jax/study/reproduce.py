@@ -36,10 +36,8 @@ QUICK_GIN = "experiments/study_quick.gin"
 
 
 def _gin_files() -> list[str]:
-  """The study gin: --gin_file if given (gin_utils.run parsed it), else the default."""
-  if flags.FLAGS.gin_file:
-    return list(flags.FLAGS.gin_file)
-  files = [QUICK_GIN if _QUICK.value else DEFAULT_GIN]
+  """Parses the study gin: --gin_file if given, else the default (or quick) one."""
+  files = list(flags.FLAGS.gin_file) or [QUICK_GIN if _QUICK.value else DEFAULT_GIN]
   gin_utils.parse_gin(files, flags.FLAGS.gin_bindings)
   return files
 
@@ -125,4 +123,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  gin_utils.run(main)
+  gin_utils.run_flags(main)

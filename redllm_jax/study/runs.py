@@ -1,7 +1,7 @@
 """One training run of the study (pretraining or finetuning), and what it cost.
 
 A run is an experiment gin plus extra gin files (e.g. a size) and bindings; it
-trains through `train.train_from_gin`, so it resumes from its MODEL_DIR after a kill.
+trains through `train.train`, so it resumes from its MODEL_DIR after a kill.
 """
 import dataclasses
 import os
@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 
 import gin
 
-from redllm_jax import flops, gin_utils
+from redllm_jax import flops, gin_utils, models
 from redllm_jax import train as train_module
 
 
@@ -56,11 +56,11 @@ def train_run(spec: RunSpec, model_dir: str,
               extra_bindings: Sequence[str] = ()) -> Optional[dict[str, Any]]:
   """Trains (or resumes) one run; its final eval metrics and cost, or None if preempted."""
   parse_run(spec, model_dir, extra_bindings)
-  model = gin_utils.build_model()
+  model = models.from_gin()
   steps, batch = gin.query_parameter("%TRAIN_STEPS"), gin.query_parameter("%BATCH_SIZE")
   lengths = dict(gin.query_parameter("%TASK_FEATURE_LENGTHS"))
   start = time.perf_counter()
-  metrics = train_module.train_from_gin()
+  metrics = train_module.train()
   if not metrics:  # A preempted run returns without its final evaluation.
     return None
   params = flops.count_params(model.abstract_params())
@@ -71,6 +71,6 @@ def train_run(spec: RunSpec, model_dir: str,
       **training_cost(model, steps, batch, lengths),
       "seconds": time.perf_counter() - start, "metrics": metrics,
       "gin_files": list(spec.gin_files), "bindings": list(spec.bindings),
-      "config": dataclasses.asdict(model.config),
+      "config": model.describe()["config"],
   }
 

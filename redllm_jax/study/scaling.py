@@ -12,7 +12,11 @@ import json
 import os
 from typing import Any, Mapping, Optional, Sequence
 
+import matplotlib
 import numpy as np
+
+matplotlib.use("Agg")  # PNG files only: no display needed
+from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from redllm_jax.study.fits import fit_power_law, frontier, pareto_front
 from redllm_jax.study.plan import ARCHITECTURES, StudyPlan
@@ -108,15 +112,7 @@ def write_scaling(results: Sequence[Mapping[str, Any]], plan: StudyPlan, out_dir
   return out
 
 
-def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
-
-
 def _plot_scaling(rows, fits, path: str) -> None:
-  plt = _pyplot()
   top = max(r["steps"] for r in rows)
   fig, axes = plt.subplots(2, 2, figsize=(11, 8))
   for i, domain in enumerate(DOMAINS):
@@ -144,7 +140,6 @@ def _plot_scaling(rows, fits, path: str) -> None:
 
 
 def _plot_frontier(rows, fronts, path: str) -> None:
-  plt = _pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
   for ax, domain in zip(axes, DOMAINS):
     for arch in ARCHITECTURES:
@@ -176,7 +171,6 @@ def shot_average(per_task: Mapping[str, Any], shots: int) -> float:
 def plot_pareto(results: Mapping[str, Any], costs: Mapping[str, float], shots: Sequence[int],
                 chance: float, path: str) -> None:
   """Harness score against inference FLOPs per sequence; finetuned Pareto front marked."""
-  plt = _pyplot()
   fig, axes = plt.subplots(1, len(shots), figsize=(5.5 * len(shots), 4.2), squeeze=False)
   for ax, k in zip(axes[0], shots):
     names = list(results)

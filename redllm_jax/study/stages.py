@@ -15,8 +15,9 @@ import gin
 import jax
 import numpy as np
 
-from redllm_jax import checkpoints, flops, gin_utils
-from redllm_jax.evaluation import attention, extrapolation, harness
+import redllm_jax_tasks  # noqa: F401  pylint: disable=unused-import  # the study's eval tasks
+from redllm_jax import checkpoints, flops, gin_utils, models
+from redllm_jax.evaluation import attention, extrapolation, harness, windows
 from redllm_jax.study import scaling
 from redllm_jax.study.plan import ARCHITECTURES, StudyPlan
 from redllm_jax.study.runs import RunSpec, parse_run, train_run, training_cost
@@ -55,10 +56,7 @@ class Study:
 
   def load(self, kind: str, spec: RunSpec):
     """(model, final parameters) of a finished run."""
-    run_dir = self.path(kind, spec.name)
-    parse_run(spec, run_dir)
-    model = gin_utils.build_model()
-    return model, checkpoints.load_params(run_dir, model)
+    return checkpoints.load_model_and_params(self.path(kind, spec.name))
 
   def checkpoint_bindings(self, spec: RunSpec) -> list[str]:
     """Finetuning starts from its parent pretraining run's final parameters."""
@@ -82,7 +80,7 @@ def _training_unit(study: Study, kind: str, spec: RunSpec) -> Unit:
   run_dir = study.path(kind, spec.name)
   extra = study.checkpoint_bindings(spec)
   parse_run(spec, run_dir, extra)
-  model = gin_utils.build_model()
+  model = models.from_gin()
   cost = training_cost(model, gin.query_parameter("%TRAIN_STEPS"),
                        gin.query_parameter("%BATCH_SIZE"),
                        dict(gin.query_parameter("%TASK_FEATURE_LENGTHS")))
@@ -101,7 +99,7 @@ def _training_unit(study: Study, kind: str, spec: RunSpec) -> Unit:
 def _forward_flops_per_token(study: Study) -> float:
   """Of the largest DecLLM: the analysis stages' work is priced in its forward passes."""
   parse_run(study.plan.source_run("decllm"), study.path("pretrain", "unused"))
-  cfg = gin_utils.build_model().config
+  cfg = models.from_gin().config
   length = study.plan.training_length
   return flops.forward_flops(cfg, "decllm", 0, length) / length
 
@@ -150,23 +148,23 @@ def run_harness(study: Study) -> bool:
 
 def run_extrapolation(study: Study) -> bool:
   plan = study.plan
-  texts, vocab = extrapolation.task_texts(plan.in_domain)
+  texts, vocab = windows.task_texts(plan.in_domain)
   factors = list(plan.extrapolation_factors)
-  windows = extrapolation.token_windows(texts, vocab.encode,
+  token_windows = windows.token_windows(texts, vocab.encode,
                                         plan.training_length * max(factors),
                                         plan.extrapolation_windows)
-  extrapolation.run(_pretrained(study), windows, plan.training_length, factors,
+  extrapolation.run(_pretrained(study), token_windows, plan.training_length, factors,
                     study.path("extrapolation"))
   return True
 
 
 def run_attention(study: Study) -> bool:
   plan = study.plan
-  texts, vocab = extrapolation.task_texts(plan.in_domain)
-  windows = extrapolation.token_windows(texts, vocab.encode, plan.training_length,
+  texts, vocab = windows.task_texts(plan.in_domain)
+  token_windows = windows.token_windows(texts, vocab.encode, plan.training_length,
                                         plan.attention_windows)
   offsets = attention.default_query_offsets(plan.training_length)
-  results = {name: attention.analyze(model, params, windows, offsets)
+  results = {name: attention.analyze(model, params, token_windows, offsets)
              for name, (model, params) in _pretrained(study).items()}
   attention.write_outputs(results, study.path("attention"))
   return True

@@ -18,23 +18,23 @@ Every figure is measured in one process, side by side, and written to one JSON
   forward recomputed for every generated token) to show the caches' effect.
 - input: the demo input pipeline's tokens/s against the train step's consumption.
 """
-import dataclasses
 import json
 import math
 import os
 import platform
 import statistics
-import sys
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from absl import app, flags
+from absl import flags
 import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from redllm_jax import flops, gin_utils, optimizers
+from redllm_jax.data import demo_corpus
+from redllm_jax.tools import bench_input
+from redllm_jax import flops, gin_utils, models, optimizers
 from redllm_jax.decoding import DecodingConfig
 from redllm_jax.models import BaseModel
 from redllm_jax.partitioning import Partitioner
@@ -97,7 +97,7 @@ def build_model(arch: str, size: str, bindings: Sequence[str] = ()) -> BaseModel
   if jax.default_backend() == "cpu":
     extra.append("ACTIVATION_DTYPE = 'float32'")
   gin_utils.parse_gin([f"models/{arch}_{size}.gin"], [*extra, *bindings])
-  return gin_utils.build_model()
+  return models.from_gin()
 
 
 def lengths_for(arch: str, tokens: int) -> tuple[int, int]:
@@ -105,17 +105,10 @@ def lengths_for(arch: str, tokens: int) -> tuple[int, int]:
   return (tokens // 2, tokens - tokens // 2) if arch == "redllm" else (0, tokens)
 
 
-def synthetic_batch(arch: str, batch: int, tokens: int, vocab: int, seed: int = 0):
-  """Full-length (no padding) pretraining batch of random ids >= 2."""
+def synthetic_batch(model: BaseModel, batch: int, tokens: int, seed: int = 0):
+  """A full-length (no padding) pretraining batch of random chunks of ids >= 2."""
   rng = np.random.RandomState(seed)
-  inputs, targets = lengths_for(arch, tokens)
-  y = rng.randint(2, vocab, size=(batch, targets)).astype(np.int32)
-  out = {"decoder_input_tokens": np.pad(y[:, :-1], ((0, 0), (1, 0))),
-         "decoder_target_tokens": y,
-         "decoder_loss_weights": np.ones_like(y, np.float32)}
-  if inputs:
-    out["encoder_input_tokens"] = rng.randint(2, vocab, size=(batch, inputs)).astype(np.int32)
-  return out
+  return model.pretraining_batch(rng.randint(2, model.config.vocab_size, (batch, tokens)))
 
 
 # ----------------------------------------------------------------------------- train
@@ -135,7 +128,7 @@ def train_setup(arch: str, size: str, batch: int, tokens: int, remat: str = "non
   optimizer = optimizers.make_optimizer(learning_rate=schedule)
   steps = compile_steps(model, optimizer, schedule, partitioner)
   holder = [steps.init(jax.random.key(0))]
-  data = steps.global_batch(synthetic_batch(arch, batch, tokens, model.config.vocab_size))
+  data = steps.partitioner.global_batch(synthetic_batch(model, batch, tokens))
   rng = jax.random.key(1)
 
   def run():
@@ -188,19 +181,6 @@ def train_compare(size: str, batch: int, tokens: int, ceiling: float, repeats: i
                  "mfu_local_best": max(local), "mfu_local_median": statistics.median(local),
                  "local_ceilings": [c for _, c in samples[arch]]}
   return out
-
-
-def train_step_bench(arch: str, size: str, batch: int, tokens: int, ceiling: float,
-                     repeats: int, remat: str = "none",
-                     bindings: Sequence[str] = ()) -> dict[str, Any]:
-  """One architecture's train-step figures against `ceiling`."""
-  info, run = train_setup(arch, size, batch, tokens, remat, bindings)
-  t = _timeit(run, repeats)
-  flops_per_step = info["model_flops_per_step"]
-  return {**info, **t, "tokens_per_s": batch * tokens / t["best_s"],
-          "model_flops_per_s": flops_per_step / t["best_s"],
-          "mfu": flops_per_step / t["best_s"] / ceiling,
-          "mfu_median": flops_per_step / t["median_s"] / ceiling}
 
 
 # ----------------------------------------------------------------------------- decode
@@ -290,28 +270,10 @@ def decode_compare(size: str, batch: int, length: int, repeats: int,
   return out
 
 
-def decode_bench(arch: str, size: str, batch: int, length: int, repeats: int,
-                 uncached: bool) -> dict[str, Any]:
-  """One architecture's figures (see `decode_compare` for the side-by-side run)."""
-  info, run_cached, run_uncached = decode_setup(arch, size, batch, length, uncached)
-  r = dict(info)
-  for kind, fn in (("cached", run_cached), ("uncached", run_uncached)):
-    if fn is not None:
-      t = _timeit(fn, repeats)
-      r.update({f"{kind}_{k}": v for k, v in t.items()})
-      r[f"{kind}_tokens_per_s"] = batch * length / t["best_s"]
-  if run_uncached is not None:
-    r["cache_speedup"] = r["cached_tokens_per_s"] / r["uncached_tokens_per_s"]
-  return r
-
-
 # ----------------------------------------------------------------------------- input
 
 def input_bench(batch: int = 16, steps: int = 100, warmup: int = 20) -> dict[str, Any]:
   """Demo pretraining input pipeline tokens/s for both architectures (256-token chunks)."""
-  import redllm_jax_tasks  # pylint: disable=g-import-not-at-top,unused-import  # registers tasks
-  from redllm_jax.data import demo_corpus
-  from redllm_jax.tools import bench_input  # pylint: disable=g-import-not-at-top
   demo_corpus.build()
   return {arch: {"tokens_per_s": bench_input.tokens_per_second(
       "demo_redpajama", arch[:3], batch, steps, warmup), "batch": batch,
@@ -415,9 +377,7 @@ def compare(new: dict, old: dict) -> list[str]:
   return lines
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def main() -> None:
   result = run(_SECTIONS.value, _SIZES.value, _REPEATS.value, _REMAT.value,
                _TRAIN_BATCH.value, _TRAIN_LENGTH.value, _DECODE_BATCH.value,
                _DECODE_LENGTH.value, _UNCACHED.value)
@@ -430,4 +390,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  gin_utils.run_flags(main)

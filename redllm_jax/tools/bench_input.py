@@ -9,10 +9,12 @@ batching to numpy. Tokens = batch rows x 256 chunk tokens (encoder + decoder
 tokens for RedLLM; padding is rare since chunks are full length).
 """
 import time
-from typing import Sequence
 
+from absl import flags
 import seqio
 
+import redllm_jax_tasks  # noqa: F401  pylint: disable=unused-import  # registers the demo tasks
+from redllm_jax import gin_utils
 from redllm_jax.data import feature_converters
 from redllm_jax.data import input_pipeline
 
@@ -37,11 +39,7 @@ def tokens_per_second(task: str, arch: str, batch_size: int, steps: int, warmup:
   return steps * batch_size * CHUNK / (time.perf_counter() - start)
 
 
-def main(argv: Sequence[str]) -> None:
-  del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  import redllm_jax_tasks  # pylint: disable=g-import-not-at-top,unused-import  # registers tasks
-
+def main() -> None:
   f = flags.FLAGS
   for arch in ("dec", "red"):
     rate = tokens_per_second(f.task, arch, f.batch_size, f.steps, f.warmup)
@@ -49,10 +47,8 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  from absl import app, flags  # pylint: disable=g-import-not-at-top,g-multiple-import
-
   flags.DEFINE_string("task", "demo_redpajama", "Pretraining task or mixture.")
   flags.DEFINE_integer("batch_size", 16, "Rows per batch.")
   flags.DEFINE_integer("steps", 300, "Timed batches.")
   flags.DEFINE_integer("warmup", 30, "Untimed batches first.")
-  app.run(main)
+  gin_utils.run_flags(main)

@@ -26,7 +26,6 @@ temporaries), so treat the figures as a planning estimate with some headroom.
 """
 import csv
 import json
-import math
 import os
 import subprocess
 import sys
@@ -34,7 +33,8 @@ import tempfile
 import time
 from typing import Any, Sequence
 
-from absl import app, flags
+from absl import flags
+import numpy as np
 
 ARCHS = ("decllm", "redllm")
 SIZES = ("150m", "1b", "2b", "4b", "8b")
@@ -58,22 +58,20 @@ def job_key(arch: str, size: str, stage: str, n: int, tensor: int, micro: int, b
   return f"{arch}|{size}|{stage}|{n}|{tensor}|{micro}|{batch}"
 
 
-def lengths(arch: str, stage: str) -> tuple[int, int]:
-  """(encoder inputs, decoder tokens) per row of the train batch."""
+def abstract_batch(model, stage: str, batch: int, sharding) -> dict[str, Any]:
+  """The stage's train batch as sharded ShapeDtypeStructs, from the model's own builder.
+
+  Pretraining reads whole chunks (RedLLM splits them in the middle); finetuning a
+  prompt of `inputs` and an answer of `targets` tokens.
+  """
+  import jax  # pylint: disable=g-import-not-at-top  # see compile_one
   _, inputs, targets = STAGE_SHAPES[stage]
-  return (inputs, targets) if arch == "redllm" else (0, inputs + targets)
-
-
-def abstract_batch(arch: str, stage: str, batch: int, sharding) -> dict[str, Any]:
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  inputs, targets = lengths(arch, stage)
-  s = lambda n, dt=jnp.int32: jax.ShapeDtypeStruct((batch, n), dt, sharding=sharding)
-  out = {"decoder_input_tokens": s(targets), "decoder_target_tokens": s(targets),
-         "decoder_loss_weights": s(targets, jnp.float32)}
-  if arch == "redllm":
-    out["encoder_input_tokens"] = s(inputs)
-  return out
+  if stage == "pretrain":
+    row = model.pretraining_batch(np.ones((1, inputs + targets), np.int32))
+  else:
+    row = model.prefix_lm_batch([[1] * inputs], [[1] * targets])
+  return {k: jax.ShapeDtypeStruct((batch, *v.shape[1:]), v.dtype, sharding=sharding)
+          for k, v in row.items()}
 
 
 def compile_one(arch: str, size: str, stage: str, n: int, tensor: int, micro: int,
@@ -81,20 +79,22 @@ def compile_one(arch: str, size: str, stage: str, n: int, tensor: int, micro: in
   """Lowers and compiles one train step with abstract inputs; XLA's per-device memory."""
   import gin  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  from redllm_jax import gin_utils, optimizers  # pylint: disable=g-import-not-at-top
+  from redllm_jax import gin_utils, models, optimizers  # pylint: disable=g-import-not-at-top
   from redllm_jax.partitioning import Partitioner  # pylint: disable=g-import-not-at-top
   from redllm_jax.trainer import compile_steps  # pylint: disable=g-import-not-at-top
 
   gin.clear_config()
-  gin_utils.parse_gin([f"experiments/{stage}_{arch}_{size}.gin"],
-                      ["MODEL_DIR = '/tmp/unused'", "INITIAL_CHECKPOINT_PATH = '/tmp/unused'"])
-  model = gin_utils.build_model()
+  unused = ["MODEL_DIR = '/tmp/unused'"]
+  if stage == "finetune":
+    unused.append("INITIAL_CHECKPOINT_PATH = '/tmp/unused'")
+  gin_utils.parse_gin([f"experiments/{stage}_{arch}_{size}.gin"], unused)
+  model = models.from_gin()
   train_steps = gin.query_parameter("%TRAIN_STEPS")
   partitioner = Partitioner(mesh_shape=(1, n // tensor, tensor), devices=jax.devices()[:n])
   schedule = optimizers.learning_rate_schedule(decay_steps=train_steps)
   optimizer = optimizers.make_optimizer(learning_rate=schedule)
   steps = compile_steps(model, optimizer, schedule, partitioner, num_microbatches=micro)
-  data = abstract_batch(arch, stage, batch, partitioner.batch_sharding())
+  data = abstract_batch(model, stage, batch, partitioner.batch_sharding())
   rng = jax.eval_shape(lambda: jax.random.key(0))
   tic = time.perf_counter()
   lowered = steps.train.lower(steps.abstract_state, data, rng)
@@ -312,9 +312,7 @@ _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild the report 
 _PARALLEL = flags.DEFINE_integer("parallel", 2, "Worker processes (configs split between them).")
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def main() -> None:
   tensors = [int(t) for t in _TENSOR.value]
   devices = [int(d) for d in _DEVICES.value]
   if _WORKER.value:
@@ -351,5 +349,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  from redllm_jax import gin_utils  # pylint: disable=g-import-not-at-top
-  app.run(main)
+  from redllm_jax import gin_utils  # pylint: disable=g-import-not-at-top  # see compile_one
+  gin_utils.run_flags(main)

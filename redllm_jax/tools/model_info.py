@@ -9,7 +9,7 @@ setup: DecLLM reads input + target as one 2048-token sequence.
 """
 from absl import flags
 
-from redllm_jax import flops, gin_utils
+from redllm_jax import flops, gin_utils, models
 
 _INPUT = flags.DEFINE_integer("input_length", 1024, "Training input (prefix) length.")
 _TARGET = flags.DEFINE_integer("target_length", 1024, "Training target length.")
@@ -33,7 +33,8 @@ def describe(model, input_length: int, target_length: int, prompt_length: int,
 
 
 def main() -> None:
-  model = gin_utils.build_model()
+  gin_utils.parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings)
+  model = models.from_gin()
   info = describe(model, _INPUT.value, _TARGET.value, _PROMPT.value, _OUTPUT.value)
   print(f"architecture: {model.architecture}")
   for name, value in info.items():
@@ -41,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  gin_utils.run(main)
+  gin_utils.run_flags(main)

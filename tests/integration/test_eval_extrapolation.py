@@ -7,7 +7,7 @@ import numpy as np
 
 from conftest import init, make_model, random_tokens
 from redllm_jax import models
-from redllm_jax.evaluation import extrapolation
+from redllm_jax.evaluation import extrapolation, windows
 
 
 def test_extrapolation_curves_and_plot(tmp_path):
@@ -45,9 +45,9 @@ def test_extrapolation_curves_and_plot(tmp_path):
 
 
 def test_windows_from_demo_validation_text(demo_root):
-  texts, vocab = extrapolation.task_texts("demo_redpajama")
-  windows = extrapolation.token_windows(texts, vocab.encode, 2048, 8)
-  assert windows.shape == (8, 2048)
-  assert (windows > 1).mean() > 0.99  # real text, few EOS
-  first = vocab.decode(windows[0, :20].tolist())
+  texts, vocab = windows.task_texts("demo_redpajama")
+  token_windows = windows.token_windows(texts, vocab.encode, 2048, 8)
+  assert token_windows.shape == (8, 2048)
+  assert (token_windows > 1).mean() > 0.99  # real text, few EOS
+  first = vocab.decode(token_windows[0, :20].tolist())
   assert any(first in " ".join(t.split()) for t in texts)

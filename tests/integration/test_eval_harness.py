@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import init, make_model, random_tokens
-from redllm_jax.evaluation import harness
+from redllm_jax.evaluation import demo_tasks, harness
 
 
 def encode(text):  # A char-level toy tokenizer: printable ASCII -> ids 2..96.
@@ -38,7 +38,7 @@ def _magic_runner(architecture):
     out[:, :3] = encode("yes")
     out[:, 3] = 1
     return out
-  return harness.Runner(architecture, score, generate)
+  return harness.Runner(make_model(architecture).prefix_lm_batch, score, generate)
 
 
 def test_multiple_choice_picks_the_known_answer(tmp_path):
@@ -128,7 +128,7 @@ def test_side_by_side_table(tmp_path):
 
 
 def test_build_demo_tasks(demo_root, tmp_path):
-  counts = harness.build_demo_tasks(str(tmp_path))
+  counts = demo_tasks.build_demo_tasks(str(tmp_path))
   assert counts["generative"] > 50 and counts["multiple_choice"] > 50
   mc = harness.load_task(str(tmp_path / "demo_qa_mc.jsonl"))
   gen = harness.load_task(str(tmp_path / "demo_qa_gen.jsonl"))

@@ -8,11 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import seqio
+
 from conftest import init, make_model, random_tokens
-from redllm_jax import gin_utils
-from redllm_jax.evaluation import checkpoint_loading, infer, perplexity
-from redllm_jax.data import feature_converters
+from redllm_jax import checkpoints, gin_utils
+from redllm_jax.data import feature_converters, input_pipeline
 from redllm_jax.decoding import DecodingConfig
+from redllm_jax.evaluation import infer, perplexity
+from redllm_jax.models import summarize_metrics
 
 
 @pytest.mark.parametrize("arch", ["decllm_biattn", "redllm"])
@@ -54,72 +57,86 @@ def test_infer_entry_point_through_gin(tmp_path, monkeypatch, demo_root):
     model_holder["model"] = model
     return model.init_params(jax.random.key(0))
 
-  monkeypatch.setattr(checkpoint_loading, "load_params", fake_load)
+  monkeypatch.setattr(checkpoints, "load_params", fake_load)
   prompts = tmp_path / "prompts.jsonl"
   prompts.write_text("\n".join(json.dumps({"inputs": t, "id": i})
                                for i, t in enumerate(["Hello there", "What is a computer?" * 30])))
   out = tmp_path / "out.jsonl"
-  gin.clear_config()
-  gin_utils.parse_gin(["models/redllm_tiny.gin", "data/demo_finetune_red.gin", "runs/infer.gin"],
+  gin_utils.parse_gin(["models/redllm.gin", "models/sizes/tiny.gin", "data/demo_finetune_red.gin",
+                       "runs/infer.gin"],
                       ["CHECKPOINT_PATH = 'CKPT'", f"INFER_INPUT = '{prompts}'",
                        f"INFER_OUTPUT = '{out}'", "decoding.DecodingConfig.max_new_tokens = 4",
                        "infer.InferSettings.max_prompt_length = 32"])
-  try:
-    infer.main()
-    lines = [json.loads(l) for l in out.read_text().splitlines()]
-    assert [l["id"] for l in lines] == [0, 1]
-    assert lines[1]["truncated"] and lines[1]["prompt_tokens"] == 32
-    assert all(isinstance(l["output"], str) for l in lines)
-    # Bad input fails before any checkpoint is loaded.
-    model_holder.clear()
+  infer.main()
+  lines = [json.loads(l) for l in out.read_text().splitlines()]
+  assert [l["id"] for l in lines] == [0, 1]
+  assert lines[1]["truncated"] and lines[1]["prompt_tokens"] == 32
+  assert all(isinstance(l["output"], str) for l in lines)
+  # Bad input fails before any checkpoint is loaded.
+  model_holder.clear()
+  with gin.unlock_config():
     gin.parse_config("infer.InferSettings.too_long = 'reject'")
-    with pytest.raises(gin_utils.ConfigError, match="max_prompt_length=32"):
-      infer.main()
+  with pytest.raises(gin_utils.ConfigError, match="max_prompt_length=32"):
+    infer.main()
+  with gin.unlock_config():
     gin.parse_config("INFER_INPUT = '/no/such/file.jsonl'")
-    with pytest.raises(gin_utils.ConfigError, match="prompt file not found"):
-      infer.main()
-    assert not model_holder
-    gin.parse_config("REQUIRED_MACROS = ['CHECKPOINT_PATH', 'NOT_SET']")
-    with pytest.raises(gin_utils.ConfigError, match="missing required gin macro NOT_SET"):
-      infer.main()
-  finally:
-    gin.clear_config()
+  with pytest.raises(gin_utils.ConfigError, match="prompt file not found"):
+    infer.main()
+  assert not model_holder
 
 
 def test_missing_checkpoint_is_one_line(tmp_path):
   with pytest.raises(gin_utils.ConfigError) as e:
-    checkpoint_loading.load_params(str(tmp_path / "nope"), make_model("redllm"))
+    checkpoints.load_params(str(tmp_path / "nope"), make_model("redllm"))
   assert "does not exist" in str(e.value) and "\n" not in str(e.value)
 
 
+def _expected_sums(model, params, converter, lengths, rows):
+  """Metric sums over the first `rows` examples, read one by one (a second code path)."""
+  examples = seqio.get_dataset("demo_paloma_pydoc", lengths, dataset_split="validation",
+                               shuffle=False, num_epochs=1,
+                               feature_converter=converter).take(rows)
+  total = None
+  for example in examples.as_numpy_iterator():
+    batch = {k: v[None] for k, v in example.items()}
+    sums = model.eval_metric_sums(params, batch)
+    total = sums if total is None else jax.tree.map(np.add, total, sums)
+  return total
+
+
 @pytest.mark.parametrize("arch", ["decllm", "redllm"])
-def test_evaluate_matches_loss_fn_over_the_split(arch, demo_root, tmp_path):
+def test_eval_command_equals_example_by_example_sums(arch, demo_root, tmp_path, monkeypatch):
   model = make_model(arch, vocab_size=4096)
   params = init(model)
+  monkeypatch.setattr(checkpoints, "load_params", lambda path, m, shardings: params)
+  monkeypatch.setattr(checkpoints, "checkpoint_step", lambda path: 7)
   converter = feature_converters.make_feature_converter(arch[:3], "pretrain")
   lengths = {"targets": 64}
-  settings = perplexity.EvalSettings(batch_size=4, max_batches=2)
-  results = perplexity.evaluate(model, params, ["demo_paloma_pydoc"], lengths, converter,
-                              settings, str(tmp_path), step=7)
+  results = perplexity.evaluate_checkpoint(
+      model, "CKPT", str(tmp_path), ["demo_paloma_pydoc"], lengths, converter, batch_size=4,
+      max_batches=2)
   metrics = results["demo_paloma_pydoc"]
-  expected_tokens = 8 * (64 if arch == "decllm" else 32)
-  assert metrics["num_tokens"] == expected_tokens and metrics["num_examples"] == 8
-  assert metrics["perplexity"] == pytest.approx(np.exp(metrics["cross_entropy"]), rel=1e-6)
-  assert 1 < metrics["perplexity"] < 3 * 4096  # random init: near-uniform over the vocabulary
-  assert 0 <= metrics["accuracy"] <= 1
+  expected = _expected_sums(model, params, converter, lengths, rows=8)
+  for prefix, sums in expected.items():
+    for name, value in summarize_metrics(sums).items():
+      assert metrics[prefix + name] == pytest.approx(float(value), rel=1e-5), prefix + name
+  assert ("second_half_perplexity" in metrics) == (arch == "decllm")
+  assert metrics["num_tokens"] == 8 * (64 if arch == "decllm" else 32)
   with open(tmp_path / "eval_results.json") as f:
     assert json.load(f)["step"] == 7
   assert any(n.startswith("events.out.tfevents") for n in os.listdir(tmp_path))
+  other = feature_converters.make_feature_converter("red" if arch == "decllm" else "dec",
+                                                    "pretrain")
   with pytest.raises(gin_utils.ConfigError, match="does not fit"):
-    other = feature_converters.make_feature_converter("red" if arch == "decllm" else "dec",
-                                                      "pretrain")
-    perplexity.evaluate_task(model, params, "demo_paloma_pydoc", lengths, other, settings)
+    perplexity.evaluate_checkpoint(model, "CKPT", None, ["demo_paloma_pydoc"], lengths, other)
 
 
-def test_last_partial_batch_is_padded_not_dropped(demo_root):
+def test_a_finite_pass_pads_its_last_batch_and_drops_nothing(demo_root):
   converter = feature_converters.make_feature_converter("dec", "pretrain")
-  batches = list(perplexity.eval_batches("demo_paloma_pydoc", {"targets": 2048}, converter, 32))
-  rows = sum(int((b["decoder_loss_weights"].sum(1) > 0).sum()) for b in batches)
-  assert all(b["decoder_target_tokens"].shape == (32, 2048) for b in batches)
-  # 154,548 tokens (docs/data.md) = 75 full chunks + the short tail: 3 batches, none dropped.
-  assert len(batches) == 3 and rows == -(-154_548 // 2048)
+  for shards in (1, 2):  # 2 shards: each ends on its own partial batch, padded
+    batches = list(input_pipeline.make_sharded_input(
+        "demo_paloma_pydoc", {"targets": 2048}, converter, 32, seed=0, num_shards=shards,
+        split="validation", shuffle=False, num_epochs=1))
+    assert all(b["decoder_target_tokens"].shape == (32, 2048) for b in batches)
+    # Every one of the split's 154,548 tokens (docs/data.md), none dropped or read twice.
+    assert sum(int(b["decoder_loss_weights"].sum()) for b in batches) == 154_548

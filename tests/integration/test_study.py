@@ -9,11 +9,17 @@ import subprocess
 import sys
 import time
 
+import gin
 import numpy as np
 import pytest
-from scipy import stats
 
+from redllm_jax import flops, gin_utils, models, train
+from redllm_jax.data import feature_converters
+from redllm_jax.evaluation import harness
+from redllm_jax.partitioning import Partitioner
 from redllm_jax.study import findings, fits, scaling
+from redllm_jax.study.plan import StudyPlan
+from redllm_jax.study.runs import parse_run
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FINDINGS = ("Fitted scaling exponents", "Compute-optimal frontier",
@@ -21,16 +27,23 @@ FINDINGS = ("Fitted scaling exponents", "Compute-optimal frontier",
             "Attention patterns", "BiAttn ablation")
 
 
-def test_power_law_fit_matches_scipy_linregress_in_log_space():
+def test_power_law_fit_matches_closed_form_least_squares_in_log_space():
+  """fits uses scipy's linregress; the reference is the textbook formulas in numpy."""
   rng = np.random.default_rng(0)
   x = np.geomspace(1e12, 1e15, 9)
   y = 3e3 * x ** -0.21 * np.exp(rng.normal(0, 0.02, x.size))
   fit = fits.fit_power_law(x, y)
-  ref = stats.linregress(np.log(x), np.log(y))
-  assert fit.b == pytest.approx(-ref.slope, rel=1e-10)
-  assert fit.a == pytest.approx(math.exp(ref.intercept), rel=1e-10)
-  assert fit.b_stderr == pytest.approx(ref.stderr, rel=1e-10)
-  assert fit.r2 == pytest.approx(ref.rvalue ** 2, rel=1e-10)
+  lx, ly = np.log(x), np.log(y)
+  sxx = np.sum((lx - lx.mean()) ** 2)
+  slope = np.sum((lx - lx.mean()) * (ly - ly.mean())) / sxx
+  intercept = ly.mean() - slope * lx.mean()
+  residual = ly - intercept - slope * lx
+  assert fit.b == pytest.approx(-slope, rel=1e-10)
+  assert fit.a == pytest.approx(math.exp(intercept), rel=1e-10)
+  assert fit.b_stderr == pytest.approx(math.sqrt(np.sum(residual ** 2) / (x.size - 2) / sxx),
+                                       rel=1e-8)
+  assert fit.r2 == pytest.approx(1 - np.sum(residual ** 2) / np.sum((ly - ly.mean()) ** 2),
+                                 rel=1e-10)
   exact = fits.fit_power_law(x, 5.0 * x ** -0.3)
   assert (exact.a, exact.b, exact.r2) == pytest.approx((5.0, 0.3, 1.0), rel=1e-9)
 
@@ -192,10 +205,6 @@ def test_changed_plan_in_the_same_directory_is_a_one_line_error(demo_root, tmp_p
 
 def test_paper_scale_study_gin_builds_the_paper_ladder():
   """The same runner at the paper's configs: only gin changes (no training here)."""
-  from redllm_jax import flops, gin_utils
-  from redllm_jax.study.plan import StudyPlan
-  from redllm_jax.study.runs import parse_run
-
   gin_utils.parse_gin(["experiments/study_paper.gin"], [])
   plan = StudyPlan()
   assert len(plan.pretrain_runs()) == 5 * 3 * 2
@@ -204,14 +213,13 @@ def test_paper_scale_study_gin_builds_the_paper_ladder():
     spec = plan.source_run(arch)
     assert spec.name == f"{arch}_8b_400000"
     parse_run(spec, "/tmp/unused")
-    model = gin_utils.build_model()
+    model = models.from_gin()
     assert flops.count_params(model.abstract_params()).total == pytest.approx(params, rel=0.01)
   assert [r.parent for r in plan.finetune_runs()] == [
       "decllm_8b_400000", "redllm_8b_400000", "decllm_8b_400000"]
 
 
 def test_chance_score_of_the_shipped_harness_tasks():
-  from redllm_jax.evaluation import harness
   assert harness.chance_score(harness.load_task(str(ROOT / "tasks/harness/demo_qa_mc.jsonl"))) \
       == pytest.approx(0.25)
   assert harness.chance_score(harness.load_task(str(ROOT / "tasks/harness/demo_qa_gen.jsonl"))) \
@@ -220,21 +228,15 @@ def test_chance_score_of_the_shipped_harness_tasks():
 
 @pytest.mark.parametrize("study_gin", ["study_miniature", "study_quick", "study_paper"])
 def test_every_run_of_every_study_gin_is_a_valid_training_run(study_gin):
-  from redllm_jax import gin_utils, train
-  from redllm_jax.partitioning import Partitioner
-  from redllm_jax.study.plan import StudyPlan
-  from redllm_jax.study.runs import parse_run
-
   gin_utils.parse_gin([f"experiments/{study_gin}.gin"], [])
   plan = StudyPlan()
   for spec in plan.pretrain_runs() + plan.finetune_runs():
     parse_run(spec, "/tmp/unused", ["INITIAL_CHECKPOINT_PATH = '/tmp/parent'"] if spec.parent
               else [])
-    gin_utils.check_required_macros()
-    model = gin_utils.build_model()
-    train.validate(model, gin_utils.macro_value("FEATURE_CONVERTER"),
-                   gin_utils.macro_value("TASK_FEATURE_LENGTHS"),
-                   gin_utils.macro_value("BATCH_SIZE"), Partitioner(), 1, 1)
+    model = models.from_gin()
+    train.validate(model, feature_converters.make_feature_converter(),
+                   gin.query_parameter("%TASK_FEATURE_LENGTHS"),
+                   gin.query_parameter("%BATCH_SIZE"), Partitioner(), 1, 1)
     if not spec.parent:
-      assert gin_utils.macro_value("EVAL_TASKS") == [plan.in_domain, plan.out_of_domain]
+      assert gin.query_parameter("%EVAL_TASKS") == [plan.in_domain, plan.out_of_domain]
     assert (model.config.dropout_rate > 0) == bool(spec.parent), spec.name

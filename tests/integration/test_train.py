@@ -14,7 +14,7 @@ import pytest
 from tensorboard.backend.event_processing import plugin_event_accumulator
 
 from conftest import experiment, train_bindings
-from redllm_jax import checkpoints, gin_utils, optimizers
+from redllm_jax import checkpoints, gin_utils, models, optimizers
 from redllm_jax import train as train_module
 from redllm_jax.gin_utils import ConfigError
 from redllm_jax.partitioning import Partitioner
@@ -77,7 +77,7 @@ def _wait_for(predicate, proc, timeout=240):
 
 def _final_params(arch, model_dir):
   _parse(arch, model_dir, 1)
-  return checkpoints.load_params(model_dir, gin_utils.build_model())
+  return checkpoints.load_params(model_dir, models.from_gin())
 
 
 @pytest.mark.slow
@@ -168,22 +168,22 @@ def test_truncated_latest_checkpoint_falls_back_with_a_warning(demo_root, tmp_pa
     if path.is_file():
       path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 3])  # Truncate every file.
   _parse("redllm", str(model_dir), 4)
-  model = gin_utils.build_model()
+  model = models.from_gin()
   schedule = optimizers.learning_rate_schedule(decay_steps=4)
   compiled = compile_steps(model, optimizers.make_optimizer(learning_rate=schedule), schedule,
                            Partitioner())
   checkpointer = checkpoints.Checkpointer(str(model_dir), 2)
   restored = checkpointer.restore_latest(compiled.abstract_state.params,
                                          compiled.abstract_state.opt_state,
-                                         checkpoints.describe_model(model))
+                                         model.describe())
   assert restored is not None and restored[2] == 2
   assert any("step 4 is unreadable" in r.getMessage() for r in caplog.records)
 
 
-def _config_error(arch, tmp_path, *extra, required=True):
+def _config_error(arch, tmp_path, *extra):
   _parse(arch, str(tmp_path / "bad"), 2, *extra)
   with pytest.raises(ConfigError) as error:
-    train_module.train_from_gin()
+    train_module.train()
   message = error.value.message
   assert "\n" not in message
   return message

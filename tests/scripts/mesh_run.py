@@ -10,7 +10,7 @@ import gin
 import jax
 import numpy as np
 
-from redllm_jax import gin_utils, optimizers
+from redllm_jax import gin_utils, models, optimizers
 from redllm_jax.data import input_pipeline
 from redllm_jax.partitioning import Partitioner
 from redllm_jax.trainer import compile_steps
@@ -20,7 +20,7 @@ def run(arch: str, mesh: str, steps: int):
   gin.clear_config()
   gin_utils.parse_gin([f"experiments/demo_pretrain_{arch}.gin"],
                       ["TASK_FEATURE_LENGTHS = {'targets': 64}"])
-  model = gin_utils.build_model()
+  model = models.from_gin()
   devices = jax.devices()[:1] if mesh == "1" else jax.devices()
   shape = (1, 1, 1) if mesh == "1" else tuple(int(x) for x in mesh.split(","))
   partitioner = Partitioner(mesh_shape=shape, devices=devices)
@@ -33,7 +33,7 @@ def run(arch: str, mesh: str, steps: int):
       16, 0, 1)
   losses = []
   for _ in range(steps):
-    state, metrics = compiled.train(state, compiled.global_batch(next(batches)), jax.random.key(1))
+    state, metrics = compiled.train(state, compiled.partitioner.global_batch(next(batches)), jax.random.key(1))
     losses.append(float(metrics["loss"]))
   specs = sorted({str(x.sharding.spec) for x in jax.tree.leaves(state.params)})
   params = {str(i): np.asarray(x).tolist() for i, x in enumerate(jax.tree.leaves(state.params)[:2])}

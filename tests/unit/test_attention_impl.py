@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from redllm_jax import layers
+from redllm_jax import functional, layers
 from redllm_jax.config import TransformerConfig
 from conftest import init, lm_batch, make_model
 
@@ -22,7 +22,7 @@ def test_xla_equals_einsum_with_padding_and_causality():
   seg_k = np.array([[1] * 6 + [0] * 3, [1] * 4 + [2] * 5])
   idx_q, idx_k = np.arange(7)[None].repeat(2, 0), np.arange(9)[None].repeat(2, 0)
   for causal in (False, True):
-    mask = layers.attention_mask(seg_q, seg_k, idx_q, idx_k, causal)
+    mask = functional.attention_mask(seg_q, seg_k, idx_q, idx_k, causal)
     ref = layers.dot_product_attention(q, k, v, mask, "einsum")
     out = layers.dot_product_attention(q, k, v, mask, "xla")
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)

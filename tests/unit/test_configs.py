@@ -8,7 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from redllm_jax import flops, gin_utils
+from redllm_jax import flops, gin_utils, models, train
+from redllm_jax.data import feature_converters
+from redllm_jax.partitioning import Partitioner
 from redllm_jax.tools.model_info import describe
 
 GIN_MODELS = pathlib.Path(gin_utils.GIN_DIR) / "models"
@@ -26,7 +28,7 @@ MAX_GAP = {"150m": 0.13, "4b": 0.065}
 def build(name: str):
   gin.clear_config()
   gin_utils.parse_gin([f"models/{name}.gin"], [])
-  return gin_utils.build_model()
+  return models.from_gin()
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -53,7 +55,7 @@ def test_unbalanced_redllm_from_gin_bindings():
   gin.clear_config()
   gin_utils.parse_gin(["models/redllm_tiny.gin"], ["config.TransformerConfig.num_encoder_layers = 4",
                                                      "config.TransformerConfig.num_decoder_layers = 1"])
-  params = gin_utils.build_model().abstract_variables()
+  params = models.from_gin().abstract_variables()
   layer_axis = lambda stack: jax.tree.leaves(params[stack])[0].shape[0]
   assert (layer_axis("encoder"), layer_axis("decoder")) == (4, 1)
 
@@ -105,21 +107,16 @@ def test_model_info_command_and_its_one_line_errors():
                                         if not p.stem.startswith("study_")),
                          ids=lambda p: p.stem)
 def test_experiment_gins_are_consistent(path):
-  from redllm_jax import train  # pylint: disable=import-outside-toplevel
-  from redllm_jax.partitioning import Partitioner  # pylint: disable=import-outside-toplevel
-  gin.clear_config()
-  gin_utils.parse_gin([f"experiments/{path.name}"],
-                      ["MODEL_DIR = '/tmp/x'", "INITIAL_CHECKPOINT_PATH = '/tmp/y'"])
-  gin_utils.check_required_macros()
-  model = gin_utils.build_model()
-  train.validate(model, gin_utils.macro_value("FEATURE_CONVERTER"),
-                 gin_utils.macro_value("TASK_FEATURE_LENGTHS"),
-                 gin_utils.macro_value("BATCH_SIZE"), Partitioner(), 1, 1)
   finetune = path.stem.startswith(("finetune", "demo_finetune"))
+  gin_utils.parse_gin([f"experiments/{path.name}"], ["MODEL_DIR = '/tmp/x'"]
+                      + (["INITIAL_CHECKPOINT_PATH = '/tmp/y'"] if finetune else []))
+  model = models.from_gin()
+  batch_size = gin.query_parameter("%BATCH_SIZE")
+  train.validate(model, feature_converters.make_feature_converter(),
+                 gin.query_parameter("%TASK_FEATURE_LENGTHS"), batch_size, Partitioner(), 1, 1)
   assert (model.z_loss == 0.0) == finetune
   assert (model.config.dropout_rate == 0.05) == finetune
   if path.stem.startswith("pretrain"):
-    assert gin_utils.macro_value("TRAIN_STEPS") == 400_000
-    assert gin_utils.macro_value("BATCH_SIZE") == 2048
+    assert (gin.query_parameter("%TRAIN_STEPS"), batch_size) == (400_000, 2048)
   if "biattn" in path.stem:
     assert model.inputs_bidirectional_attention

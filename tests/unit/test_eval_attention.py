@@ -14,8 +14,7 @@ def test_weights_are_captured_only_when_asked():
   model = make_model("redllm")  # scanned; the unscanned path is used below
   params = init(model)
   windows = random_tokens(0, (2, 16))
-  maps = attention.attention_maps(model, params,
-                                           attention._batch("redllm", windows))
+  maps = attention.attention_maps(model, params, model.pretraining_batch(windows))
   cfg = model.config
   assert maps["encoder/self_attention"].shape == (cfg.num_encoder_layers, 2, cfg.num_heads, 8, 8)
   assert maps["decoder/cross_attention"].shape == (cfg.num_decoder_layers, 2, cfg.num_heads, 8, 8)
@@ -23,7 +22,7 @@ def test_weights_are_captured_only_when_asked():
   np.testing.assert_allclose(self_attn.sum(-1), 1.0, atol=1e-5)
   assert np.all(np.triu(self_attn[0, 0, 0], k=1) == 0)  # causal
   # A plain apply returns the bare logits, and capturing the weights changes nothing.
-  batch = attention._batch("redllm", windows)
+  batch = model.pretraining_batch(windows)
   apply = lambda p, **kw: model.network.apply({"params": p}, **model._network_inputs(batch), **kw)
   plain = jax.jit(apply)(params)
   captured, state = jax.jit(lambda p: apply(p, mutable=["intermediates"]))(params)

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from conftest import init, lm_batch, make_model, small_config
-from redllm_jax.layers import Attention, apply_rope, attention_mask
+from redllm_jax.functional import apply_rope, attention_mask
+from redllm_jax.layers import Attention
 
 
 def _np_rms(x, scale, eps=1e-6):
