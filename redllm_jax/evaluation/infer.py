@@ -119,7 +119,7 @@ class Timing:
         "prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
         "prefill_tokens_per_second": _rate(self.prompt_tokens, self.prefill_seconds),
         "decode_tokens_per_second": _rate(self.generated_tokens, decode),
-        "decode_ms_per_step": 1e3 * decode / max(self.decode_steps, 1),
+        "decode_ms_per_step": 1e3 / _rate(max(self.decode_steps, 1), decode),
         "total_tokens_per_second": _rate(self.prompt_tokens + self.generated_tokens,
                                          self.total_seconds),
         "prefill_seconds": self.prefill_seconds, "total_seconds": self.total_seconds,

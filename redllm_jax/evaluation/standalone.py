@@ -32,8 +32,9 @@ import safetensors.numpy
 
 if __package__:  # Inside the package.
   from redllm_jax import functional as F
-else:  # Copied next to an export and run from there: the sibling copy.
-  import functional as F  # pylint: disable=import-error
+else:  # Copied next to an export: the sibling copy, however this file was loaded.
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import functional as F  # pylint: disable=import-error,wrong-import-position
 
 FORMAT = "redllm_jax"
 FORMAT_VERSION = 1

@@ -1,5 +1,6 @@
 """infer (decoding from JSON lines) and evaluate (PPL over seqio tasks) on tiny models."""
 import json
+import math
 import os
 
 import gin
@@ -35,7 +36,9 @@ def test_infer_equals_greedy_predict_batch(arch):
   assert outputs == np.asarray(expected.tokens).tolist()
   report = timing.report()
   assert report["generated_tokens"] == 30 and report["prompt_tokens"] == sum(lengths)
-  assert report["prefill_tokens_per_second"] > 0 and report["decode_ms_per_step"] > 0
+  # A rate is positive, or NaN when the time was too short to measure (never absurd).
+  assert all(v > 0 or math.isnan(v) for v in (report["prefill_tokens_per_second"],
+                                              report["decode_ms_per_step"]))
 
 
 def test_too_long_prompts_truncated_or_rejected():
