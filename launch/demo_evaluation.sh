@@ -12,14 +12,12 @@ for arch in decllm redllm; do
       --gin_file=runs/eval.gin --gin.CHECKPOINT_PATH=\"$RUNS/$arch\" \
       --gin.OUTPUT_DIR=\"$RUNS/$arch/eval\" --gin.EVAL_TASKS="['demo_redpajama', 'demo_paloma_pydoc']"
 done
-$PY -m redllm_jax.evaluation.extrapolation \
-    --checkpoint=decllm=models/decllm_tiny.gin@$RUNS/decllm \
-    --checkpoint=redllm=models/redllm_tiny.gin@$RUNS/redllm \
-    --training_length=256 --factors=1,2,4,8 --num_sequences=16 --output_dir=$RUNS/extrapolation
-$PY -m redllm_jax.evaluation.attention \
-    --checkpoint=decllm=models/decllm_tiny.gin@$RUNS/decllm \
-    --checkpoint=redllm=models/redllm_tiny.gin@$RUNS/redllm \
-    --length=256 --num_sequences=8 --output_dir=$RUNS/attention
+# Side by side: each checkpoint says which model it holds, so no model gin is needed.
+CHECKPOINTS="{'decllm': '$RUNS/decllm', 'redllm': '$RUNS/redllm'}"
+$PY -m redllm_jax.evaluation.extrapolation --gin_file=runs/extrapolation.gin \
+    --gin.CHECKPOINTS="$CHECKPOINTS" --gin.OUTPUT_DIR=\"$RUNS/extrapolation\"
+$PY -m redllm_jax.evaluation.attention --gin_file=runs/attention.gin \
+    --gin.CHECKPOINTS="$CHECKPOINTS" --gin.OUTPUT_DIR=\"$RUNS/attention\"
 printf '%s\n' '{"inputs": "In the beginning God created"}' \
     '{"inputs": "The city of Paris is the capital of"}' > $RUNS/prompts.jsonl
 for arch in decllm redllm; do
