@@ -182,10 +182,7 @@ def compare(checkpoints: Mapping[str, str] = gin.REQUIRED, output_dir: str = gin
 
 
 def main() -> None:
-  try:
-    compare()
-  except ValueError as e:  # too little text for one window
-    raise gin_utils.ConfigError(gin_utils.first_line(e)) from None
+  compare()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import numpy as np
 import seqio
 
 from redllm_jax.functional import EOS_ID
+from redllm_jax.gin_utils import ConfigError
 
 
 def token_windows(texts: Sequence[str], encode, length: int, max_windows: int,
@@ -24,7 +25,7 @@ def token_windows(texts: Sequence[str], encode, length: int, max_windows: int,
       break
   n = min(max_windows, len(stream) // length)
   if n == 0:
-    raise ValueError(f"only {len(stream)} tokens of text: need {length} for one window")
+    raise ConfigError(f"only {len(stream)} tokens of text: need {length} for one window")
   return np.asarray(stream[:n * length], np.int32).reshape(n, length)
 
 
