@@ -12,14 +12,16 @@ import numpy as np
 
 from redllm_jax import gin_utils, models, optimizers
 from redllm_jax.data import input_pipeline
+from redllm_jax.data import feature_converters
 from redllm_jax.partitioning import Partitioner
 from redllm_jax.trainer import compile_steps
 
 
 def run(arch: str, mesh: str, steps: int):
   gin.clear_config()
+  # Not finalized: this script drives the steps itself, so MODEL_DIR & co. stay unset.
   gin_utils.parse_gin([f"experiments/demo_pretrain_{arch}.gin"],
-                      ["TASK_FEATURE_LENGTHS = {'targets': 64}"])
+                      ["TASK_FEATURE_LENGTHS = {'targets': 64}"], finalize=False)
   model = models.from_gin()
   devices = jax.devices()[:1] if mesh == "1" else jax.devices()
   shape = (1, 1, 1) if mesh == "1" else tuple(int(x) for x in mesh.split(","))
@@ -29,7 +31,7 @@ def run(arch: str, mesh: str, steps: int):
   compiled = compile_steps(model, optimizer, schedule, partitioner, num_microbatches=2)
   state = compiled.init(jax.random.key(0))
   batches = input_pipeline.make_sharded_input(
-      "demo_redpajama", {"targets": 64}, gin_utils.macro_value("FEATURE_CONVERTER"),
+      "demo_redpajama", {"targets": 64}, feature_converters.make_feature_converter(),
       16, 0, 1)
   losses = []
   for _ in range(steps):
