@@ -76,7 +76,8 @@ def checksums(items: dict[str, Any]) -> dict[str, list[int]]:
 
 
 def verify(items: dict[str, Any], recorded: Optional[dict[str, list[int]]]) -> None:
-  """Raises CorruptCheckpointError naming the first array whose checksum differs."""
+  """Raises CorruptCheckpointError naming the first array of `items` whose checksum
+  differs from `recorded` (which may hold more arrays, e.g. the optimizer state's)."""
   if recorded is None:  # Saved before checksums were recorded: nothing to check.
     return
   for name, value in checksums(items).items():
@@ -266,14 +267,19 @@ def checkpoint_step(checkpoint_path: str) -> int:
   return step
 
 
+def _open(checkpoint_path: str) -> tuple[ocp.CheckpointManager, int, dict[str, Any]]:
+  """A read-only manager over the checkpoint, the step to restore and its `meta`."""
+  step = checkpoint_step(checkpoint_path)
+  manager = _read_only_manager(_locate(checkpoint_path)[0])
+  meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+  return manager, step, meta
+
+
 def load_model_and_params(checkpoint_path: str) -> tuple[BaseModel, Any]:
   """The model a checkpoint describes (its `meta`), and its parameters."""
-  root, _ = _locate(checkpoint_path)
-  step = checkpoint_step(checkpoint_path)
-  meta = _read_only_manager(root).restore(
-      step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+  manager, step, meta = _open(checkpoint_path)
   model = models.from_description(meta)
-  return model, load_params(checkpoint_path, model)
+  return model, _restore_params(manager, step, meta, model, checkpoint_path)
 
 
 def load_params(checkpoint_path: str, model, shardings: Any = None) -> Any:
@@ -283,24 +289,24 @@ def load_params(checkpoint_path: str, model, shardings: Any = None) -> Any:
   they land on the first local device. A missing path, no checkpoint, a
   checkpoint of the other architecture, or a corrupt one is a one-line ConfigError.
   """
-  root, _ = _locate(checkpoint_path)
-  step = checkpoint_step(checkpoint_path)
-  manager = _read_only_manager(root)
+  manager, step, meta = _open(checkpoint_path)
+  _check_meta(meta, model.describe(), f"{checkpoint_path} (step {step})")
+  return _restore_params(manager, step, meta, model, checkpoint_path, shardings)
+
+
+def _restore_params(manager: ocp.CheckpointManager, step: int, meta: dict[str, Any], model,
+                    checkpoint_path: str, shardings: Any = None) -> Any:
+  """The verified parameters of `step`, placed by `shardings` (default: the first device)."""
   abstract = model.abstract_params()
   if shardings is None:
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     shardings = jax.tree.map(lambda _: device, abstract)
   target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         abstract, shardings)
-  meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
-  _check_meta(meta, model.describe(), f"{checkpoint_path} (step {step})")
   try:
     restored = manager.restore(step, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(target)))
-    recorded = meta.get("checksums")
-    verify({"params": restored.params},
-           None if recorded is None else {k: v for k, v in recorded.items()
-                                          if k.startswith("params/")})
+    verify({"params": restored.params}, meta.get("checksums"))
   except Exception as e:  # pylint: disable=broad-except
     _quiet_orphaned_reads()
     raise ConfigError(f"cannot restore parameters from {checkpoint_path} (step {step}): "

@@ -256,16 +256,13 @@ class DecoderOnlyModel(BaseModel):
                       pad_width: Callable[[int], int] = lambda n: n) -> dict[str, np.ndarray]:
     """[BOS, prompt, answer] rows, the loss on the answer; `decoder_causal_attention` is 1
     on [BOS, prompt], the part DecLLM + BiAttn reads bidirectionally."""
-    rows = rows or len(prompts)
-    width = pad_width(max(len(p) + len(a) for p, a in zip(prompts, answers)))
-    targets = np.zeros((rows, width), np.int32)
-    weights = np.zeros((rows, width), np.float32)
-    prefix = np.zeros((rows, width), np.int32)
+    joined = [list(p) + list(a) for p, a in zip(prompts, answers)]
+    targets, _ = pad_rows(joined, pad_width(max(map(len, joined))), rows)
+    weights = np.zeros(targets.shape, np.float32)
+    prefix = np.zeros(targets.shape, np.int32)
     for i, (prompt, answer) in enumerate(zip(prompts, answers)):
-      p, a = len(prompt), len(answer)
-      targets[i, :p + a] = list(prompt) + list(answer)
-      weights[i, p:p + a] = 1.0
-      prefix[i, :p + 1] = 1
+      weights[i, len(prompt):len(prompt) + len(answer)] = 1.0
+      prefix[i, :len(prompt) + 1] = 1
     return {"decoder_input_tokens": _shift_right(targets), "decoder_target_tokens": targets,
             "decoder_loss_weights": weights, "decoder_causal_attention": prefix}
 

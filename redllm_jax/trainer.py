@@ -241,7 +241,8 @@ def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
       if step % cfg.log_every == 0 or step == cfg.train_steps:
         writer.write_scalars(step, metrics)
       if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.train_steps:
-        writer.write_scalars(step, evaluate(steps.eval, steps.partitioner, state.params, eval_batches))
+        writer.write_scalars(step, evaluate(steps.eval, steps.partitioner, state.params,
+                                            eval_batches))
       preempted = guard.should_stop()
       checkpointer.save(step, state.params, state.opt_state, meta, train_batches,
                         force=preempted or step == cfg.train_steps)

@@ -139,15 +139,18 @@ class ShardedInput(Iterator[Batch]):
 
   A finite pass ends when every shard of every process is exhausted; until then a
   shard that ran out contributes empty rows, so all processes take the same
-  number of (collective) steps and no example is dropped or read twice.
+  number of (collective) steps and no example is dropped or read twice. Only a
+  finite pass asks the other processes: training's endless input never ends.
   """
 
-  def __init__(self, iterators: Mapping[int, InputIterator]):
+  def __init__(self, iterators: Mapping[int, InputIterator], finite: bool = False):
     self._iterators = dict(sorted(iterators.items()))
+    self._finite = finite
 
   def __next__(self) -> Batch:
     parts = {shard: next(it, None) for shard, it in self._iterators.items()}
-    if not _any_process(any(p is not None for p in parts.values())):
+    more = any(p is not None for p in parts.values())
+    if not (_any_process(more) if self._finite else more):
       raise StopIteration
     parts = [p if p is not None else self._iterators[shard].empty_batch()
              for shard, p in parts.items()]
@@ -191,4 +194,4 @@ def make_sharded_input(
           mixture_or_task_name, task_feature_lengths, feature_converter,
           global_batch_size // num_shards, seed, seqio.ShardInfo(shard, num_shards),
           split, shuffle, num_epochs)
-      for shard in range(first, first + per_process)})
+      for shard in range(first, first + per_process)}, finite=num_epochs is not None)
