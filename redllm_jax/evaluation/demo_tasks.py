@@ -4,8 +4,6 @@ r"""Builds the demo harness tasks from demo_flan's validation split (never train
 """
 import json
 import os
-from typing import Sequence
-
 from absl import flags
 import numpy as np
 import seqio
@@ -55,8 +53,7 @@ def build_demo_tasks(out_dir: str, num_options: int = 4, seed: int = 0) -> dict[
   return {"generative": len(questions), "multiple_choice": written}
 
 
-def main(argv: Sequence[str]) -> None:
-  del argv
+def main() -> None:
   print(json.dumps(build_demo_tasks(_OUT_DIR.value)))
 
 

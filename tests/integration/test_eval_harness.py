@@ -1,5 +1,7 @@
 """Downstream harness: task files, prompt/feature conventions, known-answer scoring, demo tasks."""
 import json
+import subprocess
+import sys
 import os
 
 import jax
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import init, make_model, random_tokens
-from redllm_jax.evaluation import demo_tasks, harness
+from redllm_jax.evaluation import harness
 
 
 def encode(text):  # A char-level toy tokenizer: printable ASCII -> ids 2..96.
@@ -128,7 +130,11 @@ def test_side_by_side_table(tmp_path):
 
 
 def test_build_demo_tasks(demo_root, tmp_path):
-  counts = demo_tasks.build_demo_tasks(str(tmp_path))
+  """As a user runs it: `python -m redllm_jax.evaluation.demo_tasks --out_dir=...`."""
+  run = subprocess.run([sys.executable, "-m", "redllm_jax.evaluation.demo_tasks",
+                        f"--out_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  counts = json.loads(run.stdout.strip().splitlines()[-1])
   assert counts["generative"] > 50 and counts["multiple_choice"] > 50
   mc = harness.load_task(str(tmp_path / "demo_qa_mc.jsonl"))
   gen = harness.load_task(str(tmp_path / "demo_qa_gen.jsonl"))
