@@ -8,7 +8,7 @@ PY=${1:-.venv/bin/python}
 RUNS=runs/demo
 for arch in decllm redllm; do
   d=${arch:0:3}
-  $PY -m redllm_jax.evaluation.perplexity --gin_file=models/${arch}_tiny.gin --gin_file=data/demo_pretrain_$d.gin \
+  $PY -m redllm_jax.evaluation.perplexity --gin_file=models/${arch}.gin --gin_file=models/sizes/tiny.gin --gin_file=data/demo_pretrain_$d.gin \
       --gin_file=runs/eval.gin --gin.CHECKPOINT_PATH=\"$RUNS/$arch\" \
       --gin.OUTPUT_DIR=\"$RUNS/$arch/eval\" --gin.EVAL_TASKS="['demo_redpajama', 'demo_paloma_pydoc']"
 done
@@ -22,11 +22,11 @@ printf '%s\n' '{"inputs": "In the beginning God created"}' \
     '{"inputs": "The city of Paris is the capital of"}' > $RUNS/prompts.jsonl
 for arch in decllm redllm; do
   d=${arch:0:3}
-  $PY -m redllm_jax.evaluation.infer --gin_file=models/${arch}_tiny.gin --gin_file=data/demo_pretrain_$d.gin \
+  $PY -m redllm_jax.evaluation.infer --gin_file=models/${arch}.gin --gin_file=models/sizes/tiny.gin --gin_file=data/demo_pretrain_$d.gin \
       --gin_file=runs/infer.gin --gin.CHECKPOINT_PATH=\"$RUNS/$arch\" \
       --gin.INFER_INPUT=\"$RUNS/prompts.jsonl\" --gin.INFER_OUTPUT=\"$RUNS/$arch/outputs.jsonl\" \
       --gin.infer.InferSettings.add_eos=False
 done
-$PY -m redllm_jax.evaluation.export --gin_file=models/redllm_tiny.gin --gin_file=data/demo_pretrain_red.gin \
+$PY -m redllm_jax.evaluation.export --gin_file=models/redllm.gin --gin_file=models/sizes/tiny.gin --gin_file=data/demo_pretrain_red.gin \
     --gin_file=runs/export.gin --gin.CHECKPOINT_PATH=\"$RUNS/redllm\" --gin.EXPORT_DIR=\"$RUNS/export/redllm\"
 $PY $RUNS/export/redllm/standalone.py $RUNS/export/redllm "In the beginning God created" --max_new_tokens=16

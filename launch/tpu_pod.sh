@@ -2,7 +2,7 @@
 # Runs a training job on every worker of a Cloud TPU VM pod slice.
 #
 #   TPU_NAME=my-v4-128 ZONE=us-central2-b \
-#   launch/tpu_pod.sh --gin_file=experiments/pretrain_redllm_8b.gin \
+#   launch/tpu_pod.sh --gin_file=experiments/pretrain_redllm.gin --gin_file=models/sizes/8b.gin \
 #       --gin.MODEL_DIR=\"gs://my-bucket/redllm_8b\"
 #
 # Every worker clones nothing: it expects this repo at ~/redllm-jax (copy it once

@@ -33,6 +33,7 @@ flags.DEFINE_multi_string("gin_bindings", [], "Individual gin bindings.")
 flags.DEFINE_list("gin_search_paths", [], "Extra folders searched for gin files.")
 
 _REQUIRED = re.compile(r"^(\w+)/macro\.value set to `%gin\.REQUIRED` but not subsequently overridden")
+_REQUIRED_PARAMETER = re.compile(r"^([\w.]+) set to `%gin\.REQUIRED` but not subsequently overridden")
 # Gin's words for reading a macro that no file or flag sets.
 _UNSET_MACRO = re.compile(r"macro\(\) missing 1 required positional argument: 'value'.*"
                           r"in scope '(\w+)'", re.DOTALL)
@@ -127,6 +128,11 @@ def _explain(error: BaseException) -> str:
   if missing:
     name = missing.group(1)
     return f"missing required gin macro {name}: pass --gin.{name}=..."
+  parameter = _REQUIRED_PARAMETER.match(text)
+  if parameter:  # models/common.gin leaves the dimensions to a size gin.
+    hint = (" (add a size, e.g. --gin_file=models/sizes/150m.gin)"
+            if parameter.group(1).startswith("TransformerConfig.") else "")
+    return f"missing required gin binding {parameter.group(1)}{hint}"
   return f"gin: {first_line(error)}"
 
 

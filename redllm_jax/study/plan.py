@@ -1,6 +1,6 @@
 """What the study runs, bound in gin (`gin/experiments/study_*.gin`).
 
-Every pretraining run is `pretrain_experiments[arch]` + `sizes[size]` + the bindings,
+Every pretraining run is `pretrain_experiments[arch]` + `sizes[size]` + `pretrain_overrides`,
 trained for each of `budgets` steps (each budget is its own run with its own
 learning-rate schedule). The finetuning runs start from the largest size's
 largest-budget pretraining run of `finetune_from[name]`.
@@ -25,8 +25,8 @@ class StudyPlan:
   finetune_experiments: Mapping[str, str]  # decllm/redllm/decllm_biattn -> experiment gin
   in_domain: str  # eval task (must be among the experiments' EVAL_TASKS)
   out_of_domain: str
-  pretrain_bindings: Sequence[str] = ()
-  finetune_bindings: Sequence[str] = ()
+  pretrain_overrides: Sequence[str] = ()  # gin files read after experiment and size
+  finetune_overrides: Sequence[str] = ()
   finetune_from: Mapping[str, str] = dataclasses.field(default_factory=lambda: {
       "decllm": "decllm", "redllm": "redllm", "decllm_biattn": "decllm"})
   harness_tasks: str = "tasks/harness/*.jsonl"
@@ -61,9 +61,10 @@ class StudyPlan:
   def pretrain_runs(self) -> list[RunSpec]:
     """Every (size, budget, architecture), cheapest first so early results come early."""
     return [RunSpec(name=f"{arch}_{size}_{steps}", architecture=arch, size=size, steps=steps,
-                    gin_files=(self.pretrain_experiments[arch], self.sizes[size]),
-                    bindings=(f"EVAL_TASKS = {[self.in_domain, self.out_of_domain]!r}",
-                              *self.pretrain_bindings), seed=self.seed)
+                    gin_files=(self.pretrain_experiments[arch], self.sizes[size],
+                               *self.pretrain_overrides),
+                    bindings=(f"EVAL_TASKS = {[self.in_domain, self.out_of_domain]!r}",),
+                    seed=self.seed)
             for steps in sorted(self.budgets) for size in self.sizes for arch in ARCHITECTURES]
 
   def source_run(self, architecture: str) -> RunSpec:
@@ -73,7 +74,6 @@ class StudyPlan:
 
   def finetune_runs(self) -> list[RunSpec]:
     return [RunSpec(name=f"{name}_{self.largest}_flan", architecture=name, size=self.largest,
-                    gin_files=(experiment, self.sizes[self.largest]),
-                    bindings=tuple(self.finetune_bindings),
+                    gin_files=(experiment, self.sizes[self.largest], *self.finetune_overrides),
                     parent=self.source_run(self.finetune_from[name]).name, seed=self.seed)
             for name, experiment in self.finetune_experiments.items()]

@@ -91,12 +91,12 @@ def matmul_ceiling(repeats: int = 5, dtype: Optional[str] = None,
 # ----------------------------------------------------------------------------- models
 
 def build_model(arch: str, size: str, bindings: Sequence[str] = ()) -> BaseModel:
-  """The model of `gin/models/{arch}_{size}.gin`, float32 activations on CPU."""
+  """The model of `gin/models/{arch}.gin` at `gin/models/sizes/{size}.gin`, float32 on CPU."""
   gin.clear_config()
   extra = []
   if jax.default_backend() == "cpu":
     extra.append("ACTIVATION_DTYPE = 'float32'")
-  gin_utils.parse_gin([f"models/{arch}_{size}.gin"], [*extra, *bindings])
+  gin_utils.parse_gin([f"models/{arch}.gin", f"models/sizes/{size}.gin"], [*extra, *bindings])
   return models.from_gin()
 
 

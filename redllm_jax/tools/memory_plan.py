@@ -3,8 +3,8 @@ r"""AOT memory plan: per-device memory of every paper config's real train step o
   python -m redllm_jax.tools.memory_plan                       # all 20 configs, 64/128/256 devices
   python -m redllm_jax.tools.memory_plan --sizes=150m --devices=8 --out_dir=/tmp/plan
 
-For each (architecture, size, stage) the paper experiment gin
-(`experiments/{pretrain,finetune}_{arch}_{size}.gin`: scanned layers, the gin's
+For each (architecture, size, stage) the paper experiment gin at that size
+(`experiments/{pretrain,finetune}_{arch}.gin` + `models/sizes/{size}.gin`: scanned layers, the gin's
 remat policy, bf16 activations, Adafactor, paper batch and lengths) is built, and
 its train step is lowered and compiled with abstract inputs
 (`jax.ShapeDtypeStruct`s carrying shardings; nothing is allocated) on a fake CPU
@@ -87,7 +87,7 @@ def compile_one(arch: str, size: str, stage: str, n: int, tensor: int, micro: in
   unused = ["MODEL_DIR = '/tmp/unused'"]
   if stage == "finetune":
     unused.append("INITIAL_CHECKPOINT_PATH = '/tmp/unused'")
-  gin_utils.parse_gin([f"experiments/{stage}_{arch}_{size}.gin"], unused)
+  gin_utils.parse_gin([f"experiments/{stage}_{arch}.gin", f"models/sizes/{size}.gin"], unused)
   model = models.from_gin()
   train_steps = gin.query_parameter("%TRAIN_STEPS")
   partitioner = Partitioner(mesh_shape=(1, n // tensor, tensor), devices=jax.devices()[:n])

@@ -1,6 +1,6 @@
 r"""Prints parameters and FLOPs per sequence for a gin model config, allocating nothing.
 
-  python -m redllm_jax.tools.model_info --gin_file=models/redllm_8b.gin \
+  python -m redllm_jax.tools.model_info --gin_file=models/redllm.gin --gin_file=models/sizes/8b.gin \
       --input_length=1024 --target_length=1024 --prompt_length=1000 --output_length=1000
 
 Parameters come from `jax.eval_shape` of the real initialisation, so even the 8B
@@ -36,7 +36,7 @@ def main() -> None:
   gin_utils.parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings)
   model = models.from_gin()
   info = describe(model, _INPUT.value, _TARGET.value, _PROMPT.value, _OUTPUT.value)
-  print(f"architecture: {model.architecture}")
+  print(f"model: {model.name}")
   for name, value in info.items():
     print(f"{name:>30}: {value:.4g}" if "flops" in name else f"{name:>30}: {value:,}")
 

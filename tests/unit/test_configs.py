@@ -1,7 +1,5 @@
 """Model gins: paper sizes, parameter counts, tiny configs, the model_info command."""
 import pathlib
-import subprocess
-import sys
 
 import gin
 import jax
@@ -25,15 +23,15 @@ EXPECTED = {("decllm", "150m"): 168e6, ("redllm", "150m"): 147e6,
 MAX_GAP = {"150m": 0.13, "4b": 0.065}
 
 
-def build(name: str):
+def build(arch: str, size: str, *bindings: str):
   gin.clear_config()
-  gin_utils.parse_gin([f"models/{name}.gin"], [])
+  gin_utils.parse_gin([f"models/{arch}.gin", f"models/sizes/{size}.gin"], bindings)
   return models.from_gin()
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_paper_sizes_match_each_other_and_the_design_counts(size):
-  counts = {arch: flops.count_params(build(f"{arch}_{size}").abstract_variables()).total
+  counts = {arch: flops.count_params(build(arch, size).abstract_variables()).total
             for arch in ("decllm", "redllm")}
   assert abs(counts["decllm"] - counts["redllm"]) / counts["decllm"] < MAX_GAP.get(size, 0.05)
   for arch, count in counts.items():
@@ -42,7 +40,8 @@ def test_paper_sizes_match_each_other_and_the_design_counts(size):
 
 
 def test_paper_configs_bind_the_papers_architecture_flags():
-  red, dec, biattn = build("redllm_8b"), build("decllm_8b"), build("decllm_biattn_8b")
+  red, dec = build("redllm", "8b"), build("decllm", "8b")
+  biattn = build("decllm", "8b", "BIDIRECTIONAL_INPUTS = True")
   assert red.config.attention_output_norm and not dec.config.attention_output_norm
   assert red.config.qkv_norm and dec.config.qkv_norm
   assert biattn.inputs_bidirectional_attention and not dec.inputs_bidirectional_attention
@@ -51,18 +50,23 @@ def test_paper_configs_bind_the_papers_architecture_flags():
   assert red.config.dtype == "bfloat16" and red.config.param_dtype == "float32"
 
 
-def test_unbalanced_redllm_from_gin_bindings():
+def test_a_model_without_a_size_is_a_one_line_error():
   gin.clear_config()
-  gin_utils.parse_gin(["models/redllm_tiny.gin"], ["config.TransformerConfig.num_encoder_layers = 4",
-                                                     "config.TransformerConfig.num_decoder_layers = 1"])
-  params = models.from_gin().abstract_variables()
+  with pytest.raises(gin_utils.ConfigError, match=r"TransformerConfig.d_model \(add a size"):
+    gin_utils.parse_gin(["experiments/pretrain_redllm.gin"], ["MODEL_DIR = '/tmp/x'"])
+
+
+def test_unbalanced_redllm_from_gin_bindings():
+  params = build("redllm", "tiny", "config.TransformerConfig.num_encoder_layers = 4",
+                 "config.TransformerConfig.num_decoder_layers = 1").abstract_variables()
   layer_axis = lambda stack: jax.tree.leaves(params[stack])[0].shape[0]
   assert (layer_axis("encoder"), layer_axis("decoder")) == (4, 1)
 
 
-@pytest.mark.parametrize("name", ["decllm_tiny", "redllm_tiny", "decllm_biattn_tiny"])
-def test_tiny_configs_train_with_finite_gradients(name):
-  model = build(name)
+@pytest.mark.parametrize("arch, bindings", [("decllm", ()), ("redllm", ()),
+                                            ("decllm", ("BIDIRECTIONAL_INPUTS = True",))])
+def test_tiny_configs_train_with_finite_gradients(arch, bindings):
+  model = build(arch, "tiny", *bindings)
   assert model.config.dtype == "float32" and model.config.vocab_size == 4096
   params = model.init_params(jax.random.key(0))
   rng = np.random.RandomState(0)
@@ -76,29 +80,13 @@ def test_tiny_configs_train_with_finite_gradients(name):
 
 
 def test_model_info_describes_8b_without_allocating():
-  info = describe(build("redllm_8b"), 1024, 1024, 1000, 1000)
+  info = describe(build("redllm", "8b"), 1024, 1024, 1000, 1000)
   assert abs(info["total_params"] / 8.6e9 - 1) < 0.02
   assert info["embedding_params"] == 32768 * 4096
-  dec = describe(build("decllm_8b"), 1024, 1024, 1000, 1000)
+  dec = describe(build("decllm", "8b"), 1024, 1024, 1000, 1000)
   # RedLLM's target-only decoder and prompt-once encoder make it cheaper per sequence.
   assert info["training_flops_per_sequence"] < dec["training_flops_per_sequence"]
   assert info["inference_flops_per_sequence"] < dec["inference_flops_per_sequence"]
-
-
-def _run_model_info(*args):
-  return subprocess.run([sys.executable, "-m", "redllm_jax.tools.model_info", *args],
-                        capture_output=True, text=True, timeout=120)
-
-
-def test_model_info_command_and_its_one_line_errors():
-  ok = _run_model_info("--gin_file=models/decllm_8b.gin")
-  assert ok.returncode == 0, ok.stderr
-  assert "total_params: 8,724,430,848" in ok.stdout
-  bad = _run_model_info("--gin_file=models/decllm_8b.gin", "--gin.config.TransformerConfig.d_modle=3")
-  assert bad.returncode == 2 and "d_modle" in bad.stderr
-  assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-  missing = _run_model_info("--gin_file=models/nope.gin")
-  assert missing.returncode == 2 and "nope.gin" in missing.stderr and "Traceback" not in missing.stderr
 
 
 # Study gins (experiments/study_*.gin) bind a plan of many runs: tests/test_study.py
@@ -108,7 +96,10 @@ def test_model_info_command_and_its_one_line_errors():
                          ids=lambda p: p.stem)
 def test_experiment_gins_are_consistent(path):
   finetune = path.stem.startswith(("finetune", "demo_finetune"))
-  gin_utils.parse_gin([f"experiments/{path.name}"], ["MODEL_DIR = '/tmp/x'"]
+  # Paper experiments take the size on the command line (the largest here); demo
+  # experiments include theirs.
+  sizes = [] if path.stem.startswith("demo_") else ["models/sizes/8b.gin"]
+  gin_utils.parse_gin([f"experiments/{path.name}", *sizes], ["MODEL_DIR = '/tmp/x'"]
                       + (["INITIAL_CHECKPOINT_PATH = '/tmp/y'"] if finetune else []))
   model = models.from_gin()
   batch_size = gin.query_parameter("%BATCH_SIZE")
@@ -118,5 +109,7 @@ def test_experiment_gins_are_consistent(path):
   assert (model.config.dropout_rate == 0.05) == finetune
   if path.stem.startswith("pretrain"):
     assert (gin.query_parameter("%TRAIN_STEPS"), batch_size) == (400_000, 2048)
+  if sizes:
+    assert model.config.d_model == 4096
   if "biattn" in path.stem:
     assert model.inputs_bidirectional_attention
