@@ -1,10 +1,18 @@
 """Shared fixtures: small configs and random batches for network and model tests."""
 import dataclasses
+import functools
 import os
 
-from absl import logging
+# The suite's time is XLA:CPU compiling many small programs, not running them;
+# LLVM's cheap pipeline halves it. Set before jax starts its backend; an XLA_FLAGS
+# of the caller's own wins.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
+                      "--xla_llvm_disable_expensive_passes=true")
+
+from absl import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 import gin
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -35,10 +43,18 @@ def small_config(**overrides) -> TransformerConfig:
   return dataclasses.replace(base, **overrides)
 
 
-def make_model(arch: str, **overrides):
+def make_model(arch: str, z_loss: float = 0.0, **overrides):
+  """One shared model per arguments (treat it as read-only), so that `init` and
+  `logits` below compile once per worker, not once per test."""
+  return _make_model(arch, z_loss, tuple(sorted(overrides.items())))
+
+
+@functools.lru_cache(maxsize=None)
+def _make_model(arch: str, z_loss: float, overrides: tuple):
   if arch == "redllm":
-    return EncoderDecoderModel(small_config(attention_output_norm=True, **overrides))
-  return DecoderOnlyModel(small_config(**overrides),
+    return EncoderDecoderModel(small_config(attention_output_norm=True, **dict(overrides)),
+                               z_loss=z_loss)
+  return DecoderOnlyModel(small_config(**dict(overrides)), z_loss=z_loss,
                           inputs_bidirectional_attention=arch == "decllm_biattn")
 
 
@@ -66,8 +82,19 @@ def arch(request):
   return request.param
 
 
+@functools.lru_cache(maxsize=None)
 def init(model, seed: int = 0):
   return model.init_params(jax.random.key(seed))
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_logits(model):
+  return jax.jit(model.logits)
+
+
+def logits(model, params, batch) -> np.ndarray:
+  """The model's teacher-forced logits, through one compiled function per model."""
+  return np.asarray(_jitted_logits(model)(params, {k: jnp.asarray(v) for k, v in batch.items()}))
 
 
 @pytest.fixture(scope="session")

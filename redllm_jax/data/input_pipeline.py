@@ -61,7 +61,7 @@ def default_shard_info() -> seqio.ShardInfo:
   return seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
 
 
-def make_dataset(
+def make_input_iterator(
     mixture_or_task_name: str,
     task_feature_lengths: Mapping[str, int],
     feature_converter: seqio.FeatureConverter,
@@ -71,12 +71,13 @@ def make_dataset(
     split: str = "train",
     shuffle: bool = True,
     num_epochs: int | None = None,
-) -> tf.data.Dataset:
-  """The batched, host-local tf.data pipeline behind `make_input_iterator`.
+) -> InputIterator:
+  """Host-local batches of `batch_size` (per process), repeating forever by default.
 
-  A finite pass (`num_epochs` set, as evaluation reads a split) keeps its last
-  partial batch, padded with empty rows (all zeros: no loss weight), where
-  seqio's batching would drop it.
+  shard_info defaults to this process's (jax.process_index/process_count).
+  For evaluation pass split="validation", shuffle=False, num_epochs=1: such a
+  finite pass keeps its last partial batch, padded with empty rows (all zeros: no
+  loss weight), where seqio's batching would drop it.
   """
   finite = num_epochs is not None
   ds = seqio.get_dataset(
@@ -95,7 +96,7 @@ def make_dataset(
     ds = ds.batch(batch_size).map(lambda batch: _pad_rows(batch, batch_size))
   options = tf.data.Options()
   options.deterministic = True  # parallel maps must not reorder: resume == no interruption
-  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+  return InputIterator(ds.with_options(options).prefetch(tf.data.AUTOTUNE))
 
 
 def _pad_rows(batch: Mapping[str, tf.Tensor], rows: int) -> dict[str, tf.Tensor]:
@@ -103,30 +104,6 @@ def _pad_rows(batch: Mapping[str, tf.Tensor], rows: int) -> dict[str, tf.Tensor]
     padded = tf.pad(x, [[0, rows - tf.shape(x)[0]]] + [[0, 0]] * (len(x.shape) - 1))
     return tf.ensure_shape(padded, [rows, *x.shape[1:]])  # a static batch size
   return {k: pad(v) for k, v in batch.items()}
-
-
-def make_input_iterator(
-    mixture_or_task_name: str,
-    task_feature_lengths: Mapping[str, int],
-    feature_converter: seqio.FeatureConverter,
-    batch_size: int,
-    seed: int,
-    shard_info: seqio.ShardInfo | None = None,
-    split: str = "train",
-    shuffle: bool = True,
-    num_epochs: int | None = None,
-) -> InputIterator:
-  """Host-local batches of `batch_size` (per process), repeating forever by default.
-
-  shard_info defaults to this process's (jax.process_index/process_count).
-  For evaluation pass split="validation", shuffle=False, num_epochs=1.
-  """
-  return InputIterator(
-      make_dataset(
-          mixture_or_task_name, task_feature_lengths, feature_converter, batch_size,
-          seed, shard_info, split, shuffle, num_epochs,
-      )
-  )
 
 
 class ShardedInput(Iterator[Batch]):

@@ -34,3 +34,10 @@ def test_model_info_command_and_its_one_line_errors():
                         "nope.gin")
   assert_one_line_error(run_module("redllm_jax.tools.model_info", "--gin_file=models/redllm.gin"),
                         "d_model", "models/sizes")
+
+
+def test_importing_the_model_does_not_import_tpu_kernels():
+  code = ("import sys, redllm_jax.network, redllm_jax.models; "
+          "print(any('pallas.ops.tpu' in m for m in sys.modules))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "False"

@@ -65,7 +65,8 @@ def test_unbalanced_redllm_from_gin_bindings():
 
 @pytest.mark.parametrize("arch, bindings", [("decllm", ()), ("redllm", ()),
                                             ("decllm", ("BIDIRECTIONAL_INPUTS = True",))])
-def test_tiny_configs_train_with_finite_gradients(arch, bindings):
+def test_tiny_configs_give_a_finite_loss(arch, bindings):
+  # Their gradients and training: tests/integration/test_train.py.
   model = build(arch, "tiny", *bindings)
   assert model.config.dtype == "float32" and model.config.vocab_size == 4096
   params = model.init_params(jax.random.key(0))
@@ -74,9 +75,8 @@ def test_tiny_configs_train_with_finite_gradients(arch, bindings):
            for key, value in model.dummy_batch(2, 16, 16).items()}
   if "decoder_causal_attention" in batch:
     batch["decoder_causal_attention"] = (np.arange(32) <= 16)[None].repeat(2, 0).astype(np.int32)
-  grads = jax.jit(jax.grad(lambda p: model.loss_fn(p, batch, jax.random.key(1))[0]))(params)
-  leaves = jax.tree.leaves(grads)
-  assert all(np.all(np.isfinite(g)) for g in leaves) and any(np.abs(g).max() > 0 for g in leaves)
+  loss, sums = jax.jit(model.loss_fn)(params, batch)
+  assert np.isfinite(float(loss)) and float(sums["num_tokens"]) > 0
 
 
 def test_model_info_describes_8b_without_allocating():

@@ -30,7 +30,7 @@ def _teacher_forced_decllm(model, params, prompts, lengths, generated):
   real = np.stack([np.arange(width) < len(r) for r in rows]).astype(np.int32)
   prefix = (np.arange(width)[None] <= lengths[:, None]).astype(np.int32)
   positions = np.broadcast_to(np.arange(width, dtype=np.int32), tokens.shape)
-  logits = model.network.apply(
+  logits = jax.jit(model.network.apply)(
       {"params": params}, tokens, positions, real,
       prefix=prefix if model.inputs_bidirectional_attention else None)
   # The prediction of generated token t sits at stream index lengths + t.
@@ -42,7 +42,7 @@ def _teacher_forced_redllm(model, params, prompts, lengths, generated):
   decoder_tokens = np.pad(generated[:, :-1], ((0, 0), (1, 0))).astype(np.int32)
   encoder_segments = (np.arange(prompts.shape[1])[None] < lengths[:, None]).astype(np.int32)
   index = lambda t: np.broadcast_to(np.arange(t.shape[1], dtype=np.int32), t.shape)
-  return np.asarray(model.network.apply(
+  return np.asarray(jax.jit(model.network.apply)(
       {"params": params}, prompts, index(prompts), encoder_segments, decoder_tokens,
       index(decoder_tokens), np.ones_like(decoder_tokens)))
 

@@ -1,13 +1,11 @@
 """Attention masks: causality, bidirectional encoder, BiAttn prefix, padding invariance."""
 import jax
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from conftest import init, lm_batch, make_model, random_tokens
-
-
-def _logits(model, params, batch):
-  return np.asarray(jax.jit(model.logits)(params, {k: jnp.asarray(v) for k, v in batch.items()}))
+from conftest import logits as _logits
 
 
 def test_decllm_is_causal_bit_for_bit():
@@ -33,7 +31,7 @@ def test_redllm_decoder_is_causal_and_encoder_is_bidirectional():
 
   tokens = jnp.asarray(batch["encoder_input_tokens"])
   index = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-  encode = lambda t: np.asarray(model.network.apply(
+  encode = jax.jit(lambda t: model.network.apply(
       {"params": params}, t, index, jnp.ones_like(t), method=model.network.encode))
   last_changed = tokens.at[:, -1].set(3)
   # The first encoder position sees the last one.
@@ -97,7 +95,7 @@ def test_fully_padded_rows_are_finite(arch):
   batch = lm_batch(arch)
   for value in batch.values():
     value[1] = 0  # Row 1 is all padding.
-  loss, sums = model.loss_fn(params, {k: jnp.asarray(v) for k, v in batch.items()})
+  loss, _ = jax.jit(model.loss_fn)(params, {k: jnp.asarray(v) for k, v in batch.items()})
   assert np.isfinite(float(loss))
   assert np.all(np.isfinite(_logits(model, params, batch)))
 

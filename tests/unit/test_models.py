@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import conftest
 from conftest import init, lm_batch, make_model
 from redllm_jax.models import summarize_metrics
 
@@ -20,11 +21,10 @@ def _np_losses(logits, targets, weights, z):
 
 
 def test_loss_matches_numpy_and_counts_targets_only(arch):
-  model = make_model(arch)
-  model.z_loss = 1e-2
+  model = make_model(arch, z_loss=1e-2)
   params = init(model)
   batch = lm_batch(arch)
-  logits = jax.jit(model.logits)(params, _as_jnp(batch))
+  logits = conftest.logits(model, params, batch)
   loss, sums = jax.jit(model.loss_fn)(params, _as_jnp(batch))
   ce, z = _np_losses(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], 1e-2)
   np.testing.assert_allclose(float(sums["cross_entropy"]), ce, rtol=1e-5)
@@ -52,7 +52,7 @@ def test_score_is_the_sum_of_target_log_probs(arch):
   params = init(model)
   batch = lm_batch(arch)
   scores = np.asarray(jax.jit(model.score_batch)(params, _as_jnp(batch)))
-  logits = np.asarray(jax.jit(model.logits)(params, _as_jnp(batch)), np.float64)
+  logits = np.asarray(conftest.logits(model, params, batch), np.float64)
   logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
   picked = np.take_along_axis(logp, batch["decoder_target_tokens"][..., None], -1)[..., 0]
   np.testing.assert_allclose(scores, (picked * batch["decoder_loss_weights"]).sum(-1), rtol=1e-5)
@@ -63,17 +63,12 @@ def _grads(model, params, batch, dropout=False):
   return jax.jit(jax.grad(lambda p: model.loss_fn(p, batch, rng)[0]))(params)
 
 
-def test_gradients_finite_and_every_remat_policy_exact(arch):
-  reference = make_model(arch, dropout_rate=0.1)
-  params = init(reference)
-  batch = _as_jnp(lm_batch(arch))
-  want = _grads(reference, params, batch, dropout=True)
-  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(want))
-  assert all(np.abs(g).max() > 0 for g in jax.tree.leaves(want))
-  for remat in ("full", "dots", "dots_no_batch"):
-    grads = _grads(make_model(arch, remat_policy=remat, dropout_rate=0.1), params, batch, True)
-    for g, w in zip(jax.tree.leaves(grads), jax.tree.leaves(want)):
-      np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+def test_gradients_are_finite_and_reach_every_parameter(arch):
+  # Every remat policy's gradients equal these: tests/integration/test_remat.py.
+  model = make_model(arch, dropout_rate=0.1)
+  grads = _grads(model, init(model), _as_jnp(lm_batch(arch)), dropout=True)
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert all(np.abs(g).max() > 0 for g in jax.tree.leaves(grads))
 
 
 def _unstack(params):
@@ -93,9 +88,9 @@ def _unstack(params):
 def test_scanned_and_unrolled_layers_agree(arch):
   scanned, unrolled = make_model(arch), make_model(arch, scan_layers=False)
   params = init(scanned)
-  batch = _as_jnp(lm_batch(arch))
-  np.testing.assert_allclose(jax.jit(unrolled.logits)(_unstack(params), batch),
-                             jax.jit(scanned.logits)(params, batch), rtol=1e-5, atol=1e-5)
+  batch = lm_batch(arch)
+  np.testing.assert_allclose(conftest.logits(unrolled, _unstack(params), batch),
+                             conftest.logits(scanned, params, batch), rtol=1e-5, atol=1e-5)
   assert jax.tree.structure(_unstack(params)) == jax.tree.structure(init(unrolled))
 
 
