@@ -9,6 +9,7 @@ BATCH_SIZE (finetuning also INITIAL_CHECKPOINT_PATH). A run resumes from the
 newest checkpoint in MODEL_DIR. Configuration mistakes exit with one line and
 code 2; a run that cannot go on (a non-finite loss) with one line and code 1.
 """
+import errno
 import itertools
 import json
 import os
@@ -136,7 +137,10 @@ def validate(model: BaseModel, converter: seqio.FeatureConverter,
                       f"{model.architecture} model")
   try:
     converter.get_model_feature_lengths(task_feature_lengths)
-  except (ValueError, KeyError) as e:
+  except KeyError as e:
+    raise ConfigError(f"TASK_FEATURE_LENGTHS {dict(task_feature_lengths)} has no length for "
+                      f"{e} (the {type(converter).__name__} needs one)") from None
+  except ValueError as e:
     raise ConfigError(f"TASK_FEATURE_LENGTHS {dict(task_feature_lengths)}: {e}") from None
   dp = partitioner.data_parallel_size
   if batch_size % num_microbatches or (batch_size // num_microbatches) % dp:
@@ -145,6 +149,20 @@ def validate(model: BaseModel, converter: seqio.FeatureConverter,
   if num_input_shards % jax.process_count() or batch_size % num_input_shards:
     raise ConfigError(f"num_input_shards {num_input_shards} must be a multiple of the "
                       f"{jax.process_count()} processes and divide BATCH_SIZE {batch_size}")
+
+
+def check_counts(**counts: Any) -> None:
+  """Step counts and sizes are positive integers (eval_every may be 0: never).
+
+  The names are train.train's arguments; the two set by macros are named as such.
+  """
+  macros = {"train_steps": "TRAIN_STEPS", "batch_size": "BATCH_SIZE"}
+  for name, value in counts.items():
+    lowest = 0 if name == "eval_every" else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+      kind = "a non-negative" if lowest == 0 else "a positive"
+      raise ConfigError(f"{macros.get(name, 'train.train.' + name)} must be {kind} integer, "
+                        f"got {value!r}")
 
 
 @gin.configurable
@@ -159,6 +177,11 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
           initial_checkpoint_path: Optional[str] = None, num_input_shards: Optional[int] = None,
           log_every: int = 10, seed: int = 0, on_unreadable: str = "fail") -> dict[str, float]:
   """Trains to `train_steps` (resuming if MODEL_DIR has checkpoints); returns final eval metrics."""
+  check_counts(train_steps=train_steps, batch_size=batch_size, eval_steps=eval_steps,
+               eval_every=eval_every, num_microbatches=num_microbatches,
+               checkpoint_every=checkpoint_every, log_every=log_every,
+               **({} if keep_checkpoints is None else {"keep_checkpoints": keep_checkpoints}))
+  input_pipeline.check_tasks([mixture_or_task_name, *eval_tasks])
   partitioner = Partitioner()
   num_input_shards = num_input_shards or jax.process_count()
   validate(model, feature_converter, task_feature_lengths, batch_size, partitioner,
@@ -209,6 +232,12 @@ def _initial_state(steps, checkpointer, meta, train_batches, model, initial_chec
   return steps.init(jax.random.key(seed))
 
 
+def _out_of_space(error: BaseException) -> bool:
+  """ENOSPC, whether Python, TensorFlow (input positions) or TensorStore raised it."""
+  return (getattr(error, "errno", None) == errno.ENOSPC
+          or "No space left on device" in str(error))
+
+
 def main() -> None:
   multihost.initialize()
   try:
@@ -216,6 +245,12 @@ def main() -> None:
   except TrainingError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
+  except Exception as e:  # pylint: disable=broad-except  # re-raised unless the disk is full
+    if not _out_of_space(e):
+      raise
+    print("error: no space left on device for MODEL_DIR; free some and rerun: training "
+          "resumes from the last complete checkpoint", file=sys.stderr)
+    sys.exit(2)
   if jax.process_index() == 0 and results:
     print(json.dumps(results, indent=1, sort_keys=True))
 

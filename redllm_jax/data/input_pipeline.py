@@ -12,7 +12,8 @@ as processes, else examples). The stream is deterministic given the seed, and
 the position is a tf.data iterator checkpoint (as T5X does), so restoring costs
 no replay.
 """
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+import difflib
 import json
 from typing import Mapping
 
@@ -21,6 +22,9 @@ from jax.experimental import multihost_utils
 import numpy as np
 import seqio
 import tensorflow as tf
+
+from redllm_jax.data import vocabulary
+from redllm_jax.gin_utils import ConfigError
 
 Batch = dict[str, np.ndarray]
 
@@ -55,6 +59,23 @@ class InputIterator(Iterator[Batch]):
     self._checkpoint.read(prefix).assert_consumed()
     with tf.io.gfile.GFile(prefix + ".json") as f:
       self.batches_read = json.load(f)["batches_read"]
+
+
+def check_tasks(names: Sequence[str]) -> None:
+  """One-line errors, before any work, for a name that no seqio task or mixture has
+  (with the nearest one) and for a missing or broken SentencePiece vocabulary."""
+  known = sorted({*seqio.TaskRegistry.names(), *seqio.MixtureRegistry.names()})
+  for name in names:
+    if name not in known:
+      close = difflib.get_close_matches(name, known, n=1)
+      hint = f" (did you mean {close[0]}?)" if close else f"; registered: {', '.join(known)}"
+      raise ConfigError(f"unknown seqio task or mixture {name!r}{hint}")
+    for feature in seqio.get_mixture_or_task(name).output_features.values():
+      if isinstance(feature.vocabulary, seqio.SentencePieceVocabulary):
+        try:
+          vocabulary.check_sentencepiece_model(feature.vocabulary.sentencepiece_model_file)
+        except (OSError, ValueError) as e:
+          raise ConfigError(f"{name}: {e}") from None
 
 
 def default_shard_info() -> seqio.ShardInfo:

@@ -3,7 +3,8 @@ r"""SentencePiece vocabulary with T5 ids (pad 0, eos 1, unk 2, no BOS).
 Train one on a registered task's text or on JSON-lines / text files:
   python -m redllm_jax.data.vocabulary --task=redpajama_v1 \
       --out=$REDLLM_DATA_DIR/vocab/spm_32768.model --vocab_size=32768 --model_type=bpe
-Gin: `VOCABULARY = @get_vocabulary()` with `get_vocabulary.path = "..."`.
+Gin: `VOCABULARY = @get_vocabulary()`; its file is `vocab_path.path` (the demo's:
+`demo_vocab_path.path`), the very file the registered tasks tokenize with.
 """
 import collections
 import io
@@ -94,10 +95,9 @@ DEMO_VOCABULARY = SpmVocabulary(demo_vocab_path)
 
 
 @gin.configurable
-def get_vocabulary(path: str | None = None, demo: bool = False) -> SpmVocabulary:
-  """The model gins' vocabulary: an explicit path, else the demo or real default."""
-  if path:
-    return SpmVocabulary(path)
+def get_vocabulary(demo: bool = False) -> SpmVocabulary:
+  """The registered tasks' vocabulary (the demo corpus's or the real one), so that
+  inference, export and the harness read text as training tokenized it."""
   return DEMO_VOCABULARY if demo else REAL_VOCABULARY
 
 

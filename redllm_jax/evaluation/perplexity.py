@@ -45,6 +45,8 @@ def evaluate_checkpoint(model: BaseModel = gin.REQUIRED, checkpoint_path: str = 
                         split: str = "validation", batch_size: int = 8,
                         max_batches: Optional[int] = None) -> dict[str, dict[str, float]]:
   """{task: metrics} of the checkpoint; also eval_results.json and TensorBoard scalars."""
+  train.check_counts(batch_size=batch_size)
+  input_pipeline.check_tasks(tasks)
   partitioner = Partitioner()
   train.validate(model, feature_converter, task_feature_lengths, batch_size, partitioner,
                  num_microbatches=1, num_input_shards=jax.process_count())
@@ -60,7 +62,7 @@ def evaluate_checkpoint(model: BaseModel = gin.REQUIRED, checkpoint_path: str = 
     try:
       flat = trainer.evaluate(eval_step, partitioner, params,
                               {task: lambda: _first(batches(), max_batches)})
-    except (ValueError, KeyError, tf.errors.OpError) as e:  # unknown task, bad split, ...
+    except (ValueError, KeyError, tf.errors.OpError) as e:  # a bad split, unreadable files, ...
       raise ConfigError(f"{task}/{split}: {gin_utils.first_line(e)}") from None
     if not flat:
       raise ConfigError(f"{task}/{split} yielded no example")

@@ -95,3 +95,27 @@ def test_a_single_flipped_bit_is_caught(trained, tmp_path):
   assert run.returncode == 0, run.stderr[-3000:]
   assert "checkpoint at step 20 is unreadable" in run.stderr
   assert _steps(model_dir) == [1, 10, 20]  # step 20 retrained from 10
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 3 MB tmpfs: room for the run's logs but not for a checkpoint of the tiny model."""
+  mount = tmp_path / "disk"
+  mount.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                    capture_output=True).returncode:
+    pytest.skip("mounting a small tmpfs needs root")
+  yield mount
+  subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(demo_root, small_disk):
+  model_dir = small_disk / "run"
+  full = _train(model_dir, 20)
+  assert full.returncode == 2, full.stderr[-3000:]
+  assert "Traceback" not in full.stderr
+  assert full.stderr.strip().splitlines()[-1].startswith("error: no space left on device")
+  subprocess.run(["mount", "-o", "remount,size=200m", str(small_disk)], check=True)
+  resumed = _train(model_dir, 20)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert sorted(os.listdir(model_dir / "checkpoints"))[-1] == "20"

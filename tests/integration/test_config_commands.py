@@ -41,3 +41,41 @@ def test_importing_the_model_does_not_import_tpu_kernels():
           "print(any('pallas.ops.tpu' in m for m in sys.modules))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == "False"
+
+
+def _train(model_dir, *extra: str, steps: int = 2) -> subprocess.CompletedProcess:
+  return run_module("redllm_jax.train", "--gin_file=experiments/demo_pretrain_redllm.gin",
+                    f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}",
+                    "--gin.train.train.eval_steps=1", *extra)
+
+
+BAD_TRAINING_SETTINGS = {
+    "task typo": ("--gin.MIXTURE_OR_TASK_NAME='demo_redpajam'", "did you mean demo_redpajama"),
+    "unknown eval task": ("--gin.EVAL_TASKS=['nope']", "unknown seqio task or mixture 'nope'"),
+    "batch 0": ("--gin.BATCH_SIZE=0", "BATCH_SIZE must be a positive integer, got 0"),
+    "checkpoint_every 0": ("--gin.train.train.checkpoint_every=0",
+                           "train.train.checkpoint_every must be a positive integer"),
+    "negative steps": ("--gin.TRAIN_STEPS=-5", "TRAIN_STEPS must be a positive integer, got -5"),
+    "steps not a number": ("--gin.TRAIN_STEPS='abc'", "got 'abc'"),
+    "lengths without targets": ("--gin.TASK_FEATURE_LENGTHS={'inputs': 64}",
+                                "has no length for 'targets'"),
+    "gin syntax": ("--gin.train.train.eval_every=(", "gin:"),
+    "unread macro": ("--gin.BATCH_SIZ=4", "did you mean BATCH_SIZE"),
+    "missing vocabulary": ("--gin.demo_vocab_path.path='/nonexistent/spm.model'",
+                           "Vocabulary file not found: /nonexistent/spm.model"),
+}
+
+
+@pytest.mark.parametrize("setting", BAD_TRAINING_SETTINGS)
+def test_bad_training_settings_are_one_line_errors_before_any_work(tmp_path, demo_root, setting):
+  flag, message = BAD_TRAINING_SETTINGS[setting]
+  result = _train(tmp_path / "run", flag)
+  assert_one_line_error(result, message)
+  assert not (tmp_path / "run" / "checkpoints").exists()  # Refused before it started.
+
+
+def test_a_vocabulary_that_is_not_sentencepiece_is_named(tmp_path, demo_root):
+  fake = tmp_path / "spm.model"
+  fake.write_text("not a model\n")
+  assert_one_line_error(_train(tmp_path / "run", f"--gin.demo_vocab_path.path='{fake}'"),
+                        f"Not a SentencePiece model: {fake}")
