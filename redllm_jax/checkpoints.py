@@ -14,6 +14,7 @@ MODEL_DIR/corrupt_checkpoints/, so it never takes a keep slot and its step is
 saved again when the run gets there. When checkpoints exist but none is
 readable, the run stops with one line (exit 2) unless told to restart.
 """
+import logging as std_logging
 import os
 import sys
 import time
@@ -195,11 +196,16 @@ def _quiet_orphaned_reads() -> None:
   When one array of a restore fails, orbax raises while TensorStore still has
   reads of the other arrays in flight; their completion callbacks later find
   the restore's event loop closed, and the abandoned read coroutines raise when
-  collected. Both reach sys.unraisablehook, one traceback each, which bury the
-  one-line warning. Any other unraisable exception is still reported.
+  collected. Both reach sys.unraisablehook, and reads that failed too reach
+  asyncio's "exception was never retrieved" log: one traceback each, which bury
+  the one-line warning. Any other unraisable exception or asyncio error is still
+  reported.
   """
   if getattr(sys.unraisablehook, "quiets_orphaned_reads", False):
     return
+  std_logging.getLogger("asyncio").addFilter(
+      lambda record: not ("was never retrieved" in record.getMessage()
+                          and "reading array index" in record.getMessage()))
   previous = sys.unraisablehook
 
   def hook(unraisable):

@@ -172,7 +172,8 @@ def all_damaged_trial(root: str, reference: dict[str, Any]) -> dict[str, Any]:
     _random_bytes(os.path.join(checkpoint_dir, step))
   code, err = run(model_dir)
   errors = [line for line in err.splitlines() if line.startswith("error: ")]
-  return {"exit": code, "one_line": len(errors) == 1 and "Traceback" not in err}
+  return {"exit": code, "one_line": len(errors) == 1 and "Traceback" not in err,
+          "traceback": _traceback(err)}
 
 
 def converter_trial(root: str) -> dict[str, Any]:
