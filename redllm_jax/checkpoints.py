@@ -108,10 +108,14 @@ class Checkpointer:
   def _input_dir(self, step: int) -> str:
     return os.fspath(self.model_dir / "input_positions" / str(step))
 
+  def due(self, step: int, force: bool = False) -> bool:
+    """Whether `save(step, ..., force=force)` would write a checkpoint."""
+    return force or self.manager.should_save(step)
+
   def save(self, step: int, params: Any, opt_state: Any, meta: dict[str, Any],
            input_iterator=None, force: bool = False) -> bool:
     """Writes step `step` if due (or forced); the input position is written first."""
-    if not force and not self.manager.should_save(step):
+    if not self.due(step, force):
       return False
     if input_iterator is not None:
       input_iterator.save(self._input_dir(step))

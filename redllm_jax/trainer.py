@@ -189,6 +189,38 @@ def check_finite(step: int, metrics: Mapping[str, float]) -> None:
                           "without saving this step (the last good checkpoint is kept)")
 
 
+class PendingMetrics:
+  """Step metrics left on the device until they are needed, so that steps pipeline.
+
+  Reading a step's loss back every step would make the host wait for each step
+  before dispatching the next. They are read together (`drain`) when the loop
+  logs, evaluates or saves: every step since the last read is checked for a
+  non-finite loss first, so no non-finite state is ever saved or evaluated.
+  Times and rates are averages over the steps since the last read.
+  """
+
+  def __init__(self):
+    self._steps: list[tuple[int, Any, int, float]] = []
+    self._since = time.perf_counter()
+
+  def add(self, step: int, metrics: Any, tokens: int, model_flops: float) -> None:
+    self._steps.append((step, metrics, tokens, model_flops))
+
+  def drain(self) -> dict[str, float]:
+    """The newest step's metrics, after checking every pending step (TrainingError)."""
+    values = jax.device_get([metrics for _, metrics, _, _ in self._steps])
+    for (step, _, _, _), row in zip(self._steps, values):
+      check_finite(step, {k: float(v) for k, v in row.items()})
+    now = time.perf_counter()
+    seconds = now - self._since
+    latest = {k: float(v) for k, v in values[-1].items()}
+    latest.update(step_time=seconds / len(self._steps),
+                  tokens_per_second=sum(s[2] for s in self._steps) / seconds,
+                  model_flops_per_second=sum(s[3] for s in self._steps) / seconds)
+    self._steps, self._since = [], now
+    return latest
+
+
 def evaluate(eval_step: Callable[[Any, Any], dict], partitioner: Partitioner, params: Any,
              eval_batches: Mapping[str, Callable[[], Iterator[Batch]]]) -> dict[str, float]:
   """Per-token metrics of each eval task, as {"<task>/<metric>": value}."""
@@ -223,29 +255,31 @@ def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
   is_chief = jax.process_index() == 0
   bar = tqdm.tqdm(total=cfg.train_steps, initial=start_step, disable=not is_chief,
                   dynamic_ncols=True, desc="train")
+  pending = PendingMetrics()
   try:
     for step in range(start_step + 1, cfg.train_steps + 1):
       local = next(train_batches)
-      tic = time.perf_counter()
       state, metrics = steps.train(state, steps.partitioner.global_batch(local), rng)
-      metrics = {k: float(v) for k, v in metrics.items()}  # Waits for the step.
-      seconds = time.perf_counter() - tic
-      check_finite(step, metrics)
       tokens = sum(v.size for k, v in local.items() if k.endswith("_tokens")
                    and k != "decoder_input_tokens") * jax.process_count()
-      metrics.update(step_time=seconds, tokens_per_second=tokens / seconds,
-                     model_flops_per_second=model_flops_per_batch(model, local)
-                     * jax.process_count() / seconds)
+      pending.add(step, metrics, tokens,
+                  model_flops_per_batch(model, local) * jax.process_count())
       bar.update(1)
-      bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_second']:.0f}")
-      if step % cfg.log_every == 0 or step == cfg.train_steps:
-        writer.write_scalars(step, metrics)
-      if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.train_steps:
+      preempted = guard.should_stop()
+      last = step == cfg.train_steps
+      log = step % cfg.log_every == 0 or last
+      evaluate_now = cfg.eval_every and step % cfg.eval_every == 0 and not last
+      if log or evaluate_now or checkpointer.due(step, force=preempted or last):
+        metrics = pending.drain()  # Waits for the step; raises before a non-finite save.
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}",
+                        tok_s=f"{metrics['tokens_per_second']:.0f}")
+        if log:
+          writer.write_scalars(step, metrics)
+      if evaluate_now:
         writer.write_scalars(step, evaluate(steps.eval, steps.partitioner, state.params,
                                             eval_batches))
-      preempted = guard.should_stop()
       checkpointer.save(step, state.params, state.opt_state, meta, train_batches,
-                        force=preempted or step == cfg.train_steps)
+                        force=preempted or last)
       if preempted:
         logging.warning("SIGTERM: saved a checkpoint at step %d; exiting", step)
         bar.write(f"preempted: checkpoint saved at step {step}")
