@@ -16,7 +16,6 @@ from absl import logging
 import flax
 import jax
 import jax.numpy as jnp
-from jax.experimental import multihost_utils
 import numpy as np
 import optax
 import tqdm
@@ -163,11 +162,21 @@ def model_flops_per_batch(model: BaseModel, batch: Batch) -> float:
 
 
 class PreemptionGuard:
-  """Turns SIGTERM into a flag that the loop checks between steps (all processes agree)."""
+  """Turns SIGTERM into a flag that the loop checks between steps.
 
-  def __init__(self):
+  Processes must stop at the same step. Their flags are OR-ed by a small
+  all-reduce on the devices, dispatched after each step and read one step later:
+  the host never waits for the step it has just dispatched, and every process
+  reads the same answer, so all stop (and save) one step after the signal.
+  """
+
+  def __init__(self, mesh: jax.sharding.Mesh):
     self.requested = False
     self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self._pending = None
+    self._flags = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names))
+    self._any = jax.jit(jnp.any, out_shardings=jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec()))
 
   def _handle(self, signum, frame):
     del signum, frame
@@ -176,7 +185,10 @@ class PreemptionGuard:
   def should_stop(self) -> bool:
     if jax.process_count() == 1:
       return self.requested
-    return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
+    local = np.full((len(self._flags.addressable_devices),), self.requested)
+    current = self._any(jax.make_array_from_process_local_data(self._flags, local))
+    previous, self._pending = self._pending, current
+    return previous is not None and bool(previous)
 
   def restore(self) -> None:
     signal.signal(signal.SIGTERM, self._previous)
@@ -251,7 +263,7 @@ def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
   """Runs from `state.step` to `cfg.train_steps`; returns the state and final eval metrics."""
   start_step = int(state.step)
   rng = jax.random.key(cfg.seed)
-  guard = PreemptionGuard()
+  guard = PreemptionGuard(steps.partitioner.mesh)
   is_chief = jax.process_index() == 0
   bar = tqdm.tqdm(total=cfg.train_steps, initial=start_step, disable=not is_chief,
                   dynamic_ncols=True, desc="train")

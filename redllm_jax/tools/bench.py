@@ -17,6 +17,10 @@ Every figure is measured in one process, side by side, and written to one JSON
   prompt:generation 1:1 with the Red/Dec ratio; and uncached decoding (the full
   forward recomputed for every generated token) to show the caches' effect.
 - input: the demo input pipeline's tokens/s against the train step's consumption.
+- dispatch: whether train steps pipeline. N steps of the tiny config dispatched
+  back to back, the way the loop runs them now that metrics are read back only
+  when logged or saved: host seconds per dispatch against seconds per step. A
+  ratio well under 1 means the host is never waiting on the device between steps.
 """
 import json
 import math
@@ -40,7 +44,7 @@ from redllm_jax.models import BaseModel
 from redllm_jax.partitioning import Partitioner
 from redllm_jax.trainer import compile_steps
 
-SECTIONS = ("ceiling", "train", "decode", "input")
+SECTIONS = ("ceiling", "train", "decode", "input", "dispatch")
 ARCHS = ("decllm", "redllm")
 
 _SECTIONS = flags.DEFINE_list("sections", list(SECTIONS), f"Any of {SECTIONS}.")
@@ -131,9 +135,9 @@ def train_setup(arch: str, size: str, batch: int, tokens: int, remat: str = "non
   data = steps.partitioner.global_batch(synthetic_batch(model, batch, tokens))
   rng = jax.random.key(1)
 
-  def run():
+  def run(block: bool = True):
     holder[0], metrics = steps.train(holder[0], data, rng)  # The state is donated.
-    return jax.block_until_ready(metrics)
+    return jax.block_until_ready(metrics) if block else metrics
 
   tic = time.perf_counter()
   metrics = run()
@@ -147,6 +151,20 @@ def train_setup(arch: str, size: str, batch: int, tokens: int, remat: str = "non
       "loss": float(metrics["loss"]),
   }
   return info, run
+
+
+def dispatch_bench(arch: str, steps: int = 20) -> dict[str, float]:
+  """Host seconds to dispatch `steps` tiny train steps back to back, against their run time."""
+  batch, tokens = TRAIN_SHAPES["tiny"]
+  _, run = train_setup(arch, "tiny", batch, tokens)
+  tic = time.perf_counter()
+  for _ in range(steps):
+    metrics = run(block=False)
+  dispatched = time.perf_counter() - tic
+  jax.block_until_ready(metrics)
+  total = time.perf_counter() - tic
+  return {"steps": steps, "dispatch_s_per_step": dispatched / steps,
+          "step_s": total / steps, "dispatch_over_step": dispatched / total}
 
 
 def _quick_ceiling() -> float:
@@ -341,6 +359,11 @@ def run(sections: Sequence[str], sizes: Sequence[str], repeats: int = 3, remat: 
       out["decode"][f"red_over_dec_{size}"] = ratio
       log(f"decode RedLLM/DecLLM {size}: {ratio:.2f}x (params "
           f"{rows['redllm']['params'] / 1e6:.1f}M vs {rows['decllm']['params'] / 1e6:.1f}M)")
+  if "dispatch" in sections:
+    out["dispatch"] = {arch: dispatch_bench(arch) for arch in ARCHS}
+    for arch, r in out["dispatch"].items():
+      log(f"dispatch {arch:7s} tiny: {r['dispatch_s_per_step'] * 1e3:.2f} ms to dispatch a step "
+          f"that takes {r['step_s'] * 1e3:.1f} ms ({r['dispatch_over_step']:.1%})")
   if "input" in sections:
     out["input"] = input_bench()
     for arch in ARCHS:

@@ -256,6 +256,41 @@ def test_two_gloo_processes_train_checkpoint_resume_and_match_one_process(demo_r
                 if p.name.endswith(".json")) == ["shard_0.json", "shard_1.json"]
 
 
+def _child_with_process_id(parent: int, process_id: int) -> int:
+  """The pid of the launcher's child that jax.distributed knows as `process_id`."""
+  for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+      with open(f"/proc/{pid}/stat") as f:
+        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+      with open(f"/proc/{pid}/environ", "rb") as f:
+        env = f.read().split(b"\0")
+    except OSError:
+      continue
+    if ppid == parent and f"REDLLM_PROCESS_ID={process_id}".encode() in env:
+      return int(pid)
+  raise AssertionError(f"no child with process id {process_id}")
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes_stops_both_at_one_saved_step(demo_root, tmp_path):
+  """Only process 1 is signalled: the device-side agreement stops both at the same step."""
+  model_dir = tmp_path / "multi"
+  args = _cli("redllm", str(model_dir), 200, "partitioning.Partitioner.mesh_shape = (2, 2, 2)",
+              "train.train.num_input_shards = 2", "train.train.checkpoint_every = 100",
+              "train.train.log_every = 1")
+  launcher = subprocess.Popen(
+      [sys.executable, str(ROOT / "launch" / "local_multiprocess.py"),
+       f"--log_dir={tmp_path / 'logs'}", "--", *args], cwd=ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+  _wait_for(lambda: (model_dir / "metrics.jsonl").exists() and len(_metrics(model_dir)) >= 3,
+            launcher, timeout=400)
+  os.kill(_child_with_process_id(launcher.pid, 1), signal.SIGTERM)
+  _, err = launcher.communicate(timeout=120)
+  assert launcher.returncode == 0, err[-3000:]
+  saved = sorted(int(p.name) for p in (model_dir / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved[-1] == max(_metrics(model_dir)) < 200
+
+
 def test_a_relative_model_dir_trains_and_resumes(demo_root, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   _train("decllm", "relative/run", 2, "train.train.checkpoint_every = 1")
