@@ -6,10 +6,15 @@ PYTHON ?= python3
 
 .PHONY: demo test test-unit test-slow
 
+# libtpu (the TPU compiler, for the TPU-compile tests) goes beside the venv's
+# packages, not among them: only those tests put it on PYTHONPATH, so every other
+# command stays CPU-only and quiet. Its version is the one jax's `tpu` extra pins.
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[demo,test]"
+	$(PY) -m pip install -q --target $(VENV)/libtpu "$$($(PY) -c 'import importlib.metadata as m; print(next(r.split(";")[0] for r in m.requires("jax") if r.startswith("libtpu")))')" \
+	  || echo "libtpu did not install: the TPU-compile tests will skip"
 	touch $@
 
 demo: $(VENV)/.installed

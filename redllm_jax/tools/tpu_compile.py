@@ -1,0 +1,123 @@
+r"""Compiles a config's train step and cached decoding for a TPU slice, on any host.
+
+  JAX_PLATFORMS=cpu TPU_SKIP_MDS_QUERY=1 python -m redllm_jax.tools.tpu_compile \
+      --topology=v5e:2x2 --gin_file=experiments/demo_pretrain_redllm.gin \
+      [--gin.BATCH_SIZE=16] [--decode_batch=4 --prompt_length=128 --new_tokens=128]
+
+Needs libtpu (`pip install -e ".[tpu]"`). `jax.experimental.topologies` gives
+compile-only TPU devices of the named slice; the mesh is the gin's
+`Partitioner.mesh_shape` over them. The train step (the gin's batch, lengths,
+microbatches and remat) and `predict_batch` (prefill + the decode loop, with the
+cross-attention K/V cached) are lowered with abstract sharded inputs (nothing is
+allocated) and compiled by the real TPU compiler; `memory_analysis()` gives the
+per-device bytes. One JSON line per compile goes to stdout.
+"""
+import functools
+import json
+import time
+from typing import Any
+
+from absl import flags
+import gin
+import jax
+from jax.experimental import topologies
+import numpy as np
+
+from redllm_jax import gin_utils, models, optimizers
+from redllm_jax.decoding import DecodingConfig
+from redllm_jax.partitioning import Partitioner
+from redllm_jax.trainer import compile_steps
+
+_TOPOLOGY = flags.DEFINE_string("topology", "v5e:2x2", "TPU slice, e.g. v5e:2x2, v4:4x4x4.")
+_DECODE_BATCH = flags.DEFINE_integer("decode_batch", 4, "Prompts decoded at once (0: skip).")
+_PROMPT = flags.DEFINE_integer("prompt_length", 128, "Prompt tokens for decoding.")
+_NEW = flags.DEFINE_integer("new_tokens", 128, "Generated tokens.")
+
+# Chips per host of the single-host slices (a bigger slice takes the TPU's own default).
+_HOST_BOUNDS = {"v5e:1x1": (1, 1, 1), "v5e:2x2": (2, 2, 1), "v6e:2x2": (2, 2, 1)}
+
+
+def tpu_devices(topology: str) -> list[jax.Device]:
+  """Compile-only devices of a TPU slice; a one-line error without libtpu."""
+  bounds = _HOST_BOUNDS.get(topology)
+  kwargs = {"chips_per_host_bounds": bounds} if bounds else {}
+  try:
+    return list(topologies.get_topology_desc(topology_name=topology, platform="tpu",
+                                             **kwargs).devices)
+  except (RuntimeError, ValueError) as e:
+    raise gin_utils.ConfigError(f"no TPU topology {topology!r} ({gin_utils.first_line(e)}); "
+                                "is libtpu installed (pip install -e '.[tpu]')?") from None
+
+
+def abstract_train_batch(model: models.BaseModel, task_feature_lengths: dict[str, int],
+                         batch: int, sharding: Any) -> dict[str, jax.ShapeDtypeStruct]:
+  """A training batch at these task lengths as sharded shapes, from the model's builder."""
+  if "inputs" in task_feature_lengths:  # Finetuning: a prompt and an answer.
+    row = model.prefix_lm_batch([[1] * task_feature_lengths["inputs"]],
+                                [[1] * task_feature_lengths["targets"]])
+  else:  # Pretraining chunks (RedLLM splits them in the middle).
+    row = model.pretraining_batch(np.ones((1, task_feature_lengths["targets"]), np.int32))
+  return {k: jax.ShapeDtypeStruct((batch, *v.shape[1:]), v.dtype, sharding=sharding)
+          for k, v in row.items()}
+
+
+def _memory(compiled, what: str, seconds: float) -> dict[str, Any]:
+  mem = compiled.memory_analysis()
+  args, outs = mem.argument_size_in_bytes, mem.output_size_in_bytes
+  temps, alias = mem.temp_size_in_bytes, mem.alias_size_in_bytes
+  return {"what": what, "arguments": args, "outputs": outs, "temporaries": temps,
+          "aliased": alias, "peak": args + outs + temps - alias,
+          "compile_s": round(seconds, 2)}
+
+
+def compile_train(model: models.BaseModel, partitioner: Partitioner) -> dict[str, Any]:
+  """The gin's train step (optimizer, batch, lengths, microbatches), compiled."""
+  schedule = optimizers.learning_rate_schedule(decay_steps=gin.query_parameter("%TRAIN_STEPS"))
+  microbatches = gin.get_bindings("train.train").get("num_microbatches", 1)
+  steps = compile_steps(model, optimizers.make_optimizer(learning_rate=schedule), schedule,
+                        partitioner, microbatches)
+  data = abstract_train_batch(model, dict(gin.query_parameter("%TASK_FEATURE_LENGTHS")),
+                              gin.query_parameter("%BATCH_SIZE"), partitioner.batch_sharding())
+  tic = time.perf_counter()
+  compiled = steps.train.lower(steps.abstract_state, data,
+                               jax.eval_shape(lambda: jax.random.key(0))).compile()
+  return _memory(compiled, "train_step", time.perf_counter() - tic)
+
+
+def compile_decode(model: models.BaseModel, partitioner: Partitioner, batch: int,
+                   prompt_length: int, new_tokens: int) -> dict[str, Any]:
+  """`predict_batch` (prefill + cached decode loop), parameters sharded as in training."""
+  param_shardings = partitioner.shardings(model.param_axes())
+  params = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        model.abstract_params(), param_shardings)
+  rows = partitioner.batch_sharding()
+  tokens = jax.ShapeDtypeStruct((batch, prompt_length), np.int32, sharding=rows)
+  lengths = jax.ShapeDtypeStruct((batch,), np.int32, sharding=jax.sharding.NamedSharding(
+      partitioner.mesh, jax.sharding.PartitionSpec(rows.spec[0])))
+  predict = jax.jit(functools.partial(model.predict_batch,
+                                      cfg=DecodingConfig(max_new_tokens=new_tokens)))
+  tic = time.perf_counter()
+  with partitioner.context():
+    compiled = predict.lower(params, tokens, lengths,
+                             jax.eval_shape(lambda: jax.random.key(0))).compile()
+  return _memory(compiled, "predict_batch", time.perf_counter() - tic)
+
+
+def main() -> None:
+  # Not finalized: what only a real run reads (MODEL_DIR, INITIAL_CHECKPOINT_PATH)
+  # may stay unset.
+  gin_utils.parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings, finalize=False)
+  devices = tpu_devices(_TOPOLOGY.value)
+  model = models.from_gin()
+  partitioner = Partitioner(devices=devices)
+  common = {"topology": _TOPOLOGY.value, "platform": devices[0].platform,
+            "device_kind": devices[0].device_kind, "devices": len(devices),
+            "mesh": dict(partitioner.mesh.shape), "model": model.name}
+  print(json.dumps({**common, **compile_train(model, partitioner)}), flush=True)
+  if _DECODE_BATCH.value:
+    print(json.dumps({**common, **compile_decode(model, partitioner, _DECODE_BATCH.value,
+                                                 _PROMPT.value, _NEW.value)}), flush=True)
+
+
+if __name__ == "__main__":
+  gin_utils.run_flags(main)
