@@ -122,6 +122,21 @@ class BaseModel(abc.ABC):
     `rows` pads with empty rows; `pad_width` rounds each padded width up (few shapes).
     """
 
+  def abstract_batch(self, task_feature_lengths: Mapping[str, int], batch_size: int,
+                     sharding: Any = None) -> dict[str, jax.ShapeDtypeStruct]:
+    """A training batch at these task lengths as (sharded) shapes, for AOT compiles.
+
+    With an "inputs" length it is the finetuning layout (a prompt and an answer);
+    otherwise pretraining chunks of the "targets" length (RedLLM splits them).
+    """
+    if "inputs" in task_feature_lengths:
+      row = self.prefix_lm_batch([[1] * task_feature_lengths["inputs"]],
+                                 [[1] * task_feature_lengths["targets"]])
+    else:
+      row = self.pretraining_batch(np.ones((1, task_feature_lengths["targets"]), np.int32))
+    return {k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), v.dtype, sharding=sharding)
+            for k, v in row.items()}
+
   def dummy_batch(self, batch_size: int, input_length: int, target_length: int) -> Batch:
     """A batch of the right structure, for initialisation and shape inference."""
     ones = [[1] * input_length] * batch_size, [[1] * target_length] * batch_size

@@ -40,8 +40,10 @@ ARCHS = ("decllm", "redllm")
 SIZES = ("150m", "1b", "2b", "4b", "8b")
 STAGES = ("pretrain", "finetune")
 CHIPS = {"v5e (16 GiB)": 16 * 2**30, "v4 (32 GiB)": 32 * 2**30}
-# Paper batch and (inputs, targets) per row; DecLLM reads inputs + targets as one sequence.
-STAGE_SHAPES = {"pretrain": (2048, 1024, 1024), "finetune": (1024, 2048, 512)}
+PAPER_BATCH = {"pretrain": 2048, "finetune": 1024}
+# --backend=tpu: HBM per chip of each TPU generation; a plan keeps 10% of it free.
+TPU_HBM = {"v4": 32 * 2**30, "v5e": 16 * 2**30, "v5p": 95 * 2**30, "v6e": 32 * 2**30}
+TPU_HEADROOM = 0.9
 
 _SIZES = flags.DEFINE_list("sizes", list(SIZES), "Paper sizes.")
 _ARCHS = flags.DEFINE_list("archs", list(ARCHS), "Architectures.")
@@ -58,24 +60,8 @@ def job_key(arch: str, size: str, stage: str, n: int, tensor: int, micro: int, b
   return f"{arch}|{size}|{stage}|{n}|{tensor}|{micro}|{batch}"
 
 
-def abstract_batch(model, stage: str, batch: int, sharding) -> dict[str, Any]:
-  """The stage's train batch as sharded ShapeDtypeStructs, from the model's own builder.
-
-  Pretraining reads whole chunks (RedLLM splits them in the middle); finetuning a
-  prompt of `inputs` and an answer of `targets` tokens.
-  """
-  import jax  # pylint: disable=g-import-not-at-top  # see compile_one
-  _, inputs, targets = STAGE_SHAPES[stage]
-  if stage == "pretrain":
-    row = model.pretraining_batch(np.ones((1, inputs + targets), np.int32))
-  else:
-    row = model.prefix_lm_batch([[1] * inputs], [[1] * targets])
-  return {k: jax.ShapeDtypeStruct((batch, *v.shape[1:]), v.dtype, sharding=sharding)
-          for k, v in row.items()}
-
-
-def compile_one(arch: str, size: str, stage: str, n: int, tensor: int, micro: int,
-                batch: int) -> dict[str, Any]:
+def compile_one(arch: str, size: str, stage: str, devices: Sequence[Any], tensor: int,
+                micro: int, batch: int) -> dict[str, Any]:
   """Lowers and compiles one train step with abstract inputs; XLA's per-device memory."""
   import gin  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
@@ -90,11 +76,13 @@ def compile_one(arch: str, size: str, stage: str, n: int, tensor: int, micro: in
   gin_utils.parse_gin([f"experiments/{stage}_{arch}.gin", f"models/sizes/{size}.gin"], unused)
   model = models.from_gin()
   train_steps = gin.query_parameter("%TRAIN_STEPS")
-  partitioner = Partitioner(mesh_shape=(1, n // tensor, tensor), devices=jax.devices()[:n])
+  n = len(devices)
+  partitioner = Partitioner(mesh_shape=(1, n // tensor, tensor), devices=devices)
   schedule = optimizers.learning_rate_schedule(decay_steps=train_steps)
   optimizer = optimizers.make_optimizer(learning_rate=schedule)
   steps = compile_steps(model, optimizer, schedule, partitioner, num_microbatches=micro)
-  data = abstract_batch(model, stage, batch, partitioner.batch_sharding())
+  data = model.abstract_batch(gin.query_parameter("%TASK_FEATURE_LENGTHS"), batch,
+                              partitioner.batch_sharding())
   rng = jax.eval_shape(lambda: jax.random.key(0))
   tic = time.perf_counter()
   lowered = steps.train.lower(steps.abstract_state, data, rng)
@@ -151,7 +139,8 @@ def worker(max_devices: int, devices: Sequence[int], configs: Sequence[tuple[str
       if time.time() > deadline:
         return None
       try:
-        cache[key] = compile_one(arch, size, stage, n, tensor, micro, batch)
+        import jax  # pylint: disable=g-import-not-at-top  # see compile_one
+        cache[key] = compile_one(arch, size, stage, jax.devices()[:n], tensor, micro, batch)
       except Exception as e:  # pylint: disable=broad-except
         cache[key] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
       mine[key] = cache[key]
@@ -176,7 +165,7 @@ def worker(max_devices: int, devices: Sequence[int], configs: Sequence[tuple[str
   slope, best16 = {}, {}
   for n in sorted(devices):
     for arch, size, stage in configs:
-      batch = batch_override or STAGE_SHAPES[stage][0]
+      batch = batch_override or PAPER_BATCH[stage]
       for tensor in tensors:
         cfg = (arch, size, stage, tensor)
         if n % tensor or n > max_devices:
@@ -210,20 +199,85 @@ def worker(max_devices: int, devices: Sequence[int], configs: Sequence[tuple[str
             best16[cfg] = max(rows, 1)
 
 
+def tpu_plan(topologies: Sequence[str], configs: Sequence[tuple[str, str, str]],
+             cache_path: str, deadline: float) -> None:
+  """The TPU compiler's figures: per config and slice, pure FSDP over every chip.
+
+  A compile at 1 row per chip per microbatch gives the fixed part (parameters,
+  optimizer state, outputs) and an upper bound of one row's activations (its
+  temporaries); the fewest microbatches that this line fits under 90% of the HBM
+  is compiled to check it, halving the rows per microbatch until it fits, then
+  doubling them while that still fits (the line overestimates). Results are
+  cached under keys that carry the jax and libtpu versions.
+  """
+  import importlib.metadata  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top  # see compile_one
+  from redllm_jax.tools.tpu_compile import tpu_devices  # pylint: disable=g-import-not-at-top
+  versions = f"jax {jax.__version__}, libtpu {importlib.metadata.version('libtpu')}"
+  cache = {}
+  if os.path.exists(cache_path):
+    with open(cache_path) as f:
+      cache = {k: v for k, v in json.load(f).items() if "error" not in v}
+  for topology in topologies:
+    devices = tpu_devices(topology)
+    n, budget = len(devices), TPU_HEADROOM * TPU_HBM[topology.split(":")[0]]
+
+    def get(arch, size, stage, rows, batch):
+      micro = batch // (rows * n)
+      key = f"tpu|{topology}|{arch}|{size}|{stage}|{micro}|{batch}|{versions}"
+      if key not in cache:
+        if time.time() > deadline:
+          return None
+        try:
+          row = compile_one(arch, size, stage, devices, 1, micro, batch)
+          cache[key] = {**row, "topology": topology, "versions": versions}
+        except Exception as e:  # pylint: disable=broad-except  # e.g. out of HBM
+          cache[key] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+        with open(cache_path, "w") as f:
+          json.dump(cache, f, indent=1)
+        r = cache[key]
+        print(f"[{topology}] {arch} {size} {stage} micro={micro}: "
+              + (f"{r['total'] / 2**30:.2f} GiB, compile {r['compile_s']:.0f}s"
+                 if "total" in r else r["error"]), flush=True)
+      return cache[key] if "total" in cache[key] else None
+
+    for arch, size, stage in configs:
+      batch = PAPER_BATCH[stage]
+      choices = rows_choices(batch, n)
+      one = get(arch, size, stage, choices[0], batch)
+      if one is None or one["total"] > budget:
+        continue
+      fixed = one["total"] - one["temporaries"]
+      fit = [c for c in choices if fixed + c * one["temporaries"] <= budget]
+      rows = fit[-1] if fit else choices[0]
+
+      def fits(rows_per_chip: int) -> bool:
+        r = get(arch, size, stage, rows_per_chip, batch)  # pylint: disable=cell-var-from-loop
+        return r is not None and r["total"] <= budget
+
+      while rows > choices[0] and not fits(rows):
+        rows //= 2
+      while rows * 2 in choices and fits(rows * 2):
+        rows *= 2
+
+
 def run_workers(configs, devices: Sequence[int], tensors: Sequence[int], batch: int,
-                out_dir: str, budget_s: float, parallel: int = 1) -> None:
-  """`parallel` worker processes of max(devices) fake devices, configs split between them."""
+                out_dir: str, budget_s: float, parallel: int = 1,
+                topologies: Sequence[str] = ()) -> None:
+  """`parallel` worker processes, configs split between them: of max(devices) fake
+  CPU devices, or with `topologies` of compile-only TPU devices (libtpu)."""
   out_dir = os.path.abspath(out_dir)
   os.makedirs(out_dir, exist_ok=True)
   # Workers run in an empty folder: gin resolves `include 'runs/x.gin'` as a Python
   # package first, and a `runs/` folder in the working directory (e.g. demo output)
   # shadows the gin search path with a namespace package and breaks the include.
   workdir = tempfile.mkdtemp(prefix="memory_plan_")
-  n = max(devices)
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
-                      + f" --xla_force_host_platform_device_count={n}").strip()
-  env["JAX_PLATFORMS"] = "cpu"
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  if topologies:  # libtpu's lock would serialise the workers; no metadata server here.
+    env.update(TPU_SKIP_MDS_QUERY="1", ALLOW_MULTIPLE_LIBTPU_LOAD="1")
+  else:
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
+                        + f" --xla_force_host_platform_device_count={max(devices)}").strip()
   procs = []
   for i in range(parallel):
     part = configs[i::parallel]
@@ -233,7 +287,8 @@ def run_workers(configs, devices: Sequence[int], tensors: Sequence[int], batch: 
     cmd = [sys.executable, "-m", "redllm_jax.tools.memory_plan", "--worker",
            f"--devices={','.join(map(str, devices))}", f"--tensor={','.join(map(str, tensors))}",
            f"--out_dir={out_dir}", f"--batch={batch}", f"--budget_s={budget_s}",
-           f"--configs={spec}", f"--cache_name=cache_{i}.json"]
+           f"--configs={spec}", f"--cache_name=cache_{i}.json",
+           f"--backend={'tpu' if topologies else 'cpu'}", f"--topologies={','.join(topologies)}"]
     procs.append(subprocess.Popen(cmd, env=env, cwd=workdir))
   codes = [p.wait() for p in procs]
   if any(codes):
@@ -310,25 +365,74 @@ _CONFIGS = flags.DEFINE_string("configs", "", "Internal: arch,size,stage;... for
 _CACHE_NAME = flags.DEFINE_string("cache_name", "cache_0.json", "Internal: worker cache file.")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild the report from the cache.")
 _PARALLEL = flags.DEFINE_integer("parallel", 2, "Worker processes (configs split between them).")
+_BACKEND = flags.DEFINE_enum("backend", "cpu", ["cpu", "tpu"],
+                             "cpu: XLA:CPU on fake devices; tpu: the TPU compiler (libtpu).")
+_TOPOLOGIES = flags.DEFINE_list("topologies", ["v5e:8x8", "v4:4x4x4"],
+                                "TPU slices for --backend=tpu.")
+CPU_PLAN_DIR = "docs/memory_plan"
+
+
+def tpu_markdown(rows: list[dict[str, Any]], configs, topologies: Sequence[str],
+                 cpu_rows: list[dict[str, Any]]) -> str:
+  """Per config and slice: the fewest microbatches under 90% of the HBM, with XLA:CPU's
+  figure for the same mesh and microbatches beside it where the CPU plan has one."""
+  cpu = {(r["arch"], r["size"], r["stage"], r["devices"], r["tensor"], r["microbatches"]):
+         r["total"] for r in cpu_rows}
+  lines = ["| model | stage | slice | mesh | microbatches | args | temp | out | peak GiB/chip "
+           "| XLA:CPU estimate | compile s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+  for arch, size, stage in configs:
+    for topology in topologies:
+      budget = TPU_HEADROOM * TPU_HBM[topology.split(":")[0]]
+      mine = [r for r in rows if (r["arch"], r["size"], r["stage"], r["topology"])
+              == (arch, size, stage, topology)]
+      fits = sorted((r for r in mine if r["total"] <= budget), key=lambda r: r["microbatches"])
+      if not fits:
+        low = min(mine, key=lambda r: r["total"], default=None)
+        note = "not compiled" if low is None else f"does not fit ({gib(low['total'])} GiB)"
+        lines.append(f"| {arch} {size} | {stage} | {topology} | | | | | | {note} | | |")
+        continue
+      r = fits[0]
+      estimate = cpu.get((arch, size, stage, r["devices"], 1, r["microbatches"]))
+      lines.append(f"| {arch} {size} | {stage} | {topology} | (1,{r['fsdp']},1) | "
+                   f"{r['microbatches']} | {gib(r['arguments'])} | {gib(r['temporaries'])} | "
+                   f"{gib(r['outputs'])} | {gib(r['total'])} | "
+                   f"{gib(estimate) if estimate else '-'} | {r['compile_s']:.0f} |")
+  return "\n".join(lines) + "\n"
 
 
 def main() -> None:
   tensors = [int(t) for t in _TENSOR.value]
   devices = [int(d) for d in _DEVICES.value]
+  tpu = _BACKEND.value == "tpu"
+  topologies = _TOPOLOGIES.value if tpu else []
   if _WORKER.value:
     configs = [tuple(c.split(",")) for c in _CONFIGS.value.split(";") if c]
+    cache_path = os.path.join(_OUT_DIR.value, _CACHE_NAME.value)
+    if tpu:
+      tpu_plan(topologies, configs, cache_path, time.time() + _BUDGET_S.value)
+      return
     import jax  # pylint: disable=g-import-not-at-top
-    worker(jax.device_count(), devices, configs, tensors, _BATCH.value,
-           os.path.join(_OUT_DIR.value, _CACHE_NAME.value), time.time() + _BUDGET_S.value)
+    worker(jax.device_count(), devices, configs, tensors, _BATCH.value, cache_path,
+           time.time() + _BUDGET_S.value)
     return
   configs = [(a, s, st) for s in _SIZES.value for a in _ARCHS.value for st in _STAGES.value]
   tic = time.perf_counter()
   if not _REPORT_ONLY.value:
     run_workers(configs, devices, tensors, _BATCH.value, _OUT_DIR.value, _BUDGET_S.value,
-                _PARALLEL.value)
+                _PARALLEL.value, topologies)
+  if tpu:
+    rows = [r for r in load_results(_OUT_DIR.value) if "topology" in r]
+    cpu_rows = load_results(CPU_PLAN_DIR) if os.path.isdir(CPU_PLAN_DIR) else []
+    text = tpu_markdown(rows, configs, topologies, cpu_rows)
+    with open(os.path.join(_OUT_DIR.value, "memory_plan.md"), "w") as f:
+      f.write(text)
+    with open(os.path.join(_OUT_DIR.value, "memory_plan.json"), "w") as f:
+      json.dump({"compiles": rows, "hbm": TPU_HBM, "headroom": TPU_HEADROOM}, f, indent=1)
+    print(text)
+    return
   rows = [r for r in load_results(_OUT_DIR.value)
           if (r["arch"], r["size"], r["stage"]) in set(configs) and r["devices"] in devices
-          and r["batch"] == (_BATCH.value or STAGE_SHAPES[r["stage"]][0])]
+          and r["batch"] == (_BATCH.value or PAPER_BATCH[r["stage"]])]
   table = plan(rows, configs)
   out = _OUT_DIR.value
   with open(os.path.join(out, "memory_plan.json"), "w") as f:

@@ -49,18 +49,6 @@ def tpu_devices(topology: str) -> list[jax.Device]:
                                 "is libtpu installed (pip install -e '.[tpu]')?") from None
 
 
-def abstract_train_batch(model: models.BaseModel, task_feature_lengths: dict[str, int],
-                         batch: int, sharding: Any) -> dict[str, jax.ShapeDtypeStruct]:
-  """A training batch at these task lengths as sharded shapes, from the model's builder."""
-  if "inputs" in task_feature_lengths:  # Finetuning: a prompt and an answer.
-    row = model.prefix_lm_batch([[1] * task_feature_lengths["inputs"]],
-                                [[1] * task_feature_lengths["targets"]])
-  else:  # Pretraining chunks (RedLLM splits them in the middle).
-    row = model.pretraining_batch(np.ones((1, task_feature_lengths["targets"]), np.int32))
-  return {k: jax.ShapeDtypeStruct((batch, *v.shape[1:]), v.dtype, sharding=sharding)
-          for k, v in row.items()}
-
-
 def _memory(compiled, what: str, seconds: float) -> dict[str, Any]:
   mem = compiled.memory_analysis()
   args, outs = mem.argument_size_in_bytes, mem.output_size_in_bytes
@@ -76,7 +64,7 @@ def compile_train(model: models.BaseModel, partitioner: Partitioner) -> dict[str
   microbatches = gin.get_bindings("train.train").get("num_microbatches", 1)
   steps = compile_steps(model, optimizers.make_optimizer(learning_rate=schedule), schedule,
                         partitioner, microbatches)
-  data = abstract_train_batch(model, dict(gin.query_parameter("%TASK_FEATURE_LENGTHS")),
+  data = model.abstract_batch(gin.query_parameter("%TASK_FEATURE_LENGTHS"),
                               gin.query_parameter("%BATCH_SIZE"), partitioner.batch_sharding())
   tic = time.perf_counter()
   compiled = steps.train.lower(steps.abstract_state, data,
