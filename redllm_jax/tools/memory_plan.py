@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from absl import flags
 import numpy as np
@@ -99,6 +99,29 @@ def compile_one(arch: str, size: str, stage: str, devices: Sequence[Any], tensor
           "total": args + outs + temps - alias, "compile_s": seconds}
 
 
+def cached_compile(cache: dict[str, Any], key: str, compile_fn: Callable[[], dict[str, Any]],
+                   label: str, deadline: float, save: Callable[[str], None]
+                   ) -> Optional[dict[str, Any]]:
+  """cache[key], compiled first if missing (and time is left); None unless it compiled.
+
+  A failure is cached as an error, which the next run retries (the failure may
+  have been the environment).
+  """
+  if key not in cache:
+    if time.time() > deadline:
+      return None
+    try:
+      cache[key] = compile_fn()
+    except Exception as e:  # pylint: disable=broad-except  # e.g. out of memory
+      cache[key] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+    save(key)
+    r = cache[key]
+    print(f"{label}: " + (f"{r['total'] / 2**30:.2f} GiB, compile {r['compile_s']:.0f}s"
+                          if "total" in r else r["error"]), flush=True)
+  r = cache[key]
+  return r if "total" in r else None
+
+
 def rows_choices(batch: int, dp: int) -> list[int]:
   """Rows per data shard per microbatch: 1, 2, 4, ... up to batch / dp (one microbatch)."""
   out, r = [], 1
@@ -135,26 +158,21 @@ def worker(max_devices: int, devices: Sequence[int], configs: Sequence[tuple[str
   def get(arch, size, stage, n, tensor, rows, batch):
     micro = batch // (rows * (n // tensor))
     key = job_key(arch, size, stage, n, tensor, micro, batch)
-    if key not in cache:
-      if time.time() > deadline:
-        return None
-      try:
-        import jax  # pylint: disable=g-import-not-at-top  # see compile_one
-        cache[key] = compile_one(arch, size, stage, jax.devices()[:n], tensor, micro, batch)
-      except Exception as e:  # pylint: disable=broad-except
-        cache[key] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
+    import jax  # pylint: disable=g-import-not-at-top  # see compile_one
+
+    def save(key):
       mine[key] = cache[key]
       if os.path.exists(cache_path):
         with open(cache_path) as f:
           mine.update({k: v for k, v in json.load(f).items() if k not in mine})
       with open(cache_path, "w") as f:
         json.dump(mine, f, indent=1)
-      r = cache[key]
-      print(f"[{n} devices] {arch} {size} {stage} tensor={tensor} micro={micro} rows={rows}: "
-            + (f"{r['total'] / 2**30:.2f} GiB, compile {r['compile_s']:.0f}s"
-               if "total" in r else r["error"]), flush=True)
-    r = cache[key]
-    return r if "total" in r else None
+
+    return cached_compile(
+        cache, key, lambda: compile_one(arch, size, stage, jax.devices()[:n], tensor, micro,
+                                        batch),
+        f"[{n} devices] {arch} {size} {stage} tensor={tensor} micro={micro} rows={rows}",
+        deadline, save)
 
   def floor_pow2(x: float, choices: list[int]) -> int:
     fit = [c for c in choices if c <= x]
@@ -222,24 +240,17 @@ def tpu_plan(topologies: Sequence[str], configs: Sequence[tuple[str, str, str]],
     devices = tpu_devices(topology)
     n, budget = len(devices), TPU_HEADROOM * TPU_HBM[topology.split(":")[0]]
 
+    def save(_):
+      with open(cache_path, "w") as f:
+        json.dump(cache, f, indent=1)
+
     def get(arch, size, stage, rows, batch):
       micro = batch // (rows * n)
-      key = f"tpu|{topology}|{arch}|{size}|{stage}|{micro}|{batch}|{versions}"
-      if key not in cache:
-        if time.time() > deadline:
-          return None
-        try:
-          row = compile_one(arch, size, stage, devices, 1, micro, batch)
-          cache[key] = {**row, "topology": topology, "versions": versions}
-        except Exception as e:  # pylint: disable=broad-except  # e.g. out of HBM
-          cache[key] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
-        with open(cache_path, "w") as f:
-          json.dump(cache, f, indent=1)
-        r = cache[key]
-        print(f"[{topology}] {arch} {size} {stage} micro={micro}: "
-              + (f"{r['total'] / 2**30:.2f} GiB, compile {r['compile_s']:.0f}s"
-                 if "total" in r else r["error"]), flush=True)
-      return cache[key] if "total" in cache[key] else None
+      return cached_compile(
+          cache, f"tpu|{topology}|{arch}|{size}|{stage}|{micro}|{batch}|{versions}",
+          lambda: {**compile_one(arch, size, stage, devices, 1, micro, batch),
+                   "topology": topology, "versions": versions},
+          f"[{topology}] {arch} {size} {stage} micro={micro}", deadline, save)
 
     for arch, size, stage in configs:
       batch = PAPER_BATCH[stage]
