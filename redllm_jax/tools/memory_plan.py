@@ -217,6 +217,13 @@ def worker(max_devices: int, devices: Sequence[int], configs: Sequence[tuple[str
             best16[cfg] = max(rows, 1)
 
 
+def tpu_versions() -> str:
+  """What a TPU compile's figures depend on besides the config: part of its cache key."""
+  import importlib.metadata  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top  # see compile_one
+  return f"jax {jax.__version__}, libtpu {importlib.metadata.version('libtpu')}"
+
+
 def tpu_plan(topologies: Sequence[str], configs: Sequence[tuple[str, str, str]],
              cache_path: str, deadline: float) -> None:
   """The TPU compiler's figures: per config and slice, pure FSDP over every chip.
@@ -228,10 +235,8 @@ def tpu_plan(topologies: Sequence[str], configs: Sequence[tuple[str, str, str]],
   doubling them while that still fits (the line overestimates). Results are
   cached under keys that carry the jax and libtpu versions.
   """
-  import importlib.metadata  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top  # see compile_one
   from redllm_jax.tools.tpu_compile import tpu_devices  # pylint: disable=g-import-not-at-top
-  versions = f"jax {jax.__version__}, libtpu {importlib.metadata.version('libtpu')}"
+  versions = tpu_versions()
   cache = {}
   if os.path.exists(cache_path):
     with open(cache_path) as f:
