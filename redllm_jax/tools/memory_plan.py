@@ -34,7 +34,8 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 from absl import flags
-import numpy as np
+
+FLAGS = flags.FLAGS
 
 ARCHS = ("decllm", "redllm")
 SIZES = ("150m", "1b", "2b", "4b", "8b")
@@ -44,16 +45,6 @@ PAPER_BATCH = {"pretrain": 2048, "finetune": 1024}
 # --backend=tpu: HBM per chip of each TPU generation; a plan keeps 10% of it free.
 TPU_HBM = {"v4": 32 * 2**30, "v5e": 16 * 2**30, "v5p": 95 * 2**30, "v6e": 32 * 2**30}
 TPU_HEADROOM = 0.9
-
-_SIZES = flags.DEFINE_list("sizes", list(SIZES), "Paper sizes.")
-_ARCHS = flags.DEFINE_list("archs", list(ARCHS), "Architectures.")
-_STAGES = flags.DEFINE_list("stages", list(STAGES), "pretrain and/or finetune.")
-_DEVICES = flags.DEFINE_list("devices", ["64", "128", "256"], "Fake device counts.")
-_TENSOR = flags.DEFINE_list("tensor", ["1"], "Tensor-parallel sizes to try.")
-_OUT_DIR = flags.DEFINE_string("out_dir", "docs/memory_plan", "Outputs and compile cache.")
-_BATCH = flags.DEFINE_integer("batch", 0, "Override the paper global batch (0: paper).")
-_WORKER = flags.DEFINE_bool("worker", False, "Internal: compile in this process.")
-_BUDGET_S = flags.DEFINE_float("budget_s", 1800, "Stop starting new compiles after this.")
 
 
 def job_key(arch: str, size: str, stage: str, n: int, tensor: int, micro: int, batch: int) -> str:
@@ -377,14 +368,6 @@ def markdown(rows: list[dict[str, Any]], table: list[dict[str, Any]]) -> str:
   return "\n".join(lines) + "\n"
 
 
-_CONFIGS = flags.DEFINE_string("configs", "", "Internal: arch,size,stage;... for a worker.")
-_CACHE_NAME = flags.DEFINE_string("cache_name", "cache_0.json", "Internal: worker cache file.")
-_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild the report from the cache.")
-_PARALLEL = flags.DEFINE_integer("parallel", 2, "Worker processes (configs split between them).")
-_BACKEND = flags.DEFINE_enum("backend", "cpu", ["cpu", "tpu"],
-                             "cpu: XLA:CPU on fake devices; tpu: the TPU compiler (libtpu).")
-_TOPOLOGIES = flags.DEFINE_list("topologies", ["v5e:8x8", "v4:4x4x4"],
-                                "TPU slices for --backend=tpu.")
 CPU_PLAN_DIR = "docs/memory_plan"
 
 
@@ -417,40 +400,40 @@ def tpu_markdown(rows: list[dict[str, Any]], configs, topologies: Sequence[str],
 
 
 def main() -> None:
-  tensors = [int(t) for t in _TENSOR.value]
-  devices = [int(d) for d in _DEVICES.value]
-  tpu = _BACKEND.value == "tpu"
-  topologies = _TOPOLOGIES.value if tpu else []
-  if _WORKER.value:
-    configs = [tuple(c.split(",")) for c in _CONFIGS.value.split(";") if c]
-    cache_path = os.path.join(_OUT_DIR.value, _CACHE_NAME.value)
+  tensors = [int(t) for t in FLAGS.tensor]
+  devices = [int(d) for d in FLAGS.devices]
+  tpu = FLAGS.backend == "tpu"
+  topologies = FLAGS.topologies if tpu else []
+  if FLAGS.worker:
+    configs = [tuple(c.split(",")) for c in FLAGS.configs.split(";") if c]
+    cache_path = os.path.join(FLAGS.out_dir, FLAGS.cache_name)
     if tpu:
-      tpu_plan(topologies, configs, cache_path, time.time() + _BUDGET_S.value)
+      tpu_plan(topologies, configs, cache_path, time.time() + FLAGS.budget_s)
       return
     import jax  # pylint: disable=g-import-not-at-top
-    worker(jax.device_count(), devices, configs, tensors, _BATCH.value, cache_path,
-           time.time() + _BUDGET_S.value)
+    worker(jax.device_count(), devices, configs, tensors, FLAGS.batch, cache_path,
+           time.time() + FLAGS.budget_s)
     return
-  configs = [(a, s, st) for s in _SIZES.value for a in _ARCHS.value for st in _STAGES.value]
+  configs = [(a, s, st) for s in FLAGS.sizes for a in FLAGS.archs for st in FLAGS.stages]
   tic = time.perf_counter()
-  if not _REPORT_ONLY.value:
-    run_workers(configs, devices, tensors, _BATCH.value, _OUT_DIR.value, _BUDGET_S.value,
-                _PARALLEL.value, topologies)
+  if not FLAGS.report_only:
+    run_workers(configs, devices, tensors, FLAGS.batch, FLAGS.out_dir, FLAGS.budget_s,
+                FLAGS.parallel, topologies)
   if tpu:
-    rows = [r for r in load_results(_OUT_DIR.value) if "topology" in r]
+    rows = [r for r in load_results(FLAGS.out_dir) if "topology" in r]
     cpu_rows = load_results(CPU_PLAN_DIR) if os.path.isdir(CPU_PLAN_DIR) else []
     text = tpu_markdown(rows, configs, topologies, cpu_rows)
-    with open(os.path.join(_OUT_DIR.value, "memory_plan.md"), "w") as f:
+    with open(os.path.join(FLAGS.out_dir, "memory_plan.md"), "w") as f:
       f.write(text)
-    with open(os.path.join(_OUT_DIR.value, "memory_plan.json"), "w") as f:
+    with open(os.path.join(FLAGS.out_dir, "memory_plan.json"), "w") as f:
       json.dump({"compiles": rows, "hbm": TPU_HBM, "headroom": TPU_HEADROOM}, f, indent=1)
     print(text)
     return
-  rows = [r for r in load_results(_OUT_DIR.value)
+  rows = [r for r in load_results(FLAGS.out_dir)
           if (r["arch"], r["size"], r["stage"]) in set(configs) and r["devices"] in devices
-          and r["batch"] == (_BATCH.value or PAPER_BATCH[r["stage"]])]
+          and r["batch"] == (FLAGS.batch or PAPER_BATCH[r["stage"]])]
   table = plan(rows, configs)
-  out = _OUT_DIR.value
+  out = FLAGS.out_dir
   with open(os.path.join(out, "memory_plan.json"), "w") as f:
     json.dump({"plan": table, "compiles": rows, "chips": CHIPS,
                "wall_s": time.perf_counter() - tic}, f, indent=1)
@@ -468,6 +451,28 @@ def main() -> None:
   print(f"memory plan: {len(rows)} compiles in {out}; wall {time.perf_counter() - tic:.0f}s")
 
 
+def define_flags() -> None:
+  """The command's flags, defined only when it runs: tests import this module
+  beside other tools whose flags share names."""
+  flags.DEFINE_list("sizes", list(SIZES), "Paper sizes.")
+  flags.DEFINE_list("archs", list(ARCHS), "Architectures.")
+  flags.DEFINE_list("stages", list(STAGES), "pretrain and/or finetune.")
+  flags.DEFINE_list("devices", ["64", "128", "256"], "Fake device counts.")
+  flags.DEFINE_list("tensor", ["1"], "Tensor-parallel sizes to try.")
+  flags.DEFINE_string("out_dir", "docs/memory_plan", "Outputs and compile cache.")
+  flags.DEFINE_integer("batch", 0, "Override the paper global batch (0: paper).")
+  flags.DEFINE_bool("worker", False, "Internal: compile in this process.")
+  flags.DEFINE_float("budget_s", 1800, "Stop starting new compiles after this.")
+  flags.DEFINE_string("configs", "", "Internal: arch,size,stage;... for a worker.")
+  flags.DEFINE_string("cache_name", "cache_0.json", "Internal: worker cache file.")
+  flags.DEFINE_bool("report_only", False, "Only rebuild the report from the cache.")
+  flags.DEFINE_integer("parallel", 2, "Worker processes (configs split between them).")
+  flags.DEFINE_enum("backend", "cpu", ["cpu", "tpu"],
+                    "cpu: XLA:CPU on fake devices; tpu: the TPU compiler (libtpu).")
+  flags.DEFINE_list("topologies", ["v5e:8x8", "v4:4x4x4"], "TPU slices for --backend=tpu.")
+
+
 if __name__ == "__main__":
+  define_flags()
   from redllm_jax import gin_utils  # pylint: disable=g-import-not-at-top  # see compile_one
   gin_utils.run_flags(main)

@@ -2,7 +2,8 @@ r"""Compiles a config's train step and cached decoding for a TPU slice, on any h
 
   JAX_PLATFORMS=cpu TPU_SKIP_MDS_QUERY=1 python -m redllm_jax.tools.tpu_compile \
       --topology=v5e:2x2 --gin_file=experiments/demo_pretrain_redllm.gin \
-      [--gin.BATCH_SIZE=16] [--decode_batch=4 --prompt_length=128 --new_tokens=128]
+      [--gin.BATCH_SIZE=16] [--what=train,decode] [--decode_batch=4 --decode_prompt_length=128 \
+      --decode_new_tokens=128]
 
 Needs libtpu (`pip install -e ".[tpu]"`). `jax.experimental.topologies` gives
 compile-only TPU devices of the named slice; the mesh is the gin's
@@ -28,10 +29,7 @@ from redllm_jax.decoding import DecodingConfig
 from redllm_jax.partitioning import Partitioner
 from redllm_jax.trainer import compile_steps
 
-_TOPOLOGY = flags.DEFINE_string("topology", "v5e:2x2", "TPU slice, e.g. v5e:2x2, v4:4x4x4.")
-_DECODE_BATCH = flags.DEFINE_integer("decode_batch", 4, "Prompts decoded at once (0: skip).")
-_PROMPT = flags.DEFINE_integer("prompt_length", 128, "Prompt tokens for decoding.")
-_NEW = flags.DEFINE_integer("new_tokens", 128, "Generated tokens.")
+FLAGS = flags.FLAGS
 
 # Chips per host of the single-host slices (a bigger slice takes the TPU's own default).
 _HOST_BOUNDS = {"v5e:1x1": (1, 1, 1), "v5e:2x2": (2, 2, 1), "v6e:2x2": (2, 2, 1)}
@@ -94,18 +92,31 @@ def compile_decode(model: models.BaseModel, partitioner: Partitioner, batch: int
 def main() -> None:
   # Not finalized: what only a real run reads (MODEL_DIR, INITIAL_CHECKPOINT_PATH)
   # may stay unset.
-  gin_utils.parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings, finalize=False)
-  devices = tpu_devices(_TOPOLOGY.value)
+  gin_utils.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, finalize=False)
+  devices = tpu_devices(FLAGS.topology)
   model = models.from_gin()
   partitioner = Partitioner(devices=devices)
-  common = {"topology": _TOPOLOGY.value, "platform": devices[0].platform,
+  common = {"topology": FLAGS.topology, "platform": devices[0].platform,
             "device_kind": devices[0].device_kind, "devices": len(devices),
             "mesh": dict(partitioner.mesh.shape), "model": model.name}
-  print(json.dumps({**common, **compile_train(model, partitioner)}), flush=True)
-  if _DECODE_BATCH.value:
-    print(json.dumps({**common, **compile_decode(model, partitioner, _DECODE_BATCH.value,
-                                                 _PROMPT.value, _NEW.value)}), flush=True)
+  if "train" in FLAGS.what:
+    print(json.dumps({**common, **compile_train(model, partitioner)}), flush=True)
+  if "decode" in FLAGS.what:
+    decode = compile_decode(model, partitioner, FLAGS.decode_batch, FLAGS.decode_prompt_length,
+                            FLAGS.decode_new_tokens)
+    print(json.dumps({**common, **decode}), flush=True)
+
+
+def define_flags() -> None:
+  """The command's flags, defined only when it runs: tests import this module
+  beside other tools whose flags share names."""
+  flags.DEFINE_string("topology", "v5e:2x2", "TPU slice, e.g. v5e:2x2, v4:4x4x4.")
+  flags.DEFINE_list("what", ["train", "decode"], "What to compile: train and/or decode.")
+  flags.DEFINE_integer("decode_batch", 4, "Prompts decoded at once.")
+  flags.DEFINE_integer("decode_prompt_length", 128, "Prompt tokens for decoding.")
+  flags.DEFINE_integer("decode_new_tokens", 128, "Generated tokens.")
 
 
 if __name__ == "__main__":
+  define_flags()
   gin_utils.run_flags(main)

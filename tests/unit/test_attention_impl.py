@@ -1,10 +1,8 @@
 """Attention implementations: 'xla' equals 'einsum' on CPU; TPU-only options fail cleanly."""
-import jax
 import numpy as np
 import pytest
 
 from redllm_jax import functional, layers
-from redllm_jax.config import TransformerConfig
 from conftest import init, lm_batch, logits, make_model
 
 

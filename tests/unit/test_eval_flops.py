@@ -21,7 +21,6 @@ import pytest
 
 from conftest import init, make_model
 from redllm_jax import flops
-from redllm_jax.decoding import DecodingConfig
 
 I, T = 32, 32  # training inputs / targets
 P, O = 32, 32  # inference prompt / output

@@ -1,6 +1,5 @@
 """Attention masks: causality, bidirectional encoder, BiAttn prefix, padding invariance."""
 import jax
-import jax
 import jax.numpy as jnp
 import numpy as np
 

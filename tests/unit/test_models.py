@@ -2,7 +2,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import conftest
 from conftest import init, lm_batch, make_model
