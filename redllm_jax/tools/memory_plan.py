@@ -416,6 +416,9 @@ def main() -> None:
     return
   configs = [(a, s, st) for s in FLAGS.sizes for a in FLAGS.archs for st in FLAGS.stages]
   tic = time.perf_counter()
+  if FLAGS.report_only and not os.path.isdir(FLAGS.out_dir):
+    from redllm_jax.gin_utils import ConfigError  # pylint: disable=g-import-not-at-top
+    raise ConfigError(f"--report_only: no plan in {FLAGS.out_dir} (run without it first)")
   if not FLAGS.report_only:
     run_workers(configs, devices, tensors, FLAGS.batch, FLAGS.out_dir, FLAGS.budget_s,
                 FLAGS.parallel, topologies)

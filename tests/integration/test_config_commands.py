@@ -80,3 +80,8 @@ def test_a_vocabulary_that_is_not_sentencepiece_is_named(tmp_path, demo_root):
   fake.write_text("not a model\n")
   assert_one_line_error(_train(tmp_path / "run", f"--gin.demo_vocab_path.path='{fake}'"),
                         f"Not a SentencePiece model: {fake}")
+
+
+def test_a_memory_plan_report_without_a_plan_is_one_line(tmp_path):
+  assert_one_line_error(run_module("redllm_jax.tools.memory_plan", "--report_only",
+                                   f"--out_dir={tmp_path / 'none'}"), "no plan in")
