@@ -224,14 +224,16 @@ def tpu_plan(topologies: Sequence[str], configs: Sequence[tuple[str, str, str]],
   temporaries); the fewest microbatches that this line fits under 90% of the HBM
   is compiled to check it, halving the rows per microbatch until it fits, then
   doubling them while that still fits (the line overestimates). Results are
-  cached under keys that carry the jax and libtpu versions.
+  cached under keys that carry the jax and libtpu versions (out of HBM included).
   """
   from redllm_jax.tools.tpu_compile import tpu_devices  # pylint: disable=g-import-not-at-top
   versions = tpu_versions()
   cache = {}
   if os.path.exists(cache_path):
     with open(cache_path) as f:
-      cache = {k: v for k, v in json.load(f).items() if "error" not in v}
+      # Out of HBM is the compiler's answer; other failures may be the environment.
+      cache = {k: v for k, v in json.load(f).items()
+               if "error" not in v or "RESOURCE_EXHAUSTED" in v["error"]}
   for topology in topologies:
     devices = tpu_devices(topology)
     n, budget = len(devices), TPU_HEADROOM * TPU_HBM[topology.split(":")[0]]
