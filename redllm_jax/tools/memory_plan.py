@@ -55,10 +55,9 @@ def compile_one(arch: str, size: str, stage: str, devices: Sequence[Any], tensor
                 micro: int, batch: int) -> dict[str, Any]:
   """Lowers and compiles one train step with abstract inputs; XLA's per-device memory."""
   import gin  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  from redllm_jax import gin_utils, models, optimizers  # pylint: disable=g-import-not-at-top
+  from redllm_jax import gin_utils, models  # pylint: disable=g-import-not-at-top
   from redllm_jax.partitioning import Partitioner  # pylint: disable=g-import-not-at-top
-  from redllm_jax.trainer import compile_steps  # pylint: disable=g-import-not-at-top
+  from redllm_jax.tools.tpu_compile import compile_train  # pylint: disable=g-import-not-at-top
 
   gin.clear_config()
   unused = ["MODEL_DIR = '/tmp/unused'"]
@@ -66,28 +65,13 @@ def compile_one(arch: str, size: str, stage: str, devices: Sequence[Any], tensor
     unused.append("INITIAL_CHECKPOINT_PATH = '/tmp/unused'")
   gin_utils.parse_gin([f"experiments/{stage}_{arch}.gin", f"models/sizes/{size}.gin"], unused)
   model = models.from_gin()
-  train_steps = gin.query_parameter("%TRAIN_STEPS")
   n = len(devices)
   partitioner = Partitioner(mesh_shape=(1, n // tensor, tensor), devices=devices)
-  schedule = optimizers.learning_rate_schedule(decay_steps=train_steps)
-  optimizer = optimizers.make_optimizer(learning_rate=schedule)
-  steps = compile_steps(model, optimizer, schedule, partitioner, num_microbatches=micro)
-  data = model.abstract_batch(gin.query_parameter("%TASK_FEATURE_LENGTHS"), batch,
-                              partitioner.batch_sharding())
-  rng = jax.eval_shape(lambda: jax.random.key(0))
-  tic = time.perf_counter()
-  lowered = steps.train.lower(steps.abstract_state, data, rng)
-  compiled = lowered.compile()
-  seconds = time.perf_counter() - tic
-  mem = compiled.memory_analysis()
-  args, outs = mem.argument_size_in_bytes, mem.output_size_in_bytes
-  temps, alias = mem.temp_size_in_bytes, mem.alias_size_in_bytes
+  figures = compile_train(model, partitioner, micro, batch)
   return {"arch": arch, "size": size, "stage": stage, "devices": n, "tensor": tensor,
           "fsdp": n // tensor, "microbatches": micro, "batch": batch,
           "rows_per_device_microbatch": batch // micro // (n // tensor),
-          "remat": model.config.remat_policy, "dtype": model.config.dtype,
-          "arguments": args, "outputs": outs, "temporaries": temps, "aliased": alias,
-          "total": args + outs + temps - alias, "compile_s": seconds}
+          "remat": model.config.remat_policy, "dtype": model.config.dtype, **figures}
 
 
 def cached_compile(cache: dict[str, Any], key: str, compile_fn: Callable[[], dict[str, Any]],

@@ -47,27 +47,29 @@ def tpu_devices(topology: str) -> list[jax.Device]:
                                 "is libtpu installed (pip install -e '.[tpu]')?") from None
 
 
-def _memory(compiled, what: str, seconds: float) -> dict[str, Any]:
+def memory_figures(compiled, seconds: float) -> dict[str, Any]:
+  """Per-device bytes of a compiled program; total = arguments + outputs + temporaries
+  - aliased (donated buffers reused for outputs)."""
   mem = compiled.memory_analysis()
   args, outs = mem.argument_size_in_bytes, mem.output_size_in_bytes
   temps, alias = mem.temp_size_in_bytes, mem.alias_size_in_bytes
-  return {"what": what, "arguments": args, "outputs": outs, "temporaries": temps,
-          "aliased": alias, "peak": args + outs + temps - alias,
-          "compile_s": round(seconds, 2)}
+  return {"arguments": args, "outputs": outs, "temporaries": temps, "aliased": alias,
+          "total": args + outs + temps - alias, "compile_s": round(seconds, 2)}
 
 
-def compile_train(model: models.BaseModel, partitioner: Partitioner) -> dict[str, Any]:
-  """The gin's train step (optimizer, batch, lengths, microbatches), compiled."""
+def compile_train(model: models.BaseModel, partitioner: Partitioner, microbatches: int,
+                  batch_size: int) -> dict[str, Any]:
+  """The gin's train step (optimizer, lengths) at this batch and microbatch count,
+  lowered with abstract sharded inputs and compiled: its memory figures."""
   schedule = optimizers.learning_rate_schedule(decay_steps=gin.query_parameter("%TRAIN_STEPS"))
-  microbatches = gin.get_bindings("train.train").get("num_microbatches", 1)
   steps = compile_steps(model, optimizers.make_optimizer(learning_rate=schedule), schedule,
                         partitioner, microbatches)
-  data = model.abstract_batch(gin.query_parameter("%TASK_FEATURE_LENGTHS"),
-                              gin.query_parameter("%BATCH_SIZE"), partitioner.batch_sharding())
+  data = model.abstract_batch(gin.query_parameter("%TASK_FEATURE_LENGTHS"), batch_size,
+                              partitioner.batch_sharding())
   tic = time.perf_counter()
   compiled = steps.train.lower(steps.abstract_state, data,
                                jax.eval_shape(lambda: jax.random.key(0))).compile()
-  return _memory(compiled, "train_step", time.perf_counter() - tic)
+  return memory_figures(compiled, time.perf_counter() - tic)
 
 
 def compile_decode(model: models.BaseModel, partitioner: Partitioner, batch: int,
@@ -86,7 +88,7 @@ def compile_decode(model: models.BaseModel, partitioner: Partitioner, batch: int
   with partitioner.context():
     compiled = predict.lower(params, tokens, lengths,
                              jax.eval_shape(lambda: jax.random.key(0))).compile()
-  return _memory(compiled, "predict_batch", time.perf_counter() - tic)
+  return memory_figures(compiled, time.perf_counter() - tic)
 
 
 def main() -> None:
@@ -100,11 +102,14 @@ def main() -> None:
             "device_kind": devices[0].device_kind, "devices": len(devices),
             "mesh": dict(partitioner.mesh.shape), "model": model.name}
   if "train" in FLAGS.what:
-    print(json.dumps({**common, **compile_train(model, partitioner)}), flush=True)
+    train = compile_train(model, partitioner,
+                          gin.get_bindings("train.train").get("num_microbatches", 1),
+                          gin.query_parameter("%BATCH_SIZE"))
+    print(json.dumps({**common, "what": "train_step", **train}), flush=True)
   if "decode" in FLAGS.what:
     decode = compile_decode(model, partitioner, FLAGS.decode_batch, FLAGS.decode_prompt_length,
                             FLAGS.decode_new_tokens)
-    print(json.dumps({**common, **decode}), flush=True)
+    print(json.dumps({**common, "what": "predict_batch", **decode}), flush=True)
 
 
 def define_flags() -> None:
