@@ -130,8 +130,7 @@ class BaseModel(abc.ABC):
     otherwise pretraining chunks of the "targets" length (RedLLM splits them).
     """
     if "inputs" in task_feature_lengths:
-      row = self.prefix_lm_batch([[1] * task_feature_lengths["inputs"]],
-                                 [[1] * task_feature_lengths["targets"]])
+      row = self.dummy_batch(1, task_feature_lengths["inputs"], task_feature_lengths["targets"])
     else:
       row = self.pretraining_batch(np.ones((1, task_feature_lengths["targets"]), np.int32))
     return {k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), v.dtype, sharding=sharding)

@@ -151,19 +151,20 @@ def validate(model: BaseModel, converter: seqio.FeatureConverter,
                       f"{jax.process_count()} processes and divide BATCH_SIZE {batch_size}")
 
 
-def check_counts(**counts: Any) -> None:
+def check_counts(configurable: str = "train.train", **counts: Any) -> None:
   """Step counts and sizes are positive integers; train_steps may be 0 (evaluate the
   initial or restored model) and eval_every 0 (only at the end).
 
-  The names are train.train's arguments; the two set by macros are named as such.
+  Errors name `configurable.argument`, or for train.train the macro that sets it.
   """
   macros = {"train_steps": "TRAIN_STEPS", "batch_size": "BATCH_SIZE"}
   for name, value in counts.items():
     lowest = 0 if name in ("train_steps", "eval_every") else 1
     if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
       kind = "a non-negative" if lowest == 0 else "a positive"
-      raise ConfigError(f"{macros.get(name, 'train.train.' + name)} must be {kind} integer, "
-                        f"got {value!r}")
+      where = (macros.get(name) if configurable == "train.train" else None
+               ) or f"{configurable}.{name}"
+      raise ConfigError(f"{where} must be {kind} integer, got {value!r}")
 
 
 @gin.configurable

@@ -7,8 +7,8 @@ r"""Zero/few-shot downstream harness over JSON-lines task files, several checkpo
 
 Each checkpoint says which model it holds (its `meta`): no model gin is needed. The
 vocabulary is `get_vocabulary()` (the demo one in runs/harness.gin; bind
-`get_vocabulary.demo = False` and `vocab_path.path` for another). `python -m redllm_jax.evaluation.demo_tasks`
-rebuilds the demo task files.
+`get_vocabulary.demo = False` and `vocab_path.path` for another).
+`python -m redllm_jax.evaluation.demo_tasks` rebuilds the demo task files.
 
 Task files (one JSON object per line; the kind is decided per line by its keys):
   multiple choice  {"inputs": str, "options": [str, ...], "label": int}

@@ -45,7 +45,7 @@ def evaluate_checkpoint(model: BaseModel = gin.REQUIRED, checkpoint_path: str = 
                         split: str = "validation", batch_size: int = 8,
                         max_batches: Optional[int] = None) -> dict[str, dict[str, float]]:
   """{task: metrics} of the checkpoint; also eval_results.json and TensorBoard scalars."""
-  train.check_counts(batch_size=batch_size)
+  train.check_counts("perplexity.evaluate_checkpoint", batch_size=batch_size)
   input_pipeline.check_tasks(tasks)
   partitioner = Partitioner()
   train.validate(model, feature_converter, task_feature_lengths, batch_size, partitioner,

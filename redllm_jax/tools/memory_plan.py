@@ -4,8 +4,8 @@ r"""AOT memory plan: per-device memory of every paper config's real train step o
   python -m redllm_jax.tools.memory_plan --sizes=150m --devices=8 --out_dir=/tmp/plan
 
 For each (architecture, size, stage) the paper experiment gin at that size
-(`experiments/{pretrain,finetune}_{arch}.gin` + `models/sizes/{size}.gin`: scanned layers, the gin's
-remat policy, bf16 activations, Adafactor, paper batch and lengths) is built, and
+(`experiments/{pretrain,finetune}_{arch}.gin` + `models/sizes/{size}.gin`: scanned
+layers, the gin's remat policy, bf16 activations, Adafactor, paper batch and lengths) is built, and
 its train step is lowered and compiled with abstract inputs
 (`jax.ShapeDtypeStruct`s carrying shardings; nothing is allocated) on a fake CPU
 mesh of N devices (`--xla_force_host_platform_device_count=N`, one subprocess per
@@ -130,22 +130,21 @@ def worker(max_devices: int, devices: Sequence[int], configs: Sequence[tuple[str
         cache.update({k: v for k, v in json.load(f).items() if "error" not in v})
   mine = {}
 
+  import jax  # pylint: disable=g-import-not-at-top  # see compile_one
+
+  def save(key):
+    mine[key] = cache[key]
+    if os.path.exists(cache_path):
+      with open(cache_path) as f:
+        mine.update({k: v for k, v in json.load(f).items() if k not in mine})
+    with open(cache_path, "w") as f:
+      json.dump(mine, f, indent=1)
+
   def get(arch, size, stage, n, tensor, rows, batch):
     micro = batch // (rows * (n // tensor))
-    key = job_key(arch, size, stage, n, tensor, micro, batch)
-    import jax  # pylint: disable=g-import-not-at-top  # see compile_one
-
-    def save(key):
-      mine[key] = cache[key]
-      if os.path.exists(cache_path):
-        with open(cache_path) as f:
-          mine.update({k: v for k, v in json.load(f).items() if k not in mine})
-      with open(cache_path, "w") as f:
-        json.dump(mine, f, indent=1)
-
     return cached_compile(
-        cache, key, lambda: compile_one(arch, size, stage, jax.devices()[:n], tensor, micro,
-                                        batch),
+        cache, job_key(arch, size, stage, n, tensor, micro, batch),
+        lambda: compile_one(arch, size, stage, jax.devices()[:n], tensor, micro, batch),
         f"[{n} devices] {arch} {size} {stage} tensor={tensor} micro={micro} rows={rows}",
         deadline, save)
 
