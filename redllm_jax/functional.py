@@ -5,6 +5,8 @@ RMSNorm, RoPE, masks and attention weights, as pure jax.numpy functions.
 to `standalone.py`, so an exported model runs with the very same arithmetic and
 the two cannot drift. Keep it free of Flax, TensorFlow, seqio and gin.
 """
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -45,26 +47,66 @@ def apply_rope(x: jax.Array, positions: jax.Array, base: float) -> jax.Array:
   return rotated.astype(x.dtype)
 
 
-def attention_mask(q_segments: jax.Array, k_segments: jax.Array, q_index: jax.Array,
-                   k_index: jax.Array, causal: bool, q_prefix: jax.Array | None = None,
-                   k_prefix: jax.Array | None = None) -> jax.Array:
-  """Boolean mask [batch, 1, q, k]: same non-zero segment, plus causality if asked.
+class AttentionMask(NamedTuple):
+  """Which keys each query sees, as per-token vectors rather than a [q, k] matrix.
 
-  Causality compares slot indices (not RoPE positions). Where both the query and
-  the key lie in a bidirectional prefix (DecLLM + BiAttn, T5X's
-  `decoder_causal_attention`), the causal restriction is lifted.
+  Query i sees key j iff q_segments[i] == k_segments[j] != 0 and, when ranks are
+  given (causal masks), k_ranks[j] <= q_ranks[i]. Segment 0 is padding. That one
+  rule covers causal, BiAttn-prefix, bidirectional and cross-attention masks with
+  packing, so a flash kernel can read O(length) inputs; `dense()` is the matrix.
   """
-  mask = (q_segments[:, :, None] == k_segments[:, None, :]) & (k_segments[:, None, :] != 0)
-  if causal:
-    allowed = q_index[:, :, None] >= k_index[:, None, :]
-    if q_prefix is not None:
-      allowed |= q_prefix[:, :, None].astype(bool) & k_prefix[:, None, :].astype(bool)
-    mask &= allowed
-  return mask[:, None]
+
+  q_segments: jax.Array  # [b, q] int32
+  k_segments: jax.Array  # [b, k] int32
+  q_ranks: jax.Array | None = None  # [b, q] int32; None = bidirectional.
+  k_ranks: jax.Array | None = None  # [b, k] int32
+
+  def dense(self) -> jax.Array:
+    """Boolean mask [batch, 1, q, k]."""
+    mask = ((self.q_segments[:, :, None] == self.k_segments[:, None, :])
+            & (self.k_segments[:, None, :] != 0))
+    if self.q_ranks is not None:
+      mask &= self.k_ranks[:, None, :] <= self.q_ranks[:, :, None]
+    return mask[:, None]
+
+  def visible_keys(self) -> jax.Array:
+    """[b, q] int32: how many keys each query sees (XLA fuses this; no [q, k] buffer)."""
+    return jnp.sum(self.dense()[:, 0], axis=-1, dtype=jnp.int32)
+
+
+def attention_mask(q_segments: jax.Array, k_segments: jax.Array, q_index: jax.Array,
+                   k_index: jax.Array, causal: bool,
+                   q_prefix: jax.Array | None = None) -> AttentionMask:
+  """Same non-zero segment, plus causality over slot indices if asked.
+
+  With a bidirectional prefix (DecLLM + BiAttn, T5X's `decoder_causal_attention`:
+  1 on each example's leading input tokens), a prefix query ranks as the last slot
+  of its prefix, so it sees the whole prefix and nothing after it; every other
+  query ranks as its own slot. `q_index` must then be the slots 0..q-1 of the row.
+  """
+  q_segments, k_segments = q_segments.astype(jnp.int32), k_segments.astype(jnp.int32)
+  if not causal:
+    return AttentionMask(q_segments, k_segments)
+  q_ranks = q_index.astype(jnp.int32)
+  if q_prefix is not None:
+    q_ranks = jnp.where(q_prefix.astype(bool), _prefix_ends(q_segments, q_prefix.astype(bool)),
+                        q_ranks)
+  return AttentionMask(q_segments, k_segments, q_ranks, k_index.astype(jnp.int32))
+
+
+def _prefix_ends(segments: jax.Array, prefix: jax.Array) -> jax.Array:
+  """[b, l]: for each slot, the last slot before the next non-prefix slot or segment start."""
+  length = segments.shape[1]
+  slots = jnp.arange(length, dtype=jnp.int32)
+  starts = jnp.concatenate([jnp.ones_like(prefix[:, :1]),
+                            segments[:, 1:] != segments[:, :-1]], axis=1)
+  stops = jnp.where(~prefix | starts, slots, length)
+  next_stop = jnp.concatenate([stops[:, 1:], jnp.full_like(stops[:, :1], length)], axis=1)
+  return jax.lax.cummin(next_stop, axis=1, reverse=True) - 1
 
 
 def attention_probs(q: jax.Array, k: jax.Array, mask: jax.Array) -> jax.Array:
-  """Float32 attention weights [b, h, q, k] (rows without a visible key are uniform)."""
+  """Float32 attention weights [b, h, q, k] under a dense mask (blind rows are uniform)."""
   logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
   logits = jnp.where(mask, logits * q.shape[-1] ** -0.5, jnp.finfo(jnp.float32).min)
   return jax.nn.softmax(logits, axis=-1)
@@ -76,8 +118,9 @@ def zero_blind_rows(out: jax.Array, mask: jax.Array) -> jax.Array:
   return out * jnp.transpose(has_key, (0, 2, 1))[..., None].astype(out.dtype)
 
 
-def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMask) -> jax.Array:
   """(Softmax(q k^T / sqrt(d)) v, its weights) with q [b,q,h,d], k/v [b,k,h,d]."""
-  probs = attention_probs(q, k, mask)
+  dense = mask.dense()
+  probs = attention_probs(q, k, dense)
   out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
-  return zero_blind_rows(out, mask), probs
+  return zero_blind_rows(out, dense), probs

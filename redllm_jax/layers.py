@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from redllm_jax import flash_attention
 from redllm_jax import functional as F
 from redllm_jax.config import TransformerConfig
 
@@ -61,45 +62,43 @@ class RMSNorm(nn.Module):
     return F.rms_norm(x, scale, self.epsilon, self.dtype)
 
 
-def dot_product_attention(q: Array, k: Array, v: Array, mask: Array, impl: str = "einsum",
-                          return_probs: bool = False):
-  """Softmax(q k^T / sqrt(d)) v with q [b,q,h,d], k/v [b,k,h,d], mask [b,1,q,k].
+def dot_product_attention(q: Array, k: Array, v: Array, mask: F.AttentionMask,
+                          impl: str = "einsum", return_probs: bool = False):
+  """Softmax(q k^T / sqrt(d)) v with q [b,q,h,d], k/v [b,k,h,d].
 
   Rows with no visible key return zeros instead of NaN (or a uniform average):
   padding queries, and RedLLM decoder tokens of a packed example whose encoder
   part is empty. With `return_probs`, returns (out, probs); probs is None for
-  the fused implementations.
+  the fused implementations. 'pallas_flash' never builds the [q, k] mask.
   """
   probs = None
   if impl == "einsum":
     out, probs = F.einsum_attention(q, k, v, mask)
   elif impl == "pallas_flash":
-    out = F.zero_blind_rows(pallas_flash_attention(q, k, v, mask), mask)
+    out = sharded_flash_attention(q, k, v, mask)
   else:
-    out = F.zero_blind_rows(jax.nn.dot_product_attention(q, k, v, mask=mask,
-                                                         implementation=impl), mask)
+    dense = mask.dense()
+    out = F.zero_blind_rows(jax.nn.dot_product_attention(q, k, v, mask=dense,
+                                                         implementation=impl), dense)
   return (out, probs) if return_probs else out
 
 
-def pallas_flash_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
-  """The Pallas TPU flash-attention kernel; a one-line error on any other backend.
+def sharded_flash_attention(q: Array, k: Array, v: Array, mask: F.AttentionMask) -> Array:
+  """The flash kernel once per device's shard: batch and heads split as the logical rules say.
 
-  The kernel is imported here, never at module import, so CPU/GPU processes do not
-  load TPU-only code. Our masks are dynamic (segments, causality, BiAttn prefixes,
-  cache validity), so they enter as an additive bias [b, h, q, k]; the kernel still
-  tiles the softmax and never materialises the probabilities.
+  A Pallas kernel cannot be partitioned by XLA, so under a mesh it runs inside
+  `shard_map` with batch and heads sharded like the activations around it and
+  lengths whole (the kernel needs every key of its rows).
   """
-  backend = jax.default_backend()
-  if backend != "tpu":
-    raise ValueError(f"attention_impl='pallas_flash' needs a TPU, but the JAX backend is "
-                     f"{backend!r}; use 'einsum' or 'xla' here")
-  from jax.experimental.pallas.ops.tpu import flash_attention as tpu_flash  # pylint: disable=g-import-not-at-top
-  to_bhld = lambda x: jnp.transpose(x, (0, 2, 1, 3))
-  bias = jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
-  bias = jnp.broadcast_to(bias, (q.shape[0], q.shape[2], q.shape[1], k.shape[1]))
-  out = tpu_flash.flash_attention(to_bhld(q), to_bhld(k), to_bhld(v), ab=bias,
-                                  sm_scale=q.shape[-1] ** -0.5)
-  return to_bhld(out)
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return flash_attention.flash_attention(q, k, v, mask)
+  qkv_spec = nn.logical_to_mesh_axes(("batch", "length", "heads", "kv"))
+  vec_spec = nn.logical_to_mesh_axes(("batch", "length"))
+  mask_spec = jax.tree.map(lambda _: vec_spec, mask)
+  return jax.shard_map(flash_attention.flash_attention, mesh=mesh,
+                       in_specs=(qkv_spec, qkv_spec, qkv_spec, mask_spec), out_specs=qkv_spec,
+                       check_vma=False)(q, k, v, mask)
 
 
 class Attention(nn.Module):
@@ -151,7 +150,7 @@ class Attention(nn.Module):
                                        return_probs=True)
     if capture:
       self.sow("intermediates", "attention_weights",
-               F.attention_probs(q, k, mask) if probs is None else probs)
+               F.attention_probs(q, k, mask.dense()) if probs is None else probs)
     if self.output_norm:
       out = self.output_norm_layer(out)
     return constrain(self.out(out), ("batch", "length", "embed"))

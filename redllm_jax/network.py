@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from redllm_jax.config import TransformerConfig
-from redllm_jax.functional import attention_mask, row_positions
+from redllm_jax.functional import AttentionMask, attention_mask, row_positions
 from redllm_jax.layers import Attention, RMSNorm, SwiGLU, TiedEmbedding, constrain
 
 Array = jax.Array
@@ -36,11 +36,11 @@ class LayerContext:
   """What every layer of a stack sees (broadcast across scanned layers)."""
 
   positions: Array  # [b, l] RoPE positions of this stack's tokens.
-  self_mask: Array  # [b, 1, l, k] self-attention mask (k = cache length when cached).
+  self_mask: AttentionMask  # Over [l, k] (k = cache length when cached).
   cache_index: Optional[Array] = None  # Scalar slot where new K/V are written.
   encoded: Optional[Array] = None  # [b, s, d] final encoder output (RedLLM).
   encoder_positions: Optional[Array] = None  # [b, s]
-  cross_mask: Optional[Array] = None  # [b, 1, l, s]
+  cross_mask: Optional[AttentionMask] = None  # Over [l, s].
 
 
 @flax.struct.dataclass
@@ -190,8 +190,7 @@ class DecLLM(_CachedDecoder):
                prefix: Optional[Array] = None, enable_dropout: bool = False) -> Array:
     """Logits [b, l, vocab]. `prefix` (1 = bidirectional region) selects BiAttn."""
     index = row_positions(tokens)
-    mask = attention_mask(segment_ids, segment_ids, index, index, causal=True,
-                          q_prefix=prefix, k_prefix=prefix)
+    mask = attention_mask(segment_ids, segment_ids, index, index, causal=True, q_prefix=prefix)
     ctx = LayerContext(positions=positions, self_mask=mask)
     x, _ = self.decoder(self.embed(tokens), None, ctx, not enable_dropout)
     return self._logits(x)
@@ -207,9 +206,8 @@ class DecLLM(_CachedDecoder):
     batch, prompt_len = tokens.shape
     in_prompt = row_positions(tokens) < lengths[:, None]
     valid = jnp.zeros((batch, cache_length), bool).at[:, :prompt_len].set(in_prompt)
-    prefix = (in_prompt, valid) if bidirectional_prompt else (None, None)
-    mask = attention_mask(in_prompt.astype(jnp.int32), valid.astype(jnp.int32), row_positions(tokens),
-                          row_positions(valid), causal=True, q_prefix=prefix[0], k_prefix=prefix[1])
+    mask = attention_mask(in_prompt, valid, row_positions(tokens), row_positions(valid),
+                          causal=True, q_prefix=in_prompt if bidirectional_prompt else None)
     ctx = LayerContext(positions=row_positions(tokens), self_mask=mask, cache_index=jnp.int32(0))
     cache = _empty_cache(cfg, cfg.num_layers, batch, cache_length)
     x, layers = self.decoder(self.embed(tokens), cache, ctx, True)
@@ -253,9 +251,8 @@ class RedLLM(_CachedDecoder):
     index = row_positions(tokens)
     cross_mask = attention_mask(segment_ids, encoder_segment_ids, index,
                                 row_positions(encoder_segment_ids), causal=False)
-    offsets = jnp.sum(cross_mask[:, 0], axis=-1, dtype=jnp.int32)
     ctx = LayerContext(
-        positions=positions + offsets,
+        positions=positions + cross_mask.visible_keys(),
         self_mask=attention_mask(segment_ids, segment_ids, index, index, causal=True),
         encoded=encoded, encoder_positions=encoder_positions, cross_mask=cross_mask)
     x, _ = self.decoder(self.embed(tokens), None, ctx, not enable_dropout)

@@ -134,10 +134,10 @@ def _dense(x, kernel, contract: int, cfg: dict):
   return jax.lax.dot_general(x, kernel, (dims, ((), ())))
 
 
-def attention_mask(q_segments, k_segments, causal: bool, q_prefix=None, k_prefix=None):
-  """[b, 1, q, k] for unpacked rows: slot index is position."""
+def attention_mask(q_segments, k_segments, causal: bool, q_prefix=None) -> F.AttentionMask:
+  """The mask for unpacked rows: slot index is position."""
   return F.attention_mask(q_segments, k_segments, F.row_positions(q_segments),
-                          F.row_positions(k_segments), causal, q_prefix, k_prefix)
+                          F.row_positions(k_segments), causal, q_prefix)
 
 
 def attention(p: dict, prefix: str, x_q, x_kv, q_positions, kv_positions, mask, cfg: dict):
@@ -188,7 +188,7 @@ def decllm_logits(p: dict, cfg: dict, tokens, positions=None, segment_ids=None, 
   positions = F.row_positions(tokens) if positions is None else positions
   # Every token is real unless segment ids say otherwise: the BOS is id 0 too.
   segment_ids = jnp.ones_like(tokens) if segment_ids is None else segment_ids
-  mask = attention_mask(segment_ids, segment_ids, True, prefix, prefix)
+  mask = attention_mask(segment_ids, segment_ids, True, prefix)
   x = _embed(p, tokens, cfg)
   for i in range(cfg["num_layers"]):
     x = layer(p, f"decoder.layers.{i}", x, positions, mask, cfg)
@@ -211,8 +211,7 @@ def redllm_decode(p: dict, cfg: dict, encoded, encoder_positions, encoder_segmen
   positions = F.row_positions(tokens) if positions is None else positions
   segment_ids = jnp.ones_like(tokens) if segment_ids is None else segment_ids
   cross_mask = attention_mask(segment_ids, encoder_segment_ids, False)
-  offsets = jnp.sum(cross_mask[:, 0], axis=-1, dtype=jnp.int32)
-  positions = positions + offsets
+  positions = positions + cross_mask.visible_keys()
   self_mask = attention_mask(segment_ids, segment_ids, True)
   x = _embed(p, tokens, cfg)
   for i in range(cfg["num_decoder_layers"]):

@@ -49,12 +49,15 @@ def tpu_devices(topology: str) -> list[jax.Device]:
 
 def memory_figures(compiled, seconds: float) -> dict[str, Any]:
   """Per-device bytes of a compiled program; total = arguments + outputs + temporaries
-  - aliased (donated buffers reused for outputs)."""
+  - aliased (donated buffers reused for outputs). `mosaic_kernels` counts the Pallas
+  kernel calls the TPU program holds (flash attention), so a fallback would show."""
   mem = compiled.memory_analysis()
   args, outs = mem.argument_size_in_bytes, mem.output_size_in_bytes
   temps, alias = mem.temp_size_in_bytes, mem.alias_size_in_bytes
+  kernels = compiled.as_text().count('custom_call_target="tpu_custom_call"')
   return {"arguments": args, "outputs": outs, "temporaries": temps, "aliased": alias,
-          "total": args + outs + temps - alias, "compile_s": round(seconds, 2)}
+          "total": args + outs + temps - alias, "mosaic_kernels": kernels,
+          "compile_s": round(seconds, 2)}
 
 
 def compile_train(model: models.BaseModel, partitioner: Partitioner, microbatches: int,

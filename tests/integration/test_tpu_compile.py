@@ -1,5 +1,6 @@
 """The real TPU compiler, on this CPU host: the tiny configs' train step and cached
-decoding compile for a v5e:2x2 slice (4 compile-only TPU devices)."""
+decoding compile for a v5e:2x2 slice (4 compile-only TPU devices), with einsum
+attention and with the Pallas flash kernel lowered by Mosaic."""
 import json
 import os
 import pathlib
@@ -23,11 +24,13 @@ def tpu_env() -> dict[str, str]:
               TPU_SKIP_MDS_QUERY="1", ALLOW_MULTIPLE_LIBTPU_LOAD="1")
 
 
+@pytest.mark.parametrize("impl", ["einsum", "pallas_flash"])
 @pytest.mark.parametrize("arch", ["decllm", "redllm"])
-def test_tiny_train_step_and_decoding_compile_for_a_v5e_slice(tpu_env, arch):
+def test_tiny_train_step_and_decoding_compile_for_a_v5e_slice(tpu_env, arch, impl):
   run = subprocess.run([sys.executable, "-m", "redllm_jax.tools.tpu_compile",
                         "--topology=v5e:2x2", f"--gin_file=experiments/demo_pretrain_{arch}.gin",
-                        "--gin.partitioning.Partitioner.mesh_shape=(1, 4, 1)"],
+                        "--gin.partitioning.Partitioner.mesh_shape=(1, 4, 1)",
+                        f"--gin.TransformerConfig.attention_impl='{impl}'"],
                        cwd=ROOT, env=tpu_env, capture_output=True, text=True, timeout=600)
   assert run.returncode == 0, run.stderr[-3000:]
   rows = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
@@ -36,6 +39,9 @@ def test_tiny_train_step_and_decoding_compile_for_a_v5e_slice(tpu_env, arch):
     assert row["platform"] == "tpu" and row["device_kind"].startswith("TPU v5")
     assert row["devices"] == 4 and row["mesh"] == {"data": 1, "fsdp": 4, "tensor": 1}
     assert row["model"] == arch and row["arguments"] > 0 and row["temporaries"] > 0
+    # The flash kernel is in the TPU program (forward, and dq and dk/dv when training);
+    # with einsum there is no Pallas kernel at all.
+    assert (row["mosaic_kernels"] > 0) == (impl == "pallas_flash"), row
   # FSDP over 4 chips: each holds a quarter of the f32 parameters (plus its share of
   # Adafactor's factored state and of the batch), never all of them.
   gin_utils.parse_gin([f"experiments/demo_pretrain_{arch}.gin"], [], finalize=False)

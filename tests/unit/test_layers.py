@@ -67,7 +67,7 @@ def test_attention_matches_float64_numpy():
     params = jax.tree.map(lambda a: a + 0.3 * rng.randn(*a.shape).astype(np.float32)
                           if a.ndim == 1 else a, variables["params"])
     got = np.asarray(module.apply({"params": params}, x, pos, mask), np.float64)
-    want = _reference(params["Attention_0"], x, pos, np.asarray(mask), output_norm)
+    want = _reference(params["Attention_0"], x, pos, np.asarray(mask.dense()), output_norm)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
