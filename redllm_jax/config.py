@@ -13,7 +13,8 @@ import jax.numpy as jnp
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
 # 'einsum': explicit softmax (any backend; the only one that returns attention
 # weights). 'xla' / 'cudnn': `jax.nn.dot_product_attention` (cudnn needs a GPU).
-# 'pallas_flash': the Pallas TPU flash-attention kernel (TPU only; imported lazily).
+# 'pallas_flash': our Pallas flash kernel (flash_attention.py): Mosaic on TPU,
+# interpret mode elsewhere (slow; for tests).
 ATTENTION_IMPLEMENTATIONS = ("einsum", "xla", "cudnn", "pallas_flash")
 
 

@@ -5,9 +5,12 @@ parameter carries logical axis names ("embed", "heads", "kv", "mlp", "vocab") an
 the main activations are constrained to ("batch", "length", ...), so the
 partitioner can map them onto any mesh through `logical_axis_rules`.
 """
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
 from redllm_jax import flash_attention
 from redllm_jax import functional as F
@@ -88,17 +91,25 @@ def sharded_flash_attention(q: Array, k: Array, v: Array, mask: F.AttentionMask)
 
   A Pallas kernel cannot be partitioned by XLA, so under a mesh it runs inside
   `shard_map` with batch and heads sharded like the activations around it and
-  lengths whole (the kernel needs every key of its rows).
+  lengths whole (the kernel needs every key of its rows). An axis the mesh does
+  not divide (initialisation's one-row batch) stays whole.
   """
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty:
     return flash_attention.flash_attention(q, k, v, mask)
-  qkv_spec = nn.logical_to_mesh_axes(("batch", "length", "heads", "kv"))
-  vec_spec = nn.logical_to_mesh_axes(("batch", "length"))
-  mask_spec = jax.tree.map(lambda _: vec_spec, mask)
+  batch, heads = nn.logical_to_mesh_axes(("batch", "heads"))
+  batch = batch if q.shape[0] % _mesh_size(mesh, batch) == 0 else None
+  heads = heads if q.shape[2] % _mesh_size(mesh, heads) == 0 else None
+  qkv_spec, vec_spec = P(batch, None, heads, None), P(batch, None)
   return jax.shard_map(flash_attention.flash_attention, mesh=mesh,
-                       in_specs=(qkv_spec, qkv_spec, qkv_spec, mask_spec), out_specs=qkv_spec,
-                       check_vma=False)(q, k, v, mask)
+                       in_specs=(qkv_spec, qkv_spec, qkv_spec,
+                                 jax.tree.map(lambda _: vec_spec, mask)),
+                       out_specs=qkv_spec, check_vma=False)(q, k, v, mask)
+
+
+def _mesh_size(mesh: jax.sharding.AbstractMesh, axes) -> int:
+  axes = () if axes is None else (axes,) if isinstance(axes, str) else axes
+  return math.prod(mesh.shape[a] for a in axes)
 
 
 class Attention(nn.Module):

@@ -2,8 +2,8 @@ r"""Compiles a config's train step and cached decoding for a TPU slice, on any h
 
   JAX_PLATFORMS=cpu TPU_SKIP_MDS_QUERY=1 python -m redllm_jax.tools.tpu_compile \
       --topology=v5e:2x2 --gin_file=experiments/demo_pretrain_redllm.gin \
-      [--gin.BATCH_SIZE=16] [--what=train,decode] [--decode_batch=4 --decode_prompt_length=128 \
-      --decode_new_tokens=128]
+      [--gin.BATCH_SIZE=16] [--what=train,decode,attention] [--decode_batch=4 \
+      --decode_prompt_length=128 --decode_new_tokens=128] [--attention_length=8192]
 
 Needs libtpu (`pip install -e ".[tpu]"`). `jax.experimental.topologies` gives
 compile-only TPU devices of the named slice; the mesh is the gin's
@@ -11,7 +11,9 @@ compile-only TPU devices of the named slice; the mesh is the gin's
 microbatches and remat) and `predict_batch` (prefill + the decode loop, with the
 cross-attention K/V cached) are lowered with abstract sharded inputs (nothing is
 allocated) and compiled by the real TPU compiler; `memory_analysis()` gives the
-per-device bytes. One JSON line per compile goes to stdout.
+per-device bytes. `attention` compiles one causal self-attention's forward and
+backward alone at the config's widths (the gin's `attention_impl`), which isolates
+what flash attention saves. One JSON line per compile goes to stdout.
 """
 import functools
 import json
@@ -24,7 +26,7 @@ import jax
 from jax.experimental import topologies
 import numpy as np
 
-from redllm_jax import gin_utils, models, optimizers
+from redllm_jax import functional, gin_utils, layers, models, optimizers
 from redllm_jax.decoding import DecodingConfig
 from redllm_jax.partitioning import Partitioner
 from redllm_jax.trainer import compile_steps
@@ -94,6 +96,27 @@ def compile_decode(model: models.BaseModel, partitioner: Partitioner, batch: int
   return memory_figures(compiled, time.perf_counter() - tic)
 
 
+def compile_attention(model: models.BaseModel, partitioner: Partitioner, batch: int,
+                      length: int) -> dict[str, Any]:
+  """Gradient of one causal self-attention (q, k, v -> out) over packed rows, alone."""
+  cfg = model.config
+  qkv = jax.ShapeDtypeStruct((batch, length, cfg.num_heads, cfg.head_dim),
+                             cfg.activation_dtype, sharding=partitioner.sharding(
+                                 jax.sharding.PartitionSpec("batch", "length", "heads", "kv")))
+  rows = jax.ShapeDtypeStruct((batch, length), np.int32, sharding=partitioner.batch_sharding())
+
+  def loss(q, k, v, segments, index):
+    mask = functional.attention_mask(segments, segments, index, index, causal=True)
+    return layers.dot_product_attention(q, k, v, mask, cfg.attention_impl).astype(
+        np.float32).sum()
+
+  step = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+  tic = time.perf_counter()
+  with partitioner.context():
+    compiled = step.lower(qkv, qkv, qkv, rows, rows).compile()
+  return memory_figures(compiled, time.perf_counter() - tic)
+
+
 def main() -> None:
   # Not finalized: what only a real run reads (MODEL_DIR, INITIAL_CHECKPOINT_PATH)
   # may stay unset.
@@ -113,16 +136,23 @@ def main() -> None:
     decode = compile_decode(model, partitioner, FLAGS.decode_batch, FLAGS.decode_prompt_length,
                             FLAGS.decode_new_tokens)
     print(json.dumps({**common, "what": "predict_batch", **decode}), flush=True)
+  if "attention" in FLAGS.what:
+    batch = gin.query_parameter("%BATCH_SIZE")
+    attention = compile_attention(model, partitioner, batch, FLAGS.attention_length)
+    print(json.dumps({**common, "what": "attention", "impl": model.config.attention_impl,
+                      "length": FLAGS.attention_length, "batch": batch, **attention}), flush=True)
 
 
 def define_flags() -> None:
   """The command's flags, defined only when it runs: tests import this module
   beside other tools whose flags share names."""
   flags.DEFINE_string("topology", "v5e:2x2", "TPU slice, e.g. v5e:2x2, v4:4x4x4.")
-  flags.DEFINE_list("what", ["train", "decode"], "What to compile: train and/or decode.")
+  flags.DEFINE_list("what", ["train", "decode"],
+                    "What to compile: train, decode and/or attention (one layer's, alone).")
   flags.DEFINE_integer("decode_batch", 4, "Prompts decoded at once.")
   flags.DEFINE_integer("decode_prompt_length", 128, "Prompt tokens for decoding.")
   flags.DEFINE_integer("decode_new_tokens", 128, "Generated tokens.")
+  flags.DEFINE_integer("attention_length", 8192, "Tokens per row for --what=attention.")
 
 
 if __name__ == "__main__":

@@ -237,6 +237,24 @@ def test_meshes_agree_with_one_device(arch, demo_root, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("arch", ["decllm", "redllm"])
+def test_flash_attention_trains_like_einsum_on_sharded_meshes(arch, demo_root, tmp_path):
+  """The Pallas kernel (interpret mode here) inside shard_map, batch over data/fsdp and
+  heads over tensor, gives einsum's single-device losses: forward and backward agree."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  runs = {}
+  for impl, meshes in (("einsum", ["1"]), ("pallas_flash", ["1", "2,2,2", "1,2,4"])):
+    out = tmp_path / f"{impl}.json"
+    subprocess.run([sys.executable, str(ROOT / "tests" / "scripts" / "mesh_run.py"), arch,
+                    str(out), "4", *meshes, f"--gin=TransformerConfig.attention_impl='{impl}'"],
+                   check=True, env=env, cwd=ROOT, timeout=900)
+    runs[impl] = json.loads(out.read_text())
+  reference = np.array(runs["einsum"]["1"]["losses"])
+  for mesh, run in runs["pallas_flash"].items():
+    np.testing.assert_allclose(run["losses"], reference, rtol=1e-4, err_msg=mesh)
+
+
+@pytest.mark.slow
 def test_two_gloo_processes_train_checkpoint_resume_and_match_one_process(demo_root, tmp_path):
   sys.path.insert(0, str(ROOT / "launch"))
   from local_multiprocess import launch  # pylint: disable=import-outside-toplevel

@@ -1,7 +1,8 @@
 """Worker for mesh-equivalence tests: trains a few steps on each requested mesh.
 
-  python tests/scripts/mesh_run.py ARCH OUT.json STEPS MESH [MESH ...]
-MESH is `1` (one device) or `d,f,t`. Prints nothing; writes {mesh: {losses, specs}}.
+  python tests/scripts/mesh_run.py ARCH OUT.json STEPS MESH [MESH ...] [--gin=BINDING ...]
+MESH is `1` (one device) or `d,f,t`; each --gin binding applies to every mesh.
+Prints nothing; writes {mesh: {losses, specs}}.
 """
 import json
 import sys
@@ -17,11 +18,11 @@ from redllm_jax.partitioning import Partitioner
 from redllm_jax.trainer import compile_steps
 
 
-def run(arch: str, mesh: str, steps: int):
+def run(arch: str, mesh: str, steps: int, bindings: list[str]):
   gin.clear_config()
   # Not finalized: this script drives the steps itself, so MODEL_DIR & co. stay unset.
   gin_utils.parse_gin([f"experiments/demo_pretrain_{arch}.gin"],
-                      ["TASK_FEATURE_LENGTHS = {'targets': 64}"], finalize=False)
+                      ["TASK_FEATURE_LENGTHS = {'targets': 64}", *bindings], finalize=False)
   model = models.from_gin()
   devices = jax.devices()[:1] if mesh == "1" else jax.devices()
   shape = (1, 1, 1) if mesh == "1" else tuple(int(x) for x in mesh.split(","))
@@ -43,6 +44,8 @@ def run(arch: str, mesh: str, steps: int):
 
 
 if __name__ == "__main__":
-  arch, out, steps, meshes = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+  arch, out, steps, rest = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+  bindings = [a.removeprefix("--gin=") for a in rest if a.startswith("--gin=")]
+  meshes = [a for a in rest if not a.startswith("--gin=")]
   with open(out, "w") as f:
-    json.dump({mesh: run(arch, mesh, steps) for mesh in meshes}, f)
+    json.dump({mesh: run(arch, mesh, steps, bindings) for mesh in meshes}, f)
