@@ -43,7 +43,8 @@ STAGES = ("pretrain", "finetune")
 CHIPS = {"v5e (16 GiB)": 16 * 2**30, "v4 (32 GiB)": 32 * 2**30}
 PAPER_BATCH = {"pretrain": 2048, "finetune": 1024}
 # --backend=tpu: HBM per chip of each TPU generation; a plan keeps 10% of it free.
-TPU_HBM = {"v4": 32 * 2**30, "v5e": 16 * 2**30, "v5p": 95 * 2**30, "v6e": 32 * 2**30}
+# Per chip; "v5" is v5p in topology names.
+TPU_HBM = {"v4": 32 * 2**30, "v5e": 16 * 2**30, "v5": 95 * 2**30, "v6e": 32 * 2**30}
 TPU_HEADROOM = 0.9
 
 

@@ -38,9 +38,15 @@ _HOST_BOUNDS = {"v5e:1x1": (1, 1, 1), "v5e:2x2": (2, 2, 1), "v6e:2x2": (2, 2, 1)
 
 
 def tpu_devices(topology: str) -> list[jax.Device]:
-  """Compile-only devices of a TPU slice; a one-line error without libtpu."""
+  """Compile-only devices of a TPU slice, one per chip; a one-line error without libtpu.
+
+  v4 and v5p chips hold two TensorCores: "megacore" makes each chip one device with
+  the whole chip's HBM, as on a real pod (without it, each core is a device).
+  """
   bounds = _HOST_BOUNDS.get(topology)
   kwargs = {"chips_per_host_bounds": bounds} if bounds else {}
+  if topology.split(":")[0] in ("v4", "v5"):
+    kwargs["chip_config_name"] = "megacore"
   try:
     return list(topologies.get_topology_desc(topology_name=topology, platform="tpu",
                                              **kwargs).devices)
