@@ -42,8 +42,8 @@ SIZES = ("150m", "1b", "2b", "4b", "8b")
 STAGES = ("pretrain", "finetune")
 CHIPS = {"v5e (16 GiB)": 16 * 2**30, "v4 (32 GiB)": 32 * 2**30}
 PAPER_BATCH = {"pretrain": 2048, "finetune": 1024}
-# --backend=tpu: HBM per chip of each TPU generation; a plan keeps 10% of it free.
-# Per chip; "v5" is v5p in topology names.
+# --backend=tpu: HBM per chip of each TPU generation, by topology-name prefix ("v5"
+# is v5p); a plan keeps 10% of it free.
 TPU_HBM = {"v4": 32 * 2**30, "v5e": 16 * 2**30, "v5": 95 * 2**30, "v6e": 32 * 2**30}
 TPU_HEADROOM = 0.9
 
