@@ -1,4 +1,5 @@
-"""Attention implementations: 'xla' equals 'einsum' on CPU (the flash kernel: test_flash_attention)."""
+"""Attention implementations equal 'einsum' on CPU: 'xla', and 'pallas_flash' in interpret mode
+(the kernel itself, mask by mask and with gradients: test_flash_attention)."""
 import numpy as np
 import pytest
 
@@ -23,10 +24,11 @@ def test_xla_equals_einsum_with_padding_and_causality():
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["decllm", "redllm"])
-def test_model_logits_xla_equal_einsum(arch):
+@pytest.mark.parametrize("impl", ["xla", "pallas_flash"])
+def test_model_logits_equal_einsum(arch, impl):
+  """DecLLM, DecLLM + BiAttn and RedLLM: every attention layer through `impl`."""
   batch = lm_batch(arch)
-  ref_model, xla_model = make_model(arch), make_model(arch, attention_impl="xla")
+  ref_model, model = make_model(arch), make_model(arch, attention_impl=impl)
   params = init(ref_model)
-  np.testing.assert_allclose(logits(xla_model, params, batch), logits(ref_model, params, batch),
+  np.testing.assert_allclose(logits(model, params, batch), logits(ref_model, params, batch),
                              rtol=1e-4, atol=1e-4)
