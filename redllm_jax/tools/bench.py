@@ -17,6 +17,11 @@ Every figure is measured in one process, side by side, and written to one JSON
   prompt:generation 1:1 with the Red/Dec ratio; and uncached decoding (the full
   forward recomputed for every generated token) to show the caches' effect.
 - input: the demo input pipeline's tokens/s against the train step's consumption.
+- peers: the same greedy decoding (shapes, batch, f32, lengths) in Hugging Face
+  transformers on PyTorch (`bench_peers`: Llama for DecLLM, T5Gemma for RedLLM),
+  timed in alternation with ours; plus the memory bandwidth, and each decode
+  step against its bound (weight bytes / bandwidth). Skipped, saying why, without
+  the `peers` extra.
 - dispatch: whether train steps pipeline. N steps of the tiny config dispatched
   back to back, the way the loop runs them now that metrics are read back only
   when logged or saved: host seconds per dispatch against seconds per step. A
@@ -37,14 +42,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from redllm_jax.data import demo_corpus
-from redllm_jax.tools import bench_input
+from redllm_jax.tools import bench_input, bench_peers
 from redllm_jax import flops, gin_utils, models, optimizers
 from redllm_jax.decoding import DecodingConfig
 from redllm_jax.models import BaseModel
 from redllm_jax.partitioning import Partitioner
 from redllm_jax.trainer import compile_steps
 
-SECTIONS = ("ceiling", "train", "decode", "input", "dispatch")
+SECTIONS = ("ceiling", "train", "decode", "peers", "input", "dispatch")
 ARCHS = ("decllm", "redllm")
 
 _SECTIONS = flags.DEFINE_list("sections", list(SECTIONS), f"Any of {SECTIONS}.")
@@ -288,6 +293,44 @@ def decode_compare(size: str, batch: int, length: int, repeats: int,
   return out
 
 
+# ----------------------------------------------------------------------------- peers
+
+PEER_THREADS = (1, 2)  # torch threads; on a loaded 2-core host 1 thread can be faster.
+
+
+def peers_compare(size: str, batch: int, length: int, repeats: int) -> dict[str, Any]:
+  """Ours vs HF PyTorch greedy decoding, all runs alternating; the faster torch thread
+  count is the peer. Also each decode step's time against the bandwidth bound."""
+  bandwidth = bench_peers.memory_bandwidth()
+  runs, infos = {}, {}
+  for arch in ARCHS:
+    cfg = build_model(arch, size).config
+    hf = bench_peers.hf_model(arch, cfg)
+    # The prompts decode_setup feeds ours.
+    prompts = np.random.RandomState(0).randint(2, cfg.vocab_size, (batch, length))
+    info, run_ours, _ = decode_setup(arch, size, batch, length, uncached=False)
+    infos[arch] = dict(info, hf_params=sum(p.numel() for p in hf.parameters()))
+    runs[f"{arch}/ours"] = run_ours
+    for threads in PEER_THREADS:
+      runs[f"{arch}/hf_{threads}t"] = bench_peers.hf_decode_fn(hf, prompts, length, threads)
+  times = bench_peers.timed(runs, repeats)
+  out = {"read_bytes_per_s": bandwidth}
+  for arch in ARCHS:
+    ours = bench_peers.summary(times[f"{arch}/ours"], batch * length)
+    peers = {t: bench_peers.summary(times[f"{arch}/hf_{t}t"], batch * length)
+             for t in PEER_THREADS}
+    threads = max(peers, key=lambda t: peers[t]["tokens_per_s"])
+    weight_bytes = 4 * infos[arch]["params"]
+    bound_s = weight_bytes / bandwidth
+    step_s = ours["median_s"] / length  # Prefill included: an upper bound on a step.
+    out[arch] = {**infos[arch], "ours": ours, "hf": peers[threads], "hf_threads": threads,
+                 "hf_all": {f"{t}t": peers[t] for t in PEER_THREADS},
+                 "ours_over_hf": ours["tokens_per_s"] / peers[threads]["tokens_per_s"],
+                 "step_s": step_s, "bandwidth_bound_s": bound_s,
+                 "step_over_bound": step_s / bound_s}
+  return out
+
+
 # ----------------------------------------------------------------------------- input
 
 def input_bench(batch: int = 16, steps: int = 100, warmup: int = 20) -> dict[str, Any]:
@@ -359,6 +402,23 @@ def run(sections: Sequence[str], sizes: Sequence[str], repeats: int = 3, remat: 
       out["decode"][f"red_over_dec_{size}"] = ratio
       log(f"decode RedLLM/DecLLM {size}: {ratio:.2f}x (params "
           f"{rows['redllm']['params'] / 1e6:.1f}M vs {rows['decllm']['params'] / 1e6:.1f}M)")
+  if "peers" in sections:
+    reason = bench_peers.missing()
+    if reason:
+      log(f"peers: skipped, {reason}")
+      out["peers"] = {"skipped": reason}
+    else:
+      out["peers"] = {size: peers_compare(size, decode_batch, decode_length, repeats)
+                      for size in sizes}
+      for size, rows in out["peers"].items():
+        log(f"memory bandwidth (read): {rows['read_bytes_per_s'] / 1e9:.1f} GB/s")
+        for arch in ARCHS:
+          r = rows[arch]
+          log(f"peers {arch:7s} {size:5s} {decode_batch}x({decode_length}+{decode_length}): "
+              f"ours {r['ours']['tokens_per_s']:7.1f} tok/s, HF PyTorch "
+              f"({r['hf_threads']} thread) {r['hf']['tokens_per_s']:7.1f} tok/s: "
+              f"{r['ours_over_hf']:.2f}x; our step {r['step_s'] * 1e3:.1f} ms vs bandwidth "
+              f"bound {r['bandwidth_bound_s'] * 1e3:.1f} ms ({r['step_over_bound']:.1f}x)")
   if "dispatch" in sections:
     out["dispatch"] = {arch: dispatch_bench(arch) for arch in ARCHS}
     for arch, r in out["dispatch"].items():

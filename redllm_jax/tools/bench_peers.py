@@ -1,0 +1,107 @@
+"""The peer a user would compare against: Hugging Face transformers on PyTorch (CPU).
+
+`bench --sections=peers` times greedy decoding of the same shapes, batch, dtype
+and lengths on both stacks, in alternation, and this machine's memory bandwidth,
+which bounds a decode step: every weight is read once per generated token.
+
+- DecLLM's peer is `LlamaForCausalLM` at DecLLM's widths (pre-norm, RoPE, SwiGLU,
+  tied embeddings; no QKV norms).
+- RedLLM's peer is `T5GemmaForConditionalGeneration` at RedLLM's widths and depths
+  (every layer full attention, one embedding table as ours; Gemma's GeLU FFN and
+  soft-capping as T5Gemma has them).
+
+The HF models are randomly initialised: the timing does not depend on the
+weights, since generation is forced to run all `length` steps (no EOS).
+torch and transformers come from the `peers` extra (`pip install -e ".[peers]"`);
+without them the section is skipped with the reason.
+"""
+import statistics
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from redllm_jax.config import TransformerConfig
+
+
+def missing() -> Optional[str]:
+  """Why the peers cannot run here, or None."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+    import transformers  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError as e:
+    return f"{e.name} is not installed (pip install -e '.[peers]')"
+  return None
+
+
+def memory_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
+  """Best read bandwidth (bytes/s): a jitted sum over a large f32 array, which reads
+  each byte once, as a decode step reads each weight once."""
+  x = jnp.ones((megabytes * 2**20 // 4,), jnp.float32)
+  total = jax.jit(jnp.sum)
+  jax.block_until_ready(total(x))
+  best = float("inf")
+  for _ in range(repeats):
+    tic = time.perf_counter()
+    jax.block_until_ready(total(x))
+    best = min(best, time.perf_counter() - tic)
+  return x.nbytes / best
+
+
+def hf_model(arch: str, cfg: TransformerConfig):
+  """A random-init HF PyTorch model at our config's widths, in float32, eval mode."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  common = dict(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
+                num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
+                head_dim=cfg.head_dim, rms_norm_eps=cfg.norm_epsilon, tie_word_embeddings=True,
+                pad_token_id=0, eos_token_id=1, bos_token_id=0)
+  torch.manual_seed(0)
+  if arch == "decllm":
+    config = transformers.LlamaConfig(num_hidden_layers=cfg.num_layers, **common)
+    model = transformers.LlamaForCausalLM(config)
+  else:
+    module = lambda layers: transformers.T5GemmaModuleConfig(
+        num_hidden_layers=layers, layer_types=["full_attention"] * layers, **common)
+    config = transformers.T5GemmaConfig(encoder=module(cfg.num_encoder_layers),
+                                        decoder=module(cfg.num_decoder_layers),
+                                        vocab_size=cfg.vocab_size)
+    model = transformers.T5GemmaForConditionalGeneration(config)
+    # T5Gemma gives the encoder its own table; ours is one table for both sides.
+    model.model.encoder.embed_tokens = model.model.decoder.embed_tokens
+  return model.float().eval()
+
+
+def hf_decode_fn(model, prompts: np.ndarray, length: int, threads: int) -> Callable[[], Any]:
+  """Greedy `generate` of exactly `length` tokens with the KV cache, on `threads` threads."""
+  import torch  # pylint: disable=g-import-not-at-top
+  ids = torch.as_tensor(prompts, dtype=torch.long)
+  attention = torch.ones_like(ids)
+
+  def run():
+    torch.set_num_threads(threads)
+    with torch.inference_mode():
+      return model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=length,
+                            min_new_tokens=length, do_sample=False, use_cache=True)
+  return run
+
+
+def timed(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
+  """Seconds per call of each fn, run in alternation (a, b, c, a, b, c, ...) after a warmup."""
+  for fn in fns.values():
+    fn()
+  times = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      tic = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - tic)
+  return times
+
+
+def summary(seconds: list[float], tokens: int) -> dict[str, float]:
+  median = statistics.median(seconds)
+  return {"best_s": min(seconds), "median_s": median, "tokens_per_s": tokens / median,
+          "range_tokens_per_s": [tokens / max(seconds), tokens / min(seconds)]}

@@ -1,0 +1,34 @@
+"""`bench --sections=peers` as a user runs it: HF PyTorch decoding beside ours, or a
+one-line skip when the `peers` extra is not installed."""
+import json
+import pathlib
+import subprocess
+import sys
+
+from redllm_jax.tools import bench_peers
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_peers_section_times_both_stacks_or_says_why_not(tmp_path):
+  out = tmp_path / "peers.json"
+  run = subprocess.run([sys.executable, "-m", "redllm_jax.tools.bench", "--sections=peers",
+                        "--sizes=tiny", "--repeats=1", "--decode_length=16", f"--out={out}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert run.returncode == 0, run.stderr[-3000:]
+  peers = json.loads(out.read_text())["peers"]
+  reason = bench_peers.missing()
+  if reason:
+    assert peers == {"skipped": reason} and f"peers: skipped, {reason}" in run.stdout
+    return
+  rows = peers["tiny"]
+  assert rows["read_bytes_per_s"] > 1e8
+  for arch in ("decllm", "redllm"):
+    r = rows[arch]
+    # The peer has our widths and depths: parameter counts within 10% (no QKV norms in
+    # Llama; T5Gemma's extra norms).
+    assert abs(r["hf_params"] / r["params"] - 1) < 0.1, r
+    assert r["ours"]["tokens_per_s"] > 0 and r["hf"]["tokens_per_s"] > 0
+    assert r["ours_over_hf"] == r["ours"]["tokens_per_s"] / r["hf"]["tokens_per_s"]
+    assert r["step_over_bound"] > 0
+    assert f"peers {arch}" in run.stdout
