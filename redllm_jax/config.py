@@ -44,6 +44,11 @@ class TransformerConfig:
   dtype: str = "float32"  # Activations: float32 on CPU, bfloat16 on TPU/GPU.
   param_dtype: str = "float32"
   scan_layers: bool = True
+  # Projection kernels stored [*out, *in] instead of [*in, *out]: the operand layout
+  # XLA:CPU's matrix-vector products read fastest (docs/perf_notes.md). CPU decoding
+  # converts to it per call (`DecodingConfig.cpu_weight_layout`); training,
+  # checkpoints and exports keep [*in, *out].
+  kernels_out_first: bool = False
   remat_policy: str = "none"
   attention_impl: str = "einsum"
 

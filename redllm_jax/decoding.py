@@ -21,7 +21,16 @@ StepFn = Callable[[Array, Any], tuple[Array, Any]]
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class DecodingConfig:
-  """How to pick tokens. temperature 0 is greedy; top_k 0 and top_p 1 disable those filters."""
+  """How to pick tokens. temperature 0 is greedy; top_k 0 and top_p 1 disable those filters.
+
+  `cpu_weight_layout` decodes through a copy of the weights, made once per call, laid
+  out for XLA:CPU: one array per layer (with scanned layers XLA:CPU copies every
+  layer's weights out of the stack at every step) and kernels [*out, *in] (its
+  matrix-vector products read them 1.4x faster); docs/perf_notes.md has the
+  profiles. A TPU reads scanned weights in place and would only pay the copy's
+  memory. The default follows the default backend; compiling for another platform
+  (`tools/tpu_compile`) sets it.
+  """
 
   max_new_tokens: int = 64
   temperature: float = 0.0
@@ -29,6 +38,8 @@ class DecodingConfig:
   top_p: float = 1.0
   eos_id: int = EOS_ID
   pad_id: int = PAD_ID
+  cpu_weight_layout: bool = dataclasses.field(
+      default_factory=lambda: jax.default_backend() == "cpu")
 
   def __post_init__(self):
     if self.max_new_tokens < 1:

@@ -30,6 +30,7 @@ class Projection(nn.Module):
   Flax's DenseGeneral initialises a flattened kernel and then applies the logical
   sharding constraint to that 2-D value, which fails under a mesh; this keeps the
   kernel in its named shape throughout. Init: fan-in truncated normal (T5X's).
+  `out_first` stores the kernel as [*features, *in] (`kernels_out_first`).
   """
 
   features: tuple[int, ...]
@@ -37,16 +38,29 @@ class Projection(nn.Module):
   num_in: int = 1
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
+  out_first: bool = False
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    in_shape = x.shape[x.ndim - self.num_in:]
-    init = nn.initializers.variance_scaling(
-        1.0, "fan_in", "truncated_normal", in_axis=tuple(range(self.num_in)),
-        out_axis=tuple(range(self.num_in, self.num_in + len(self.features))))
-    kernel = self.param("kernel", nn.with_logical_partitioning(init, self.names),
-                        in_shape + tuple(self.features), self.param_dtype)
-    return jnp.tensordot(x.astype(self.dtype), kernel.astype(self.dtype), axes=self.num_in)
+    num_in, num_out = self.num_in, len(self.features)
+    in_shape = x.shape[x.ndim - num_in:]
+    in_axes, out_axes = tuple(range(num_in)), tuple(range(num_in, num_in + num_out))
+    shape, names = in_shape + tuple(self.features), self.names
+    if self.out_first:
+      in_axes, out_axes = tuple(range(num_out, num_out + num_in)), tuple(range(num_out))
+      shape, names = tuple(self.features) + in_shape, names[num_in:] + names[:num_in]
+    init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal",
+                                            in_axis=in_axes, out_axis=out_axes)
+    kernel = self.param("kernel", nn.with_logical_partitioning(init, names), shape,
+                        self.param_dtype).astype(self.dtype)
+    x = x.astype(self.dtype)
+    if not self.out_first:
+      return jnp.tensordot(x, kernel, axes=num_in)
+    # One flattened [out, in] operand: XLA:CPU reads it in place, but transposes a
+    # kernel whose contracting axes are several (the attention output's heads, kv).
+    flat_x = x.reshape(*x.shape[:x.ndim - num_in], -1)
+    y = jnp.einsum("...i,oi->...o", flat_x, kernel.reshape(math.prod(self.features), -1))
+    return y.reshape(*y.shape[:-1], *self.features)
 
 
 class RMSNorm(nn.Module):
@@ -126,7 +140,7 @@ class Attention(nn.Module):
   def setup(self):
     cfg = self.config
     dense = lambda feats, num_in, names: Projection(
-        feats, names, num_in, cfg.activation_dtype, cfg.weight_dtype)
+        feats, names, num_in, cfg.activation_dtype, cfg.weight_dtype, cfg.kernels_out_first)
     heads = (cfg.num_heads, cfg.head_dim)
     self.query = dense(heads, 1, ("embed", "heads", "kv"))
     self.key = dense(heads, 1, ("embed", "heads", "kv"))
@@ -177,7 +191,8 @@ class SwiGLU(nn.Module):
   def __call__(self, x: Array) -> Array:
     cfg = self.config
     dense = lambda feats, names, name: Projection(
-        (feats,), names, 1, cfg.activation_dtype, cfg.weight_dtype, name=name)
+        (feats,), names, 1, cfg.activation_dtype, cfg.weight_dtype, cfg.kernels_out_first,
+        name=name)
     gate = dense(cfg.d_ff, ("embed", "mlp"), "wi_gate")(x)
     up = dense(cfg.d_ff, ("embed", "mlp"), "wi_up")(x)
     hidden = constrain(nn.silu(gate) * up, ("batch", "length", "mlp"))

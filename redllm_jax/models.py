@@ -10,8 +10,10 @@ tokens are 0.
 """
 import abc
 import dataclasses
+import functools
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+import flax
 import flax.linen as nn
 import gin
 import jax
@@ -37,6 +39,29 @@ def pad_rows(rows: Sequence[Sequence[int]], width: Optional[int] = None,
   for i, row in enumerate(rows):
     out[i, :len(row)] = row
   return out, lengths
+
+
+@flax.struct.dataclass
+class DecodingParams:
+  """Parameters as `BaseModel.decoding_params` laid them out for `predict_batch`."""
+
+  params: Params
+  cpu_weight_layout: bool = flax.struct.field(pytree_node=False)
+
+
+def unstack_layers(params: Params) -> Params:
+  """Scanned layer stacks ("layers", leaves [L, ...]) as unrolled ones ("layers_0", ...):
+  the parameter layout of the same network built with `scan_layers=False`."""
+  if not isinstance(params, Mapping):
+    return params
+  out = {}
+  for name, value in params.items():
+    if name == "layers":
+      count = jax.tree.leaves(value)[0].shape[0]
+      out.update({f"layers_{i}": jax.tree.map(lambda a, i=i: a[i], value) for i in range(count)})
+    else:
+      out[name] = unstack_layers(value)
+  return out
 
 
 def _shift_right(targets: np.ndarray) -> np.ndarray:
@@ -88,6 +113,10 @@ class BaseModel(abc.ABC):
     self.config = config
     self.z_loss = z_loss
     self.network = self.network_class(config)
+    # Decoding on CPU (`DecodingConfig.cpu_weight_layout`): unrolled layers, so that
+    # no step copies a layer's weights out of the stack, and kernels [*out, *in].
+    self.cpu_decoding_network = self.network_class(
+        dataclasses.replace(config, scan_layers=False, kernels_out_first=True))
 
   @property
   def name(self) -> str:
@@ -141,9 +170,14 @@ class BaseModel(abc.ABC):
     ones = [[1] * input_length] * batch_size, [[1] * target_length] * batch_size
     return self.prefix_lm_batch(*ones)
 
-  @abc.abstractmethod
   def prefill(self, params: Params, tokens: Array, lengths: Array, max_new_tokens: int):
     """(first logits [b, vocab], DecodeState) for right-padded prompts (no BOS)."""
+    return self._prefill(self.network, params, tokens, lengths, max_new_tokens)
+
+  @abc.abstractmethod
+  def _prefill(self, network: nn.Module, params: Params, tokens: Array, lengths: Array,
+               max_new_tokens: int):
+    """`prefill` through `network`, this model's or its unscanned twin."""
 
   def _variables(self, rng: Array, batch: Batch) -> Any:
     return self.network.init(rng, **self._network_inputs(batch))
@@ -164,6 +198,18 @@ class BaseModel(abc.ABC):
     """Boxed parameter shapes from `jax.eval_shape`: nothing is allocated."""
     batch = self.dummy_batch(1, 8, 8)
     return jax.eval_shape(lambda: self._variables(jax.random.key(0), batch))["params"]
+
+  @functools.cached_property
+  def _cpu_decoding_axes(self) -> tuple[Any, Any]:
+    """Logical axis names of every parameter unrolled, then also out-first."""
+    unrolled = self.network_class(dataclasses.replace(self.config, scan_layers=False))
+    return self._axes(unrolled), self._axes(self.cpu_decoding_network)
+
+  def _axes(self, network: nn.Module) -> Any:
+    batch = self.dummy_batch(1, 8, 8)
+    variables = jax.eval_shape(lambda: network.init(jax.random.key(0),
+                                                    **self._network_inputs(batch)))
+    return nn.get_partition_spec(variables["params"])
 
   def abstract_params(self) -> Any:
     """Unboxed parameter shapes (`jax.ShapeDtypeStruct`s)."""
@@ -204,16 +250,40 @@ class BaseModel(abc.ABC):
     cross_entropy, _ = token_losses(logits, targets, 0.0)
     return -jnp.sum(cross_entropy * weights, axis=-1)
 
-  def predict_batch(self, params: Params, tokens: Array, lengths: Array, rng: Array,
-                    cfg: decoding.DecodingConfig,
+  def decoding_params(self, params: Params | DecodingParams,
+                      cfg: decoding.DecodingConfig) -> DecodingParams:
+    """`params` laid out as `predict_batch` reads them under `cfg`.
+
+    With `cfg.cpu_weight_layout`, a copy with one tree per layer and every kernel
+    transposed to the order of its logical axis names in `cpu_decoding_network`.
+    Convert once per checkpoint, jitted (`static_argnums=1`): its outputs are plain
+    row-major arrays. `predict_batch` converts training parameters itself, inside
+    its own trace, where XLA may fold the transposes back into the dots.
+    """
+    if isinstance(params, DecodingParams):
+      if params.cpu_weight_layout != cfg.cpu_weight_layout:
+        raise ValueError(f"parameters converted with cpu_weight_layout="
+                         f"{params.cpu_weight_layout}, decoding with {cfg.cpu_weight_layout}")
+      return params
+    if cfg.cpu_weight_layout:
+      source, target = self._cpu_decoding_axes
+      params = jax.tree.map(lambda a, s, t: jnp.transpose(a, [s.index(n) for n in t]),
+                            unstack_layers(params), source, target)
+    return DecodingParams(params, cfg.cpu_weight_layout)
+
+  def predict_batch(self, params: Params | DecodingParams, tokens: Array, lengths: Array,
+                    rng: Array, cfg: decoding.DecodingConfig,
                     return_logits: bool = False) -> decoding.DecodeOutput:
     """Decodes continuations of right-padded prompts [b, P] with true `lengths` [b].
 
     Jit it with `cfg` and `return_logits` static; the loop inside compiles once.
+    `params` are training parameters or, faster on CPU, `decoding_params(params, cfg)`.
     """
-    first_logits, state = self.prefill(params, tokens, lengths, cfg.max_new_tokens)
-    step = lambda token, s: self.network.apply({"params": params}, token, s,
-                                               method=self.network.decode_step)
+    params = self.decoding_params(params, cfg).params
+    network = self.cpu_decoding_network if cfg.cpu_weight_layout else self.network
+    first_logits, state = self._prefill(network, params, tokens, lengths, cfg.max_new_tokens)
+    step = lambda token, s: network.apply({"params": params}, token, s,
+                                          method=network.decode_step)
     return decoding.decode_loop(step, first_logits, state, rng, cfg, return_logits)
 
 
@@ -280,14 +350,14 @@ class DecoderOnlyModel(BaseModel):
     return {"decoder_input_tokens": _shift_right(targets), "decoder_target_tokens": targets,
             "decoder_loss_weights": weights, "decoder_causal_attention": prefix}
 
-  def prefill(self, params: Params, tokens: Array, lengths: Array, max_new_tokens: int):
+  def _prefill(self, network: nn.Module, params: Params, tokens: Array, lengths: Array,
+               max_new_tokens: int):
     # The decoder's input stream starts with BOS (id 0), as in training.
     tokens = jnp.pad(tokens, ((0, 0), (1, 0)))
     cache_length = tokens.shape[1] + max_new_tokens
-    return self.network.apply(
-        {"params": params}, tokens, lengths + 1, cache_length,
-        bidirectional_prompt=self.inputs_bidirectional_attention,
-        method=self.network.prefill)
+    return network.apply({"params": params}, tokens, lengths + 1, cache_length,
+                         bidirectional_prompt=self.inputs_bidirectional_attention,
+                         method=network.prefill)
 
 
 @gin.configurable
@@ -326,9 +396,10 @@ class EncoderDecoderModel(BaseModel):
             "decoder_target_tokens": targets,
             "decoder_loss_weights": (targets > 0).astype(np.float32)}
 
-  def prefill(self, params: Params, tokens: Array, lengths: Array, max_new_tokens: int):
-    return self.network.apply({"params": params}, tokens, lengths, max_new_tokens,
-                              method=self.network.prefill)
+  def _prefill(self, network: nn.Module, params: Params, tokens: Array, lengths: Array,
+               max_new_tokens: int):
+    return network.apply({"params": params}, tokens, lengths, max_new_tokens,
+                         method=network.prefill)
 
 
 def from_description(description: Mapping[str, Any]) -> BaseModel:

@@ -23,6 +23,9 @@ from redllm_jax.functional import AttentionMask, attention_mask, row_positions
 from redllm_jax.layers import Attention, RMSNorm, SwiGLU, TiedEmbedding, constrain
 
 Array = jax.Array
+# One layer's K/V caches by name; a stack's are stacked (scanned) or one per layer.
+LayerCache = dict[str, Array]
+StackCache = LayerCache | tuple[LayerCache, ...]
 
 REMAT_POLICIES = {
     "full": None,  # Save nothing: recompute the whole layer in the backward pass.
@@ -48,16 +51,32 @@ class DecodeState:
   """Caches for incremental decoding.
 
   `layers` maps "self_key"/"self_value" (and for RedLLM "cross_key"/"cross_value")
-  to arrays [layers, batch, slots, heads, head_dim]. Slots are written at a shared
-  `index`; each example carries its own RoPE `position`, and `valid` marks which
+  to arrays [layers, batch, heads, head_dim, slots] (`to_cache_layout`) when layers
+  are scanned; unrolled layers keep a tuple of such maps, one per layer, without the
+  leading axis. Slots are written at a shared `index`; each example carries its own RoPE `position`, and `valid` marks which
   slots hold real tokens, so right-padded prompts of different lengths share a batch.
   """
 
-  layers: dict[str, Array]
+  layers: StackCache
   valid: Array  # [b, slots] bool
   index: Array  # scalar int32
   position: Array  # [b] int32
   encoder_valid: Optional[Array] = None  # [b, s] bool (RedLLM)
+
+
+def to_cache_layout(x: Array) -> Array:
+  """K or V [b, slots, heads, head_dim] as stored in a cache: [b, heads, head_dim, slots].
+
+  That is the operand layout of XLA's batched attention dots, so a decode step
+  reads the cache in place; with [b, slots, h, d] it transposed every layer's
+  whole cache at every step (docs/perf_notes.md).
+  """
+  return jnp.transpose(x, (0, 2, 3, 1))
+
+
+def from_cache_layout(x: Array) -> Array:
+  """The inverse of `to_cache_layout`, which XLA folds into the attention dots."""
+  return jnp.transpose(x, (0, 3, 1, 2))
 
 
 class TransformerLayer(nn.Module):
@@ -67,8 +86,8 @@ class TransformerLayer(nn.Module):
   cross_attention: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, cache: Optional[dict[str, Array]], ctx: LayerContext,
-               deterministic: bool) -> tuple[Array, Optional[dict[str, Array]]]:
+  def __call__(self, x: Array, cache: Optional[LayerCache], ctx: LayerContext,
+               deterministic: bool) -> tuple[Array, Optional[LayerCache]]:
     cfg = self.config
     norm = lambda name: RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, cfg.weight_dtype, name=name)
     drop = lambda y: nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
@@ -79,20 +98,21 @@ class TransformerLayer(nn.Module):
     k, v = attn.keys_values(h, ctx.positions)
     if cache is not None:
       write = lambda buf, new: jax.lax.dynamic_update_slice_in_dim(
-          buf, new.astype(buf.dtype), ctx.cache_index, axis=1)
-      k, v = write(cache["self_key"], k), write(cache["self_value"], v)
-      new_cache.update(self_key=k, self_value=v)
+          buf, to_cache_layout(new).astype(buf.dtype), ctx.cache_index, axis=3)
+      new_cache.update(self_key=write(cache["self_key"], k),
+                       self_value=write(cache["self_value"], v))
+      k, v = from_cache_layout(new_cache["self_key"]), from_cache_layout(new_cache["self_value"])
     x = x + drop(attn(attn.queries(h, ctx.positions), k, v, ctx.self_mask))
 
     if self.cross_attention:
       cross = Attention(cfg, cfg.attention_output_norm, name="cross_attention")
       h = norm("pre_cross_attention_norm")(x)
       if cache is not None and "cross_key" in cache:
-        k, v = cache["cross_key"], cache["cross_value"]
+        k, v = from_cache_layout(cache["cross_key"]), from_cache_layout(cache["cross_value"])
       else:
         k, v = cross.keys_values(ctx.encoded, ctx.encoder_positions)
       if cache is not None:
-        new_cache.update(cross_key=k, cross_value=v)
+        new_cache.update(cross_key=to_cache_layout(k), cross_value=to_cache_layout(v))
       x = x + drop(cross(cross.queries(h, ctx.positions), k, v, ctx.cross_mask))
 
     h = norm("pre_mlp_norm")(x)
@@ -108,8 +128,8 @@ class LayerStack(nn.Module):
   cross_attention: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, cache: Optional[dict[str, Array]], ctx: LayerContext,
-               deterministic: bool) -> tuple[Array, Optional[dict[str, Array]]]:
+  def __call__(self, x: Array, cache: Optional[StackCache], ctx: LayerContext,
+               deterministic: bool) -> tuple[Array, Optional[StackCache]]:
     cfg = self.config
     layer = TransformerLayer
     if cfg.remat_policy != "none":
@@ -123,19 +143,21 @@ class LayerStack(nn.Module):
       return scanned(cfg, self.cross_attention, name="layers")(x, cache, ctx, deterministic)
     new_caches = []
     for i in range(self.num_layers):
-      layer_cache = None if cache is None else jax.tree.map(lambda a: a[i], cache)
       x, layer_cache = layer(cfg, self.cross_attention, name=f"layers_{i}")(
-          x, layer_cache, ctx, deterministic)
+          x, None if cache is None else cache[i], ctx, deterministic)
       new_caches.append(layer_cache)
-    if cache is None:
-      return x, None
-    return x, jax.tree.map(lambda *a: jnp.stack(a), *new_caches)
+    return x, (None if cache is None else tuple(new_caches))
 
 
-def _empty_cache(cfg: TransformerConfig, num_layers: int, batch: int, slots: int) -> dict[str, Array]:
-  shape = (num_layers, batch, slots, cfg.num_heads, cfg.head_dim)
-  zeros = jnp.zeros(shape, cfg.activation_dtype)
-  return {"self_key": zeros, "self_value": zeros}
+def _empty_cache(cfg: TransformerConfig, num_layers: int, batch: int, slots: int) -> StackCache:
+  """Self-attention K/V caches: stacked [layers, ...] for scanned layers, else one dict
+  per layer, so that an unrolled decode step updates each layer's cache in place
+  rather than restacking all of them."""
+  zeros = lambda *lead: jnp.zeros((*lead, batch, cfg.num_heads, cfg.head_dim, slots),
+                                  cfg.activation_dtype)
+  if cfg.scan_layers:
+    return {"self_key": zeros(num_layers), "self_value": zeros(num_layers)}
+  return tuple({"self_key": zeros(), "self_value": zeros()} for _ in range(num_layers))
 
 
 def _take_last(x: Array, lengths: Array) -> Array:

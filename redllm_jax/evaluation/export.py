@@ -29,21 +29,14 @@ import tensorflow as tf
 
 from redllm_jax import checkpoints, functional, gin_utils
 from redllm_jax.evaluation import standalone
-from redllm_jax.models import BaseModel
+from redllm_jax.models import BaseModel, unstack_layers
 
 
 def flatten_params(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
   """Flat '.'-joined names, one tensor per layer (scanned stacks are unstacked)."""
   flat = {}
-  for key, value in flax.traverse_util.flatten_dict(flax.core.unfreeze(params)).items():
-    value = np.asarray(jax.device_get(value))
-    key = list(key)
-    if "layers" in key:  # Scanned: leading axis is the layer.
-      i = key.index("layers")
-      for layer in range(value.shape[0]):
-        name = ".".join(key[:i] + ["layers", str(layer)] + key[i + 1:])
-        flat[name] = np.ascontiguousarray(value[layer])
-      continue
+  host = jax.tree.map(lambda a: np.asarray(jax.device_get(a)), params)
+  for key, value in flax.traverse_util.flatten_dict(unstack_layers(host)).items():
     key = [part.replace("layers_", "layers.") if part.startswith("layers_") else part
            for part in key]
     flat[".".join(key)] = np.ascontiguousarray(value)

@@ -184,9 +184,11 @@ def make_runner(model, params) -> Runner:
   """A Runner over `model.score_batch` and greedy `model.predict_batch` (jitted)."""
   score = jax.jit(model.score_batch)
   predict = jax.jit(model.predict_batch, static_argnames=("cfg", "return_logits"))
+  # Converted once: every DecodingConfig below has the default weight layout.
+  decoding_params = jax.jit(model.decoding_params, static_argnums=1)(params, DecodingConfig())
 
   def generate(tokens, lengths, max_new_tokens):
-    out = predict(params, tokens, lengths, jax.random.key(0),
+    out = predict(decoding_params, tokens, lengths, jax.random.key(0),
                   DecodingConfig(max_new_tokens=max_new_tokens))
     return np.asarray(out.tokens)
 

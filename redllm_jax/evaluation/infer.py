@@ -142,6 +142,7 @@ def generate(model, params: Any, prompts: Sequence[Sequence[int]], cfg: Decoding
   """
   predict = jax.jit(model.predict_batch, static_argnames=("cfg", "return_logits"))
   prefill = jax.jit(model.prefill, static_argnums=(3,))
+  decoding_params = jax.jit(model.decoding_params, static_argnums=1)(params, cfg)
   compiled: dict[tuple, Any] = {}
   timing = Timing()
   outputs: list[list[int]] = []
@@ -156,18 +157,18 @@ def generate(model, params: Any, prompts: Sequence[Sequence[int]], cfg: Decoding
     if width not in compiled:
       t0 = time.perf_counter()
       compiled[width] = (
-          predict.lower(params, tokens, lengths, step_rng, cfg).compile(),
+          predict.lower(decoding_params, tokens, lengths, step_rng, cfg).compile(),
           prefill.lower(params, tokens, lengths, cfg.max_new_tokens).compile())
       # One warm-up run each: first executions pay one-off allocation costs.
       jax.block_until_ready(compiled[width][1](params, tokens, lengths))
-      jax.block_until_ready(compiled[width][0](params, tokens, lengths, step_rng))
+      jax.block_until_ready(compiled[width][0](decoding_params, tokens, lengths, step_rng))
       timing.compile_seconds += time.perf_counter() - t0
     run_predict, run_prefill = compiled[width]
     t0 = time.perf_counter()
     jax.block_until_ready(run_prefill(params, tokens, lengths))
     timing.prefill_seconds += time.perf_counter() - t0
     t0 = time.perf_counter()
-    out = jax.block_until_ready(run_predict(params, tokens, lengths, step_rng))
+    out = jax.block_until_ready(run_predict(decoding_params, tokens, lengths, step_rng))
     timing.total_seconds += time.perf_counter() - t0
     out_tokens, out_lengths = np.asarray(out.tokens), np.asarray(out.lengths)
     timing.prompt_tokens += int(sum(len(p) for p in chunk))

@@ -250,12 +250,13 @@ def decode_setup(arch: str, size: str, batch: int, length: int, uncached: bool):
   cfg = DecodingConfig(max_new_tokens=length, eos_id=-1)
   cached = jax.jit(lambda p, x, n: model.predict_batch(p, x, n, jax.random.key(0), cfg).tokens)
   tic = time.perf_counter()
-  cached_tokens = np.asarray(cached(params, prompts, lengths))
+  decoding_params = jax.jit(model.decoding_params, static_argnums=1)(params, cfg)
+  cached_tokens = np.asarray(cached(decoding_params, prompts, lengths))
   info = {"arch": arch, "size": size, "batch": batch, "prompt": length, "generate": length,
           "params": flops.count_params(model.abstract_params()).total,
           "cached_compile_s": time.perf_counter() - tic,
           "inference_flops_per_seq": flops.inference_flops(model.config, arch, length, length)}
-  run_cached = lambda: jax.block_until_ready(cached(params, prompts, lengths))
+  run_cached = lambda: jax.block_until_ready(cached(decoding_params, prompts, lengths))
   run_uncached = None
   if uncached:
     fn = uncached_decode_fn(model, length, length)

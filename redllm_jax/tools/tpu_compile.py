@@ -93,8 +93,9 @@ def compile_decode(model: models.BaseModel, partitioner: Partitioner, batch: int
   tokens = jax.ShapeDtypeStruct((batch, prompt_length), np.int32, sharding=rows)
   lengths = jax.ShapeDtypeStruct((batch,), np.int32, sharding=jax.sharding.NamedSharding(
       partitioner.mesh, jax.sharding.PartitionSpec(rows.spec[0])))
-  predict = jax.jit(functools.partial(model.predict_batch,
-                                      cfg=DecodingConfig(max_new_tokens=new_tokens)))
+  # The TPU reads scanned weights in place: no per-layer copies (DecodingConfig).
+  cfg = DecodingConfig(max_new_tokens=new_tokens, cpu_weight_layout=False)
+  predict = jax.jit(functools.partial(model.predict_batch, cfg=cfg))
   tic = time.perf_counter()
   with partitioner.context():
     compiled = predict.lower(params, tokens, lengths,

@@ -47,12 +47,18 @@ def _teacher_forced_redllm(model, params, prompts, lengths, generated):
       index(decoder_tokens), np.ones_like(decoder_tokens)))
 
 
-@pytest.mark.parametrize("scan_layers", [True, False])
-def test_cached_greedy_decoding_equals_teacher_forcing(arch, scan_layers):
+# (scan_layers, cpu_weight_layout): the scanned decode (TPU's); scanned weights copied
+# to the CPU layout (unrolled, kernels out-first); a model trained unscanned.
+LAYOUTS = [(True, False), (True, True), (False, False)]
+
+
+@pytest.mark.parametrize("scan_layers,cpu_weight_layout", LAYOUTS)
+def test_cached_greedy_decoding_equals_teacher_forcing(arch, scan_layers, cpu_weight_layout):
   model = make_model(arch, scan_layers=scan_layers)
   params = init(model)
   prompts, lengths = _prompts()
-  cfg = DecodingConfig(max_new_tokens=9, eos_id=-1)  # No early stop.
+  cfg = DecodingConfig(max_new_tokens=9, eos_id=-1,  # No early stop.
+                       cpu_weight_layout=cpu_weight_layout)
   out = _predict(model, params, prompts, lengths, cfg)
   generated = np.asarray(out.tokens)
   teacher = _teacher_forced_redllm if arch == "redllm" else _teacher_forced_decllm
@@ -75,18 +81,22 @@ def _dot_output_shapes(jaxpr):
   return shapes
 
 
-@pytest.mark.parametrize("scan_layers", [True, False])
-def test_cross_attention_kv_are_projected_once_and_never_in_decode_steps(scan_layers):
-  cfg = small_config(scan_layers=scan_layers, attention_output_norm=True)
-  model = make_model("redllm", scan_layers=scan_layers)
+@pytest.mark.parametrize("scan_layers,cpu_weight_layout", LAYOUTS)
+def test_cross_attention_kv_are_projected_once_and_never_in_decode_steps(
+    scan_layers, cpu_weight_layout):
+  # heads x head_dim = 24, unlike d_model: out-first kernels project K/V flattened.
+  cfg = small_config(scan_layers=scan_layers, head_dim=6)
+  model = make_model("redllm", scan_layers=scan_layers, head_dim=6)
   params = init(model)
   prompts, lengths = _prompts(max_len=13)  # 13: a length no other axis has.
-  kv_shape = (len(PROMPT_LENGTHS), 13, cfg.num_heads, cfg.head_dim)
+  kv_shapes = {(len(PROMPT_LENGTHS), 13, cfg.num_heads, cfg.head_dim),
+               (len(PROMPT_LENGTHS), 13, cfg.num_heads * cfg.head_dim)}
+  count = lambda jaxpr: sum(shape in kv_shapes for shape in _dot_output_shapes(jaxpr))
   net = model.network
 
   prefill = jax.make_jaxpr(lambda p, t, n: net.apply({"params": p}, t, n, 32,
                                                      method=net.prefill))(params, prompts, lengths)
-  prefill_kv = _dot_output_shapes(prefill.jaxpr).count(kv_shape)
+  prefill_kv = count(prefill.jaxpr)
   layers = 1 if scan_layers else cfg.num_decoder_layers
   encoder_layers = 1 if scan_layers else cfg.num_encoder_layers
   # Encoder Q, K, V per encoder layer, then cross K, V per decoder layer: once.
@@ -95,12 +105,15 @@ def test_cross_attention_kv_are_projected_once_and_never_in_decode_steps(scan_la
   _, state = net.apply({"params": params}, prompts, lengths, 32, method=net.prefill)
   step = jax.make_jaxpr(lambda p, t, s: net.apply({"params": p}, t, s, method=net.decode_step))(
       params, lengths, state)
-  shapes = _dot_output_shapes(step.jaxpr)
-  assert shapes and kv_shape not in shapes
-  # The whole 32-step decode has the same projections as the prefill alone.
+  assert _dot_output_shapes(step.jaxpr) and count(step.jaxpr) == 0
+  # The whole 32-step decode has the same projections as a prefill alone (one per
+  # layer when the decode unrolls scanned layers).
+  decoding = DecodingConfig(max_new_tokens=32, cpu_weight_layout=cpu_weight_layout)
   whole = jax.make_jaxpr(lambda p, t, n: model.predict_batch(
-      p, t, n, jax.random.key(0), DecodingConfig(max_new_tokens=32)))(params, prompts, lengths)
-  assert _dot_output_shapes(whole.jaxpr).count(kv_shape) == prefill_kv
+      p, t, n, jax.random.key(0), decoding))(params, prompts, lengths)
+  unrolled = 3 * cfg.num_encoder_layers + 2 * cfg.num_decoder_layers
+  assert count(whole.jaxpr) == (
+      unrolled if cpu_weight_layout else prefill_kv)
 
 
 def _fake_step(eos_at):
