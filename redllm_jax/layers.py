@@ -5,6 +5,7 @@ parameter carries logical axis names ("embed", "heads", "kv", "mlp", "vocab") an
 the main activations are constrained to ("batch", "length", ...), so the
 partitioner can map them onto any mesh through `logical_axis_rules`.
 """
+import functools
 import math
 
 import flax.linen as nn
@@ -22,6 +23,11 @@ Array = jax.Array
 def constrain(x: Array, names: tuple[str, ...]) -> Array:
   """Logical sharding constraint; a no-op outside a `logical_axis_rules` context."""
   return nn.with_logical_constraint(x, names)
+
+
+def _transposed_init(init, shape: tuple[int, ...], perm: tuple[int, ...], key: Array,
+                     _, dtype=jnp.float32) -> Array:
+  return jnp.transpose(init(key, shape, dtype), perm)
 
 
 class Projection(nn.Module):
@@ -43,14 +49,16 @@ class Projection(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     num_in, num_out = self.num_in, len(self.features)
-    in_shape = x.shape[x.ndim - num_in:]
-    in_axes, out_axes = tuple(range(num_in)), tuple(range(num_in, num_in + num_out))
-    shape, names = in_shape + tuple(self.features), self.names
+    shape, names = x.shape[x.ndim - num_in:] + tuple(self.features), self.names
+    init = nn.initializers.variance_scaling(
+        1.0, "fan_in", "truncated_normal", in_axis=tuple(range(num_in)),
+        out_axis=tuple(range(num_in, num_in + num_out)))
     if self.out_first:
-      in_axes, out_axes = tuple(range(num_out, num_out + num_in)), tuple(range(num_out))
-      shape, names = tuple(self.features) + in_shape, names[num_in:] + names[:num_in]
-    init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal",
-                                            in_axis=in_axes, out_axis=out_axes)
+      # The values of the [*in, *out] kernel of the same seed, stored transposed, so
+      # that the layout never changes what a run computes.
+      perm = (*range(num_in, num_in + num_out), *range(num_in))
+      init = functools.partial(_transposed_init, init, shape, perm)
+      shape, names = tuple(shape[i] for i in perm), tuple(names[i] for i in perm)
     kernel = self.param("kernel", nn.with_logical_partitioning(init, names), shape,
                         self.param_dtype).astype(self.dtype)
     x = x.astype(self.dtype)

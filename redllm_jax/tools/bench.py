@@ -27,6 +27,7 @@ Every figure is measured in one process, side by side, and written to one JSON
   when logged or saved: host seconds per dispatch against seconds per step. A
   ratio well under 1 means the host is never waiting on the device between steps.
 """
+import dataclasses
 import json
 import math
 import os
@@ -127,8 +128,13 @@ TRAIN_SHAPES = {"tiny": (16, 256)}  # Demo batch 16 x 256; other sizes use the f
 
 def train_setup(arch: str, size: str, batch: int, tokens: int, remat: str = "none",
                 bindings: Sequence[str] = ()):
-  """(figures so far, run) for the real sharded train step on one device; run() blocks."""
-  extra = list(bindings)
+  """(figures so far, run) for the real sharded train step on one device; run() blocks.
+
+  Kernels are stored [out, in] (`kernels_out_first`) on CPU, where XLA's dots run
+  the 150M step 1.1-1.2x faster so (docs/perf_notes.md); a binding overrides it.
+  """
+  extra = [f"config.TransformerConfig.kernels_out_first = {jax.default_backend() == 'cpu'}",
+           *bindings]
   if remat != "gin":
     extra.append(f"config.TransformerConfig.remat_policy = '{remat}'")
   model = build_model(arch, size, extra)
@@ -150,6 +156,7 @@ def train_setup(arch: str, size: str, batch: int, tokens: int, remat: str = "non
   info = {
       "arch": arch, "size": size, "batch": batch, "tokens_per_row": tokens,
       "remat": model.config.remat_policy, "dtype": model.config.dtype,
+      "kernels_out_first": model.config.kernels_out_first,
       "params": flops.count_params(model.abstract_params()).total,
       "compile_and_first_step_s": time.perf_counter() - tic,
       "model_flops_per_step": batch * flops.training_flops(model.config, arch, inputs, targets),
@@ -239,8 +246,9 @@ def uncached_decode_fn(model: BaseModel, prompt_len: int, new_tokens: int) -> Ca
 
 
 def decode_setup(arch: str, size: str, batch: int, length: int, uncached: bool):
-  """(figures so far, cached run, uncached run or None) for greedy decoding of `length`
-  new tokens after `length`-token prompts. Both runs block and return the tokens."""
+  """(figures so far, cached run, its prefill alone, uncached run or None) for greedy
+  decoding of `length` new tokens after `length`-token prompts. Runs block and return
+  the tokens; the prefill run is the same call generating one token."""
   model = build_model(arch, size)
   params = model.init_params(jax.random.key(0))
   rng = np.random.RandomState(0)
@@ -248,22 +256,26 @@ def decode_setup(arch: str, size: str, batch: int, length: int, uncached: bool):
   lengths = jnp.full((batch,), length, jnp.int32)
   # eos_id = -1: never stops early, so every run generates exactly `length` tokens.
   cfg = DecodingConfig(max_new_tokens=length, eos_id=-1)
-  cached = jax.jit(lambda p, x, n: model.predict_batch(p, x, n, jax.random.key(0), cfg).tokens)
+  predict = lambda cfg: jax.jit(
+      lambda p, x, n: model.predict_batch(p, x, n, jax.random.key(0), cfg).tokens)
+  cached, first = predict(cfg), predict(dataclasses.replace(cfg, max_new_tokens=1))
   tic = time.perf_counter()
   decoding_params = jax.jit(model.decoding_params, static_argnums=1)(params, cfg)
   cached_tokens = np.asarray(cached(decoding_params, prompts, lengths))
   info = {"arch": arch, "size": size, "batch": batch, "prompt": length, "generate": length,
           "params": flops.count_params(model.abstract_params()).total,
+          "step_weight_bytes": bench_peers.decode_step_weight_bytes(model.abstract_params()),
           "cached_compile_s": time.perf_counter() - tic,
           "inference_flops_per_seq": flops.inference_flops(model.config, arch, length, length)}
   run_cached = lambda: jax.block_until_ready(cached(decoding_params, prompts, lengths))
+  run_prefill = lambda: jax.block_until_ready(first(decoding_params, prompts, lengths))
   run_uncached = None
   if uncached:
     fn = uncached_decode_fn(model, length, length)
     info["uncached_matches_cached"] = float(np.mean(np.asarray(fn(params, prompts))
                                                     == cached_tokens))
     run_uncached = lambda: jax.block_until_ready(fn(params, prompts))
-  return info, run_cached, run_uncached
+  return info, run_cached, run_prefill, run_uncached
 
 
 def decode_compare(size: str, batch: int, length: int, repeats: int,
@@ -273,7 +285,7 @@ def decode_compare(size: str, batch: int, length: int, repeats: int,
   setups = {arch: decode_setup(arch, size, batch, length, uncached) for arch in ARCHS}
   times = {(arch, kind): [] for arch in ARCHS for kind in ("cached", "uncached")}
   for i in range(repeats):
-    for arch, (_, run_cached, run_uncached) in setups.items():
+    for arch, (_, run_cached, _, run_uncached) in setups.items():
       for kind, fn in (("cached", run_cached), ("uncached", run_uncached)):
         if fn is None or (kind == "uncached" and i >= max(1, repeats - 1)):
           continue
@@ -281,7 +293,7 @@ def decode_compare(size: str, batch: int, length: int, repeats: int,
         fn()
         times[(arch, kind)].append(time.perf_counter() - tic)
   out = {}
-  for arch, (info, _, _) in setups.items():
+  for arch, (info, *_) in setups.items():
     r = dict(info)
     for kind in ("cached", "uncached"):
       t = times[(arch, kind)]
@@ -299,36 +311,60 @@ def decode_compare(size: str, batch: int, length: int, repeats: int,
 PEER_THREADS = (1, 2)  # torch threads; on a loaded 2-core host 1 thread can be faster.
 
 
+def peers_train_compare(size: str, batch: int, tokens: int, repeats: int) -> dict[str, Any]:
+  """Our train step (as the train section runs it) vs HF PyTorch's on the same batch
+  shape, alternating; torch on all cores."""
+  runs, infos = {}, {}
+  for arch in ARCHS:
+    infos[arch], runs[f"{arch}/ours"] = train_setup(arch, size, batch, tokens)
+    hf = bench_peers.hf_model(arch, build_model(arch, size).config)
+    runs[f"{arch}/hf"] = bench_peers.hf_train_fn(hf, arch, batch, tokens, os.cpu_count())
+  times = bench_peers.timed(runs, repeats)
+  out = {}
+  for arch in ARCHS:
+    ours, hf = (bench_peers.summary(times[f"{arch}/{who}"], batch * tokens)
+                for who in ("ours", "hf"))
+    out[arch] = {"batch": batch, "tokens_per_row": tokens, "ours": ours, "hf": hf,
+                 "ours_over_hf": ours["tokens_per_s"] / hf["tokens_per_s"],
+                 "kernels_out_first": infos[arch]["kernels_out_first"]}
+  return out
+
+
 def peers_compare(size: str, batch: int, length: int, repeats: int) -> dict[str, Any]:
   """Ours vs HF PyTorch greedy decoding, all runs alternating; the faster torch thread
-  count is the peer. Also each decode step's time against the bandwidth bound."""
+  count is the peer. Also our decode step (the run less its prefill, per token) against
+  the bandwidth bound and the bound of XLA's matrix-vector products."""
   bandwidth = bench_peers.memory_bandwidth()
+  matvec = bench_peers.matvec_bandwidth(batch)
   runs, infos = {}, {}
   for arch in ARCHS:
     cfg = build_model(arch, size).config
     hf = bench_peers.hf_model(arch, cfg)
     # The prompts decode_setup feeds ours.
     prompts = np.random.RandomState(0).randint(2, cfg.vocab_size, (batch, length))
-    info, run_ours, _ = decode_setup(arch, size, batch, length, uncached=False)
+    info, run_ours, run_prefill, _ = decode_setup(arch, size, batch, length, uncached=False)
     infos[arch] = dict(info, hf_params=sum(p.numel() for p in hf.parameters()))
-    runs[f"{arch}/ours"] = run_ours
+    runs[f"{arch}/ours"], runs[f"{arch}/ours_prefill"] = run_ours, run_prefill
     for threads in PEER_THREADS:
       runs[f"{arch}/hf_{threads}t"] = bench_peers.hf_decode_fn(hf, prompts, length, threads)
   times = bench_peers.timed(runs, repeats)
-  out = {"read_bytes_per_s": bandwidth}
+  out = {"read_bytes_per_s": bandwidth, "matvec_bytes_per_s": matvec}
   for arch in ARCHS:
     ours = bench_peers.summary(times[f"{arch}/ours"], batch * length)
     peers = {t: bench_peers.summary(times[f"{arch}/hf_{t}t"], batch * length)
              for t in PEER_THREADS}
     threads = max(peers, key=lambda t: peers[t]["tokens_per_s"])
-    weight_bytes = 4 * infos[arch]["params"]
-    bound_s = weight_bytes / bandwidth
-    step_s = ours["median_s"] / length  # Prefill included: an upper bound on a step.
+    prefill_s = statistics.median(times[f"{arch}/ours_prefill"])
+    step_s = (ours["median_s"] - prefill_s) / (length - 1)
+    weight_bytes = infos[arch]["step_weight_bytes"]
     out[arch] = {**infos[arch], "ours": ours, "hf": peers[threads], "hf_threads": threads,
                  "hf_all": {f"{t}t": peers[t] for t in PEER_THREADS},
                  "ours_over_hf": ours["tokens_per_s"] / peers[threads]["tokens_per_s"],
-                 "step_s": step_s, "bandwidth_bound_s": bound_s,
-                 "step_over_bound": step_s / bound_s}
+                 "prefill_s": prefill_s, "step_s": step_s,
+                 "bandwidth_bound_s": weight_bytes / bandwidth,
+                 "step_over_bound": step_s * bandwidth / weight_bytes,
+                 "matvec_bound_s": weight_bytes / matvec,
+                 "step_over_matvec_bound": step_s * matvec / weight_bytes}
   return out
 
 
@@ -411,15 +447,26 @@ def run(sections: Sequence[str], sizes: Sequence[str], repeats: int = 3, remat: 
     else:
       out["peers"] = {size: peers_compare(size, decode_batch, decode_length, repeats)
                       for size in sizes}
+      for size in sizes:
+        batch, tokens = TRAIN_SHAPES.get(size, (train_batch, train_length))
+        out["peers"][size]["train"] = peers_train_compare(size, batch, tokens, repeats)
       for size, rows in out["peers"].items():
-        log(f"memory bandwidth (read): {rows['read_bytes_per_s'] / 1e9:.1f} GB/s")
+        log(f"memory bandwidth (read): {rows['read_bytes_per_s'] / 1e9:.1f} GB/s; XLA "
+            f"matrix-vector products (batch {decode_batch}): "
+            f"{rows['matvec_bytes_per_s'] / 1e9:.1f} GB/s")
         for arch in ARCHS:
           r = rows[arch]
           log(f"peers {arch:7s} {size:5s} {decode_batch}x({decode_length}+{decode_length}): "
               f"ours {r['ours']['tokens_per_s']:7.1f} tok/s, HF PyTorch "
               f"({r['hf_threads']} thread) {r['hf']['tokens_per_s']:7.1f} tok/s: "
               f"{r['ours_over_hf']:.2f}x; our step {r['step_s'] * 1e3:.1f} ms vs bandwidth "
-              f"bound {r['bandwidth_bound_s'] * 1e3:.1f} ms ({r['step_over_bound']:.1f}x)")
+              f"bound {r['bandwidth_bound_s'] * 1e3:.1f} ms ({r['step_over_bound']:.2f}x), "
+              f"matvec bound {r['matvec_bound_s'] * 1e3:.1f} ms "
+              f"({r['step_over_matvec_bound']:.2f}x)")
+          t = rows["train"][arch]
+          log(f"peers {arch:7s} {size:5s} train {t['batch']}x{t['tokens_per_row']}: ours "
+              f"{t['ours']['tokens_per_s']:7.1f} tok/s, HF PyTorch (Adafactor) "
+              f"{t['hf']['tokens_per_s']:7.1f} tok/s: {t['ours_over_hf']:.2f}x")
   if "dispatch" in sections:
     out["dispatch"] = {arch: dispatch_bench(arch) for arch in ARCHS}
     for arch, r in out["dispatch"].items():

@@ -2,7 +2,9 @@
 
 `bench --sections=peers` times greedy decoding of the same shapes, batch, dtype
 and lengths on both stacks, in alternation, and this machine's memory bandwidth,
-which bounds a decode step: every weight is read once per generated token.
+which bounds a decode step: every weight it uses is read once per generated token.
+It also measures how fast XLA's matrix-vector products read weights (a chain of
+kernels in the CPU decoding layout), the bound that XLA's dots put on that step.
 
 - DecLLM's peer is `LlamaForCausalLM` at DecLLM's widths (pre-norm, RoPE, SwiGLU,
   tied embeddings; no QKV norms).
@@ -50,6 +52,43 @@ def memory_bandwidth(megabytes: int = 512, repeats: int = 5) -> float:
   return x.nbytes / best
 
 
+def matvec_bandwidth(batch: int, megabytes: int = 512, repeats: int = 5) -> float:
+  """Best bytes/s of XLA's matrix-vector products as a decode step runs them: a chain
+  of [batch, 1024] activations times f32 [4096, 1024] / [1024, 4096] kernels stored
+  [out, in] (the CPU decoding layout), `megabytes` of kernels, far beyond the caches.
+  A decode step cannot read its weights faster than this through XLA's dots."""
+  count = max(2, megabytes * 2**20 // (4 * 4096 * 1024) // 2 * 2)
+  kernels = [jnp.full((4096, 1024) if i % 2 == 0 else (1024, 4096), 1e-3, jnp.float32)
+             for i in range(count)]
+
+  def chain(x, kernels):
+    for kernel in kernels:
+      x = jnp.einsum("bi,oi->bo", x, kernel)
+    return x
+
+  run = jax.jit(chain)
+  x = jnp.ones((batch, 1024), jnp.float32)
+  jax.block_until_ready(run(x, kernels))
+  best = float("inf")
+  for _ in range(repeats):
+    tic = time.perf_counter()
+    jax.block_until_ready(run(x, kernels))
+    best = min(best, time.perf_counter() - tic)
+  return sum(k.nbytes for k in kernels) / best
+
+
+def decode_step_weight_bytes(abstract_params: Any) -> int:
+  """Bytes of the weights one decode step reads: all but the encoder's and the
+  cross-attention K/V projections', which RedLLM runs once per prompt."""
+  total = 0
+  for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_params):
+    keys = [str(getattr(k, "key", k)) for k in path]
+    cross_kv = "cross_attention" in keys and any(k.startswith(("key", "value")) for k in keys)
+    if not (keys[0].startswith("encoder") or cross_kv):
+      total += int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
+  return total
+
+
 def hf_model(arch: str, cfg: TransformerConfig):
   """A random-init HF PyTorch model at our config's widths, in float32, eval mode."""
   import torch  # pylint: disable=g-import-not-at-top
@@ -85,6 +124,33 @@ def hf_decode_fn(model, prompts: np.ndarray, length: int, threads: int) -> Calla
     with torch.inference_mode():
       return model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=length,
                             min_new_tokens=length, do_sample=False, use_cache=True)
+  return run
+
+
+def hf_train_fn(model, arch: str, batch: int, tokens: int, threads: int) -> Callable[[], Any]:
+  """One training step (forward, backward, transformers' Adafactor update) on the
+  batch shape bench's train section feeds ours: DecLLM rows of `tokens`, RedLLM rows
+  split in half between encoder and decoder."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(0)
+  ids = lambda n: torch.as_tensor(rng.randint(2, model.config.vocab_size, (batch, n)))
+  if arch == "decllm":
+    inputs = {"input_ids": ids(tokens)}
+    inputs["labels"] = inputs["input_ids"]
+  else:
+    inputs = {"input_ids": ids(tokens // 2), "labels": ids(tokens - tokens // 2)}
+  optimizer = transformers.optimization.Adafactor(
+      model.parameters(), lr=1e-3, relative_step=False, scale_parameter=False)
+  model.train()
+
+  def run():
+    torch.set_num_threads(threads)
+    optimizer.zero_grad()
+    loss = model(**inputs).loss
+    loss.backward()
+    optimizer.step()
+    return float(loss)
   return run
 
 

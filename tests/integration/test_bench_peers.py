@@ -22,7 +22,7 @@ def test_peers_section_times_both_stacks_or_says_why_not(tmp_path):
     assert peers == {"skipped": reason} and f"peers: skipped, {reason}" in run.stdout
     return
   rows = peers["tiny"]
-  assert rows["read_bytes_per_s"] > 1e8
+  assert rows["read_bytes_per_s"] > 1e8 and rows["matvec_bytes_per_s"] > 1e8
   for arch in ("decllm", "redllm"):
     r = rows[arch]
     # The peer has our widths and depths: parameter counts within 10% (no QKV norms in
@@ -30,5 +30,10 @@ def test_peers_section_times_both_stacks_or_says_why_not(tmp_path):
     assert abs(r["hf_params"] / r["params"] - 1) < 0.1, r
     assert r["ours"]["tokens_per_s"] > 0 and r["hf"]["tokens_per_s"] > 0
     assert r["ours_over_hf"] == r["ours"]["tokens_per_s"] / r["hf"]["tokens_per_s"]
-    assert r["step_over_bound"] > 0
+    assert r["step_over_bound"] > 0 and r["step_over_matvec_bound"] > 0
+    # A step reads fewer weights than the model has: RedLLM's encoder runs once.
+    assert (r["step_weight_bytes"] < 4 * r["params"]) == (arch == "redllm")
     assert f"peers {arch}" in run.stdout
+    train = rows["train"][arch]
+    assert train["ours_over_hf"] == train["ours"]["tokens_per_s"] / train["hf"]["tokens_per_s"]
+    assert f"peers {arch:7s} tiny  train" in run.stdout

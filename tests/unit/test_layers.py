@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from conftest import init, lm_batch, make_model, small_config
+from redllm_jax.decoding import DecodingConfig
 from redllm_jax.functional import apply_rope, attention_mask
 from redllm_jax.layers import Attention
 
@@ -118,3 +119,25 @@ def test_one_table_serves_encoder_decoder_and_softmax():
   params = init(make_model("redllm"))
   assert set(params) == {"embed", "encoder", "encoder_norm", "decoder", "decoder_norm"}
   assert list(params["embed"]) == ["embedding"]
+
+
+def test_out_first_kernels_store_the_same_values_transposed(arch):
+  """`kernels_out_first` changes storage only: the same seed gives each kernel's
+  values transposed, `decoding_params` converts one layout into the other exactly,
+  and both compute the same logits."""
+  in_first, out_first = make_model(arch), make_model(arch, kernels_out_first=True)
+  params, transposed = init(in_first), init(out_first)
+  assert jax.tree.structure(params) == jax.tree.structure(transposed)
+  query = lambda p: p["decoder"]["layers"]["self_attention"]["query"]["kernel"]
+  assert query(transposed).shape == (*query(params).shape[:1], *query(params).shape[2:],
+                                     query(params).shape[1])  # [L, d, h, kv] -> [L, h, kv, d]
+  np.testing.assert_array_equal(np.moveaxis(np.asarray(query(params)), 1, -1),
+                                np.asarray(query(transposed)))
+  batch = lm_batch(arch)
+  np.testing.assert_allclose(np.asarray(jax.jit(out_first.logits)(transposed, batch)),
+                             np.asarray(jax.jit(in_first.logits)(params, batch)),
+                             atol=1e-5, rtol=1e-5)
+  cfg = DecodingConfig(cpu_weight_layout=True)
+  from_in, from_out = (model.decoding_params(p, cfg).params
+                       for model, p in ((in_first, params), (out_first, transposed)))
+  jax.tree.map(np.testing.assert_array_equal, from_in, from_out)
