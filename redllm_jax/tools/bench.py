@@ -10,18 +10,21 @@ Every figure is measured in one process, side by side, and written to one JSON
 - ceiling: the best f32 (CPU) / bf16 (accelerator) matmul FLOP/s over a few
   shapes, including the 150M FFN shape. It is the MFU denominator.
 - train: the real train step (`trainer.compile_steps`, 1-device Partitioner,
-  Adafactor + global-norm clipping, scanned layers) at the tiny gin config and at
+  Adafactor + global-norm clipping, scanned layers; on CPU kernels stored
+  [out, in], `kernels_out_first`) at the tiny gin config and at
   the 150M shape, batch 4 x 512 tokens (RedLLM 256 + 256). MFU = model FLOPs
   from `flops.training_flops` (no remat credit) / step time / ceiling.
 - decode: cached decoding (`predict_batch`) tokens/s for both architectures at
   prompt:generation 1:1 with the Red/Dec ratio; and uncached decoding (the full
   forward recomputed for every generated token) to show the caches' effect.
 - input: the demo input pipeline's tokens/s against the train step's consumption.
-- peers: the same greedy decoding (shapes, batch, f32, lengths) in Hugging Face
-  transformers on PyTorch (`bench_peers`: Llama for DecLLM, T5Gemma for RedLLM),
-  timed in alternation with ours; plus the memory bandwidth, and each decode
-  step against its bound (weight bytes / bandwidth). Skipped, saying why, without
-  the `peers` extra.
+- peers: the same greedy decoding (shapes, batch, f32, lengths) and the same
+  train step shape in Hugging Face transformers on PyTorch (`bench_peers`: Llama
+  for DecLLM, T5Gemma for RedLLM; Adafactor), timed in alternation with ours; plus
+  the memory bandwidth and XLA's matrix-vector read rate, and our decode step
+  (the run less its prefill, per token) against both bounds (the bytes of the
+  weights a step reads over each rate). Skipped, saying why, without the `peers`
+  extra.
 - dispatch: whether train steps pipeline. N steps of the tiny config dispatched
   back to back, the way the loop runs them now that metrics are read back only
   when logged or saved: host seconds per dispatch against seconds per step. A

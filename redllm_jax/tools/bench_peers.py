@@ -150,7 +150,7 @@ def hf_train_fn(model, arch: str, batch: int, tokens: int, threads: int) -> Call
     loss = model(**inputs).loss
     loss.backward()
     optimizer.step()
-    return float(loss)
+    return float(loss.detach())
   return run
 
 
