@@ -177,7 +177,7 @@ class BaseModel(abc.ABC):
   @abc.abstractmethod
   def _prefill(self, network: nn.Module, params: Params, tokens: Array, lengths: Array,
                max_new_tokens: int):
-    """`prefill` through `network`, this model's or its unscanned twin."""
+    """`prefill` through `network`: this model's, or `cpu_decoding_network`."""
 
   def _variables(self, rng: Array, batch: Batch) -> Any:
     return self.network.init(rng, **self._network_inputs(batch))

@@ -5,7 +5,7 @@ import numpy as np
 
 import conftest
 from conftest import init, lm_batch, make_model
-from redllm_jax.models import summarize_metrics
+from redllm_jax.models import summarize_metrics, unstack_layers
 
 
 def _as_jnp(batch):
@@ -70,27 +70,13 @@ def test_gradients_are_finite_and_reach_every_parameter(arch):
   assert all(np.abs(g).max() > 0 for g in jax.tree.leaves(grads))
 
 
-def _unstack(params):
-  """Scanned params ({'layers': stacked}) -> unrolled ({'layers_i': slice})."""
-  if not isinstance(params, dict):
-    return params
-  out = {}
-  for key, value in params.items():
-    if key == "layers":
-      length = jax.tree.leaves(value)[0].shape[0]
-      out.update({f"layers_{i}": jax.tree.map(lambda a: a[i], value) for i in range(length)})
-    else:
-      out[key] = _unstack(value)
-  return out
-
-
 def test_scanned_and_unrolled_layers_agree(arch):
   scanned, unrolled = make_model(arch), make_model(arch, scan_layers=False)
   params = init(scanned)
   batch = lm_batch(arch)
-  np.testing.assert_allclose(conftest.logits(unrolled, _unstack(params), batch),
+  np.testing.assert_allclose(conftest.logits(unrolled, unstack_layers(params), batch),
                              conftest.logits(scanned, params, batch), rtol=1e-5, atol=1e-5)
-  assert jax.tree.structure(_unstack(params)) == jax.tree.structure(init(unrolled))
+  assert jax.tree.structure(unstack_layers(params)) == jax.tree.structure(init(unrolled))
 
 
 def test_dropout_is_off_without_rng_and_on_with_it():
