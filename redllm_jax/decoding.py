@@ -23,11 +23,11 @@ StepFn = Callable[[Array, Any], tuple[Array, Any]]
 class DecodingConfig:
   """How to pick tokens. temperature 0 is greedy; top_k 0 and top_p 1 disable those filters.
 
-  `cpu_weight_layout` decodes through a copy of the weights, made once per call, laid
-  out for XLA:CPU: one array per layer (with scanned layers XLA:CPU copies every
-  layer's weights out of the stack at every step) and kernels [*out, *in] (its
-  matrix-vector products read them 1.4x faster); docs/perf_notes.md has the
-  profiles. A TPU reads scanned weights in place and would only pay the copy's
+  `cpu_weight_layout` decodes through a copy of the weights laid out for XLA:CPU
+  (`BaseModel.decoding_params`, made once per checkpoint): one array per layer
+  (with scanned layers XLA:CPU copies every layer's weights out of the stack at
+  every step) and kernels [*out, *in] (its matrix-vector products read them 1.4x
+  faster); docs/perf_notes.md has the profiles. A TPU reads scanned weights in place and would only pay the copy's
   memory. The default follows the default backend; compiling for another platform
   (`tools/tpu_compile`) sets it.
   """

@@ -53,8 +53,9 @@ class DecodeState:
   `layers` maps "self_key"/"self_value" (and for RedLLM "cross_key"/"cross_value")
   to arrays [layers, batch, heads, head_dim, slots] (`to_cache_layout`) when layers
   are scanned; unrolled layers keep a tuple of such maps, one per layer, without the
-  leading axis. Slots are written at a shared `index`; each example carries its own RoPE `position`, and `valid` marks which
-  slots hold real tokens, so right-padded prompts of different lengths share a batch.
+  leading axis. Slots are written at a shared `index`; each example carries its own
+  RoPE `position`, and `valid` marks which slots hold real tokens, so right-padded
+  prompts of different lengths share a batch.
   """
 
   layers: StackCache
