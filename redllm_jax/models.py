@@ -49,6 +49,10 @@ class DecodingParams:
   cpu_weight_layout: bool = flax.struct.field(pytree_node=False)
 
 
+def _unwrap(params: Params | DecodingParams) -> Params:
+  return params.params if isinstance(params, DecodingParams) else params
+
+
 def unstack_layers(params: Params) -> Params:
   """Scanned layer stacks ("layers", leaves [L, ...]) as unrolled ones ("layers_0", ...):
   the parameter layout of the same network built with `scan_layers=False`."""
@@ -170,9 +174,16 @@ class BaseModel(abc.ABC):
     ones = [[1] * input_length] * batch_size, [[1] * target_length] * batch_size
     return self.prefix_lm_batch(*ones)
 
-  def prefill(self, params: Params, tokens: Array, lengths: Array, max_new_tokens: int):
+  def prefill(self, params: Params | DecodingParams, tokens: Array, lengths: Array,
+              max_new_tokens: int):
     """(first logits [b, vocab], DecodeState) for right-padded prompts (no BOS)."""
-    return self._prefill(self.network, params, tokens, lengths, max_new_tokens)
+    return self._prefill(self._decoding_network(params), _unwrap(params), tokens, lengths,
+                         max_new_tokens)
+
+  def _decoding_network(self, params: Params | DecodingParams) -> nn.Module:
+    """The network that reads `params`: `cpu_decoding_network` for the CPU layout."""
+    cpu = isinstance(params, DecodingParams) and params.cpu_weight_layout
+    return self.cpu_decoding_network if cpu else self.network
 
   @abc.abstractmethod
   def _prefill(self, network: nn.Module, params: Params, tokens: Array, lengths: Array,
@@ -279,9 +290,9 @@ class BaseModel(abc.ABC):
     Jit it with `cfg` and `return_logits` static; the loop inside compiles once.
     `params` are training parameters or, faster on CPU, `decoding_params(params, cfg)`.
     """
-    params = self.decoding_params(params, cfg).params
-    network = self.cpu_decoding_network if cfg.cpu_weight_layout else self.network
-    first_logits, state = self._prefill(network, params, tokens, lengths, cfg.max_new_tokens)
+    params = self.decoding_params(params, cfg)
+    first_logits, state = self.prefill(params, tokens, lengths, cfg.max_new_tokens)
+    network, params = self._decoding_network(params), params.params
     step = lambda token, s: network.apply({"params": params}, token, s,
                                           method=network.decode_step)
     return decoding.decode_loop(step, first_logits, state, rng, cfg, return_logits)

@@ -158,14 +158,14 @@ def generate(model, params: Any, prompts: Sequence[Sequence[int]], cfg: Decoding
       t0 = time.perf_counter()
       compiled[width] = (
           predict.lower(decoding_params, tokens, lengths, step_rng, cfg).compile(),
-          prefill.lower(params, tokens, lengths, cfg.max_new_tokens).compile())
+          prefill.lower(decoding_params, tokens, lengths, cfg.max_new_tokens).compile())
       # One warm-up run each: first executions pay one-off allocation costs.
-      jax.block_until_ready(compiled[width][1](params, tokens, lengths))
+      jax.block_until_ready(compiled[width][1](decoding_params, tokens, lengths))
       jax.block_until_ready(compiled[width][0](decoding_params, tokens, lengths, step_rng))
       timing.compile_seconds += time.perf_counter() - t0
     run_predict, run_prefill = compiled[width]
     t0 = time.perf_counter()
-    jax.block_until_ready(run_prefill(params, tokens, lengths))
+    jax.block_until_ready(run_prefill(decoding_params, tokens, lengths))
     timing.prefill_seconds += time.perf_counter() - t0
     t0 = time.perf_counter()
     out = jax.block_until_ready(run_predict(decoding_params, tokens, lengths, step_rng))
