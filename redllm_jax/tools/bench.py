@@ -133,8 +133,8 @@ def train_setup(arch: str, size: str, batch: int, tokens: int, remat: str = "non
                 bindings: Sequence[str] = ()):
   """(figures so far, run) for the real sharded train step on one device; run() blocks.
 
-  Kernels are stored [out, in] (`kernels_out_first`) on CPU, where XLA's dots run
-  the 150M step 1.1-1.2x faster so (docs/perf_notes.md); a binding overrides it.
+  On CPU kernels are stored [out, in] (`kernels_out_first`): XLA's dots run the 150M
+  step 1.1-1.2x faster in that layout (docs/perf_notes.md). A binding overrides it.
   """
   extra = [f"config.TransformerConfig.kernels_out_first = {jax.default_backend() == 'cpu'}",
            *bindings]
