@@ -46,7 +46,7 @@ class TransformerConfig:
   scan_layers: bool = True
   # Projection kernels stored [*out, *in] instead of [*in, *out]: the operand layout
   # XLA:CPU's matrix-vector products read fastest (docs/perf_notes.md). CPU decoding
-  # converts to it per call (`DecodingConfig.cpu_weight_layout`); training,
+  # converts to it once per checkpoint (`DecodingConfig.cpu_weight_layout`); training,
   # checkpoints and exports keep [*in, *out].
   kernels_out_first: bool = False
   remat_policy: str = "none"

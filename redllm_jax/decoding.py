@@ -27,9 +27,9 @@ class DecodingConfig:
   (`BaseModel.decoding_params`, made once per checkpoint): one array per layer
   (with scanned layers XLA:CPU copies every layer's weights out of the stack at
   every step) and kernels [*out, *in] (its matrix-vector products read them 1.4x
-  faster); docs/perf_notes.md has the profiles. A TPU reads scanned weights in place and would only pay the copy's
-  memory. The default follows the default backend; compiling for another platform
-  (`tools/tpu_compile`) sets it.
+  faster); docs/perf_notes.md has the profiles. A TPU reads scanned weights in
+  place and would only pay the copy's memory. The default follows the default
+  backend; compiling for another platform (`tools/tpu_compile`) sets it.
   """
 
   max_new_tokens: int = 64

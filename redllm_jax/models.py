@@ -190,8 +190,8 @@ class BaseModel(abc.ABC):
                max_new_tokens: int):
     """`prefill` through `network`: this model's, or `cpu_decoding_network`."""
 
-  def _variables(self, rng: Array, batch: Batch) -> Any:
-    return self.network.init(rng, **self._network_inputs(batch))
+  def _variables(self, rng: Array, batch: Batch, network: Optional[nn.Module] = None) -> Any:
+    return (network or self.network).init(rng, **self._network_inputs(batch))
 
   @abc.abstractmethod
   def _network_inputs(self, batch: Batch) -> dict[str, Array]:
@@ -205,30 +205,29 @@ class BaseModel(abc.ABC):
     # Jitted: an eager init dispatches every op of the scanned layers one by one.
     return jax.jit(self.init_fn)(rng)
 
-  def abstract_variables(self) -> Any:
-    """Boxed parameter shapes from `jax.eval_shape`: nothing is allocated."""
+  def abstract_variables(self, network: Optional[nn.Module] = None) -> Any:
+    """Boxed parameter shapes from `jax.eval_shape` (of `network`, by default this
+    model's): nothing is allocated."""
     batch = self.dummy_batch(1, 8, 8)
-    return jax.eval_shape(lambda: self._variables(jax.random.key(0), batch))["params"]
-
-  @functools.cached_property
-  def _cpu_decoding_axes(self) -> tuple[Any, Any]:
-    """Logical axis names of every parameter unrolled, then also out-first."""
-    unrolled = self.network_class(dataclasses.replace(self.config, scan_layers=False))
-    return self._axes(unrolled), self._axes(self.cpu_decoding_network)
-
-  def _axes(self, network: nn.Module) -> Any:
-    batch = self.dummy_batch(1, 8, 8)
-    variables = jax.eval_shape(lambda: network.init(jax.random.key(0),
-                                                    **self._network_inputs(batch)))
-    return nn.get_partition_spec(variables["params"])
+    return jax.eval_shape(lambda: self._variables(jax.random.key(0), batch, network))["params"]
 
   def abstract_params(self) -> Any:
     """Unboxed parameter shapes (`jax.ShapeDtypeStruct`s)."""
     return nn.meta.unbox(self.abstract_variables())
 
-  def param_axes(self) -> Any:
+  def param_axes(self, network: Optional[nn.Module] = None) -> Any:
     """Logical axis names of every parameter, as PartitionSpecs of logical names."""
-    return nn.get_partition_spec(self.abstract_variables())
+    return nn.get_partition_spec(self.abstract_variables(network))
+
+  @functools.cached_property
+  def _to_cpu_layout(self) -> Callable[[Params], Params]:
+    """Jitted: training parameters -> `cpu_decoding_network`'s, each kernel transposed
+    from its axis order unrolled to its axis order out-first."""
+    unrolled = self.network_class(dataclasses.replace(self.config, scan_layers=False))
+    source, target = self.param_axes(unrolled), self.param_axes(self.cpu_decoding_network)
+    return jax.jit(lambda params: jax.tree.map(
+        lambda a, s, t: jnp.transpose(a, [s.index(n) for n in t]),
+        unstack_layers(params), source, target))
 
   def loss_fn(self, params: Params, batch: Batch,
               dropout_rng: Array | None = None) -> tuple[Array, dict[str, Array]]:
@@ -267,7 +266,7 @@ class BaseModel(abc.ABC):
 
     With `cfg.cpu_weight_layout`, a copy with one tree per layer and every kernel
     transposed to the order of its logical axis names in `cpu_decoding_network`.
-    Convert once per checkpoint, jitted (`static_argnums=1`): its outputs are plain
+    Convert once per checkpoint, outside any jit: the outputs are then plain
     row-major arrays. `predict_batch` converts training parameters itself, inside
     its own trace, where XLA may fold the transposes back into the dots.
     """
@@ -277,9 +276,7 @@ class BaseModel(abc.ABC):
                          f"{params.cpu_weight_layout}, decoding with {cfg.cpu_weight_layout}")
       return params
     if cfg.cpu_weight_layout:
-      source, target = self._cpu_decoding_axes
-      params = jax.tree.map(lambda a, s, t: jnp.transpose(a, [s.index(n) for n in t]),
-                            unstack_layers(params), source, target)
+      params = self._to_cpu_layout(params)
     return DecodingParams(params, cfg.cpu_weight_layout)
 
   def predict_batch(self, params: Params | DecodingParams, tokens: Array, lengths: Array,

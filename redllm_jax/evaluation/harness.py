@@ -185,7 +185,7 @@ def make_runner(model, params) -> Runner:
   score = jax.jit(model.score_batch)
   predict = jax.jit(model.predict_batch, static_argnames=("cfg", "return_logits"))
   # Converted once: every DecodingConfig below has the default weight layout.
-  decoding_params = jax.jit(model.decoding_params, static_argnums=1)(params, DecodingConfig())
+  decoding_params = model.decoding_params(params, DecodingConfig())
 
   def generate(tokens, lengths, max_new_tokens):
     out = predict(decoding_params, tokens, lengths, jax.random.key(0),

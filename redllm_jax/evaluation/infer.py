@@ -142,7 +142,7 @@ def generate(model, params: Any, prompts: Sequence[Sequence[int]], cfg: Decoding
   """
   predict = jax.jit(model.predict_batch, static_argnames=("cfg", "return_logits"))
   prefill = jax.jit(model.prefill, static_argnums=(3,))
-  decoding_params = jax.jit(model.decoding_params, static_argnums=1)(params, cfg)
+  decoding_params = model.decoding_params(params, cfg)
   compiled: dict[tuple, Any] = {}
   timing = Timing()
   outputs: list[list[int]] = []

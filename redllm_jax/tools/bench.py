@@ -263,7 +263,7 @@ def decode_setup(arch: str, size: str, batch: int, length: int, uncached: bool):
       lambda p, x, n: model.predict_batch(p, x, n, jax.random.key(0), cfg).tokens)
   cached, first = predict(cfg), predict(dataclasses.replace(cfg, max_new_tokens=1))
   tic = time.perf_counter()
-  decoding_params = jax.jit(model.decoding_params, static_argnums=1)(params, cfg)
+  decoding_params = model.decoding_params(params, cfg)
   cached_tokens = np.asarray(cached(decoding_params, prompts, lengths))
   info = {"arch": arch, "size": size, "batch": batch, "prompt": length, "generate": length,
           "params": flops.count_params(model.abstract_params()).total,
