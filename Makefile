@@ -12,7 +12,7 @@ PYTHON ?= python3
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[demo,test]"
+	$(PY) -m pip install -q -e ".[demo,test,hf,lmeval]"
 	$(PY) -m pip install -q --target $(VENV)/libtpu "$$($(PY) -c 'import importlib.metadata as m; print(next(r.split(";")[0] for r in m.requires("jax") if r.startswith("libtpu")))')" \
 	  || echo "libtpu did not install: the TPU-compile tests will skip"
 	touch $@

