@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from redllm_jax import checkpoints, functional, gin_utils
 from redllm_jax.evaluation import standalone
+from redllm_jax import models
 from redllm_jax.models import BaseModel, unstack_layers
 
 
@@ -41,6 +42,51 @@ def flatten_params(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
            for part in key]
     flat[".".join(key)] = np.ascontiguousarray(value)
   return flat
+
+
+def _stack_layers(params: Mapping[str, Any]) -> dict:
+  """The inverse of `models.unstack_layers`: "layers_0".."layers_{n-1}" as one "layers" stack."""
+  if not isinstance(params, Mapping):
+    return params
+  layers = sorted((int(k.removeprefix("layers_")), v) for k, v in params.items()
+                  if k.startswith("layers_"))
+  out = {k: _stack_layers(v) for k, v in params.items() if not k.startswith("layers_")}
+  if layers:
+    out["layers"] = jax.tree.map(lambda *a: np.stack(a), *[v for _, v in layers])
+  return out
+
+
+def unflatten_params(tensors: Mapping[str, np.ndarray], model: BaseModel) -> dict:
+  """The inverse of `flatten_params`, in `model`'s layout (restacked if it scans layers)."""
+  nested = {}
+  for name, value in tensors.items():
+    key = name.replace("layers.", "layers_").split(".")
+    nested[tuple(key)] = value
+  params = flax.traverse_util.unflatten_dict(nested)
+  if model.config.scan_layers:
+    params = _stack_layers(params)
+  abstract = model.abstract_params()
+  if jax.tree.structure(params) != jax.tree.structure(abstract):
+    raise gin_utils.ConfigError("export tensors do not fit the model config.json describes")
+  return jax.tree.map(lambda p, a: np.asarray(p, a.dtype), params, abstract)
+
+
+def load_export(export_dir: str) -> tuple[BaseModel, dict, str | None]:
+  """The Flax model an export describes, its parameters and its spm.model path (or None).
+
+  Scores an export through the very model code that scores orbax checkpoints.
+  A missing, malformed or mismatching export is a one-line ConfigError.
+  """
+  try:
+    meta = standalone.read_config(export_dir)
+    tensors = safetensors.numpy.load_file(os.path.join(export_dir, standalone.WEIGHTS_FILE))
+    standalone.check_tensors(meta["architecture"], meta["config"],
+                             {k: v.shape for k, v in tensors.items()})
+  except standalone.ExportError as e:
+    raise gin_utils.ConfigError(str(e)) from None
+  model = models.from_description(meta)
+  vocab = os.path.join(export_dir, meta.get("vocabulary", standalone.VOCAB_FILE))
+  return model, unflatten_params(tensors, model), vocab if os.path.exists(vocab) else None
 
 
 def export_config(model: BaseModel) -> dict:

@@ -121,6 +121,21 @@ def check_config(config: dict) -> None:
     raise ExportError(f"config.json lacks config fields {missing}")
 
 
+def read_config(export_dir: str) -> dict:
+  """The checked config.json of an export whose weights file exists; else ExportError."""
+  config_path = os.path.join(export_dir, CONFIG_FILE)
+  for path in (config_path, os.path.join(export_dir, WEIGHTS_FILE)):
+    if not os.path.exists(path):
+      raise ExportError(f"export file not found: {path}")
+  with open(config_path) as f:
+    try:
+      meta = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ExportError(f"{config_path} is not valid JSON: {e}") from None
+  check_config(meta)
+  return meta
+
+
 # ----------------------------------------------------------------------------- layers
 
 def rms_norm(x, scale, cfg: dict):
@@ -236,17 +251,8 @@ class StandaloneModel:
   """An exported model: `architecture`, `config`, `params` (name -> jax array), `tokenizer`."""
 
   def __init__(self, export_dir: str):
-    config_path = os.path.join(export_dir, CONFIG_FILE)
+    meta = read_config(export_dir)
     weights_path = os.path.join(export_dir, WEIGHTS_FILE)
-    for path in (config_path, weights_path):
-      if not os.path.exists(path):
-        raise ExportError(f"export file not found: {path}")
-    with open(config_path) as f:
-      try:
-        meta = json.load(f)
-      except json.JSONDecodeError as e:
-        raise ExportError(f"{config_path} is not valid JSON: {e}") from None
-    check_config(meta)
     self.meta = meta
     self.architecture = meta["architecture"]
     self.bidirectional_inputs = bool(meta.get("inputs_bidirectional_attention", False))

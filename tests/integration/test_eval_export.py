@@ -12,7 +12,9 @@ import optax
 import pytest
 
 from conftest import init, lm_batch, make_model, random_tokens
+from redllm_jax import checkpoints
 from redllm_jax.evaluation import export, standalone
+from redllm_jax.gin_utils import ConfigError
 from redllm_jax.decoding import DecodingConfig
 
 
@@ -143,3 +145,27 @@ print('FORBIDDEN', bad)
                           timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert result.returncode == 0, result.stderr[-2000:]
   assert "FORBIDDEN []" in result.stdout
+
+
+@pytest.mark.parametrize("arch,scan", [("decllm", True), ("decllm_biattn", False), ("redllm", True)])
+def test_load_export_round_trips_a_checkpoint_exactly(arch, scan, tmp_path):
+  model = make_model(arch, scan_layers=scan)
+  checkpointer = checkpoints.Checkpointer(str(tmp_path / "run"), 1, async_save=False)
+  params = jax.tree.map(jnp.asarray, _perturbed(model))
+  checkpointer.save(3, params, {"unused": jnp.zeros(2)}, model.describe(), force=True)
+  checkpointer.manager.wait_until_finished()
+  restored_model, restored = checkpoints.load_model_and_params(str(tmp_path / "run"))
+  export.export(restored_model, restored, str(tmp_path / "export"))
+
+  loaded_model, loaded, vocab = export.load_export(str(tmp_path / "export"))
+  assert loaded_model.describe() == model.describe() and vocab is None
+  assert jax.tree.structure(loaded) == jax.tree.structure(restored)
+  for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(restored)):
+    assert a.dtype == b.dtype
+    np.testing.assert_array_equal(a, np.asarray(b))
+
+
+def test_load_export_errors_are_one_line(tmp_path):
+  with pytest.raises(ConfigError, match="export file not found") as e:
+    export.load_export(str(tmp_path / "nope"))
+  assert "\n" not in e.value.message
