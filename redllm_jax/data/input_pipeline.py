@@ -78,6 +78,20 @@ def check_tasks(names: Sequence[str]) -> None:
           raise ConfigError(f"{name}: {e}") from None
 
 
+def sentencepiece_file(name: str) -> str | None:
+  """The SentencePiece file a task or mixture tokenizes with (None if it has none).
+
+  A task whose features use different SentencePiece files is a one-line error:
+  a checkpoint records one vocabulary.
+  """
+  files = {feature.vocabulary.sentencepiece_model_file
+           for feature in seqio.get_mixture_or_task(name).output_features.values()
+           if isinstance(feature.vocabulary, seqio.SentencePieceVocabulary)}
+  if len(files) > 1:
+    raise ConfigError(f"{name}: its features use different vocabularies ({', '.join(sorted(files))})")
+  return files.pop() if files else None
+
+
 def default_shard_info() -> seqio.ShardInfo:
   return seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count())
 
