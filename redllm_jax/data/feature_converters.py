@@ -2,7 +2,7 @@
 
   arch  stage     converter                         TASK_FEATURE_LENGTHS (paper)
   dec   pretrain  seqio.DecoderFeatureConverter      {"targets": 2048}
-  red   pretrain  RedPretrainFeatureConverter(1024)  {"targets": 2048}
+  red   pretrain  RedPretrainFeatureConverter        {"targets": 2048} (split in the middle)
   dec   finetune  seqio.PrefixLMFeatureConverter     {"inputs": 2048, "targets": 512}
   red   finetune  seqio.EncDecFeatureConverter       {"inputs": 2048, "targets": 512}
 
@@ -20,10 +20,12 @@ class RedPretrainFeatureConverter(seqio.EncDecFeatureConverter):
   """Splits each pretraining chunk `targets` into encoder inputs and decoder targets.
 
   encoder_input_tokens = chunk[:split_point], decoder_target_tokens =
-  chunk[split_point:], so the two concatenated give back the chunk. split_point
-  defaults to the middle of the task's `targets` length. Chunks no longer than
-  split_point (only the last chunk of a finite eval stream) are dropped: they
-  would leave the decoder nothing to predict.
+  chunk[split_point:], so the two concatenated give back the chunk. The split
+  follows TASK_FEATURE_LENGTHS unless split_point is set: the middle of
+  {"targets": L}, or I for {"inputs": I, "targets": T}, whose chunks of I + T
+  tokens the task's preprocessor has already cut at I. Chunks no longer than the
+  split (only the last chunk of a finite eval stream) are dropped: they would
+  leave the decoder nothing to predict.
   """
 
   TASK_FEATURES = {"targets": seqio.FeatureConverter.FeatureSpec(dtype=tf.int32)}
@@ -31,9 +33,23 @@ class RedPretrainFeatureConverter(seqio.EncDecFeatureConverter):
   def __init__(self, split_point: int | None = None, **kwargs) -> None:
     super().__init__(**kwargs)
     self._split_point = split_point
+    self._presplit = seqio.EncDecFeatureConverter(**kwargs)  # For chunks the task split.
+
+  def __call__(self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int]) -> tf.data.Dataset:
+    if "inputs" not in task_feature_lengths:
+      return super().__call__(ds, task_feature_lengths)
+    self.encdec_lengths(task_feature_lengths)  # Checks split_point against `inputs`.
+    return self._presplit(ds.filter(lambda ex: tf.size(ex["targets"]) > 0), task_feature_lengths)
 
   def encdec_lengths(self, task_feature_lengths: Mapping[str, int]) -> dict[str, int]:
-    """{"inputs": split_point, "targets": rest} for a {"targets": chunk length} task."""
+    """{"inputs": split, "targets": rest} for a {"targets": chunk length} task, or the
+    task's own {"inputs", "targets"}."""
+    if "inputs" in task_feature_lengths:
+      inputs, targets = task_feature_lengths["inputs"], task_feature_lengths["targets"]
+      if self._split_point not in (None, inputs):
+        raise ValueError(f"split_point={self._split_point} contradicts the inputs length {inputs}: "
+                         "set one of them")
+      return {"inputs": inputs, "targets": targets}
     length = task_feature_lengths["targets"]
     split = length // 2 if self._split_point is None else self._split_point
     if not 0 < split < length:

@@ -9,7 +9,7 @@ import collections
 import gzip
 import json
 import zlib
-from typing import IO, Iterable, Iterator, Sequence
+from typing import IO, Callable, Iterable, Iterator, Sequence
 
 import tensorflow as tf
 import zstandard
@@ -127,15 +127,29 @@ def read_json_lines(
   Raises BadFileError when the file cannot be read to its end; the records
   yielded before that are real, but the file is incomplete.
   """
+
+  def records(lines: Iterator[bytes]) -> Iterator[dict[str, str]]:
+    for line in lines:
+      if not line.strip():
+        continue  # blank separator lines are not records
+      record, reason = _parse_line(line, fields, max_doc_bytes)
+      counts[reason or "ok"] += 1
+      if record is not None:
+        yield record
+
+  return read_file(path, counts, records)
+
+
+def read_file(
+    path: str,
+    counts: collections.Counter,
+    records: Callable[[Iterator[bytes]], Iterator[dict[str, str]]],
+) -> Iterator[dict[str, str]]:
+  """`records(lines)` over a (decompressed) file's lines, with every read failure
+  raised as one BadFileError naming the path and the records counted before it."""
   try:
     with tf.io.gfile.GFile(path, "rb") as raw:
-      for line in _lines(_decompressed(path, raw)):
-        if not line.strip():
-          continue  # blank separator lines are not records
-        record, reason = _parse_line(line, fields, max_doc_bytes)
-        counts[reason or "ok"] += 1
-        if record is not None:
-          yield record
+      yield from records(_lines(_decompressed(path, raw)))
   except BadFileError as e:
     raise BadFileError(f"{path}: {e} after {_records(counts)} records") from None
   except (OSError, EOFError, zlib.error, zstandard.ZstdError, tf.errors.OpError) as e:

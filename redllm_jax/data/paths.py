@@ -34,5 +34,9 @@ def demo_dir(path: str | None = None) -> str:
     return path
   if os.environ.get(DEMO_DIR_ENV):
     return os.environ[DEMO_DIR_ENV]
-  cache = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "redllm_jax")
-  return os.path.join(cache, "demo")
+  return os.path.join(cache_root(), "demo")
+
+
+def cache_root() -> str:
+  """${REDLLM_JAX_CACHE:-~/.cache/redllm_jax}: the demo corpus and converted files tasks."""
+  return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "redllm_jax")

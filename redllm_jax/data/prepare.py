@@ -1,7 +1,13 @@
-r"""One-time conversion of JSON-lines shards to TFRecord shards that tasks read.
+r"""One-time conversion of JSON-lines shards or plain-text files to the TFRecord
+shards that tasks read.
 
   python -m redllm_jax.data.prepare --input_glob='/raw/arxiv/*.jsonl.zst' \
       --output_dir=$REDLLM_DATA_DIR/redpajama_v1/arxiv --fields=text
+  python -m redllm_jax.data.prepare --input_glob="/my/docs/*/README.md" --output_dir=/data/my_docs
+
+Files named .txt, .md or .rst (also .gz or .zst) are plain text, cut into
+documents as `text_source` says (a file up to 64 KiB is one document); every
+other file is JSON lines.
 
 Why convert: tf.data cannot read .zst, cannot skip bad JSON lines, and a
 Python generator source cannot be checkpointed mid-stream (resumable input).
@@ -28,6 +34,7 @@ import tensorflow as tf
 
 from redllm_jax import gin_utils
 from redllm_jax.data import json_source
+from redllm_jax.data import text_source
 
 STATS_DIR = "_stats"
 
@@ -70,6 +77,7 @@ def convert_file(
     validation_fraction: float,
     force_split: str | None,
     max_doc_bytes: int,
+    document_bytes: int = text_source.DEFAULT_DOCUMENT_BYTES,
 ) -> FileResult:
   """Converts one input file; a file that stops early leaves no output behind."""
   stem = _stem(path)
@@ -84,7 +92,7 @@ def convert_file(
     return os.path.join(output_dir, split, stem + ".tfrecord.tmp")
 
   try:
-    for record in json_source.read_json_lines(path, fields, counts, max_doc_bytes):
+    for record in text_source.read_records(path, fields, counts, max_doc_bytes, document_bytes):
       split = force_split or split_of(record, fields, validation_fraction)
       if split not in writers:
         tf.io.gfile.makedirs(os.path.join(output_dir, split))
@@ -117,6 +125,7 @@ def convert(
     force_split: str | None = None,
     max_doc_bytes: int = json_source.DEFAULT_MAX_DOC_BYTES,
     num_workers: int = 1,
+    document_bytes: int = text_source.DEFAULT_DOCUMENT_BYTES,
 ) -> dict[str, int]:
   """Converts every file matching `input_glob`; returns and logs summed counts.
 
@@ -125,7 +134,8 @@ def convert(
   converted.
   """
   files = json_source.list_files(input_glob)
-  jobs = [(p, output_dir, tuple(fields), validation_fraction, force_split, max_doc_bytes) for p in files]
+  jobs = [(p, output_dir, tuple(fields), validation_fraction, force_split, max_doc_bytes,
+           document_bytes) for p in files]
   if num_workers > 1 and len(files) > 1:
     # spawn, not fork: forking a process that already runs TF threads can hang.
     with multiprocessing.get_context("spawn").Pool(min(num_workers, len(files))) as pool:
@@ -163,6 +173,7 @@ def main() -> None:
         force_split=f.force_split,
         max_doc_bytes=f.max_doc_bytes,
         num_workers=f.num_workers,
+        document_bytes=f.text_document_bytes,
     )
   except (json_source.NoFilesError, NothingConvertedError) as e:
     raise gin_utils.ConfigError(str(e)) from None
@@ -170,11 +181,14 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  flags.DEFINE_string("input_glob", None, "JSON-lines files (.jsonl/.gz/.zst), local or gs://.", required=True)
+  flags.DEFINE_string("input_glob", None, "JSON-lines (.jsonl/.gz/.zst) or plain-text (.txt/.md/.rst, "
+                      "also .gz/.zst) files, local or gs://.", required=True)
   flags.DEFINE_string("output_dir", None, "e.g. $REDLLM_DATA_DIR/redpajama_v1/arxiv", required=True)
   flags.DEFINE_list("fields", ["text"], "String fields to keep: text (RedPajama, Paloma) or inputs,targets (FLAN).")
   flags.DEFINE_float("validation_fraction", 0.001, "Content-hashed fraction held out as `validation`.")
   flags.DEFINE_string("force_split", None, "Put every record in this split (e.g. validation for Paloma val/).")
   flags.DEFINE_integer("max_doc_bytes", json_source.DEFAULT_MAX_DOC_BYTES, "Skip (and count) longer lines.")
   flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Parallel input files.")
+  flags.DEFINE_integer("text_document_bytes", text_source.DEFAULT_DOCUMENT_BYTES,
+                       "Plain text: longer files are cut at blank lines into documents of about this size.")
   gin_utils.run_flags(main)

@@ -20,10 +20,17 @@ def concat_and_split(
   Token-level unbatch/batch, not T5's 128-document groups: no short tail chunk
   per group, so every chunk of an infinite (repeated) stream is full length.
   Measured at ~2M tokens/s, far above what training consumes.
+
+  Lengths {"inputs": I, "targets": T} (RedLLM pretraining with its encoder length
+  given) make chunks of I + T tokens split into `inputs` (the first I) and
+  `targets`: the same token stream as DecLLM's {"targets": I + T}, cut in two.
   """
-  length = sequence_length[feature_key]
+  inputs = sequence_length.get("inputs") or 0
   tokens = dataset.map(lambda ex: ex[feature_key], num_parallel_calls=tf.data.AUTOTUNE)
-  return tokens.unbatch().batch(length).map(lambda chunk: {feature_key: chunk})
+  chunks = tokens.unbatch().batch(inputs + sequence_length[feature_key])
+  if not inputs:
+    return chunks.map(lambda chunk: {feature_key: chunk})
+  return chunks.map(lambda chunk: {"inputs": chunk[:inputs], feature_key: chunk[inputs:]})
 
 
 PRETRAIN_PREPROCESSORS = (

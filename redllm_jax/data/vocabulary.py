@@ -1,12 +1,17 @@
 r"""SentencePiece vocabulary with T5 ids (pad 0, eos 1, unk 2, no BOS).
 
-Train one on a registered task's text or on JSON-lines / text files:
+Train one on the train split of a registered task, or of raw JSON-lines / text files:
   python -m redllm_jax.data.vocabulary --task=redpajama_v1 \
       --out=$REDLLM_DATA_DIR/vocab/spm_32768.model --vocab_size=32768 --model_type=bpe
+  python -m redllm_jax.data.vocabulary --files='/my/docs/*.md' --out=/my/spm.model --vocab_size=4096
+Never the validation split: with --files, the records that `prepare` (or a gin
+`files_task`) with the same --validation_fraction holds out are skipped.
 Gin: `VOCABULARY = @get_vocabulary()`; its file is `vocab_path.path` (the demo's:
-`demo_vocab_path.path`), the very file the registered tasks tokenize with.
+`demo_vocab_path.path`; your own: `get_vocabulary.path`), the very file the
+registered tasks tokenize with.
 """
 import collections
+import functools
 import io
 import os
 from typing import Callable, Iterable, Iterator, Sequence
@@ -19,8 +24,11 @@ from sentencepiece import sentencepiece_model_pb2
 import tensorflow as tf
 
 from redllm_jax import gin_utils
+from redllm_jax.data import files_task
 from redllm_jax.data import json_source
 from redllm_jax.data import paths
+from redllm_jax.data import prepare
+from redllm_jax.data import text_source
 from redllm_jax.functional import EOS_ID, PAD_ID, UNK_ID
 
 DEMO_VOCAB_SIZE = 4096
@@ -95,10 +103,18 @@ DEMO_VOCABULARY = SpmVocabulary(demo_vocab_path)
 
 
 @gin.configurable
-def get_vocabulary(demo: bool = False) -> SpmVocabulary:
-  """The registered tasks' vocabulary (the demo corpus's or the real one), so that
-  inference, export and the harness read text as training tokenized it."""
+def get_vocabulary(demo: bool = False, path: str | None = None) -> SpmVocabulary:
+  """The registered tasks' vocabulary (the demo corpus's, the real one, or the file
+  at `path` for a task of your own), so that inference, export and the harness
+  read text as training tokenized it."""
+  if path:
+    return _vocabulary_at(path)
   return DEMO_VOCABULARY if demo else REAL_VOCABULARY
+
+
+@functools.lru_cache(maxsize=None)
+def _vocabulary_at(path: str) -> SpmVocabulary:
+  return SpmVocabulary(path)
 
 
 def _lines(texts: Iterable[str], max_chars: int) -> Iterator[str]:
@@ -122,19 +138,23 @@ def texts_from_task(name: str, split: str = "train") -> Iterator[str]:
       yield from (v.decode("utf-8") for v in ex.values() if isinstance(v, bytes))
 
 
-def texts_from_files(pattern: str, fields: Sequence[str] = ("text",)) -> Iterator[str]:
-  """Strings of JSON-lines files (given fields), or plain lines for other files."""
+def texts_from_files(
+    pattern: str,
+    fields: Sequence[str] = ("text",),
+    validation_fraction: float = files_task.DEFAULT_VALIDATION_FRACTION,
+) -> Iterator[str]:
+  """Strings of the train split of raw files, read as `prepare` reads them (JSON
+  lines or plain-text documents); the records `prepare` with this
+  `validation_fraction` puts in validation are skipped. Bad records and files are
+  skipped as there, with a warning."""
   for path in json_source.list_files(pattern):
-    if ".json" in os.path.basename(path):  # .json, .jsonl, .jsonl.gz, .jsonl.zst
-      counts: collections.Counter = collections.Counter()
-      try:
-        for record in json_source.read_json_lines(path, fields, counts):
+    counts: collections.Counter = collections.Counter()
+    try:
+      for record in text_source.read_records(path, fields, counts):
+        if prepare.split_of(record, fields, validation_fraction) == "train":
           yield from record.values()
-      except json_source.BadFileError as e:  # The texts read so far are still good text.
-        logging.warning("Vocabulary: stopped reading a bad file, %s", e)
-    else:
-      with tf.io.gfile.GFile(path) as f:
-        yield f.read()
+    except json_source.BadFileError as e:  # The texts read so far are still good text.
+      logging.warning("Vocabulary: stopped reading a bad file, %s", e)
 
 
 def train_sentencepiece(
@@ -179,17 +199,19 @@ def main() -> None:
     raise gin_utils.ConfigError("give exactly one of --task or --files")
   if f.task:
     import redllm_jax_tasks  # pylint: disable=g-import-not-at-top,unused-import  # registers tasks (tasks import this module)
-    texts = texts_from_task(f.task, f.split)
+    texts = texts_from_task(f.task)
   else:
-    texts = texts_from_files(f.files, f.fields)
+    texts = texts_from_files(f.files, f.fields, f.validation_fraction)
   train_sentencepiece(texts, f.out, f.vocab_size, f.model_type, f.max_chars, f.byte_fallback)
 
 
 if __name__ == "__main__":
-  flags.DEFINE_string("task", None, "Registered task or mixture whose text to train on.")
-  flags.DEFINE_string("split", "train", "Split of --task.")
-  flags.DEFINE_string("files", None, "Glob of JSON-lines or text files instead of --task.")
+  flags.DEFINE_string("task", None, "Registered task or mixture whose train split to train on.")
+  flags.DEFINE_string("files", None, "Glob of raw JSON-lines or plain-text files instead of --task.")
   flags.DEFINE_list("fields", ["text"], "JSON fields to read with --files.")
+  flags.DEFINE_float("validation_fraction", files_task.DEFAULT_VALIDATION_FRACTION,
+                     "With --files: skip what prepare / files_task with this fraction hold out "
+                     "(at least their fraction: a larger one skips a superset).")
   flags.DEFINE_string("out", None, "Output .model path (local or gs://).", required=True)
   flags.DEFINE_integer("vocab_size", DEFAULT_VOCAB_SIZE, "Number of pieces.")
   flags.DEFINE_enum("model_type", "bpe", ["bpe", "unigram"], "SentencePiece algorithm.")
