@@ -1,17 +1,25 @@
-r"""Exports a checkpoint for evaluation: safetensors + config.json + the SentencePiece model.
+r"""Exports a checkpoint: safetensors + config.json + the SentencePiece model, for our
+standalone loader and for Hugging Face transformers.
 
-  python -m redllm_jax.evaluation.export --gin_file=models/redllm.gin \
-      --gin_file=models/sizes/tiny.gin --gin_file=data/demo_pretrain_red.gin \
-      --gin_file=runs/export.gin --gin.CHECKPOINT_PATH=\"/tmp/run/checkpoints/1000\" \
-      --gin.EXPORT_DIR=\"/tmp/export\"
+  python -m redllm_jax.evaluation.export --gin_file=runs/export.gin \
+      --gin.CHECKPOINT_PATH=\"/tmp/run/checkpoints/1000\" --gin.EXPORT_DIR=\"/tmp/export\"
 
-The data gin binds VOCABULARY, whose SentencePiece model is copied as spm.model.
+The checkpoint says which model it holds and which vocabulary it was trained with
+(`checkpoints.vocabulary_path`): that SentencePiece model is copied as spm.model.
+Binding `export.export_checkpoint.vocabulary` (e.g. to a data gin's %VOCABULARY)
+overrides it; a vocabulary other than the checkpoint's is a one-line error.
 
 The export directory is read by `standalone.py` and `functional.py`, copied into it
-(jax + numpy + safetensors + sentencepiece only). Tensor names are flat and layer-unstacked, whatever the
-training layout (scanned or not): `decoder.layers.3.mlp.wo.kernel`. Nothing is
-pickled. config.json holds every TransformerConfig field, the architecture and the
-BiAttn flag.
+(jax + numpy + safetensors + sentencepiece only), by `load_export` (the Flax model
+again), and by transformers (`trust_remote_code=True`: the torch-only
+configuration_redllm_jax.py and modeling_redllm_jax.py are copied too, and
+tokenizer.json is converted from spm.model; docs/huggingface.md). Tensor names are
+flat and layer-unstacked, whatever the training layout (scanned or not):
+`decoder.layers.3.mlp.wo.kernel`; they are also the PyTorch modules' parameter
+names. Nothing is pickled. config.json is one file for all readers: every
+TransformerConfig field, the architecture and the BiAttn flag, plus transformers'
+`model_type`, `architectures`, `auto_map` and the conventions (RoPE layout, norms
+before RoPE, unscaled input embeddings, the logit scale).
 """
 import json
 import os
@@ -27,9 +35,8 @@ import gin
 import seqio
 import tensorflow as tf
 
-from redllm_jax import checkpoints, functional, gin_utils
+from redllm_jax import checkpoints, functional, gin_utils, hf, models
 from redllm_jax.evaluation import standalone
-from redllm_jax import models
 from redllm_jax.models import BaseModel, unstack_layers
 
 
@@ -109,27 +116,44 @@ def export(model, params: Any, out_dir: str, vocab_path: str | None = None) -> d
   standalone.check_tensors(meta["architecture"], meta["config"],
                            {k: v.shape for k, v in tensors.items()})
   meta["num_params"] = int(sum(v.size for v in tensors.values()))
+  meta.update(hf.hf_fields(meta))
   os.makedirs(out_dir, exist_ok=True)
-  safetensors.numpy.save_file(tensors, os.path.join(out_dir, standalone.WEIGHTS_FILE),
-                              metadata={"format": standalone.FORMAT})
+  weights = os.path.join(out_dir, standalone.WEIGHTS_FILE)
+  # "pt": the tensors are plain row-major arrays, as transformers expects of the file.
+  safetensors.numpy.save_file(tensors, weights, metadata={"format": "pt", "writer": standalone.FORMAT})
+  os.chmod(weights, _umasked(0o666))  # safetensors writes 0600; the other files respect the umask.
   if vocab_path:
     tf.io.gfile.copy(vocab_path, os.path.join(out_dir, standalone.VOCAB_FILE), overwrite=True)
     meta["vocabulary"] = standalone.VOCAB_FILE
+    if not hf.write_tokenizer(vocab_path, out_dir, meta["architecture"]):
+      print("transformers is not installed (the `hf` extra): no tokenizer.json written")
   with open(os.path.join(out_dir, standalone.CONFIG_FILE), "w") as f:
     json.dump(meta, f, indent=1)
-  # The loader and the maths it shares with the Flax layers travel together.
+  # The loaders and the maths they share with the Flax layers travel together.
   shutil.copy(standalone.__file__, os.path.join(out_dir, "standalone.py"))
   shutil.copy(functional.__file__, os.path.join(out_dir, standalone.SHARED_MATHS_FILE))
+  hf.copy_code(out_dir)
   return meta
 
 
+def _umasked(mode: int) -> int:
+  umask = os.umask(0)
+  os.umask(umask)
+  return mode & ~umask
+
+
 @gin.configurable
-def export_checkpoint(model: BaseModel = gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
-                      export_dir: str = gin.REQUIRED,
-                      vocabulary: seqio.Vocabulary = gin.REQUIRED) -> dict:
-  """Exports the checkpoint's parameters, with the vocabulary's SentencePiece model."""
-  params = checkpoints.load_params(checkpoint_path, model)
-  vocab_path = getattr(vocabulary, "sentencepiece_model_file", None)
+def export_checkpoint(checkpoint_path: str = gin.REQUIRED, export_dir: str = gin.REQUIRED,
+                      vocabulary: seqio.Vocabulary | None = None) -> dict:
+  """Exports the checkpoint's model and parameters, with its own SentencePiece model
+  (or `vocabulary`'s, which must be the same file's bytes)."""
+  model, params = checkpoints.load_model_and_params(checkpoint_path)
+  if vocabulary is None:
+    vocab_path = checkpoints.vocabulary_path(checkpoint_path)
+  else:
+    vocab_path = getattr(vocabulary, "sentencepiece_model_file", None)
+    if vocab_path:
+      checkpoints.check_vocabulary(checkpoint_path, vocab_path, "export_checkpoint.vocabulary")
   meta = export(model, params, export_dir, vocab_path)
   print(f"exported {meta['architecture']} ({meta['num_params']:,} params) to {export_dir}"
         + ("" if vocab_path else " (not a SentencePiece vocabulary: spm.model not copied)"))
