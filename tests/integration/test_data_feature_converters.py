@@ -5,6 +5,7 @@ import pytest
 import seqio
 import sentencepiece as spm
 
+from redllm_jax import gin_utils
 from redllm_jax.data import feature_converters
 
 CHUNK = 256
@@ -68,6 +69,24 @@ def test_red_split_point_is_configurable_and_checked(tasks) -> None:
     converter = feature_converters.make_feature_converter("red", "pretrain", split_point=bad)
     with pytest.raises(ValueError, match=rf"^split_point={bad} does not fit targets length {CHUNK}: [^\n]*$"):
       converter.get_model_feature_lengths({"targets": CHUNK})
+
+
+def test_red_split_follows_task_feature_lengths_inputs_from_the_gin_alone(tasks) -> None:
+  gin_utils.parse_gin(["data/demo_pretrain_red.gin"], [], finalize=False)
+  lengths = {"inputs": 100, "targets": CHUNK - 100}
+  task = seqio.get_mixture_or_task("demo_redpajama_book")
+  ds = task.get_dataset(lengths, split="validation", shuffle=False, num_epochs=1).take(3)
+  red = _convert(ds, feature_converters.make_feature_converter(), lengths)
+  dec = _convert(_chunks_ds("demo_redpajama_book").take(3),
+                 feature_converters.make_feature_converter("dec", "pretrain"), {"targets": CHUNK})
+  assert len(red) == 3
+  for d, r in zip(dec, red):  # The same chunk as DecLLM's {"targets": I + T}, cut at I.
+    assert (r["encoder_input_tokens"].shape, r["decoder_target_tokens"].shape) == ((100,), (156,))
+    np.testing.assert_array_equal(
+        np.concatenate([r["encoder_input_tokens"], r["decoder_target_tokens"]]), d["decoder_target_tokens"])
+  contradiction = feature_converters.make_feature_converter("red", "pretrain", split_point=128)
+  with pytest.raises(ValueError, match=r"^split_point=128 contradicts the inputs length 100: [^\n]*$"):
+    contradiction.get_model_feature_lengths(lengths)
 
 
 def _examples(task: str) -> list[dict[str, np.ndarray]]:

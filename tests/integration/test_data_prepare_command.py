@@ -36,3 +36,26 @@ def test_nothing_converted_is_one_line_and_exit_2(tmp_path) -> None:
     assert run.returncode == 2
     errors = [l for l in run.stderr.splitlines() if l.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in run.stderr, run.stderr
+
+
+def _texts(pattern: str) -> list[str]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # only this test reads TFRecords
+
+  desc = {"text": tf.io.FixedLenFeature([], tf.string)}
+  return [tf.io.parse_single_example(r, desc)["text"].numpy().decode()
+          for r in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)))]
+
+
+def test_plain_text_files_convert_as_documents(tmp_path) -> None:
+  raw = tmp_path / "raw"
+  raw.mkdir()
+  (raw / "notes.txt.gz").write_bytes(gzip.compress(b"First note.\n\nIts second paragraph.\n"))
+  (raw / "README.md").write_text("# A package\n\nWhat it does.\n")
+  (raw / "cut.txt.gz").write_bytes(gzip.compress(_records(3000))[:500])
+  run = _prepare(f"--input_glob={raw}/*", f"--output_dir={tmp_path}/out", "--validation_fraction=0")
+  assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+  counts = json.loads(run.stdout.strip().splitlines()[-1])
+  assert counts["ok"] == 2 and counts["bad_files"] == 1 and "bad_json" not in counts
+  assert "cut.txt.gz: Compressed file ended" in run.stderr
+  assert sorted(_texts(f"{tmp_path}/out/train/*.tfrecord")) == [
+      "# A package\n\nWhat it does.", "First note.\n\nIts second paragraph."]

@@ -1,7 +1,13 @@
-"""SentencePiece vocabulary: T5 ids, lazy path, one-line errors, training command."""
+"""SentencePiece vocabulary: T5 ids, lazy path, one-line errors, training command (train split only)."""
+import gzip
+import subprocess
+import sys
+
 import pytest
 import sentencepiece as spm
+import tensorflow as tf
 
+from redllm_jax.data import prepare
 from redllm_jax.data import vocabulary
 
 
@@ -48,3 +54,36 @@ def test_train_on_registered_task_text(demo_root: str, tmp_path) -> None:
   texts = vocabulary.texts_from_task("demo_flan", "validation")
   out = vocabulary.train_sentencepiece(texts, str(tmp_path / "f.model"), vocab_size=300, model_type="bpe")
   assert spm.SentencePieceProcessor(model_file=out).eos_id() == 1
+
+
+def _one_character_documents(folder) -> dict[str, str]:
+  """40 plain-text files, each mostly one CJK character of its own: a character
+  is a piece of the vocabulary exactly when its document was trained on."""
+  docs = {}
+  for i in range(40):
+    docs[chr(0x4E00 + i)] = f"Document {i}: " + chr(0x4E00 + i) * 200
+    (folder / f"doc{i}.txt.gz").write_bytes(gzip.compress(docs[chr(0x4E00 + i)].encode()))
+  return docs
+
+
+def test_vocabulary_command_reads_plain_text_and_trains_on_the_train_split_only(tmp_path) -> None:
+  docs = _one_character_documents(tmp_path)
+  split = {c: prepare.split_of({"text": d}, ["text"], 0.3) for c, d in docs.items()}
+  assert 0 < list(split.values()).count("validation") < len(docs)
+  out = tmp_path / "v.model"
+  run = subprocess.run([sys.executable, "-m", "redllm_jax.data.vocabulary", f"--files={tmp_path}/*.txt.gz",
+                        f"--out={out}", "--vocab_size=100", "--validation_fraction=0.3"],
+                       capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+  sp = spm.SentencePieceProcessor(model_file=str(out))
+  seen = {c: sp.piece_to_id(c) != sp.unk_id() for c in docs}
+  assert seen == {c: s == "train" for c, s in split.items()}
+
+
+def test_texts_from_files_are_prepares_train_split(tmp_path) -> None:
+  _one_character_documents(tmp_path)
+  prepare.convert(f"{tmp_path}/*.txt.gz", str(tmp_path / "out"), validation_fraction=0.3)
+  desc = {"text": tf.io.FixedLenFeature([], tf.string)}
+  train = [tf.io.parse_single_example(r, desc)["text"].numpy().decode() for r in
+           tf.data.TFRecordDataset(tf.io.gfile.glob(f"{tmp_path}/out/train/*.tfrecord"))]
+  assert sorted(vocabulary.texts_from_files(f"{tmp_path}/*.txt.gz", validation_fraction=0.3)) == sorted(train)
