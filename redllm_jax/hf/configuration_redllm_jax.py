@@ -20,6 +20,7 @@ class RedLLMJaxConfig(PretrainedConfig):
   bos_token_id: int | None = 0
   eos_token_id: int | None = 1
   decoder_start_token_id: int | None = 0
+  use_cache: bool = True
 
   def __post_init__(self, **kwargs):
     net = self.config or {}
