@@ -169,3 +169,19 @@ def test_load_export_errors_are_one_line(tmp_path):
   with pytest.raises(ConfigError, match="export file not found") as e:
     export.load_export(str(tmp_path / "nope"))
   assert "\n" not in e.value.message
+
+
+def test_standalone_default_arguments_see_the_bos(exported):
+  """decllm_logits / redllm_logits with only tokens equal the Flax model: the BOS (id 0) is
+  a real token, not padding (a default of `tokens > 0` hid it, logits up to 84% off)."""
+  arch, model, params, out = exported
+  loaded = standalone.load(out)
+  windows = random_tokens(13, (2, 9))
+  batch = model.pretraining_batch(windows)
+  expected = np.asarray(jax.jit(model.logits)(params, batch))
+  if arch == "redllm":
+    got = standalone.redllm_logits(loaded.params, loaded.config, batch["encoder_input_tokens"],
+                                   batch["decoder_input_tokens"])
+  else:
+    got = standalone.decllm_logits(loaded.params, loaded.config, batch["decoder_input_tokens"])
+  assert np.abs(np.asarray(got) - expected).max() < 1e-5
