@@ -305,9 +305,14 @@ def load_params(checkpoint_path: str, model, shardings: Any = None) -> Any:
   they land on the first local device. A missing path, no checkpoint, a
   checkpoint of the other architecture, or a corrupt one is a one-line ConfigError.
   """
+  return load_params_and_step(checkpoint_path, model, shardings)[0]
+
+
+def load_params_and_step(checkpoint_path: str, model, shardings: Any = None) -> tuple[Any, int]:
+  """`load_params`, and the step of the checkpoint it restored (what results are logged at)."""
   manager, step, meta = _open(checkpoint_path)
   _check_meta(meta, model.describe(), f"{checkpoint_path} (step {step})")
-  return _restore_params(manager, step, meta, model, checkpoint_path, shardings)
+  return _restore_params(manager, step, meta, model, checkpoint_path, shardings), step
 
 
 def _restore_params(manager: ocp.CheckpointManager, step: int, meta: dict[str, Any], model,

@@ -205,13 +205,18 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
         split=split, shuffle=shuffle, num_epochs=num_epochs)
 
   train_batches = data(mixture_or_task_name, "train", True)
-  eval_batches = {task: (lambda task=task: itertools.islice(data(task, eval_split, False),
-                                                            eval_steps))
-                  for task in eval_tasks}
+  # One pass over each eval split, at most eval_steps batches: a small split is read
+  # once (its last batch padded), never repeated, so num_examples is the true count.
+  eval_batches = {task: (lambda task=task: itertools.islice(
+      data(task, eval_split, False, num_epochs=1), eval_steps)) for task in eval_tasks}
   checkpointer = checkpoints.Checkpointer(model_dir, checkpoint_every, keep_checkpoints,
                                           async_checkpoints, on_unreadable)
   state = _initial_state(steps, checkpointer, meta, train_batches, model,
                          initial_checkpoint_path, seed)
+  if jax.process_index() == 0:
+    print(startup_summary(model, steps, mixture_or_task_name, task_feature_lengths,
+                          feature_converter, batch_size, int(state.step), train_steps,
+                          num_microbatches), flush=True)
   writer = make_writer(model_dir, resumed_step=int(state.step))
   try:
     _, results = train_loop(model, steps, state, train_batches, checkpointer, meta, writer,
@@ -220,6 +225,39 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
     checkpointer.close()
     writer.close()
   return results
+
+
+def _tokens_per_row(converter: seqio.FeatureConverter,
+                   task_feature_lengths: Mapping[str, int]) -> dict[str, int]:
+  """The token features a row feeds the model and their lengths (the trainer's token
+  count: every `*_tokens` feature but the decoder inputs, which repeat the targets)."""
+  lengths = converter.get_model_feature_lengths(task_feature_lengths)
+  return {k: int(v) for k, v in lengths.items()
+          if k.endswith("_tokens") and k != "decoder_input_tokens"}
+
+
+def startup_summary(model: BaseModel, steps, task: str, task_feature_lengths: Mapping[str, int],
+                    converter: seqio.FeatureConverter, batch_size: int, start_step: int,
+                    train_steps: int, num_microbatches: int) -> str:
+  """What the run is about to do: model, tokens per step and in all, split size, mesh."""
+  params = sum(x.size for x in jax.tree.leaves(steps.abstract_state.params))
+  row = _tokens_per_row(converter, task_feature_lengths)
+  per_step = batch_size * sum(row.values())
+  remaining = train_steps - start_step
+  documents = input_pipeline.recorded_documents(task, "train")
+  split = (f"{documents:,} documents (prepare's stats.json; tokens per epoch are not "
+           "recorded)" if documents is not None else "size not recorded")
+  mesh = steps.partitioner.mesh
+  microbatches = f", {num_microbatches} microbatches" if num_microbatches > 1 else ""
+  return "\n".join([
+      f"train: {model.name}, {params:,} parameters",
+      f"  tokens per step: {per_step:,} = {batch_size} rows x "
+      + " + ".join(f"{n} {k}" for k, n in row.items()) + microbatches,
+      f"  steps {start_step} -> {train_steps}: {remaining:,} to run, "
+      f"{remaining * per_step:,} tokens",
+      f"  train split of {task}: {split}",
+      f"  mesh {dict(mesh.shape)} over {mesh.devices.size} {mesh.devices.flat[0].platform} "
+      f"device(s), {jax.process_count()} process(es)"])
 
 
 def _initial_state(steps, checkpointer, meta, train_batches, model, initial_checkpoint_path,

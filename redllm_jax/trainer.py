@@ -271,7 +271,13 @@ def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
   try:
     for step in range(start_step + 1, cfg.train_steps + 1):
       local = next(train_batches)
+      compiling = step == start_step + 1
+      if compiling and is_chief:
+        bar.write("compiling the train step...")
+        started = time.perf_counter()
       state, metrics = steps.train(state, steps.partitioner.global_batch(local), rng)
+      if compiling and is_chief:  # The first call returns once compiled (it runs async).
+        bar.write(f"compiled in {time.perf_counter() - started:.1f} s")
       tokens = sum(v.size for k, v in local.items() if k.endswith("_tokens")
                    and k != "decoder_input_tokens") * jax.process_count()
       pending.add(step, metrics, tokens,

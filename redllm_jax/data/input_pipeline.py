@@ -15,6 +15,7 @@ no replay.
 from collections.abc import Iterator, Sequence
 import difflib
 import json
+import os
 from typing import Mapping
 
 import jax
@@ -72,10 +73,11 @@ def check_tasks(names: Sequence[str]) -> None:
       raise ConfigError(f"unknown seqio task or mixture {name!r}{hint}")
     for feature in seqio.get_mixture_or_task(name).output_features.values():
       if isinstance(feature.vocabulary, seqio.SentencePieceVocabulary):
-        try:
+        try:  # The path itself may be unresolvable (no data root): also one line.
           vocabulary.check_sentencepiece_model(feature.vocabulary.sentencepiece_model_file)
         except (OSError, ValueError) as e:
-          raise ConfigError(f"{name}: {e}") from None
+          # Gin appends "In call to configurable ..." lines to errors raised in configurables.
+          raise ConfigError(f"{name}: {str(e).splitlines()[0]}") from None
 
 
 def sentencepiece_file(name: str) -> str | None:
@@ -90,6 +92,22 @@ def sentencepiece_file(name: str) -> str | None:
   if len(files) > 1:
     raise ConfigError(f"{name}: its features use different vocabularies ({', '.join(sorted(files))})")
   return files.pop() if files else None
+
+
+def recorded_documents(name: str, split: str) -> int | None:
+  """The documents in a split of a task or mixture, as `prepare` recorded them in each
+  source folder's stats.json; None when some task's source keeps no such record."""
+  provider = seqio.get_mixture_or_task(name)
+  total = 0
+  for task in provider.tasks if isinstance(provider, seqio.Mixture) else [provider]:
+    try:
+      pattern = task.source._split_to_filepattern[split]  # pylint: disable=protected-access
+      folder = os.path.dirname(os.path.dirname(pattern))  # {folder}/{split}/*.tfrecord
+      with tf.io.gfile.GFile(os.path.join(folder, "stats.json")) as f:
+        total += int(json.load(f)[f"split:{split}"])
+    except (AttributeError, KeyError, TypeError, ValueError, tf.errors.OpError):
+      return None  # Not a prepared source, no stats file, or no count for the split.
+  return total
 
 
 def default_shard_info() -> seqio.ShardInfo:

@@ -6,6 +6,12 @@ r"""Batched decoding from a JSON-lines file of prompts to a JSON-lines file of o
       --gin.INFER_INPUT=\"prompts.jsonl\" --gin.INFER_OUTPUT=\"outputs.jsonl\" \
       [--gin.DecodingConfig.temperature=0.7 --gin.DecodingConfig.top_p=0.9]
 
+Prompts are tokenized with the checkpoint's own vocabulary (`checkpoints.vocabulary_path`:
+the SentencePiece file its training run recorded), so no data gin is needed. A
+vocabulary bound to `infer.infer.vocabulary` is checked against that record (a
+different file is a one-line error), and names the vocabulary of a checkpoint
+saved before checkpoints recorded theirs.
+
 Input lines are {"inputs": "..."} (other fields are copied through); output lines
 add "output" (decoded text up to EOS), "output_tokens" and "prompt_tokens" (and
 "truncated": true when the prompt was cut). Decoding runs through the cached
@@ -21,7 +27,7 @@ per decode step), measured after compiling each batch shape ahead of time.
 import dataclasses
 import json
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from absl import logging
 import gin
@@ -34,6 +40,7 @@ import tensorflow as tf
 
 from redllm_jax.functional import EOS_ID
 from redllm_jax import checkpoints, gin_utils
+from redllm_jax.data.vocabulary import SpmVocabulary
 from redllm_jax.decoding import DecodingConfig
 from redllm_jax.evaluation import windows
 from redllm_jax.models import BaseModel, pad_rows
@@ -192,15 +199,26 @@ def write_outputs(records: Sequence[dict], prompts: Sequence[Sequence[int]],
       f.write(json.dumps(line) + "\n")
 
 
+def checkpoint_vocabulary(checkpoint_path: str,
+                          vocabulary: Optional[seqio.SentencePieceVocabulary] = None
+                          ) -> seqio.SentencePieceVocabulary:
+  """The checkpoint's recorded vocabulary; or `vocabulary`, once checked against that record."""
+  if vocabulary is None:
+    return SpmVocabulary(checkpoints.vocabulary_path(checkpoint_path))
+  checkpoints.check_vocabulary(checkpoint_path, vocabulary.sentencepiece_model_file,
+                               "infer.infer.vocabulary")
+  return vocabulary
+
+
 @gin.configurable
 def infer(model: BaseModel = gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
           input_path: str = gin.REQUIRED, output_path: str = gin.REQUIRED,
-          vocabulary: seqio.Vocabulary = gin.REQUIRED,
-          decoding: DecodingConfig = gin.REQUIRED,
-          settings: InferSettings = gin.REQUIRED) -> dict[str, float]:
+          decoding: DecodingConfig = gin.REQUIRED, settings: InferSettings = gin.REQUIRED,
+          vocabulary: Optional[seqio.SentencePieceVocabulary] = None) -> dict[str, float]:
   """Decodes every prompt of `input_path` into `output_path`; returns the timing report."""
-  # Prompts are read and checked before the checkpoint is loaded: bad input fails fast.
+  # Prompts are read and checked before the parameters are loaded: bad input fails fast.
   records = read_prompts(input_path)
+  vocabulary = checkpoint_vocabulary(checkpoint_path, vocabulary)
   prompts, truncated = encode_prompts([r["inputs"] for r in records], vocabulary.encode,
                                       settings)
   params = checkpoints.load_params(checkpoint_path, model)

@@ -47,11 +47,15 @@ def evaluate_checkpoint(model: BaseModel = gin.REQUIRED, checkpoint_path: str = 
   """{task: metrics} of the checkpoint; also eval_results.json and TensorBoard scalars."""
   train.check_counts("perplexity.evaluate_checkpoint", batch_size=batch_size)
   input_pipeline.check_tasks(tasks)
+  for task in tasks:  # Text read with another vocabulary would score as noise.
+    vocab_file = input_pipeline.sentencepiece_file(task)
+    if vocab_file:
+      checkpoints.check_vocabulary(checkpoint_path, vocab_file, f"the eval task {task}")
   partitioner = Partitioner()
   train.validate(model, feature_converter, task_feature_lengths, batch_size, partitioner,
                  num_microbatches=1, num_input_shards=jax.process_count())
   param_shardings = partitioner.shardings(model.param_axes())
-  params = checkpoints.load_params(checkpoint_path, model, param_shardings)
+  params, step = checkpoints.load_params_and_step(checkpoint_path, model, param_shardings)
   eval_step = trainer.compile_eval_step(model, partitioner, param_shardings)
   results = {}
   for task in tasks:
@@ -68,7 +72,7 @@ def evaluate_checkpoint(model: BaseModel = gin.REQUIRED, checkpoint_path: str = 
       raise ConfigError(f"{task}/{split} yielded no example")
     results[task] = {k.split("/", 1)[1]: v for k, v in flat.items()}
   if output_dir and jax.process_index() == 0:
-    write_results(results, output_dir, checkpoints.checkpoint_step(checkpoint_path))
+    write_results(results, output_dir, step)
   return results
 
 

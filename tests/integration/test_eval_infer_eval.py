@@ -61,6 +61,8 @@ def test_infer_entry_point_through_gin(tmp_path, monkeypatch, demo_root):
     return model.init_params(jax.random.key(0))
 
   monkeypatch.setattr(checkpoints, "load_params", fake_load)
+  monkeypatch.setattr(checkpoints, "vocabulary_path",  # what a real checkpoint records
+                      lambda path: os.path.join(demo_root, "vocab", "spm_4096_bpe.model"))
   prompts = tmp_path / "prompts.jsonl"
   prompts.write_text("\n".join(json.dumps({"inputs": t, "id": i})
                                for i, t in enumerate(["Hello there", "What is a computer?" * 30])))
@@ -111,8 +113,8 @@ def _expected_sums(model, params, converter, lengths, rows):
 def test_eval_command_equals_example_by_example_sums(arch, demo_root, tmp_path, monkeypatch):
   model = make_model(arch, vocab_size=4096)
   params = init(model)
-  monkeypatch.setattr(checkpoints, "load_params", lambda path, m, shardings: params)
-  monkeypatch.setattr(checkpoints, "checkpoint_step", lambda path: 7)
+  monkeypatch.setattr(checkpoints, "load_params_and_step", lambda path, m, shardings: (params, 7))
+  monkeypatch.setattr(checkpoints, "check_vocabulary", lambda path, vocab_file, what: None)
   converter = feature_converters.make_feature_converter(arch[:3], "pretrain")
   lengths = {"targets": 64}
   results = perplexity.evaluate_checkpoint(
