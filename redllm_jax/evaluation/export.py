@@ -130,8 +130,8 @@ def export(model, params: Any, out_dir: str, vocab_path: str | None = None) -> d
   with open(os.path.join(out_dir, standalone.CONFIG_FILE), "w") as f:
     json.dump(meta, f, indent=1)
   # The loaders and the maths they share with the Flax layers travel together.
-  shutil.copy(standalone.__file__, os.path.join(out_dir, "standalone.py"))
-  shutil.copy(functional.__file__, os.path.join(out_dir, standalone.SHARED_MATHS_FILE))
+  shutil.copyfile(standalone.__file__, os.path.join(out_dir, "standalone.py"))
+  shutil.copyfile(functional.__file__, os.path.join(out_dir, standalone.SHARED_MATHS_FILE))
   hf.copy_code(out_dir)
   return meta
 

@@ -95,4 +95,4 @@ def write_tokenizer(vocab_path: str, out_dir: str, architecture: str) -> bool:
 def copy_code(out_dir: str) -> None:
   here = os.path.dirname(os.path.abspath(__file__))
   for name in CODE_FILES:
-    shutil.copy(os.path.join(here, name), os.path.join(out_dir, name))
+    shutil.copyfile(os.path.join(here, name), os.path.join(out_dir, name))  # Umask modes.

@@ -2,6 +2,7 @@
 import functools
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -185,3 +186,15 @@ def test_standalone_default_arguments_see_the_bos(exported):
   else:
     got = standalone.decllm_logits(loaded.params, loaded.config, batch["decoder_input_tokens"])
   assert np.abs(np.asarray(got) - expected).max() < 1e-5
+
+
+def test_every_export_file_respects_the_umask(tmp_path):
+  """model.safetensors was 0600 (safetensors' own mode) beside 0644 files."""
+  model = make_model("decllm")
+  previous = os.umask(0o027)
+  try:
+    export.export(model, init(model), str(tmp_path))
+  finally:
+    os.umask(previous)
+  modes = {name: stat.S_IMODE(os.stat(tmp_path / name).st_mode) for name in os.listdir(tmp_path)}
+  assert "model.safetensors" in modes and set(modes.values()) == {0o640}, modes
