@@ -12,8 +12,9 @@ own (`decoder.layers.0.self_attention.query.kernel`, kernels [*in, *out]), so
 model.safetensors loads as it is.
 
 Conventions a caller must know:
-- DecLLM's input starts with BOS = id 0, which is also the padding id: always pass
-  the tokenizer's `attention_mask` (it marks the BOS), and pad on the left to generate.
+- DecLLM's input starts with BOS = id 0, which is also the padding id: pass the
+  tokenizer's `attention_mask` (it marks the BOS), and pad on the left to generate
+  (without a mask, generate() takes each row's last leading 0 as its BOS).
 - DecLLM + BiAttn reads `prefix_mask` [b, l] (1 = the bidirectional prefix,
   [BOS, prompt]). Without it, a forward on an empty cache (generate's prefill) treats
   every attended input token as the prefix; teacher-forced scoring of
@@ -256,6 +257,15 @@ class DecLLMForCausalLM(RedLLMJaxPreTrainedModel, GenerationMixin):
     for layer in self.decoder.layers:
       x = layer(x, position_ids, mask, cache)
     return CausalLMOutputWithPast(logits=self._logits(x), cache=cache)
+
+  def _prepare_attention_mask_for_generation(self, inputs_tensor: torch.Tensor, generation_config,
+                                             model_kwargs: dict) -> torch.LongTensor:
+    """generate() without an attention_mask: transformers would mask every id 0, the BOS
+    too. Rows are [pad.., BOS, prompt]: the mask starts at the id 0 before the first other id."""
+    ids = model_kwargs.get("input_ids", inputs_tensor)
+    first_real = (ids != self.config.pad_token_id).long().argmax(-1)
+    start = (first_real - 1).clamp(min=0)
+    return (torch.arange(ids.shape[1], device=ids.device)[None] >= start[:, None]).long()
 
 
 class _Encoder:

@@ -108,10 +108,12 @@ def _jax_greedy(model, params, prompts, eos_id, max_new_tokens):
   return np.asarray(out.tokens)
 
 
-def _hf_greedy(arch, hf_model, tokenizer, prompts, eos_id, max_new_tokens):
+def _hf_greedy(arch, hf_model, tokenizer, prompts, eos_id, max_new_tokens, with_mask=True):
   """HF generate, the batch padded by the tokenizer (DecLLM: BOS first, left-padded)."""
   bos = [] if arch == "redllm" else [tokenizer.bos_token_id]
   rows = tokenizer.pad({"input_ids": [bos + p for p in prompts]}, return_tensors="pt")
+  if not with_mask:
+    del rows["attention_mask"]
   with torch.no_grad():
     out = hf_model.generate(**rows, max_new_tokens=max_new_tokens, do_sample=False,
                             eos_token_id=eos_id)
@@ -142,6 +144,9 @@ def test_greedy_generate_equals_predict_batch_with_the_cache(exported, demo_voca
   for hook in hooks:
     hook.remove()
   np.testing.assert_array_equal(got, expected)
+  if arch != "redllm":  # Without a mask, the BOS (id 0 = pad) still counts as a token.
+    np.testing.assert_array_equal(
+        _hf_greedy(arch, hf_model, tokenizer, prompts, stop, steps, with_mask=False), expected)
   # Cached: after the prompt, every forward reads one new token.
   decoder_widths = calls["embed"][1:] if arch == "redllm" else calls["embed"]
   assert decoder_widths[0] == (1 if arch == "redllm" else 1 + max(map(len, prompts)))
