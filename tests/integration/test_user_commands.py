@@ -2,6 +2,7 @@
 tiny DecLLM trained here: start-up summary, quiet TensorFlow, the checkpoint's own
 vocabulary, the restored step, a small eval split read once, DecLLM's second half."""
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from tensorboard.backend.event_processing import plugin_event_accumulator
 from tensorboard.util import tensor_util
 
 from redllm_jax import checkpoints
+from redllm_jax.data import paths
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TASK = "demo_redpajama_wikipedia"  # 4 validation documents: 27,770 tokens (docs/data.md)
@@ -123,10 +125,14 @@ def test_eval_refuses_a_task_of_another_vocabulary(trained, other_vocabulary):
   assert str(other_vocabulary) in line and "spm_4096_bpe.model" in line
 
 
-def test_eval_with_a_missing_vocabulary_is_one_line(trained, tmp_path):
+@pytest.mark.slow
+def test_eval_without_a_data_root_for_its_vocabulary_is_one_line(trained):
+  """The real-data vocabulary's path cannot even be formed: one line, not gin's three."""
   model_dir, _, _ = trained
-  line = _eval_error(model_dir, f"--gin.demo_vocab_path.path='{tmp_path}/none.model'")
-  assert f"Vocabulary file not found: {tmp_path}/none.model" in line
+  env = {k: v for k, v in os.environ.items() if k != paths.DATA_DIR_ENV}
+  line = _eval_error(model_dir, "--gin_file=data/pretrain_dec.gin", env=env)
+  assert line == ("error: redpajama_v1: No data root: set $REDLLM_DATA_DIR or bind gin "
+                  "`data_dir.path` (local or gs://).")
 
 
 def _infer(model_dir, prompts, *extra: str) -> subprocess.CompletedProcess:
@@ -138,12 +144,16 @@ def _infer(model_dir, prompts, *extra: str) -> subprocess.CompletedProcess:
               "--gin.DecodingConfig.max_new_tokens=2", *extra)
 
 
-def test_infer_reads_its_flags_and_the_checkpoints_vocabulary(trained, other_vocabulary,
-                                                              demo_root, tmp_path):
-  model_dir, _, _ = trained
-  texts = ["In the beginning God created", "The city of Paris is the capital of France"]
+def _prompts(tmp_path, texts) -> pathlib.Path:
   prompts = tmp_path / "prompts.jsonl"
   prompts.write_text("".join(json.dumps({"inputs": t}) + "\n" for t in texts))
+  return prompts
+
+
+def test_infer_reads_its_flags_and_the_checkpoints_vocabulary(trained, demo_root, tmp_path):
+  model_dir, _, _ = trained
+  texts = ["In the beginning God created", "The city of Paris is the capital of France"]
+  prompts = _prompts(tmp_path, texts)
   _ok(_infer(model_dir, prompts, "--gin.infer.InferSettings.add_eos=False"))
   lines = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
   sp = spm.SentencePieceProcessor(
@@ -153,9 +163,15 @@ def test_infer_reads_its_flags_and_the_checkpoints_vocabulary(trained, other_voc
   line = _one_line_error(_infer(model_dir, prompts, "--gin.infer.InferSettings.too_long='reject'",
                                 f"--gin.infer.InferSettings.max_prompt_length={shortest}"))
   assert f"> max_prompt_length={shortest}" in line
+
+
+@pytest.mark.slow
+def test_infer_checks_a_bound_vocabulary_against_the_checkpoint(trained, other_vocabulary,
+                                                                tmp_path):
+  model_dir, _, _ = trained
   line = _one_line_error(_infer(
-      model_dir, prompts, "--gin_file=data/demo_pretrain_dec.gin",
+      model_dir, _prompts(tmp_path, ["Hello"]), "--gin_file=data/demo_pretrain_dec.gin",
       f"--gin.demo_vocab_path.path='{other_vocabulary}'",
       "--gin.infer.infer.vocabulary=@vocabulary.get_vocabulary()"))
   assert line.startswith("error: infer.infer.vocabulary uses the vocabulary")
-  assert str(other_vocabulary) in line
+  assert str(other_vocabulary) in line and "spm_4096_bpe.model" in line
