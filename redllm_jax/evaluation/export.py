@@ -149,7 +149,11 @@ def export_checkpoint(checkpoint_path: str = gin.REQUIRED, export_dir: str = gin
   (or `vocabulary`'s, which must be the same file's bytes)."""
   model, params = checkpoints.load_model_and_params(checkpoint_path)
   if vocabulary is None:
-    vocab_path = checkpoints.vocabulary_path(checkpoint_path)
+    try:
+      vocab_path = checkpoints.vocabulary_path(checkpoint_path)
+    except gin_utils.ConfigError as e:
+      raise gin_utils.ConfigError(f"{e.message}, e.g. --gin_file=data/<its data gin> "
+                                  "--gin.export.export_checkpoint.vocabulary=%VOCABULARY") from None
   else:
     vocab_path = getattr(vocabulary, "sentencepiece_model_file", None)
     if vocab_path:
