@@ -181,10 +181,11 @@ def test_standalone_default_arguments_see_the_bos(exported):
   batch = model.pretraining_batch(windows)
   expected = np.asarray(jax.jit(model.logits)(params, batch))
   if arch == "redllm":
-    got = standalone.redllm_logits(loaded.params, loaded.config, batch["encoder_input_tokens"],
-                                   batch["decoder_input_tokens"])
+    got = jax.jit(lambda e, d: standalone.redllm_logits(loaded.params, loaded.config, e, d))(
+        batch["encoder_input_tokens"], batch["decoder_input_tokens"])
   else:
-    got = standalone.decllm_logits(loaded.params, loaded.config, batch["decoder_input_tokens"])
+    got = jax.jit(lambda t: standalone.decllm_logits(loaded.params, loaded.config, t))(
+        batch["decoder_input_tokens"])
   assert np.abs(np.asarray(got) - expected).max() < 1e-5
 
 
