@@ -14,9 +14,16 @@ batches and processes before `models.summarize_metrics` turns them into
 per-token averages: loss, cross_entropy, perplexity = exp(cross_entropy), z_loss,
 accuracy, num_tokens, num_examples.
 
-Writes OUTPUT_DIR/eval_results.json and TensorBoard scalars `{task}/{metric}` at the
-checkpoint's step. A missing checkpoint, a checkpoint of the other architecture,
-or a converter that does not fit the model: one line, exit 2.
+DecLLM's metrics also come as `second_half_*` (perplexity included): over the second
+half of each row, the tokens that RedLLM's decoder predicts from the first half, so
+the two architectures compare like with like; the table prints it as `ppl 2nd half`.
+
+Writes OUTPUT_DIR/eval_results.json (every metric) and TensorBoard scalars
+`{task}/{metric}` at the step of the checkpoint restored. Each task's vocabulary must
+be the one the checkpoint recorded at training (`checkpoints.check_vocabulary`). A
+missing checkpoint, a checkpoint of the other architecture, a task of another
+vocabulary, a missing vocabulary file, or a converter that does not fit the model:
+one line, exit 2.
 """
 import functools
 import json
