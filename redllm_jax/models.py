@@ -253,12 +253,21 @@ class BaseModel(abc.ABC):
     """{metric-name prefix: metric sums} of an eval batch; sums add across batches."""
     return {"": self.metric_sums(self.logits(params, batch), batch)}
 
-  def score_batch(self, params: Params, batch: Batch) -> Array:
-    """Log-likelihood [b] of each example's weighted target tokens (no z-loss)."""
+  def score_batch(self, params: Params, batch: Batch,
+                  return_greedy: bool = False) -> Array | tuple[Array, Array]:
+    """Log-likelihood [b] of each example's weighted target tokens (no z-loss).
+
+    With `return_greedy` (as T5X's `return_intermediates`, a tuple), also [b] bool:
+    whether every weighted target is its position's argmax (lm-eval's `is_greedy`).
+    """
     logits = self.logits(params, batch)
     _, targets, weights, _, _ = _decoder_features(batch)
     cross_entropy, _ = token_losses(logits, targets, 0.0)
-    return -jnp.sum(cross_entropy * weights, axis=-1)
+    scores = -jnp.sum(cross_entropy * weights, axis=-1)
+    if not return_greedy:
+      return scores
+    missed = (jnp.argmax(logits, axis=-1) != targets) & (weights > 0)
+    return scores, ~jnp.any(missed, axis=-1)
 
   def decoding_params(self, params: Params | DecodingParams,
                       cfg: decoding.DecodingConfig) -> DecodingParams:
