@@ -49,7 +49,7 @@ def hf_fields(meta: dict) -> dict:
       "pad_token_id": meta["special_ids"]["pad"], "eos_token_id": meta["special_ids"]["eos"],
       "bos_token_id": meta["decoder_start_token_id"],
       "decoder_start_token_id": meta["decoder_start_token_id"],
-      "dtype": meta["config"]["dtype"],
+      "dtype": meta["config"]["param_dtype"],  # The weights' dtype, as transformers reads it.
       "conventions": CONVENTIONS,
   }
 

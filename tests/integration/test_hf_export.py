@@ -226,8 +226,7 @@ def test_export_command_then_transformers_in_a_fresh_process(arch, demo_vocab, t
   command = [sys.executable, "-m", "redllm_jax.evaluation.export", "--gin_file=runs/export.gin",
              f"--gin.CHECKPOINT_PATH='{model_dir}'", f"--gin.EXPORT_DIR='{out}'"]
   result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env,
-                          cwd=os.path.join(os.path.dirname(__file__), "..", "..", "gin"),
-                          preexec_fn=lambda: os.umask(0o022))
+                          cwd=str(tmp_path), preexec_fn=lambda: os.umask(0o022))
   assert result.returncode == 0, result.stderr[-2000:]
   # Every file, model.safetensors included, is 0644 under umask 022.
   modes = {name: stat.S_IMODE(os.stat(os.path.join(out, name)).st_mode) for name in os.listdir(out)}
