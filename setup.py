@@ -51,4 +51,8 @@ setuptools.setup(
     package_dir={"redllm_jax_tasks": "tasks"},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
+    # lm-eval 0.4.13 scans no entry point for models: this is its own command line
+    # with `--model redllm_jax` registered (the `lmeval` extra).
+    entry_points={"console_scripts": [
+        "redllm-lm-eval = redllm_jax.evaluation.lm_eval_model:main"]},
 )
