@@ -198,8 +198,8 @@ class RedLLMJaxPreTrainedModel(PreTrainedModel):
     if isinstance(module, Projection):
       fan_in = module.kernel.shape[:module.contract].numel()
       nn.init.normal_(module.kernel, std=fan_in ** -0.5)
-    elif isinstance(module, TiedEmbedding):
-      nn.init.normal_(module.embedding, std=1.0 if module.logit_scale != 1.0 else module.embedding.shape[1] ** -0.5)
+    elif isinstance(module, TiedEmbedding):  # stddev 1 with scaled logits, else d ** -0.5
+      nn.init.normal_(module.embedding, std=module.logit_scale ** -1 * module.embedding.shape[1] ** -0.5)
     elif isinstance(module, RMSNorm):
       nn.init.ones_(module.scale)
 

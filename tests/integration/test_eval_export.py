@@ -199,3 +199,11 @@ def test_every_export_file_respects_the_umask(tmp_path):
     os.umask(previous)
   modes = {name: stat.S_IMODE(os.stat(tmp_path / name).st_mode) for name in os.listdir(tmp_path)}
   assert "model.safetensors" in modes and set(modes.values()) == {0o640}, modes
+
+
+def test_load_export_of_a_mismatched_config_is_one_line(exported, tmp_path):
+  _, _, _, out = exported
+  bad = _edit_config(out, tmp_path, lambda m: m["config"].update(d_ff=99))
+  with pytest.raises(ConfigError, match="has shape") as e:
+    export.load_export(bad)
+  assert "\n" not in e.value.message
