@@ -1,12 +1,12 @@
 """The Hugging Face side of an export: config.json fields, modeling code, tokenizer.
 
-`write(export_dir, meta, vocab_path)` (called by `redllm_jax.evaluation.export`)
-extends the export's config.json contents with what transformers reads
-(`model_type`, `architectures`, `auto_map`, the conventions), copies the
-torch-only configuration and modeling files beside the weights, and converts the
-SentencePiece model to tokenizer.json with tokenizers' own converter. torch is
-not imported here, and transformers only to write the tokenizer: the export
-runs without the `hf` extra (and then writes no tokenizer.json).
+`redllm_jax.evaluation.export` calls `hf_fields` (what config.json gains for
+transformers: `model_type`, `architectures`, `auto_map`, the conventions),
+`write_tokenizer` (tokenizer.json converted from the SentencePiece model by
+tokenizers' own converter) and `copy_code` (the torch-only configuration and
+modeling files, beside the weights). torch is not imported here, and
+transformers only to write the tokenizer: the export runs without the `hf`
+extra (and then writes no tokenizer.json). docs/huggingface.md has the rest.
 """
 import os
 import shutil
