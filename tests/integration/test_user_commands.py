@@ -175,3 +175,16 @@ def test_infer_checks_a_bound_vocabulary_against_the_checkpoint(trained, other_v
       "--gin.infer.infer.vocabulary=@vocabulary.get_vocabulary()"))
   assert line.startswith("error: infer.infer.vocabulary uses the vocabulary")
   assert str(other_vocabulary) in line and "spm_4096_bpe.model" in line
+
+
+def test_finetuning_from_a_checkpoint_of_another_vocabulary_is_one_line(trained, other_vocabulary,
+                                                                        tmp_path):
+  model_dir, _, _ = trained
+  line = _one_line_error(_run(
+      "redllm_jax.train", "--gin_file=experiments/demo_pretrain_decllm.gin",
+      f"--gin.MODEL_DIR='{tmp_path / 'tuned'}'", "--gin.TRAIN_STEPS=1", LENGTHS,
+      f"--gin.train.train.initial_checkpoint_path='{model_dir}'",
+      f"--gin.demo_vocab_path.path='{other_vocabulary}'"))
+  assert line.startswith("error: the finetuning task demo_redpajama uses the vocabulary")
+  assert str(other_vocabulary) in line and "spm_4096_bpe.model" in line
+  assert not (tmp_path / "tuned").exists()  # refused before any work
