@@ -93,7 +93,7 @@ HF_SNIPPET = """
 import sys, torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 path, arch = sys.argv[1:]
-tokenizer = AutoTokenizer.from_pretrained(path)
+tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
 auto = AutoModelForCausalLM if arch == "decllm" else AutoModelForSeq2SeqLM
 model = auto.from_pretrained(path, trust_remote_code=True)
 prompt = tokenizer("## Task Validity Checklist", return_tensors="pt")
