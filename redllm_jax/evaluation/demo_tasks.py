@@ -1,6 +1,9 @@
 r"""Builds the demo harness tasks from demo_flan's validation split (never training text).
 
   python -m redllm_jax.evaluation.demo_tasks [--out_dir=tasks/harness]
+
+Each task is a JSON-lines file and its lm-eval YAML (`harness.task_yaml`), so that
+`lm_eval_model`'s command reads them with `--include_path tasks/harness`.
 """
 import json
 import os
@@ -12,12 +15,13 @@ import redllm_jax_tasks  # noqa: F401  pylint: disable=unused-import  # register
 from redllm_jax import gin_utils
 from redllm_jax.data import demo_corpus
 from redllm_jax.data import paths
+from redllm_jax.evaluation import harness
 
 _OUT_DIR = flags.DEFINE_string("out_dir", "tasks/harness", "Where the task files go.")
 
 
 def build_demo_tasks(out_dir: str, num_options: int = 4, seed: int = 0) -> dict[str, int]:
-  """Writes demo_qa_gen.jsonl and demo_qa_mc.jsonl from demo_flan's validation split.
+  """Writes demo_qa_{gen,mc}.{jsonl,yaml} from demo_flan's validation split.
 
   Questions asked several times become one example with all their answers as
   references (generative) or with the first answer as the label (multiple choice);
@@ -33,24 +37,23 @@ def build_demo_tasks(out_dir: str, num_options: int = 4, seed: int = 0) -> dict[
   questions = sorted(answers)
   pool = sorted({a for q in questions for a in answers[q]})
   rng = np.random.RandomState(seed)
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "demo_qa_gen.jsonl"), "w") as f:
-    for q in questions:
-      f.write(json.dumps({"inputs": q, "targets": answers[q]}) + "\n")
-  written = 0
-  with open(os.path.join(out_dir, "demo_qa_mc.jsonl"), "w") as f:
-    for q in questions:
-      candidates = [a for a in pool if a not in answers[q]]
-      if len(candidates) < num_options - 1:
-        continue
-      picks = rng.choice(len(candidates), num_options - 1, replace=False)
-      options = [answers[q][0]] + [candidates[i] for i in picks]
-      order = rng.permutation(num_options)
-      options = [options[i] for i in order]
-      f.write(json.dumps({"inputs": q, "options": options,
-                          "label": int(np.where(order == 0)[0][0])}) + "\n")
-      written += 1
-  return {"generative": len(questions), "multiple_choice": written}
+  generative = [{"inputs": q, "targets": answers[q]} for q in questions]
+  multiple_choice = []
+  for q in questions:
+    candidates = [a for a in pool if a not in answers[q]]
+    if len(candidates) < num_options - 1:
+      continue
+    picks = rng.choice(len(candidates), num_options - 1, replace=False)
+    options = [answers[q][0]] + [candidates[i] for i in picks]
+    order = rng.permutation(num_options)
+    multiple_choice.append({"inputs": q, "options": [options[i] for i in order],
+                            "label": int(np.where(order == 0)[0][0])})
+  for name, kind, examples in (("demo_qa_gen", harness.GEN, generative),
+                               ("demo_qa_mc", harness.MC, multiple_choice)):
+    # The YAMLs read the data relative to the working directory: run lm-eval from the repo.
+    harness.write_task_files(out_dir, name, kind, examples,
+                             data_file=os.path.join(out_dir, f"{name}.jsonl"))
+  return {"generative": len(generative), "multiple_choice": len(multiple_choice)}
 
 
 def main() -> None:

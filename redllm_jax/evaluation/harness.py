@@ -1,14 +1,16 @@
-r"""Zero/few-shot downstream harness over JSON-lines task files, several checkpoints side by side.
+r"""Zero/few-shot downstream harness over JSON-lines task files, through lm-eval, several
+checkpoints side by side.
 
   python -m redllm_jax.evaluation.harness --gin_file=runs/harness.gin \
       --gin.CHECKPOINTS="{'red': '/tmp/red', 'dec': '/tmp/dec'}" \
       [--gin.HARNESS_TASKS=\"tasks/harness/*.jsonl\" --gin.SHOTS=[0,2]] \
       [--gin.OUTPUT=\"results.json\" --gin.harness.compare.length_normalization=True]
 
-Each checkpoint says which model it holds (its `meta`): no model gin is needed. The
-vocabulary is `get_vocabulary()` (the demo one in runs/harness.gin; bind
-`get_vocabulary.demo = False` and `vocab_path.path` for another).
-`python -m redllm_jax.evaluation.demo_tasks` rebuilds the demo task files.
+Each checkpoint says which model it holds (its `meta`) and which vocabulary it was
+trained with (`checkpoints.vocabulary_path`): no model gin and no vocabulary flag
+are needed (`harness.compare.vocab` overrides the vocabulary, checked against the
+checkpoint's record). `python -m redllm_jax.evaluation.demo_tasks` rebuilds the demo
+task files and their lm-eval YAMLs.
 
 Task files (one JSON object per line; the kind is decided per line by its keys):
   multiple choice  {"inputs": str, "options": [str, ...], "label": int}
@@ -17,16 +19,18 @@ Lines that are not valid JSON, lack a field, have the wrong types, an out-of-ran
 label, or a different kind from the file's first valid line are skipped and
 counted per reason (reported with the results). A file with no valid line is an error.
 
-Prompts: k exemplars (other examples of the same file, drawn with a fixed seed)
-then the question, `"{inputs}\n{answer}\n\n" * k + "{inputs}"`. Inputs and answers
-end with EOS as in FLAN finetuning (`Settings.add_eos = False` for plain-text LMs).
-- RedLLM: the prompt goes to the encoder; the answer is scored (or decoded) on the decoder.
-- DecLLM (with or without BiAttn): one stream [BOS, prompt, answer]; the loss sits on
-  the answer and `decoder_causal_attention` marks [BOS, prompt] (used by BiAttn).
-Multiple choice picks the option with the highest log-likelihood (`model.score_batch`),
-or the highest mean per-token log-likelihood with length normalisation; both
-accuracies are reported. Generative tasks decode greedily (`model.predict_batch`) and
-report exact match and token F1 (SQuAD-style normalisation), best over references.
+Scoring is lm-eval's (`lm_eval.simple_evaluate`, the `redllm_jax` model of
+`lm_eval_model.py`): the valid lines of each file become an lm-eval task (`task_yaml`:
+`dataset_path: json` over a clean copy of the file). Prompts are lm-eval's: k
+exemplars drawn from the other items of the file (`fewshot_random_seed`), then the
+question, `"{inputs}\n{answer}\n\n" * k + "{inputs}"`; with `Settings.add_eos` the
+prompt and the answer end with EOS, as FLAN features do.
+- Multiple choice: each option's log-likelihood after the prompt; `accuracy` is
+  lm-eval's `acc` (highest total log-likelihood), `accuracy_length_normalized` its
+  `acc_norm` (highest log-likelihood per character of the option).
+- Generative: greedy cached decoding until EOS, a blank line or `max_new_tokens`;
+  exact match and token F1 after SQuAD normalisation, best over the references
+  (`squad_scores`, lm-eval's `process_results`).
 """
 import collections
 import dataclasses
@@ -35,27 +39,20 @@ import json
 import os
 import re
 import string
-from typing import Any, Callable, Mapping, Optional, Sequence
+import tempfile
+from typing import Any, Mapping, Optional, Sequence
 
 from absl import logging
 import gin
-import jax
+import lm_eval  # the `lmeval` extra
+from lm_eval.tasks import TaskManager
 import numpy as np
-import seqio
-import sentencepiece as spm
 
-from redllm_jax import checkpoints as checkpoint_lib
 from redllm_jax import gin_utils
-from redllm_jax.data import vocabulary as vocabulary_lib
-from redllm_jax.decoding import DecodingConfig
-from redllm_jax.evaluation import windows
-from redllm_jax.functional import EOS_ID
-from redllm_jax.models import pad_rows
+from redllm_jax.evaluation import lm_eval_model
 
-Encode = Callable[[str], list[int]]
-Decode = Callable[[Sequence[int]], str]
-SEPARATOR = "\n\n"
 MC, GEN = "multiple_choice", "generative"
+METRICS_MODULE = "harness_metrics"  # beside each task YAML, for its `!function`
 
 
 class TaskFileError(ValueError):
@@ -124,86 +121,11 @@ def load_task(path: str) -> Task:
   return Task(name, kind, examples, skipped)
 
 
-# ----------------------------------------------------------------------------- prompts
-
 def chance_score(task: Task) -> float:
   """The expected score of guessing: 1/options for multiple choice, 0 for exact match."""
   if task.kind != MC:
     return 0.0
   return float(np.mean([1.0 / len(ex["options"]) for ex in task.examples]))
-
-
-def answer_of(ex: dict) -> str:
-  return ex["options"][ex["label"]] if "options" in ex else ex["targets"][0]
-
-
-def build_prompt(task: Task, index: int, shots: int, seed: int = 0) -> str:
-  """k exemplars from the rest of the task (fixed per example and seed), then the question."""
-  others = [i for i in range(len(task.examples)) if i != index]
-  rng = np.random.RandomState(seed * 1_000_003 + index)
-  chosen = rng.choice(others, size=min(shots, len(others)), replace=False) if shots else []
-  parts = [f"{task.examples[i]['inputs']}\n{answer_of(task.examples[i])}" for i in chosen]
-  return SEPARATOR.join(parts + [task.examples[index]["inputs"]])
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class Settings:
-  shots: int = 0
-  add_eos: bool = True
-  max_input_length: int = 512  # Prompts are cut from the left (earliest exemplars first).
-  max_target_length: int = 64
-  max_new_tokens: int = 32
-  batch_size: int = 16
-  seed: int = 0
-
-
-def _ids(encode: Encode, text: str, add_eos: bool) -> list[int]:
-  return list(encode(text)) + ([EOS_ID] if add_eos else [])
-
-
-def _prompt_ids(encode: Encode, text: str, s: Settings) -> list[int]:
-  ids = _ids(encode, text, s.add_eos)
-  return ids[-s.max_input_length:]
-
-
-@dataclasses.dataclass
-class Runner:
-  """How the harness reaches a model: its prefix-LM batches, scoring and greedy decoding.
-
-  RedLLM puts the prompt in the encoder and the answer in the decoder; DecLLM reads
-  [BOS, prompt, answer] with the loss on the answer (`model.prefix_lm_batch`).
-  """
-
-  batch: Callable[..., dict]  # (prompts, answers, rows, pad_width) -> model features
-  score: Callable[[dict], np.ndarray]  # batch -> [rows] log-likelihoods
-  generate: Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # tokens, lengths, n -> [b, n]
-
-
-def make_runner(model, params) -> Runner:
-  """A Runner over `model.score_batch` and greedy `model.predict_batch` (jitted)."""
-  score = jax.jit(model.score_batch)
-  predict = jax.jit(model.predict_batch, static_argnames=("cfg", "return_logits"))
-  # Converted once: every DecodingConfig below has the default weight layout.
-  decoding_params = model.decoding_params(params, DecodingConfig())
-
-  def generate(tokens, lengths, max_new_tokens):
-    out = predict(decoding_params, tokens, lengths, jax.random.key(0),
-                  DecodingConfig(max_new_tokens=max_new_tokens))
-    return np.asarray(out.tokens)
-
-  return Runner(model.prefix_lm_batch, lambda b: np.asarray(score(params, b)), generate)
-
-
-def score_pairs(runner: Runner, prompts: Sequence[list[int]], answers: Sequence[list[int]],
-                batch_size: int) -> np.ndarray:
-  """Log-likelihood of each answer after its prompt."""
-  out = []
-  for start in range(0, len(prompts), batch_size):
-    p, a = prompts[start:start + batch_size], answers[start:start + batch_size]
-    scores = runner.score(runner.batch(p, a, batch_size, windows.bucket_size))
-    out.append(np.asarray(scores)[:len(p)])
-  return np.concatenate(out) if out else np.zeros(0)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -226,81 +148,151 @@ def token_f1(prediction: str, reference: str) -> float:
   return 2 * precision * recall / (precision + recall)
 
 
-def choose(scores: np.ndarray, lengths: np.ndarray, length_normalization: bool) -> int:
-  """Index of the best option: total log-likelihood, or mean per token."""
-  values = scores / np.maximum(lengths, 1) if length_normalization else scores
-  return int(np.argmax(values))
+def squad_scores(doc: Mapping[str, Any], results: Sequence[str]) -> dict[str, float]:
+  """lm-eval `process_results` of a generative task: exact match and token F1 of the
+  generation, best over the item's references."""
+  text = results[0]
+  return {"exact_match": max(float(normalize_answer(text) == normalize_answer(t))
+                             for t in doc["targets"]),
+          "f1": max(token_f1(text, t) for t in doc["targets"])}
 
 
-def evaluate_task(runner: Runner, task: Task, encode: Encode, decode: Decode,
-                  settings: Settings, length_normalization: bool = False) -> dict[str, Any]:
-  """Scores of one task: accuracy (and length-normalised accuracy) or exact match / F1."""
-  s = settings
-  prompts = [_prompt_ids(encode, build_prompt(task, i, s.shots, s.seed), s)
-             for i in range(len(task.examples))]
-  result: dict[str, Any] = {"kind": task.kind, "examples": len(task.examples), "shots": s.shots,
+# ----------------------------------------------------------------------------- lm-eval tasks
+
+_COMMON_YAML = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data_file}
+test_split: test
+fewshot_split: test
+doc_to_text: "{{{{inputs}}}}"
+target_delimiter: "\\n"
+fewshot_delimiter: "\\n\\n"
+metadata:
+  version: 1
+"""
+_KIND_YAML = {
+    MC: """output_type: multiple_choice
+doc_to_choice: "{{options}}"
+doc_to_target: label
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+  - metric: acc_norm
+    aggregation: mean
+    higher_is_better: true
+""",
+    GEN: f"""output_type: generate_until
+doc_to_target: "{{{{targets[0]}}}}"
+generation_kwargs:
+  until: ["\\n\\n"]
+process_results: !function {METRICS_MODULE}.squad_scores
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+  - metric: f1
+    aggregation: mean
+    higher_is_better: true
+""",
+}
+
+
+def task_yaml(name: str, kind: str, data_file: str) -> str:
+  """The lm-eval task config of a harness task file (relative paths: from the working
+  directory). Generative tasks read `squad_scores` through `METRICS_MODULE`.py beside it."""
+  return _COMMON_YAML.format(name=name, data_file=json.dumps(data_file)) + _KIND_YAML[kind]
+
+
+def write_task_files(out_dir: str, name: str, kind: str, examples: Sequence[dict],
+                     data_file: Optional[str] = None) -> None:
+  """`name`.jsonl (`examples`), `name`.yaml (reading `data_file`, by default that copy's
+  absolute path) and the metrics module, into `out_dir`."""
+  os.makedirs(out_dir, exist_ok=True)
+  data = os.path.join(out_dir, f"{name}.jsonl")
+  with open(data, "w") as f:
+    f.writelines(json.dumps(ex) + "\n" for ex in examples)
+  with open(os.path.join(out_dir, f"{name}.yaml"), "w") as f:
+    f.write(task_yaml(name, kind, data_file or os.path.abspath(data)))
+  with open(os.path.join(out_dir, f"{METRICS_MODULE}.py"), "w") as f:
+    f.write(f'"""The harness metrics of the generative tasks here."""\n'
+            f"from {__name__} import squad_scores  # noqa: F401\n")
+
+
+# ----------------------------------------------------------------------------- runs
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  add_eos: bool = True  # FLAN format; False for pretrained-only models read as plain text
+  max_length: int = 576  # prompt + answer tokens; prompts are cut from the left
+  max_new_tokens: int = 32
+  batch_size: int = 16
+  seed: int = 0  # lm-eval's fewshot_random_seed: which exemplars each item gets
+
+
+def _task_result(task: Task, shots: int, metrics: Mapping[str, Any],
+                 samples: Sequence[Mapping[str, Any]], length_normalization: bool) -> dict:
+  """One task@shots entry: lm-eval's metrics and, per item, its prediction and (multiple
+  choice) every option's log-likelihood."""
+  samples = sorted(samples, key=lambda s: s["doc_id"])
+  result: dict[str, Any] = {"kind": task.kind, "examples": len(samples), "shots": shots,
                             "skipped_lines": dict(task.skipped)}
   if task.kind == MC:
-    pair_prompts, pair_answers, owner = [], [], []
-    for i, ex in enumerate(task.examples):
-      for option in ex["options"]:
-        pair_prompts.append(prompts[i])
-        pair_answers.append(_ids(encode, option, s.add_eos)[:s.max_target_length])
-        owner.append(i)
-    scores = score_pairs(runner, pair_prompts, pair_answers, s.batch_size)
-    lengths = np.array([len(a) for a in pair_answers])
-    owner = np.array(owner)
-    correct = {False: 0, True: 0}
-    predictions = []
-    for i, ex in enumerate(task.examples):
-      rows = owner == i
-      for norm in (False, True):
-        correct[norm] += choose(scores[rows], lengths[rows], norm) == ex["label"]
-      predictions.append(choose(scores[rows], lengths[rows], length_normalization))
-    n = len(task.examples)
-    result.update(accuracy=correct[False] / n, accuracy_length_normalized=correct[True] / n,
-                  score=(correct[length_normalization] / n), predictions=predictions)
-    return result
-  exact, f1, outputs = [], [], []
-  for start in range(0, len(prompts), s.batch_size):
-    chunk = prompts[start:start + s.batch_size]
-    rows = s.batch_size
-    tokens, lengths = pad_rows(chunk + [[EOS_ID]] * (rows - len(chunk)),
-                               windows.bucket_size(max(len(p) for p in chunk)))
-    generated = runner.generate(tokens, lengths, s.max_new_tokens)
-    for row in np.asarray(generated)[:len(chunk)]:
-      ids = [int(t) for t in row]
-      ids = ids[:ids.index(EOS_ID)] if EOS_ID in ids else ids
-      outputs.append(decode([t for t in ids if t > 0]))
-  for ex, text in zip(task.examples, outputs):
-    exact.append(max(float(normalize_answer(text) == normalize_answer(t)) for t in ex["targets"]))
-    f1.append(max(token_f1(text, t) for t in ex["targets"]))
-  result.update(exact_match=float(np.mean(exact)), f1=float(np.mean(f1)),
-                score=float(np.mean(exact)), predictions=outputs)
+    loglikelihoods = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
+    accuracy, normalized = float(metrics["acc,none"]), float(metrics["acc_norm,none"])
+    result.update(accuracy=accuracy, accuracy_length_normalized=normalized,
+                  score=normalized if length_normalization else accuracy,
+                  predictions=[int(np.argmax(ll)) for ll in loglikelihoods],
+                  option_loglikelihoods=loglikelihoods)
+  else:
+    exact = float(metrics["exact_match,none"])
+    result.update(exact_match=exact, f1=float(metrics["f1,none"]), score=exact,
+                  predictions=[s["filtered_resps"][0] for s in samples])
   return result
 
 
-def run_harness(runners: dict[str, Runner], tasks: Sequence[Task], encode: Encode,
-                decode: Decode, shots: Sequence[int], settings: Settings = Settings(),
-                length_normalization: bool = False) -> dict[str, dict[str, Any]]:
-  """{checkpoint: {"task@kshot": result, ..., "average": mean score}}."""
-  results = {}
-  for name, runner in runners.items():
-    per = {}
+def make_lm(checkpoint: str, settings: Settings = Settings(),
+            vocab: Optional[str] = None) -> lm_eval_model.RedLLMJax:
+  """The lm-eval model of a checkpoint, read with its own vocabulary unless `vocab`."""
+  return lm_eval_model.RedLLMJax(checkpoint=checkpoint, vocab=vocab, add_eos=settings.add_eos,
+                                 max_length=settings.max_length,
+                                 max_gen_toks=settings.max_new_tokens,
+                                 batch_size=settings.batch_size)
+
+
+def evaluate(lm: lm_eval_model.RedLLMJax, tasks: Sequence[Task], shots: Sequence[int],
+             settings: Settings = Settings(), length_normalization: bool = False
+             ) -> dict[str, Any]:
+  """{"task@kshot": result, ..., "average": mean score, "vocabulary": path} of one model."""
+  per: dict[str, Any] = {}
+  with tempfile.TemporaryDirectory() as include_dir:
+    for task in tasks:
+      write_task_files(include_dir, task.name, task.kind, task.examples)
+    manager = TaskManager(include_path=include_dir, include_defaults=False)
     for k in shots:
-      s = dataclasses.replace(settings, shots=k)
+      for task in tasks:  # lm-eval draws k + 1 items and drops the evaluated one
+        if len(task.examples) <= k:
+          raise TaskFileError(f"{task.name} has {len(task.examples)} items: {k}-shot "
+                              f"prompts need at least {k + 1}")
+      out = lm_eval.simple_evaluate(
+          model=lm, tasks=[t.name for t in tasks], num_fewshot=k, task_manager=manager,
+          log_samples=True, fewshot_random_seed=settings.seed, bootstrap_iters=0)
       for task in tasks:
-        per[f"{task.name}@{k}shot"] = evaluate_task(runner, task, encode, decode, s,
-                                                    length_normalization)
-    per["average"] = float(np.mean([r["score"] for r in per.values()]))
-    results[name] = per
-  return results
+        per[f"{task.name}@{k}shot"] = _task_result(task, k, out["results"][task.name],
+                                                   out["samples"][task.name],
+                                                   length_normalization)
+  per["average"] = float(np.mean([r["score"] for r in per.values()]))
+  per["vocabulary"] = lm.vocab_path
+  return per
 
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
   """Markdown table: one row per task@shots (score: accuracy or exact match), one column per checkpoint."""
   names = list(results)
-  keys = [k for k in next(iter(results.values())) if k != "average"]
+  keys = [k for k, v in next(iter(results.values())).items() if isinstance(v, dict)]
   lines = ["| task | metric | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
   for key in keys:
     first = results[names[0]][key]
@@ -314,30 +306,27 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
   return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- command
-
-def vocabulary_functions(path: Optional[str] = None):
-  """(encode, decode) of a SentencePiece model; the demo vocabulary by default."""
-  path = path or vocabulary_lib.demo_vocab_path()
-  vocabulary_lib.check_sentencepiece_model(path)
-  sp = spm.SentencePieceProcessor(model_file=path)
-  return sp.encode, lambda ids: sp.decode(list(ids))
+def load_tasks(pattern: str, max_examples: Optional[int] = None) -> list[Task]:
+  """Every task file matching `pattern`, each cut to its first `max_examples` items."""
+  files = sorted(glob.glob(pattern))
+  if not files:
+    raise TaskFileError(f"no task file matches {pattern}")
+  tasks = [load_task(f) for f in files]
+  if max_examples:
+    tasks = [dataclasses.replace(t, examples=t.examples[:max_examples]) for t in tasks]
+  return tasks
 
 
 @gin.configurable
 def compare(checkpoints: Mapping[str, str] = gin.REQUIRED, tasks: str = gin.REQUIRED,
-            vocabulary: seqio.Vocabulary = gin.REQUIRED, shots: Sequence[int] = (0,),
-            output: Optional[str] = None, length_normalization: bool = False,
-            settings: Settings = Settings()) -> dict[str, dict[str, Any]]:
+            shots: Sequence[int] = (0,), output: Optional[str] = None,
+            length_normalization: bool = False, settings: Settings = Settings(),
+            vocab: Optional[str] = None) -> dict[str, dict[str, Any]]:
   """Every checkpoint (name -> path) on every task file matching `tasks`, at each shot count."""
-  files = sorted(glob.glob(tasks))
-  if not files:
-    raise TaskFileError(f"no task file matches {tasks}")
-  loaded = [load_task(f) for f in files]
-  runners = {name: make_runner(*checkpoint_lib.load_model_and_params(path))
+  loaded = load_tasks(tasks)
+  results = {name: evaluate(make_lm(path, settings, vocab), loaded, shots, settings,
+                            length_normalization)
              for name, path in checkpoints.items()}
-  results = run_harness(runners, loaded, vocabulary.encode, vocabulary.decode, shots, settings,
-                        length_normalization)
   table = format_table(results)
   print(table)
   for task in loaded:

@@ -196,6 +196,11 @@ class RedLLMJax(LM):
   def _ids(self, text: str) -> list[int]:
     return list(self.sp.encode(text)) + ([EOS_ID] if self.add_eos else [])
 
+  def _text(self, ids: Sequence[int]) -> str:
+    # A model's vocabulary may be padded past the SentencePiece model's pieces: ids
+    # without a piece (and pad) decode to nothing.
+    return self.sp.decode([t for t in ids if 0 < t < self.sp.get_piece_size()])
+
   def _pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
     return fit(self._ids(context), self._ids(continuation), self.max_length)
 
@@ -236,7 +241,7 @@ class RedLLMJax(LM):
       for i, ids in zip(rows, generated):
         until = (requests[i].args[1] or {}).get("until") or []
         until = [until] if isinstance(until, str) else until
-        outputs[i] = cut_at_stop(self.sp.decode(ids), until)
+        outputs[i] = cut_at_stop(self._text(ids), until)
     return outputs
 
 

@@ -30,7 +30,7 @@ class StudyPlan:
   finetune_from: Mapping[str, str] = dataclasses.field(default_factory=lambda: {
       "decllm": "decllm", "redllm": "redllm", "decllm_biattn": "decllm"})
   harness_tasks: str = "tasks/harness/*.jsonl"
-  harness_vocab: Optional[str] = None  # SentencePiece model; None: the demo vocabulary
+  harness_vocab: Optional[str] = None  # SentencePiece model; None: each checkpoint's own
   harness_max_examples: Optional[int] = None  # per task; None: all
   shots: Sequence[int] = (0, 5)
   # Multiple choice by mean per-token log-likelihood (lm-eval's acc_norm): summed

@@ -137,8 +137,8 @@ Pretrained models are prompted with plain continuations, finetuned ones in the F
 format (EOS-ended inputs). Every metric is in %. A task's score, which the
 **average** row and the findings use, is exact match for generative tasks and
 {"length-normalised " if plan.harness_length_normalization else ""}accuracy for
-multiple choice (options scored by {"mean per-token" if
-plan.harness_length_normalization else "summed"} log-likelihood); F1 and the other
+multiple choice (lm-eval's {"`acc_norm`: options ranked by log-likelihood per character"
+if plan.harness_length_normalization else "`acc`: options ranked by log-likelihood"}); F1 and the other
 accuracy are shown for reference. Chance is the average score of guessing:
 {", ".join(f"{t} {100 * c:.1f}" for t, c in harness["chance"].items())}, so
 {100 * sum(harness["chance"].values()) / len(harness["chance"]):.1f} on average.

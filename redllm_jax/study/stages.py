@@ -6,7 +6,6 @@ Units, in order: every pretraining run; the scaling fits; the finetuning runs; t
 harness before and after finetuning; length extrapolation; attention analysis.
 """
 import dataclasses
-import glob
 import json
 import os
 from typing import Any, Callable, Optional
@@ -109,29 +108,25 @@ def _pretrained(study: Study) -> dict[str, tuple[Any, Any]]:
 
 
 def run_harness(study: Study) -> bool:
-  """Zero- and few-shot scores of the pretrained pair and of every finetuned model."""
+  """Zero- and few-shot scores (through lm-eval) of the pretrained pair and of every
+  finetuned model, each read with its checkpoint's own vocabulary."""
   plan = study.plan
-  files = sorted(glob.glob(plan.harness_tasks))
-  if not files:
-    raise gin_utils.ConfigError(f"no harness task file matches {plan.harness_tasks}")
-  tasks = [harness.load_task(f) for f in files]
-  if plan.harness_max_examples:
-    tasks = [dataclasses.replace(t, examples=t.examples[:plan.harness_max_examples])
-             for t in tasks]
-  encode, decode = harness.vocabulary_functions(plan.harness_vocab)
+  try:
+    tasks = harness.load_tasks(plan.harness_tasks, plan.harness_max_examples)
+  except harness.TaskFileError as e:
+    raise gin_utils.ConfigError(str(e)) from None
   results, costs = {}, {}
   # Pretrained models read plain continuations; finetuned ones the FLAN format (EOS-ended).
   for stage, kind, specs, add_eos in (
       ("pretrained", "pretrain", {a: plan.source_run(a) for a in ARCHITECTURES}, False),
       ("flan", "finetune", {s.architecture: s for s in plan.finetune_runs()}, True)):
     for arch, spec in specs.items():
-      model, params = study.load(kind, spec)
-      runner = harness.make_runner(model, params)
       name = f"{arch}/{stage}"
-      results[name] = harness.run_harness({name: runner}, tasks, encode, decode, plan.shots,
-                                          harness.Settings(add_eos=add_eos, seed=plan.seed),
-                                          plan.harness_length_normalization)[name]
-      costs[name] = flops.inference_flops(model.config, model.architecture,
+      settings = harness.Settings(add_eos=add_eos, seed=plan.seed)
+      lm = harness.make_lm(study.path(kind, spec.name), settings, plan.harness_vocab)
+      results[name] = harness.evaluate(lm, tasks, plan.shots, settings,
+                                       plan.harness_length_normalization)
+      costs[name] = flops.inference_flops(lm.model.config, lm.model.architecture,
                                           plan.inference_prompt_length,
                                           plan.inference_output_length)
   write_json(study.path("harness", "harness.json"),

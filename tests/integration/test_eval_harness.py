@@ -1,75 +1,30 @@
-"""Downstream harness: task files, prompt/feature conventions, known-answer scoring, demo tasks."""
+"""Downstream harness through lm-eval: task files, metrics, the command on a checkpoint
+with its own (non-demo) vocabulary, per-option log-likelihoods, demo tasks."""
 import json
+import os
 import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import pydoc_data.topics
 import pytest
+import sentencepiece as spm
 
-from conftest import init, make_model, random_tokens
+from conftest import init, make_model
+from redllm_jax import checkpoints
+from redllm_jax.data import vocabulary
 from redllm_jax.evaluation import harness
+from redllm_jax.functional import EOS_ID
 
-
-def encode(text):  # A char-level toy tokenizer: printable ASCII -> ids 2..96.
-  return [ord(c) - 30 for c in text if 32 <= ord(c) < 127]
-
-
-def decode(ids):
-  return "".join(chr(i + 30) for i in ids)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _write(tmp_path, name, lines):
   path = tmp_path / name
   path.write_text("\n".join(lines) + "\n")
   return str(path)
-
-
-MAGIC = encode("#")[0]
-
-
-def _magic_runner(architecture):
-  """Log-likelihood = (# target tokens equal to MAGIC) - 0.01 * (# target tokens)."""
-  def score(batch):
-    w = batch["decoder_loss_weights"]
-    t = batch["decoder_target_tokens"]
-    return np.sum(w * ((t == MAGIC) - 0.01), axis=-1)
-  def generate(tokens, lengths, n):
-    out = np.zeros((tokens.shape[0], n), np.int32)
-    out[:, :3] = encode("yes")
-    out[:, 3] = 1
-    return out
-  return harness.Runner(make_model(architecture).prefix_lm_batch, score, generate)
-
-
-def test_multiple_choice_picks_the_known_answer(tmp_path):
-  lines = [json.dumps({"inputs": f"q{i}", "options": ["aaa", "b#b", "cc"] if i % 2 else
-                       ["#", "dddd", "ee"], "label": 1 if i % 2 else 0}) for i in range(6)]
-  task = harness.load_task(_write(tmp_path, "mc.jsonl", lines))
-  for arch in ("redllm", "decllm"):
-    for shots in (0, 2):
-      r = harness.evaluate_task(_magic_runner(arch), task, encode, decode,
-                                harness.Settings(shots=shots, batch_size=4))
-      assert r["accuracy"] == 1.0 and r["examples"] == 6
-      assert r["predictions"] == [0, 1, 0, 1, 0, 1]
-
-
-def test_length_normalisation_changes_the_choice():
-  scores, lengths = np.array([-3.0, -4.0]), np.array([3, 8])
-  assert harness.choose(scores, lengths, False) == 0
-  assert harness.choose(scores, lengths, True) == 1
-
-
-def test_generative_exact_match_and_f1(tmp_path):
-  lines = [json.dumps({"inputs": "q1", "targets": ["Yes!", "no"]}),
-           json.dumps({"inputs": "q2", "targets": "yes sir"}),
-           json.dumps({"inputs": "q3", "targets": "no"})]
-  task = harness.load_task(_write(tmp_path, "gen.jsonl", lines))
-  r = harness.evaluate_task(_magic_runner("redllm"), task, encode, decode, harness.Settings())
-  assert r["predictions"] == ["yes"] * 3
-  assert r["exact_match"] == pytest.approx(1 / 3)
-  assert r["f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
-  assert harness.token_f1("The answer, is 42.", "answer is 42") == 1.0
 
 
 def test_malformed_lines_are_skipped_and_counted(tmp_path):
@@ -92,42 +47,6 @@ def test_malformed_lines_are_skipped_and_counted(tmp_path):
     harness.load_task(str(tmp_path / "missing.jsonl"))
 
 
-@pytest.mark.parametrize("arch", ["decllm_biattn", "redllm"])  # plain DecLLM: same features
-def test_harness_scores_equal_direct_model_scores(arch):
-  """The harness's features follow the training conventions (tests/conftest.py lm_batch)."""
-  model = make_model(arch)
-  params = init(model)
-  runner = harness.make_runner(model, params)
-  prompts = [random_tokens(1, (5,)).tolist(), random_tokens(2, (3,)).tolist()]
-  answers = [random_tokens(3, (4,)).tolist(), random_tokens(4, (2,)).tolist()]
-  got = harness.score_pairs(runner, prompts, answers, batch_size=4)
-  for p, a, g in zip(prompts, answers, got):
-    if arch == "redllm":
-      batch = {"encoder_input_tokens": np.array([p]), "decoder_target_tokens": np.array([a]),
-               "decoder_input_tokens": np.array([[0] + a[:-1]])}
-    else:
-      seq = p + a
-      batch = {"decoder_input_tokens": np.array([[0] + seq[:-1]]),
-               "decoder_target_tokens": np.array([seq]),
-               "decoder_loss_weights": np.array([[0.0] * len(p) + [1.0] * len(a)]),
-               "decoder_causal_attention": np.array([[1] * (len(p) + 1) + [0] * (len(a) - 1)])}
-    direct = float(jax.jit(model.score_batch)(params, batch)[0])
-    assert g == pytest.approx(direct, abs=1e-4)
-
-
-def test_side_by_side_table(tmp_path):
-  mc = harness.load_task(_write(tmp_path, "mc.jsonl", [json.dumps(
-      {"inputs": "q", "options": ["#", "x"], "label": 0})] * 3))
-  gen = harness.load_task(_write(tmp_path, "gen.jsonl", [json.dumps(
-      {"inputs": "q", "targets": "yes"})] * 2))
-  results = harness.run_harness({"red": _magic_runner("redllm"), "dec": _magic_runner("decllm")},
-                                [mc, gen], encode, decode, shots=[0, 1])
-  assert results["red"]["average"] == 1.0
-  table = harness.format_table(results)
-  assert "| mc@1shot | accuracy | 100.00 | 100.00 |" in table
-  assert "gen@0shot | exact_match" in table
-
-
 def test_build_demo_tasks(demo_root, tmp_path):
   """As a user runs it: `python -m redllm_jax.evaluation.demo_tasks --out_dir=...`."""
   run = subprocess.run([sys.executable, "-m", "redllm_jax.evaluation.demo_tasks",
@@ -144,3 +63,76 @@ def test_build_demo_tasks(demo_root, tmp_path):
     right = ex["options"][ex["label"]]
     assert right in references[ex["inputs"]]
     assert not set(ex["options"]) - {right} & set(references[ex["inputs"]])
+  for kind in ("mc", "gen"):  # and their lm-eval tasks, reading the files written beside them
+    yaml = (tmp_path / f"demo_qa_{kind}.yaml").read_text()
+    assert f"test: \"{tmp_path}/demo_qa_{kind}.jsonl\"" in yaml
+  assert (tmp_path / f"{harness.METRICS_MODULE}.py").exists()
+
+
+def test_squad_scores_take_the_best_reference():
+  doc = {"targets": ["Yes!", "no"]}
+  assert harness.squad_scores(doc, ["yes"]) == {"exact_match": 1.0, "f1": 1.0}
+  scores = harness.squad_scores({"targets": ["yes sir"]}, ["yes"])
+  assert scores == {"exact_match": 0.0, "f1": pytest.approx(2 / 3)}
+  assert harness.token_f1("The answer, is 42.", "answer is 42") == 1.0
+
+
+def test_side_by_side_table():
+  mc = {"kind": harness.MC, "accuracy": 1.0, "accuracy_length_normalized": 0.5, "score": 1.0}
+  gen = {"kind": harness.GEN, "exact_match": 0.0, "f1": 0.25, "score": 0.0}
+  results = {n: {"mc@1shot": mc, "gen@0shot": gen, "average": 0.5, "vocabulary": "v"}
+             for n in ("red", "dec")}
+  table = harness.format_table(results)
+  assert "| mc@1shot | accuracy | 100.00 | 100.00 |" in table
+  assert "| gen@0shot | f1 | 25.00 | 25.00 |" in table
+  assert table.endswith("| **average** | score | 50.00 | 50.00 |")
+
+
+def test_the_command_scores_with_the_checkpoints_own_vocabulary(tmp_path):
+  """As a user runs it, on a checkpoint trained with a vocabulary that is not the demo
+  one (the harness used to fall back to the demo vocabulary): every option's
+  log-likelihood in the JSON equals the project's scoring of that vocabulary's tokens."""
+  vocab = vocabulary.train_sentencepiece(pydoc_data.topics.topics.values(),
+                                         str(tmp_path / "own.model"), vocab_size=400)
+  model = make_model("redllm", vocab_size=512)
+  rng = np.random.RandomState(3)
+  params = jax.tree.map(lambda p: jnp.asarray(
+      np.asarray(p) + 0.1 * rng.standard_normal(p.shape).astype(np.float32)), init(model))
+  run_dir = str(tmp_path / "run")
+  checkpointer = checkpoints.Checkpointer(run_dir, 1, async_save=False)
+  checkpointer.save(1, params, {"unused": jnp.zeros(2)},
+                    dict(model.describe(), vocabulary=checkpoints.record_vocabulary(run_dir, vocab)),
+                    force=True)
+  checkpointer.wait()
+  os.remove(vocab)  # the checkpoint's own copy in MODEL_DIR/vocabulary/ is what counts
+  mc = [{"inputs": "What is pass?", "options": ["A null operation", "A loop"], "label": 0},
+        {"inputs": "What does assert do?", "options": ["Debugging checks", "Nothing", "Loops"],
+         "label": 0}]
+  tasks = tmp_path / "tasks"
+  tasks.mkdir()
+  _write(tasks, "mc.jsonl", [json.dumps(ex) for ex in mc] + ["{not json"])
+  _write(tasks, "gen.jsonl", [json.dumps({"inputs": q, "targets": ["yes"]})
+                              for q in ("Say yes", "Say it")])
+  out = tmp_path / "harness.json"
+  run = subprocess.run(
+      [sys.executable, "-m", "redllm_jax.evaluation.harness", "--gin_file=runs/harness.gin",
+       f"--gin.CHECKPOINTS={{'red': '{run_dir}'}}", f"--gin.HARNESS_TASKS='{tasks}/*.jsonl'",
+       "--gin.SHOTS=[0,1]", f"--gin.OUTPUT='{out}'", "--gin.harness.Settings.max_new_tokens=4"],
+      capture_output=True, text=True, timeout=600, cwd=REPO,
+      env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf")})
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert "mc: skipped 1 malformed lines {'bad_json': 1}" in run.stdout
+  results = json.loads(out.read_text())["red"]
+  assert results["vocabulary"] == os.path.join(run_dir, "vocabulary", "own.model")
+  sp = spm.SentencePieceProcessor(model_file=results["vocabulary"])
+  ids = lambda text: list(sp.encode(text)) + [EOS_ID]  # the FLAN format: EOS-ended
+  zero = results["mc@0shot"]
+  assert zero["examples"] == 2 and zero["skipped_lines"] == {"bad_json": 1}
+  for ex, got in zip(mc, zero["option_loglikelihoods"]):
+    batch = model.prefix_lm_batch([ids(ex["inputs"])] * len(ex["options"]),
+                                  [ids("\n" + o) for o in ex["options"]])
+    np.testing.assert_allclose(got, np.asarray(model.score_batch(params, batch)), rtol=1e-5)
+    assert zero["predictions"][mc.index(ex)] == int(np.argmax(got))
+  assert results["mc@1shot"]["option_loglikelihoods"] != zero["option_loglikelihoods"]
+  assert 0.0 <= results["gen@1shot"]["f1"] <= 1.0 and len(results["gen@0shot"]["predictions"]) == 2
