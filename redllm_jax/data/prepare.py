@@ -88,8 +88,11 @@ def convert_file(
   counts: collections.Counter = collections.Counter()
   writers: dict[str, tf.io.TFRecordWriter] = {}
 
-  def temporary(split: str) -> str:
-    return os.path.join(output_dir, split, stem + ".tfrecord.tmp")
+  def final(split: str) -> str:
+    return os.path.join(output_dir, split, stem + ".tfrecord")
+
+  def temporary(split: str) -> str:  # Per process: two runs converting one folder never share one.
+    return f"{final(split)}.{os.getpid()}.tmp"
 
   try:
     for record in text_source.read_records(path, fields, counts, max_doc_bytes, document_bytes):
@@ -106,11 +109,18 @@ def convert_file(
     return FileResult(path, {}, str(e))
   for split, writer in writers.items():
     writer.close()
-    tf.io.gfile.rename(temporary(split), temporary(split)[:-len(".tmp")], overwrite=True)
+    tf.io.gfile.rename(temporary(split), final(split), overwrite=True)
   tf.io.gfile.makedirs(os.path.dirname(stats_path))
-  with tf.io.gfile.GFile(stats_path, "w") as f:
-    json.dump(dict(counts), f)
+  _write_json(stats_path, dict(counts))
   return FileResult(path, dict(counts))
+
+
+def _write_json(path: str, value: dict) -> None:
+  """Written whole or not at all (renamed into place): a reader never sees half a file."""
+  tmp = f"{path}.{os.getpid()}.tmp"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    json.dump(value, f, indent=1, sort_keys=True)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def _convert_star(args: tuple) -> FileResult:
@@ -157,8 +167,7 @@ def convert(
     raise NothingConvertedError(
         f"Zero valid examples in {input_glob} (skipped: {skipped}"
         + (f"; {len(bad)} bad files, first {bad[0]})" if bad else ")"))
-  with tf.io.gfile.GFile(os.path.join(output_dir, "stats.json"), "w") as f:
-    json.dump({**total, "bad_file_reasons": bad}, f, indent=1, sort_keys=True)
+  _write_json(os.path.join(output_dir, "stats.json"), {**total, "bad_file_reasons": bad})
   return dict(total)
 
 

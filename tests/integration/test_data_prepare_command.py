@@ -59,3 +59,21 @@ def test_plain_text_files_convert_as_documents(tmp_path) -> None:
   assert "cut.txt.gz: Compressed file ended" in run.stderr
   assert sorted(_texts(f"{tmp_path}/out/train/*.tfrecord")) == [
       "# A package\n\nWhat it does.", "First note.\n\nIts second paragraph."]
+
+
+def test_two_runs_converting_one_folder_at_once_both_succeed(tmp_path) -> None:
+  """As a DecLLM and a RedLLM run of one files_task do on their first start."""
+  raw = tmp_path / "raw"
+  raw.mkdir()
+  docs = [f"Document {i}. " + "text " * (i + 1) for i in range(40)]
+  for i, doc in enumerate(docs):
+    (raw / f"{i}.txt").write_text(doc)
+  args = [sys.executable, "-m", "redllm_jax.data.prepare", f"--input_glob={raw}/*.txt",
+          f"--output_dir={tmp_path}/out", "--validation_fraction=0", "--num_workers=1"]
+  runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for _ in range(2)]
+  for run in runs:
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0 and "Traceback" not in stderr, stderr
+  assert sorted(_texts(f"{tmp_path}/out/train/*.tfrecord")) == sorted(docs)
+  assert not list((tmp_path / "out").rglob("*.tmp"))
