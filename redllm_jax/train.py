@@ -16,7 +16,7 @@ import os
 import socket
 import sys
 import time
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from clu import metric_writers
 import gin
@@ -177,8 +177,14 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
           eval_every: int = 0, num_microbatches: int = 1, checkpoint_every: int = 1000,
           keep_checkpoints: Optional[int] = 3, async_checkpoints: bool = True,
           initial_checkpoint_path: Optional[str] = None, num_input_shards: Optional[int] = None,
-          log_every: int = 10, seed: int = 0, on_unreadable: str = "fail") -> dict[str, float]:
-  """Trains to `train_steps` (resuming if MODEL_DIR has checkpoints); returns final eval metrics."""
+          log_every: int = 10, seed: int = 0, on_unreadable: str = "fail",
+          load_initial_params: Callable[..., Any] = checkpoints.load_params) -> dict[str, float]:
+  """Trains to `train_steps` (resuming if MODEL_DIR has checkpoints); returns final eval metrics.
+
+  `load_initial_params(initial_checkpoint_path, model, shardings)` reads the
+  starting parameters: the checkpoint's own (finetuning), or a RedLLM adapted
+  from a DecLLM's (`adaptation.load_adapted_params`, runs/adapt.gin).
+  """
   check_counts(train_steps=train_steps, batch_size=batch_size, eval_steps=eval_steps,
                eval_every=eval_every, num_microbatches=num_microbatches,
                checkpoint_every=checkpoint_every, log_every=log_every,
@@ -212,7 +218,7 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
   checkpointer = checkpoints.Checkpointer(model_dir, checkpoint_every, keep_checkpoints,
                                           async_checkpoints, on_unreadable)
   state = _initial_state(steps, checkpointer, meta, train_batches, model,
-                         initial_checkpoint_path, seed)
+                         initial_checkpoint_path, seed, load_initial_params)
   if jax.process_index() == 0:
     print(startup_summary(model, steps, mixture_or_task_name, task_feature_lengths,
                           feature_converter, batch_size, int(state.step), train_steps,
@@ -261,7 +267,7 @@ def startup_summary(model: BaseModel, steps, task: str, task_feature_lengths: Ma
 
 
 def _initial_state(steps, checkpointer, meta, train_batches, model, initial_checkpoint_path,
-                   seed) -> TrainState:
+                   seed, load_initial_params=checkpoints.load_params) -> TrainState:
   """Resume from MODEL_DIR; else finetune from INITIAL_CHECKPOINT_PATH; else initialise.
 
   A resume restores straight into the sharded abstract state: one copy in memory.
@@ -273,8 +279,8 @@ def _initial_state(steps, checkpointer, meta, train_batches, model, initial_chec
     return TrainState(step=jax.numpy.int32(step), params=params, opt_state=opt_state)
   if initial_checkpoint_path:
     # Parameters only: a fresh optimizer and step (finetuning).
-    return steps.start_from(checkpoints.load_params(initial_checkpoint_path, model,
-                                                    steps.state_shardings.params))
+    return steps.start_from(load_initial_params(initial_checkpoint_path, model,
+                                                steps.state_shardings.params))
   return steps.init(jax.random.key(seed))
 
 
