@@ -1,15 +1,19 @@
 """`bench --sections=peers` as a user runs it: HF PyTorch decoding beside ours, or a
-one-line skip when the `peers` extra is not installed."""
+one-line skip when the `hf` extra is not installed."""
 import json
 import pathlib
 import subprocess
 import sys
+
+import pytest
 
 from redllm_jax.tools import bench_peers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+# Minutes with torch installed (make installs the hf extra): both stacks train and decode.
+@pytest.mark.slow
 def test_peers_section_times_both_stacks_or_says_why_not(tmp_path):
   out = tmp_path / "peers.json"
   run = subprocess.run([sys.executable, "-m", "redllm_jax.tools.bench", "--sections=peers",
