@@ -55,8 +55,8 @@ MC, GEN = "multiple_choice", "generative"
 METRICS_MODULE = "harness_metrics"  # beside each task YAML, for its `!function`
 
 
-class TaskFileError(ValueError):
-  """A task file that cannot be used at all (one line)."""
+class TaskFileError(gin_utils.ConfigError):
+  """A task file that cannot be used at all (one line, exit code 2)."""
 
 
 @dataclasses.dataclass
@@ -342,10 +342,7 @@ def compare(checkpoints: Mapping[str, str] = gin.REQUIRED, tasks: str = gin.REQU
 
 
 def main() -> None:
-  try:
-    compare()
-  except (TaskFileError, FileNotFoundError) as e:
-    raise gin_utils.ConfigError(gin_utils.first_line(e)) from None
+  compare()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 import redllm_jax_tasks  # noqa: F401  pylint: disable=unused-import  # the study's eval tasks
-from redllm_jax import checkpoints, flops, gin_utils, models
+from redllm_jax import checkpoints, flops, models
 from redllm_jax.evaluation import attention, extrapolation, harness, windows
 from redllm_jax.study import scaling
 from redllm_jax.study.plan import ARCHITECTURES, StudyPlan
@@ -111,10 +111,7 @@ def run_harness(study: Study) -> bool:
   """Zero- and few-shot scores (through lm-eval) of the pretrained pair and of every
   finetuned model, each read with its checkpoint's own vocabulary."""
   plan = study.plan
-  try:
-    tasks = harness.load_tasks(plan.harness_tasks, plan.harness_max_examples)
-  except harness.TaskFileError as e:
-    raise gin_utils.ConfigError(str(e)) from None
+  tasks = harness.load_tasks(plan.harness_tasks, plan.harness_max_examples)
   results, costs = {}, {}
   # Pretrained models read plain continuations; finetuned ones the FLAN format (EOS-ended).
   for stage, kind, specs, add_eos in (
