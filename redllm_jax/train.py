@@ -189,7 +189,7 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
                eval_every=eval_every, num_microbatches=num_microbatches,
                checkpoint_every=checkpoint_every, log_every=log_every,
                **({} if keep_checkpoints is None else {"keep_checkpoints": keep_checkpoints}))
-  input_pipeline.check_tasks([mixture_or_task_name, *eval_tasks])
+  input_pipeline.check_tasks([mixture_or_task_name, *eval_tasks], model.config.vocab_size)
   vocab_file = input_pipeline.sentencepiece_file(mixture_or_task_name)
   if initial_checkpoint_path and vocab_file:
     checkpoints.check_vocabulary(initial_checkpoint_path, vocab_file,

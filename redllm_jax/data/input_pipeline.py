@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import difflib
 import json
 import os
-from typing import Mapping
+from typing import Mapping, Optional
 
 import jax
 from jax.experimental import multihost_utils
@@ -62,9 +62,10 @@ class InputIterator(Iterator[Batch]):
       self.batches_read = json.load(f)["batches_read"]
 
 
-def check_tasks(names: Sequence[str]) -> None:
+def check_tasks(names: Sequence[str], model_vocab_size: Optional[int] = None) -> None:
   """One-line errors, before any work, for a name that no seqio task or mixture has
-  (with the nearest one) and for a missing or broken SentencePiece vocabulary."""
+  (with the nearest one), for a missing or broken SentencePiece vocabulary, and for a
+  vocabulary with more ids than the model's embedding (those ids would embed nothing)."""
   known = sorted({*seqio.TaskRegistry.names(), *seqio.MixtureRegistry.names()})
   for name in names:
     if name not in known:
@@ -78,6 +79,9 @@ def check_tasks(names: Sequence[str]) -> None:
         except (OSError, ValueError) as e:
           # Gin appends "In call to configurable ..." lines to errors raised in configurables.
           raise ConfigError(f"{name}: {str(e).splitlines()[0]}") from None
+      if model_vocab_size is not None and feature.vocabulary.vocab_size > model_vocab_size:
+        raise ConfigError(f"{name}: its vocabulary has {feature.vocabulary.vocab_size} ids, "
+                          f"more than the model's VOCAB_SIZE {model_vocab_size}")
 
 
 def sentencepiece_file(name: str) -> str | None:

@@ -53,7 +53,7 @@ def evaluate_checkpoint(model: BaseModel = gin.REQUIRED, checkpoint_path: str = 
                         max_batches: Optional[int] = None) -> dict[str, dict[str, float]]:
   """{task: metrics} of the checkpoint; also eval_results.json and TensorBoard scalars."""
   train.check_counts("perplexity.evaluate_checkpoint", batch_size=batch_size)
-  input_pipeline.check_tasks(tasks)
+  input_pipeline.check_tasks(tasks, model.config.vocab_size)
   for task in tasks:  # Text read with another vocabulary would score as noise.
     vocab_file = input_pipeline.sentencepiece_file(task)
     if vocab_file:

@@ -57,6 +57,8 @@ BAD_TRAINING_SETTINGS = {
     "unread macro": ("--gin.BATCH_SIZ=4", "did you mean BATCH_SIZE"),
     "missing vocabulary": ("--gin.demo_vocab_path.path='/nonexistent/spm.model'",
                            "Vocabulary file not found: /nonexistent/spm.model"),
+    "vocabulary larger than the model": ("--gin.VOCAB_SIZE=1000",
+                                         "4096 ids, more than the model's VOCAB_SIZE 1000"),
 }
 
 
