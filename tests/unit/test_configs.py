@@ -96,11 +96,12 @@ def test_model_info_describes_8b_without_allocating():
                          ids=lambda p: p.stem)
 def test_experiment_gins_are_consistent(path):
   finetune = path.stem.startswith(("finetune", "demo_finetune"))
+  adapt = "adapt_" in path.stem  # Adaptation gins (docs/adaptation.md) include their size.
   # Paper experiments take the size on the command line (the largest here); demo
   # experiments include theirs.
-  sizes = [] if path.stem.startswith("demo_") else ["models/sizes/8b.gin"]
+  sizes = [] if path.stem.startswith("demo_") or adapt else ["models/sizes/8b.gin"]
   gin_utils.parse_gin([f"experiments/{path.name}", *sizes], ["MODEL_DIR = '/tmp/x'"]
-                      + (["INITIAL_CHECKPOINT_PATH = '/tmp/y'"] if finetune else []))
+                      + (["INITIAL_CHECKPOINT_PATH = '/tmp/y'"] if finetune or adapt else []))
   model = models.from_gin()
   batch_size = gin.query_parameter("%BATCH_SIZE")
   train.validate(model, feature_converters.make_feature_converter(),
@@ -109,7 +110,7 @@ def test_experiment_gins_are_consistent(path):
   assert (model.config.dropout_rate == 0.05) == finetune
   if path.stem.startswith("pretrain"):
     assert (gin.query_parameter("%TRAIN_STEPS"), batch_size) == (400_000, 2048)
-  if sizes:
+  if sizes or path.stem.startswith("adapt_redllm_8b"):
     assert model.config.d_model == 4096
   if "biattn" in path.stem:
     assert model.inputs_bidirectional_attention
