@@ -233,6 +233,17 @@ class Settings:
   seed: int = 0  # lm-eval's fewshot_random_seed: which exemplars each item gets
 
 
+def mc_prediction(loglikelihoods: Sequence[float], options: Sequence[str],
+                  length_normalization: bool) -> int:
+  """The option the reported score picks: lm-eval's `acc` pred (argmax log-likelihood) or,
+  length-normalized, its `acc_norm` pred (argmax log-likelihood / len(option) in
+  characters, `ConfigurableTask.process_results`)."""
+  lls = np.asarray(loglikelihoods, dtype=np.float64)
+  if length_normalization:
+    lls = lls / np.array([float(len(o)) for o in options])
+  return int(np.argmax(lls))
+
+
 def _task_result(task: Task, shots: int, metrics: Mapping[str, Any],
                  samples: Sequence[Mapping[str, Any]], length_normalization: bool) -> dict:
   """One task@shots entry: lm-eval's metrics and, per item, its prediction and (multiple
@@ -245,7 +256,8 @@ def _task_result(task: Task, shots: int, metrics: Mapping[str, Any],
     accuracy, normalized = float(metrics["acc,none"]), float(metrics["acc_norm,none"])
     result.update(accuracy=accuracy, accuracy_length_normalized=normalized,
                   score=normalized if length_normalization else accuracy,
-                  predictions=[int(np.argmax(ll)) for ll in loglikelihoods],
+                  predictions=[mc_prediction(ll, s["doc"]["options"], length_normalization)
+                               for ll, s in zip(loglikelihoods, samples)],
                   option_loglikelihoods=loglikelihoods)
   else:
     exact = float(metrics["exact_match,none"])

@@ -15,7 +15,8 @@ the checkpoint's `meta` builds the model; `gin_file=` a model gin to build it
 instead, e.g. with another attention implementation) or `export_dir=` (an export,
 `export.load_export`). Both score through the same model code. The vocabulary is
 the checkpoint's own (`checkpoints.vocabulary_path`) or the export's spm.model;
-`vocab=` overrides it. `add_eos=True` ends contexts and continuations with EOS, the
+`vocab=` overrides it (checked by sha256 against the checkpoint's record or the
+export's spm.model). Unknown model args are an error. `add_eos=True` ends contexts and continuations with EOS, the
 FLAN format finetuned models read (default False: plain text). `max_length`
 (default 2048) bounds what one row reads; `max_gen_toks` (256) the generation
 default; `batch_size` (16) rows per batch.
@@ -40,6 +41,7 @@ Requests, each through the project's scoring (`model.prefix_lm_batch` +
 Requests are sorted by length and padded to power-of-two widths (few compiles).
 """
 import functools
+import hashlib
 import sys
 from typing import Any, Iterable, Optional, Sequence
 
@@ -70,8 +72,14 @@ def load(checkpoint: Optional[str] = None, export_dir: Optional[str] = None,
   if (checkpoint is None) == (export_dir is None):
     raise gin_utils.ConfigError("redllm_jax needs exactly one of --model_args "
                                 "checkpoint=PATH or export_dir=PATH")
+  given = vocab is not None
+  if given:  # before loading anything: a bad file is a quick one-line error
+    _check_vocab_file(vocab)
   if export_dir is not None:
     model, params, exported = export.load_export(export_dir)
+    if vocab is not None and exported is not None and _sha256(vocab) != _sha256(exported):
+      raise gin_utils.ConfigError(f"vocab={vocab} is not the export's vocabulary {exported} "
+                                  "(sha256 differs)")
     vocab = vocab or exported
     if vocab is None:
       raise gin_utils.ConfigError(f"{export_dir} holds no spm.model: pass vocab=PATH")
@@ -86,8 +94,22 @@ def load(checkpoint: Optional[str] = None, export_dir: Optional[str] = None,
       vocab = checkpoints.vocabulary_path(checkpoint)
     else:
       checkpoints.check_vocabulary(checkpoint, vocab, "vocab=")
-  vocabulary_lib.check_sentencepiece_model(vocab)
+  if not given:
+    _check_vocab_file(vocab)
   return model, params, vocab
+
+
+def _check_vocab_file(path: str) -> None:
+  """`vocabulary_lib.check_sentencepiece_model` as a one-line ConfigError."""
+  try:
+    vocabulary_lib.check_sentencepiece_model(path)
+  except Exception as e:  # FileNotFoundError, ValueError; tf.io.gfile's errors (a directory)
+    raise gin_utils.ConfigError(f"vocab: {gin_utils.first_line(e)}") from None
+
+
+def _sha256(path: str) -> str:
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
 
 
 def rolling_windows(tokens: Sequence[int], context_length: int,
@@ -172,6 +194,13 @@ class Scorer:
     return out
 
 
+MODEL_ARGS = ("checkpoint", "export_dir", "gin_file", "vocab", "add_eos", "max_length",
+              "max_gen_toks", "batch_size")
+# What lm-eval itself adds to the model args: `simple_evaluate`'s additional_config
+# (batch_size, max_batch_size, device) and the CLI's --trust_remote_code.
+LM_EVAL_SETTINGS = ("max_batch_size", "device", "trust_remote_code")
+
+
 class RedLLMJax(LM):
   """lm-eval's `LM` over a checkpoint or export of DecLLM, DecLLM + BiAttn or RedLLM."""
 
@@ -180,10 +209,19 @@ class RedLLMJax(LM):
                add_eos: bool = False, max_length: int = 2048, max_gen_toks: int = 256,
                batch_size: int | str = 16, **lm_eval_settings: Any):
     super().__init__()
-    del lm_eval_settings  # max_batch_size, device: jax places the arrays itself
+    # LM_EVAL_SETTINGS are unused (jax places the arrays itself); anything else is a typo.
+    unknown = sorted(set(lm_eval_settings) - set(LM_EVAL_SETTINGS))
+    if unknown:
+      raise gin_utils.ConfigError(
+          f"redllm_jax: unknown model args {', '.join(unknown)}; valid: "
+          f"{', '.join(MODEL_ARGS)} (and lm-eval's {', '.join(LM_EVAL_SETTINGS)})")
     model, params, vocab_path = load(checkpoint, export_dir, gin_file, vocab)
     self.vocab_path = vocab_path
-    self.sp = spm.SentencePieceProcessor(model_file=vocab_path)
+    try:
+      self.sp = spm.SentencePieceProcessor(model_file=vocab_path)
+    except (OSError, RuntimeError) as e:
+      raise gin_utils.ConfigError(f"cannot open the SentencePiece model {vocab_path}: "
+                                  f"{gin_utils.first_line(e)}") from None
     if self.sp.get_piece_size() > model.config.vocab_size:
       raise gin_utils.ConfigError(
           f"vocabulary {vocab_path} has {self.sp.get_piece_size()} pieces, more than the "

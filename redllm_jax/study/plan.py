@@ -33,8 +33,8 @@ class StudyPlan:
   harness_vocab: Optional[str] = None  # SentencePiece model; None: each checkpoint's own
   harness_max_examples: Optional[int] = None  # per task; None: all
   shots: Sequence[int] = (0, 5)
-  # Multiple choice by mean per-token log-likelihood (lm-eval's acc_norm): summed
-  # log-likelihood favours the shortest option in weak models.
+  # Multiple choice by log-likelihood per character of the option (lm-eval's acc_norm):
+  # summed log-likelihood favours the shortest option in weak models.
   harness_length_normalization: bool = True
   training_length: int = 256  # pretraining chunk length (RedLLM: half in, half out)
   extrapolation_factors: Sequence[int] = (1, 2, 4, 8)

@@ -1,5 +1,6 @@
 """Downstream harness through lm-eval: task files, metrics, the command on a checkpoint
 with its own (non-demo) vocabulary, per-option log-likelihoods, demo tasks."""
+import collections
 import json
 import os
 import subprocess
@@ -75,6 +76,21 @@ def test_squad_scores_take_the_best_reference():
   scores = harness.squad_scores({"targets": ["yes sir"]}, ["yes"])
   assert scores == {"exact_match": 0.0, "f1": pytest.approx(2 / 3)}
   assert harness.token_f1("The answer, is 42.", "answer is 42") == 1.0
+
+
+def test_predictions_follow_the_reported_metric():
+  """Length-normalized, the prediction is lm-eval's acc_norm pick (log-likelihood per
+  character of the option), so harness.json's predictions agree with its score."""
+  options, lls = ["a", "bbbbbbbb"], [-2.0, -3.0]  # per character: -2 vs -0.375
+  assert harness.mc_prediction(lls, options, False) == 0
+  assert harness.mc_prediction(lls, options, True) == 1
+  task = harness.Task("t", harness.MC, [{"inputs": "q", "options": options, "label": 1}],
+                      collections.Counter())
+  samples = [{"doc_id": 0, "doc": task.examples[0], "filtered_resps": [(l, False) for l in lls]}]
+  metrics = {"acc,none": 0.0, "acc_norm,none": 1.0}
+  for normalized, prediction, score in ((False, 0, 0.0), (True, 1, 1.0)):
+    result = harness._task_result(task, 0, metrics, samples, normalized)  # pylint: disable=protected-access
+    assert result["predictions"] == [prediction] and result["score"] == score
 
 
 def test_side_by_side_table():

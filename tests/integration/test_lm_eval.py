@@ -7,6 +7,7 @@ import functools
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -16,9 +17,11 @@ import numpy as np
 import pydoc_data.topics
 import pytest
 import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2
 
 from conftest import init, make_model
 from redllm_jax import checkpoints
+from redllm_jax.data import vocabulary
 from redllm_jax.decoding import DecodingConfig
 from redllm_jax.evaluation import export, lm_eval_model
 from redllm_jax.functional import EOS_ID
@@ -245,9 +248,49 @@ def test_bad_model_args_are_one_line(setup, tmp_path):
   run = _run_lm_eval(f"checkpoint={tmp_path}/missing", tasks, str(tmp_path / "out"),
                      "--tasks", "t_mc")
   assert run.returncode == 2, run.stderr[-2000:]
+  assert "Traceback" not in run.stderr, run.stderr[-2000:]
   assert run.stderr.strip().splitlines()[-1] == (
       f"error: checkpoint path does not exist: {tmp_path}/missing")
   for kwargs, message in (({}, "needs exactly one of"),
                           ({"export_dir": str(tmp_path / "missing")}, "export file not found")):
     with pytest.raises(ConfigError, match=message):
       lm_eval_model.load(**kwargs)
+
+
+def test_unknown_model_args_are_an_error_before_loading(tmp_path):
+  """A typo (add_eso=True) is a ConfigError naming it, not a silent default; what lm-eval
+  itself adds (max_batch_size, device) passes, to the next error: the missing checkpoint."""
+  missing = str(tmp_path / "missing")
+  with pytest.raises(ConfigError, match=r"unknown model args add_eso, max_len; valid: checkpoint"):
+    lm_eval_model.RedLLMJax(checkpoint=missing, add_eso=True, max_len=256)
+  with pytest.raises(ConfigError, match="checkpoint path does not exist"):
+    lm_eval_model.RedLLMJax(checkpoint=missing, batch_size=8, max_batch_size=64, device="cuda")
+
+
+def test_bad_vocab_is_one_line(tmp_path):
+  """A missing or non-SentencePiece vocab= is a ConfigError; for an export, a vocab= that
+  is not its spm.model (sha256) too, naming both files."""
+  garbage = tmp_path / "garbage.model"
+  garbage.write_bytes(b"not a model")
+  for vocab, message in ((str(tmp_path / "nope.model"), "vocab: Vocabulary file not found"),
+                         (str(garbage), "vocab: Not a SentencePiece model"),
+                         (str(tmp_path), "vocab: ")):
+    with pytest.raises(ConfigError, match=message):
+      lm_eval_model.load(checkpoint=str(tmp_path / "missing"), vocab=vocab)
+  own = vocabulary.train_sentencepiece(list(pydoc_data.topics.topics.values())[:40],
+                                       str(tmp_path / "own.model"), vocab_size=300)
+  proto = sentencepiece_model_pb2.ModelProto.FromString(open(own, "rb").read())
+  proto.normalizer_spec.name = proto.normalizer_spec.name + "_other"  # valid, other bytes
+  other = tmp_path / "other.model"
+  other.write_bytes(proto.SerializeToString())
+  same = tmp_path / "same.model"
+  same.write_bytes(open(own, "rb").read())
+  model = make_model("redllm", vocab_size=512)
+  out = str(tmp_path / "export")
+  export.export(model, init(model), out, own)
+  exported = os.path.join(out, "spm.model")
+  with pytest.raises(ConfigError, match=re.escape(
+      f"vocab={other} is not the export's vocabulary {exported} (sha256 differs)")):
+    lm_eval_model.load(export_dir=out, vocab=str(other))
+  assert lm_eval_model.load(export_dir=out, vocab=str(same))[2] == str(same)
+  assert lm_eval_model.load(export_dir=out)[2] == exported
