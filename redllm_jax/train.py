@@ -190,10 +190,11 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
                checkpoint_every=checkpoint_every, log_every=log_every,
                **({} if keep_checkpoints is None else {"keep_checkpoints": keep_checkpoints}))
   input_pipeline.check_tasks([mixture_or_task_name, *eval_tasks], model.config.vocab_size)
+  input_pipeline.check_one_vocabulary([mixture_or_task_name, *eval_tasks])
   vocab_file = input_pipeline.sentencepiece_file(mixture_or_task_name)
   if initial_checkpoint_path and vocab_file:
     checkpoints.check_vocabulary(initial_checkpoint_path, vocab_file,
-                                 f"the finetuning task {mixture_or_task_name}")
+                                 f"the training task {mixture_or_task_name}")
   partitioner = Partitioner()
   num_input_shards = num_input_shards or jax.process_count()
   validate(model, feature_converter, task_feature_lengths, batch_size, partitioner,

@@ -14,6 +14,7 @@ no replay.
 """
 from collections.abc import Iterator, Sequence
 import difflib
+import hashlib
 import json
 import os
 from typing import Mapping, Optional
@@ -96,6 +97,21 @@ def sentencepiece_file(name: str) -> str | None:
   if len(files) > 1:
     raise ConfigError(f"{name}: its features use different vocabularies ({', '.join(sorted(files))})")
   return files.pop() if files else None
+
+
+def check_one_vocabulary(names: Sequence[str]) -> None:
+  """A one-line error when the tasks tokenize with different SentencePiece models (by
+  content): a run's eval perplexities mean nothing in another vocabulary."""
+  digests = {}
+  for name in names:
+    path = sentencepiece_file(name)
+    if path:
+      with tf.io.gfile.GFile(path, "rb") as f:
+        digests.setdefault(hashlib.sha256(f.read()).hexdigest(), (name, path))
+  if len(digests) > 1:
+    (a, a_path), (b, b_path) = list(digests.values())[:2]
+    raise ConfigError(f"{a} and {b} use different vocabularies ({a_path} and {b_path}); "
+                      "train and eval tasks must share one")
 
 
 def recorded_documents(name: str, split: str) -> int | None:

@@ -185,6 +185,16 @@ def test_finetuning_from_a_checkpoint_of_another_vocabulary_is_one_line(trained,
       f"--gin.MODEL_DIR='{tmp_path / 'tuned'}'", "--gin.TRAIN_STEPS=1", LENGTHS,
       f"--gin.train.train.initial_checkpoint_path='{model_dir}'",
       f"--gin.demo_vocab_path.path='{other_vocabulary}'"))
-  assert line.startswith("error: the finetuning task demo_redpajama uses the vocabulary")
+  assert line.startswith("error: the training task demo_redpajama uses the vocabulary")
   assert str(other_vocabulary) in line and "spm_4096_bpe.model" in line
   assert not (tmp_path / "tuned").exists()  # refused before any work
+
+
+def test_eval_tasks_of_another_vocabulary_than_training_are_one_line(other_vocabulary, tmp_path):
+  line = _one_line_error(_run(
+      "redllm_jax.train", "--gin_file=experiments/own_text/decllm.gin",
+      f"--gin.OWN_TEXT='{ROOT}/docs/*.md'", f"--gin.OWN_TEXT_VOCABULARY='{other_vocabulary}'",
+      f"--gin.files_task.cache_dir='{tmp_path / 'cache'}'",
+      f"--gin.MODEL_DIR='{tmp_path / 'run'}'", "--gin.EVAL_TASKS=['own_text', 'demo_redpajama']"))
+  assert line.startswith("error: own_text and demo_redpajama use different vocabularies"), line
+  assert not (tmp_path / "run" / "checkpoints").exists()  # refused before any work
