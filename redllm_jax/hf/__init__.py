@@ -30,8 +30,8 @@ CONVENTIONS = {
     "logit_scale": "d_model ** -0.5 if scale_tied_logits else 1",
     "kernel_layout": "[*in, *out]",
     "decllm_input": "BOS = id 0 (the padding id) first; attention_mask marks it",
-    "decllm_biattn_prefix": "prefix_mask = 1 on [BOS, prompt]; default at an empty cache: "
-                            "every attended input token",
+    "decllm_biattn_prefix": "prefix_mask = 1 on [BOS, prompt]; forward without it is causal; "
+                            "generate without it: the whole prompt",
     "redllm_decoder_positions": "decoder position 0 = the example's true encoder length; "
                                 "cross-attention keys rotated at their encoder positions",
     "redllm_decoder_start_token_id": 0,

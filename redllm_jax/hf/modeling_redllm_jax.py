@@ -16,11 +16,16 @@ Conventions a caller must know:
   tokenizer's `attention_mask` (it marks the BOS), and pad on the left to generate
   (without a mask, generate() takes each row's last leading 0 as its BOS).
 - DecLLM + BiAttn reads `prefix_mask` [b, l] (1 = the bidirectional prefix,
-  [BOS, prompt]). Without it, a forward on an empty cache (generate's prefill) treats
-  every attended input token as the prefix; teacher-forced scoring of
-  [BOS, prompt, answer] must pass it.
+  [BOS, prompt]). Without it, `forward` is causal (a plain `model(input_ids)` never
+  reads later tokens); `generate` alone defaults the prefix to the whole prompt
+  (its `attention_mask`), as predict_batch does. Teacher-forced scoring of
+  [BOS, prompt, answer] as the model was trained must pass it.
+- `labels` give `loss`, the mean cross-entropy over labels != -100: DecLLM shifts
+  inside (logits[:, :-1] against labels[:, 1:]); RedLLM, given no
+  `decoder_input_ids`, decodes the labels shifted right after start token 0 (T5).
 - RedLLM's decoder position 0 is each example's true encoder length (the sum of
   its `attention_mask`); cross-attention keys are rotated at their encoder positions.
+- Unknown keyword arguments are a TypeError, not silently ignored.
 
 Imports only torch and transformers.
 """
@@ -221,6 +226,21 @@ def _visible(q_slots, k_slots, k_valid, causal: bool, q_prefix=None, k_prefix=No
   return mask[:, None]
 
 
+# What generate() (or a caller) may pass that changes nothing while falsy.
+_IGNORED_WHEN_FALSE = ("output_attentions", "output_hidden_states")
+
+
+def _check_kwargs(name: str, kwargs: dict) -> None:
+  """A TypeError for any argument forward() would otherwise drop (a misspelt `prefix_mask`)."""
+  unknown = sorted(k for k, v in kwargs.items() if k not in _IGNORED_WHEN_FALSE or v)
+  if unknown:
+    raise TypeError(f"{name}.forward() got unsupported arguments: {', '.join(unknown)}")
+
+
+def _output(output, return_dict: bool | None):
+  return output if return_dict is None or return_dict else output.to_tuple()
+
+
 class DecLLMForCausalLM(RedLLMJaxPreTrainedModel, GenerationMixin):
   """DecLLM (and DecLLM + BiAttn): a causal LM over [BOS=0, tokens...]."""
 
@@ -232,8 +252,15 @@ class DecLLMForCausalLM(RedLLMJaxPreTrainedModel, GenerationMixin):
   def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None,
               position_ids: torch.LongTensor | None = None, prefix_mask: torch.Tensor | None = None,
               cache: Cache | None = None, use_cache: bool | None = None,
+              labels: torch.LongTensor | None = None, return_dict: bool | None = None,
               **kwargs) -> CausalLMOutputWithPast:
-    """Logits [b, l, vocab]. `attention_mask` [b, past + l] covers the cached tokens too."""
+    """Logits [b, l, vocab]. `attention_mask` [b, past + l] covers the cached tokens too.
+
+    `prefix_mask` [b, >= 1] (BiAttn): 1 on the bidirectional prefix; None is causal.
+    `labels` [b, l]: `loss` = mean cross-entropy of logits[:, :-1] against labels[:, 1:]
+    over labels != -100 (the transformers convention: labels may be the input_ids).
+    """
+    _check_kwargs(type(self).__name__, kwargs)
     use_cache = self.config.use_cache if use_cache is None else use_cache
     if use_cache and cache is None:
       cache = DynamicCache()
@@ -246,17 +273,39 @@ class DecLLMForCausalLM(RedLLMJaxPreTrainedModel, GenerationMixin):
       position_ids = positions_from_mask(attention_mask)[:, past:total]
     slots = torch.arange(total, device=input_ids.device)
     q_prefix = k_prefix = None
-    if self.config.inputs_bidirectional_attention:
-      if prefix_mask is None and past == 0:
-        prefix_mask = attention_mask
-      if prefix_mask is not None:  # Over the whole sequence: generated tokens are never prefix.
-        k_prefix = F.pad(prefix_mask[:, :total], (0, total - min(prefix_mask.shape[1], total)))
-        q_prefix = k_prefix[:, past:total]
+    if self.config.inputs_bidirectional_attention and prefix_mask is not None:
+      # Over the whole sequence: tokens past the mask's end (generated ones) are never prefix.
+      k_prefix = F.pad(prefix_mask[:, :total], (0, total - min(prefix_mask.shape[1], total)))
+      q_prefix = k_prefix[:, past:total]
     mask = _visible(slots[past:], slots, attention_mask, True, q_prefix, k_prefix)
     x = self.embed(input_ids)
     for layer in self.decoder.layers:
       x = layer(x, position_ids, mask, cache)
-    return CausalLMOutputWithPast(logits=self._logits(x), cache=cache)
+    logits = self._logits(x)
+    loss = None
+    if labels is not None:
+      labels = labels.to(logits.device)
+      loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+    return _output(CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache), return_dict)
+
+  def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, next_sequence_length: int | None = None,
+                                    cache: Cache | None = None, attention_mask: torch.Tensor | None = None,
+                                    **kwargs) -> dict:
+    """BiAttn, no `prefix_mask` given to generate(): the whole prompt is the prefix."""
+    inputs = super().prepare_inputs_for_generation(
+        input_ids, next_sequence_length=next_sequence_length, cache=cache,
+        attention_mask=attention_mask, **kwargs)
+    if (self.config.inputs_bidirectional_attention and inputs.get("prefix_mask") is None
+        and attention_mask is not None and (cache is None or cache.get_seq_length() == 0)):
+      inputs["prefix_mask"] = attention_mask  # The prompt's forward: [pad.., BOS, prompt].
+    return inputs
+
+  def _update_model_kwargs_for_generation(self, outputs, model_kwargs: dict, *args, **kwargs) -> dict:
+    """Keeps the prompt's prefix for later steps (read again without a cache); new tokens are not in it."""
+    if (self.config.inputs_bidirectional_attention and model_kwargs.get("prefix_mask") is None
+        and model_kwargs.get("attention_mask") is not None):
+      model_kwargs["prefix_mask"] = model_kwargs["attention_mask"]  # Before this step's token.
+    return super()._update_model_kwargs_for_generation(outputs, model_kwargs, *args, **kwargs)
 
   def _prepare_attention_mask_for_generation(self, inputs_tensor: torch.Tensor, generation_config,
                                              model_kwargs: dict) -> torch.LongTensor:
@@ -312,8 +361,19 @@ class RedLLMForConditionalGeneration(RedLLMJaxPreTrainedModel, GenerationMixin):
               decoder_input_ids: torch.LongTensor | None = None,
               decoder_attention_mask: torch.Tensor | None = None,
               encoder_outputs: BaseModelOutput | tuple | None = None, cache: Cache | None = None,
-              use_cache: bool | None = None, **kwargs) -> Seq2SeqLMOutput:
-    """Decoder logits [b, l, vocab]; decoder positions continue after each true encoder length."""
+              use_cache: bool | None = None, labels: torch.LongTensor | None = None,
+              return_dict: bool | None = None, **kwargs) -> Seq2SeqLMOutput:
+    """Decoder logits [b, l, vocab]; decoder positions continue after each true encoder length.
+
+    `labels` [b, l]: `loss` = mean cross-entropy over labels != -100; without
+    `decoder_input_ids`, the decoder reads the labels shifted right after start token
+    0 (-100 read as pad 0), as T5 does (lm-eval's `hf` model calls it so).
+    """
+    _check_kwargs(type(self).__name__, kwargs)
+    if decoder_input_ids is None:
+      if labels is None:
+        raise ValueError("RedLLM's forward needs decoder_input_ids or labels")
+      decoder_input_ids = self._shift_right(labels)
     if encoder_outputs is None:
       encoder_outputs = self.encode(input_ids, attention_mask)
     encoded = encoder_outputs[0]
@@ -352,5 +412,18 @@ class RedLLMForConditionalGeneration(RedLLMJaxPreTrainedModel, GenerationMixin):
     self_cache = cache.self_attention_cache if cache is not None else None
     for layer in self.decoder.layers:
       x = layer(x, positions, self_mask, self_cache, cross=(cross_keys_values, cross_mask))
-    return Seq2SeqLMOutput(logits=self._logits(x), cache=cache,
-                           encoder_last_hidden_state=encoded)
+    logits = self._logits(x)
+    loss = None
+    if labels is not None:
+      loss = F.cross_entropy(logits.flatten(0, 1), labels.to(logits.device).flatten(), ignore_index=-100)
+    return _output(Seq2SeqLMOutput(loss=loss, logits=logits, cache=cache,
+                                   encoder_last_hidden_state=encoded), return_dict)
+
+  def _shift_right(self, labels: torch.LongTensor) -> torch.LongTensor:
+    """Decoder inputs from labels: start token 0, then the labels but the last; -100 -> pad."""
+    start = torch.full_like(labels[:, :1], self.config.decoder_start_token_id)
+    shifted = torch.cat([start, labels[:, :-1]], dim=1)
+    return shifted.masked_fill(shifted == -100, self.config.pad_token_id)
+
+  def prepare_decoder_input_ids_from_labels(self, labels: torch.LongTensor) -> torch.LongTensor:
+    return self._shift_right(labels)

@@ -108,7 +108,8 @@ def _jax_greedy(model, params, prompts, eos_id, max_new_tokens):
   return np.asarray(out.tokens)
 
 
-def _hf_greedy(arch, hf_model, tokenizer, prompts, eos_id, max_new_tokens, with_mask=True):
+def _hf_greedy(arch, hf_model, tokenizer, prompts, eos_id, max_new_tokens, with_mask=True,
+               **generate_kwargs):
   """HF generate, the batch padded by the tokenizer (DecLLM: BOS first, left-padded)."""
   bos = [] if arch == "redllm" else [tokenizer.bos_token_id]
   rows = tokenizer.pad({"input_ids": [bos + p for p in prompts]}, return_tensors="pt")
@@ -116,7 +117,7 @@ def _hf_greedy(arch, hf_model, tokenizer, prompts, eos_id, max_new_tokens, with_
     del rows["attention_mask"]
   with torch.no_grad():
     out = hf_model.generate(**rows, max_new_tokens=max_new_tokens, do_sample=False,
-                            eos_token_id=eos_id)
+                            eos_token_id=eos_id, **generate_kwargs)
   out = out[:, 1:] if arch == "redllm" else out[:, rows["input_ids"].shape[1]:]
   return np.pad(out.numpy(), ((0, 0), (0, max_new_tokens - out.shape[1])))
 
@@ -147,6 +148,9 @@ def test_greedy_generate_equals_predict_batch_with_the_cache(exported, demo_voca
   if arch != "redllm":  # Without a mask, the BOS (id 0 = pad) still counts as a token.
     np.testing.assert_array_equal(
         _hf_greedy(arch, hf_model, tokenizer, prompts, stop, steps, with_mask=False), expected)
+  # Without the cache every step rereads the whole sequence: BiAttn's prefix stays the prompt.
+  np.testing.assert_array_equal(
+      _hf_greedy(arch, hf_model, tokenizer, prompts, stop, steps, use_cache=False), expected)
   # Cached: after the prompt, every forward reads one new token.
   decoder_widths = calls["embed"][1:] if arch == "redllm" else calls["embed"]
   assert decoder_widths[0] == (1 if arch == "redllm" else 1 + max(map(len, prompts)))
@@ -249,3 +253,59 @@ def test_export_command_then_transformers_in_a_fresh_process(arch, demo_vocab, t
         "decoder_input_tokens": row[None], "decoder_target_tokens": np.ones((1, len(row)), np.int32)
     }))[0, -1] for row in rows])
   np.testing.assert_allclose(np.array(report["logits"]), expected, atol=1e-4)
+
+
+def _cross_entropy(logits, labels):
+  """Mean cross-entropy over labels != -100, computed here from the logits (numpy)."""
+  logits = np.asarray(logits, np.float64)
+  log_z = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+  keep = labels != -100
+  target = np.take_along_axis(logits, np.where(keep, labels, 0)[..., None], -1)[..., 0]
+  return (log_z - target)[keep].mean()
+
+
+def test_labels_give_the_jax_per_token_loss(exported, demo_vocab, demo_texts):
+  """lm-eval's `hf` model calls model(input_ids, attention_mask, labels) on seq2seq models."""
+  arch, model, params, _, hf_model = exported
+  prompts = _ids(demo_vocab, demo_texts, [12, 5, 9])
+  answers = _ids(demo_vocab, demo_texts, [6, 11, 3], skip=20)
+  batch = model.prefix_lm_batch(prompts, answers)
+  _, sums = jax.jit(model.loss_fn)(params, batch)
+  jax_loss = float(sums["cross_entropy"] / sums["num_tokens"])
+  targets, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+  with torch.no_grad():
+    if arch == "redllm":  # No decoder_input_ids: built from the labels (shifted right, start 0).
+      encoder = batch["encoder_input_tokens"]
+      labels = np.where(weights > 0, targets, -100)
+      out = hf_model(input_ids=_long(encoder), attention_mask=_long(encoder > 0), labels=_long(labels))
+      scored = out.logits.numpy()
+    else:  # [BOS, prompt, answer]: HF shifts inside, logits[:, :-1] against labels[:, 1:].
+      ids = np.pad(targets, ((0, 0), (1, 0)))
+      mask = np.pad(targets > 0, ((0, 0), (1, 0)), constant_values=True)
+      labels = np.pad(np.where(weights > 0, targets, -100), ((0, 0), (1, 0)), constant_values=-100)
+      prefix = np.pad(batch["decoder_causal_attention"], ((0, 0), (0, 1)))
+      out = hf_model(input_ids=_long(ids), attention_mask=_long(mask), prefix_mask=_long(prefix),
+                     labels=_long(labels), use_cache=False)
+      scored, labels = out.logits.numpy()[:, :-1], labels[:, 1:]
+  assert out.loss is not None and out.loss.ndim == 0
+  np.testing.assert_allclose(float(out.loss), _cross_entropy(scored, labels), rtol=1e-5)
+  np.testing.assert_allclose(float(out.loss), jax_loss, rtol=1e-4)
+  if arch != "redllm":  # A misspelt argument is an error, not silently ignored.
+    with pytest.raises(TypeError, match="prefix_mak"):
+      hf_model(input_ids=_long(ids), prefix_mak=_long(prefix))
+
+
+def test_plain_forward_is_causal(exported, demo_vocab, demo_texts):
+  """model(input_ids) without prefix_mask (lm-eval's scoring call) never reads later tokens,
+  BiAttn included: the whole-prompt prefix is generate's default only."""
+  arch, _, _, _, hf_model = exported
+  if arch == "redllm":
+    pytest.skip("the decoder of RedLLM is causal by construction")
+  ids = np.array([[0] + _ids(demo_vocab, demo_texts, [11])[0]])
+  changed = ids.copy()
+  changed[0, 7:] = (changed[0, 7:] + 5) % vocabulary.DEMO_VOCAB_SIZE
+  with torch.no_grad():
+    logits, logits_changed = (hf_model(input_ids=_long(x), use_cache=False).logits.numpy()
+                              for x in (ids, changed))
+  np.testing.assert_allclose(logits_changed[:, :7], logits[:, :7], atol=1e-5)
+  assert np.abs(logits_changed[:, 7:] - logits[:, 7:]).max() > 1e-2
