@@ -139,10 +139,14 @@ def load_adapted_params(checkpoint_path: str, model: BaseModel, shardings: Any =
   The signature of `checkpoints.load_params`, so train binds either one as
   `load_initial_params`. `shardings` (a tree like the parameters) places them.
   """
-  source, params = checkpoints.load_model_and_params(checkpoint_path)
+  # The mapping runs in host memory: on a pod the first local device is one chip,
+  # which holds neither a large DecLLM nor its adapted copy.
+  host = jax.devices("cpu")[0]
+  source, params = checkpoints.load_model_and_params(checkpoint_path, device=host)
   check_compatible(source, model, checkpoint_path)
-  adapted = adapt_params(params, source.config, model.config, encoder_layers, decoder_layers)
   abstract = model.abstract_params()
-  _check_shapes(adapted, abstract)
-  adapted = jax.tree.map(lambda x, a: x.astype(a.dtype), adapted, abstract)
+  with jax.default_device(host):
+    adapted = adapt_params(params, source.config, model.config, encoder_layers, decoder_layers)
+    _check_shapes(adapted, abstract)
+    adapted = jax.tree.map(lambda x, a: x.astype(a.dtype), adapted, abstract)
   return adapted if shardings is None else jax.device_put(adapted, shardings)

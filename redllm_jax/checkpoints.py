@@ -291,11 +291,17 @@ def _open(checkpoint_path: str) -> tuple[ocp.CheckpointManager, int, dict[str, A
   return manager, step, meta
 
 
-def load_model_and_params(checkpoint_path: str) -> tuple[BaseModel, Any]:
-  """The model a checkpoint describes (its `meta`), and its parameters."""
+def load_model_and_params(checkpoint_path: str,
+                          device: Optional[jax.Device] = None) -> tuple[BaseModel, Any]:
+  """The model a checkpoint describes (its `meta`), and its parameters on `device`
+  (default: the first local device)."""
   manager, step, meta = _open(checkpoint_path)
   model = models.from_description(meta)
-  return model, _restore_params(manager, step, meta, model, checkpoint_path)
+  shardings = None
+  if device is not None:
+    shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(device),
+                             model.abstract_params())
+  return model, _restore_params(manager, step, meta, model, checkpoint_path, shardings)
 
 
 def load_params(checkpoint_path: str, model, shardings: Any = None) -> Any:
