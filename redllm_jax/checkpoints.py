@@ -407,6 +407,15 @@ def vocabulary_path(checkpoint_path: str) -> str:
                     f"{candidates[0]} nor {candidates[1]} has sha256 {record['sha256'][:16]}...")
 
 
+def resolve_vocabulary(checkpoint_path: str, override: Optional[str], what: str) -> str:
+  """The SentencePiece file to read the checkpoint's text with: its own
+  (`vocabulary_path`), or `override` once `check_vocabulary` found it the same."""
+  if override is None:
+    return vocabulary_path(checkpoint_path)
+  check_vocabulary(checkpoint_path, override, what)
+  return override
+
+
 def check_vocabulary(checkpoint_path: str, vocab_file: str, what: str) -> None:
   """A one-line ConfigError when `vocab_file` (brought by `what`, a task or a flag) is
   not the vocabulary the checkpoint was trained with (its sha256 differs).

@@ -203,11 +203,10 @@ def checkpoint_vocabulary(checkpoint_path: str,
                           vocabulary: Optional[seqio.SentencePieceVocabulary] = None
                           ) -> seqio.SentencePieceVocabulary:
   """The checkpoint's recorded vocabulary; or `vocabulary`, once checked against that record."""
-  if vocabulary is None:
-    return SpmVocabulary(checkpoints.vocabulary_path(checkpoint_path))
-  checkpoints.check_vocabulary(checkpoint_path, vocabulary.sentencepiece_model_file,
-                               "infer.infer.vocabulary")
-  return vocabulary
+  path = checkpoints.resolve_vocabulary(
+      checkpoint_path, vocabulary.sentencepiece_model_file if vocabulary else None,
+      "infer.infer.vocabulary")
+  return vocabulary or SpmVocabulary(path)
 
 
 @gin.configurable

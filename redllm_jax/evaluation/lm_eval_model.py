@@ -90,10 +90,7 @@ def load(checkpoint: Optional[str] = None, export_dir: Optional[str] = None,
   else:
     model, params = checkpoints.load_model_and_params(checkpoint)
   if checkpoint is not None:
-    if vocab is None:
-      vocab = checkpoints.vocabulary_path(checkpoint)
-    else:
-      checkpoints.check_vocabulary(checkpoint, vocab, "vocab=")
+    vocab = checkpoints.resolve_vocabulary(checkpoint, vocab, "vocab=")
   if not given:
     _check_vocab_file(vocab)
   return model, params, vocab
