@@ -1,5 +1,5 @@
 # Two commands do all the setup: `make demo` and `make test`. Both create the
-# virtualenv in .venv on first use (about 3 GB with TensorFlow; a few minutes).
+# virtualenv in .venv on first use (about 5.4 GB with TensorFlow and PyTorch; a few minutes).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
