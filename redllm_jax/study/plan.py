@@ -2,8 +2,10 @@
 
 Every pretraining run is `pretrain_experiments[arch]` + `sizes[size]` + `pretrain_overrides`,
 trained for each of `budgets` steps (each budget is its own run with its own
-learning-rate schedule). The finetuning runs start from the largest size's
-largest-budget pretraining run of `finetune_from[name]`.
+learning-rate schedule) at each of `seeds` (parameter init, data order, dropout). A
+point of the study (`RunSpec.point`) is one (arch, size, budget) over its seeds. The
+finetuning runs of a seed start from that seed's largest-size, largest-budget
+pretraining run of `finetune_from[name]`.
 """
 import dataclasses
 from typing import Mapping, Optional, Sequence
@@ -42,11 +44,13 @@ class StudyPlan:
   attention_windows: int = 8
   inference_prompt_length: int = 128  # for inference FLOPs per sequence (Pareto plot)
   inference_output_length: int = 128
-  seed: int = 0
+  seeds: Sequence[int] = (0, 1, 2)
 
   def __post_init__(self):
-    if not self.sizes or not self.budgets:
-      raise ConfigError("study.StudyPlan needs at least one size and one budget")
+    if not self.sizes or not self.budgets or not self.seeds:
+      raise ConfigError("study.StudyPlan needs at least one size, one budget and one seed")
+    if len(set(self.seeds)) != len(self.seeds):
+      raise ConfigError(f"study.StudyPlan.seeds {list(self.seeds)} repeats a seed")
     for what, table, keys in (("pretrain_experiments", self.pretrain_experiments, ARCHITECTURES),
                               ("finetune_experiments", self.finetune_experiments,
                                tuple(self.finetune_from))):
@@ -59,21 +63,25 @@ class StudyPlan:
     return list(self.sizes)[-1]
 
   def pretrain_runs(self) -> list[RunSpec]:
-    """Every (size, budget, architecture), cheapest first so early results come early."""
-    return [RunSpec(name=f"{arch}_{size}_{steps}", architecture=arch, size=size, steps=steps,
+    """Every (size, budget, architecture, seed), cheapest first so early results come early."""
+    return [RunSpec(name=f"{arch}_{size}_{steps}_s{seed}", point=f"{arch}_{size}_{steps}",
+                    architecture=arch, size=size, steps=steps,
                     gin_files=(self.pretrain_experiments[arch], self.sizes[size],
                                *self.pretrain_overrides),
                     bindings=(f"EVAL_TASKS = {[self.in_domain, self.out_of_domain]!r}",),
-                    seed=self.seed)
-            for steps in sorted(self.budgets) for size in self.sizes for arch in ARCHITECTURES]
+                    seed=seed)
+            for steps in sorted(self.budgets) for size in self.sizes for arch in ARCHITECTURES
+            for seed in self.seeds]
 
-  def source_run(self, architecture: str) -> RunSpec:
-    """The largest pretrained model of an architecture (finetuning and analyses start here)."""
-    name = f"{architecture}_{self.largest}_{max(self.budgets)}"
+  def source_run(self, architecture: str, seed: int) -> RunSpec:
+    """A seed's largest pretrained model of an architecture (finetuning and analyses start
+    here)."""
+    name = f"{architecture}_{self.largest}_{max(self.budgets)}_s{seed}"
     return next(r for r in self.pretrain_runs() if r.name == name)
 
   def finetune_runs(self) -> list[RunSpec]:
-    return [RunSpec(name=f"{name}_{self.largest}_flan", architecture=name, size=self.largest,
+    return [RunSpec(name=f"{name}_{self.largest}_flan_s{seed}", point=f"{name}_{self.largest}_flan",
+                    architecture=name, size=self.largest,
                     gin_files=(experiment, self.sizes[self.largest], *self.finetune_overrides),
-                    parent=self.source_run(self.finetune_from[name]).name, seed=self.seed)
-            for name, experiment in self.finetune_experiments.items()]
+                    parent=self.source_run(self.finetune_from[name], seed).name, seed=seed)
+            for name, experiment in self.finetune_experiments.items() for seed in self.seeds]

@@ -23,7 +23,8 @@ import jax
 
 from redllm_jax import gin_utils, multihost
 from redllm_jax.data import demo_corpus
-from redllm_jax.study import findings, report, stages
+from redllm_jax.study import analyses, findings, report, stages
+from redllm_jax.study.directory import Study, read_json, write_json
 from redllm_jax.study.plan import StudyPlan
 from redllm_jax.study.progress import Progress
 
@@ -42,41 +43,20 @@ def _gin_files() -> list[str]:
   return files
 
 
-def _check_plan(study: stages.Study) -> None:
+def _check_plan(study: Study) -> None:
   """A study directory holds one plan: a changed plan would mix incomparable runs."""
   path = study.path("plan.json")
   plan = json.loads(json.dumps(dataclasses.asdict(study.plan)))
-  stored = stages.read_json(path)
+  stored = read_json(path)
   # Fields a newer version added are not a change of plan.
   changed = sorted(k for k in plan if k in (stored or {}) and stored[k] != plan[k])
   if changed:
     raise gin_utils.ConfigError(f"{study.root} holds a study with a different plan "
                                 f"({', '.join(changed)}); use a new --out_dir")
-  stages.write_json(path, plan)
+  write_json(path, plan)
 
 
-def _outputs(study: stages.Study) -> dict:
-  plan = study.plan
-  tuned = {s.architecture: study.result("finetune", s) for s in plan.finetune_runs()}
-  return {
-      "scaling": stages.read_json(study.path("scaling", "fits.json")),
-      "harness": stages.read_json(study.path("harness", "harness.json")),
-      "extrapolation": stages.read_json(study.path("extrapolation", "extrapolation.json")),
-      "locality": stages.read_json(study.path("attention", "locality.json")),
-      "cross_attention": stages.read_json(study.path("attention", "cross_attention.json")),
-      "finetune": {n: _finetune_eval(r["metrics"])[1] for n, r in tuned.items()},
-      "finetune_task": _finetune_eval(next(iter(tuned.values()))["metrics"])[0],
-      "vocab_size": next(iter(tuned.values()))["config"]["vocab_size"],
-  }
-
-
-def _finetune_eval(metrics: dict[str, float]) -> tuple[str, float]:
-  """(task, target perplexity) of the finetuning eval: its first `<task>/perplexity`."""
-  key = min(k for k in metrics if k.endswith("/perplexity") and "second_half" not in k)
-  return key.split("/")[0], metrics[key]
-
-
-def _run_units(study: stages.Study, timings: dict[str, float]) -> bool:
+def _run_units(study: Study, timings: dict[str, float]) -> bool:
   """Runs every unit not yet done; False if one was interrupted."""
   units = stages.units(study)
   progress = Progress({u.name: u.flops for u in units}, [u.name for u in units if u.done()])
@@ -88,7 +68,7 @@ def _run_units(study: stages.Study, timings: dict[str, float]) -> bool:
       start = time.perf_counter()
       finished = unit.run()
       timings[unit.name] = timings.get(unit.name, 0.0) + time.perf_counter() - start
-      stages.write_json(study.path("timings.json"), timings)
+      write_json(study.path("timings.json"), timings)
       if not finished:
         progress.log(f"{unit.name} was interrupted and saved a checkpoint; rerun to resume")
         return False
@@ -104,14 +84,14 @@ def main() -> None:
   gin_files = _gin_files()
   plan = StudyPlan()  # pylint: disable=no-value-for-parameter
   root = os.path.abspath(_OUT_DIR.value or ("runs/study_quick" if _QUICK.value else "runs/study"))
-  study = stages.Study(plan, root)
+  study = Study(plan, root)
   _check_plan(study)
   if plan.in_domain.startswith("demo_"):
     demo_corpus.build()
-  timings = stages.read_json(study.path("timings.json")) or {}
+  timings = read_json(study.path("timings.json")) or {}
   if not _run_units(study, timings):
     return
-  outputs = _outputs(study)
+  outputs = analyses.outputs(study)
   judged = findings.all_findings(outputs)
   if jax.process_index() == 0:
     command = "python -m redllm_jax.study.reproduce " + " ".join(sys.argv[1:])

@@ -18,6 +18,7 @@ from redllm_jax import train as train_module
 class RunSpec:
   name: str
   architecture: str  # decllm, decllm_biattn or redllm
+  point: str = ""  # the study point this run is one seed of (the name less its seed)
   gin_files: tuple[str, ...]
   bindings: tuple[str, ...] = ()
   size: str = ""
@@ -65,7 +66,7 @@ def train_run(spec: RunSpec, model_dir: str,
     return None
   params = flops.count_params(model.abstract_params())
   return {
-      "name": spec.name, "architecture": spec.architecture, "size": spec.size,
+      "name": spec.name, "point": spec.point, "architecture": spec.architecture, "size": spec.size,
       "steps": steps, "batch_size": batch, "seed": spec.seed,
       "params": params.total, "non_embedding_params": params.non_embedding,
       **training_cost(model, steps, batch, lengths),

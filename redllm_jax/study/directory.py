@@ -1,0 +1,53 @@
+"""The study directory: where each run and stage writes, and JSON written atomically."""
+import dataclasses
+import json
+import os
+from typing import Any, Optional
+
+import jax
+
+from redllm_jax import checkpoints
+from redllm_jax.study.plan import StudyPlan
+from redllm_jax.study.runs import RunSpec
+
+
+def read_json(path: str) -> Optional[Any]:
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def write_json(path: str, value: Any) -> None:
+  """Written to a temporary name, then renamed: a kill never leaves half a file.
+
+  Only process 0 writes: every process of a multi-host run computes the same.
+  """
+  if jax.process_index() != 0:
+    return
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(value, f, indent=1)
+  os.replace(path + ".tmp", path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  plan: StudyPlan
+  root: str
+
+  def path(self, *parts: str) -> str:
+    return os.path.join(self.root, *parts)
+
+  def result(self, kind: str, spec: RunSpec) -> Optional[dict]:
+    return read_json(self.path(kind, spec.name, "result.json"))
+
+  def load(self, kind: str, spec: RunSpec):
+    """(model, final parameters) of a finished run."""
+    return checkpoints.load_model_and_params(self.path(kind, spec.name))
+
+  def checkpoint_bindings(self, spec: RunSpec) -> list[str]:
+    """Finetuning starts from its parent pretraining run's final parameters."""
+    if not spec.parent:
+      return []
+    return [f"INITIAL_CHECKPOINT_PATH = '{self.path('pretrain', spec.parent)}'"]
