@@ -18,8 +18,8 @@ from redllm_jax import train as train_module
 class RunSpec:
   name: str
   architecture: str  # decllm, decllm_biattn or redllm
-  point: str = ""  # the study point this run is one seed of (the name less its seed)
   gin_files: tuple[str, ...]
+  point: str = ""  # the study point this run is one seed of (the name less its seed)
   bindings: tuple[str, ...] = ()
   size: str = ""
   steps: int = 0  # the training budget in steps (0: as the experiment gin sets it)
