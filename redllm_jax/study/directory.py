@@ -47,7 +47,7 @@ class Study:
     return checkpoints.load_model_and_params(self.path(kind, spec.name))
 
   def checkpoint_bindings(self, spec: RunSpec) -> list[str]:
-    """Finetuning starts from its parent pretraining run's final parameters."""
+    """Finetuning and adaptation start from their parent run's final parameters."""
     if not spec.parent:
       return []
-    return [f"INITIAL_CHECKPOINT_PATH = '{self.path('pretrain', spec.parent)}'"]
+    return [f"INITIAL_CHECKPOINT_PATH = '{self.path(spec.parent_kind, spec.parent)}'"]

@@ -4,8 +4,10 @@ Every pretraining run is `pretrain_experiments[arch]` + `sizes[size]` + `pretrai
 trained for each of `budgets` steps (each budget is its own run with its own
 learning-rate schedule) at each of `seeds` (parameter init, data order, dropout). A
 point of the study (`RunSpec.point`) is one (arch, size, budget) over its seeds. The
-finetuning runs of a seed start from that seed's largest-size, largest-budget
-pretraining run of `finetune_from[name]`.
+adaptation runs of a seed (the T5Gemma recipe, docs/adaptation.md) turn that seed's
+largest-size, largest-budget DecLLM into the RedLLMs of `adapt_experiments`. The
+finetuning runs of a seed start from that seed's largest pretrained model of
+`finetune_from[name]` (an architecture), or from its adaptation run of that name.
 """
 import dataclasses
 from typing import Mapping, Optional, Sequence
@@ -31,6 +33,11 @@ class StudyPlan:
   finetune_overrides: Sequence[str] = ()
   finetune_from: Mapping[str, str] = dataclasses.field(default_factory=lambda: {
       "decllm": "decllm", "redllm": "redllm", "decllm_biattn": "decllm"})
+  # Adapted RedLLM name -> gin files read after the experiment and the largest size
+  # (its depths and layer-selection rules); none: no adaptation stage.
+  adapt_experiments: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
+  adapt_experiment: str = "experiments/demo_adapt_redllm.gin"
+  adapt_overrides: Sequence[str] = ()  # read after each adaptation's own files
   harness_tasks: str = "tasks/harness/*.jsonl"
   harness_vocab: Optional[str] = None  # SentencePiece model; None: each checkpoint's own
   harness_max_examples: Optional[int] = None  # per task; None: all
@@ -52,11 +59,16 @@ class StudyPlan:
     if len(set(self.seeds)) != len(self.seeds):
       raise ConfigError(f"study.StudyPlan.seeds {list(self.seeds)} repeats a seed")
     for what, table, keys in (("pretrain_experiments", self.pretrain_experiments, ARCHITECTURES),
-                              ("finetune_experiments", self.finetune_experiments,
-                               tuple(self.finetune_from))):
+                              ("finetune_from", self.finetune_from,
+                               tuple(self.finetune_experiments))):
       missing = [k for k in keys if k not in table]
       if missing:
         raise ConfigError(f"study.StudyPlan.{what} has no entry for {', '.join(missing)}")
+    sources = (*ARCHITECTURES, *self.adapt_experiments)
+    unknown = sorted(set(self.finetune_from.values()) - set(sources))
+    if unknown:
+      raise ConfigError(f"study.StudyPlan.finetune_from names {', '.join(unknown)}: neither "
+                        f"an architecture nor an adaptation ({', '.join(sources)})")
 
   @property
   def largest(self) -> str:
@@ -79,9 +91,32 @@ class StudyPlan:
     name = f"{architecture}_{self.largest}_{max(self.budgets)}_s{seed}"
     return next(r for r in self.pretrain_runs() if r.name == name)
 
-  def finetune_runs(self) -> list[RunSpec]:
-    return [RunSpec(name=f"{name}_{self.largest}_flan_s{seed}", point=f"{name}_{self.largest}_flan",
+  def adapt_runs(self) -> list[RunSpec]:
+    """Each seed's largest DecLLM adapted into each RedLLM of `adapt_experiments`."""
+    return [RunSpec(name=f"{name}_{self.largest}_s{seed}", point=f"{name}_{self.largest}",
                     architecture=name, size=self.largest,
-                    gin_files=(experiment, self.sizes[self.largest], *self.finetune_overrides),
-                    parent=self.source_run(self.finetune_from[name], seed).name, seed=seed)
-            for name, experiment in self.finetune_experiments.items() for seed in self.seeds]
+                    gin_files=(self.adapt_experiment, self.sizes[self.largest], *files,
+                               *self.adapt_overrides),
+                    bindings=(f"EVAL_TASKS = {[self.in_domain, self.out_of_domain]!r}",),
+                    parent=self.source_run("decllm", seed).name, seed=seed)
+            for name, files in self.adapt_experiments.items() for seed in self.seeds]
+
+  def _finetune_source(self, name: str, seed: int) -> tuple[str, RunSpec]:
+    """(kind, run) a finetuning run starts from."""
+    source = self.finetune_from[name]
+    if source in ARCHITECTURES:
+      return "pretrain", self.source_run(source, seed)
+    return "adapt", next(r for r in self.adapt_runs()
+                         if r.name == f"{source}_{self.largest}_s{seed}")
+
+  def finetune_runs(self) -> list[RunSpec]:
+    runs = []
+    for name, experiment in self.finetune_experiments.items():
+      for seed in self.seeds:
+        kind, parent = self._finetune_source(name, seed)
+        runs.append(RunSpec(
+            name=f"{name}_{self.largest}_flan_s{seed}", point=f"{name}_{self.largest}_flan",
+            architecture=name, size=self.largest,
+            gin_files=(experiment, self.sizes[self.largest], *self.finetune_overrides),
+            parent=parent.name, parent_kind=kind, seed=seed))
+    return runs

@@ -13,8 +13,10 @@ and attention analysis, then judges the paper's seven findings in
 killed run (or SIGTERM) resumes where it stopped, mid-training included.
 """
 import dataclasses
+import datetime
 import json
 import os
+import signal
 import sys
 import time
 
@@ -23,14 +25,18 @@ import jax
 
 from redllm_jax import gin_utils, multihost
 from redllm_jax.data import demo_corpus
-from redllm_jax.study import analyses, findings, report, stages
+from redllm_jax.study import analyses, findings, report, stages, workers
 from redllm_jax.study.directory import Study, read_json, write_json
 from redllm_jax.study.plan import StudyPlan
 from redllm_jax.study.progress import Progress
+from redllm_jax.tools import bench
 
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke-test scale (experiments/study_quick.gin).")
 _OUT_DIR = flags.DEFINE_string("out_dir", None,
                                "Study directory (default runs/study, or runs/study_quick).")
+_WORKERS = flags.DEFINE_integer(
+    "workers", 0, "Training runs at once, each a single-threaded worker process (0: one per "
+    "CPU core, at most 8, on a CPU-only single-process host; 1: in this process).")
 
 DEFAULT_GIN = "experiments/study_miniature.gin"
 QUICK_GIN = "experiments/study_quick.gin"
@@ -56,19 +62,80 @@ def _check_plan(study: Study) -> None:
   write_json(path, plan)
 
 
+def _worker_count() -> int:
+  """--workers, or by default one per core on a single-process CPU host (else 1)."""
+  if _WORKERS.value:
+    return _WORKERS.value
+  if jax.default_backend() != "cpu" or jax.process_count() > 1:
+    return 1
+  return min(len(os.sched_getaffinity(0)), 8)
+
+
+def _record(study: Study, timings: dict[str, float], unit: str, seconds: float) -> None:
+  timings[unit] = timings.get(unit, 0.0) + seconds
+  write_json(study.path("timings.json"), timings)
+
+
+def _train_in_workers(study: Study, units: list[stages.Unit], timings: dict[str, float],
+                      progress: Progress, size: int) -> bool:
+  """Every training unit not yet done, `size` worker processes at a time, each once the
+  unit it starts from is done. False if SIGTERM stopped them (each saved a checkpoint)."""
+  pool = workers.Pool(study.root, size)
+  done = {u.name for u in units if u.done()}
+  waiting = [u for u in units if u.trains and u.name not in done]
+  stopping = []
+
+  def on_sigterm(signum, frame):
+    del signum, frame
+    stopping.append(True)
+    pool.terminate()
+
+  previous = signal.signal(signal.SIGTERM, on_sigterm)
+  try:
+    while waiting or pool.running:
+      ready = [u for u in waiting if all(a in done for a in u.after)]
+      if ready and not pool.full() and not stopping:
+        waiting.remove(ready[0])
+        progress.start(ready[0].name)
+        pool.start(ready[0])
+        continue
+      if not pool.running:
+        break
+      unit, code, seconds = pool.wait()
+      _record(study, timings, unit.name, seconds)
+      if code == 0 and unit.done():
+        done.add(unit.name)
+        progress.finish(unit.name)
+        progress.log(f"done: {unit.name} ({seconds:.0f} s)")
+      elif code == workers.INTERRUPTED or stopping:
+        progress.log(f"{unit.name} was interrupted and saved a checkpoint; rerun to resume")
+      else:
+        pool.terminate()
+        raise RunFailed(workers.failure(study.root, unit.name, code))
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  return not stopping
+
+
+class RunFailed(Exception):
+  """A training run's worker failed: one line naming its log."""
+
+
 def _run_units(study: Study, timings: dict[str, float]) -> bool:
   """Runs every unit not yet done; False if one was interrupted."""
   units = stages.units(study)
   progress = Progress({u.name: u.flops for u in units}, [u.name for u in units if u.done()])
+  size = _worker_count()
   try:
+    if size > 1 and not _train_in_workers(study, units, timings, progress, size):
+      return False
     for unit in units:
       if unit.done():
         continue
       progress.start(unit.name)
       start = time.perf_counter()
       finished = unit.run()
-      timings[unit.name] = timings.get(unit.name, 0.0) + time.perf_counter() - start
-      write_json(study.path("timings.json"), timings)
+      _record(study, timings, unit.name, time.perf_counter() - start)
       if not finished:
         progress.log(f"{unit.name} was interrupted and saved a checkpoint; rerun to resume")
         return False
@@ -77,6 +144,22 @@ def _run_units(study: Study, timings: dict[str, float]) -> bool:
   finally:
     progress.close()
   return True
+
+
+def _measure_ceiling(study: Study) -> None:
+  """The matmul ceiling, once per study directory: the report's FLOP/s are over it."""
+  path = study.path("ceiling.json")
+  if read_json(path) is None:
+    ceiling = bench.matmul_ceiling()
+    write_json(path, {"flops_per_s": ceiling["flops_per_s"], "dtype": ceiling["dtype"],
+                      "measured": datetime.datetime.now().isoformat(timespec="seconds")})
+
+
+def _add_wall_clock(study: Study, seconds: float, size: int) -> None:
+  """Wall-clock over invocations (units run side by side, so it is not the timings' sum)."""
+  path = study.path("wallclock.json")
+  total = (read_json(path) or {}).get("seconds", 0.0) + seconds
+  write_json(path, {"seconds": total, "workers": size})
 
 
 def main() -> None:
@@ -89,7 +172,16 @@ def main() -> None:
   if plan.in_domain.startswith("demo_"):
     demo_corpus.build()
   timings = read_json(study.path("timings.json")) or {}
-  if not _run_units(study, timings):
+  _measure_ceiling(study)
+  start = time.perf_counter()
+  try:
+    finished = _run_units(study, timings)
+  except RunFailed as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  finally:
+    _add_wall_clock(study, time.perf_counter() - start, _worker_count())
+  if not finished:
     return
   outputs = analyses.outputs(study)
   judged = findings.all_findings(outputs)

@@ -23,7 +23,8 @@ class RunSpec:
   bindings: tuple[str, ...] = ()
   size: str = ""
   steps: int = 0  # the training budget in steps (0: as the experiment gin sets it)
-  parent: str = ""  # the pretraining run a finetuning run starts from
+  parent: str = ""  # the run a finetuning or adaptation run starts from
+  parent_kind: str = "pretrain"  # the parent's stage directory (pretrain or adapt)
   seed: int = 0  # parameter init, data order and dropout
 
 

@@ -2,9 +2,11 @@
 
 A unit is skipped when its outputs exist, so a killed study picks up where it
 stopped (a killed training run also resumes from its own checkpoints).
-Units, in order: every pretraining run; the scaling fits; the finetuning runs; the
-harness before and after finetuning; length extrapolation; attention analysis (the
-analyses are in `analyses.py`).
+Units, in order: every pretraining run; the adaptation runs; the finetuning runs;
+then the analyses (`analyses.py`): the scaling fits; the harness before and after
+finetuning; length extrapolation; attention. Training units may run in worker
+processes (`workers.py`), each once the unit it starts from is done; the analyses
+run after every training unit.
 """
 import dataclasses
 import os
@@ -25,6 +27,8 @@ class Unit:
   flops: float  # estimated work, for the progress bar's ETA
   outputs: tuple[str, ...]  # the unit is done when all exist
   run: Callable[[], bool]  # False: interrupted (SIGTERM); rerun the study to resume
+  trains: bool = False  # a training run: may run in a worker process
+  after: tuple[str, ...] = ()  # units that must be done first
 
   def done(self) -> bool:
     return all(os.path.exists(p) for p in self.outputs)
@@ -43,16 +47,29 @@ def _training_unit(study: Study, kind: str, spec: RunSpec) -> Unit:
     result = train_run(spec, run_dir, extra)
     if result is None:
       return False
+    if spec.parent:
+      parent = study.result(spec.parent_kind, spec)
+      result.update(parent=spec.parent, parent_kind=spec.parent_kind,
+                    parent_train_flops=parent["train_flops"])
     write_json(os.path.join(run_dir, "result.json"), {**result, "kind": kind})
     return True
 
+  after = (f"{spec.parent_kind} {spec.parent}",) if spec.parent else ()
   return Unit(f"{kind} {spec.name}", cost["train_flops"],
-              (os.path.join(run_dir, "result.json"),), run)
+              (os.path.join(run_dir, "result.json"),), run, trains=True, after=after)
+
+
+def training_units(study: Study) -> list[Unit]:
+  """Every training run of the study: pretraining, adaptation, finetuning."""
+  plan = study.plan
+  return ([_training_unit(study, "pretrain", spec) for spec in plan.pretrain_runs()]
+          + [_training_unit(study, "adapt", spec) for spec in plan.adapt_runs()]
+          + [_training_unit(study, "finetune", spec) for spec in plan.finetune_runs()])
 
 
 def _forward_flops_per_token(study: Study) -> float:
   """Of the largest DecLLM: the analysis stages' work is priced in its forward passes."""
-  parse_run(study.plan.source_run("decllm"), study.path("pretrain", "unused"))
+  parse_run(study.plan.source_run("decllm", study.plan.seeds[0]), study.path("pretrain", "unused"))
   cfg = models.from_gin().config
   length = study.plan.training_length
   return flops.forward_flops(cfg, "decllm", 0, length) / length
@@ -65,13 +82,13 @@ def units(study: Study) -> list[Unit]:
   length = plan.training_length
   windows_tokens = plan.extrapolation_windows * length * sum(plan.extrapolation_factors)
   # Harness work, roughly: ~48 tokens per exemplar or question, 4 options, ~100 items
-  # per task, 2 tasks, 5 models.
+  # per task, 2 tasks, per model scored.
   shots_tokens = sum((k + 1) for k in plan.shots) * 48 * 4 * (plan.harness_max_examples or 100)
-  out = [_training_unit(study, "pretrain", spec) for spec in plan.pretrain_runs()]
+  out = training_units(study)
   out.append(Unit("scaling fits", per_token, (study.path("scaling", "fits.json"),),
                   lambda: analyses.run_scaling(study)))
-  out += [_training_unit(study, "finetune", spec) for spec in plan.finetune_runs()]
-  out.append(Unit("harness", 5 * 2 * shots_tokens * per_token,
+  models_scored = len(plan.seeds) * (2 + len(plan.finetune_experiments))
+  out.append(Unit("harness", models_scored * 2 * shots_tokens * per_token,
                   (study.path("harness", "harness.json"),), lambda: analyses.run_harness(study)))
   out.append(Unit("extrapolation", 2 * windows_tokens * per_token,
                   (study.path("extrapolation", "extrapolation.json"),),
