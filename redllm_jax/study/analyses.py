@@ -1,51 +1,83 @@
 """The study's analysis stages: scaling fits, the harness, length extrapolation, attention.
 
 Each reads the finished training runs of a `stages.Study` and writes its outputs
-under the study directory (a stage is skipped once its outputs exist).
+under the study directory (a stage is skipped once its outputs exist). Every
+analysis runs once per seed (on that seed's models, each seed's result kept in its
+own file, so a killed stage redoes only the seeds it had not finished) and is then
+summarized over seeds: mean ± seed-to-seed SE (`stats`).
 """
-from typing import Any
-
-import numpy as np
+import glob
+from typing import Any, Callable
 
 from redllm_jax import flops
 from redllm_jax.evaluation import attention, extrapolation, harness, windows
-from redllm_jax.study import scaling
+from redllm_jax.study import scaling, scores, stats
 from redllm_jax.study.plan import ARCHITECTURES
 from redllm_jax.study.directory import Study, read_json, write_json
 
 
-def _pretrained(study: Study) -> dict[str, tuple[Any, Any]]:
-  return {arch: study.load("pretrain", study.plan.source_run(arch)) for arch in ARCHITECTURES}
+def _per_seed(study: Study, stage: str, compute: Callable[[int], Any]) -> dict[int, Any]:
+  """{seed: compute(seed)}, each cached in <stage>/seeds/s<seed>.json."""
+  out = {}
+  for seed in study.plan.seeds:
+    path = study.path(stage, "seeds", f"s{seed}.json")
+    if read_json(path) is None:
+      write_json(path, compute(seed))
+    out[seed] = read_json(path)
+  return out
+
+
+def _pretrained(study: Study, seed: int) -> dict[str, tuple[Any, Any]]:
+  return {arch: study.load("pretrain", study.plan.source_run(arch, seed))
+          for arch in ARCHITECTURES}
+
+
+def _harness_models(plan) -> list[tuple[str, str, Any, bool]]:
+  """(model name, run kind, RunSpec, add_eos) of every scored (model, seed). Pretrained
+  models read plain continuations; finetuned ones the FLAN format (EOS-ended)."""
+  pretrained = [(f"{a}/pretrained", "pretrain", plan.source_run(a, s), False)
+                for a in ARCHITECTURES for s in plan.seeds]
+  return pretrained + [(f"{s.architecture}/flan", "finetune", s, True)
+                       for s in plan.finetune_runs()]
+
+
+def _score(study: Study, tasks, kind: str, spec, add_eos: bool) -> dict[str, Any]:
+  plan = study.plan
+  # The few-shot exemplars are drawn with the run's seed: part of what a seed varies.
+  settings = harness.Settings(add_eos=add_eos, seed=spec.seed)
+  lm = harness.make_lm(study.path(kind, spec.name), settings, plan.harness_vocab)
+  return {"results": harness.evaluate(lm, tasks, plan.shots, settings,
+                                      plan.harness_length_normalization),
+          "inference_flops": flops.inference_flops(lm.model.config, lm.model.architecture,
+                                                   plan.inference_prompt_length,
+                                                   plan.inference_output_length)}
 
 
 def run_harness(study: Study) -> bool:
-  """Zero- and few-shot scores (through lm-eval) of the pretrained pair and of every
-  finetuned model, each read with its checkpoint's own vocabulary."""
+  """Zero- and few-shot scores (through lm-eval) of every seed's pretrained pair and
+  finetuned models, each read with its checkpoint's own vocabulary."""
   plan = study.plan
   tasks = harness.load_tasks(plan.harness_tasks, plan.harness_max_examples)
-  results, costs = {}, {}
-  # Pretrained models read plain continuations; finetuned ones the FLAN format (EOS-ended).
-  for stage, kind, specs, add_eos in (
-      ("pretrained", "pretrain", {a: plan.source_run(a) for a in ARCHITECTURES}, False),
-      ("flan", "finetune", {s.architecture: s for s in plan.finetune_runs()}, True)):
-    for arch, spec in specs.items():
-      name = f"{arch}/{stage}"
-      settings = harness.Settings(add_eos=add_eos, seed=plan.seed)
-      lm = harness.make_lm(study.path(kind, spec.name), settings, plan.harness_vocab)
-      results[name] = harness.evaluate(lm, tasks, plan.shots, settings,
-                                       plan.harness_length_normalization)
-      costs[name] = flops.inference_flops(lm.model.config, lm.model.architecture,
-                                          plan.inference_prompt_length,
-                                          plan.inference_output_length)
+  info = scores.task_info(tasks, scores.load_manifest(plan.harness_tasks), harness.chance_score)
+  per_seed: dict[str, dict[str, dict[str, float]]] = {}
+  costs: dict[str, float] = {}
+  for name, kind, spec, add_eos in _harness_models(plan):
+    path = study.path("harness", "seeds", f"{spec.name}.json")
+    if read_json(path) is None:
+      write_json(path, _score(study, tasks, kind, spec, add_eos))
+    scored = read_json(path)
+    per_seed.setdefault(name, {})[str(spec.seed)] = {
+        k: r["score"] for k, r in scored["results"].items() if isinstance(r, dict)}
+    costs[name] = scored["inference_flops"]
+  summary = scores.summarize(per_seed, info, plan.shots)
   write_json(study.path("harness", "harness.json"),
-             {"results": results, "inference_flops": costs, "shots": list(plan.shots),
-              "tasks": [t.name for t in tasks],
-              "examples": {t.name: len(t.examples) for t in tasks},
-              "chance": {t.name: harness.chance_score(t) for t in tasks}})
+             {"summary": summary, "per_seed": per_seed, "inference_flops": costs,
+              "shots": list(plan.shots), "seeds": list(plan.seeds), "tasks": info,
+              "continuation_bar": scores.continuation_bar(summary, list(summary), plan.shots)})
+  keys = [f"{t}@{k}shot" for k in plan.shots for t in (*info, *scores.GROUPS, "downstream")]
   with open(study.path("harness", "harness.md"), "w") as f:
-    f.write(harness.format_table(results) + "\n")
-  chance = float(np.mean([harness.chance_score(t) for t in tasks]))
-  scaling.plot_pareto(results, costs, plan.shots, chance, study.path("harness", "pareto.png"))
+    f.write(scores.table(summary, keys) + "\n")
+  scores.plot_pareto(summary, costs, plan.shots, study.path("harness", "pareto.png"))
   return True
 
 
@@ -56,8 +88,13 @@ def run_extrapolation(study: Study) -> bool:
   token_windows = windows.token_windows(texts, vocab.encode,
                                         plan.training_length * max(factors),
                                         plan.extrapolation_windows)
-  extrapolation.run(_pretrained(study), token_windows, plan.training_length, factors,
-                    study.path("extrapolation"))
+
+  def one_seed(seed: int) -> dict:
+    return extrapolation.run(_pretrained(study, seed), token_windows, plan.training_length,
+                             factors, study.path("extrapolation", f"s{seed}"))["results"]
+
+  extrapolation.write_seed_summary(_per_seed(study, "extrapolation", one_seed),
+                                   plan.training_length, study.path("extrapolation"))
   return True
 
 
@@ -67,9 +104,12 @@ def run_attention(study: Study) -> bool:
   token_windows = windows.token_windows(texts, vocab.encode, plan.training_length,
                                         plan.attention_windows)
   offsets = attention.default_query_offsets(plan.training_length)
-  results = {name: attention.analyze(model, params, token_windows, offsets)
-             for name, (model, params) in _pretrained(study).items()}
-  attention.write_outputs(results, study.path("attention"))
+
+  def one_seed(seed: int) -> dict:
+    return {name: attention.analyze(model, params, token_windows, offsets)
+            for name, (model, params) in _pretrained(study, seed).items()}
+
+  attention.write_seed_summary(_per_seed(study, "attention", one_seed), study.path("attention"))
   return True
 
 
@@ -82,17 +122,34 @@ def run_scaling(study: Study) -> bool:
 def outputs(study: Study) -> dict:
   """Every stage's JSON outputs, as `findings.all_findings` and the report read them."""
   plan = study.plan
-  tuned = {s.architecture: study.result("finetune", s) for s in plan.finetune_runs()}
+  tuned = [study.result("finetune", s) for s in plan.finetune_runs()]
+  pretrained = [study.result("pretrain", s) for s in plan.pretrain_runs()]
+  adapted = [read_json(p) for p in sorted(glob.glob(study.path("adapt", "*", "result.json")))]
+  task = _finetune_eval(tuned[0]["metrics"])[0]
+  finetune: dict[str, list[float]] = {}
+  for r in tuned:
+    finetune.setdefault(r["architecture"], []).append(_finetune_eval(r["metrics"])[1])
   return {
       "scaling": read_json(study.path("scaling", "fits.json")),
       "harness": read_json(study.path("harness", "harness.json")),
       "extrapolation": read_json(study.path("extrapolation", "extrapolation.json")),
       "locality": read_json(study.path("attention", "locality.json")),
       "cross_attention": read_json(study.path("attention", "cross_attention.json")),
-      "finetune": {n: _finetune_eval(r["metrics"])[1] for n, r in tuned.items()},
-      "finetune_task": _finetune_eval(next(iter(tuned.values()))["metrics"])[0],
-      "vocab_size": next(iter(tuned.values()))["config"]["vocab_size"],
+      "finetune": {n: stats.mean_se(v) for n, v in finetune.items()},
+      "finetune_task": task,
+      "vocab_size": tuned[0]["config"]["vocab_size"],
+      "throughput": training_throughput(pretrained + tuned + adapted,
+                                        read_json(study.path("ceiling.json"))),
+      "adapt": adapted,
   }
+
+
+def training_throughput(results: list[dict], ceiling: Any) -> dict[str, Any]:
+  """The study's achieved model FLOP/s (sum of training FLOPs over sum of seconds of
+  every training run) and its share of the measured matmul ceiling (None if unmeasured)."""
+  achieved = sum(r["train_flops"] for r in results) / sum(r["seconds"] for r in results)
+  return {"flops_per_s": achieved, "runs": len(results),
+          "ceiling": ceiling, "fraction": achieved / ceiling["flops_per_s"] if ceiling else None}
 
 
 def _finetune_eval(metrics: dict[str, float]) -> tuple[str, float]:

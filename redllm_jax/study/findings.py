@@ -1,282 +1,432 @@
 """The paper's seven findings (DESIGN.md section 2), each judged on this study's outputs.
 
 Nothing here is a result: every verdict is computed from the files the stages
-wrote; the paper's numbers are only the reference column. Strength is the
-measured effect over its standard error (z): "strong" at z >= 3, "weak" at
-1 <= z < 3, and within noise below 1, which makes the verdict "inconclusive".
+wrote; the paper's numbers are only the reference column. Each finding is a few
+sub-claims, each a measured effect against a threshold over its seed-to-seed SE:
+z = (effect - threshold) / SE. Strength is |z|: "strong" at >= 3, "weak" at 1 to 3,
+"within noise" below 1, where the sub-claim is undecided. A finding's verdict is the
+one every resolution of its undecided sub-claims agrees on (reproduced: all hold;
+not reproduced: none; partly: some), else "inconclusive"; its strength is its
+weakest decided sub-claim's (an inconclusive one: its weakest undecided one's).
+With one sub-claim this is the rule of the single-seed study (inconclusive below
+z = 1); harness findings stay "inconclusive" while no model beats chance by more
+than one SE.
 """
 import dataclasses
+import itertools
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
+from scipy import stats as scipy_stats
 
-from redllm_jax.study.scaling import DOMAINS, PAPER_EXPONENTS, shot_average
+from redllm_jax.study import scores, stats
+from redllm_jax.study.scaling import DOMAINS, PAPER_EXPONENTS
+
+OVERLAP = 0.10  # fitted curves "nearly overlap" when within 10% of each other
+SHARP = 1.5  # "degrades sharply": PPL at the longest length over PPL at 2x
+SMOOTH = 1.5  # "rises smoothly": no step between evaluated lengths multiplies PPL by more
+UNIFORM_LOCAL = 0.125  # the local mass of uniform attention: 1/8 of the span
+DECIDED = 1.0  # a sub-claim with |z| below this is undecided
 
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
   title: str
   paper: str
-  measured: str
+  measured: str  # the sub-claims, each with its effect ± SE and z
   verdict: str  # reproduced, partly reproduced, not reproduced, inconclusive
   strength: str
+  z: float  # the |z| the strength is read from
+  effects: str  # the finding's effect sizes ± SE (n seeds)
+  decides: str = ""  # for an inconclusive finding: what would decide it
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+  text: str
+  holds: bool
+  z: float  # |effect - threshold| / SE; inf for an exact figure, NaN without an SE
+  shown: str  # the effect ± SE and its threshold
+
+  @property
+  def decided(self) -> bool:
+    return not self.z < DECIDED  # NaN (no SE, one seed) is judged on the mean alone
+
+
+def z_text(z: float) -> str:
+  """|z| for reading: one decimal, or "> 100" (a figure the seeds agree on to rounding)."""
+  return f"{z:.1f}" if not z > 100 else "> 100"
+
+
+def measured(text: str, effect: stats.Stat, threshold: float, above: bool = True,
+             digits: int = 3, scale: float = 1.0) -> Claim:
+  """The claim "effect > threshold" (above) or "effect < threshold"."""
+  z = stats.z_score(effect, threshold)
+  return Claim(text, (effect["mean"] > threshold) == above, abs(z),
+               f"{stats.fmt(effect, digits, scale)} vs {scale * threshold:g}, z {z_text(abs(z))}")
+
+
+def exact(text: str, holds: bool, shown: str) -> Claim:
+  """A claim on a figure without noise (a cost, a position on the means' front)."""
+  return Claim(text, holds, math.inf, shown)
 
 
 def strength(z: float) -> str:
   if not math.isfinite(z):
-    return "no error estimate"
-  return "strong" if abs(z) >= 3 else "weak" if abs(z) >= 1 else "within noise"
+    return "exact" if z == math.inf else "no error estimate"
+  return "strong" if z >= 3 else "weak" if z >= 1 else "within noise"
 
 
-def _verdict(holds: Sequence[bool], z: float = math.inf) -> str:
-  if abs(z) < 1:
-    return "inconclusive"
+def _outcome(holds: Sequence[bool]) -> str:
   if all(holds):
     return "reproduced"
   return "partly reproduced" if any(holds) else "not reproduced"
 
 
-def _claims(claims: Sequence[tuple[str, bool]]) -> str:
-  return " Sub-claims: " + "; ".join(f"{text} [{'holds' if ok else 'fails'}]"
-                                     for text, ok in claims) + "."
+def judge(claims: Sequence[Claim]) -> tuple[str, float]:
+  """(verdict, z) under the rule in the module docstring."""
+  open_ = [i for i, c in enumerate(claims) if not c.decided]
+  outcomes = set()
+  for resolution in itertools.product((True, False), repeat=len(open_)):
+    holds = [c.holds for c in claims]
+    for i, h in zip(open_, resolution):
+      holds[i] = h
+    outcomes.add(_outcome(holds))
+  decided = [c.z for c in claims if c.decided]
+  if len(outcomes) > 1:
+    return "inconclusive", min(claims[i].z for i in open_)
+  return outcomes.pop(), min(decided) if decided else math.nan
 
 
-def _judged(title: str, paper: str, measured: str, claims: Sequence[tuple[str, bool]],
-            strength_text: str) -> Finding:
-  """A finding whose verdict is its sub-claims' (no error estimate to gate it)."""
-  return Finding(title, paper, measured + _claims(claims), _verdict([ok for _, ok in claims]),
-                 strength_text)
+def _claims_text(claims: Sequence[Claim]) -> str:
+  return " Sub-claims: " + "; ".join(
+      f"{c.text}: {c.shown} [{'holds' if c.holds else 'fails'}"
+      f"{'' if c.decided else ', undecided'}]" for c in claims) + "."
 
 
-def _z(diff: float, *stderrs: float) -> float:
-  se = math.sqrt(sum(s * s for s in stderrs))
-  return diff / se if se > 0 else math.inf
+def _seeds_needed(claims: Sequence[Claim], effects: Mapping[str, tuple]) -> str:
+  """More seeds, for undecided claims, at the seed spread measured."""
+  parts = []
+  for c in claims:
+    if not c.decided and c.text in effects:
+      n = stats.seeds_to_decide(*effects[c.text], z=3.0)
+      parts.append(f"{c.text}: " + (f"about {n} seeds for z = 3 at the spread measured"
+                                    if math.isfinite(n) else "no estimate (no seed SE or "
+                                    "no effect)"))
+  return "; ".join(parts)
 
 
-def scaling_exponents(fits: Mapping[str, Any]) -> Finding:
+def _finding(title: str, paper: str, claims: Sequence[Claim], effects: str, note: str = "",
+             decides: str = "", gate: Optional[str] = None) -> Finding:
+  verdict, z = judge(claims)
+  if gate:  # a precondition failed: no comparison means anything
+    verdict, note = "inconclusive", note + " " + gate
+  return Finding(title, paper, _claims_text(claims) + note, verdict, strength(z), z, effects,
+                 decides if verdict == "inconclusive" else "")
+
+
+def _n(stat: stats.Stat) -> str:
+  return f"n = {stat['n']} seeds"
+
+
+# ----------------------------------------------------------------------------- 1 and 2
+
+def scaling_exponents(scaling: Mapping[str, Any]) -> Finding:
   """The paper's exponents are larger for RedLLM against FLOPs (both domains)."""
-  parts, claims, zs, positive = [], [], [], []
+  summary = scaling["exponents"]
+  claims, effects, parts, positive = [], {}, [], []
   for domain in DOMAINS:
     for axis in ("flops", "params"):
-      d, r = fits[domain][axis]["decllm"], fits[domain][axis]["redllm"]
-      if d is None or r is None:
+      s = summary[domain][axis]
+      if s is None:
         continue
-      parts.append(f"{domain} {axis}: Dec {d['b']:.3f}, Red {r['b']:.3f}")
-      positive += [d["b"] > 0, r["b"] > 0]
+      parts.append(f"{domain} {axis}: Dec {stats.fmt(s['decllm'], 3)}, "
+                   f"Red {stats.fmt(s['redllm'], 3)}, Red - Dec {stats.fmt(s['red_minus_dec'], 3)}")
+      positive += [s["decllm"]["mean"] > 0, s["redllm"]["mean"] > 0]
       if axis == "flops":
-        claims.append((f"RedLLM's FLOPs exponent is the larger ({domain})", r["b"] > d["b"]))
-        zs.append(_z(r["b"] - d["b"], d["b_stderr"], r["b_stderr"]))
-  z = min(zs, key=abs) if zs else math.nan
-  # A negative exponent (PPL rising with scale) means the fit describes noise.
-  note = "" if all(positive) else " Some exponent is negative: the fits describe noise."
-  verdict = (_verdict([ok for _, ok in claims], z if math.isfinite(z) else math.inf)
-             if all(positive) else "inconclusive")
-  return Finding(
+        text = f"RedLLM's FLOPs exponent is the larger ({domain})"
+        claims.append(measured(text, s["red_minus_dec"], 0.0))
+        effects[text] = (s["red_minus_dec"], 0.0)
+  first = next((s for d in summary.values() for s in d.values() if s), None)
+  # A negative exponent (PPL rising with scale) means the fits describe noise.
+  gate = None if all(positive) else "Some exponent is negative: the fits describe noise."
+  decides = ("An exponent difference does not grow with scale: no larger model decides "
+             "it. " + _seeds_needed(claims, effects))
+  return _finding(
       "Fitted scaling exponents",
       "; ".join(f"{dom} {ax}: Dec {v['decllm']:.2f}, Red {v['redllm']:.2f}"
                 for (dom, ax), v in PAPER_EXPONENTS.items()) +
       " (RedLLM's FLOPs exponent is the larger)",
-      "; ".join(parts) + "." + _claims(claims) + note, verdict, strength(z))
+      claims, "; ".join(parts) + (f" ({_n(first['decllm'])}; Red - Dec paired by seed)"
+                                  if first else ""),
+      decides=decides, gate=gate)
 
 
-OVERLAP = 0.10  # fitted curves "nearly overlap" when within 10% of each other
-
-
-def _fit_ratio(fits, domain: str, axis: str, x: float) -> float:
-  """Fitted Red PPL over fitted Dec PPL at x (> 1: DecLLM better there)."""
-  d, r = fits[domain][axis]["decllm"], fits[domain][axis]["redllm"]
-  return (r["a"] * x ** -r["b"]) / (d["a"] * x ** -d["b"])
+def _deciding_scale_text(scaling: Mapping[str, Any]) -> str:
+  parts = []
+  for domain in DOMAINS:
+    for axis, unit in (("flops", "training FLOPs"), ("params", "parameters")):
+      d = scaling["deciding_scale"][domain][axis]
+      if d.get("x") is None:
+        parts.append(f"{domain} vs {unit}: no estimate ({d['reason']})")
+      else:
+        parts.append(f"{domain} vs {unit}: the per-seed fits put fitted Red/Dec PPL 3 SE from "
+                     f"1 at {d['x']:.2e} {unit} (ratio {d['ratio']:.3f}, {d['better']} better)")
+  return ("Read off each seed's power laws, assuming they hold that far and the seed "
+          "spread stays as measured: " + "; ".join(parts) + ".")
 
 
 def frontier(scaling: Mapping[str, Any]) -> Finding:
   """DecLLM dominates the frontier; the FLOPs curves nearly overlap; Dec is more param-efficient."""
-  rows, fits = scaling["runs"], scaling["fits"]
-  arch = {r["name"]: r["architecture"] for r in rows}
-  mid_flops = float(np.exp(np.mean(np.log([r["train_flops"] for r in rows]))))
-  mid_params = float(np.exp(np.mean(np.log([r["params"] for r in rows]))))
-  parts, shares, overlap, efficient = [], [], [], []
+  front, ratios = scaling["frontier"], scaling["ratios"]
+  claims, effects, parts = [], {}, []
   for domain in DOMAINS:
-    front = scaling["frontier"][domain]
-    dec = sum(arch[n] == "decllm" for n in front)
-    shares.append(dec / len(front))
-    parts.append(f"{domain}: {dec} of {len(front)} frontier runs are DecLLM")
-    if fits[domain]["flops"]["decllm"] and fits[domain]["flops"]["redllm"]:
-      ratio = _fit_ratio(fits, domain, "flops", mid_flops)
-      overlap.append(abs(ratio - 1) < OVERLAP)
-      parts.append(f"fitted Red/Dec PPL at {mid_flops:.2e} FLOPs {ratio:.3f}")
-    if fits[domain]["params"]["decllm"] and fits[domain]["params"]["redllm"]:
-      ratio = _fit_ratio(fits, domain, "params", mid_params)
-      efficient.append(ratio > 1)
-      parts.append(f"at {mid_params:.2e} parameters {ratio:.3f}")
-  claims = [("DecLLM holds most frontier runs in every domain", all(s > 0.5 for s in shares)),
-            (f"against FLOPs the fitted curves are within {OVERLAP:.0%}", all(overlap)),
-            ("DecLLM has the lower fitted PPL at equal parameters", all(efficient))]
-  return _judged(
+    share = front["decllm_share"][domain]
+    text = f"DecLLM holds most of each seed's frontier ({domain})"
+    claims.append(measured(text, share, 0.5, digits=2))
+    effects[text] = (share, 0.5)
+    parts.append(f"{domain}: DecLLM's share of each seed's frontier {stats.fmt(share)}, "
+                 f"of the means' frontier {front['decllm_share_on_means'][domain]:.2f}")
+    flops_ratio, params_ratio = ratios[domain]["flops"], ratios[domain]["params"]
+    if flops_ratio:
+      r = flops_ratio["ratio"]
+      distance = {"mean": abs(r["mean"] - 1), "se": r["se"], "n": r["n"]}
+      text = f"against FLOPs the fitted curves are within {OVERLAP:.0%} ({domain})"
+      claims.append(measured(text, distance, OVERLAP, above=False))
+      effects[text] = (distance, OVERLAP)
+      parts.append(f"fitted Red/Dec PPL at {flops_ratio['x']:.2e} FLOPs {stats.fmt(r, 3)}")
+    if params_ratio:
+      r = params_ratio["ratio"]
+      text = f"DecLLM has the lower fitted PPL at equal parameters ({domain})"
+      claims.append(measured(text, r, 1.0))
+      effects[text] = (r, 1.0)
+      parts.append(f"at {params_ratio['x']:.2e} parameters {stats.fmt(r, 3)}")
+  n = front["decllm_share"][DOMAINS[0]]
+  return _finding(
       "Compute-optimal frontier",
       "DecLLM dominates the frontier; against training FLOPs the curves nearly overlap; "
       "DecLLM is more parameter-efficient",
-      "; ".join(parts) + ".", claims, "no error bar: one seed per run")
+      claims, "; ".join(parts) + f" ({_n(n)})",
+      decides=_deciding_scale_text(scaling) + " " + _seeds_needed(claims, effects))
 
 
-def _harness_se(p: float, n: int) -> float:
-  return math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1))
+# ----------------------------------------------------------------------------- harness
+
+def _downstream(harness: Mapping[str, Any], model: str, shots: int) -> dict[str, float]:
+  """{seed: downstream score} of a model."""
+  members = scores.group_members(harness["tasks"], "downstream")
+  return scores.group_scores(harness["per_seed"][model], members, shots)
 
 
-def _scores(harness: Mapping[str, Any], name: str, shots: int) -> tuple[float, float]:
-  """(average score, its binomial standard error over all items) at `shots`."""
-  p = shot_average(harness["results"][name], shots)
-  return p, _harness_se(p, sum(harness["examples"].values()))
+def _difference(harness, better: str, worse: str, shots: int) -> stats.Stat:
+  """better - worse on the downstream tasks, paired by seed."""
+  b, w = _downstream(harness, better, shots), _downstream(harness, worse, shots)
+  common = sorted(set(b) & set(w))
+  return stats.paired([b[s] for s in common], [w[s] for s in common])
 
 
-def _compare(harness, better: str, worse: str, shots: int) -> tuple[str, bool, float]:
-  (pb, sb), (pw, sw) = _scores(harness, better, shots), _scores(harness, worse, shots)
-  z = _z(pb - pw, sb, sw)
-  chance = 100 * float(np.mean(list(harness["chance"].values())))
-  text = (f"{shots}-shot: {better} {100 * pb:.1f} vs {worse} {100 * pw:.1f} "
-          f"(± {100 * math.hypot(sb, sw):.1f}; chance {chance:.1f})")
-  return text, pb > pw, z
+def _score_text(harness, names: Sequence[str], shots: int) -> str:
+  return f"{shots}-shot downstream: " + ", ".join(
+      f"{n} {scores.cell(harness['summary'][n][f'downstream@{shots}shot'])}" for n in names)
 
 
-def pretrained_shots(harness: Mapping[str, Any]) -> Finding:
-  texts, holds, zs = [], [], []
-  for k in harness["shots"]:
-    text, holds_k, z = _compare(harness, "decllm/pretrained", "redllm/pretrained", k)
-    texts.append(text)
-    holds.append(holds_k)
-    zs.append(z)
-  z, k = zs[-1], max(harness["shots"])  # the verdict rests on the paper's few-shot figure
+def _chance_gate(harness, names: Sequence[str], shots: int) -> Optional[str]:
+  """Some model beats guessing by more than one SE (seed and item noise): else no
+  comparison of scores means anything."""
+  for n in names:
+    f = harness["summary"][n][f"downstream@{shots}shot"]
+    if f["mean"] - scores.total_se(f) > f["chance"]:
+      return None
+  return "No model scores above chance by more than one standard error."
+
+
+def _chance_scale(harness: Mapping[str, Any], scaling: Mapping[str, Any]) -> str:
+  """Where the fits say the pretrained models' 0-shot continuation accuracy would clear
+  chance by 3 item SEs: a line of accuracy on log PPL across (model, seed), then the
+  pooled FLOPs fit of each architecture read at that PPL."""
+  task = f"{scores.CONTINUATION}@0shot"
+  info = harness["tasks"].get(scores.CONTINUATION)
+  if info is None:
+    return f"No estimate: {scores.CONTINUATION} was not run."
+  runs = {(r["architecture"], str(r["seed"])): r for r in scaling["runs"]
+          if r["steps"] == max(x["steps"] for x in scaling["runs"])
+          and r["params"] == max(x["params"] for x in scaling["runs"]
+                                 if x["architecture"] == r["architecture"])}
+  x, y = [], []
+  for (arch, seed), r in runs.items():
+    seeds = harness["per_seed"].get(f"{arch}/pretrained", {})
+    if seed in seeds:
+      x.append(math.log(r["in_domain"]))
+      y.append(seeds[seed][task])
+  if len(x) < 3 or np.ptp(x) == 0:
+    return "No estimate: fewer than 3 pretrained (model, seed) points with distinct PPL."
+  fit = scipy_stats.linregress(x, y)
+  if not (fit.slope < 0 and fit.pvalue < 0.05):
+    return (f"No estimate: continuation accuracy does not fall with PPL across the "
+            f"{len(x)} pretrained (model, seed) points (slope {fit.slope:.3f} per log PPL, "
+            f"p = {fit.pvalue:.2f}).")
+  target = info["chance"] + 3 * stats.binomial_se(info["chance"], info["items"])
+  ppl = math.exp((target - fit.intercept) / fit.slope)
+  parts = []
+  for arch in ("decllm", "redllm"):
+    law = scaling["fits"]["in_domain"]["flops"][arch]
+    if law and law["b"] > 0:
+      parts.append(f"{arch} at {(law['a'] / ppl) ** (1 / law['b']):.2e} training FLOPs")
+  return (f"Accuracy on log in-domain PPL across {len(x)} (model, seed) points reaches chance "
+          f"+ 3 item SE ({100 * target:.1f}%) at in-domain PPL {ppl:.1f}; by the pooled FLOPs "
+          f"fits: " + (", ".join(parts) or "no positive exponent to read it from") + ".")
+
+
+def _harness_decides(harness, scaling, gate: Optional[str], claims, effects) -> str:
+  if gate:
+    return _chance_scale(harness, scaling)
+  return "No scale estimate for a score difference. " + _seeds_needed(claims, effects)
+
+
+def pretrained_shots(harness: Mapping[str, Any], scaling: Mapping[str, Any]) -> Finding:
   names = ("decllm/pretrained", "redllm/pretrained")
-  return Finding("Zero/few-shot after pretraining",
-                 "RedLLM is weak: 8B few-shot average 35.13 vs DecLLM's 43.37",
-                 "; ".join(texts) + "." + _claims(
-                     [(f"DecLLM above RedLLM at {k} shots", ok)
-                      for k, ok in zip(harness["shots"], holds)])
-                 + _chance_note(harness, names, k),
-                 _harness_verdict(harness, names, k, holds, z), strength(z))
-
-
-def _above_chance(harness: Mapping[str, Any], names: Sequence[str], shots: int) -> bool:
-  """Some model beats guessing by more than one standard error: scores can be compared."""
-  chance = float(np.mean(list(harness["chance"].values())))
-  return any(p - se > chance for p, se in (_scores(harness, n, shots) for n in names))
-
-
-def _harness_verdict(harness, names: Sequence[str], shots: int, holds: Sequence[bool],
-                     z: float) -> str:
-  if not _above_chance(harness, names, shots):
-    return "inconclusive"  # at chance, a difference in quality means nothing
-  return _verdict(holds, z)
-
-
-NOT_ABOVE_CHANCE = " No model scores above chance by more than one standard error."
-
-
-def _chance_note(harness, names: Sequence[str], shots: int) -> str:
-  return "" if _above_chance(harness, names, shots) else NOT_ABOVE_CHANCE
+  claims, effects = [], {}
+  for k in harness["shots"]:
+    diff = _difference(harness, *names, k)
+    text = f"DecLLM above RedLLM at {k} shots"
+    claims.append(measured(text, diff, 0.0, digits=1, scale=100))
+    effects[text] = (diff, 0.0)
+  k = max(harness["shots"])
+  gate = _chance_gate(harness, names, k)
+  return _finding("Zero/few-shot after pretraining",
+                  "RedLLM is weak: 8B few-shot average 35.13 vs DecLLM's 43.37", claims,
+                  _score_text(harness, names, k) + f"; Dec - Red paired by seed "
+                  + stats.fmt(effects[claims[-1].text][0], 1, 100) + " points",
+                  decides=_harness_decides(harness, scaling, gate, claims, effects), gate=gate)
 
 
 def _on_front(harness, name: str, shots: int) -> bool:
-  """No finetuned model is at least as good at no more inference FLOPs (and better in one)."""
-  cost, quality = harness["inference_flops"], {
-      n: shot_average(harness["results"][n], shots) for n in harness["results"]}
+  """No finetuned model is at least as good (mean score) at no more inference FLOPs, and
+  better in one."""
+  cost = harness["inference_flops"]
+  quality = {n: v[f"downstream@{shots}shot"]["mean"] for n, v in harness["summary"].items()}
   return not any(cost[o] <= cost[name] and quality[o] >= quality[name] and
                  (cost[o] < cost[name] or quality[o] > quality[name])
                  for o in quality if o.endswith("/flan") and o != name)
 
 
-def finetuned_pareto(harness: Mapping[str, Any]) -> Finding:
+def finetuned_pareto(harness: Mapping[str, Any], scaling: Mapping[str, Any]) -> Finding:
   k = max(harness["shots"])
-  text, better, z = _compare(harness, "redllm/flan", "decllm/flan", k)
-  cost = harness["inference_flops"]
-  claims = [("RedLLM comparable or better (not worse beyond one standard error)",
-             better or abs(z) < 1),
-            ("RedLLM needs fewer inference FLOPs", cost["redllm/flan"] < cost["decllm/flan"]),
-            ("RedLLM is on the finetuned Pareto front", _on_front(harness, "redllm/flan", k))]
   names = ("redllm/flan", "decllm/flan")
-  return Finding(
+  diff = _difference(harness, *names, k)
+  z = stats.z_score(diff)
+  cost = harness["inference_flops"]
+  ratio = cost["redllm/flan"] / cost["decllm/flan"]
+  comparable = not z < -1  # NaN (one seed): judged "comparable" unless clearly worse
+  claims = [Claim("RedLLM comparable or better (not worse beyond one SE)", comparable,
+                  math.inf, f"Red - Dec {stats.fmt(diff, 1, 100)} points, z {z:.1f}"),
+            exact("RedLLM needs fewer inference FLOPs", ratio < 1, f"Red/Dec {ratio:.2f}"),
+            exact("RedLLM is on the finetuned Pareto front (mean scores)",
+                  _on_front(harness, "redllm/flan", k), "")]
+  gate = _chance_gate(harness, names, k)
+  found = _finding(
       "After FLAN tuning",
       "RedLLM comparable or better (8B few-shot 61.32 vs 59.02) at substantially lower "
-      "inference FLOPs; it dominates the quality/inference-cost Pareto front",
-      f"{text}; inference FLOPs per sequence Red/Dec = "
-      f"{cost['redllm/flan'] / cost['decllm/flan']:.2f}." + _claims(claims)
-      + _chance_note(harness, names, k),
-      _harness_verdict(harness, names, k, [ok for _, ok in claims], math.inf), strength(z))
+      "inference FLOPs; it dominates the quality/inference-cost Pareto front", claims,
+      _score_text(harness, names, k) + f"; Red - Dec paired by seed {stats.fmt(diff, 1, 100)} "
+      f"points; inference FLOPs Red/Dec {ratio:.2f}",
+      decides=_harness_decides(harness, scaling, gate, [], {}), gate=gate)
+  # Strength: the score comparison's (the other sub-claims carry no noise).
+  return dataclasses.replace(found, strength=strength(abs(z)), z=abs(z))
 
 
-SHARP = 1.5  # "degrades sharply": PPL at the longest length over PPL at 2x
-SMOOTH = 1.5  # "rises smoothly": no step between evaluated lengths multiplies PPL by more
+def biattn(harness: Mapping[str, Any], scaling: Mapping[str, Any]) -> Finding:
+  k = max(harness["shots"])
+  names = ("decllm_biattn/flan", "decllm/flan", "redllm/flan")
+  diff = _difference(harness, "decllm_biattn/flan", "decllm/flan", k)
+  claims = [measured("BiAttn scores above DecLLM", diff, 0.0, digits=1, scale=100),
+            exact("RedLLM is on the finetuned Pareto front (mean scores)",
+                  _on_front(harness, "redllm/flan", k), "")]
+  effects = {claims[0].text: (diff, 0.0)}
+  gate = _chance_gate(harness, names, k)
+  return _finding(
+      "BiAttn ablation",
+      "DecLLM + BiAttn improves on DecLLM after finetuning; RedLLM keeps the best "
+      "quality/efficiency trade-off", claims,
+      _score_text(harness, names, k) + f"; BiAttn - Dec paired by seed "
+      f"{stats.fmt(diff, 1, 100)} points",
+      decides=_harness_decides(harness, scaling, gate, claims, effects), gate=gate)
 
+
+# ----------------------------------------------------------------------------- 5 and 6
 
 def extrapolation(extrap: Mapping[str, Any]) -> Finding:
   """RedLLM's PPL rises smoothly past the training length; DecLLM's degrades beyond ~2x."""
-  curves, parts = {}, []
-  for arch in ("decllm", "redllm"):
-    summary = extrap["results"][arch]["summary"]
-    curves[arch] = {s["length"] / extrap["training_length"]: s["ppl"] for s in summary}
-    ppl = list(curves[arch].values())
-    parts.append(f"{arch} PPL at " + ", ".join(f"{r:g}x {p:.1f}"
-                                               for r, p in curves[arch].items())
-                 + f" (x{ppl[-1] / ppl[0]:.2f} overall)")
-  dec, red = curves["decllm"], curves["redllm"]
-  red_steps = np.array(list(red.values()))
-  claims = [("RedLLM rises smoothly (no step above x1.5)",
-             bool(np.all(red_steps[1:] / red_steps[:-1] <= SMOOTH))),
-            ("DecLLM degrades sharply beyond 2x (longest over 2x above x1.5)",
-             2 in dec and dec[max(dec)] / dec[2] > SHARP),
-            ("RedLLM's overall rise clearly below DecLLM's (ratio of the two below 0.9)",
-             (red[max(red)] / red[min(red)]) / (dec[max(dec)] / dec[min(dec)]) < 0.9)]
-  return _judged(
+  training = extrap["training_length"]
+  per_seed = list(extrap["per_seed"].values())
+
+  def curve(seed_result, arch) -> dict[float, float]:
+    return {s["length"] / training: s["ppl"] for s in seed_result[arch]["summary"]}
+
+  red_step, dec_sharp, rise = [], [], []
+  for result in per_seed:
+    red, dec = curve(result, "redllm"), curve(result, "decllm")
+    values = np.array(list(red.values()))
+    red_step.append(float(np.max(values[1:] / values[:-1])) if values.size > 1 else 1.0)
+    if 2 in dec:
+      dec_sharp.append(dec[max(dec)] / dec[2])
+    rise.append((red[max(red)] / red[min(red)]) / (dec[max(dec)] / dec[min(dec)]))
+  effects = {"RedLLM rises smoothly (largest step below x1.5)": (stats.mean_se(red_step), SMOOTH),
+             "RedLLM's overall rise clearly below DecLLM's (ratio of the two below 0.9)":
+             (stats.mean_se(rise), 0.9)}
+  if dec_sharp:
+    effects["DecLLM degrades sharply beyond 2x (longest over 2x above x1.5)"] = (
+        stats.mean_se(dec_sharp), SHARP)
+  claims = [measured(text, e, t, above=text.startswith("DecLLM"))
+            for text, (e, t) in effects.items()]
+  curves = "; ".join(f"{arch} PPL at " + ", ".join(
+      f"{r['ratio']:g}x {stats.fmt(r['ppl'], 1)}" for r in rows)
+      for arch, rows in extrap["summary"].items())
+  return _finding(
       "Length extrapolation",
       "RedLLM's PPL rises smoothly past the training length; DecLLM's degrades sharply "
-      "beyond about 2x",
-      "; ".join(parts) + ".", claims, "no error bar: one set of windows")
+      "beyond about 2x", claims, curves + f" (n = {len(per_seed)} seeds)",
+      decides="Length behaviour is not read off a scaling fit: no scale estimate. "
+              + _seeds_needed(claims, effects))
 
 
 def attention(locality: Mapping[str, Any], cross: Mapping[str, Any]) -> Finding:
-  local = {arch: float(np.mean([c["local_mass"] for c in locality[arch].values()]))
-           for arch in ("decllm", "redllm")}
-  keys, top = len(cross["weights"][0][0]), cross["top_keys"]
-  queries = len(cross["weights"][0])
-  # A top-k set per query drawn at random: the expected share k / |union of the sets|.
-  chance = top / (keys * (1 - (1 - top / keys) ** queries))
-  overlap = float(np.mean(cross["top_key_overlap"]))
-  entropy = float(np.mean(cross["entropy"])) / cross["uniform_entropy"]
-  uniform = 0.125  # the local mass of uniform attention: 1/8 of the span
-  claims = [("decoder self-attention is local in both (mass above uniform)",
-             min(local.values()) > uniform),
-            ("more local in DecLLM", local["decllm"] > local["redllm"]),
-            ("cross-attention stable (top-key overlap above 1.5x random)",
-             overlap > 1.5 * chance),
-            ("cross-attention a diverse subset (entropy 0.5-0.95 of uniform)",
-             0.5 < entropy < 0.95)]
-  return _judged(
+  def local(arch: str) -> np.ndarray:  # per seed, the mean over query offsets
+    return np.mean([c["local_mass_per_seed"] for c in locality["locality"][arch].values()], 0)
+
+  dec, red = local("decllm"), local("redllm")
+  seeds = list(cross["per_seed"].values())
+  margin = [s["top_key_overlap"] - 1.5 * s["random_overlap"] for s in seeds]
+  entropy = cross["entropy_ratio"]
+  effects = {
+      "decoder self-attention is local in both (the lower mass above uniform)":
+      (stats.mean_se(np.minimum(dec, red)), UNIFORM_LOCAL),
+      "more local in DecLLM": (stats.paired(dec, red), 0.0),
+      "cross-attention stable (top-key overlap minus 1.5x random, above 0)":
+      (stats.mean_se(margin), 0.0),
+      "cross-attention diverse, not one key (entropy above 0.5 of uniform)": (entropy, 0.5),
+      "cross-attention a subset, not uniform (entropy below 0.95 of uniform)": (entropy, 0.95)}
+  claims = [measured(text, e, t, above="below" not in text) for text, (e, t) in effects.items()]
+  return _finding(
       "Attention patterns",
       "decoder self-attention decays with distance in both, worse in DecLLM; RedLLM's "
-      "cross-attention keeps attending to a stable, diverse subset of input tokens",
-      f"attention mass within 1/8 of the visible span (uniform: {uniform}): DecLLM "
-      f"{local['decllm']:.3f}, RedLLM {local['redllm']:.3f}; cross-attention top-{top} key "
-      f"overlap across queries {overlap:.3f} (random sets: {chance:.3f}); entropy "
-      f"{entropy:.2f} of uniform.", claims, "no error bar: fixed thresholds")
-
-
-def biattn(harness: Mapping[str, Any]) -> Finding:
-  k = max(harness["shots"])
-  text, better, z = _compare(harness, "decllm_biattn/flan", "decllm/flan", k)
-  names = ("decllm_biattn/flan", "decllm/flan", "redllm/flan")
-  claims = [("BiAttn scores above DecLLM", better),
-            ("RedLLM is on the finetuned Pareto front", _on_front(harness, "redllm/flan", k))]
-  return Finding(
-      "BiAttn ablation",
-      "DecLLM + BiAttn improves on DecLLM after finetuning; RedLLM keeps the best "
-      "quality/efficiency trade-off",
-      f"{text}." + _claims(claims) + _chance_note(harness, names, k),
-      _harness_verdict(harness, names, k, [ok for _, ok in claims], z), strength(z))
+      "cross-attention keeps attending to a stable, diverse subset of input tokens", claims,
+      f"attention mass within 1/8 of the visible span (uniform {UNIFORM_LOCAL}): DecLLM "
+      f"{stats.fmt(stats.mean_se(dec), 3)}, RedLLM {stats.fmt(stats.mean_se(red), 3)}; "
+      f"cross-attention top-{cross['top_keys']} key overlap "
+      f"{stats.fmt(cross['top_key_overlap'], 3)} (random sets "
+      f"{cross['random_overlap']['mean']:.3f}); entropy {stats.fmt(entropy, 2)} of uniform "
+      f"(n = {len(seeds)} seeds)",
+      decides="Attention measures are not read off a scaling fit: no scale estimate. "
+              + _seeds_needed(claims, effects))
 
 
 def all_findings(outputs: Mapping[str, Any]) -> list[Finding]:
   """The seven findings, in DESIGN.md's order, from the stages' JSON outputs."""
-  return [scaling_exponents(outputs["scaling"]["fits"]), frontier(outputs["scaling"]),
-          pretrained_shots(outputs["harness"]), finetuned_pareto(outputs["harness"]),
+  scaling, harness = outputs["scaling"], outputs["harness"]
+  return [scaling_exponents(scaling), frontier(scaling),
+          pretrained_shots(harness, scaling), finetuned_pareto(harness, scaling),
           extrapolation(outputs["extrapolation"]),
-          attention(outputs["locality"], outputs["cross_attention"]), biattn(outputs["harness"])]
+          attention(outputs["locality"], outputs["cross_attention"]),
+          biattn(harness, scaling)]

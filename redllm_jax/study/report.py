@@ -1,13 +1,19 @@
 """REPORT.md: every table of the study beside the paper's findings, figures linked."""
+import dataclasses
 import datetime
 import importlib.metadata
 import os
 import platform
 from typing import Any, Mapping, Sequence
 
-from redllm_jax.study.findings import Finding
-from redllm_jax.study.plan import StudyPlan
-from redllm_jax.study.scaling import exponent_table
+import numpy as np
+
+from redllm_jax import flops
+from redllm_jax.config import TransformerConfig
+from redllm_jax.study import scores, stats
+from redllm_jax.study.findings import Finding, z_text
+from redllm_jax.study.plan import ARCHITECTURES, StudyPlan
+from redllm_jax.study.scaling import DOMAINS, exponent_table, perplexity
 
 PACKAGES = ("jax", "flax", "optax", "orbax-checkpoint", "seqio", "tensorflow",
             "sentencepiece", "gin-config", "numpy")
@@ -15,7 +21,8 @@ PACKAGES = ("jax", "flax", "optax", "orbax-checkpoint", "seqio", "tensorflow",
 PAPER_SETUP = {"sizes": "150M to 8B parameters", "data": "RedPajama V1 (~1.6T tokens); "
                "Paloma out of domain; FLAN for tuning", "vocabulary": "32768",
                "length": "2048 (RedLLM 1024 + 1024)", "steps": "400K pretraining, batch 2048",
-               "downstream": "13 tasks, zero- and few-shot", "precision": "bfloat16"}
+               "downstream": "13 tasks, zero- and few-shot", "precision": "bfloat16",
+               "seeds": "not stated in DESIGN.md"}
 
 
 def versions() -> str:
@@ -28,35 +35,149 @@ def versions() -> str:
   return ", ".join(found)
 
 
-def _findings_table(findings: Sequence[Finding]) -> str:
-  lines = ["| # | finding | paper | this run | verdict | strength |", "|---|---|---|---|---|---|"]
+def summary_table(findings: Sequence[Finding]) -> str:
+  """The README's summary table: one row per finding, its verdict, strength and effects."""
+  lines = ["| # | finding | verdict | strength (z) | effect sizes ± SE across seeds |",
+           "|---|---|---|---|---|"]
   for i, f in enumerate(findings, 1):
-    lines.append(f"| {i} | **{f.title}** | {f.paper} | {f.measured} | **{f.verdict}** "
-                 f"| {f.strength} |")
+    lines.append(f"| {i} | {f.title} | **{f.verdict}** | {f.strength} ({z_text(f.z)}) "
+                 f"| {f.effects} |")
   return "\n".join(lines)
 
 
-def _runs_table(rows: Sequence[Mapping[str, Any]]) -> str:
-  lines = ["| run | arch | size | steps | params | training FLOPs | target tokens | "
-           "in-domain PPL | out-of-domain PPL | seconds |", "|---|---|---|---:|---:|---:|---:|"
-           "---:|---:|---:|"]
-  for r in rows:
-    lines.append(f"| {r['name']} | {r['architecture']} | {r['size']} | {r['steps']} | "
-                 f"{r['params']:,} | {r['train_flops']:.3e} | {r['target_tokens']:,} | "
-                 f"{r['in_domain']:.1f} | {r['out_of_domain']:.1f} | {r['seconds']:.0f} |")
+def _findings_details(findings: Sequence[Finding]) -> str:
+  blocks = []
+  for i, f in enumerate(findings, 1):
+    text = (f"**{i}. {f.title}** — **{f.verdict}**, {f.strength} (z {z_text(f.z)}).\n"
+            f"- Paper: {f.paper}.\n- Effects: {f.effects}.\n- {f.measured.strip()}")
+    if f.decides:
+      text += f"\n- What would decide it: {f.decides}"
+    blocks.append(text)
+  return "\n\n".join(blocks)
+
+
+def _points_table(points: Sequence[Mapping[str, Any]]) -> str:
+  lines = ["| point | arch | size | steps | params | training FLOPs | target tokens | "
+           "in-domain PPL | out-of-domain PPL | seconds | seeds |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  for p in points:
+    lines.append(f"| {p['point']} | {p['architecture']} | {p['size']} | {p['steps']} | "
+                 f"{p['params']:,} | {p['train_flops']:.3e} | {p['target_tokens']:,} | "
+                 f"{stats.fmt(p['in_domain'])} | {stats.fmt(p['out_of_domain'])} | "
+                 f"{stats.fmt(p['seconds'], 0)} | {p['in_domain']['n']} |")
   return "\n".join(lines)
+
+
+def _ratios_text(scaling: Mapping[str, Any]) -> str:
+  parts = []
+  for domain in DOMAINS:
+    for axis, unit in (("flops", "training FLOPs"), ("params", "parameters")):
+      r = scaling["ratios"][domain][axis]
+      if r:
+        parts.append(f"{domain} at {r['x']:.2e} {unit}: {stats.fmt(r['ratio'], 3)}")
+  front = scaling["frontier"]
+  shares = "; ".join(f"{d}: {stats.fmt(front['decllm_share'][d])} of each seed's frontier, "
+                     f"{front['decllm_share_on_means'][d]:.2f} of the means' frontier "
+                     f"({', '.join(front['on_means'][d])})" for d in DOMAINS)
+  return (f"Fitted Red/Dec PPL (> 1: DecLLM better), mean ± SE over {len(scaling['seeds'])} "
+          f"seeds' fits: " + "; ".join(parts) + f".\n\nDecLLM's share of the "
+          f"compute-optimal frontier: {shares}.")
 
 
 def _extrapolation_table(extrap: Mapping[str, Any]) -> str:
-  names = list(extrap["results"])
-  lengths = [s["length"] for s in extrap["results"][names[0]]["summary"]]
+  names = list(extrap["summary"])
+  rows = extrap["summary"][names[0]]
   lines = ["| length | x training | " + " | ".join(f"{n} PPL" for n in names) + " |",
            "|---:|---:|" + "---:|" * len(names)]
-  for i, length in enumerate(lengths):
-    cells = [f"{extrap['results'][n]['summary'][i]['ppl']:.2f}" for n in names]
-    lines.append(f"| {length} | {length / extrap['training_length']:g} | " + " | ".join(cells)
-                 + " |")
+  for i, r in enumerate(rows):
+    cells = [stats.fmt(extrap["summary"][n][i]["ppl"]) for n in names]
+    lines.append(f"| {r['length']} | {r['ratio']:g} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
+
+
+def _attention_text(locality: Mapping[str, Any], cross: Mapping[str, Any]) -> str:
+  lines = ["| model | query offset | attention mass within 1/8 of the span |", "|---|---:|---:|"]
+  for name, curves in locality["locality"].items():
+    for j, c in curves.items():
+      lines.append(f"| {name} | +{j} | {stats.fmt(c['local_mass'], 3)} |")
+  if cross:
+    lines.append(f"\nRedLLM cross-attention: top-{cross['top_keys']} key overlap across queries "
+                 f"{stats.fmt(cross['top_key_overlap'], 3)} (random sets "
+                 f"{stats.fmt(cross['random_overlap'], 3)}), entropy "
+                 f"{stats.fmt(cross['entropy_ratio'], 3)} of uniform.")
+  return "\n".join(lines)
+
+
+def _throughput_line(throughput: Mapping[str, Any]) -> str:
+  achieved = throughput["flops_per_s"]
+  ceiling = throughput["ceiling"]
+  if not ceiling:
+    return (f"Achieved model FLOP/s over the {throughput['runs']} training runs: "
+            f"{achieved / 1e9:.1f} GFLOP/s (no `ceiling.json`: the matmul ceiling was not "
+            f"measured for this study).")
+  return (f"Achieved model FLOP/s over the {throughput['runs']} training runs (sum of training "
+          f"FLOPs over sum of their seconds): {achieved / 1e9:.1f} GFLOP/s, "
+          f"**{100 * throughput['fraction']:.0f}%** of the f32 matmul ceiling "
+          f"({ceiling['flops_per_s'] / 1e9:.1f} GFLOP/s, measured {ceiling['measured']}).")
+
+
+def _harness_section(harness: Mapping[str, Any]) -> str:
+  summary, shots = harness["summary"], harness["shots"]
+  bar = harness["continuation_bar"]
+  if bar:
+    rows = ["| model | shots | score | chance | z over chance | >= 3 |", "|---|---:|---:|---:|---:|---|"]
+    rows += [f"| {b['model']} | {b['shots']} | {stats.fmt(b, 1, 100)} | {100 * b['chance']:.1f} "
+             f"| {b['z']:.1f} | {'yes' if b['passes'] else '**no**'} |" for b in bar]
+    passed = all(b["passes"] for b in bar if b["model"].split("/")[0] in ("decllm", "redllm"))
+    check = (f"Issue 15's bar, the largest models at least 3 SE above chance on "
+             f"`{scores.CONTINUATION}` before and after tuning (SE: seed and item noise "
+             f"together, hypot): **{'met' if passed else 'not met'}**.\n\n" + "\n".join(rows))
+  else:
+    check = f"`{scores.CONTINUATION}` was not run: issue 15's bar cannot be checked."
+  parts = [check]
+  for group in (*scores.GROUPS, "downstream"):
+    keys = [f"{group}@{k}shot" for k in shots]
+    if all(k in next(iter(summary.values())) for k in keys):
+      members = scores.group_members(harness["tasks"], group)
+      parts.append(f"**{group}** ({', '.join(f'`{m}`' for m in members)}):\n\n"
+                   + scores.table(summary, keys))
+  return "\n\n".join(parts)
+
+
+def _adaptation_section(plan: StudyPlan, outputs: Mapping[str, Any]) -> str:
+  adapted, scaling = outputs.get("adapt") or [], outputs["scaling"]
+  if not adapted:
+    return "The plan has no adaptation runs: this section is omitted."
+  per_seed_fits = scaling["seed_fits"]
+  points: dict[str, list] = {}
+  for r in adapted:
+    points.setdefault(r["point"], []).append(r)
+  lines = ["| adapted model | domain | total training FLOPs (pretraining + adaptation) | "
+           "adapted PPL | RedLLM from scratch, read off its fit | DecLLM, read off its fit | "
+           "inference FLOPs per sequence |", "|---|---|---:|---:|---:|---:|---:|"]
+  for point, runs in points.items():
+    total = [r["train_flops"] + r["parent_train_flops"] for r in runs]
+    cost = flops.inference_flops(_config(runs[0]), "redllm", plan.inference_prompt_length,
+                                 plan.inference_output_length)
+    for domain in DOMAINS:
+      read = {}
+      for arch in ARCHITECTURES:
+        values = [per_seed_fits[str(r["seed"])][domain]["flops"][arch] for r in runs]
+        read[arch] = ("n/a" if any(v is None for v in values) else stats.fmt(stats.mean_se(
+            [v["a"] * t ** -v["b"] for v, t in zip(values, total)])))
+      ppl = stats.mean_se([perplexity(r["metrics"], scaling["tasks"][domain]) for r in runs])
+      lines.append(f"| {point} | {domain} | {np.mean(total):.3e} | {stats.fmt(ppl)} | "
+                   f"{read['redllm']} | {read['decllm']} | {cost:.3e} |")
+  return ("For each seed the largest DecLLM is adapted into a RedLLM and trained on with the "
+          "prefix LM. The from-scratch figures are each seed's pretraining FLOPs fit (all of "
+          "that seed's runs of the architecture) read at that seed's adapted model's total "
+          "FLOPs, then mean ± SE over seeds (n = "
+          f"{len(next(iter(points.values())))}).\n\n" + "\n".join(lines))
+
+
+def _config(result: Mapping[str, Any]) -> TransformerConfig:
+  fields = {f.name for f in dataclasses.fields(TransformerConfig)}
+  return TransformerConfig(**{k: v for k, v in result["config"].items() if k in fields})
 
 
 def _differences(plan: StudyPlan, scaling: Mapping[str, Any], harness: Mapping[str, Any],
@@ -64,6 +185,7 @@ def _differences(plan: StudyPlan, scaling: Mapping[str, Any], harness: Mapping[s
   rows = scaling["runs"]
   params = [r["params"] for r in rows]
   tokens = max(r["target_tokens"] for r in rows)
+  items = sum(t["items"] for t in harness["tasks"].values())
   mine = {"sizes": f"{min(params):,} to {max(params):,} parameters ({len(plan.sizes)} sizes)",
           "data": f"`{plan.in_domain}` in domain, `{plan.out_of_domain}` out of domain, "
                   f"`{finetune_task}` for tuning (docs/data.md)",
@@ -71,12 +193,26 @@ def _differences(plan: StudyPlan, scaling: Mapping[str, Any], harness: Mapping[s
           "length": f"{plan.training_length} (RedLLM {plan.training_length // 2} + "
                     f"{plan.training_length // 2})",
           "steps": f"budgets {sorted(plan.budgets)} steps; at most {tokens:,} target tokens",
-          "downstream": f"{len(harness['tasks'])} tasks "
-                        f"({sum(harness['examples'].values())} items), shots {list(plan.shots)}",
-          "precision": "float32 on CPU"}
+          "downstream": f"{len(harness['tasks'])} tasks ({items} items), shots {list(plan.shots)}",
+          "precision": "float32 on CPU",
+          "seeds": f"{len(plan.seeds)} per point ({list(plan.seeds)}): parameters, data order, "
+                   "dropout, few-shot exemplars"}
   lines = ["| | paper | this miniature |", "|---|---|---|"]
   lines += [f"| {k} | {PAPER_SETUP[k]} | {mine[k]} |" for k in PAPER_SETUP]
   return "\n".join(lines)
+
+
+RULES = """Each finding is a few sub-claims, each a measured effect against a threshold:
+z = (effect - threshold) / its seed-to-seed SE (std with ddof=1 over sqrt(n) seeds; Red -
+Dec differences paired by seed). Strength is |z|: strong at 3 or more, weak 1 to 3, within
+noise below 1, where the sub-claim is undecided. The thresholds (10% overlap, x1.5 sharp
+and smooth, 1/8 local span, the chance gate) are those of the single-seed study. What
+changed with the seeds, and why: a finding of several sub-claims now takes the verdict
+every resolution of its undecided sub-claims agrees on, else "inconclusive" (before,
+only finding 1 had an SE and it was gated on its weakest sub-claim; with one sub-claim
+the two rules agree), and its strength is its weakest decided sub-claim's. Harness
+findings stay "inconclusive" while no model beats chance by more than one SE (seed and
+item noise together)."""
 
 
 def write_report(path: str, plan: StudyPlan, outputs: Mapping[str, Any],
@@ -84,22 +220,24 @@ def write_report(path: str, plan: StudyPlan, outputs: Mapping[str, Any],
                  timings: Mapping[str, float]) -> str:
   scaling, harness, extrap = outputs["scaling"], outputs["harness"], outputs["extrapolation"]
   total = sum(timings.values())
+  n = len(plan.seeds)
   finetune = outputs["finetune"]
   text = f"""# The paper in miniature: RedLLM vs DecLLM at CPU scale
 
 Written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by `redllm_jax.study.reproduce`.
 Wall-clock of all stages: **{total / 60:.1f} min** ({platform.machine()}, {os.cpu_count()} CPUs).
-The paper is arXiv 2510.26622; its numbers appear only in the "paper" columns.
+{_throughput_line(outputs["throughput"])}
+The paper is arXiv 2510.26622; its numbers appear only in the "paper" columns. Every
+figure is the mean over **n = {n} seeds** ± its seed-to-seed standard error unless
+it says otherwise.
 
 ## The seven findings
 
-{_findings_table(findings)}
+{summary_table(findings)}
 
-Verdicts come from the figures below, by the rules in `redllm_jax/study/findings.py`;
-strength is the measured effect over its standard error, whichever its sign (strong: 3
-or more; weak: 1 to 3; under 1 the verdict is "inconclusive"). Harness findings are
-also "inconclusive" while no model beats chance by more than one standard error.
-Each run is one seed, so fits and frontiers carry no seed-to-seed error bar.
+{_findings_details(findings)}
+
+{RULES}
 
 ## How this miniature differs from the paper
 
@@ -112,16 +250,19 @@ small, so the exponents measure the early part of training, not the paper's regi
 
 Every run is its own cosine schedule to its budget. PPL is over the second half of
 each {plan.training_length}-token chunk, which RedLLM predicts from the first half
-(DecLLM's whole-chunk PPL is in each run's `result.json`).
+(DecLLM's whole-chunk PPL is in each run's `result.json`; every run is in
+`scaling/runs.csv`).
 
-{_runs_table(scaling["runs"])}
+{_points_table(scaling["points"])}
 
 ### Fitted exponents, PPL = a · X^-b
 
-{exponent_table(scaling["fits"])}
+{exponent_table(scaling)}
 
 Against FLOPs: every run of the architecture; against parameters: the runs at
-{max(plan.budgets)} steps.
+{max(plan.budgets)} steps. Each seed is fitted on its own runs.
+
+{_ratios_text(scaling)}
 
 ![scaling fits](scaling/scaling.png)
 
@@ -129,23 +270,24 @@ Against FLOPs: every run of the architecture; against parameters: the runs at
 
 ## 2. Finetuning and the downstream harness
 
-The largest pair ({plan.largest}, {max(plan.budgets)} steps) and DecLLM + BiAttn
+Each seed's largest pair ({plan.largest}, {max(plan.budgets)} steps) and DecLLM + BiAttn
 (from the same DecLLM checkpoint) finetuned ({", ".join(f"`{e}`" for e in plan.finetune_experiments.values())});
 final eval PPL on the finetuning task's targets:
-{", ".join(f"{n} {v:.1f}" for n, v in finetune.items())}.
+{", ".join(f"{name} {stats.fmt(v, 1)}" for name, v in finetune.items())}.
 Pretrained models are prompted with plain continuations, finetuned ones in the FLAN
-format (EOS-ended inputs). Every metric is in %. A task's score, which the
-**average** row and the findings use, is exact match for generative tasks and
-{"length-normalised " if plan.harness_length_normalization else ""}accuracy for
-multiple choice (lm-eval's {"`acc_norm`: options ranked by log-likelihood per character"
-if plan.harness_length_normalization else "`acc`: options ranked by log-likelihood"}); F1 and the other
-accuracy are shown for reference. Chance is the average score of guessing:
-{", ".join(f"{t} {100 * c:.1f}" for t, c in harness["chance"].items())}, so
-{100 * sum(harness["chance"].values()) / len(harness["chance"]):.1f} on average.
+format (EOS-ended inputs). Scores are in %: mean ± seed SE, the item-level binomial SE
+of the mean score and chance beside each. A task's score is exact match for generative
+tasks and {"length-normalised " if plan.harness_length_normalization else ""}accuracy
+for multiple choice; a group's score is the mean of its tasks. The findings compare the
+**downstream** group (every task that is not an instruction family).
+
+{_harness_section(harness)}
+
+Every task (`harness/harness.md`):
 
 {open(os.path.join(os.path.dirname(path), "harness", "harness.md")).read()}
 Inference FLOPs per sequence (prompt {plan.inference_prompt_length}, output
-{plan.inference_output_length}): {", ".join(f"{n} {v:.3e}" for n, v in
+{plan.inference_output_length}): {", ".join(f"{name} {v:.3e}" for name, v in
                                           harness["inference_flops"].items())}.
 
 ![quality vs inference FLOPs](harness/pareto.png)
@@ -158,9 +300,15 @@ Inference FLOPs per sequence (prompt {plan.inference_prompt_length}, output
 
 ## 4. Attention
 
+{_attention_text(outputs["locality"], outputs["cross_attention"])}
+
 ![locality decay](attention/locality.png)
 
 ![cross-attention](attention/cross_attention.png)
+
+## 5. Adaptation: a pretrained DecLLM turned into a RedLLM
+
+{_adaptation_section(plan, outputs)}
 
 ## Reproduce
 
@@ -169,8 +317,8 @@ Inference FLOPs per sequence (prompt {plan.inference_prompt_length}, output
 ```
 
 Gin: {", ".join(f"`{g}`" for g in gin_files)}; each run's own gin files and bindings
-are in its `result.json`. Seed {plan.seed} (parameters, data order, dropout, few-shot
-exemplars). Versions: {versions()}, Python {platform.python_version()}.
+are in its `result.json`. Seeds {list(plan.seeds)} (parameters, data order, dropout,
+few-shot exemplars). Versions: {versions()}, Python {platform.python_version()}.
 
 Wall-clock by unit (seconds, summed over invocations; a unit killed mid-way loses
 the time of that invocation, which is not recorded):

@@ -1,0 +1,173 @@
+"""Harness scores over seeds: per task and shot, per task group, chance beside each.
+
+Every (model, seed) is scored on the same items; a figure is the mean over seeds ±
+the seed-to-seed SE (`stats.mean_se`), with the item-level binomial SE of the mean
+score beside it (the test set's own noise, which seeds do not sample). Tasks are
+grouped by `tasks/harness/manifest.json` (per task: kind, chance, family, held_out,
+items): the continuation task, the cloze tasks, the instruction families tuned on,
+and the families held out of tuning (zero-shot transfer). "downstream" (what the
+findings compare, as the paper's downstream average) is every task that is not an
+instruction family.
+"""
+import json
+import math
+import os
+from typing import Any, Callable, Mapping, Sequence
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")  # PNG files only: no display needed
+from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from redllm_jax.study import stats
+from redllm_jax.study.fits import pareto_front
+
+CONTINUATION = "demo_continuation_mc"
+GROUPS = ("continuation", "cloze", "tuned families", "held-out families", "other")
+DOWNSTREAM = ("continuation", "cloze", "other")
+COLORS = {"decllm": "tab:blue", "redllm": "tab:red", "decllm_biattn": "tab:green"}
+BAR_Z = 3.0  # issue 15's bar: the largest models >= 3 SE above chance on the continuation task
+
+
+def load_manifest(tasks_pattern: str) -> dict[str, dict]:
+  """{task: entry} from manifest.json beside the task files ({} when there is none)."""
+  path = os.path.join(os.path.dirname(tasks_pattern), "manifest.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    manifest = json.load(f)
+  return manifest.get("tasks", manifest)
+
+
+def group_of(name: str, entry: Mapping[str, Any]) -> str:
+  if name == CONTINUATION:
+    return "continuation"
+  if "cloze" in name or entry.get("family") == "cloze":
+    return "cloze"
+  if entry.get("held_out"):
+    return "held-out families"
+  return "tuned families" if entry.get("family") else "other"
+
+
+def task_info(tasks: Sequence[Any], manifest: Mapping[str, Mapping],
+              fallback_chance: Callable[[Any], float]) -> dict[str, dict[str, Any]]:
+  """{task: {"chance", "chance_from", "group", "items"}} for `harness.Task`s."""
+  info = {}
+  for t in tasks:
+    entry = manifest.get(t.name, {})
+    chance = entry.get("chance")
+    info[t.name] = {"chance": float(fallback_chance(t) if chance is None else chance),
+                    "chance_from": "harness.chance_score" if chance is None else "manifest",
+                    "group": group_of(t.name, entry), "items": len(t.examples)}
+  return info
+
+
+def _figure(scores: Sequence[float], items: int, chance: float) -> dict[str, float]:
+  out = stats.mean_se(scores)
+  out.update(item_se=stats.binomial_se(out["mean"], items), chance=chance, items=items)
+  return out
+
+
+def summarize(per_seed: Mapping[str, Mapping[str, Mapping[str, float]]],
+              info: Mapping[str, Mapping[str, Any]], shots: Sequence[int]) -> dict:
+  """{model: {"task@kshot" or "<group>@kshot": figure}} from {model: {seed: {task@kshot:
+  score}}}; a group's score is its tasks' mean per seed, its item SE over all its items."""
+  out = {}
+  for model, seeds in per_seed.items():
+    runs = list(seeds.values())
+    mine: dict[str, Any] = {}
+    for k in shots:
+      for task, t in info.items():
+        mine[f"{task}@{k}shot"] = _figure([r[f"{task}@{k}shot"] for r in runs], t["items"],
+                                          t["chance"])
+      for group in (*GROUPS, "downstream"):
+        members = group_members(info, group)
+        if members:
+          mine[f"{group}@{k}shot"] = _figure(
+              list(group_scores(seeds, members, k).values()),
+              sum(info[m]["items"] for m in members),
+              float(np.mean([info[m]["chance"] for m in members])))
+    out[model] = mine
+  return out
+
+
+def group_scores(seeds: Mapping[str, Mapping[str, float]], members: Sequence[str],
+                 shots: int) -> dict[str, float]:
+  """{seed: mean score of `members` at `shots`} of one model."""
+  return {s: float(np.mean([r[f"{m}@{shots}shot"] for m in members])) for s, r in seeds.items()}
+
+
+def group_members(info: Mapping[str, Mapping[str, Any]], group: str) -> list[str]:
+  """A group's tasks; "downstream" falls back to every task when none is downstream."""
+  if group != "downstream":
+    return [n for n, t in info.items() if t["group"] == group]
+  return [n for n, t in info.items() if t["group"] in DOWNSTREAM] or list(info)
+
+
+def total_se(figure: Mapping[str, float]) -> float:
+  """Seed and item noise together (what a score's distance from chance is measured in)."""
+  seed = figure["se"] if math.isfinite(figure["se"]) else 0.0
+  return math.hypot(seed, figure["item_se"])
+
+
+def continuation_bar(summary: Mapping[str, Any], models: Sequence[str],
+                     shots: Sequence[int]) -> list[dict[str, Any]]:
+  """Issue 15's bar, per model and shot: (mean - chance) / hypot(seed SE, item SE) >= 3 on
+  the continuation task. [] when the task was not run."""
+  rows = []
+  for model in models:
+    for k in shots:
+      figure = summary.get(model, {}).get(f"{CONTINUATION}@{k}shot")
+      if figure is None:
+        continue
+      se = total_se(figure)
+      z = (figure["mean"] - figure["chance"]) / se if se > 0 else math.inf
+      rows.append({"model": model, "shots": k, "z": z, "passes": z >= BAR_Z, **figure})
+  return rows
+
+
+def cell(figure: Mapping[str, float]) -> str:
+  """'41.2 ± 1.3 (items ± 2.1; chance 25.0)', in %."""
+  return (f"{stats.fmt(figure, 1, 100)} (items ± {100 * figure['item_se']:.1f}; "
+          f"chance {100 * figure['chance']:.1f})")
+
+
+def table(summary: Mapping[str, Any], keys: Sequence[str]) -> str:
+  """Markdown: one row per key (task@kshot or group@kshot), one column per model."""
+  models = list(summary)
+  lines = ["| task or group @ shots | " + " | ".join(models) + " |",
+           "|---|" + "---|" * len(models)]
+  for key in keys:
+    if all(key in summary[m] for m in models):
+      lines.append(f"| {key} | " + " | ".join(cell(summary[m][key]) for m in models) + " |")
+  return "\n".join(lines)
+
+
+def plot_pareto(summary: Mapping[str, Any], costs: Mapping[str, float], shots: Sequence[int],
+                path: str) -> None:
+  """Downstream score (mean ± seed SE) against inference FLOPs; finetuned front marked."""
+  fig, axes = plt.subplots(1, len(shots), figsize=(5.5 * len(shots), 4.2), squeeze=False)
+  for ax, k in zip(axes[0], shots):
+    names = list(summary)
+    figures = [summary[n][f"downstream@{k}shot"] for n in names]
+    points = [(costs[n], 100 * f["mean"]) for n, f in zip(names, figures)]
+    for n, (x, y), f in zip(names, points, figures):
+      arch, stage = n.split("/")
+      ax.errorbar([x], [y], yerr=[100 * np.nan_to_num(f["se"])], fmt="o", capsize=3,
+                  color=COLORS.get(arch, "black"),
+                  markerfacecolor=COLORS.get(arch, "black") if stage == "flan" else "none",
+                  label=n)
+    tuned = [i for i, n in enumerate(names) if n.endswith("/flan")]
+    front = [tuned[i] for i in pareto_front([points[i] for i in tuned])]
+    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="black",
+            linewidth=1, label="Pareto front (finetuned)")
+    ax.axhline(100 * figures[0]["chance"], color="grey", linestyle=":", linewidth=1,
+               label="chance")
+    ax.set_xscale("log")
+    ax.set_xlabel("inference FLOPs per sequence")
+    ax.set_ylabel(f"{k}-shot downstream score (%), mean ± seed SE")
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

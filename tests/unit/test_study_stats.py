@@ -1,0 +1,102 @@
+"""Seed statistics and the per-seed scaling summary, on synthetic runs with known answers."""
+import math
+
+import numpy as np
+import pytest
+
+from redllm_jax.study import fits, scaling, scores, stats
+import study_outputs
+
+
+def test_mean_se_and_paired_match_numpy():
+  values = [3.0, 5.0, 4.5, 7.0]
+  got = stats.mean_se(values)
+  assert got["mean"] == pytest.approx(np.mean(values))
+  assert got["se"] == pytest.approx(np.std(values, ddof=1) / 2.0)
+  assert got["n"] == 4
+  assert math.isnan(stats.mean_se([1.0])["se"])
+  diff = stats.paired([3.0, 5.0, 4.0], [1.0, 2.0, 3.0])
+  assert diff["mean"] == pytest.approx(2.0)
+  assert diff["se"] == pytest.approx(np.std([2.0, 3.0, 1.0], ddof=1) / math.sqrt(3))
+  assert stats.z_score({"mean": 1.0, "se": 0.25, "n": 3}, 0.5) == pytest.approx(2.0)
+  assert stats.seeds_to_decide({"mean": 1.0, "se": 0.5, "n": 4}) == 9  # sd 1: (3/1)^2
+
+
+def test_per_seed_fits_recover_each_exponent_and_its_seed_se():
+  noise = (-0.02, 0.005, 0.03)
+  rows = study_outputs.runs({"decllm": 0.20, "redllm": 0.24}, noise)
+  out = scaling.summarize(rows)
+  for seed, shift in enumerate(noise):
+    fit = out["seed_fits"][str(seed)]["in_domain"]["flops"]["redllm"]
+    assert fit["b"] == pytest.approx(0.24 + shift, rel=1e-9)
+  b = out["exponents"]["in_domain"]["flops"]
+  assert b["redllm"]["mean"] == pytest.approx(0.24 + np.mean(noise), rel=1e-9)
+  assert b["redllm"]["se"] == pytest.approx(np.std(noise, ddof=1) / math.sqrt(3), rel=1e-6)
+  # The shift is shared by both architectures of a seed: paired, it cancels exactly.
+  assert b["red_minus_dec"]["mean"] == pytest.approx(0.04, rel=1e-6)
+  assert b["red_minus_dec"]["se"] == pytest.approx(0.0, abs=1e-9)
+  # The pooled fit sees all seeds at once; its regression SE is nonzero.
+  assert out["fits"]["in_domain"]["flops"]["redllm"]["b_stderr"] > 0
+
+
+def test_points_ratios_and_frontier_per_seed():
+  rows = study_outputs.runs({"decllm": 0.20, "redllm": 0.22}, (0.0, 0.01, 0.02))
+  out = scaling.summarize(rows)
+  point = next(p for p in out["points"] if p["point"] == "decllm_l_400")
+  ppls = [r["in_domain"] for r in rows if r["point"] == "decllm_l_400"]
+  assert point["in_domain"]["mean"] == pytest.approx(np.mean(ppls))
+  assert point["in_domain"]["se"] == pytest.approx(np.std(ppls, ddof=1) / math.sqrt(3))
+  x = out["ratios"]["in_domain"]["flops"]["x"]
+  expected = []
+  for seed in range(3):
+    mine = [r for r in rows if r["seed"] == seed]
+    law = {a: fits.fit_power_law([r["train_flops"] for r in mine if r["architecture"] == a],
+                                 [r["in_domain"] for r in mine if r["architecture"] == a])
+           for a in ("decllm", "redllm")}
+    expected.append(float(law["redllm"](x) / law["decllm"](x)))
+    front = fits.frontier([(r["train_flops"], r["in_domain"]) for r in mine])
+    share = np.mean([mine[i]["architecture"] == "decllm" for i in front])
+    assert out["frontier"]["per_seed"][seed]["in_domain"] == [mine[i]["point"] for i in front]
+    expected_share = share if seed == 0 else expected_share + share
+  assert out["ratios"]["in_domain"]["flops"]["ratio"]["mean"] == pytest.approx(np.mean(expected))
+  assert out["frontier"]["decllm_share"]["in_domain"]["mean"] == pytest.approx(expected_share / 3)
+
+
+def test_deciding_scale_is_where_the_seed_lines_reach_three_se():
+  rows = study_outputs.runs({"decllm": 0.20, "redllm": 0.21}, (0.0, 0.0, 0.0))
+  for r in rows:  # seed-specific offsets of Red's log a: the difference carries a seed SE
+    if r["architecture"] == "redllm":
+      r["in_domain"] *= math.exp((-0.3, 0.1, 0.25)[r["seed"]])
+  per_seed = scaling.seed_fits(rows)
+  start = max(r["train_flops"] for r in rows)
+  found = scaling.deciding_scale(per_seed, "in_domain", "flops", start)
+  lines = np.array([scaling.log_ratio(f["in_domain"]["flops"]["decllm"],
+                                      f["in_domain"]["flops"]["redllm"], found["x"])
+                    for f in per_seed.values()])
+  z = abs(lines.mean()) / (lines.std(ddof=1) / math.sqrt(3))
+  assert z >= 3 and z < 3.05  # the first grid point past 3 SE
+  assert found["better"] == "redllm"  # Red's larger exponent wins at scale
+  flat = study_outputs.runs({"decllm": 0.2, "redllm": 0.2}, (0.0, 0.0, 0.0))
+  for r in flat:
+    if r["architecture"] == "redllm":
+      r["in_domain"] *= math.exp((-0.3, 0.1, 0.25)[r["seed"]]) * 2
+  assert scaling.deciding_scale(scaling.seed_fits(flat), "in_domain", "flops",
+                                start)["x"] == pytest.approx(start)  # decided already
+
+
+def test_harness_summary_seed_and_item_se_and_the_continuation_bar():
+  out = study_outputs.harness({"decllm/pretrained": 0.40, "redllm/flan": 0.27}, spread=0.02,
+                              items=400)
+  figure = out["summary"]["decllm/pretrained"][f"{scores.CONTINUATION}@0shot"]
+  values = [0.38, 0.40, 0.42]
+  assert figure["mean"] == pytest.approx(0.40)
+  assert figure["se"] == pytest.approx(np.std(values, ddof=1) / math.sqrt(3))
+  assert figure["item_se"] == pytest.approx(math.sqrt(0.4 * 0.6 / 400))
+  assert figure["chance"] == 0.25
+  group = out["summary"]["decllm/pretrained"]["downstream@0shot"]
+  assert group["items"] == 800 and group["chance"] == pytest.approx((0.25 + 0.1) / 2)
+  bar = {(b["model"], b["shots"]): b for b in out["continuation_bar"]}
+  z = 0.15 / math.hypot(figure["se"], figure["item_se"])
+  assert bar[("decllm/pretrained", 0)]["z"] == pytest.approx(z)
+  assert bar[("decllm/pretrained", 0)]["passes"]
+  assert not bar[("redllm/flan", 5)]["passes"]  # 2 points above chance: under 3 SE
