@@ -40,7 +40,7 @@ def summary_table(findings: Sequence[Finding]) -> str:
   lines = ["| # | finding | verdict | strength (z) | effect sizes ± SE across seeds |",
            "|---|---|---|---|---|"]
   for i, f in enumerate(findings, 1):
-    lines.append(f"| {i} | {f.title} | **{f.verdict}** | {f.strength} ({z_text(f.z)}) "
+    lines.append(f"| {i} | **{f.title}** | **{f.verdict}** | {f.strength} ({z_text(f.z)}) "
                  f"| {f.effects} |")
   return "\n".join(lines)
 
