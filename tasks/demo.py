@@ -1,31 +1,45 @@
 """Demo tasks on the corpus built by `python -m redllm_jax.data.demo_corpus`.
 
-Same layout and preprocessing as the real tasks, under {demo_dir} with the
-4096-piece demo vocabulary.
+Same layout and preprocessing as the real tasks, under {demo_dir}. Every task and
+mixture is registered once per demo vocabulary (`vocabulary.DEMO_PREFIXES`):
+`demo_*` with the 4096-piece one, `demo1k_*` with the 1024-piece one.
 """
 import seqio
 
 from redllm_jax.data import paths
 from redllm_jax.data import task_builders
+from redllm_jax.data import task_families
 from redllm_jax.data import vocabulary
 
 DEMO_SUBSETS = ("wikipedia", "book")
 
-for _subset in DEMO_SUBSETS:
-  task_builders.register_text_task(
-      f"demo_redpajama_{_subset}",
-      task_builders.under(paths.demo_dir, "redpajama_v1", _subset),
-      vocabulary.DEMO_VOCABULARY,
-  )
-# Equal rates: the two subsets are of similar size (see docs/data.md).
-seqio.MixtureRegistry.add("demo_redpajama", [f"demo_redpajama_{s}" for s in DEMO_SUBSETS], default_rate=1.0)
+for _prefix, _vocabulary in vocabulary.DEMO_PREFIXES.items():
+  for _subset in DEMO_SUBSETS:
+    task_builders.register_text_task(
+        f"{_prefix}_redpajama_{_subset}",
+        task_builders.under(paths.demo_dir, "redpajama_v1", _subset),
+        _vocabulary,
+    )
+  # Equal rates: the two subsets are of similar size (see docs/data.md).
+  seqio.MixtureRegistry.add(f"{_prefix}_redpajama", [f"{_prefix}_redpajama_{s}" for s in DEMO_SUBSETS],
+                            default_rate=1.0)
 
-task_builders.register_flan_task(
-    "demo_flan", task_builders.under(paths.demo_dir, "flan"), vocabulary.DEMO_VOCABULARY
-)
-task_builders.register_text_task(
-    "demo_paloma_pydoc",
-    task_builders.under(paths.demo_dir, "paloma", "pydoc"),
-    vocabulary.DEMO_VOCABULARY,
-    splits=("validation",),
-)
+  task_builders.register_flan_task(
+      f"{_prefix}_flan", task_builders.under(paths.demo_dir, "flan"), _vocabulary
+  )
+  # The tuned instruction families only (the held-out ones measure zero-shot transfer);
+  # equal rates: each family has the same number of items per source.
+  for _family in task_families.TUNED_FAMILIES:
+    task_builders.register_flan_task(
+        f"{_prefix}_flan_{_family}", task_builders.under(paths.demo_dir, "flan_families", _family),
+        _vocabulary,
+    )
+  seqio.MixtureRegistry.add(f"{_prefix}_flan_families",
+                            [f"{_prefix}_flan_{f}" for f in task_families.TUNED_FAMILIES],
+                            default_rate=1.0)
+  task_builders.register_text_task(
+      f"{_prefix}_paloma_pydoc",
+      task_builders.under(paths.demo_dir, "paloma", "pydoc"),
+      _vocabulary,
+      splits=("validation",),
+  )

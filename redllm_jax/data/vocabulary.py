@@ -32,6 +32,9 @@ from redllm_jax.data import text_source
 from redllm_jax.functional import EOS_ID, PAD_ID, UNK_ID
 
 DEMO_VOCAB_SIZE = 4096
+# The study's tiny widths: a 4096-piece tied embedding would outweigh the rest of the model.
+DEMO1K_VOCAB_SIZE = 1024
+DEMO_VOCAB_SIZES = (DEMO_VOCAB_SIZE, DEMO1K_VOCAB_SIZE)
 DEFAULT_VOCAB_SIZE = 32768
 # SentencePiece drops longer "sentences"; documents are fed line by line.
 MAX_SENTENCE_BYTES = 8192
@@ -92,24 +95,44 @@ def vocab_path(path: str | None = None) -> str:
   return path or os.path.join(paths.data_dir(), "vocab", f"spm_{DEFAULT_VOCAB_SIZE}.model")
 
 
+def demo_vocab_file(root: str, pieces: int) -> str:
+  """Where the demo corpus build writes its `pieces`-piece BPE vocabulary."""
+  return os.path.join(root, "vocab", f"spm_{pieces}_bpe.model")
+
+
 @gin.configurable
 def demo_vocab_path(path: str | None = None) -> str:
   """Demo vocabulary: {demo_dir}/vocab/spm_4096_bpe.model unless bound in gin."""
-  return path or os.path.join(paths.demo_dir(), "vocab", f"spm_{DEMO_VOCAB_SIZE}_bpe.model")
+  return path or demo_vocab_file(paths.demo_dir(), DEMO_VOCAB_SIZE)
+
+
+@gin.configurable
+def demo1k_vocab_path(path: str | None = None) -> str:
+  """The demo1k_ tasks' vocabulary: {demo_dir}/vocab/spm_1024_bpe.model unless bound in gin."""
+  return path or demo_vocab_file(paths.demo_dir(), DEMO1K_VOCAB_SIZE)
 
 
 REAL_VOCABULARY = SpmVocabulary(vocab_path)
 DEMO_VOCABULARY = SpmVocabulary(demo_vocab_path)
+DEMO1K_VOCABULARY = SpmVocabulary(demo1k_vocab_path)
+# task-name prefix -> vocabulary: each demo task is registered once per entry (tasks/demo.py)
+DEMO_PREFIXES = {"demo": DEMO_VOCABULARY, "demo1k": DEMO1K_VOCABULARY}
 
 
 @gin.configurable
-def get_vocabulary(demo: bool = False, path: str | None = None) -> SpmVocabulary:
+def get_vocabulary(demo: bool = False, path: str | None = None,
+                   demo_prefix: str = "demo") -> SpmVocabulary:
   """The registered tasks' vocabulary (the demo corpus's, the real one, or the file
   at `path` for a task of your own), so that inference, export and the harness
-  read text as training tokenized it."""
+  read text as training tokenized it. `demo_prefix="demo1k"`: the 1024-piece demo one."""
   if path:
     return _vocabulary_at(path)
-  return DEMO_VOCABULARY if demo else REAL_VOCABULARY
+  if not demo:
+    return REAL_VOCABULARY
+  if demo_prefix not in DEMO_PREFIXES:
+    raise gin_utils.ConfigError(
+        f"get_vocabulary.demo_prefix={demo_prefix!r}: expected one of {sorted(DEMO_PREFIXES)}")
+  return DEMO_PREFIXES[demo_prefix]
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,33 +1,49 @@
-r"""Builds the demo harness tasks from demo_flan's validation split (never training text).
+r"""Builds the demo harness tasks and their manifest from held-out text only.
 
   python -m redllm_jax.evaluation.demo_tasks [--out_dir=tasks/harness]
 
+From the validation splits of demo_redpajama_{wikipedia,book} (units that also occur in
+a train split are dropped, `task_families`):
+  demo_continuation_mc   1-3 units, the true next one among 4 (HellaSwag / StoryCloze)
+  demo_cloze_gen / _mc   the final word of a passage, exact match / among 10 (LAMBADA)
+  demo_family_*          the instruction families' eval versions (`FAMILIES`; the
+                         tuned ones train in demo_flan_families, the others are held out)
+From demo_flan's validation split (chatterbot): demo_qa_gen / demo_qa_mc.
 Each task is a JSON-lines file and its lm-eval YAML (`harness.task_yaml`), so that
-`lm_eval_model`'s command reads them with `--include_path tasks/harness`.
+`lm_eval_model`'s command reads them with `--include_path tasks/harness`;
+manifest.json gives each one's kind, chance, family, split and length in tokens.
 """
+import functools
 import json
 import os
+import zlib
+from typing import Callable
+
 from absl import flags
 import numpy as np
 import seqio
+import sentencepiece as spm
 
-import redllm_jax_tasks  # noqa: F401  pylint: disable=unused-import  # registers demo_flan
+import redllm_jax_tasks  # noqa: F401  pylint: disable=unused-import  # registers the demo tasks
 from redllm_jax import gin_utils
 from redllm_jax.data import demo_corpus
 from redllm_jax.data import paths
+from redllm_jax.data import task_families
+from redllm_jax.data import vocabulary
 from redllm_jax.evaluation import harness
 
 _OUT_DIR = flags.DEFINE_string("out_dir", "tasks/harness", "Where the task files go.")
+PER_SOURCE = 300  # items per source and task (fewer where the split has fewer)
+MANIFEST = "manifest.json"
 
 
-def build_demo_tasks(out_dir: str, num_options: int = 4, seed: int = 0) -> dict[str, int]:
-  """Writes demo_qa_{gen,mc}.{jsonl,yaml} from demo_flan's validation split.
+def build_qa_tasks(num_options: int = 4, seed: int = 0) -> dict[str, list[dict]]:
+  """demo_qa_{gen,mc} from demo_flan's validation split.
 
   Questions asked several times become one example with all their answers as
   references (generative) or with the first answer as the label (multiple choice);
   distractors are answers to other questions, never one of this question's answers.
   """
-  demo_corpus.build(paths.demo_dir())
   ds = seqio.get_mixture_or_task("demo_flan").source.get_dataset(split="validation", shuffle=False)
   answers: dict[str, list[str]] = {}
   for ex in ds.as_numpy_iterator():
@@ -48,12 +64,108 @@ def build_demo_tasks(out_dir: str, num_options: int = 4, seed: int = 0) -> dict[
     order = rng.permutation(num_options)
     multiple_choice.append({"inputs": q, "options": [options[i] for i in order],
                             "label": int(np.where(order == 0)[0][0])})
-  for name, kind, examples in (("demo_qa_gen", harness.GEN, generative),
-                               ("demo_qa_mc", harness.MC, multiple_choice)):
+  return {"demo_qa_gen": generative, "demo_qa_mc": multiple_choice}
+
+
+def _texts(split: str) -> dict[str, list[str]]:
+  """Each RedPajama demo subset's documents of `split`, through its seqio source."""
+  return {s: [ex["text"].decode("utf-8") for ex in seqio.get_mixture_or_task(
+      f"demo_redpajama_{s}").source.get_dataset(split=split, shuffle=False).as_numpy_iterator()]
+          for s in (task_families.WIKIPEDIA, task_families.BIBLE)}
+
+
+def held_out_documents() -> list[task_families.Document]:
+  """The validation documents with every unit that occurs in its source's train split
+  dropped (the Bible repeats formulas such as "And the LORD spake unto Moses, saying,")."""
+  train = {source: "\n".join(texts) for source, texts in _texts("train").items()}
+  docs = []
+  for source, texts in _texts("validation").items():
+    docs += task_families.documents({source: texts}, keep=lambda unit: unit not in train[source])
+  return docs
+
+
+def token_length(vocab_file: str) -> Callable[[str], int]:
+  """Pieces of `text` in a SentencePiece vocabulary (no EOS), cached."""
+  sp = spm.SentencePieceProcessor(model_file=vocab_file)
+  return functools.lru_cache(maxsize=None)(lambda text: len(sp.encode(text)))
+
+
+def _rng(name: str, seed: int) -> np.random.RandomState:
+  return np.random.RandomState([seed, zlib.crc32(name.encode())])
+
+
+def build_corpus_tasks(docs: list[task_families.Document], length: Callable[[str], int],
+                       seed: int = 0) -> dict[str, list[dict]]:
+  """Every task from the held-out demo documents, by file name."""
+  tasks = {"demo_continuation_mc": task_families.continuation(
+      docs, _rng("continuation", seed), PER_SOURCE, length)}
+  cloze = task_families.cloze(docs, _rng("cloze", seed), PER_SOURCE, length)
+  tasks["demo_cloze_gen"] = [{"inputs": x["inputs"], "targets": x["targets"]} for x in cloze]
+  tasks["demo_cloze_mc"] = [{k: x[k] for k in ("inputs", "options", "label")} for x in cloze]
+  for family, build in task_families.FAMILY_BUILDERS.items():
+    items = build(docs, _rng(family, seed), PER_SOURCE, length)
+    tasks[f"demo_family_{family}_{'mc' if 'label' in items[0] else 'gen'}"] = items
+  return tasks
+
+
+def _family(name: str) -> str:
+  for prefix, family in (("demo_qa", "chatterbot_qa"), ("demo_continuation", "continuation"),
+                         ("demo_cloze", "cloze")):
+    if name.startswith(prefix):
+      return family
+  return name[len("demo_family_"):].rsplit("_", 1)[0]
+
+
+def majority_baseline(task: harness.Task) -> float:
+  """The exact match of the best constant answer (the most frequent reference)."""
+  answers = {harness.normalize_answer(t) for ex in task.examples for t in ex["targets"]}
+  hits = [sum(a in {harness.normalize_answer(t) for t in ex["targets"]} for ex in task.examples)
+          for a in answers]
+  return max(hits) / len(task.examples)
+
+
+def manifest_entry(task: harness.Task, lengths: dict[str, Callable[[str], int]]) -> dict:
+  """Kind, chance (`harness.chance_score`), family, split, items and the longest prompt
+  plus answer in tokens of each demo vocabulary."""
+  family = _family(task.name)
+  entry = {"kind": task.kind, "chance": harness.chance_score(task), "family": family,
+           "in_tuning_mixture": family in task_families.TUNED_FAMILIES,
+           "held_out_family": task_families.FAMILIES.get(family, False),
+           "split": "validation", "items": len(task.examples)}
+  if task.kind == harness.GEN:
+    entry["majority_baseline"] = majority_baseline(task)
+  for pieces, length in lengths.items():
+    answers = [ex["options"] if task.kind == harness.MC else ex["targets"] for ex in task.examples]
+    totals = [length(ex["inputs"]) + max(map(length, a)) for ex, a in zip(task.examples, answers)]
+    entry[f"tokens_{pieces}"] = {"max": max(totals), "mean": round(float(np.mean(totals)), 1)}
+  return entry
+
+
+def build_demo_tasks(out_dir: str, seed: int = 0) -> dict[str, int]:
+  """Writes every demo task file, its YAML and manifest.json; returns the item counts."""
+  root = paths.demo_dir()
+  demo_corpus.build(root)
+  lengths = {pieces: token_length(vocabulary.demo_vocab_file(root, pieces))
+             for pieces in vocabulary.DEMO_VOCAB_SIZES}
+  tasks = build_qa_tasks(seed=seed)
+  tasks.update(build_corpus_tasks(held_out_documents(), lengths[vocabulary.DEMO_VOCAB_SIZE], seed))
+  manifest = {}
+  for name, examples in sorted(tasks.items()):
+    kind = harness.MC if "label" in examples[0] else harness.GEN
     # The YAMLs read the data relative to the working directory: run lm-eval from the repo.
     harness.write_task_files(out_dir, name, kind, examples,
                              data_file=os.path.join(out_dir, f"{name}.jsonl"))
-  return {"generative": len(generative), "multiple_choice": len(multiple_choice)}
+    manifest[name] = manifest_entry(harness.load_task(os.path.join(out_dir, f"{name}.jsonl")),
+                                    lengths)
+  manifest["demo_qa_gen"]["note"] = manifest["demo_qa_mc"]["note"] = (
+      "chatterbot Q/A: tuned by demo_flan, not part of demo_flan_families")
+  for name in ("demo_cloze_gen", "demo_family_blank_gen"):
+    manifest[name]["note"] = ("chance 0 (a guess among all words); majority_baseline is "
+                              "the best constant answer's exact match")
+  with open(os.path.join(out_dir, MANIFEST), "w") as f:
+    json.dump(manifest, f, indent=1, sort_keys=True)
+    f.write("\n")
+  return {name: len(examples) for name, examples in sorted(tasks.items())}
 
 
 def main() -> None:

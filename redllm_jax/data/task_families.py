@@ -1,0 +1,367 @@
+"""Downstream items a tiny model can do, cut from demo-corpus documents.
+
+Pure functions (documents in, items out), shared by the harness task files (from the
+validation splits, `evaluation/demo_tasks.py`) and the instruction-tuning families
+(from the train splits, `demo_corpus.build`). A *unit* is one Bible verse or one
+Wikipedia sentence; a *run* is a stretch of consecutive units (a chapter, a paragraph),
+so "the next unit" is only ever taken inside a run.
+
+Eval items use the harness formats: multiple choice {"inputs", "options", "label"},
+generative {"inputs", "targets"}; train items FLAN's {"inputs", "targets"}. Every item
+fits `max_tokens` (prompt plus its longest option or target, as measured by `length`):
+the study trains on 128-token windows.
+"""
+import dataclasses
+import itertools
+import re
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+WIKIPEDIA, BIBLE = "wikipedia", "book"  # the demo corpus's RedPajama subsets
+SOURCE_NAMES = {WIKIPEDIA: "Wikipedia", BIBLE: "the Bible"}
+MAX_TOKENS = 60  # prompt + longest option, in pieces of the 4096-piece demo vocabulary
+
+# family -> held out of the tuning mixture (measures zero-shot transfer after tuning)
+FAMILIES = {"source": False, "next": False, "blank": False,
+            "is_next": True, "book": True}
+TUNED_FAMILIES = tuple(f for f, held_out in FAMILIES.items() if not held_out)
+
+# After a lower-case word, not an initial ("Donald C. Baker") or abbreviation.
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]][.!?])\s+(?=[A-Z])")
+_WORD = re.compile(r"[A-Za-z]+")
+_MARKUP = set("[]{}|=<>*#_\\")
+_STOPWORDS = frozenset("""
+a about above after again against all also am an and any are as at be because been before
+being below between both but by can could did do does doing down during each even every few
+for from further had has have having he her here hers herself him himself his how i if in into
+is it its itself just let may me might more most much must my myself no nor not now of off on
+once only or other ought our ours ourselves out over own said same say says shall she should so
+some such than that the their theirs them themselves then there these they this those through
+thou thee thy thine thus to too under unto until up upon us very was we were what when where
+which while who whom whose why will with would ye yea yet you your yours yourself yourselves
+hath doth art shalt wilt
+""".split())
+
+Length = Callable[[str], int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+  source: str  # WIKIPEDIA or BIBLE
+  name: str  # article title or Bible book
+  runs: tuple[tuple[str, ...], ...]
+
+
+def _clean_unit(text: str) -> bool:
+  """A whole, plain sentence or verse: no wiki markup left, no list fragment."""
+  return (20 <= len(text) <= 200 and text[0].isupper() and text[-1] in ".!?:;,"
+          and not _MARKUP & set(text) and len(text.split()) >= 4)
+
+
+def bible_document(text: str) -> Document:
+  """A chapter as demo_corpus writes it: "Book N", a blank line, "verse text" lines."""
+  header, _, body = text.partition("\n\n")
+  verses = tuple(line.split(" ", 1)[1] for line in body.splitlines() if " " in line)
+  return Document(BIBLE, header.rsplit(" ", 1)[0], (verses,))
+
+
+def wikipedia_document(text: str) -> Document:
+  """An article as demo_corpus writes it (title, blank line, filtered wiki text); each
+  prose paragraph is a run of sentences, lists and headings are dropped."""
+  title, _, body = text.partition("\n\n")
+  runs = []
+  for line in body.splitlines():
+    line = line.strip().replace("'''", "").replace("''", "")
+    if line and line[0].isalpha():
+      runs.append(tuple(_SENTENCE_END.split(line)))
+  return Document(WIKIPEDIA, title, tuple(runs))
+
+
+PARSERS = {WIKIPEDIA: wikipedia_document, BIBLE: bible_document}
+
+
+def documents(texts: dict[str, Sequence[str]], keep: Callable[[str], bool] = lambda u: True
+              ) -> list[Document]:
+  """Each source's documents (raw texts, in sorted order for determinism), parsed, with
+  only clean units that `keep` accepts."""
+  return drop_units([PARSERS[source](t) for source, group in sorted(texts.items())
+                     for t in sorted(group)], keep)
+
+
+def drop_units(docs: Sequence[Document], keep: Callable[[str], bool]) -> list[Document]:
+  """The documents with each unit that fails `keep` replaced by a run break, so that
+  consecutive units stay consecutive in the text."""
+  out = []
+  for doc in docs:
+    runs = []
+    for run in doc.runs:
+      current: list[str] = []
+      for unit in run + ("",):
+        if unit and _clean_unit(unit) and keep(unit):
+          current.append(unit)
+        elif current:
+          runs.append(tuple(current))
+          current = []
+    out.append(dataclasses.replace(doc, runs=tuple(runs)))
+  return out
+
+
+def content_words(text: str) -> list[str]:
+  """Words of 4+ letters that are not function words, in order."""
+  return [w for w in _WORD.findall(text) if len(w) >= 4 and w.lower() not in _STOPWORDS]
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+def _contexts(doc: Document, max_units: int) -> Iterator[tuple[tuple[str, ...], str]]:
+  """(up to `max_units` preceding units, the unit) for every unit with a predecessor."""
+  for run in doc.runs:
+    for i in range(1, len(run)):
+      yield run[max(0, i - max_units):i], run[i]
+
+
+def _fit(context: Sequence[str], rest: str, fixed: str, length: Length,
+         max_tokens: int) -> tuple[str, ...] | None:
+  """The longest tail of `context` whose prompt (with `fixed` instruction text) and
+  `rest` fit `max_tokens`, or None."""
+  for start in range(len(context)):
+    tail = tuple(context[start:])
+    if length(fixed + " ".join(tail)) + length(rest) <= max_tokens:
+      return tail
+  return None
+
+
+def _shuffled(options: list[str], rng: np.random.RandomState) -> tuple[list[str], int]:
+  """Options in a random order and the position of options[0] (the answer)."""
+  order = rng.permutation(len(options))
+  return [options[i] for i in order], int(np.where(order == 0)[0][0])
+
+
+def _balanced(by_source: dict[str, list[dict]], per_source: int,
+              rng: np.random.RandomState, equal: bool = False) -> list[dict]:
+  """Up to `per_source` items of each source (all it has if fewer, or with `equal` as
+  many as the smallest source has), drawn at random, kept in text order, sources
+  interleaved."""
+  n = min([per_source] + [len(v) for v in by_source.values()]) if equal else per_source
+  picked = [[items[i] for i in sorted(rng.choice(len(items), min(n, len(items)), replace=False))]
+            for _, items in sorted(by_source.items())]
+  out = []
+  for row in itertools.zip_longest(*picked):
+    out.extend(item for item in row if item is not None)
+  return out
+
+
+def _by_source(docs: Sequence[Document]) -> dict[str, list[Document]]:
+  out: dict[str, list[Document]] = {}
+  for doc in docs:
+    out.setdefault(doc.source, []).append(doc)
+  return out
+
+
+class _Pool:
+  """The units of one source's documents sorted by length, to draw distractors from
+  other documents (other books for the Bible: never adjacent text)."""
+
+  def __init__(self, docs: Sequence[Document], length: Length):
+    entries = sorted({(length(u), u, d.name) for d in docs for run in d.runs for u in run})
+    self.lengths = np.array([e[0] for e in entries])
+    self.units = [e[1] for e in entries]
+    self.names = [e[2] for e in entries]
+
+  def draw(self, rng: np.random.RandomState, k: int, doc: Document, exclude: Sequence[str],
+           near: int | None = None) -> list[str] | None:
+    """`k` distinct units not in `exclude`, of length within a factor 1.5 of `near`."""
+    lo, hi = 0, len(self.units)
+    if near is not None:
+      lo = int(np.searchsorted(self.lengths, near / 1.5, "left"))
+      hi = int(np.searchsorted(self.lengths, near * 1.5, "right"))
+    picks: list[str] = []
+    for _ in range(20 * k if hi > lo else 0):
+      i = rng.randint(lo, hi)
+      if self.names[i] != doc.name and self.units[i] not in exclude and self.units[i] not in picks:
+        picks.append(self.units[i])
+        if len(picks) == k:
+          return picks
+    return None
+
+
+# ----------------------------------------------------------------------------- items
+
+def continuation(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
+                 length: Length, instruction: str = "", num_options: int = 4,
+                 max_tokens: int = MAX_TOKENS) -> list[dict]:
+  """HellaSwag/StoryCloze style: 1-3 consecutive units, then the true next unit among
+  `num_options`; the others are units of other documents of the same source, of
+  similar length (within a factor 1.5), none equal to the answer."""
+  by_source: dict[str, list[dict]] = {}
+  for source, group in sorted(_by_source(docs).items()):
+    pool = _Pool(group, length)
+    for doc in group:
+      for context, answer in _contexts(doc, 3):
+        others = pool.draw(rng, num_options - 1, doc, (answer,) + context, near=length(answer))
+        if not others:
+          continue
+        tail = _fit(context, max([answer] + others, key=length), instruction, length, max_tokens)
+        if tail:
+          options, label = _shuffled([answer] + others, rng)
+          by_source.setdefault(source, []).append(
+              {"inputs": instruction + " ".join(tail), "options": options, "label": label})
+  return _balanced(by_source, per_source, rng)
+
+
+def _cloze_cut(text: str) -> tuple[str, str] | None:
+  """(passage before its final word, the word) when the final word is a content word
+  that also occurs earlier in the passage (LAMBADA's targets mostly do)."""
+  words = _WORD.findall(text)
+  if not words or words[-1] not in content_words(words[-1]):
+    return None
+  word = words[-1]
+  head = text[:text.rstrip(".!?:;,'\" ").rfind(word)].rstrip()
+  if not head or word.lower() not in {w.lower() for w in _WORD.findall(head)}:
+    return None
+  return head, word
+
+
+def _cloze_item(context: Sequence[str], last: str, source_words: Sequence[str],
+                rng: np.random.RandomState, length: Length, num_options: int,
+                max_tokens: int) -> dict | None:
+  """The longest passage (tail of `context`, then `last`) that cuts and fits, or None."""
+  for start in range(len(context) + 1):
+    cut = _cloze_cut(" ".join(tuple(context[start:]) + (last,)))
+    if not cut:
+      continue
+    head, word = cut
+    others = sorted({w for w in content_words(head) if w.lower() != word.lower()})
+    rng.shuffle(others)
+    while len(others) < num_options - 1:
+      extra = source_words[rng.randint(len(source_words))]
+      if extra.lower() not in {w.lower() for w in others + [word]}:
+        others.append(extra)
+    options = [word] + others[:num_options - 1]
+    if length(head) + max(map(length, options)) <= max_tokens:
+      options, label = _shuffled(options, rng)
+      return {"inputs": head, "targets": [word], "options": options, "label": label}
+  return None
+
+
+def cloze(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
+          length: Length, num_options: int = 10, max_tokens: int = MAX_TOKENS
+          ) -> list[dict]:
+  """LAMBADA style: 1-3 consecutive units whose final word is held out (a content word
+  also found earlier in the passage). Items carry both formats: `targets` [word] and
+  `options` (the word and other content words of the passage, then of the source)."""
+  by_source: dict[str, list[dict]] = {}
+  for source, group in sorted(_by_source(docs).items()):
+    source_words = sorted({w for d in group for run in d.runs for u in run
+                           for w in content_words(u)})
+    for doc in group:
+      for context, last in _contexts(doc, 2):
+        item = _cloze_item(context, last, source_words, rng, length, num_options, max_tokens)
+        if item:
+          by_source.setdefault(source, []).append(item)
+  return _balanced(by_source, per_source, rng)
+
+
+# ----------------------------------------------------------------------------- instruction families
+
+def _windows(docs: Sequence[Document], units: int) -> Iterator[tuple[Document, tuple[str, ...]]]:
+  """Every (document, up to `units` consecutive units ending at each unit)."""
+  for doc in docs:
+    for run in doc.runs:
+      for i in range(len(run)):
+        yield doc, run[max(0, i - units + 1):i + 1]
+
+
+def source_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
+                  length: Length, max_tokens: int = MAX_TOKENS) -> list[dict]:
+  """Which source a passage of 1-2 units comes from: Wikipedia or the Bible."""
+  instruction = "Is this from Wikipedia or the Bible? "
+  names = [SOURCE_NAMES[WIKIPEDIA], SOURCE_NAMES[BIBLE]]
+  by_source: dict[str, list[dict]] = {}
+  for doc, window in _windows(docs, 2):
+    tail = _fit(window, max(names, key=length), instruction, length, max_tokens)
+    if tail:
+      by_source.setdefault(doc.source, []).append(
+          {"inputs": instruction + " ".join(tail), "options": names,
+           "label": names.index(SOURCE_NAMES[doc.source])})
+  return _balanced(by_source, per_source, rng, equal=True)  # else "the Bible" beats chance
+
+
+def next_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
+                length: Length, max_tokens: int = MAX_TOKENS) -> list[dict]:
+  """The next unit, asked for: `continuation` with an instruction."""
+  return continuation(docs, rng, per_source, length, instruction="What comes next? ",
+                      max_tokens=max_tokens)
+
+
+def blank_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
+                 length: Length, max_tokens: int = MAX_TOKENS) -> list[dict]:
+  """Fill in the blank: the last occurrence of a content word that occurs twice in a
+  passage of 1-2 units is replaced by ___ (the other occurrence is the clue)."""
+  instruction = "Fill in the blank: "
+  by_source: dict[str, list[dict]] = {}
+  for doc, window in _windows(docs, 2):
+    for start in range(len(window)):
+      text = " ".join(window[start:])
+      words = content_words(text)
+      repeated = sorted({w for w in words if words.count(w) >= 2})
+      if not repeated:
+        continue
+      word = repeated[rng.randint(len(repeated))]
+      at = [m.start() for m in _WORD.finditer(text) if m.group() == word][-1]
+      inputs = instruction + text[:at] + "___" + text[at + len(word):]
+      if length(inputs) + length(word) <= max_tokens:
+        by_source.setdefault(doc.source, []).append({"inputs": inputs, "targets": [word]})
+        break
+  return _balanced(by_source, per_source, rng)
+
+
+def is_next_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
+                   length: Length, max_tokens: int = MAX_TOKENS) -> list[dict]:
+  """Does B follow A, yes or no: B is A's next unit or (as often) a unit of another
+  document of the same source."""
+  instruction = "Does B follow A? Answer yes or no. "
+  options = ["yes", "no"]
+  by_source: dict[str, list[dict]] = {}
+  for source, group in sorted(_by_source(docs).items()):
+    pool = _Pool(group, length)
+    for doc in group:
+      for (before,), after in _contexts(doc, 1):
+        label = int(rng.randint(2))
+        b = after if label == 0 else (pool.draw(rng, 1, doc, (before, after)) or [None])[0]
+        if b is None:
+          continue
+        inputs = f"{instruction}A: {before} B: {b}"
+        if length(inputs) + max(map(length, options)) <= max_tokens:
+          by_source.setdefault(source, []).append(
+              {"inputs": inputs, "options": options, "label": label})
+  return _balanced(by_source, per_source, rng)
+
+
+def book_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
+                length: Length, num_options: int = 4, max_tokens: int = MAX_TOKENS
+                ) -> list[dict]:
+  """Which Bible book a verse is from, among `num_options` books of the split."""
+  bible = [d for d in docs if d.source == BIBLE]
+  books = sorted({d.name for d in bible})
+  items = []
+  for doc, (verse,) in _windows(bible, 1):
+    others = [b for b in books if b != doc.name]
+    picks = [others[i] for i in rng.choice(len(others), num_options - 1, replace=False)]
+    options, label = _shuffled([doc.name] + picks, rng)
+    inputs = f"Which book is this from: {', '.join(options[:-1])} or {options[-1]}? {verse}"
+    if length(inputs) + max(map(length, options)) <= max_tokens:
+      items.append({"inputs": inputs, "options": options, "label": label})
+  return _balanced({BIBLE: items}, per_source, rng)
+
+
+FAMILY_BUILDERS = {"source": source_family, "next": next_family, "blank": blank_family,
+                   "is_next": is_next_family, "book": book_family}
+
+
+def as_flan(item: dict) -> dict[str, str]:
+  """The FLAN (train) form of an item: its answer as `targets`."""
+  if "label" in item:
+    return {"inputs": item["inputs"], "targets": item["options"][item["label"]]}
+  return {"inputs": item["inputs"], "targets": item["targets"][0]}
