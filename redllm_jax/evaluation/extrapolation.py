@@ -186,14 +186,21 @@ def summarize_seeds(per_seed: Mapping[Any, Mapping[str, Any]],
 
 def write_seed_summary(per_seed: Mapping[Any, Mapping[str, Any]], training_length: int,
                        out_dir: str) -> dict[str, Any]:
-  """extrapolation.json (every seed's results and the summary over seeds) and
-  extrapolation.png (PPL by length, mean ± SE over seeds) in out_dir."""
+  """extrapolation.json (every seed's results and the summary over seeds),
+  extrapolation.csv (the summary) and extrapolation.png (PPL by length, mean ± SE over seeds) in out_dir."""
   summary = summarize_seeds(per_seed, training_length)
   out = {"training_length": training_length, "seeds": [str(s) for s in per_seed],
          "summary": summary, "per_seed": {str(s): r for s, r in per_seed.items()}}
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "extrapolation.json"), "w") as f:
     json.dump(out, f, indent=1)
+  with open(os.path.join(out_dir, "extrapolation.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["name", "length", "length_ratio", "ppl_mean", "ppl_se", "seeds"])
+    for name, rows in summary.items():
+      for r in rows:
+        w.writerow([name, r["length"], r["ratio"], f"{r['ppl']['mean']:.4f}",
+                    f"{r['ppl']['se']:.4f}", r["ppl"]["n"]])
   fig, ax = plt.subplots(figsize=(6, 4))
   for name, rows in summary.items():
     ax.errorbar([r["length"] for r in rows], [r["ppl"]["mean"] for r in rows],

@@ -6,7 +6,6 @@ analysis runs once per seed (on that seed's models, each seed's result kept in i
 own file, so a killed stage redoes only the seeds it had not finished) and is then
 summarized over seeds: mean ± seed-to-seed SE (`stats`).
 """
-import glob
 from typing import Any, Callable
 
 from redllm_jax import flops
@@ -33,12 +32,14 @@ def _pretrained(study: Study, seed: int) -> dict[str, tuple[Any, Any]]:
 
 
 def _harness_models(plan) -> list[tuple[str, str, Any, bool]]:
-  """(model name, run kind, RunSpec, add_eos) of every scored (model, seed). Pretrained
+  """(model name, run kind, RunSpec, add_eos) of every scored (model, seed): the largest
+  pretrained pair, the adapted RedLLMs before tuning, every finetuned model. Untuned
   models read plain continuations; finetuned ones the FLAN format (EOS-ended)."""
   pretrained = [(f"{a}/pretrained", "pretrain", plan.source_run(a, s), False)
                 for a in ARCHITECTURES for s in plan.seeds]
-  return pretrained + [(f"{s.architecture}/flan", "finetune", s, True)
-                       for s in plan.finetune_runs()]
+  adapted = [(f"{s.architecture}/adapted", "adapt", s, False) for s in plan.adapt_runs()]
+  return pretrained + adapted + [(f"{s.architecture}/flan", "finetune", s, True)
+                                 for s in plan.finetune_runs()]
 
 
 def _score(study: Study, tasks, kind: str, spec, add_eos: bool) -> dict[str, Any]:
@@ -124,7 +125,7 @@ def outputs(study: Study) -> dict:
   plan = study.plan
   tuned = [study.result("finetune", s) for s in plan.finetune_runs()]
   pretrained = [study.result("pretrain", s) for s in plan.pretrain_runs()]
-  adapted = [read_json(p) for p in sorted(glob.glob(study.path("adapt", "*", "result.json")))]
+  adapted = [study.result("adapt", s) for s in plan.adapt_runs()]
   task = _finetune_eval(tuned[0]["metrics"])[0]
   finetune: dict[str, list[float]] = {}
   for r in tuned:

@@ -301,14 +301,18 @@ def pretrained_shots(harness: Mapping[str, Any], scaling: Mapping[str, Any]) -> 
                   decides=_harness_decides(harness, scaling, gate, claims, effects), gate=gate)
 
 
+PAPER_TUNED = ("decllm/flan", "redllm/flan", "decllm_biattn/flan")  # the paper's front
+
+
 def _on_front(harness, name: str, shots: int) -> bool:
-  """No finetuned model is at least as good (mean score) at no more inference FLOPs, and
-  better in one."""
+  """No other of the paper's finetuned models is at least as good (mean score) at no more
+  inference FLOPs, and better in one (adapted models are the adaptation section's)."""
   cost = harness["inference_flops"]
-  quality = {n: v[f"downstream@{shots}shot"]["mean"] for n, v in harness["summary"].items()}
+  quality = {n: harness["summary"][n][f"downstream@{shots}shot"]["mean"] for n in PAPER_TUNED
+             if n in harness["summary"]}
   return not any(cost[o] <= cost[name] and quality[o] >= quality[name] and
                  (cost[o] < cost[name] or quality[o] > quality[name])
-                 for o in quality if o.endswith("/flan") and o != name)
+                 for o in quality if o != name)
 
 
 def finetuned_pareto(harness: Mapping[str, Any], scaling: Mapping[str, Any]) -> Finding:

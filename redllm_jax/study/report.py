@@ -165,9 +165,22 @@ def _adaptation_section(plan: StudyPlan, outputs: Mapping[str, Any]) -> str:
         values = [per_seed_fits[str(r["seed"])][domain]["flops"][arch] for r in runs]
         read[arch] = ("n/a" if any(v is None for v in values) else stats.fmt(stats.mean_se(
             [v["a"] * t ** -v["b"] for v, t in zip(values, total)])))
-      ppl = stats.mean_se([perplexity(r["metrics"], scaling["tasks"][domain]) for r in runs])
-      lines.append(f"| {point} | {domain} | {np.mean(total):.3e} | {stats.fmt(ppl)} | "
+      task = scaling["tasks"][domain]
+      # An adaptation run evaluates what its gin's EVAL_TASKS say: maybe not this domain.
+      ppl = ("not evaluated" if any(f"{task}/perplexity" not in r["metrics"] for r in runs)
+             else stats.fmt(stats.mean_se([perplexity(r["metrics"], task) for r in runs])))
+      lines.append(f"| {point} | {domain} | {np.mean(total):.3e} | {ppl} | "
                    f"{read['redllm']} | {read['decllm']} | {cost:.3e} |")
+  scored = [m for m in (outputs.get("harness") or {}).get("summary", {})
+            if m.split("/")[0] in {r["architecture"] for r in adapted}]
+  if scored:
+    harness = outputs["harness"]
+    keys = [f"{g}@{k}shot" for k in harness["shots"] for g in ("continuation", "downstream")]
+    lines.append("\nHarness scores of the adapted models before (`/adapted`) and after "
+                 "(`/flan`) tuning, beside the RedLLM and DecLLM trained from scratch:\n\n"
+                 + scores.table({m: harness["summary"][m] for m in (
+                     *scored, "redllm/pretrained", "decllm/pretrained")
+                     if m in harness["summary"]}, keys))
   return ("For each seed the largest DecLLM is adapted into a RedLLM and trained on with the "
           "prefix LM. The from-scratch figures are each seed's pretraining FLOPs fit (all of "
           "that seed's runs of the architecture) read at that seed's adapted model's total "

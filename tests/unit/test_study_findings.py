@@ -125,7 +125,7 @@ def _plan(**overrides):
 
 def _adapted(seed):
   return {"name": f"redllm_adapted_l_s{seed}", "point": "redllm_adapted_l", "seed": seed,
-          "architecture": "redllm", "train_flops": 1e12, "parent_train_flops": 4e12,
+          "architecture": "redllm_adapted", "train_flops": 1e12, "parent_train_flops": 4e12,
           "parent": f"decllm_l_400_s{seed}",
           "metrics": {"demo_redpajama/perplexity": 50.0 + seed,
                       "demo_paloma/perplexity": 90.0 + seed},
@@ -135,6 +135,9 @@ def _adapted(seed):
 
 def test_report_renders_every_section_with_its_se(tmp_path):
   out = study_outputs.outputs(adapt=[_adapted(s) for s in range(3)])
+  scored = {m: 0.6 for m in study_outputs.MODELS}
+  out["harness"] = study_outputs.harness({**scored, "redllm/pretrained": 0.4,
+                                          "redllm_adapted/adapted": 0.5})
   out["throughput"] = {"flops_per_s": 3e10, "runs": 57, "fraction": 0.25,
                        "ceiling": {"flops_per_s": 1.2e11, "measured": "2026-12-02T03:00"}}
   (tmp_path / "harness").mkdir()
@@ -150,6 +153,7 @@ def test_report_renders_every_section_with_its_se(tmp_path):
   assert "n = 3 seeds" in text and "25%** of the f32 matmul ceiling" in text
   assert "Issue 15's bar" in text and "**met**" in text
   assert "redllm_adapted_l" in text and "read off its fit" in text
+  assert "| continuation@0shot | 50.0 ± 0.6 (items ± 2.5; chance 25.0) |" in text  # the adapted model's harness row
   point = out["scaling"]["points"][0]
   assert stats.fmt(point["in_domain"]) in text  # the runs table carries each point's SE
   out["adapt"], out["throughput"]["ceiling"] = [], None
