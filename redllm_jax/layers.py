@@ -30,6 +30,52 @@ def _transposed_init(init, shape: tuple[int, ...], perm: tuple[int, ...], key: A
   return jnp.transpose(init(key, shape, dtype), perm)
 
 
+def _dense(x: Array, kernel: Array, out_first: bool, out_dtype) -> Array:
+  spec = "...i,oi->...o" if out_first else "...i,io->...o"
+  return jnp.einsum(spec, x, kernel, preferred_element_type=out_dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def dense(x: Array, kernel: Array, out_first: bool, out_dtype=None) -> Array:
+  """x [..., in] @ kernel [in, out] (or [out, in] when `out_first`), as `out_dtype`.
+
+  Autodiff's maths, but the kernel gradient's dot is laid out for XLA:CPU
+  (`_dense_bwd`). The tied embedding's logits are this with the table as [out, in].
+  """
+  return _dense(x, kernel, out_first, out_dtype)
+
+
+def _dense_fwd(x: Array, kernel: Array, out_first: bool, out_dtype):
+  return _dense(x, kernel, out_first, out_dtype), (x, kernel)
+
+
+def _dense_bwd(out_first: bool, out_dtype, residuals, g: Array):
+  """dx as autodiff; dkernel = sum over tokens of x (x) g with the narrower of x and g on
+  the dot's left.
+
+  XLA:CPU's dot wants its left operand's contracted axis (the tokens) minor, so it
+  writes that operand again, transposed. Autodiff always puts g on the left: for the
+  tied logits that transposed the whole [tokens, vocab] gradient, for SwiGLU the
+  [tokens, d_ff] one, the step's costliest copies at the study's shapes
+  (docs/perf_notes.md). The narrower operand makes that copy the small one; the
+  [in, out] / [out, in] result is then transposed if the kernel is stored the other
+  way round, behind a barrier that keeps XLA from folding it back into the dot.
+  """
+  x, kernel = residuals
+  dx = jax.vjp(lambda x: _dense(x, kernel, out_first, out_dtype), x)[1](g)[0]
+  x_left = x.shape[-1] <= g.shape[-1]
+  rows = lambda a: a.reshape(-1, a.shape[-1])
+  left, right = (rows(x), rows(g)) if x_left else (rows(g), rows(x))
+  dkernel = jax.lax.dot_general(left, right, (((0,), (0,)), ((), ())),
+                                preferred_element_type=out_dtype)  # [left, right] features
+  if x_left == out_first:
+    dkernel = jax.lax.optimization_barrier(dkernel).T
+  return dx, dkernel.astype(kernel.dtype)
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
+
+
 class Projection(nn.Module):
   """x [..., *in] @ kernel [*in, *features], contracting the last `num_in` axes of x.
 
@@ -62,12 +108,11 @@ class Projection(nn.Module):
     kernel = self.param("kernel", nn.with_logical_partitioning(init, names), shape,
                         self.param_dtype).astype(self.dtype)
     x = x.astype(self.dtype)
-    if not self.out_first:
-      return jnp.tensordot(x, kernel, axes=num_in)
     # One flattened [out, in] operand: XLA:CPU reads it in place, but transposes a
     # kernel whose contracting axes are several (the attention output's heads, kv).
     flat_x = x.reshape(*x.shape[:x.ndim - num_in], -1)
-    y = jnp.einsum("...i,oi->...o", flat_x, kernel.reshape(math.prod(self.features), -1))
+    kernel_shape = (-1, math.prod(self.features))[::-1 if self.out_first else 1]
+    y = dense(flat_x, kernel.reshape(kernel_shape), self.out_first)
     return y.reshape(*y.shape[:-1], *self.features)
 
 
@@ -229,7 +274,7 @@ class TiedEmbedding(nn.Module):
   def attend(self, x: Array) -> Array:
     """Float32 logits x E^T, times 1/sqrt(d) when `scale_tied_logits` (T5 1.0)."""
     table = self.embedding.astype(self.config.activation_dtype)
-    logits = jnp.einsum("bld,vd->blv", x, table, preferred_element_type=jnp.float32)
+    logits = dense(x, table, True, jnp.float32)
     if self.config.scale_tied_logits:
       logits = logits * self.config.d_model ** -0.5
     return constrain(logits, ("batch", "length", "vocab"))

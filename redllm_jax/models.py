@@ -11,7 +11,7 @@ tokens are 0.
 import abc
 import dataclasses
 import functools
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import flax
 import flax.linen as nn
@@ -73,12 +73,65 @@ def _shift_right(targets: np.ndarray) -> np.ndarray:
   return np.pad(targets[:, :-1], ((0, 0), (1, 0)), constant_values=BOS_ID)
 
 
-def token_losses(logits: Array, targets: Array, z_loss: float) -> tuple[Array, Array]:
-  """Per-token cross-entropy and z-loss `z * log(Z)^2`, both [b, l], in float32."""
-  logits = logits.astype(jnp.float32)
-  log_z = jax.nn.logsumexp(logits, axis=-1)
-  target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-  return log_z - target_logit, z_loss * jnp.square(log_z)
+class TokenLosses(NamedTuple):
+  """Per-token [b, l] float32 statistics of teacher-forced logits."""
+
+  cross_entropy: Array  # log(Z) - target logit.
+  z_loss: Array  # z * log(Z)^2.
+  correct: Array  # 1.0 where the target is `jnp.argmax` (the first maximal logit).
+
+
+def token_losses(logits: Array, targets: Array, z_loss: float) -> TokenLosses:
+  """Cross-entropy, z-loss and greedy correctness of every token, in float32.
+
+  Training, eval and scoring (`score_batch`, lm-eval) all read their losses here.
+  """
+  cross_entropy, log_z, correct = _cross_entropy(logits.astype(jnp.float32), targets)
+  return TokenLosses(cross_entropy, z_loss * jnp.square(log_z), correct)
+
+
+def _target_logit(logits: Array, targets: Array) -> Array:
+  # A one-hot compare-and-sum rather than `take_along_axis`: XLA fuses it into the
+  # log-sum-exp pass, and its gradient is elementwise, where a gather's is a scatter
+  # that XLA:CPU follows with a transposed copy of the whole [b, l, V] gradient.
+  hit = jnp.arange(logits.shape[-1], dtype=targets.dtype) == targets[..., None]
+  return jnp.sum(jnp.where(hit, logits, 0.0), axis=-1)
+
+
+@jax.custom_vjp
+def _cross_entropy(logits: Array, targets: Array) -> tuple[Array, Array, Array]:
+  """(log(Z) - target logit, log(Z), target is the argmax as 1.0), each [b, l].
+
+  The backward is one elementwise pass over the logits (`_cross_entropy_bwd`).
+  """
+  peak = jnp.max(logits, axis=-1)
+  log_z = jnp.log(jnp.sum(jnp.exp(logits - peak[..., None]), axis=-1)) + peak
+  target = _target_logit(logits, targets)
+  # `argmax == target` without the index reduction: the target holds the maximum and
+  # no earlier index does (argmax returns the first maximum). Equal for finite logits.
+  before = jnp.arange(logits.shape[-1], dtype=targets.dtype) < targets[..., None]
+  earlier_peak = jnp.max(jnp.where(before, logits, -jnp.inf), axis=-1)
+  correct = ((target >= peak) & (earlier_peak < target)).astype(jnp.float32)
+  return log_z - target, log_z, correct
+
+
+def _cross_entropy_fwd(logits: Array, targets: Array):
+  out = _cross_entropy(logits, targets)
+  return out, (logits, targets, out[1])
+
+
+def _cross_entropy_bwd(residuals, cotangents):
+  """d/dlogits of g_ce * (log Z - target) + g_z * log Z: softmax * (g_ce + g_z) - g_ce * onehot."""
+  logits, targets, log_z = residuals
+  g_cross_entropy, g_log_z, _ = cotangents  # `correct` is piecewise constant.
+  probs = jnp.exp(logits - log_z[..., None])
+  hit = jnp.arange(logits.shape[-1], dtype=targets.dtype) == targets[..., None]
+  grad = (probs * (g_cross_entropy + g_log_z)[..., None]
+          - jnp.where(hit, g_cross_entropy[..., None], 0.0))
+  return grad, None
+
+
+_cross_entropy.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
 
 
 def summarize_metrics(sums: Mapping[str, Array]) -> dict[str, Array]:
@@ -238,12 +291,11 @@ class BaseModel(abc.ABC):
   def metric_sums(self, logits: Array, batch: Batch) -> dict[str, Array]:
     """Weighted sums of cross-entropy, z-loss and correct tokens, plus token counts."""
     _, targets, weights, _, _ = _decoder_features(batch)
-    cross_entropy, z_loss = token_losses(logits, targets, self.z_loss)
-    correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+    losses = token_losses(logits, targets, self.z_loss)
     sums = {
-        "cross_entropy": jnp.sum(cross_entropy * weights),
-        "z_loss": jnp.sum(z_loss * weights),
-        "correct": jnp.sum(correct * weights),
+        "cross_entropy": jnp.sum(losses.cross_entropy * weights),
+        "z_loss": jnp.sum(losses.z_loss * weights),
+        "correct": jnp.sum(losses.correct * weights),
         "num_tokens": jnp.sum(weights),
         "num_examples": jnp.sum(jnp.any(weights > 0, axis=-1)).astype(jnp.float32),
     }
@@ -262,11 +314,11 @@ class BaseModel(abc.ABC):
     """
     logits = self.logits(params, batch)
     _, targets, weights, _, _ = _decoder_features(batch)
-    cross_entropy, _ = token_losses(logits, targets, 0.0)
-    scores = -jnp.sum(cross_entropy * weights, axis=-1)
+    losses = token_losses(logits, targets, 0.0)
+    scores = -jnp.sum(losses.cross_entropy * weights, axis=-1)
     if not return_greedy:
       return scores
-    missed = (jnp.argmax(logits, axis=-1) != targets) & (weights > 0)
+    missed = (losses.correct == 0.0) & (weights > 0)
     return scores, ~jnp.any(missed, axis=-1)
 
   def decoding_params(self, params: Params | DecodingParams,
