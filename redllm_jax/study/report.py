@@ -292,7 +292,8 @@ format (EOS-ended inputs). Scores are in %: mean ± seed SE, the item-level bino
 of the mean score and chance beside each. A task's score is exact match for generative
 tasks and {"length-normalised " if plan.harness_length_normalization else ""}accuracy
 for multiple choice; a group's score is the mean of its tasks. The findings compare the
-**downstream** group (every task that is not an instruction family).
+**downstream** group: the continuation and cloze tasks, the miniature's HellaSwag and
+LAMBADA (`redllm_jax/study/scores.py`).
 
 {_harness_section(harness)}
 

@@ -100,3 +100,26 @@ def test_harness_summary_seed_and_item_se_and_the_continuation_bar():
   assert bar[("decllm/pretrained", 0)]["z"] == pytest.approx(z)
   assert bar[("decllm/pretrained", 0)]["passes"]
   assert not bar[("redllm/flan", 5)]["passes"]  # 2 points above chance: under 3 SE
+
+
+def test_task_groups_and_chance_from_the_shipped_manifest():
+  import collections  # pylint: disable=g-import-not-at-top
+  import pathlib  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(__file__).resolve().parents[2]
+  manifest = scores.load_manifest(str(root / "tasks/harness/*.jsonl"))
+  task = collections.namedtuple("Task", "name examples")
+  tasks = [task(n, [{}] * 3) for n in manifest] + [task("unlisted_mc", [{}] * 5)]
+  info = scores.task_info(tasks, manifest, fallback_chance=lambda t: 0.2)
+  assert info[scores.CONTINUATION]["group"] == "continuation"
+  assert info[scores.CONTINUATION]["chance"] == manifest[scores.CONTINUATION]["chance"]
+  for name, entry in manifest.items():
+    if entry.get("held_out_family"):
+      assert info[name]["group"] == "held-out families"
+    elif entry.get("in_tuning_mixture"):
+      assert info[name]["group"] == "tuned families"
+  assert {"held-out families", "tuned families", "cloze"} <= {t["group"] for t in info.values()}
+  assert info["unlisted_mc"] == {"chance": 0.2, "chance_from": "harness.chance_score",
+                                 "group": "other", "items": 5}
+  downstream = scores.group_members(info, "downstream")
+  assert scores.CONTINUATION in downstream and "unlisted_mc" not in downstream
+  assert all(info[m]["group"] in ("continuation", "cloze") for m in downstream)
