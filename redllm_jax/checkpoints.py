@@ -20,9 +20,10 @@ readable, the run stops with one line (exit 2) unless told to restart.
 import hashlib
 import logging as std_logging
 import os
+import shutil
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from absl import logging
 from etils import epath
@@ -31,6 +32,8 @@ from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
+from orbax.checkpoint.checkpoint_managers import save_decision_policy as policies
 
 from redllm_jax import models
 from redllm_jax.gin_utils import ConfigError
@@ -92,22 +95,29 @@ def verify(items: dict[str, Any], recorded: Optional[dict[str, list[int]]]) -> N
 
 
 class Checkpointer:
-  """Saves every `save_every` steps (asynchronously), keeps the last `keep`.
+  """Saves every `save_every` steps (asynchronously), keeps the last `keep`, and also
+  saves and keeps for good each step of `keep_steps` (shorter budgets branch there).
 
   `on_unreadable` says what to do when checkpoints exist but none is readable:
   "fail" (one line, exit 2) or "restart" (move them aside, start from step 0).
   """
 
   def __init__(self, model_dir: str, save_every: int, keep: Optional[int] = 3,
-               async_save: bool = True, on_unreadable: str = "fail"):
+               async_save: bool = True, on_unreadable: str = "fail",
+               keep_steps: Sequence[int] = ()):
     if on_unreadable not in ON_UNREADABLE:
       raise ConfigError(f"on_unreadable={on_unreadable!r}: expected one of {ON_UNREADABLE}")
     self.on_unreadable = on_unreadable
     self.model_dir = _absolute(model_dir)
+    saving, keeping = [policies.FixedIntervalPolicy(save_every)], [preservation.LatestN(keep)]
+    if keep_steps:
+      saving.append(policies.SpecificStepsPolicy(set(keep_steps)))
+      keeping.append(preservation.CustomSteps(list(keep_steps)))
     self.manager = ocp.CheckpointManager(
         self.model_dir / "checkpoints", item_names=ITEMS,
         options=ocp.CheckpointManagerOptions(
-            save_interval_steps=save_every, max_to_keep=keep,
+            save_decision_policy=policies.AnySavePolicy(saving),
+            preservation_policy=preservation.AnyPreservationPolicy(keeping),
             enable_async_checkpointing=async_save, create=True))
 
   def _input_dir(self, step: int) -> str:
@@ -260,6 +270,39 @@ def _locate(path: str) -> tuple[epath.Path, Optional[int]]:
   if path.name.isdigit() and (path / "params").exists():
     return path.parent, int(path.name)
   return path, None
+
+
+def branch(source_dir: str, step: int, target_dir: str) -> None:
+  """Starts the run in `target_dir` from `source_dir`'s checkpoint at `step`.
+
+  Copies that step's parameters, optimizer state and input position, and the
+  recorded vocabulary, so that training in `target_dir` resumes at `step` exactly
+  where the source run was: with a schedule equal to the source's up to `step`
+  (e.g. a shorter `wsd` budget), the branch is the source run with another ending.
+  Staged under a temporary name and renamed, so a kill never leaves half a branch;
+  a target that already has checkpoints (a branch resumed) is left as it is. Local
+  directories only.
+  """
+  source, target = _absolute(source_dir), _absolute(target_dir)
+  if (target / "checkpoints").exists():
+    return
+  if step not in _read_only_manager(source / "checkpoints").all_steps():
+    raise ConfigError(f"{source_dir} has no checkpoint at step {step} to branch from")
+  if jax.process_index() == 0:
+    staging = target.parent / f"{target.name}.branching"
+    shutil.rmtree(staging, ignore_errors=True)
+    for kind in ("checkpoints", "input_positions"):
+      shutil.copytree(source / kind / str(step), staging / kind / str(step))
+    if (source / VOCABULARY_DIR).exists():
+      shutil.copytree(source / VOCABULARY_DIR, staging / VOCABULARY_DIR)
+    target.mkdir(parents=True, exist_ok=True)
+    # Checkpoints last: their presence is what says the branch is complete.
+    for name in (VOCABULARY_DIR, "input_positions", "checkpoints"):
+      if (staging / name).exists():
+        (staging / name).rename(target / name)
+    staging.rmdir()
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"branched {target_dir}")
 
 
 def _read_only_manager(root: epath.Path) -> ocp.CheckpointManager:

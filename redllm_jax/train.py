@@ -178,12 +178,14 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
           keep_checkpoints: Optional[int] = 3, async_checkpoints: bool = True,
           initial_checkpoint_path: Optional[str] = None, num_input_shards: Optional[int] = None,
           log_every: int = 10, seed: int = 0, on_unreadable: str = "fail",
+          keep_steps: Sequence[int] = (),
           load_initial_params: Callable[..., Any] = checkpoints.load_params) -> dict[str, float]:
   """Trains to `train_steps` (resuming if MODEL_DIR has checkpoints); returns final eval metrics.
 
   `load_initial_params(initial_checkpoint_path, model, shardings)` reads the
   starting parameters: the checkpoint's own (finetuning), or a RedLLM adapted
-  from a DecLLM's (`adaptation.load_adapted_params`, runs/adapt.gin).
+  from a DecLLM's (`adaptation.load_adapted_params`, runs/adapt.gin). Checkpoints at
+  `keep_steps` are saved and never deleted (the study branches shorter budgets there).
   """
   check_counts(train_steps=train_steps, batch_size=batch_size, eval_steps=eval_steps,
                eval_every=eval_every, num_microbatches=num_microbatches,
@@ -217,7 +219,7 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
   eval_batches = {task: (lambda task=task: itertools.islice(
       data(task, eval_split, False, num_epochs=1), eval_steps)) for task in eval_tasks}
   checkpointer = checkpoints.Checkpointer(model_dir, checkpoint_every, keep_checkpoints,
-                                          async_checkpoints, on_unreadable)
+                                          async_checkpoints, on_unreadable, keep_steps)
   state = _initial_state(steps, checkpointer, meta, train_batches, model,
                          initial_checkpoint_path, seed, load_initial_params)
   if jax.process_index() == 0:
