@@ -98,11 +98,15 @@ def _write_parts(records: Iterable[dict[str, str]], out_dir: str, parts: int) ->
       f.close()
 
 
-def _tfrecord_texts(pattern: str, fields: Sequence[str]) -> Iterator[str]:
-  description = {k: tf.io.FixedLenFeature([], tf.string) for k in fields}
+def _tfrecord_records(pattern: str, fields: Sequence[str]) -> Iterator[dict[str, str]]:
   for raw in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern))):
-    example = tf.io.parse_single_example(raw, description)
-    yield from (example[k].numpy().decode("utf-8") for k in fields)
+    feature = tf.train.Example.FromString(raw.numpy()).features.feature
+    yield {k: feature[k].bytes_list.value[0].decode("utf-8") for k in fields}
+
+
+def _tfrecord_texts(pattern: str, fields: Sequence[str]) -> Iterator[str]:
+  for record in _tfrecord_records(pattern, fields):
+    yield from (record[k] for k in fields)
 
 
 # name -> (records, fields, parts, force_split)
@@ -115,20 +119,25 @@ def _collections() -> dict[str, tuple]:
   }
 
 
-def _count_tokens(root: str, vocab_file: str, fields_of: dict[str, Sequence[str]]) -> dict:
-  """Tokens (including each EOS) per collection, split and field."""
-  with tf.io.gfile.GFile(vocab_file, "rb") as f:
-    sp = spm.SentencePieceProcessor(model_proto=f.read())
-  counts: dict = {}
+def _count_tokens(root: str, vocab_files: Sequence[str], fields_of: dict[str, Sequence[str]]
+                  ) -> list[dict]:
+  """Per vocabulary: tokens (including each EOS) per collection, split and field."""
+  processors = []
+  for vocab_file in vocab_files:
+    with tf.io.gfile.GFile(vocab_file, "rb") as f:
+      processors.append(spm.SentencePieceProcessor(model_proto=f.read()))
+  counts: list[dict] = [{} for _ in vocab_files]
   for name, fields in fields_of.items():
     for split in ("train", "validation"):
       if not tf.io.gfile.exists(os.path.join(root, name, split)):
         continue  # Paloma has no train split
+      records = list(_tfrecord_records(os.path.join(root, name, split, "*.tfrecord"), fields))
       for field in fields:
-        texts = list(_tfrecord_texts(os.path.join(root, name, split, "*.tfrecord"), [field]))
-        n = sum(len(ids) + 1 for ids in sp.encode(texts))
+        texts = [r[field] for r in records]
         key = name if len(fields) == 1 else f"{name}:{field}"
-        counts.setdefault(key, {})[split] = {"documents": len(texts), "tokens": n}
+        for sp, out in zip(processors, counts):
+          n = sum(len(ids) + 1 for ids in sp.encode(texts))
+          out.setdefault(key, {})[split] = {"documents": len(texts), "tokens": n}
   return counts
 
 
@@ -195,11 +204,10 @@ def build(out_dir: str | None = None) -> dict:
     for family, records in _family_records(root).items():
       _convert(root, f"{FAMILIES_DIR}/{family}", records, ("inputs", "targets"), 2, None)
   fields_of.update({name: ("inputs", "targets") for name in sorted(families)})
-  stats = {"root": root, "vocab": vocabulary.demo_vocab_file(root, vocabulary.DEMO_VOCAB_SIZE),
-           "tokens": _count_tokens(root, vocabulary.demo_vocab_file(root, vocabulary.DEMO_VOCAB_SIZE),
-                                   fields_of),
-           "tokens_demo1k": _count_tokens(
-               root, vocabulary.demo_vocab_file(root, vocabulary.DEMO1K_VOCAB_SIZE), fields_of),
+  vocab = vocabulary.demo_vocab_file(root, vocabulary.DEMO_VOCAB_SIZE)
+  tokens, tokens_demo1k = _count_tokens(
+      root, [vocab, vocabulary.demo_vocab_file(root, vocabulary.DEMO1K_VOCAB_SIZE)], fields_of)
+  stats = {"root": root, "vocab": vocab, "tokens": tokens, "tokens_demo1k": tokens_demo1k,
            "parts": sorted(set(fields_of) | set(_vocab_parts()))}
   with tf.io.gfile.GFile(marker + ".tmp", "w") as f:  # readers never see half a marker
     json.dump(stats, f, indent=1)

@@ -114,11 +114,28 @@ def content_words(text: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- building blocks
 
-def _contexts(doc: Document, max_units: int) -> Iterator[tuple[tuple[str, ...], str]]:
-  """(up to `max_units` preceding units, the unit) for every unit with a predecessor."""
+Candidate = tuple  # (document, units...) from which one item may be made
+
+
+def _contexts(doc: Document, max_units: int) -> Iterator[tuple[Document, tuple[str, ...], str]]:
+  """(doc, up to `max_units` preceding units, the unit) for every unit with a predecessor."""
   for run in doc.runs:
     for i in range(1, len(run)):
-      yield run[max(0, i - max_units):i], run[i]
+      yield doc, run[max(0, i - max_units):i], run[i]
+
+
+def _windows(doc: Document, units: int) -> Iterator[tuple[Document, tuple[str, ...]]]:
+  """(doc, up to `units` consecutive units ending at each unit)."""
+  for run in doc.runs:
+    for i in range(len(run)):
+      yield doc, run[max(0, i - units + 1):i + 1]
+
+
+def _by_source(docs: Sequence[Document]) -> dict[str, list[Document]]:
+  out: dict[str, list[Document]] = {}
+  for doc in sorted(docs, key=lambda d: d.source):
+    out.setdefault(doc.source, []).append(doc)
+  return out
 
 
 def _fit(context: Sequence[str], rest: str, fixed: str, length: Length,
@@ -138,40 +155,39 @@ def _shuffled(options: list[str], rng: np.random.RandomState) -> tuple[list[str]
   return [options[i] for i in order], int(np.where(order == 0)[0][0])
 
 
-def _balanced(by_source: dict[str, list[dict]], per_source: int,
-              rng: np.random.RandomState, equal: bool = False) -> list[dict]:
-  """Up to `per_source` items of each source (all it has if fewer, or with `equal` as
-  many as the smallest source has), drawn at random, kept in text order, sources
-  interleaved."""
-  n = min([per_source] + [len(v) for v in by_source.values()]) if equal else per_source
-  picked = [[items[i] for i in sorted(rng.choice(len(items), min(n, len(items)), replace=False))]
-            for _, items in sorted(by_source.items())]
-  out = []
-  for row in itertools.zip_longest(*picked):
-    out.extend(item for item in row if item is not None)
-  return out
-
-
-def _by_source(docs: Sequence[Document]) -> dict[str, list[Document]]:
-  out: dict[str, list[Document]] = {}
-  for doc in docs:
-    out.setdefault(doc.source, []).append(doc)
-  return out
+def _sample(candidates: dict[str, list[Candidate]], make: Callable[[str, Candidate], dict | None],
+            per_source: int, rng: np.random.RandomState, equal: bool = False) -> list[dict]:
+  """Up to `per_source` items per source, made from candidates tried in a random order
+  (until enough), kept in text order, sources interleaved. `equal`: as many of each
+  source as the smallest source gives."""
+  made: dict[str, list[tuple[int, dict]]] = {}
+  for source, group in sorted(candidates.items()):
+    made[source] = []
+    for i in rng.permutation(len(group)):
+      item = make(source, group[i])
+      if item:
+        made[source].append((int(i), item))
+        if len(made[source]) == per_source:
+          break
+  n = min(len(v) for v in made.values()) if equal else per_source
+  ordered = [[item for _, item in sorted(v[:n], key=lambda x: x[0])] for v in made.values()]
+  return [item for row in itertools.zip_longest(*ordered) for item in row if item is not None]
 
 
 class _Pool:
-  """The units of one source's documents sorted by length, to draw distractors from
-  other documents (other books for the Bible: never adjacent text)."""
+  """The units of one source's documents sorted by length in characters, to draw
+  distractors from other documents (other books for the Bible: never adjacent text)."""
 
-  def __init__(self, docs: Sequence[Document], length: Length):
-    entries = sorted({(length(u), u, d.name) for d in docs for run in d.runs for u in run})
+  def __init__(self, docs: Sequence[Document]):
+    entries = sorted({(len(u), u, d.name) for d in docs for run in d.runs for u in run})
     self.lengths = np.array([e[0] for e in entries])
     self.units = [e[1] for e in entries]
     self.names = [e[2] for e in entries]
 
   def draw(self, rng: np.random.RandomState, k: int, doc: Document, exclude: Sequence[str],
            near: int | None = None) -> list[str] | None:
-    """`k` distinct units not in `exclude`, of length within a factor 1.5 of `near`."""
+    """`k` distinct units not in `exclude`, of a length within a factor 1.5 of `near`
+    characters."""
     lo, hi = 0, len(self.units)
     if near is not None:
       lo = int(np.searchsorted(self.lengths, near / 1.5, "left"))
@@ -193,21 +209,22 @@ def continuation(docs: Sequence[Document], rng: np.random.RandomState, per_sourc
                  max_tokens: int = MAX_TOKENS) -> list[dict]:
   """HellaSwag/StoryCloze style: 1-3 consecutive units, then the true next unit among
   `num_options`; the others are units of other documents of the same source, of
-  similar length (within a factor 1.5), none equal to the answer."""
-  by_source: dict[str, list[dict]] = {}
-  for source, group in sorted(_by_source(docs).items()):
-    pool = _Pool(group, length)
-    for doc in group:
-      for context, answer in _contexts(doc, 3):
-        others = pool.draw(rng, num_options - 1, doc, (answer,) + context, near=length(answer))
-        if not others:
-          continue
-        tail = _fit(context, max([answer] + others, key=length), instruction, length, max_tokens)
-        if tail:
-          options, label = _shuffled([answer] + others, rng)
-          by_source.setdefault(source, []).append(
-              {"inputs": instruction + " ".join(tail), "options": options, "label": label})
-  return _balanced(by_source, per_source, rng)
+  similar length (within a factor 1.5 in characters), none equal to the answer."""
+  groups = _by_source(docs)
+  pools = {source: _Pool(group) for source, group in groups.items()}
+
+  def make(source: str, candidate: Candidate) -> dict | None:
+    doc, context, answer = candidate
+    others = pools[source].draw(rng, num_options - 1, doc, (answer,) + context, near=len(answer))
+    tail = others and _fit(context, max([answer] + others, key=length), instruction, length,
+                           max_tokens)
+    if not tail:
+      return None
+    options, label = _shuffled([answer] + others, rng)
+    return {"inputs": instruction + " ".join(tail), "options": options, "label": label}
+
+  candidates = {s: [c for d in group for c in _contexts(d, 3)] for s, group in groups.items()}
+  return _sample(candidates, make, per_source, rng)
 
 
 def _cloze_cut(text: str) -> tuple[str, str] | None:
@@ -223,69 +240,56 @@ def _cloze_cut(text: str) -> tuple[str, str] | None:
   return head, word
 
 
-def _cloze_item(context: Sequence[str], last: str, source_words: Sequence[str],
-                rng: np.random.RandomState, length: Length, num_options: int,
-                max_tokens: int) -> dict | None:
-  """The longest passage (tail of `context`, then `last`) that cuts and fits, or None."""
-  for start in range(len(context) + 1):
-    cut = _cloze_cut(" ".join(tuple(context[start:]) + (last,)))
-    if not cut:
-      continue
-    head, word = cut
-    others = sorted({w for w in content_words(head) if w.lower() != word.lower()})
-    rng.shuffle(others)
-    while len(others) < num_options - 1:
-      extra = source_words[rng.randint(len(source_words))]
-      if extra.lower() not in {w.lower() for w in others + [word]}:
-        others.append(extra)
-    options = [word] + others[:num_options - 1]
-    if length(head) + max(map(length, options)) <= max_tokens:
-      options, label = _shuffled(options, rng)
-      return {"inputs": head, "targets": [word], "options": options, "label": label}
-  return None
-
-
 def cloze(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
           length: Length, num_options: int = 10, max_tokens: int = MAX_TOKENS
           ) -> list[dict]:
   """LAMBADA style: 1-3 consecutive units whose final word is held out (a content word
   also found earlier in the passage). Items carry both formats: `targets` [word] and
   `options` (the word and other content words of the passage, then of the source)."""
-  by_source: dict[str, list[dict]] = {}
-  for source, group in sorted(_by_source(docs).items()):
-    source_words = sorted({w for d in group for run in d.runs for u in run
-                           for w in content_words(u)})
-    for doc in group:
-      for context, last in _contexts(doc, 2):
-        item = _cloze_item(context, last, source_words, rng, length, num_options, max_tokens)
-        if item:
-          by_source.setdefault(source, []).append(item)
-  return _balanced(by_source, per_source, rng)
+  groups = _by_source(docs)
+  source_words = {source: sorted({w for d in group for run in d.runs for u in run
+                                  for w in content_words(u)}) for source, group in groups.items()}
+
+  def make(source: str, candidate: Candidate) -> dict | None:
+    _, context, last = candidate
+    for start in range(len(context) + 1):  # the longest passage that cuts and fits
+      cut = _cloze_cut(" ".join(context[start:] + (last,)))
+      if not cut:
+        continue
+      head, word = cut
+      others = sorted({w for w in content_words(head) if w.lower() != word.lower()})
+      rng.shuffle(others)
+      pool = source_words[source]
+      while len(others) < num_options - 1:
+        extra = pool[rng.randint(len(pool))]
+        if extra.lower() not in {w.lower() for w in others + [word]}:
+          others.append(extra)
+      options = [word] + others[:num_options - 1]
+      if length(head) + max(map(length, options)) <= max_tokens:
+        options, label = _shuffled(options, rng)
+        return {"inputs": head, "targets": [word], "options": options, "label": label}
+    return None
+
+  candidates = {s: [c for d in group for c in _contexts(d, 2)] for s, group in groups.items()}
+  return _sample(candidates, make, per_source, rng)
 
 
 # ----------------------------------------------------------------------------- instruction families
 
-def _windows(docs: Sequence[Document], units: int) -> Iterator[tuple[Document, tuple[str, ...]]]:
-  """Every (document, up to `units` consecutive units ending at each unit)."""
-  for doc in docs:
-    for run in doc.runs:
-      for i in range(len(run)):
-        yield doc, run[max(0, i - units + 1):i + 1]
-
-
 def source_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
                   length: Length, max_tokens: int = MAX_TOKENS) -> list[dict]:
-  """Which source a passage of 1-2 units comes from: Wikipedia or the Bible."""
+  """Which source a passage of 1-2 units comes from: Wikipedia or the Bible (as many
+  of each: otherwise always answering "the Bible" would beat chance)."""
   instruction = "Is this from Wikipedia or the Bible? "
   names = [SOURCE_NAMES[WIKIPEDIA], SOURCE_NAMES[BIBLE]]
-  by_source: dict[str, list[dict]] = {}
-  for doc, window in _windows(docs, 2):
-    tail = _fit(window, max(names, key=length), instruction, length, max_tokens)
-    if tail:
-      by_source.setdefault(doc.source, []).append(
-          {"inputs": instruction + " ".join(tail), "options": names,
-           "label": names.index(SOURCE_NAMES[doc.source])})
-  return _balanced(by_source, per_source, rng, equal=True)  # else "the Bible" beats chance
+
+  def make(source: str, candidate: Candidate) -> dict | None:
+    tail = _fit(candidate[1], max(names, key=length), instruction, length, max_tokens)
+    return tail and {"inputs": instruction + " ".join(tail), "options": names,
+                     "label": names.index(SOURCE_NAMES[source])}
+
+  candidates = {s: [c for d in group for c in _windows(d, 2)] for s, group in _by_source(docs).items()}
+  return _sample(candidates, make, per_source, rng, equal=True)
 
 
 def next_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
@@ -300,8 +304,9 @@ def blank_family(docs: Sequence[Document], rng: np.random.RandomState, per_sourc
   """Fill in the blank: the last occurrence of a content word that occurs twice in a
   passage of 1-2 units is replaced by ___ (the other occurrence is the clue)."""
   instruction = "Fill in the blank: "
-  by_source: dict[str, list[dict]] = {}
-  for doc, window in _windows(docs, 2):
+
+  def make(source: str, candidate: Candidate) -> dict | None:
+    window = candidate[1]
     for start in range(len(window)):
       text = " ".join(window[start:])
       words = content_words(text)
@@ -312,9 +317,11 @@ def blank_family(docs: Sequence[Document], rng: np.random.RandomState, per_sourc
       at = [m.start() for m in _WORD.finditer(text) if m.group() == word][-1]
       inputs = instruction + text[:at] + "___" + text[at + len(word):]
       if length(inputs) + length(word) <= max_tokens:
-        by_source.setdefault(doc.source, []).append({"inputs": inputs, "targets": [word]})
-        break
-  return _balanced(by_source, per_source, rng)
+        return {"inputs": inputs, "targets": [word]}
+    return None
+
+  candidates = {s: [c for d in group for c in _windows(d, 2)] for s, group in _by_source(docs).items()}
+  return _sample(candidates, make, per_source, rng)
 
 
 def is_next_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
@@ -323,20 +330,20 @@ def is_next_family(docs: Sequence[Document], rng: np.random.RandomState, per_sou
   document of the same source."""
   instruction = "Does B follow A? Answer yes or no. "
   options = ["yes", "no"]
-  by_source: dict[str, list[dict]] = {}
-  for source, group in sorted(_by_source(docs).items()):
-    pool = _Pool(group, length)
-    for doc in group:
-      for (before,), after in _contexts(doc, 1):
-        label = int(rng.randint(2))
-        b = after if label == 0 else (pool.draw(rng, 1, doc, (before, after)) or [None])[0]
-        if b is None:
-          continue
-        inputs = f"{instruction}A: {before} B: {b}"
-        if length(inputs) + max(map(length, options)) <= max_tokens:
-          by_source.setdefault(source, []).append(
-              {"inputs": inputs, "options": options, "label": label})
-  return _balanced(by_source, per_source, rng)
+  groups = _by_source(docs)
+  pools = {source: _Pool(group) for source, group in groups.items()}
+
+  def make(source: str, candidate: Candidate) -> dict | None:
+    doc, (before,), after = candidate
+    label = int(rng.randint(2))
+    b = [after] if label == 0 else pools[source].draw(rng, 1, doc, (before, after))
+    inputs = b and f"{instruction}A: {before} B: {b[0]}"
+    if not inputs or length(inputs) + max(map(length, options)) > max_tokens:
+      return None
+    return {"inputs": inputs, "options": options, "label": label}
+
+  candidates = {s: [c for d in group for c in _contexts(d, 1)] for s, group in groups.items()}
+  return _sample(candidates, make, per_source, rng)
 
 
 def book_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
@@ -345,15 +352,18 @@ def book_family(docs: Sequence[Document], rng: np.random.RandomState, per_source
   """Which Bible book a verse is from, among `num_options` books of the split."""
   bible = [d for d in docs if d.source == BIBLE]
   books = sorted({d.name for d in bible})
-  items = []
-  for doc, (verse,) in _windows(bible, 1):
+
+  def make(source: str, candidate: Candidate) -> dict | None:
+    doc, (verse,) = candidate
     others = [b for b in books if b != doc.name]
     picks = [others[i] for i in rng.choice(len(others), num_options - 1, replace=False)]
     options, label = _shuffled([doc.name] + picks, rng)
     inputs = f"Which book is this from: {', '.join(options[:-1])} or {options[-1]}? {verse}"
-    if length(inputs) + max(map(length, options)) <= max_tokens:
-      items.append({"inputs": inputs, "options": options, "label": label})
-  return _balanced({BIBLE: items}, per_source, rng)
+    if length(inputs) + max(map(length, options)) > max_tokens:
+      return None
+    return {"inputs": inputs, "options": options, "label": label}
+
+  return _sample({BIBLE: [c for d in bible for c in _windows(d, 1)]}, make, per_source, rng)
 
 
 FAMILY_BUILDERS = {"source": source_family, "next": next_family, "blank": blank_family,
