@@ -123,3 +123,27 @@ def test_task_groups_and_chance_from_the_shipped_manifest():
   downstream = scores.group_members(info, "downstream")
   assert scores.CONTINUATION in downstream and "unlisted_mc" not in downstream
   assert all(info[m]["group"] in ("continuation", "cloze") for m in downstream)
+
+
+def test_run_scaling_reads_every_seed_result_and_writes_its_files(tmp_path):
+  from redllm_jax.study import analyses  # pylint: disable=g-import-not-at-top
+  from redllm_jax.study.directory import Study, write_json  # pylint: disable=g-import-not-at-top
+  from redllm_jax.study.plan import StudyPlan  # pylint: disable=g-import-not-at-top
+  plan = StudyPlan(sizes={"s": "s.gin", "m": "m.gin", "l": "l.gin"}, budgets=[100, 200, 400],
+                   pretrain_experiments={"decllm": "d.gin", "redllm": "r.gin"},
+                   finetune_experiments={"decllm": "df.gin", "redllm": "rf.gin",
+                                         "decllm_biattn": "bf.gin"},
+                   in_domain="in_task", out_of_domain="ood_task", seeds=(0, 1, 2))
+  study = Study(plan, str(tmp_path))
+  rows = {r["name"]: r for r in study_outputs.runs({"decllm": 0.2, "redllm": 0.24},
+                                                   (-0.01, 0.0, 0.01))}
+  for spec in plan.pretrain_runs():
+    r = rows[spec.name]
+    write_json(study.path("pretrain", spec.name, "result.json"), {
+        **{k: v for k, v in r.items() if k not in ("in_domain", "out_of_domain")},
+        "metrics": {"in_task/perplexity": r["in_domain"], "ood_task/perplexity": r["out_of_domain"]}})
+  assert analyses.run_scaling(study)
+  for name in ("fits.json", "runs.csv", "exponents.md", "scaling.png", "frontier.png"):
+    assert (tmp_path / "scaling" / name).exists(), name
+  table = (tmp_path / "scaling" / "exponents.md").read_text()
+  assert "| 0.240 ± 0.006 |" in table and "Red - Dec (paired by seed) | 0.040 ± 0.000" in table
