@@ -1,6 +1,9 @@
-"""The demo corpus command: real text, RedPajama/FLAN/Paloma formats, idempotent."""
+"""The demo corpus command: real text, RedPajama/FLAN/Paloma formats, two vocabularies,
+idempotent (an older cache builds just what it lacks)."""
+import glob
 import json
 import os
+import shutil
 
 from redllm_jax.data import demo_corpus
 
@@ -25,3 +28,48 @@ def test_rebuilding_is_a_no_op(demo_root: str) -> None:
   with open(marker) as f:
     assert demo_corpus.build(demo_root) == json.load(f)
   assert before == (os.path.getmtime(marker), os.path.getmtime(os.path.join(demo_root, "vocab", "spm_4096_bpe.model")))
+
+
+def test_the_1024_piece_vocabulary_and_the_demo1k_tasks(demo_root: str) -> None:
+  import seqio  # pylint: disable=g-import-not-at-top
+  import redllm_jax_tasks  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from redllm_jax.data import vocabulary  # pylint: disable=g-import-not-at-top
+
+  path = vocabulary.demo_vocab_file(demo_root, vocabulary.DEMO1K_VOCAB_SIZE)
+  vocabulary.check_sentencepiece_model(path)  # T5 ids pad/eos/unk = 0/1/2
+  small, large = vocabulary.DEMO1K_VOCABULARY, vocabulary.DEMO_VOCABULARY
+  assert small.vocab_size == 1024 and small.sentencepiece_model_file == path
+  text = "In the beginning God created the heaven and the earth."
+  assert small.decode(small.encode(text)) == text
+  assert len(small.encode(text)) > len(large.encode(text))
+  assert vocabulary.get_vocabulary(demo=True, demo_prefix="demo1k") is small
+  with open(os.path.join(demo_root, demo_corpus.MARKER)) as f:
+    stats = json.load(f)
+  for name in ("demo1k_redpajama", "demo1k_flan", "demo1k_flan_families", "demo1k_paloma_pydoc"):
+    split = "validation" if "paloma" in name else "train"
+    features = {"targets": 64} if "flan" not in name else {"inputs": 64, "targets": 64}
+    ex = next(seqio.get_mixture_or_task(name).get_dataset(features, split=split, shuffle=False)
+              .as_numpy_iterator())
+    assert 1 < ex["targets"].max() < 1024, name
+  book = stats["tokens_demo1k"]["redpajama_v1/book"]["train"]["tokens"]
+  assert book > 1.1 * stats["tokens"]["redpajama_v1/book"]["train"]["tokens"]  # smaller pieces
+
+
+def test_an_older_cache_builds_just_the_missing_parts(demo_root: str, tmp_path) -> None:
+  """A cache from before the 1024-piece vocabulary and the families (its DONE.json has
+  no `parts`): the build adds them and leaves the rest untouched."""
+  old = str(tmp_path / "demo")
+  shutil.copytree(demo_root, old, ignore=shutil.ignore_patterns("flan_families", "spm_1024_bpe.model"))
+  with open(os.path.join(old, demo_corpus.MARKER)) as f:
+    stats = json.load(f)
+  with open(os.path.join(old, demo_corpus.MARKER), "w") as f:
+    json.dump({"root": old, "vocab": stats["vocab"], "tokens": {
+        k: v for k, v in stats["tokens"].items() if not k.startswith("flan_families")}}, f)
+  kept = glob.glob(os.path.join(old, "redpajama_v1", "*", "*", "*.tfrecord"))
+  before = {p: os.path.getmtime(p) for p in kept}
+  new = demo_corpus.build(old)
+  assert {p: os.path.getmtime(p) for p in kept} == before
+  assert new["parts"] == stats["parts"] and new["tokens"] == stats["tokens"]
+  for rel in ("vocab/spm_1024_bpe.model", "raw/flan_families/next/part-00000.jsonl"):
+    with open(os.path.join(old, rel), "rb") as a, open(os.path.join(demo_root, rel), "rb") as b:
+      assert a.read() == b.read(), rel  # the same bytes as a fresh build

@@ -1,0 +1,151 @@
+"""The demo downstream tasks and instruction families: built from held-out text only,
+deterministic (the committed files are what the command rebuilds), chance levels in
+the manifest, the held-out families absent from the tuning mixture."""
+import collections
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import seqio
+import sentencepiece as spm
+
+import redllm_jax_tasks  # noqa: F401  pylint: disable=unused-import
+from redllm_jax.data import task_families
+from redllm_jax.data import vocabulary
+from redllm_jax.evaluation import harness
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMMITTED = os.path.join(REPO, "tasks", "harness")
+CORPUS_TASKS = ("demo_continuation_mc", "demo_cloze_gen", "demo_cloze_mc", "demo_family_source_mc",
+                "demo_family_next_mc", "demo_family_blank_gen", "demo_family_is_next_mc",
+                "demo_family_book_mc")
+INSTRUCTIONS = ("Is this from Wikipedia or the Bible? ", "What comes next? ", "Fill in the blank: ")
+
+
+def _doc(source, name, *runs):
+  return task_families.Document(source, name, tuple(tuple(r) for r in runs))
+
+
+def _words(text):
+  return len(text.split())
+
+
+def test_continuation_and_cloze_items_on_known_documents():
+  verses = [f"Verse {i} of the chapter speaks of the river again." for i in range(8)]
+  docs = [_doc("book", "Genesis", verses), _doc("book", "Exodus", [v.replace("river", "mountain") for v in verses]),
+          _doc("book", "Ruth", [v.replace("river", "field") for v in verses])]
+  items = task_families.continuation(docs, np.random.RandomState(0), 100, _words, max_tokens=40)
+  assert len(items) == 3 * 7  # every unit that has a predecessor
+  for item in items:
+    answer = item["options"][item["label"]]
+    context = item["inputs"]
+    doc = next(d for d in docs if context.split(" ", 2)[-1] in " ".join(d.runs[0]))
+    run = doc.runs[0]
+    assert run[run.index(answer) - 1] in context and len(set(item["options"])) == 4
+    assert all(o not in run for o in item["options"] if o != answer)  # other books only
+    assert _words(context) + max(map(_words, item["options"])) <= 40
+  cloze_doc = _doc("wikipedia", "Rivers", ["The river Nile is long.", "Many people live near the river."])
+  (item,) = task_families.cloze([cloze_doc], np.random.RandomState(0), 10, _words, num_options=4)
+  assert item["inputs"] == "The river Nile is long. Many people live near the" and item["targets"] == ["river"]
+  assert item["options"][item["label"]] == "river" and len(set(item["options"])) == 4
+
+
+def test_the_rebuild_command_gives_the_committed_files(demo_root, tmp_path):
+  """As a user runs it; byte-identical task files and manifest (fixed seeds, sorted inputs)."""
+  run = subprocess.run([sys.executable, "-m", "redllm_jax.evaluation.demo_tasks",
+                        f"--out_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  counts = json.loads(run.stdout.strip().splitlines()[-1])
+  assert all(counts[name] >= 250 for name in CORPUS_TASKS), counts
+  built = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "*.jsonl")))
+  assert built == sorted(os.path.basename(p) for p in glob.glob(os.path.join(COMMITTED, "*.jsonl")))
+  for name in built + ["manifest.json"]:
+    with open(tmp_path / name, "rb") as a, open(os.path.join(COMMITTED, name), "rb") as b:
+      assert a.read() == b.read(), name
+  for name in built:  # each lm-eval YAML reads its JSON lines where they were written
+    yaml = (tmp_path / name.replace(".jsonl", ".yaml")).read_text()
+    assert f'test: "{tmp_path}/{name}"' in yaml
+    with open(os.path.join(COMMITTED, name.replace(".jsonl", ".yaml"))) as f:
+      assert yaml.replace(str(tmp_path), "tasks/harness") == f.read()
+
+
+def _train_text():
+  return {s: "\n".join(ex["text"].decode() for ex in seqio.get_mixture_or_task(f"demo_redpajama_{s}")
+                       .source.get_dataset(split="train", shuffle=False).as_numpy_iterator())
+          for s in ("wikipedia", "book")}
+
+
+def _passages(example):
+  """The corpus text of an item: its inputs without the instruction, its long options."""
+  text = example["inputs"]
+  for prefix in INSTRUCTIONS:
+    text = text.removeprefix(prefix)
+  if text.startswith("Does B follow A? Answer yes or no. A: "):
+    text = text.split("A: ", 1)[1].replace(" B: ", "\n")
+  if text.startswith("Which book is this from: "):
+    text = text.split("? ", 1)[1]
+  return [p for p in text.split("\n") + example.get("options", []) if len(p.split()) >= 4]
+
+
+def test_no_task_passage_is_training_text(demo_root):
+  train = "\n".join(_train_text().values())
+  checked = 0
+  for name in CORPUS_TASKS:
+    for example in harness.load_task(os.path.join(COMMITTED, f"{name}.jsonl")).examples:
+      for passage in _passages(example):
+        assert passage not in train, (name, passage)
+        checked += 1
+  assert checked > 3000
+
+
+def test_manifest_chance_lengths_and_labels(demo_root):
+  with open(os.path.join(COMMITTED, "manifest.json")) as f:
+    manifest = json.load(f)
+  assert set(manifest) == {os.path.basename(p)[:-6] for p in glob.glob(os.path.join(COMMITTED, "*.jsonl"))}
+  sp = spm.SentencePieceProcessor(model_file=vocabulary.demo_vocab_file(demo_root, vocabulary.DEMO_VOCAB_SIZE))
+  expected_chance = {"demo_continuation_mc": 0.25, "demo_cloze_mc": 0.1, "demo_family_source_mc": 0.5,
+                     "demo_family_next_mc": 0.25, "demo_family_book_mc": 0.25,
+                     "demo_family_is_next_mc": 0.5, "demo_cloze_gen": 0.0, "demo_family_blank_gen": 0.0}
+  for name, chance in expected_chance.items():
+    task = harness.load_task(os.path.join(COMMITTED, f"{name}.jsonl"))
+    entry = manifest[name]
+    assert entry["chance"] == harness.chance_score(task) == pytest.approx(chance), name
+    assert entry["items"] == len(task.examples) and entry["kind"] == task.kind
+    assert entry["held_out_family"] == (entry["family"] in ("is_next", "book"))
+    answers = [ex.get("options") or ex["targets"] for ex in task.examples]
+    longest = max(len(sp.encode(ex["inputs"])) + max(len(sp.encode(a)) for a in options)
+                  for ex, options in zip(task.examples, answers))
+    assert longest == entry["tokens_4096"]["max"] <= task_families.MAX_TOKENS, name
+    if task.kind == harness.MC:  # the answer's position is uniform
+      positions = collections.Counter(ex["label"] for ex in task.examples)
+      n = len(task.examples[0]["options"])
+      assert min(positions[i] for i in range(n)) > 0.6 * len(task.examples) / n, (name, positions)
+    else:
+      top = collections.Counter(harness.normalize_answer(ex["targets"][0]) for ex in task.examples)
+      assert entry["majority_baseline"] == pytest.approx(top.most_common(1)[0][1] / len(task.examples))
+  cloze = harness.load_task(os.path.join(COMMITTED, "demo_cloze_gen.jsonl")).examples
+  assert all(ex["targets"][0].lower() in ex["inputs"].lower() for ex in cloze)  # recoverable, as LAMBADA
+
+
+def test_the_tuning_mixture_holds_the_tuned_families_only(demo_root):
+  for prefix, vocab in vocabulary.DEMO_PREFIXES.items():
+    mixture = seqio.get_mixture_or_task(f"{prefix}_flan_families")
+    assert sorted(t.name for t in mixture.tasks) == sorted(
+        f"{prefix}_flan_{f}" for f in task_families.TUNED_FAMILIES)
+    assert all(t.output_features["inputs"].vocabulary is vocab for t in mixture.tasks)
+  assert set(task_families.FAMILIES) - set(task_families.TUNED_FAMILIES) == {"is_next", "book"}
+  seen = collections.Counter()
+  for path in glob.glob(os.path.join(demo_root, "raw", "flan_families", "*", "*.jsonl")):
+    with open(path) as f:
+      for record in map(json.loads, f):
+        seen[next((p for p in INSTRUCTIONS if record["inputs"].startswith(p)), None)] += 1
+        assert not record["inputs"].startswith(("Does B follow A?", "Which book is this from:"))
+  assert None not in seen and all(seen[p] > 2000 for p in INSTRUCTIONS), seen
+  ds = seqio.get_mixture_or_task("demo1k_flan_families").get_dataset(
+      {"inputs": 64, "targets": 32}, split="train", shuffle=False)
+  for ex in ds.take(8).as_numpy_iterator():
+    assert 0 < ex["inputs"].max() < vocabulary.DEMO1K_VOCAB_SIZE and ex["targets"][-1] in (0, 1)
