@@ -124,8 +124,10 @@ def outputs(study: Study) -> dict:
   """Every stage's JSON outputs, as `findings.all_findings` and the report read them."""
   plan = study.plan
   tuned = [study.result("finetune", s) for s in plan.finetune_runs()]
-  pretrained = [study.result("pretrain", s) for s in plan.pretrain_runs()]
   adapted = [study.result("adapt", s) for s in plan.adapt_runs()]
+  trained = [(s, study.result(kind, s)) for kind, specs in (
+      ("pretrain", plan.pretrain_runs()), ("adapt", plan.adapt_runs()),
+      ("finetune", plan.finetune_runs())) for s in specs]
   task = _finetune_eval(tuned[0]["metrics"])[0]
   finetune: dict[str, list[float]] = {}
   for r in tuned:
@@ -139,18 +141,24 @@ def outputs(study: Study) -> dict:
       "finetune": {n: stats.mean_se(v) for n, v in finetune.items()},
       "finetune_task": task,
       "vocab_size": tuned[0]["config"]["vocab_size"],
-      "throughput": training_throughput(pretrained + tuned + adapted,
-                                        read_json(study.path("ceiling.json"))),
+      "throughput": training_throughput(trained, read_json(study.path("ceiling.json")),
+                                        read_json(study.path("wallclock.json"))),
       "adapt": adapted,
   }
 
 
-def training_throughput(results: list[dict], ceiling: Any) -> dict[str, Any]:
-  """The study's achieved model FLOP/s (sum of training FLOPs over sum of seconds of
-  every training run) and its share of the measured matmul ceiling (None if unmeasured)."""
-  achieved = sum(r["train_flops"] for r in results) / sum(r["seconds"] for r in results)
-  return {"flops_per_s": achieved, "runs": len(results),
-          "ceiling": ceiling, "fraction": achieved / ceiling["flops_per_s"] if ceiling else None}
+def training_throughput(trained: list[tuple[Any, dict]], ceiling: Any,
+                        wallclock: Any) -> dict[str, Any]:
+  """The study's achieved model FLOP/s over its (RunSpec, result) training runs: FLOPs
+  computed over seconds spent, summed, and its share of the measured matmul ceiling (None
+  if unmeasured). A shorter budget branched off a longer run (`RunSpec.branch_step`)
+  computed only its cooldown, though its `train_flops` prices the whole budget."""
+  computed = sum(r["train_flops"] * (r["steps"] - s.branch_step) / r["steps"]
+                 for s, r in trained)
+  achieved = computed / sum(r["seconds"] for _, r in trained)
+  return {"flops_per_s": achieved, "runs": len(trained), "computed_flops": computed,
+          "workers": (wallclock or {}).get("workers", 1), "ceiling": ceiling,
+          "fraction": achieved / ceiling["flops_per_s"] if ceiling else None}
 
 
 def _finetune_eval(metrics: dict[str, float]) -> tuple[str, float]:

@@ -10,6 +10,7 @@ import numpy as np
 
 from redllm_jax import flops
 from redllm_jax.config import TransformerConfig
+from redllm_jax.study import scaling as scaling_lib
 from redllm_jax.study import scores, stats
 from redllm_jax.study.findings import Finding, z_text
 from redllm_jax.study.plan import ARCHITECTURES, StudyPlan
@@ -115,10 +116,14 @@ def _throughput_line(throughput: Mapping[str, Any]) -> str:
     return (f"Achieved model FLOP/s over the {throughput['runs']} training runs: "
             f"{achieved / 1e9:.1f} GFLOP/s (no `ceiling.json`: the matmul ceiling was not "
             f"measured for this study).")
-  return (f"Achieved model FLOP/s over the {throughput['runs']} training runs (sum of training "
-          f"FLOPs over sum of their seconds): {achieved / 1e9:.1f} GFLOP/s, "
+  workers = throughput["workers"]
+  side = (f" Runs trained {workers} at a time, each in a single-threaded worker: the "
+          f"machine's rate was up to {workers}x this." if workers > 1 else "")
+  return (f"Achieved model FLOP/s over the {throughput['runs']} training runs (the training "
+          f"FLOPs they computed over the sum of their seconds): {achieved / 1e9:.1f} GFLOP/s, "
           f"**{100 * throughput['fraction']:.0f}%** of the f32 matmul ceiling "
-          f"({ceiling['flops_per_s'] / 1e9:.1f} GFLOP/s, measured {ceiling['measured']}).")
+          f"({ceiling['flops_per_s'] / 1e9:.1f} GFLOP/s, measured {ceiling['measured']})."
+          + side)
 
 
 def _harness_section(harness: Mapping[str, Any]) -> str:
@@ -205,7 +210,9 @@ def _differences(plan: StudyPlan, scaling: Mapping[str, Any], harness: Mapping[s
           "vocabulary": str(vocab_size),
           "length": f"{plan.training_length} (RedLLM {plan.training_length // 2} + "
                     f"{plan.training_length // 2})",
-          "steps": f"budgets {sorted(plan.budgets)} steps; at most {tokens:,} target tokens",
+          "steps": "budgets " + ", ".join(f"{size} {sorted(steps)}" for size, steps in
+                                          plan.budgets.items())
+                   + f" steps; at most {tokens:,} target tokens",
           "downstream": f"{len(harness['tasks'])} tasks ({items} items), shots {list(plan.shots)}",
           "precision": "float32 on CPU",
           "seeds": f"{len(plan.seeds)} per point ({list(plan.seeds)}): parameters, data order, "
@@ -272,8 +279,8 @@ each {plan.training_length}-token chunk, which RedLLM predicts from the first ha
 
 {exponent_table(scaling)}
 
-Against FLOPs: every run of the architecture; against parameters: the runs at
-{max(plan.budgets)} steps. Each seed is fitted on its own runs.
+Against FLOPs: every run of the architecture; against parameters: the runs
+{scaling_lib.params_axis_label(scaling["runs"])}. Each seed is fitted on its own runs.
 
 {_ratios_text(scaling)}
 
@@ -283,7 +290,7 @@ Against FLOPs: every run of the architecture; against parameters: the runs at
 
 ## 2. Finetuning and the downstream harness
 
-Each seed's largest pair ({plan.largest}, {max(plan.budgets)} steps) and DecLLM + BiAttn
+Each seed's largest pair ({plan.largest}, {max(plan.budgets[plan.largest])} steps) and DecLLM + BiAttn
 (from the same DecLLM checkpoint) finetuned ({", ".join(f"`{e}`" for e in plan.finetune_experiments.values())});
 final eval PPL on the finetuning task's targets:
 {", ".join(f"{name} {stats.fmt(v, 1)}" for name, v in finetune.items())}.

@@ -2,8 +2,8 @@
 
 Fits (see `fits.fit_power_law`), per architecture and eval domain:
 - against training FLOPs: every pretraining run of the architecture (all sizes and budgets);
-- against parameters: the runs at the largest budget (equal training steps, as in
-  the paper's size ladder).
+- against parameters: the runs at the largest budget every size has (equal training
+  steps, as in the paper's size ladder), else each size's longest (`params_runs`).
 Each seed's runs are fitted on their own; exponents and fitted Red/Dec ratios are
 reported as the mean over seeds ± the seed-to-seed SE (`stats`), Red - Dec paired by
 seed. The pooled fit (every seed's runs at once) is kept beside it with its own
@@ -83,9 +83,26 @@ def _fit_or_none(x: Sequence[float], y: Sequence[float]) -> Optional[dict[str, f
     return None
 
 
+def params_runs(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+  """The runs a parameters fit uses: the largest budget every size has (equal steps, as
+  in the paper's size ladder), else each size's longest budget."""
+  budgets: dict[str, set] = {}
+  for r in rows:
+    budgets.setdefault(r["size"], set()).add(r["steps"])
+  common = set.intersection(*budgets.values())
+  if common:
+    return [r for r in rows if r["steps"] == max(common)]
+  return [r for r in rows if r["steps"] == max(budgets[r["size"]])]
+
+
+def params_axis_label(rows: Sequence[Mapping[str, Any]]) -> str:
+  steps = sorted({r["steps"] for r in params_runs(rows)})
+  return (f"at {steps[0]} steps" if len(steps) == 1
+          else "at each size's longest budget (" + ", ".join(map(str, steps)) + " steps)")
+
+
 def fit_all(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
   """{domain: {axis: {arch: PowerLaw dict or None}}} of these rows (one seed, or pooled)."""
-  top = max(r["steps"] for r in rows)
   fits: dict[str, dict[str, dict[str, Any]]] = {}
   for domain in DOMAINS:
     fits[domain] = {"flops": {}, "params": {}}
@@ -93,7 +110,7 @@ def fit_all(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, 
       mine = [r for r in rows if r["architecture"] == arch]
       fits[domain]["flops"][arch] = _fit_or_none([r["train_flops"] for r in mine],
                                                  [r[domain] for r in mine])
-      last = [r for r in mine if r["steps"] == top]
+      last = params_runs(mine)
       fits[domain]["params"][arch] = _fit_or_none([r["params"] for r in last],
                                                   [r[domain] for r in last])
   return fits
@@ -266,14 +283,14 @@ def _errorbar(ax, points, key: str, domain: str, arch: str) -> np.ndarray:
 
 def _plot_scaling(scaling: Mapping[str, Any], path: str) -> None:
   points, pooled, summary = scaling["points"], scaling["fits"], scaling["exponents"]
-  top = max(p["steps"] for p in points)
+  in_params_fit = {(p["architecture"], p["size"], p["steps"]) for p in params_runs(points)}
   fig, axes = plt.subplots(2, 2, figsize=(11, 8))
   for i, domain in enumerate(DOMAINS):
     for j, axis in enumerate(AXES):
       ax = axes[i][j]
       for arch in ARCHITECTURES:
-        mine = [p for p in points if p["architecture"] == arch and (axis == "flops" or
-                                                                    p["steps"] == top)]
+        mine = [p for p in points if p["architecture"] == arch and (
+            axis == "flops" or (arch, p["size"], p["steps"]) in in_params_fit)]
         x = _errorbar(ax, mine, AXIS_KEYS[axis], domain, arch)
         fit = pooled[domain][axis][arch]
         if fit is not None:
@@ -284,7 +301,7 @@ def _plot_scaling(scaling: Mapping[str, Any], path: str) -> None:
                         + (stats.fmt(b, 3) if b else "n/a"))
       ax.set_xscale("log")
       ax.set_yscale("log")
-      ax.set_xlabel("training FLOPs" if axis == "flops" else f"parameters (at {top} steps)")
+      ax.set_xlabel("training FLOPs" if axis == "flops" else f"parameters ({params_axis_label(points)})")
       ax.set_ylabel(f"{domain.replace('_', '-')} PPL")
       ax.legend(fontsize=7)
   fig.suptitle(f"PPL = a·X^-b per architecture; points: mean ± SE over "

@@ -109,6 +109,7 @@ def outputs(b: Optional[dict] = None, score: Optional[dict] = None,
       "finetune": {n: {"mean": 5.0, "se": 0.1, "n": 3} for n in ("decllm", "redllm",
                                                                    "decllm_biattn")},
       "finetune_task": "demo_flan", "vocab_size": 1024,
-      "throughput": {"flops_per_s": 3e10, "runs": 57, "ceiling": None, "fraction": None},
+      "throughput": {"flops_per_s": 3e10, "runs": 57, "workers": 2, "ceiling": None,
+                     "fraction": None},
       "adapt": list(adapt),
   }

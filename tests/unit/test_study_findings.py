@@ -116,7 +116,7 @@ def test_extrapolation_and_attention_verdicts():
 
 
 def _plan(**overrides):
-  return StudyPlan(sizes={"s": "s.gin", "m": "m.gin", "l": "l.gin"}, budgets=[100, 200, 400],
+  return StudyPlan(sizes={"s": "s.gin", "m": "m.gin", "l": "l.gin"}, budgets={"s": [100, 200, 400], "m": [100, 200, 400], "l": [100, 200, 400]},
                    pretrain_experiments={"decllm": "d.gin", "redllm": "r.gin"},
                    finetune_experiments={"decllm": "df.gin", "redllm": "rf.gin",
                                          "decllm_biattn": "bf.gin"},
@@ -138,7 +138,7 @@ def test_report_renders_every_section_with_its_se(tmp_path):
   scored = {m: 0.6 for m in study_outputs.MODELS}
   out["harness"] = study_outputs.harness({**scored, "redllm/pretrained": 0.4,
                                           "redllm_adapted/adapted": 0.5})
-  out["throughput"] = {"flops_per_s": 3e10, "runs": 57, "fraction": 0.25,
+  out["throughput"] = {"flops_per_s": 3e10, "runs": 57, "fraction": 0.25, "workers": 2,
                        "ceiling": {"flops_per_s": 1.2e11, "measured": "2026-12-02T03:00"}}
   (tmp_path / "harness").mkdir()
   (tmp_path / "harness" / "harness.md").write_text("| task |\n")

@@ -129,7 +129,7 @@ def test_run_scaling_reads_every_seed_result_and_writes_its_files(tmp_path):
   from redllm_jax.study import analyses  # pylint: disable=g-import-not-at-top
   from redllm_jax.study.directory import Study, write_json  # pylint: disable=g-import-not-at-top
   from redllm_jax.study.plan import StudyPlan  # pylint: disable=g-import-not-at-top
-  plan = StudyPlan(sizes={"s": "s.gin", "m": "m.gin", "l": "l.gin"}, budgets=[100, 200, 400],
+  plan = StudyPlan(sizes={"s": "s.gin", "m": "m.gin", "l": "l.gin"}, budgets={"s": [100, 200, 400], "m": [100, 200, 400], "l": [100, 200, 400]},
                    pretrain_experiments={"decllm": "d.gin", "redllm": "r.gin"},
                    finetune_experiments={"decllm": "df.gin", "redllm": "rf.gin",
                                          "decllm_biattn": "bf.gin"},
@@ -147,3 +147,28 @@ def test_run_scaling_reads_every_seed_result_and_writes_its_files(tmp_path):
     assert (tmp_path / "scaling" / name).exists(), name
   table = (tmp_path / "scaling" / "exponents.md").read_text()
   assert "| 0.240 ± 0.006 |" in table and "Red - Dec (paired by seed) | 0.040 ± 0.000" in table
+
+
+def test_params_fit_uses_the_largest_common_budget_else_each_sizes_longest():
+  rows = study_outputs.runs({"decllm": 0.2, "redllm": 0.24})
+  assert {r["steps"] for r in scaling.params_runs(rows)} == {400}
+  uneven = [r for r in rows if not (r["size"] == "l" and r["steps"] < 400)
+            and not (r["size"] == "s" and r["steps"] == 400)]  # s: 100, 200; m: all; l: 400
+  chosen = {(r["size"], r["steps"]) for r in scaling.params_runs(uneven)}
+  assert chosen == {("s", 200), ("m", 400), ("l", 400)}
+  assert "each size's longest budget" in scaling.params_axis_label(uneven)
+
+
+def test_throughput_counts_only_the_cooldown_a_branched_run_computed():
+  from redllm_jax.study import analyses  # pylint: disable=g-import-not-at-top
+  from redllm_jax.study.runs import RunSpec  # pylint: disable=g-import-not-at-top
+  full = RunSpec(name="a_400", architecture="decllm", gin_files=())
+  branched = RunSpec(name="a_100", architecture="decllm", gin_files=(), branch_of="a_400",
+                     branch_step=80)
+  trained = [(full, {"train_flops": 100.0, "steps": 400, "seconds": 10.0}),
+             (branched, {"train_flops": 50.0, "steps": 100, "seconds": 1.0})]
+  out = analyses.training_throughput(trained, {"flops_per_s": 40.0}, {"workers": 2})
+  assert out["computed_flops"] == pytest.approx(100.0 + 50.0 * 20 / 100)
+  assert out["flops_per_s"] == pytest.approx(110.0 / 11.0)
+  assert out["fraction"] == pytest.approx(0.25) and out["workers"] == 2
+  assert analyses.training_throughput(trained, None, None)["fraction"] is None
