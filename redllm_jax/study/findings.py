@@ -152,7 +152,8 @@ def scaling_exponents(scaling: Mapping[str, Any]) -> Finding:
   # A negative exponent (PPL rising with scale) means the fits describe noise.
   gate = None if all(positive) else "Some exponent is negative: the fits describe noise."
   decides = ("An exponent difference does not grow with scale: no larger model decides "
-             "it. " + _seeds_needed(claims, effects))
+             "it; more seeds do, or a wider range of X per seed (which narrows each seed's "
+             "slope). " + _seeds_needed(claims, effects))
   return _finding(
       "Fitted scaling exponents",
       "; ".join(f"{dom} {ax}: Dec {v['decllm']:.2f}, Red {v['redllm']:.2f}"
@@ -326,8 +327,8 @@ def finetuned_pareto(harness: Mapping[str, Any], scaling: Mapping[str, Any]) -> 
   claims = [Claim("RedLLM comparable or better (not worse beyond one SE)", comparable,
                   math.inf, f"Red - Dec {stats.fmt(diff, 1, 100)} points, z {z:.1f}"),
             exact("RedLLM needs fewer inference FLOPs", ratio < 1, f"Red/Dec {ratio:.2f}"),
-            exact("RedLLM is on the finetuned Pareto front (mean scores)",
-                  _on_front(harness, "redllm/flan", k), "")]
+            exact("RedLLM is on the finetuned Pareto front",
+                  _on_front(harness, "redllm/flan", k), "of the mean scores")]
   gate = _chance_gate(harness, names, k)
   found = _finding(
       "After FLAN tuning",
@@ -345,8 +346,8 @@ def biattn(harness: Mapping[str, Any], scaling: Mapping[str, Any]) -> Finding:
   names = ("decllm_biattn/flan", "decllm/flan", "redllm/flan")
   diff = _difference(harness, "decllm_biattn/flan", "decllm/flan", k)
   claims = [measured("BiAttn scores above DecLLM", diff, 0.0, digits=1, scale=100),
-            exact("RedLLM is on the finetuned Pareto front (mean scores)",
-                  _on_front(harness, "redllm/flan", k), "")]
+            exact("RedLLM is on the finetuned Pareto front",
+                  _on_front(harness, "redllm/flan", k), "of the mean scores")]
   effects = {claims[0].text: (diff, 0.0)}
   gate = _chance_gate(harness, names, k)
   return _finding(

@@ -230,7 +230,8 @@ and smooth, 1/8 local span, the chance gate) are those of the single-seed study.
 changed with the seeds, and why: a finding of several sub-claims now takes the verdict
 every resolution of its undecided sub-claims agrees on, else "inconclusive" (before,
 only finding 1 had an SE and it was gated on its weakest sub-claim; with one sub-claim
-the two rules agree), and its strength is its weakest decided sub-claim's. Harness
+the two rules agree), and its strength is its weakest decided sub-claim's (finding 4:
+its score comparison's, its other sub-claims being exact; as before). Harness
 findings stay "inconclusive" while no model beats chance by more than one SE (seed and
 item noise together)."""
 
