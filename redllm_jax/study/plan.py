@@ -1,9 +1,13 @@
 """What the study runs, bound in gin (`gin/experiments/study_*.gin`).
 
 Every pretraining run is `pretrain_experiments[arch]` + `sizes[size]` + `pretrain_overrides`,
-trained for each of `budgets` steps (each budget is its own run with its own
-learning-rate schedule) at each of `seeds` (parameter init, data order, dropout). A
-point of the study (`RunSpec.point`) is one (arch, size, budget) over its seeds. The
+trained for each of `budgets[size]` steps at each of `seeds` (parameter init, data
+order, dropout). A point of the study (`RunSpec.point`) is one (arch, size, budget)
+over its seeds. Each budget has its own `wsd` learning-rate schedule (warmup, the
+peak, a linear cooldown over its last `cooldown_fraction`): a size's longest budget
+is trained from scratch and keeps its checkpoints where the shorter budgets' cooldowns
+start; each shorter budget branches off there (`checkpoints.branch`) and trains only
+its cooldown, which is exactly the run it would have been on its own. The
 adaptation runs of a seed (the T5Gemma recipe, docs/adaptation.md) turn that seed's
 largest-size, largest-budget DecLLM into the RedLLMs of `adapt_experiments`. The
 finetuning runs of a seed start from that seed's largest pretrained model of
@@ -15,6 +19,7 @@ from typing import Mapping, Optional, Sequence
 import gin
 
 from redllm_jax.gin_utils import ConfigError
+from redllm_jax.optimizers import cooldown_start
 from redllm_jax.study.runs import RunSpec
 
 ARCHITECTURES = ("decllm", "redllm")
@@ -24,7 +29,7 @@ ARCHITECTURES = ("decllm", "redllm")
 @dataclasses.dataclass(frozen=True)
 class StudyPlan:
   sizes: Mapping[str, str]  # size name -> size gin, smallest first
-  budgets: Sequence[int]  # training steps, one pretraining run each
+  budgets: Mapping[str, Sequence[int]]  # size name -> training steps, one run each
   pretrain_experiments: Mapping[str, str]  # decllm/redllm -> experiment gin
   finetune_experiments: Mapping[str, str]  # decllm/redllm/decllm_biattn -> experiment gin
   in_domain: str  # eval task (must be among the experiments' EVAL_TASKS)
@@ -52,10 +57,14 @@ class StudyPlan:
   inference_prompt_length: int = 128  # for inference FLOPs per sequence (Pareto plot)
   inference_output_length: int = 128
   seeds: Sequence[int] = (0, 1, 2)
+  cooldown_fraction: float = 0.2  # of each pretraining budget (the `wsd` schedule)
 
   def __post_init__(self):
-    if not self.sizes or not self.budgets or not self.seeds:
-      raise ConfigError("study.StudyPlan needs at least one size, one budget and one seed")
+    if not self.sizes or not self.seeds:
+      raise ConfigError("study.StudyPlan needs at least one size and one seed")
+    missing = [size for size in self.sizes if not self.budgets.get(size)]
+    if missing:
+      raise ConfigError(f"study.StudyPlan.budgets has no steps for {', '.join(missing)}")
     if len(set(self.seeds)) != len(self.seeds):
       raise ConfigError(f"study.StudyPlan.seeds {list(self.seeds)} repeats a seed")
     for what, table, keys in (("pretrain_experiments", self.pretrain_experiments, ARCHITECTURES),
@@ -75,20 +84,40 @@ class StudyPlan:
     return list(self.sizes)[-1]
 
   def pretrain_runs(self) -> list[RunSpec]:
-    """Every (size, budget, architecture, seed), cheapest first so early results come early."""
-    return [RunSpec(name=f"{arch}_{size}_{steps}_s{seed}", point=f"{arch}_{size}_{steps}",
-                    architecture=arch, size=size, steps=steps,
-                    gin_files=(self.pretrain_experiments[arch], self.sizes[size],
-                               *self.pretrain_overrides),
-                    bindings=(f"EVAL_TASKS = {[self.in_domain, self.out_of_domain]!r}",),
-                    seed=seed)
-            for steps in sorted(self.budgets) for size in self.sizes for arch in ARCHITECTURES
-            for seed in self.seeds]
+    """Every (size, budget, architecture, seed), smallest size first; each size's longest
+    runs come before the shorter budgets that branch off them."""
+    runs = []
+    for size in self.sizes:
+      longest = max(self.budgets[size])
+      branch_steps = sorted(cooldown_start(steps, self.cooldown_fraction)
+                            for steps in self.budgets[size] if steps != longest)
+      for steps in [longest] + sorted(set(self.budgets[size]) - {longest}):
+        for arch in ARCHITECTURES:
+          for seed in self.seeds:
+            runs.append(self._pretrain_run(arch, size, steps, seed, longest, branch_steps))
+    return runs
+
+  def _pretrain_run(self, arch: str, size: str, steps: int, seed: int, longest: int,
+                    branch_steps: Sequence[int]) -> RunSpec:
+    schedule = ("optimizers.learning_rate_schedule.kind = 'wsd'",
+                f"optimizers.learning_rate_schedule.cooldown_fraction = {self.cooldown_fraction}")
+    if steps == longest:
+      branch = {"bindings": (f"train.train.keep_steps = {list(branch_steps)}",)}
+    else:
+      branch = {"branch_of": f"{arch}_{size}_{longest}_s{seed}",
+                "branch_step": cooldown_start(steps, self.cooldown_fraction), "bindings": ()}
+    return RunSpec(name=f"{arch}_{size}_{steps}_s{seed}", point=f"{arch}_{size}_{steps}",
+                   architecture=arch, size=size, steps=steps,
+                   gin_files=(self.pretrain_experiments[arch], self.sizes[size],
+                              *self.pretrain_overrides),
+                   bindings=(f"EVAL_TASKS = {[self.in_domain, self.out_of_domain]!r}",
+                             *schedule, *branch.pop("bindings")),
+                   seed=seed, **branch)
 
   def source_run(self, architecture: str, seed: int) -> RunSpec:
     """A seed's largest pretrained model of an architecture (finetuning and analyses start
     here)."""
-    name = f"{architecture}_{self.largest}_{max(self.budgets)}_s{seed}"
+    name = f"{architecture}_{self.largest}_{max(self.budgets[self.largest])}_s{seed}"
     return next(r for r in self.pretrain_runs() if r.name == name)
 
   def adapt_runs(self) -> list[RunSpec]:
@@ -114,9 +143,11 @@ class StudyPlan:
     for name, experiment in self.finetune_experiments.items():
       for seed in self.seeds:
         kind, parent = self._finetune_source(name, seed)
+        # An adapted model keeps its adaptation's depths (read after the size gin).
+        adapted = self.adapt_experiments.get(self.finetune_from[name], ()) if kind == "adapt" else ()
         runs.append(RunSpec(
             name=f"{name}_{self.largest}_flan_s{seed}", point=f"{name}_{self.largest}_flan",
             architecture=name, size=self.largest,
-            gin_files=(experiment, self.sizes[self.largest], *self.finetune_overrides),
+            gin_files=(experiment, self.sizes[self.largest], *adapted, *self.finetune_overrides),
             parent=parent.name, parent_kind=kind, seed=seed))
     return runs

@@ -25,6 +25,8 @@ class RunSpec:
   steps: int = 0  # the training budget in steps (0: as the experiment gin sets it)
   parent: str = ""  # the run a finetuning or adaptation run starts from
   parent_kind: str = "pretrain"  # the parent's stage directory (pretrain or adapt)
+  branch_of: str = ""  # a shorter budget: the longer run (same stage) it branches off
+  branch_step: int = 0  # the step it branches at (where its cooldown starts)
   seed: int = 0  # parameter init, data order and dropout
 
 

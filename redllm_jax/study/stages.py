@@ -15,7 +15,7 @@ from typing import Callable
 import gin
 
 import redllm_jax_tasks  # noqa: F401  pylint: disable=unused-import  # the study's eval tasks
-from redllm_jax import flops, models
+from redllm_jax import checkpoints, flops, models
 from redllm_jax.study import analyses
 from redllm_jax.study.directory import Study, write_json
 from redllm_jax.study.runs import RunSpec, parse_run, train_run, training_cost
@@ -44,6 +44,8 @@ def _training_unit(study: Study, kind: str, spec: RunSpec) -> Unit:
                        dict(gin.query_parameter("%TASK_FEATURE_LENGTHS")))
 
   def run() -> bool:
+    if spec.branch_of:
+      checkpoints.branch(study.path(kind, spec.branch_of), spec.branch_step, run_dir)
     result = train_run(spec, run_dir, extra)
     if result is None:
       return False
@@ -54,7 +56,8 @@ def _training_unit(study: Study, kind: str, spec: RunSpec) -> Unit:
     write_json(os.path.join(run_dir, "result.json"), {**result, "kind": kind})
     return True
 
-  after = (f"{spec.parent_kind} {spec.parent}",) if spec.parent else ()
+  after = ((f"{spec.parent_kind} {spec.parent}",) if spec.parent else ()) + (
+      (f"{kind} {spec.branch_of}",) if spec.branch_of else ())
   return Unit(f"{kind} {spec.name}", cost["train_flops"],
               (os.path.join(run_dir, "result.json"),), run, trains=True, after=after)
 
