@@ -21,6 +21,7 @@ import numpy as np
 WIKIPEDIA, BIBLE = "wikipedia", "book"  # the demo corpus's RedPajama subsets
 SOURCE_NAMES = {WIKIPEDIA: "Wikipedia", BIBLE: "the Bible"}
 MAX_TOKENS = 60  # prompt + longest option, in pieces of the 4096-piece demo vocabulary
+LENGTH_MATCH = 1.1  # distractors' length in characters: within this factor of the answer's
 
 # family -> held out of the tuning mixture (measures zero-shot transfer after tuning)
 FAMILIES = {"source": False, "next": False, "blank": False,
@@ -186,12 +187,13 @@ class _Pool:
 
   def draw(self, rng: np.random.RandomState, k: int, doc: Document, exclude: Sequence[str],
            near: int | None = None) -> list[str] | None:
-    """`k` distinct units not in `exclude`, of a length within a factor 1.5 of `near`
-    characters."""
+    """`k` distinct units not in `exclude`, of a length within `LENGTH_MATCH` of `near`
+    characters (so that neither log-likelihood, favouring short options, nor its
+    per-character normalisation finds the answer by its length)."""
     lo, hi = 0, len(self.units)
     if near is not None:
-      lo = int(np.searchsorted(self.lengths, near / 1.5, "left"))
-      hi = int(np.searchsorted(self.lengths, near * 1.5, "right"))
+      lo = int(np.searchsorted(self.lengths, near / LENGTH_MATCH, "left"))
+      hi = int(np.searchsorted(self.lengths, near * LENGTH_MATCH, "right"))
     picks: list[str] = []
     for _ in range(20 * k if hi > lo else 0):
       i = rng.randint(lo, hi)
@@ -209,7 +211,7 @@ def continuation(docs: Sequence[Document], rng: np.random.RandomState, per_sourc
                  max_tokens: int = MAX_TOKENS) -> list[dict]:
   """HellaSwag/StoryCloze style: 1-3 consecutive units, then the true next unit among
   `num_options`; the others are units of other documents of the same source, of
-  similar length (within a factor 1.5 in characters), none equal to the answer."""
+  the same length (within `LENGTH_MATCH`), none equal to the answer."""
   groups = _by_source(docs)
   pools = {source: _Pool(group) for source, group in groups.items()}
 
@@ -326,36 +328,42 @@ def blank_family(docs: Sequence[Document], rng: np.random.RandomState, per_sourc
 
 def is_next_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
                    length: Length, max_tokens: int = MAX_TOKENS) -> list[dict]:
-  """Does B follow A, yes or no: B is A's next unit or (as often) a unit of another
-  document of the same source."""
+  """Does B follow A, yes or no: B is A's next unit or (as often: `per_source` items
+  per answer) a unit of the same length from another document of the same source."""
   instruction = "Does B follow A? Answer yes or no. "
   options = ["yes", "no"]
   groups = _by_source(docs)
   pools = {source: _Pool(group) for source, group in groups.items()}
 
-  def make(source: str, candidate: Candidate) -> dict | None:
+  def make(label: str, candidate: Candidate) -> dict | None:
     doc, (before,), after = candidate
-    label = int(rng.randint(2))
-    b = [after] if label == 0 else pools[source].draw(rng, 1, doc, (before, after))
+    b = [after] if label == "yes" else pools[doc.source].draw(rng, 1, doc, (before, after),
+                                                              near=len(after))
     inputs = b and f"{instruction}A: {before} B: {b[0]}"
     if not inputs or length(inputs) + max(map(length, options)) > max_tokens:
       return None
-    return {"inputs": inputs, "options": options, "label": label}
+    return {"inputs": inputs, "options": options, "label": options.index(label)}
 
-  candidates = {s: [c for d in group for c in _contexts(d, 1)] for s, group in groups.items()}
-  return _sample(candidates, make, per_source, rng)
+  # Each unit with a predecessor goes to "yes" or "no" at random; as many of each.
+  candidates: dict[str, list[Candidate]] = {"yes": [], "no": []}
+  for d in docs:
+    for c in _contexts(d, 1):
+      candidates[options[rng.randint(2)]].append(c)
+  return _sample(candidates, make, per_source, rng, equal=True)
 
 
 def book_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
                 length: Length, num_options: int = 4, max_tokens: int = MAX_TOKENS
                 ) -> list[dict]:
-  """Which Bible book a verse is from, among `num_options` books of the split."""
+  """Which Bible book a verse is from, among `num_options` books of the split whose
+  names are about as long; about `per_source` items, as many from each book."""
   bible = [d for d in docs if d.source == BIBLE]
   books = sorted({d.name for d in bible})
 
   def make(source: str, candidate: Candidate) -> dict | None:
     doc, (verse,) = candidate
-    others = [b for b in books if b != doc.name]
+    # Names of about the same length: the answer is not the shortest name more often.
+    others = [b for b in books if b != doc.name and abs(len(b) - len(doc.name)) <= 3]
     picks = [others[i] for i in rng.choice(len(others), num_options - 1, replace=False)]
     options, label = _shuffled([doc.name] + picks, rng)
     inputs = f"Which book is this from: {', '.join(options[:-1])} or {options[-1]}? {verse}"
@@ -363,7 +371,10 @@ def book_family(docs: Sequence[Document], rng: np.random.RandomState, per_source
       return None
     return {"inputs": inputs, "options": options, "label": label}
 
-  return _sample({BIBLE: [c for d in bible for c in _windows(d, 1)]}, make, per_source, rng)
+  by_book: dict[str, list[Candidate]] = {}  # as many verses of each book: no prior to learn
+  for d in bible:
+    by_book.setdefault(d.name, []).extend(_windows(d, 1))
+  return _sample(by_book, lambda _, c: make(BIBLE, c), -(-per_source // len(books)), rng)
 
 
 FAMILY_BUILDERS = {"source": source_family, "next": next_family, "blank": blank_family,
