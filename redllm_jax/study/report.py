@@ -80,9 +80,12 @@ def _ratios_text(scaling: Mapping[str, Any]) -> str:
   shares = "; ".join(f"{d}: {stats.fmt(front['decllm_share'][d])} of each seed's frontier, "
                      f"{front['decllm_share_on_means'][d]:.2f} of the means' frontier "
                      f"({', '.join(front['on_means'][d])})" for d in DOMAINS)
+  per_seed = "\n".join(f"- seed {seed}: " + "; ".join(f"{d}: {', '.join(f[d])}" for d in DOMAINS)
+                       for seed, f in front["per_seed"].items())
   return (f"Fitted Red/Dec PPL (> 1: DecLLM better), mean ± SE over {len(scaling['seeds'])} "
           f"seeds' fits: " + "; ".join(parts) + f".\n\nDecLLM's share of the "
-          f"compute-optimal frontier: {shares}.")
+          f"compute-optimal frontier: {shares}. Each seed's frontier, cheapest first:\n\n"
+          + per_seed)
 
 
 def _extrapolation_table(extrap: Mapping[str, Any]) -> str:
@@ -269,7 +272,8 @@ small, so the exponents measure the early part of training, not the paper's regi
 
 ## 1. Scaling ladder
 
-Every run is its own cosine schedule to its budget. PPL is over the second half of
+Every budget is its own learning-rate schedule, run to its end (`study/plan.py`). PPL is
+over the second half of
 each {plan.training_length}-token chunk, which RedLLM predicts from the first half
 (DecLLM's whole-chunk PPL is in each run's `result.json`; every run is in
 `scaling/runs.csv`).
