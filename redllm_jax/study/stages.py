@@ -58,16 +58,29 @@ def _training_unit(study: Study, kind: str, spec: RunSpec) -> Unit:
 
   after = ((f"{spec.parent_kind} {spec.parent}",) if spec.parent else ()) + (
       (f"{kind} {spec.branch_of}",) if spec.branch_of else ())
-  return Unit(f"{kind} {spec.name}", cost["train_flops"],
+  return Unit(unit_name(kind, spec), cost["train_flops"],
               (os.path.join(run_dir, "result.json"),), run, trains=True, after=after)
 
 
+def training_specs(plan) -> list[tuple[str, RunSpec]]:
+  """(stage, run) of every training run of the study: pretraining, adaptation, finetuning."""
+  return ([("pretrain", spec) for spec in plan.pretrain_runs()]
+          + [("adapt", spec) for spec in plan.adapt_runs()]
+          + [("finetune", spec) for spec in plan.finetune_runs()])
+
+
+def unit_name(kind: str, spec: RunSpec) -> str:
+  return f"{kind} {spec.name}"
+
+
+def training_unit(study: Study, name: str) -> Unit | None:
+  """The training unit called `name` (e.g. "pretrain decllm_s_250_s0"), or None."""
+  return next((_training_unit(study, kind, spec) for kind, spec in training_specs(study.plan)
+               if unit_name(kind, spec) == name), None)
+
+
 def training_units(study: Study) -> list[Unit]:
-  """Every training run of the study: pretraining, adaptation, finetuning."""
-  plan = study.plan
-  return ([_training_unit(study, "pretrain", spec) for spec in plan.pretrain_runs()]
-          + [_training_unit(study, "adapt", spec) for spec in plan.adapt_runs()]
-          + [_training_unit(study, "finetune", spec) for spec in plan.finetune_runs()])
+  return [_training_unit(study, kind, spec) for kind, spec in training_specs(study.plan)]
 
 
 def _forward_flops_per_token(study: Study) -> float:

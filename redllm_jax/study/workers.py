@@ -21,8 +21,6 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Optional
-
 from absl import flags
 
 from redllm_jax import gin_utils
@@ -35,9 +33,12 @@ _PR_SET_PDEATHSIG = 1
 SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false"
 
 
-def _die_with_parent() -> None:
-  """In the child before exec: the kernel SIGKILLs it when the study process dies."""
+def _die_with_parent(parent: int) -> None:
+  """The kernel SIGKILLs this worker when the study process dies (set here, not in a
+  preexec_fn: forking a process that runs JAX's threads is unsafe)."""
   ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+  if os.getppid() != parent:  # the study died before the line above
+    sys.exit(INTERRUPTED)
 
 
 def log_path(root: str, unit: str) -> str:
@@ -69,8 +70,8 @@ class Pool:
     with open(path, "ab") as log:
       process = subprocess.Popen(
           [sys.executable, "-m", "redllm_jax.study.workers", f"--study_dir={self.root}",
-           f"--unit={unit.name}"], stdout=log, stderr=subprocess.STDOUT, env=self._env,
-          preexec_fn=_die_with_parent)
+           f"--unit={unit.name}", f"--parent={os.getpid()}"], stdout=log,
+          stderr=subprocess.STDOUT, env=self._env)
     self.running.append(_Running(unit, process, time.perf_counter()))
 
   def wait(self) -> tuple[stages.Unit, int, float]:
@@ -100,13 +101,12 @@ def failure(root: str, unit: str, code: int) -> str:
 
 _STUDY_DIR = flags.DEFINE_string("study_dir", None, "The study directory (holds plan.json).")
 _UNIT = flags.DEFINE_string("unit", None, "The training unit's name, e.g. 'pretrain x_s0'.")
-
-
-def _find_unit(study: Study, name: str) -> Optional[stages.Unit]:
-  return next((u for u in stages.training_units(study) if u.name == name), None)
+_PARENT = flags.DEFINE_integer("parent", None, "The study's process id: die with it.")
 
 
 def main() -> None:
+  if _PARENT.value:
+    _die_with_parent(_PARENT.value)
   plan_json = read_json(os.path.join(_STUDY_DIR.value, "plan.json"))
   if plan_json is None:
     raise gin_utils.ConfigError(f"{_STUDY_DIR.value} holds no plan.json (start the study with "
@@ -114,7 +114,7 @@ def main() -> None:
   fields = {f.name for f in dataclasses.fields(StudyPlan)}
   study = Study(StudyPlan(**{k: v for k, v in plan_json.items() if k in fields}),
                 os.path.abspath(_STUDY_DIR.value))
-  unit = _find_unit(study, _UNIT.value)
+  unit = stages.training_unit(study, _UNIT.value)
   if unit is None:
     raise gin_utils.ConfigError(f"the study in {_STUDY_DIR.value} has no training unit "
                                 f"{_UNIT.value!r}")
