@@ -31,6 +31,14 @@ def write_json(path: str, value: Any) -> None:
   os.replace(path + ".tmp", path)
 
 
+def share_compilations(root: str) -> None:
+  """This process reads and writes the study's persistent compilation cache: runs of one
+  shape (the seeds of a point; the eval steps of every budget) compile once, whichever
+  process (the study's or a worker's) compiles first."""
+  jax.config.update("jax_compilation_cache_dir", os.path.join(root, "jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Study:
   plan: StudyPlan

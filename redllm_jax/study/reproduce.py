@@ -26,7 +26,7 @@ import jax
 from redllm_jax import gin_utils, multihost
 from redllm_jax.data import demo_corpus
 from redllm_jax.study import analyses, findings, report, stages, workers
-from redllm_jax.study.directory import Study, read_json, write_json
+from redllm_jax.study.directory import Study, read_json, share_compilations, write_json
 from redllm_jax.study.plan import StudyPlan
 from redllm_jax.study.progress import Progress
 from redllm_jax.tools import bench
@@ -169,6 +169,7 @@ def main() -> None:
   root = os.path.abspath(_OUT_DIR.value or ("runs/study_quick" if _QUICK.value else "runs/study"))
   study = Study(plan, root)
   _check_plan(study)
+  share_compilations(root)
   if plan.in_domain.startswith("demo_"):
     demo_corpus.build()
   timings = read_json(study.path("timings.json")) or {}

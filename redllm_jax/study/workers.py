@@ -25,7 +25,7 @@ from absl import flags
 
 from redllm_jax import gin_utils
 from redllm_jax.study import stages
-from redllm_jax.study.directory import Study, read_json
+from redllm_jax.study.directory import Study, read_json, share_compilations
 from redllm_jax.study.plan import StudyPlan
 
 INTERRUPTED = 3  # a worker's exit code after SIGTERM: its run saved a checkpoint
@@ -114,6 +114,7 @@ def main() -> None:
   fields = {f.name for f in dataclasses.fields(StudyPlan)}
   study = Study(StudyPlan(**{k: v for k, v in plan_json.items() if k in fields}),
                 os.path.abspath(_STUDY_DIR.value))
+  share_compilations(study.root)
   unit = stages.training_unit(study, _UNIT.value)
   if unit is None:
     raise gin_utils.ConfigError(f"the study in {_STUDY_DIR.value} has no training unit "
