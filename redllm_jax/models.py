@@ -90,23 +90,18 @@ def token_losses(logits: Array, targets: Array, z_loss: float) -> TokenLosses:
   return TokenLosses(cross_entropy, z_loss * jnp.square(log_z), correct)
 
 
-def _target_logit(logits: Array, targets: Array) -> Array:
-  # A one-hot compare-and-sum rather than `take_along_axis`: XLA fuses it into the
-  # log-sum-exp pass, and its gradient is elementwise, where a gather's is a scatter
-  # that XLA:CPU follows with a transposed copy of the whole [b, l, V] gradient.
-  hit = jnp.arange(logits.shape[-1], dtype=targets.dtype) == targets[..., None]
-  return jnp.sum(jnp.where(hit, logits, 0.0), axis=-1)
-
-
 @jax.custom_vjp
 def _cross_entropy(logits: Array, targets: Array) -> tuple[Array, Array, Array]:
   """(log(Z) - target logit, log(Z), target is the argmax as 1.0), each [b, l].
 
-  The backward is one elementwise pass over the logits (`_cross_entropy_bwd`).
+  The backward is one elementwise pass over the logits (`_cross_entropy_bwd`), where
+  autodiff's had a scatter-add for the target gather, which XLA:CPU followed with a
+  transposed copy of the whole [b, l, V] gradient.
   """
   peak = jnp.max(logits, axis=-1)
   log_z = jnp.log(jnp.sum(jnp.exp(logits - peak[..., None]), axis=-1)) + peak
-  target = _target_logit(logits, targets)
+  # A gather: the custom backward below needs no scatter-add for it.
+  target = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
   # `argmax == target` without the index reduction: the target holds the maximum and
   # no earlier index does (argmax returns the first maximum). Equal for finite logits.
   before = jnp.arange(logits.shape[-1], dtype=targets.dtype) < targets[..., None]

@@ -25,6 +25,12 @@ Every figure is measured in one process, side by side, and written to one JSON
   (the run less its prefill, per token) against both bounds (the bytes of the
   weights a step reads over each rate). Skipped, saying why, without the `peers`
   extra.
+- study: the train step at the study's shapes (`--study_shapes`: tiny widths,
+  V 1024 / 4096; unrolled layers unless a shape says `scan`) against the same step
+  with JAX autodiff's backward for the loss and the dense layers
+  (`tools/autodiff_reference.py`), timed alternately, each right after a
+  ceiling measurement: step time, tokens/s, model FLOP/s over that ceiling, and
+  the speedup of the custom backward (docs/perf_notes.md).
 - dispatch: whether train steps pipeline. N steps of the tiny config dispatched
   back to back, the way the loop runs them now that metrics are read back only
   when logged or saved: host seconds per dispatch against seconds per step. A
@@ -46,14 +52,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from redllm_jax.data import demo_corpus
-from redllm_jax.tools import bench_input, bench_peers
+from redllm_jax.tools import autodiff_reference, bench_input, bench_peers
 from redllm_jax import flops, gin_utils, models, optimizers
 from redllm_jax.decoding import DecodingConfig
 from redllm_jax.models import BaseModel
 from redllm_jax.partitioning import Partitioner
 from redllm_jax.trainer import compile_steps
 
-SECTIONS = ("ceiling", "train", "decode", "peers", "input", "dispatch")
+SECTIONS = ("ceiling", "train", "study", "decode", "peers", "input", "dispatch")
 ARCHS = ("decllm", "redllm")
 
 _SECTIONS = flags.DEFINE_list("sections", list(SECTIONS), f"Any of {SECTIONS}.")
@@ -67,6 +73,12 @@ _TRAIN_BATCH = flags.DEFINE_integer("train_batch", 4, "150M train batch (rows)."
 _TRAIN_LENGTH = flags.DEFINE_integer("train_length", 512, "150M tokens per row.")
 _DECODE_LENGTH = flags.DEFINE_integer("decode_length", 128, "Prompt and generation length.")
 _DECODE_BATCH = flags.DEFINE_integer("decode_batch", 4, "Decode batch.")
+STUDY_OPTIONS = ("scan", "in_first")  # Scanned layers; kernels [in, out] (the study gins').
+_STUDY_SHAPES = flags.DEFINE_list(
+    "study_shapes", ["decllm/mini_s/32x256/4096", "redllm/mini_s/32x256/4096",
+                     "decllm/micro_s/64x128/1024", "redllm/micro_s/64x128/1024"],
+    f"Study section: arch/size/ROWSxTOKENS/vocab[/option...], options {STUDY_OPTIONS} "
+    "(scanned layers; kernels stored [in, out] as the study gins do, not [out, in]).")
 _UNCACHED = flags.DEFINE_bool("uncached", True, "Also time uncached decoding.")
 
 
@@ -213,6 +225,54 @@ def train_compare(size: str, batch: int, tokens: int, ceiling: float, repeats: i
                  "mfu": info["model_flops_per_step"] / best / ceiling,
                  "mfu_local_best": max(local), "mfu_local_median": statistics.median(local),
                  "local_ceilings": [c for _, c in samples[arch]]}
+  return out
+
+
+def parse_study_shape(shape: str) -> tuple[str, str, int, int, list[str]]:
+  """(arch, size, rows, tokens per row, gin bindings) of "arch/size/RxT/vocab[/option...]"."""
+  try:
+    arch, size, rows_tokens, vocab, *options = shape.split("/")
+    rows, tokens = map(int, rows_tokens.split("x"))
+    if arch not in ARCHS or not set(options) <= set(STUDY_OPTIONS):
+      raise ValueError
+  except ValueError:
+    raise gin_utils.ConfigError(
+        f"bad --study_shapes entry {shape!r}: want arch/size/ROWSxTOKENS/vocab[/option...], "
+        f"arch in {ARCHS}, options in {STUDY_OPTIONS}") from None
+  bindings = [f"config.TransformerConfig.vocab_size = {int(vocab)}",
+              f"config.TransformerConfig.scan_layers = {'scan' in options}"]
+  if "in_first" in options:
+    bindings.append("config.TransformerConfig.kernels_out_first = False")
+  return arch, size, rows, tokens, bindings
+
+
+def study_compare(shape: str, repeats: int) -> dict[str, Any]:
+  """One study shape's train step, custom backward vs autodiff's, timed alternately."""
+  arch, size, batch, tokens, bindings = parse_study_shape(shape)
+  with autodiff_reference.autodiff_step():  # Traced (and compiled) inside the context.
+    autodiff = train_setup(arch, size, batch, tokens, bindings=bindings)
+  setups = {"custom": train_setup(arch, size, batch, tokens, bindings=bindings),
+            "autodiff": autodiff}
+  samples = {name: [] for name in setups}
+  for _ in range(repeats):
+    for name, (_, run) in setups.items():
+      local = _quick_ceiling()
+      tic = time.perf_counter()
+      run()
+      samples[name].append((time.perf_counter() - tic, local))
+  out = {"shape": shape}
+  for name, (info, _) in setups.items():
+    times = [t for t, _ in samples[name]]
+    flops_per_step = info["model_flops_per_step"]
+    out[name] = {**info, "best_s": min(times), "median_s": statistics.median(times),
+                 "tokens_per_s": batch * tokens / statistics.median(times),
+                 "model_flops_per_s": flops_per_step / statistics.median(times),
+                 "mfu_local_median": statistics.median(
+                     flops_per_step / t / c for t, c in samples[name]),
+                 "local_ceilings": [c for _, c in samples[name]]}
+  out["speedup_median"] = out["autodiff"]["median_s"] / out["custom"]["median_s"]
+  out["speedup_best"] = out["autodiff"]["best_s"] / out["custom"]["best_s"]
+  out["loss_equal"] = out["autodiff"]["loss"] == out["custom"]["loss"]
   return out
 
 
@@ -403,6 +463,7 @@ def machine() -> dict[str, Any]:
 def run(sections: Sequence[str], sizes: Sequence[str], repeats: int = 3, remat: str = "none",
         train_batch: int = 4, train_length: int = 512, decode_batch: int = 4,
         decode_length: int = 128, uncached: bool = True,
+        study_shapes: Sequence[str] = (),
         log: Callable[[str], None] = print) -> dict[str, Any]:
   """All requested figures as one JSON-able dict (see the module docstring)."""
   unknown = set(sections) - set(SECTIONS)
@@ -428,6 +489,19 @@ def run(sections: Sequence[str], sizes: Sequence[str], repeats: int = 3, remat: 
     after = matmul_ceiling()
     out["ceiling"]["after_train_flops_per_s"] = after["flops_per_s"]
     log(f"matmul ceiling after train: {after['flops_per_s'] / 1e9:.1f} GFLOP/s")
+  if "study" in sections:
+    for shape in study_shapes:
+      parse_study_shape(shape)  # Every entry checked before the first compile.
+    out["study"] = {shape: study_compare(shape, repeats) for shape in study_shapes}
+    for shape, r in out["study"].items():
+      for name in ("custom", "autodiff"):
+        t = r[name]
+        log(f"study {shape:28s} {name:8s}: {t['median_s'] * 1e3:7.1f} ms/step (best "
+            f"{t['best_s'] * 1e3:.1f})  {t['tokens_per_s']:7.0f} tok/s  "
+            f"{t['model_flops_per_s'] / 1e9:5.1f} GFLOP/s = {t['mfu_local_median']:.1%} "
+            f"of the ceiling")
+      log(f"study {shape:28s} custom backward: {r['speedup_median']:.2f}x at the median "
+          f"({r['speedup_best']:.2f}x best), same first loss: {r['loss_equal']}")
   if "decode" in sections:
     out["decode"] = {}
     for size in sizes:
@@ -514,7 +588,7 @@ def compare(new: dict, old: dict) -> list[str]:
 def main() -> None:
   result = run(_SECTIONS.value, _SIZES.value, _REPEATS.value, _REMAT.value,
                _TRAIN_BATCH.value, _TRAIN_LENGTH.value, _DECODE_BATCH.value,
-               _DECODE_LENGTH.value, _UNCACHED.value)
+               _DECODE_LENGTH.value, _UNCACHED.value, _STUDY_SHAPES.value)
   with open(_OUT.value, "w") as f:
     json.dump(result, f, indent=1, sort_keys=True)
   print(f"wrote {_OUT.value}")
