@@ -149,3 +149,21 @@ def test_the_tuning_mixture_holds_the_tuned_families_only(demo_root):
       {"inputs": 64, "targets": 32}, split="train", shuffle=False)
   for ex in ds.take(8).as_numpy_iterator():
     assert 0 < ex["inputs"].max() < vocabulary.DEMO1K_VOCAB_SIZE and ex["targets"][-1] in (0, 1)
+
+
+def test_no_length_or_prior_shortcut():
+  """Picking the longest or the shortest option, or always the same answer, does not
+  beat chance (by more than sampling noise)."""
+  for name in ("demo_continuation_mc", "demo_family_next_mc", "demo_family_book_mc"):
+    examples = harness.load_task(os.path.join(COMMITTED, f"{name}.jsonl")).examples
+    for pick in (max, min):
+      hits = np.mean([len(ex["options"][ex["label"]]) == pick(map(len, ex["options"]))
+                      for ex in examples])
+      assert hits < 0.32, (name, pick.__name__, hits)  # chance 0.25, ties included
+  for name in ("demo_family_is_next_mc", "demo_family_source_mc"):
+    labels = collections.Counter(ex["label"] for ex in
+                                 harness.load_task(os.path.join(COMMITTED, f"{name}.jsonl")).examples)
+    assert labels[0] == labels[1], (name, labels)
+  books = collections.Counter(ex["options"][ex["label"]] for ex in harness.load_task(
+      os.path.join(COMMITTED, "demo_family_book_mc.jsonl")).examples)
+  assert max(books.values()) <= 7 and len(books) > 40
