@@ -96,7 +96,9 @@ def judge(claims: Sequence[Claim]) -> tuple[str, float]:
   decided = [c.z for c in claims if c.decided]
   if len(outcomes) > 1:
     return "inconclusive", min(claims[i].z for i in open_)
-  return outcomes.pop(), min(decided) if decided else math.nan
+  # Without an SE (one seed) there is no strength to report, whatever the others say.
+  no_se = not decided or any(math.isnan(z) for z in decided)
+  return outcomes.pop(), math.nan if no_se else min(decided)
 
 
 def _claims_text(claims: Sequence[Claim]) -> str:

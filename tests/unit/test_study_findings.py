@@ -33,6 +33,10 @@ def test_a_verdict_stands_when_no_undecided_claim_could_change_it():
   assert findings.judge([holds, noise]) == ("inconclusive", pytest.approx(0.1))
   assert findings.judge([holds, holds]) == ("reproduced", pytest.approx(5.0))
   assert findings.judge([fails])[0] == "not reproduced"
+  one_seed = findings.measured("d", _stat(0.05, math.nan, n=1), 0.0)
+  for claims in ([holds, one_seed], [one_seed, holds]):  # judged on the mean, no strength
+    verdict, z = findings.judge(claims)
+    assert verdict == "reproduced" and findings.strength(z) == "no error estimate"
 
 
 @pytest.mark.parametrize("dec_b,red_b,verdict", [(0.20, 0.24, "reproduced"),
