@@ -1,5 +1,6 @@
 """The study runner: fits against an independent reference, verdicts that follow the
 data, and (slow) the `--quick` study end to end, killed and resumed."""
+import dataclasses
 import json
 import math
 import os
@@ -13,11 +14,11 @@ import gin
 import numpy as np
 import pytest
 
-from redllm_jax import flops, gin_utils, models, train
+from redllm_jax import flops, gin_utils, models, optimizers, train
 from redllm_jax.data import feature_converters
 from redllm_jax.evaluation import harness
 from redllm_jax.partitioning import Partitioner
-from redllm_jax.study import findings, fits, scaling
+from redllm_jax.study import findings, fits, scaling, stages
 from redllm_jax.study.plan import StudyPlan
 from redllm_jax.study.runs import parse_run
 
@@ -139,12 +140,10 @@ def _study(out_dir, *extra, **kwargs):
 
 
 def _expected_outputs(out_dir: pathlib.Path) -> list[pathlib.Path]:
-  plan = json.loads((out_dir / "plan.json").read_text())
-  runs = [f"pretrain/{arch}_{size}_{steps}" for steps in plan["budgets"]
-          for size in plan["sizes"] for arch in ("decllm", "redllm")]
-  largest = list(plan["sizes"])[-1]
-  runs += [f"finetune/{name}_{largest}_flan" for name in plan["finetune_experiments"]]
-  files = [f"{run}/result.json" for run in runs]
+  stored = json.loads((out_dir / "plan.json").read_text())
+  plan = StudyPlan(**{f.name: stored[f.name] for f in dataclasses.fields(StudyPlan)})
+  files = [f"{kind}/{spec.name}/result.json" for kind, spec in stages.training_specs(plan)]
+  assert len(files) == 2 * 2 * 2 * 2 + 2 * 2 + 5 * 2  # seeds x (pretraining, adapt, finetune)
   files += ["scaling/fits.json", "scaling/runs.csv", "scaling/exponents.md",
             "scaling/scaling.png", "scaling/frontier.png", "harness/harness.json",
             "harness/harness.md", "harness/pareto.png", "extrapolation/extrapolation.json",
@@ -210,13 +209,13 @@ def test_paper_scale_study_gin_builds_the_paper_ladder():
   assert len(plan.pretrain_runs()) == 5 * 3 * 2
   expected = {"decllm": 8.72e9, "redllm": 8.59e9}
   for arch, params in expected.items():
-    spec = plan.source_run(arch)
-    assert spec.name == f"{arch}_8b_400000"
+    spec = plan.source_run(arch, 0)
+    assert spec.name == f"{arch}_8b_400000_s0"
     parse_run(spec, "/tmp/unused")
     model = models.from_gin()
     assert flops.count_params(model.abstract_params()).total == pytest.approx(params, rel=0.01)
   assert [r.parent for r in plan.finetune_runs()] == [
-      "decllm_8b_400000", "redllm_8b_400000", "decllm_8b_400000"]
+      "decllm_8b_400000_s0", "redllm_8b_400000_s0", "decllm_8b_400000_s0"]
 
 
 def test_chance_score_of_the_shipped_harness_tasks():
@@ -230,13 +229,22 @@ def test_chance_score_of_the_shipped_harness_tasks():
 def test_every_run_of_every_study_gin_is_a_valid_training_run(study_gin):
   gin_utils.parse_gin([f"experiments/{study_gin}.gin"], [])
   plan = StudyPlan()
-  for spec in plan.pretrain_runs() + plan.finetune_runs():
+  kept = {}
+  for kind, spec in stages.training_specs(plan):
     parse_run(spec, "/tmp/unused", ["INITIAL_CHECKPOINT_PATH = '/tmp/parent'"] if spec.parent
               else [])
     model = models.from_gin()
     train.validate(model, feature_converters.make_feature_converter(),
                    gin.query_parameter("%TASK_FEATURE_LENGTHS"),
                    gin.query_parameter("%BATCH_SIZE"), Partitioner(), 1, 1)
-    if not spec.parent:
+    if kind != "finetune":
       assert gin.query_parameter("%EVAL_TASKS") == [plan.in_domain, plan.out_of_domain]
-    assert (model.config.dropout_rate > 0) == bool(spec.parent), spec.name
+    assert (model.config.dropout_rate > 0) == (kind == "finetune"), spec.name
+    if kind == "pretrain":
+      schedule = optimizers.learning_rate_schedule(decay_steps=spec.steps)  # gin-bound: wsd
+      if not spec.branch_of:
+        kept[spec.name] = gin.query_parameter("train.train.keep_steps")
+      else:  # its cooldown starts where it branches off its longer run
+        assert spec.branch_step in kept[spec.branch_of], spec.name
+        assert float(schedule(spec.branch_step)) == float(schedule(spec.branch_step - 1))
+        assert float(schedule(spec.branch_step + 1)) < float(schedule(spec.branch_step))
