@@ -143,7 +143,7 @@ def _expected_outputs(out_dir: pathlib.Path) -> list[pathlib.Path]:
   stored = json.loads((out_dir / "plan.json").read_text())
   plan = StudyPlan(**{f.name: stored[f.name] for f in dataclasses.fields(StudyPlan)})
   files = [f"{kind}/{spec.name}/result.json" for kind, spec in stages.training_specs(plan)]
-  assert len(files) == 2 * 2 * 2 * 2 + 2 * 2 + 5 * 2  # seeds x (pretraining, adapt, finetune)
+  assert len(files) == 2 * (2 * 2 * 2 + 2 + 3)  # seeds x (pretraining, adaptation, finetuning)
   files += ["scaling/fits.json", "scaling/runs.csv", "scaling/exponents.md",
             "scaling/scaling.png", "scaling/frontier.png", "harness/harness.json",
             "harness/harness.md", "harness/pareto.png", "extrapolation/extrapolation.json",
