@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 BENCH = [sys.executable, "-m", "redllm_jax.tools.bench", "--sections=study"]
 
 
@@ -12,6 +14,7 @@ def _env():
   return dict(os.environ, JAX_PLATFORMS="cpu")
 
 
+@pytest.mark.slow  # Four compiles of the train step in a subprocess: about a minute.
 def test_study_section_times_both_backwards_of_the_same_step(tmp_path):
   out = tmp_path / "bench.json"
   proc = subprocess.run([*BENCH, "--study_shapes=redllm/micro_s/2x32/256/scan/in_first", "--repeats=1",
