@@ -91,13 +91,22 @@ def _passages(example):
   return [p for p in text.split("\n") + example.get("options", []) if len(p.split()) >= 4]
 
 
+def _grams(words, n=4):
+  return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
 def test_no_task_passage_is_training_text(demo_root):
   train = "\n".join(_train_text().values())
+  train_grams = _grams(train.split())
   checked = 0
   for name in CORPUS_TASKS:
     for example in harness.load_task(os.path.join(COMMITTED, f"{name}.jsonl")).examples:
       for passage in _passages(example):
-        assert passage not in train, (name, passage)
+        # A substring of the train text has its inner words' 4-grams there too: the
+        # substring search is needed only when they all are.
+        inner = passage.split()[1:-1]
+        if len(inner) < 4 or _grams(inner) <= train_grams:
+          assert passage not in train, (name, passage)
         checked += 1
   assert checked > 3000
 
