@@ -2,9 +2,11 @@ r"""AOT memory plan: per-device memory of every paper config's real train step o
 
   python -m redllm_jax.tools.memory_plan                       # all 20 configs, 64/128/256 devices
   python -m redllm_jax.tools.memory_plan --sizes=150m --devices=8 --out_dir=/tmp/plan
+  python -m redllm_jax.tools.memory_plan --stages=adapt --sizes=2b,8b    # the adaptation gins
 
 For each (architecture, size, stage) the paper experiment gin at that size
-(`experiments/{pretrain,finetune}_{arch}.gin` + `models/sizes/{size}.gin`: scanned
+(`experiments/{pretrain,finetune}_{arch}.gin` + `models/sizes/{size}.gin`, or for the
+`adapt` stage each `experiments/adapt_redllm_{size}*.gin`, e.g. `8b_2b`: scanned
 layers, the gin's remat policy, bf16 activations, Adafactor, paper batch and lengths) is built, and
 its train step is lowered and compiled with abstract inputs
 (`jax.ShapeDtypeStruct`s carrying shardings; nothing is allocated) on a fake CPU
@@ -39,13 +41,16 @@ FLAGS = flags.FLAGS
 
 ARCHS = ("decllm", "redllm")
 SIZES = ("150m", "1b", "2b", "4b", "8b")
-STAGES = ("pretrain", "finetune")
+STAGES = ("pretrain", "finetune")  # the default; `adapt` on request (--stages)
+ALL_STAGES = (*STAGES, "adapt")
 CHIPS = {"v5e (16 GiB)": 16 * 2**30, "v4 (32 GiB)": 32 * 2**30}
-PAPER_BATCH = {"pretrain": 2048, "finetune": 1024}
+PAPER_BATCH = {"pretrain": 2048, "finetune": 1024, "adapt": 2048}
 # --backend=tpu: HBM per chip of each TPU generation, by topology-name prefix ("v5"
 # is v5p); a plan keeps 10% of it free.
 TPU_HBM = {"v4": 32 * 2**30, "v5e": 16 * 2**30, "v5": 95 * 2**30, "v6e": 32 * 2**30}
 TPU_HEADROOM = 0.9
+EXPERIMENT_GINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
+                               "gin", "experiments")
 
 
 def job_key(arch: str, size: str, stage: str, n: int, tensor: int, micro: int, batch: int) -> str:
@@ -62,9 +67,9 @@ def compile_one(arch: str, size: str, stage: str, devices: Sequence[Any], tensor
 
   gin.clear_config()
   unused = ["MODEL_DIR = '/tmp/unused'"]
-  if stage == "finetune":
+  if stage != "pretrain":
     unused.append("INITIAL_CHECKPOINT_PATH = '/tmp/unused'")
-  gin_utils.parse_gin([f"experiments/{stage}_{arch}.gin", f"models/sizes/{size}.gin"], unused)
+  gin_utils.parse_gin(experiment_gins(arch, size, stage), unused)
   model = models.from_gin()
   n = len(devices)
   partitioner = Partitioner(mesh_shape=(1, n // tensor, tensor), devices=devices)
@@ -73,6 +78,35 @@ def compile_one(arch: str, size: str, stage: str, devices: Sequence[Any], tensor
           "fsdp": n // tensor, "microbatches": micro, "batch": batch,
           "rows_per_device_microbatch": batch // micro // (n // tensor),
           "remat": model.config.remat_policy, "dtype": model.config.dtype, **figures}
+
+
+def experiment_gins(arch: str, size: str, stage: str) -> list[str]:
+  """The gin files of one config: an adaptation gin names its own size."""
+  if stage == "adapt":
+    return [f"experiments/adapt_{arch}_{size}.gin"]
+  return [f"experiments/{stage}_{arch}.gin", f"models/sizes/{size}.gin"]
+
+
+def all_configs(sizes: Sequence[str], archs: Sequence[str],
+                stages: Sequence[str]) -> list[tuple[str, str, str]]:
+  """(arch, size, stage) of every config asked for. Adaptation configs are the gins
+  `experiments/adapt_{arch}_{size}[_*].gin` of the sizes asked for (so `8b` brings
+  the unbalanced `8b_2b` too); only RedLLMs are adapted."""
+  unknown = sorted(set(stages) - set(ALL_STAGES))
+  if unknown:
+    from redllm_jax.gin_utils import ConfigError  # pylint: disable=g-import-not-at-top
+    raise ConfigError(f"--stages: unknown {', '.join(unknown)} (use {', '.join(ALL_STAGES)})")
+  configs = []
+  for size in sizes:
+    for arch in archs:
+      for stage in stages:
+        if stage != "adapt":
+          configs.append((arch, size, stage))
+          continue
+        for name in sorted(os.listdir(EXPERIMENT_GINS)):
+          if name in (f"adapt_{arch}_{size}.gin",) or name.startswith(f"adapt_{arch}_{size}_"):
+            configs.append((arch, name[len(f"adapt_{arch}_"):-len(".gin")], stage))
+  return configs
 
 
 def cached_compile(cache: dict[str, Any], key: str, compile_fn: Callable[[], dict[str, Any]],
@@ -400,7 +434,7 @@ def main() -> None:
     worker(jax.device_count(), devices, configs, tensors, FLAGS.batch, cache_path,
            time.time() + FLAGS.budget_s)
     return
-  configs = [(a, s, st) for s in FLAGS.sizes for a in FLAGS.archs for st in FLAGS.stages]
+  configs = all_configs(FLAGS.sizes, FLAGS.archs, FLAGS.stages)
   tic = time.perf_counter()
   if FLAGS.report_only and not os.path.isdir(FLAGS.out_dir):
     from redllm_jax.gin_utils import ConfigError  # pylint: disable=g-import-not-at-top
@@ -445,7 +479,7 @@ def define_flags() -> None:
   beside other tools whose flags share names."""
   flags.DEFINE_list("sizes", list(SIZES), "Paper sizes.")
   flags.DEFINE_list("archs", list(ARCHS), "Architectures.")
-  flags.DEFINE_list("stages", list(STAGES), "pretrain and/or finetune.")
+  flags.DEFINE_list("stages", list(STAGES), f"Any of {', '.join(ALL_STAGES)}.")
   flags.DEFINE_list("devices", ["64", "128", "256"], "Fake device counts.")
   flags.DEFINE_list("tensor", ["1"], "Tensor-parallel sizes to try.")
   flags.DEFINE_string("out_dir", "docs/memory_plan", "Outputs and compile cache.")
