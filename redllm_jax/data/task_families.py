@@ -11,16 +11,19 @@ generative {"inputs", "targets"}; train items FLAN's {"inputs", "targets"}. Ever
 fits `max_tokens` (prompt plus its longest option or target, as measured by `length`):
 the study trains on 128-token windows.
 """
+import collections
 import dataclasses
 import itertools
 import re
 from typing import Callable, Iterator, Sequence
 
+from gensim.parsing.preprocessing import STOPWORDS
 import numpy as np
 
 WIKIPEDIA, BIBLE = "wikipedia", "book"  # the demo corpus's RedPajama subsets
 SOURCE_NAMES = {WIKIPEDIA: "Wikipedia", BIBLE: "the Bible"}
 MAX_TOKENS = 60  # prompt + longest option, in pieces of the 4096-piece demo vocabulary
+WORD_SHARE = 0.03  # most items one word may answer, per source (cloze, fill the blank)
 LENGTH_MATCH = 1.1  # distractors' length in characters: within this factor of the answer's
 
 # family -> held out of the tuning mixture (measures zero-shot transfer after tuning)
@@ -32,17 +35,9 @@ TUNED_FAMILIES = tuple(f for f, held_out in FAMILIES.items() if not held_out)
 _SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]][.!?])\s+(?=[A-Z])")
 _WORD = re.compile(r"[A-Za-z]+")
 _MARKUP = set("[]{}|=<>*#_\\")
-_STOPWORDS = frozenset("""
-a about above after again against all also am an and any are as at be because been before
-being below between both but by can could did do does doing down during each even every few
-for from further had has have having he her here hers herself him himself his how i if in into
-is it its itself just let may me might more most much must my myself no nor not now of off on
-once only or other ought our ours ourselves out over own said same say says shall she should so
-some such than that the their theirs them themselves then there these they this those through
-thou thee thy thine thus to too under unto until up upon us very was we were what when where
-which while who whom whose why will with would ye yea yet you your yours yourself yourselves
-hath doth art shalt wilt
-""".split())
+# gensim's English stop words and the King James Bible's own.
+_STOPWORDS = frozenset(STOPWORDS) | frozenset(
+    "thou thee thy thine ye yea unto hath doth art shalt wilt hast saith said".split())
 
 Length = Callable[[str], int]
 
@@ -157,15 +152,23 @@ def _shuffled(options: list[str], rng: np.random.RandomState) -> tuple[list[str]
 
 
 def _sample(candidates: dict[str, list[Candidate]], make: Callable[[str, Candidate], dict | None],
-            per_source: int, rng: np.random.RandomState, equal: bool = False) -> list[dict]:
+            per_source: int, rng: np.random.RandomState, equal: bool = False,
+            word_share: float | None = None) -> list[dict]:
   """Up to `per_source` items per source, made from candidates tried in a random order
   (until enough), kept in text order, sources interleaved. `equal`: as many of each
-  source as the smallest source gives."""
+  source as the smallest source gives. `word_share`: no target word (lower-cased) in
+  more than this share of a source's items, so that no constant answer scores much."""
   made: dict[str, list[tuple[int, dict]]] = {}
   for source, group in sorted(candidates.items()):
     made[source] = []
+    words: collections.Counter = collections.Counter()
     for i in rng.permutation(len(group)):
       item = make(source, group[i])
+      if item and word_share:
+        word = item["targets"][0].lower()
+        if words[word] >= max(1, int(word_share * per_source)):
+          continue
+        words[word] += 1
       if item:
         made[source].append((int(i), item))
         if len(made[source]) == per_source:
@@ -273,7 +276,7 @@ def cloze(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
     return None
 
   candidates = {s: [c for d in group for c in _contexts(d, 2)] for s, group in groups.items()}
-  return _sample(candidates, make, per_source, rng)
+  return _sample(candidates, make, per_source, rng, word_share=WORD_SHARE)
 
 
 # ----------------------------------------------------------------------------- instruction families
@@ -323,7 +326,7 @@ def blank_family(docs: Sequence[Document], rng: np.random.RandomState, per_sourc
     return None
 
   candidates = {s: [c for d in group for c in _windows(d, 2)] for s, group in _by_source(docs).items()}
-  return _sample(candidates, make, per_source, rng)
+  return _sample(candidates, make, per_source, rng, word_share=WORD_SHARE)
 
 
 def is_next_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,

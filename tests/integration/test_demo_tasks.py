@@ -60,7 +60,7 @@ def test_the_rebuild_command_gives_the_committed_files(demo_root, tmp_path):
                         f"--out_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
   assert run.returncode == 0, run.stderr[-2000:]
   counts = json.loads(run.stdout.strip().splitlines()[-1])
-  assert all(counts[name] >= 250 for name in CORPUS_TASKS), counts
+  assert all(counts[name] >= 240 for name in CORPUS_TASKS), counts
   built = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "*.jsonl")))
   assert built == sorted(os.path.basename(p) for p in glob.glob(os.path.join(COMMITTED, "*.jsonl")))
   for name in built + ["manifest.json"]:
@@ -136,6 +136,7 @@ def test_manifest_chance_lengths_and_labels(demo_root):
     else:
       top = collections.Counter(harness.normalize_answer(ex["targets"][0]) for ex in task.examples)
       assert entry["majority_baseline"] == pytest.approx(top.most_common(1)[0][1] / len(task.examples))
+      assert entry["majority_baseline"] < 0.05, name  # no word answers many items
   cloze = harness.load_task(os.path.join(COMMITTED, "demo_cloze_gen.jsonl")).examples
   assert all(ex["targets"][0].lower() in ex["inputs"].lower() for ex in cloze)  # recoverable, as LAMBADA
 
