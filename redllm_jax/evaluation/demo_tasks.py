@@ -67,7 +67,7 @@ def build_qa_tasks(num_options: int = 4, seed: int = 0) -> dict[str, list[dict]]
   return {"demo_qa_gen": generative, "demo_qa_mc": multiple_choice}
 
 
-def _texts(split: str) -> dict[str, list[str]]:
+def split_texts(split: str) -> dict[str, list[str]]:
   """Each RedPajama demo subset's documents of `split`, through its seqio source."""
   return {s: [ex["text"].decode("utf-8") for ex in seqio.get_mixture_or_task(
       f"demo_redpajama_{s}").source.get_dataset(split=split, shuffle=False).as_numpy_iterator()]
@@ -77,9 +77,9 @@ def _texts(split: str) -> dict[str, list[str]]:
 def held_out_documents() -> list[task_families.Document]:
   """The validation documents with every unit that occurs in its source's train split
   dropped (the Bible repeats formulas such as "And the LORD spake unto Moses, saying,")."""
-  train = {source: "\n".join(texts) for source, texts in _texts("train").items()}
+  train = {source: "\n".join(texts) for source, texts in split_texts("train").items()}
   docs = []
-  for source, texts in _texts("validation").items():
+  for source, texts in split_texts("validation").items():
     docs += task_families.documents({source: texts}, keep=lambda unit: unit not in train[source])
   return docs
 

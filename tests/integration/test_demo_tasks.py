@@ -177,3 +177,16 @@ def test_no_length_or_prior_shortcut():
   books = collections.Counter(ex["options"][ex["label"]] for ex in harness.load_task(
       os.path.join(COMMITTED, "demo_family_book_mc.jsonl")).examples)
   assert max(books.values()) <= 7 and len(books) > 40
+
+
+def test_shortcut_baselines_on_known_items():
+  from redllm_jax.evaluation import task_baselines  # pylint: disable=g-import-not-at-top
+  items = [{"inputs": "The river Nile", "options": ["river flows", "a", "mountains high"], "label": 0},
+           {"inputs": "Nothing", "options": ["ab", "cd"], "label": 1}]
+  shortest = task_baselines.accuracy(items, lambda _, o: -len(o))
+  assert shortest == pytest.approx((0 + 0.5) / 2)  # a tie counts half
+  assert task_baselines.accuracy(items, task_baselines.overlap) == pytest.approx((1 + 0.5) / 2)
+  encode = lambda text: [int(t) for t in text.split()]
+  bigram = task_baselines.bigram_scorer([[1, 2, 3], [1, 2, 3, 1, 2]], encode, vocab_size=5)
+  assert bigram("3 1", "2 3") == pytest.approx(np.log(3.1 / 3.5) + np.log(2.1 / 2.5))
+  assert task_baselines.accuracy([{"inputs": "1", "options": ["4", "2"], "label": 1}], bigram) == 1.0
