@@ -64,9 +64,9 @@ def _dense_bwd(out_first: bool, out_dtype, residuals, g: Array):
   x, kernel = residuals
   dx = jax.vjp(lambda x: _dense(x, kernel, out_first, out_dtype), x)[1](g)[0]
   x_left = x.shape[-1] <= g.shape[-1]
-  rows = lambda a: a.reshape(-1, a.shape[-1])
-  left, right = (rows(x), rows(g)) if x_left else (rows(g), rows(x))
-  dkernel = jax.lax.dot_general(left, right, (((0,), (0,)), ((), ())),
+  left, right = (x, g) if x_left else (g, x)
+  tokens = tuple(range(x.ndim - 1))
+  dkernel = jax.lax.dot_general(left, right, ((tokens, tokens), ((), ())),
                                 preferred_element_type=out_dtype)  # [left, right] features
   if x_left == out_first:
     dkernel = jax.lax.optimization_barrier(dkernel).T
