@@ -20,8 +20,9 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 from scipy import stats as scipy_stats
 
+from redllm_jax.study import scaling as scaling_lib
 from redllm_jax.study import scores, stats
-from redllm_jax.study.scaling import DOMAINS, PAPER_EXPONENTS
+from redllm_jax.study.scaling import AXIS_KEYS, DOMAINS, PAPER_EXPONENTS
 
 OVERLAP = 0.10  # fitted curves "nearly overlap" when within 10% of each other
 SHARP = 1.5  # "degrades sharply": PPL at the longest length over PPL at 2x
@@ -166,16 +167,28 @@ def scaling_exponents(scaling: Mapping[str, Any]) -> Finding:
       decides=decides, gate=gate)
 
 
-def _deciding_scale_text(scaling: Mapping[str, Any]) -> str:
+def _deciding_scale_text(scaling: Mapping[str, Any], claims: Sequence[Claim],
+                         ratio_claims: Mapping[str, tuple[str, str, float]]) -> str:
+  """For each undecided claim on a fitted ratio: the scale at which the per-seed fits
+  would decide it (`scaling.deciding_scale`), searched from the largest run up."""
   parts = []
-  for domain in DOMAINS:
-    for axis, unit in (("flops", "training FLOPs"), ("params", "parameters")):
-      d = scaling["deciding_scale"][domain][axis]
-      if d.get("x") is None:
-        parts.append(f"{domain} vs {unit}: no estimate ({d['reason']})")
-      else:
-        parts.append(f"{domain} vs {unit}: the per-seed fits put fitted Red/Dec PPL 3 SE from "
-                     f"1 at {d['x']:.2e} {unit} (ratio {d['ratio']:.3f}, {d['better']} better)")
+  for c in claims:
+    if c.decided or c.text not in ratio_claims:
+      continue
+    domain, axis, threshold = ratio_claims[c.text]
+    unit = "training FLOPs" if axis == "flops" else "parameters"
+    start = max(r[AXIS_KEYS[axis]] for r in scaling["runs"])
+    d = scaling_lib.deciding_scale(scaling["seed_fits"], domain, axis, start, threshold)
+    if d["x"] is None:
+      parts.append(f"{c.text}: no estimate ({d['reason']})")
+    elif d["at_start"]:
+      parts.append(f"{c.text}: the fits decide it already at the largest run, {start:.2e} "
+                   f"{unit} (ratio {stats.fmt(d['ratio'], 3)})")
+    else:
+      parts.append(f"{c.text}: at about {d['x']:.2e} {unit} (fitted ratio "
+                   f"{stats.fmt(d['ratio'], 3)})")
+  if not parts:
+    return ""
   return ("Read off each seed's power laws, assuming they hold that far and the seed "
           "spread stays as measured: " + "; ".join(parts) + ".")
 
@@ -183,7 +196,7 @@ def _deciding_scale_text(scaling: Mapping[str, Any]) -> str:
 def frontier(scaling: Mapping[str, Any]) -> Finding:
   """DecLLM dominates the frontier; the FLOPs curves nearly overlap; Dec is more param-efficient."""
   front, ratios = scaling["frontier"], scaling["ratios"]
-  claims, effects, parts = [], {}, []
+  claims, effects, parts, ratio_claims = [], {}, [], {}
   for domain in DOMAINS:
     share = front["decllm_share"][domain]
     text = f"DecLLM holds most of each seed's frontier ({domain})"
@@ -198,12 +211,14 @@ def frontier(scaling: Mapping[str, Any]) -> Finding:
       text = f"against FLOPs the fitted curves are within {OVERLAP:.0%} ({domain})"
       claims.append(measured(text, distance, OVERLAP, above=False))
       effects[text] = (distance, OVERLAP)
+      ratio_claims[text] = (domain, "flops", OVERLAP)
       parts.append(f"fitted Red/Dec PPL at {flops_ratio['x']:.2e} FLOPs {stats.fmt(r, 3)}")
     if params_ratio:
       r = params_ratio["ratio"]
       text = f"DecLLM has the lower fitted PPL at equal parameters ({domain})"
       claims.append(measured(text, r, 1.0))
       effects[text] = (r, 1.0)
+      ratio_claims[text] = (domain, "params", 0.0)
       parts.append(f"at {params_ratio['x']:.2e} parameters {stats.fmt(r, 3)}")
   n = front["decllm_share"][DOMAINS[0]]
   return _finding(
@@ -211,7 +226,8 @@ def frontier(scaling: Mapping[str, Any]) -> Finding:
       "DecLLM dominates the frontier; against training FLOPs the curves nearly overlap; "
       "DecLLM is more parameter-efficient",
       claims, "; ".join(parts) + f" ({_n(n)})",
-      decides=_deciding_scale_text(scaling) + " " + _seeds_needed(claims, effects))
+      decides=" ".join(filter(None, (_deciding_scale_text(scaling, claims, ratio_claims),
+                                     _seeds_needed(claims, effects)))))
 
 
 # ----------------------------------------------------------------------------- harness

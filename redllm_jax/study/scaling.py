@@ -167,27 +167,29 @@ def ratio_summary(per_seed: Mapping[Any, Mapping], ref: Mapping[str, float]) -> 
 
 
 def deciding_scale(per_seed: Mapping[Any, Mapping], domain: str, axis: str, start: float,
-                   z: float = DECIDING_Z) -> dict[str, Any]:
-  """The smallest X >= start at which the fitted log(Red/Dec) PPL reaches z of its seed SEs.
+                   threshold: float = 0.0, z: float = DECIDING_Z) -> dict[str, Any]:
+  """The smallest X >= start at which the fitted Red/Dec PPL ratio r decides "|r - 1| vs
+  threshold" (0: which architecture is better; OVERLAP: within that or not): where
+  ||mean r - 1| - threshold| reaches z seed SEs of r.
 
-  Each seed's fits give a line in log X; their mean and seed SE at X carry the seed
-  spread of a and b (and their covariance) into the difference. Assumes that spread
-  stays as measured, and the power laws hold out to X.
+  Each seed's fits give r(X); their mean and seed SE at X carry the seed spread of a
+  and b (and their covariance) into the ratio. Assumes that spread stays as measured
+  and the power laws hold out to X.
   """
   pairs = _per_seed(per_seed, domain, axis)
   if pairs is None or len(pairs) < 2:
     return {"x": None, "reason": "fewer than 2 seeds with a fit: no seed SE"}
   grid = np.geomspace(start, start * EXTRAPOLATE, 2001)
-  lines = np.array([log_ratio(d, r, grid) for d, r in pairs])  # [seeds, grid]
-  mean = lines.mean(0)
-  se = lines.std(0, ddof=1) / math.sqrt(len(pairs))
-  hit = np.nonzero(np.abs(mean) >= z * se)[0]
+  ratios = np.exp(np.array([log_ratio(d, r, grid) for d, r in pairs]))  # [seeds, grid]
+  mean = ratios.mean(0)
+  se = ratios.std(0, ddof=1) / math.sqrt(len(pairs))
+  hit = np.nonzero(np.abs(np.abs(mean - 1) - threshold) >= z * se)[0]
   if hit.size == 0:
-    return {"x": None, "reason": f"the fitted difference stays within {z:g} SE up to "
-                                 f"{grid[-1]:.2e}: the seeds' slopes disagree too much"}
+    return {"x": None, "reason": f"the fitted ratio stays within {z:g} SE of the threshold up "
+                                 f"to {grid[-1]:.2e}: the seeds' fits disagree too much"}
   i = int(hit[0])
-  return {"x": float(grid[i]), "ratio": float(np.exp(mean[i])), "better":
-          "decllm" if mean[i] > 0 else "redllm"}
+  return {"x": float(grid[i]), "ratio": {"mean": float(mean[i]), "se": float(se[i]),
+                                         "n": len(pairs)}, "at_start": i == 0}
 
 
 def frontier_names(rows: Sequence[Mapping[str, Any]], key: str = "name",
@@ -244,14 +246,11 @@ def exponent_table(scaling: Mapping[str, Any]) -> str:
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
   """Everything fits.json holds beyond the runs: per-seed and pooled fits, exponents and
-  ratios over seeds, the frontiers and the scales that would decide the ratios."""
+  ratios over seeds, the frontiers."""
   points, per_seed, ref = point_rows(rows), seed_fits(rows), reference_x(rows)
-  largest = {axis: max(r[AXIS_KEYS[axis]] for r in rows) for axis in AXES}
   return {"runs": list(rows), "points": points, "seeds": seeds_of(rows),
           "fits": fit_all(rows), "seed_fits": {str(s): f for s, f in per_seed.items()},
           "exponents": exponent_summary(per_seed), "ratios": ratio_summary(per_seed, ref),
-          "deciding_scale": {d: {a: deciding_scale(per_seed, d, a, largest[a]) for a in AXES}
-                             for d in DOMAINS},
           "frontier": frontier_summary(rows, points)}
 
 

@@ -62,26 +62,29 @@ def test_points_ratios_and_frontier_per_seed():
   assert out["frontier"]["decllm_share"]["in_domain"]["mean"] == pytest.approx(expected_share / 3)
 
 
-def test_deciding_scale_is_where_the_seed_lines_reach_three_se():
+def test_deciding_scale_is_where_the_seed_ratios_reach_three_se():
   rows = study_outputs.runs({"decllm": 0.20, "redllm": 0.21}, (0.0, 0.0, 0.0))
-  for r in rows:  # seed-specific offsets of Red's log a: the difference carries a seed SE
+  for r in rows:  # seed-specific offsets of Red's log a: the ratio carries a seed SE
     if r["architecture"] == "redllm":
       r["in_domain"] *= math.exp((-0.3, 0.1, 0.25)[r["seed"]])
   per_seed = scaling.seed_fits(rows)
   start = max(r["train_flops"] for r in rows)
-  found = scaling.deciding_scale(per_seed, "in_domain", "flops", start)
-  lines = np.array([scaling.log_ratio(f["in_domain"]["flops"]["decllm"],
-                                      f["in_domain"]["flops"]["redllm"], found["x"])
-                    for f in per_seed.values()])
-  z = abs(lines.mean()) / (lines.std(ddof=1) / math.sqrt(3))
-  assert z >= 3 and z < 3.05  # the first grid point past 3 SE
-  assert found["better"] == "redllm"  # Red's larger exponent wins at scale
-  flat = study_outputs.runs({"decllm": 0.2, "redllm": 0.2}, (0.0, 0.0, 0.0))
-  for r in flat:
-    if r["architecture"] == "redllm":
-      r["in_domain"] *= math.exp((-0.3, 0.1, 0.25)[r["seed"]]) * 2
-  assert scaling.deciding_scale(scaling.seed_fits(flat), "in_domain", "flops",
-                                start)["x"] == pytest.approx(start)  # decided already
+
+  def z_at(x, threshold):
+    ratios = np.array([np.exp(scaling.log_ratio(f["in_domain"]["flops"]["decllm"],
+                                                f["in_domain"]["flops"]["redllm"], x))
+                       for f in per_seed.values()])
+    return abs(abs(ratios.mean() - 1) - threshold) / (ratios.std(ddof=1) / math.sqrt(3))
+
+  for threshold in (0.0, 0.1):
+    found = scaling.deciding_scale(per_seed, "in_domain", "flops", start, threshold)
+    assert not found["at_start"] and z_at(start, threshold) < 3
+    assert 3 <= z_at(found["x"], threshold) < 3.05  # the first grid point past 3 SE
+    assert found["ratio"]["mean"] < 1  # Red's larger exponent wins at scale
+  decided = scaling.deciding_scale(per_seed, "in_domain", "flops", start, threshold=0.9)
+  assert decided["at_start"] and decided["x"] == pytest.approx(start)  # |r - 1| << 0.9
+  one_seed = scaling.deciding_scale({0: per_seed[0]}, "in_domain", "flops", start)
+  assert one_seed["x"] is None and "2 seeds" in one_seed["reason"]
 
 
 def test_harness_summary_seed_and_item_se_and_the_continuation_bar():
