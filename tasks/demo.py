@@ -31,7 +31,8 @@ for _prefix, _vocabulary in vocabulary.DEMO_PREFIXES.items():
   # equal rates: each family has the same number of items per source.
   for _family in task_families.TUNED_FAMILIES:
     task_builders.register_flan_task(
-        f"{_prefix}_flan_{_family}", task_builders.under(paths.demo_dir, "flan_families", _family),
+        f"{_prefix}_flan_{_family}",
+        task_builders.under(paths.demo_dir, task_families.FAMILIES_DIR, _family),
         _vocabulary,
     )
   seqio.MixtureRegistry.add(f"{_prefix}_flan_families",

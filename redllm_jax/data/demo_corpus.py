@@ -39,7 +39,6 @@ MARKER = "DONE.json"
 RAW_PARTS = 4  # several files per subset, so multi-host sharding is by file
 VALIDATION_FRACTION = 0.1
 MIN_ARTICLE_CHARS = 500  # drops redirects and stubs
-FAMILIES_DIR = "flan_families"
 FAMILY_ITEMS_PER_SOURCE = 3000  # train items per family and source (fewer if the text has fewer)
 FAMILY_SEED = 0
 WIKI_DUMP = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -183,7 +182,7 @@ def build(out_dir: str | None = None) -> dict:
   root = out_dir or paths.demo_dir()
   marker = os.path.join(root, MARKER)
   done = _done_parts(marker)
-  families = {f"{FAMILIES_DIR}/{f}" for f in task_families.TUNED_FAMILIES}
+  families = {f"{task_families.FAMILIES_DIR}/{f}" for f in task_families.TUNED_FAMILIES}
   if done >= set(_collections()) | set(_vocab_parts()) | families:
     logging.info("Demo corpus already built at %s", root)
     with tf.io.gfile.GFile(marker) as f:
@@ -202,7 +201,7 @@ def build(out_dir: str | None = None) -> dict:
           os.path.join(root, part), vocab_size=pieces, model_type="bpe")
   if not families <= done:
     for family, records in _family_records(root).items():
-      _convert(root, f"{FAMILIES_DIR}/{family}", records, ("inputs", "targets"), 2, None)
+      _convert(root, f"{task_families.FAMILIES_DIR}/{family}", records, ("inputs", "targets"), 2, None)
   fields_of.update({name: ("inputs", "targets") for name in sorted(families)})
   vocab = vocabulary.demo_vocab_file(root, vocabulary.DEMO_VOCAB_SIZE)
   tokens, tokens_demo1k = _count_tokens(

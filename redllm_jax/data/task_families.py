@@ -30,6 +30,7 @@ LENGTH_MATCH = 1.1  # distractors' length in characters: within this factor of t
 FAMILIES = {"source": False, "next": False, "blank": False,
             "is_next": True, "book": True}
 TUNED_FAMILIES = tuple(f for f, held_out in FAMILIES.items() if not held_out)
+FAMILIES_DIR = "flan_families"  # under the demo root: {FAMILIES_DIR}/{family}/{split}/*.tfrecord
 
 # After a lower-case word, not an initial ("Donald C. Baker") or abbreviation.
 _SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]][.!?])\s+(?=[A-Z])")
