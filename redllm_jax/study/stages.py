@@ -50,7 +50,7 @@ def _training_unit(study: Study, kind: str, spec: RunSpec) -> Unit:
     if result is None:
       return False
     if spec.parent:
-      parent = study.result(spec.parent_kind, spec)
+      parent = study.result(spec.parent_kind, dataclasses.replace(spec, name=spec.parent))
       result.update(parent=spec.parent, parent_kind=spec.parent_kind,
                     parent_train_flops=parent["train_flops"])
     write_json(os.path.join(run_dir, "result.json"), {**result, "kind": kind})
