@@ -116,7 +116,8 @@ def _cross_entropy_fwd(logits: Array, targets: Array):
 
 
 def _cross_entropy_bwd(residuals, cotangents):
-  """d/dlogits of g_ce * (log Z - target) + g_z * log Z: softmax * (g_ce + g_z) - g_ce * onehot."""
+  """d/dlogits of g_ce * (log Z - target) + g_z * log Z:
+  softmax * (g_ce + g_z) - g_ce * onehot."""
   logits, targets, log_z = residuals
   g_cross_entropy, g_log_z, _ = cotangents  # `correct` is piecewise constant.
   probs = jnp.exp(logits - log_z[..., None])

@@ -17,11 +17,11 @@ def _env():
 @pytest.mark.slow  # Four compiles of the train step in a subprocess: about a minute.
 def test_study_section_times_both_backwards_of_the_same_step(tmp_path):
   out = tmp_path / "bench.json"
-  proc = subprocess.run([*BENCH, "--study_shapes=redllm/micro_s/2x32/256/scan/in_first", "--repeats=1",
-                         f"--out={out}"], capture_output=True, text=True, env=_env(),
-                        timeout=600)
+  shape = "redllm/micro_s/2x32/256/scan/in_first"
+  proc = subprocess.run([*BENCH, f"--study_shapes={shape}", "--repeats=1", f"--out={out}"],
+                        capture_output=True, text=True, env=_env(), timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  r = json.loads(out.read_text())["study"]["redllm/micro_s/2x32/256/scan/in_first"]
+  r = json.loads(out.read_text())["study"][shape]
   assert r["loss_equal"] is True  # The first step's loss, bit for bit.
   for name in ("custom", "autodiff"):
     assert r[name]["params"] > 0 and r[name]["batch"] == 2 and r[name]["tokens_per_row"] == 32
