@@ -14,7 +14,7 @@ def _env():
   return dict(os.environ, JAX_PLATFORMS="cpu")
 
 
-@pytest.mark.slow  # Four compiles of the train step in a subprocess: about a minute.
+@pytest.mark.slow  # Two train-step compiles in a subprocess: about a minute under load.
 def test_study_section_times_both_backwards_of_the_same_step(tmp_path):
   out = tmp_path / "bench.json"
   shape = "redllm/micro_s/2x32/256/scan/in_first"
