@@ -4,7 +4,7 @@ checkpoints side by side.
   python -m redllm_jax.evaluation.harness --gin_file=runs/harness.gin \
       --gin.CHECKPOINTS="{'red': '/tmp/red', 'dec': '/tmp/dec'}" \
       [--gin.HARNESS_TASKS=\"tasks/harness/*.jsonl\" --gin.SHOTS=[0,2]] \
-      [--gin.OUTPUT=\"results.json\" --gin.harness.compare.length_normalization=True]
+      [--gin.OUTPUT=\"results.json\" --gin.harness.compare.mc_metric=\"acc_norm\"]
 
 Each checkpoint says which model it holds (its `meta`) and which vocabulary it was
 trained with (`checkpoints.vocabulary_path`): no model gin and no vocabulary flag
@@ -27,7 +27,12 @@ question, `"{inputs}\n{answer}\n\n" * k + "{inputs}"`; with `Settings.add_eos` t
 prompt and the answer end with EOS, as FLAN features do.
 - Multiple choice: each option's log-likelihood after the prompt; `accuracy` is
   lm-eval's `acc` (highest total log-likelihood), `accuracy_length_normalized` its
-  `acc_norm` (highest log-likelihood per character of the option).
+  `acc_norm` (highest log-likelihood per character of the option) and, when
+  `mc_metric="acc_mutual_info"` asks for it, `accuracy_mutual_info` its
+  `acc_mutual_info` (highest log P(option | prompt) - log P(option), the option's
+  log-likelihood after an empty prompt subtracted: Holtzman et al. 2021's PMI, which
+  takes out how likely an option is on its own; it doubles the requests). A task's
+  `score` is the `mc_metric` one.
 - Generative: greedy cached decoding until EOS, a blank line or `max_new_tokens`;
   exact match and token F1 after SQuAD normalisation, best over the references
   (`squad_scores`, lm-eval's `process_results`).
@@ -172,18 +177,18 @@ fewshot_delimiter: "\\n\\n"
 metadata:
   version: 1
 """
-_KIND_YAML = {
-    MC: """output_type: multiple_choice
+MC_METRICS = {"acc": "accuracy", "acc_norm": "accuracy_length_normalized",
+              "acc_mutual_info": "accuracy_mutual_info"}  # lm-eval's name -> ours
+_MC_YAML = """output_type: multiple_choice
 doc_to_choice: "{{options}}"
 doc_to_target: label
 metric_list:
-  - metric: acc
+"""
+_METRIC_YAML = """  - metric: {name}
     aggregation: mean
     higher_is_better: true
-  - metric: acc_norm
-    aggregation: mean
-    higher_is_better: true
-""",
+"""
+_KIND_YAML = {
     GEN: f"""output_type: generate_until
 doc_to_target: "{{{{targets[0]}}}}"
 generation_kwargs:
@@ -200,22 +205,35 @@ metric_list:
 }
 
 
-def task_yaml(name: str, kind: str, data_file: str) -> str:
+def mc_metrics(reported: str) -> tuple[str, ...]:
+  """lm-eval's multiple-choice metrics a task computes: acc and acc_norm always, and the
+  `reported` one (mutual information costs a second, unconditional pass)."""
+  if reported not in MC_METRICS:
+    raise gin_utils.ConfigError(f"mc_metric={reported!r}: expected one of "
+                                f"{', '.join(MC_METRICS)}")
+  return tuple(dict.fromkeys(("acc", "acc_norm", reported)))
+
+
+def task_yaml(name: str, kind: str, data_file: str, mc_metric: str = "acc_norm") -> str:
   """The lm-eval task config of a harness task file (relative paths: from the working
   directory). Generative tasks read `squad_scores` through `METRICS_MODULE`.py beside it."""
-  return _COMMON_YAML.format(name=name, data_file=json.dumps(data_file)) + _KIND_YAML[kind]
+  head = _COMMON_YAML.format(name=name, data_file=json.dumps(data_file))
+  if kind == GEN:
+    return head + _KIND_YAML[GEN]
+  return head + _MC_YAML + "".join(_METRIC_YAML.format(name=m) for m in mc_metrics(mc_metric))
 
 
 def write_task_files(out_dir: str, name: str, kind: str, examples: Sequence[dict],
-                     data_file: Optional[str] = None) -> None:
+                     data_file: Optional[str] = None, mc_metric: str = "acc_norm") -> None:
   """`name`.jsonl (`examples`), `name`.yaml (reading `data_file`, by default that copy's
-  absolute path) and the metrics module, into `out_dir`."""
+  absolute path; multiple choice also computing `mc_metric`) and the metrics module,
+  into `out_dir`."""
   os.makedirs(out_dir, exist_ok=True)
   data = os.path.join(out_dir, f"{name}.jsonl")
   with open(data, "w") as f:
     f.writelines(json.dumps(ex) + "\n" for ex in examples)
   with open(os.path.join(out_dir, f"{name}.yaml"), "w") as f:
-    f.write(task_yaml(name, kind, data_file or os.path.abspath(data)))
+    f.write(task_yaml(name, kind, data_file or os.path.abspath(data), mc_metric))
   with open(os.path.join(out_dir, f"{METRICS_MODULE}.py"), "w") as f:
     f.write(f'"""The harness metrics of the generative tasks here."""\n'
             f"from {__name__} import squad_scores  # noqa: F401\n")
@@ -233,32 +251,41 @@ class Settings:
   seed: int = 0  # lm-eval's fewshot_random_seed: which exemplars each item gets
 
 
-def mc_prediction(loglikelihoods: Sequence[float], options: Sequence[str],
-                  length_normalization: bool) -> int:
-  """The option the reported score picks: lm-eval's `acc` pred (argmax log-likelihood) or,
-  length-normalized, its `acc_norm` pred (argmax log-likelihood / len(option) in
-  characters, `ConfigurableTask.process_results`)."""
+def mc_prediction(loglikelihoods: Sequence[float], options: Sequence[str], metric: str,
+                  unconditional: Optional[Sequence[float]] = None) -> int:
+  """The option `metric` picks, as lm-eval's `ConfigurableTask.process_results` does:
+  `acc` argmax log-likelihood; `acc_norm` argmax log-likelihood / len(option) in
+  characters; `acc_mutual_info` argmax log-likelihood - `unconditional` log-likelihood."""
   lls = np.asarray(loglikelihoods, dtype=np.float64)
-  if length_normalization:
+  if metric == "acc_norm":
     lls = lls / np.array([float(len(o)) for o in options])
+  elif metric == "acc_mutual_info":
+    lls = lls - np.asarray(unconditional, dtype=np.float64)
   return int(np.argmax(lls))
 
 
 def _task_result(task: Task, shots: int, metrics: Mapping[str, Any],
-                 samples: Sequence[Mapping[str, Any]], length_normalization: bool) -> dict:
+                 samples: Sequence[Mapping[str, Any]], mc_metric: str) -> dict:
   """One task@shots entry: lm-eval's metrics and, per item, its prediction and (multiple
-  choice) every option's log-likelihood."""
+  choice) every option's log-likelihood (and, for mutual information, its unconditional
+  one: lm-eval appends those requests after the options')."""
   samples = sorted(samples, key=lambda s: s["doc_id"])
   result: dict[str, Any] = {"kind": task.kind, "examples": len(samples), "shots": shots,
                             "skipped_lines": dict(task.skipped)}
   if task.kind == MC:
-    loglikelihoods = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
-    accuracy, normalized = float(metrics["acc,none"]), float(metrics["acc_norm,none"])
-    result.update(accuracy=accuracy, accuracy_length_normalized=normalized,
-                  score=normalized if length_normalization else accuracy,
-                  predictions=[mc_prediction(ll, s["doc"]["options"], length_normalization)
-                               for ll, s in zip(loglikelihoods, samples)],
-                  option_loglikelihoods=loglikelihoods)
+    result.update({ours: float(metrics[f"{name},none"]) for name, ours in MC_METRICS.items()
+                   if f"{name},none" in metrics})
+    responses = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
+    counts = [len(s["doc"]["options"]) for s in samples]
+    conditional = [r[:n] for r, n in zip(responses, counts)]
+    unconditional = ([r[n:] for r, n in zip(responses, counts)]
+                     if mc_metric == "acc_mutual_info" else [None] * len(samples))
+    result.update(score=result[MC_METRICS[mc_metric]],
+                  predictions=[mc_prediction(ll, s["doc"]["options"], mc_metric, u)
+                               for ll, s, u in zip(conditional, samples, unconditional)],
+                  option_loglikelihoods=conditional)
+    if mc_metric == "acc_mutual_info":
+      result["unconditional_loglikelihoods"] = unconditional
   else:
     exact = float(metrics["exact_match,none"])
     result.update(exact_match=exact, f1=float(metrics["f1,none"]), score=exact,
@@ -276,13 +303,13 @@ def make_lm(checkpoint: str, settings: Settings = Settings(),
 
 
 def evaluate(lm: lm_eval_model.RedLLMJax, tasks: Sequence[Task], shots: Sequence[int],
-             settings: Settings = Settings(), length_normalization: bool = False
-             ) -> dict[str, Any]:
-  """{"task@kshot": result, ..., "average": mean score, "vocabulary": path} of one model."""
+             settings: Settings = Settings(), mc_metric: str = "acc") -> dict[str, Any]:
+  """{"task@kshot": result, ..., "average": mean score, "vocabulary": path} of one model;
+  a multiple-choice task's score is its `mc_metric` (`MC_METRICS`)."""
   per: dict[str, Any] = {}
   with tempfile.TemporaryDirectory() as include_dir:
     for task in tasks:
-      write_task_files(include_dir, task.name, task.kind, task.examples)
+      write_task_files(include_dir, task.name, task.kind, task.examples, mc_metric=mc_metric)
     manager = TaskManager(include_path=include_dir, include_defaults=False)
     for k in shots:
       for task in tasks:  # lm-eval draws k + 1 items and drops the evaluated one
@@ -294,8 +321,7 @@ def evaluate(lm: lm_eval_model.RedLLMJax, tasks: Sequence[Task], shots: Sequence
           log_samples=True, fewshot_random_seed=settings.seed, bootstrap_iters=0)
       for task in tasks:
         per[f"{task.name}@{k}shot"] = _task_result(task, k, out["results"][task.name],
-                                                   out["samples"][task.name],
-                                                   length_normalization)
+                                                   out["samples"][task.name], mc_metric)
   per["average"] = float(np.mean([r["score"] for r in per.values()]))
   per["vocabulary"] = lm.vocab_path
   return per
@@ -308,7 +334,7 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
   lines = ["| task | metric | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
   for key in keys:
     first = results[names[0]][key]
-    metrics = (["accuracy", "accuracy_length_normalized"] if first["kind"] == MC
+    metrics = ([m for m in MC_METRICS.values() if m in first] if first["kind"] == MC
                else ["exact_match", "f1"])
     for metric in metrics:
       cells = [f"{100 * results[n][key][metric]:.2f}" for n in names]
@@ -332,12 +358,13 @@ def load_tasks(pattern: str, max_examples: Optional[int] = None) -> list[Task]:
 @gin.configurable
 def compare(checkpoints: Mapping[str, str] = gin.REQUIRED, tasks: str = gin.REQUIRED,
             shots: Sequence[int] = (0,), output: Optional[str] = None,
-            length_normalization: bool = False, settings: Settings = Settings(),
+            mc_metric: str = "acc", settings: Settings = Settings(),
             vocab: Optional[str] = None) -> dict[str, dict[str, Any]]:
   """Every checkpoint (name -> path) on every task file matching `tasks`, at each shot count."""
+  mc_metrics(mc_metric)  # a misspelt metric is one line before any model loads
   loaded = load_tasks(tasks)
   results = {name: evaluate(make_lm(path, settings, vocab), loaded, shots, settings,
-                            length_normalization)
+                            mc_metric)
              for name, path in checkpoints.items()}
   table = format_table(results)
   print(table)

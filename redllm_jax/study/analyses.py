@@ -48,7 +48,7 @@ def _score(study: Study, tasks, kind: str, spec, add_eos: bool) -> dict[str, Any
   settings = harness.Settings(add_eos=add_eos, seed=spec.seed)
   lm = harness.make_lm(study.path(kind, spec.name), settings, plan.harness_vocab)
   return {"results": harness.evaluate(lm, tasks, plan.shots, settings,
-                                      plan.harness_length_normalization),
+                                      plan.harness_mc_metric),
           "inference_flops": flops.inference_flops(lm.model.config, lm.model.architecture,
                                                    plan.inference_prompt_length,
                                                    plan.inference_output_length)}

@@ -47,9 +47,12 @@ class StudyPlan:
   harness_vocab: Optional[str] = None  # SentencePiece model; None: each checkpoint's own
   harness_max_examples: Optional[int] = None  # per task; None: all
   shots: Sequence[int] = (0, 5)
-  # Multiple choice by log-likelihood per character of the option (lm-eval's acc_norm):
-  # summed log-likelihood favours the shortest option in weak models.
-  harness_length_normalization: bool = True
+  # Multiple-choice score (harness.MC_METRICS): lm-eval's acc_mutual_info, the option's
+  # log-likelihood after the prompt minus after an empty one. A tiny model's option
+  # log-likelihoods are mostly how likely each option is on its own (raw or per
+  # character): on continuation, the 4-layer d64 DecLLM after 8.2M tokens scored acc
+  # 23.4%, acc_norm 22.5%, acc_mutual_info 36.9% +- 2.6 (chance 25%).
+  harness_mc_metric: str = "acc_mutual_info"
   training_length: int = 256  # pretraining chunk length (RedLLM: half in, half out)
   extrapolation_factors: Sequence[int] = (1, 2, 4, 8)
   extrapolation_windows: int = 16

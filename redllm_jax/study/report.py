@@ -302,8 +302,10 @@ final eval PPL on the finetuning task's targets:
 Pretrained models are prompted with plain continuations, finetuned ones in the FLAN
 format (EOS-ended inputs). Scores are in %: mean ± seed SE, the item-level binomial SE
 of the mean score and chance beside each. A task's score is exact match for generative
-tasks and {"length-normalised " if plan.harness_length_normalization else ""}accuracy
-for multiple choice; a group's score is the mean of its tasks. The findings compare the
+tasks and, for multiple choice, lm-eval's `{plan.harness_mc_metric}` (the plan's
+`harness_mc_metric`; `acc_mutual_info` ranks the options by log P(option | prompt) -
+log P(option), which a tiny model's preference for options likely on their own
+otherwise swamps: `redllm_jax/study/plan.py` gives the figures); a group's score is the mean of its tasks. The findings compare the
 **downstream** group: the continuation and cloze tasks, the miniature's HellaSwag and
 LAMBADA (`redllm_jax/study/scores.py`).
 

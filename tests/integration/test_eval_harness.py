@@ -14,7 +14,7 @@ import pytest
 import sentencepiece as spm
 
 from conftest import init, make_model
-from redllm_jax import checkpoints
+from redllm_jax import checkpoints, gin_utils
 from redllm_jax.data import vocabulary
 from redllm_jax.evaluation import harness
 from redllm_jax.functional import EOS_ID
@@ -77,18 +77,29 @@ def test_squad_scores_take_the_best_reference():
 
 
 def test_predictions_follow_the_reported_metric():
-  """Length-normalized, the prediction is lm-eval's acc_norm pick (log-likelihood per
-  character of the option), so harness.json's predictions agree with its score."""
-  options, lls = ["a", "bbbbbbbb"], [-2.0, -3.0]  # per character: -2 vs -0.375
-  assert harness.mc_prediction(lls, options, False) == 0
-  assert harness.mc_prediction(lls, options, True) == 1
+  """Each metric's prediction is lm-eval's pick for it (acc_norm: log-likelihood per
+  character; acc_mutual_info: minus the option's log-likelihood after an empty prompt,
+  whose requests lm-eval appends after the options'), so harness.json's predictions
+  agree with its score."""
+  options, lls = ["a", "bbbbbbbb", "cc"], [-2.0, -3.0, -2.5]  # per character: -2, -0.375, -1.25
+  unconditional = [-1.0, -2.0, -4.0]  # mutual information: -1, -1, +1.5
+  assert harness.mc_prediction(lls, options, "acc") == 0
+  assert harness.mc_prediction(lls, options, "acc_norm") == 1
+  assert harness.mc_prediction(lls, options, "acc_mutual_info", unconditional) == 2
   task = harness.Task("t", harness.MC, [{"inputs": "q", "options": options, "label": 1}],
                       collections.Counter())
-  samples = [{"doc_id": 0, "doc": task.examples[0], "filtered_resps": [(l, False) for l in lls]}]
-  metrics = {"acc,none": 0.0, "acc_norm,none": 1.0}
-  for normalized, prediction, score in ((False, 0, 0.0), (True, 1, 1.0)):
-    result = harness._task_result(task, 0, metrics, samples, normalized)  # pylint: disable=protected-access
+  metrics = {"acc,none": 0.0, "acc_norm,none": 1.0, "acc_mutual_info,none": 0.0}
+  for metric, prediction, score in (("acc", 0, 0.0), ("acc_norm", 1, 1.0),
+                                    ("acc_mutual_info", 2, 0.0)):
+    resps = lls + (unconditional if metric == "acc_mutual_info" else [])
+    samples = [{"doc_id": 0, "doc": task.examples[0],
+                "filtered_resps": [(l, False) for l in resps]}]
+    result = harness._task_result(task, 0, metrics, samples, metric)  # pylint: disable=protected-access
     assert result["predictions"] == [prediction] and result["score"] == score
+    assert result["option_loglikelihoods"] == [lls]
+  assert result["unconditional_loglikelihoods"] == [unconditional]
+  with pytest.raises(gin_utils.ConfigError, match="mc_metric='pmi'"):
+    harness.mc_metrics("pmi")
 
 
 def test_side_by_side_table():
