@@ -5,7 +5,7 @@ r"""Builds the demo harness tasks and their manifest from held-out text only.
 From the validation splits of demo_redpajama_{wikipedia,book} (units that also occur in
 a train split are dropped, `task_families`):
   demo_continuation_mc   1-3 units, the true next one among 4 (HellaSwag / StoryCloze)
-  demo_cloze_gen / _mc   the final word of a passage, exact match / among 10 (LAMBADA)
+  demo_cloze_greedy / _mc  the final word of a passage: greedy exact match / among 10 (LAMBADA)
   demo_family_*          the instruction families' eval versions (`FAMILIES`; the
                          tuned ones train in demo_flan_families, the others are held out)
 From demo_flan's validation split (chatterbot): demo_qa_gen / demo_qa_mc.
@@ -100,7 +100,8 @@ def build_corpus_tasks(docs: list[task_families.Document], length: Callable[[str
   tasks = {"demo_continuation_mc": task_families.continuation(
       docs, _rng("continuation", seed), PER_SOURCE, length)}
   cloze = task_families.cloze(docs, _rng("cloze", seed), PER_SOURCE, length)
-  tasks["demo_cloze_gen"] = [{"inputs": x["inputs"], "targets": x["targets"]} for x in cloze]
+  tasks["demo_cloze_greedy"] = [{"inputs": x["inputs"], "continuation": x["targets"][0]}
+                                for x in cloze]
   tasks["demo_cloze_mc"] = [{k: x[k] for k in ("inputs", "options", "label")} for x in cloze]
   for family, build in task_families.FAMILY_BUILDERS.items():
     items = build(docs, _rng(family, seed), PER_SOURCE, length)
@@ -116,12 +117,17 @@ def _family(name: str) -> str:
   return name[len("demo_family_"):].rsplit("_", 1)[0]
 
 
+def _answers(task: harness.Task, ex: dict) -> list[str]:
+  """An item's answers: its options, its references or its continuation."""
+  return (ex["options"] if task.kind == harness.MC else ex["targets"]
+          if task.kind == harness.GEN else [ex["continuation"]])
+
+
 def majority_baseline(task: harness.Task) -> float:
   """The exact match of the best constant answer (the most frequent reference)."""
-  answers = {harness.normalize_answer(t) for ex in task.examples for t in ex["targets"]}
-  hits = [sum(a in {harness.normalize_answer(t) for t in ex["targets"]} for ex in task.examples)
-          for a in answers]
-  return max(hits) / len(task.examples)
+  references = [{harness.normalize_answer(t) for t in _answers(task, ex)} for ex in task.examples]
+  answers = set().union(*references)
+  return max(sum(a in refs for refs in references) for a in answers) / len(task.examples)
 
 
 def manifest_entry(task: harness.Task, lengths: dict[str, Callable[[str], int]]) -> dict:
@@ -132,10 +138,10 @@ def manifest_entry(task: harness.Task, lengths: dict[str, Callable[[str], int]])
            "in_tuning_mixture": family in task_families.TUNED_FAMILIES,
            "held_out_family": task_families.FAMILIES.get(family, False),
            "split": "validation", "items": len(task.examples)}
-  if task.kind == harness.GEN:
+  if task.kind != harness.MC:
     entry["majority_baseline"] = majority_baseline(task)
   for pieces, length in lengths.items():
-    answers = [ex["options"] if task.kind == harness.MC else ex["targets"] for ex in task.examples]
+    answers = [_answers(task, ex) for ex in task.examples]
     totals = [length(ex["inputs"]) + max(map(length, a)) for ex, a in zip(task.examples, answers)]
     entry[f"tokens_{pieces}"] = {"max": max(totals), "mean": round(float(np.mean(totals)), 1)}
   return entry
@@ -151,7 +157,8 @@ def build_demo_tasks(out_dir: str, seed: int = 0) -> dict[str, int]:
   tasks.update(build_corpus_tasks(held_out_documents(), lengths[vocabulary.DEMO_VOCAB_SIZE], seed))
   manifest = {}
   for name, examples in sorted(tasks.items()):
-    kind = harness.MC if "label" in examples[0] else harness.GEN
+    kind = (harness.MC if "label" in examples[0] else harness.GREEDY
+            if "continuation" in examples[0] else harness.GEN)
     # The YAMLs read the data relative to the working directory: run lm-eval from the repo.
     harness.write_task_files(out_dir, name, kind, examples,
                              data_file=os.path.join(out_dir, f"{name}.jsonl"))
@@ -159,7 +166,7 @@ def build_demo_tasks(out_dir: str, seed: int = 0) -> dict[str, int]:
                                     lengths)
   manifest["demo_qa_gen"]["note"] = manifest["demo_qa_mc"]["note"] = (
       "chatterbot Q/A: tuned by demo_flan, not part of demo_flan_families")
-  for name in ("demo_cloze_gen", "demo_family_blank_gen"):
+  for name in ("demo_cloze_greedy", "demo_family_blank_gen"):
     manifest[name]["note"] = ("chance 0 (a guess among all words); majority_baseline is "
                               "the best constant answer's exact match")
   with open(os.path.join(out_dir, MANIFEST), "w") as f:

@@ -15,6 +15,7 @@ task files and their lm-eval YAMLs.
 Task files (one JSON object per line; the kind is decided per line by its keys):
   multiple choice  {"inputs": str, "options": [str, ...], "label": int}
   generative       {"inputs": str, "targets": str | [str, ...]}
+  greedy           {"inputs": str, "continuation": str}   (LAMBADA style)
 Lines that are not valid JSON, lack a field, have the wrong types, an out-of-range
 label, or a different kind from the file's first valid line are skipped and
 counted per reason (reported with the results). A file with no valid line is an error.
@@ -36,6 +37,10 @@ prompt and the answer end with EOS, as FLAN features do.
 - Generative: greedy cached decoding until EOS, a blank line or `max_new_tokens`;
   exact match and token F1 after SQuAD normalisation, best over the references
   (`squad_scores`, lm-eval's `process_results`).
+- Greedy: the continuation (e.g. a passage's final word) follows the prompt after a
+  space; `exact_match` is lm-eval's loglikelihood `acc`, whether greedy decoding
+  gives exactly the continuation's tokens, as lm-eval scores LAMBADA (generation
+  would run on past the word).
 """
 import collections
 import dataclasses
@@ -56,7 +61,7 @@ import numpy as np
 from redllm_jax import gin_utils
 from redllm_jax.evaluation import lm_eval_model
 
-MC, GEN = "multiple_choice", "generative"
+MC, GEN, GREEDY = "multiple_choice", "generative", "greedy"
 METRICS_MODULE = "harness_metrics"  # beside each task YAML, for its `!function`
 
 
@@ -67,7 +72,7 @@ class TaskFileError(gin_utils.ConfigError):
 @dataclasses.dataclass
 class Task:
   name: str
-  kind: str  # MC or GEN
+  kind: str  # MC, GEN or GREEDY
   examples: list[dict]
   skipped: collections.Counter
 
@@ -88,6 +93,10 @@ def _parse_line(line: str) -> tuple[Optional[dict], str]:
     if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < len(options):
       return None, "bad_label"
     return {"inputs": ex["inputs"], "options": options, "label": label}, MC
+  if "continuation" in ex:
+    if not isinstance(ex["continuation"], str) or not ex["continuation"].strip():
+      return None, "bad_continuation"
+    return {"inputs": ex["inputs"], "continuation": ex["continuation"]}, GREEDY
   targets = ex.get("targets")
   if isinstance(targets, str):
     targets = [targets]
@@ -172,7 +181,7 @@ dataset_kwargs:
 test_split: test
 fewshot_split: test
 doc_to_text: "{{{{inputs}}}}"
-target_delimiter: "\\n"
+target_delimiter: {delimiter}
 fewshot_delimiter: "\\n\\n"
 metadata:
   version: 1
@@ -189,6 +198,13 @@ _METRIC_YAML = """  - metric: {name}
     higher_is_better: true
 """
 _KIND_YAML = {
+    GREEDY: """output_type: loglikelihood
+doc_to_target: "{{continuation}}"
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+""",
     GEN: f"""output_type: generate_until
 doc_to_target: "{{{{targets[0]}}}}"
 generation_kwargs:
@@ -216,10 +232,12 @@ def mc_metrics(reported: str) -> tuple[str, ...]:
 
 def task_yaml(name: str, kind: str, data_file: str, mc_metric: str = "acc_norm") -> str:
   """The lm-eval task config of a harness task file (relative paths: from the working
-  directory). Generative tasks read `squad_scores` through `METRICS_MODULE`.py beside it."""
-  head = _COMMON_YAML.format(name=name, data_file=json.dumps(data_file))
-  if kind == GEN:
-    return head + _KIND_YAML[GEN]
+  directory). Generative tasks read `squad_scores` through `METRICS_MODULE`.py beside it;
+  a greedy task's continuation follows its prompt after a space, answers after a newline."""
+  head = _COMMON_YAML.format(name=name, data_file=json.dumps(data_file),
+                             delimiter=json.dumps(" " if kind == GREEDY else "\n"))
+  if kind in _KIND_YAML:
+    return head + _KIND_YAML[kind]
   return head + _MC_YAML + "".join(_METRIC_YAML.format(name=m) for m in mc_metrics(mc_metric))
 
 
@@ -286,6 +304,12 @@ def _task_result(task: Task, shots: int, metrics: Mapping[str, Any],
                   option_loglikelihoods=conditional)
     if mc_metric == "acc_mutual_info":
       result["unconditional_loglikelihoods"] = unconditional
+  elif task.kind == GREEDY:  # filtered_resps: [(log-likelihood, is_greedy)]
+    exact = float(metrics["acc,none"])
+    result.update(exact_match=exact, score=exact,
+                  predictions=[bool(s["filtered_resps"][0][1]) for s in samples],
+                  continuation_loglikelihoods=[float(s["filtered_resps"][0][0])
+                                               for s in samples])
   else:
     exact = float(metrics["exact_match,none"])
     result.update(exact_match=exact, f1=float(metrics["f1,none"]), score=exact,
@@ -335,7 +359,7 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
   for key in keys:
     first = results[names[0]][key]
     metrics = ([m for m in MC_METRICS.values() if m in first] if first["kind"] == MC
-               else ["exact_match", "f1"])
+               else ["exact_match", "f1"] if first["kind"] == GEN else ["exact_match"])
     for metric in metrics:
       cells = [f"{100 * results[n][key][metric]:.2f}" for n in names]
       lines.append(f"| {key} | {metric} | " + " | ".join(cells) + " |")

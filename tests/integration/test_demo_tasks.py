@@ -20,7 +20,7 @@ from redllm_jax.evaluation import harness
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMMITTED = os.path.join(REPO, "tasks", "harness")
-CORPUS_TASKS = ("demo_continuation_mc", "demo_cloze_gen", "demo_cloze_mc", "demo_family_source_mc",
+CORPUS_TASKS = ("demo_continuation_mc", "demo_cloze_greedy", "demo_cloze_mc", "demo_family_source_mc",
                 "demo_family_next_mc", "demo_family_blank_gen", "demo_family_is_next_mc",
                 "demo_family_book_mc")
 INSTRUCTIONS = ("Is this from Wikipedia or the Bible? ", "What comes next? ", "Fill in the blank: ")
@@ -118,14 +118,15 @@ def test_manifest_chance_lengths_and_labels(demo_root):
   sp = spm.SentencePieceProcessor(model_file=vocabulary.demo_vocab_file(demo_root, vocabulary.DEMO_VOCAB_SIZE))
   expected_chance = {"demo_continuation_mc": 0.25, "demo_cloze_mc": 0.1, "demo_family_source_mc": 0.5,
                      "demo_family_next_mc": 0.25, "demo_family_book_mc": 0.25,
-                     "demo_family_is_next_mc": 0.5, "demo_cloze_gen": 0.0, "demo_family_blank_gen": 0.0}
+                     "demo_family_is_next_mc": 0.5, "demo_cloze_greedy": 0.0, "demo_family_blank_gen": 0.0}
   for name, chance in expected_chance.items():
     task = harness.load_task(os.path.join(COMMITTED, f"{name}.jsonl"))
     entry = manifest[name]
     assert entry["chance"] == harness.chance_score(task) == pytest.approx(chance), name
     assert entry["items"] == len(task.examples) and entry["kind"] == task.kind
     assert entry["held_out_family"] == (entry["family"] in ("is_next", "book"))
-    answers = [ex.get("options") or ex["targets"] for ex in task.examples]
+    answers = [ex.get("options") or ex.get("targets") or [ex["continuation"]]
+               for ex in task.examples]
     longest = max(len(sp.encode(ex["inputs"])) + max(len(sp.encode(a)) for a in options)
                   for ex, options in zip(task.examples, answers))
     assert longest == entry["tokens_4096"]["max"] <= task_families.MAX_TOKENS, name
@@ -134,11 +135,13 @@ def test_manifest_chance_lengths_and_labels(demo_root):
       n = len(task.examples[0]["options"])
       assert min(positions[i] for i in range(n)) > 0.6 * len(task.examples) / n, (name, positions)
     else:
-      top = collections.Counter(harness.normalize_answer(ex["targets"][0]) for ex in task.examples)
+      top = collections.Counter(harness.normalize_answer(ex.get("targets", [None])[0]
+                                                         or ex["continuation"])
+                                for ex in task.examples)
       assert entry["majority_baseline"] == pytest.approx(top.most_common(1)[0][1] / len(task.examples))
       assert entry["majority_baseline"] < 0.05, name  # no word answers many items
-  cloze = harness.load_task(os.path.join(COMMITTED, "demo_cloze_gen.jsonl")).examples
-  assert all(ex["targets"][0].lower() in ex["inputs"].lower() for ex in cloze)  # recoverable, as LAMBADA
+  cloze = harness.load_task(os.path.join(COMMITTED, "demo_cloze_greedy.jsonl")).examples
+  assert all(ex["continuation"].lower() in ex["inputs"].lower() for ex in cloze)  # as LAMBADA
 
 
 def test_the_tuning_mixture_holds_the_tuned_families_only(demo_root):

@@ -161,3 +161,21 @@ def test_the_command_scores_with_the_checkpoints_own_vocabulary(tmp_path):
     assert zero["predictions"][mc.index(ex)] == int(np.argmax(got))
   assert results["mc@1shot"]["option_loglikelihoods"] != zero["option_loglikelihoods"]
   assert 0.0 <= results["gen@1shot"]["f1"] <= 1.0 and len(results["gen@0shot"]["predictions"]) == 2
+
+
+def test_greedy_tasks_score_whether_greedy_decoding_gives_the_continuation(tmp_path):
+  """LAMBADA style: lines with a `continuation` are a loglikelihood task after a space;
+  exact match is lm-eval's `acc` (is_greedy), per item with its log-likelihood."""
+  path = tmp_path / "cloze.jsonl"
+  path.write_text('{"inputs": "the cat saw the", "continuation": "cat"}\n'
+                  '{"inputs": "x", "continuation": "  "}\n{"inputs": "y", "targets": ["z"]}\n')
+  task = harness.load_task(str(path))
+  assert task.kind == harness.GREEDY and len(task.examples) == 1
+  assert dict(task.skipped) == {"bad_continuation": 1, "mixed_kind": 1}
+  assert harness.chance_score(task) == 0.0
+  text = harness.task_yaml("cloze", harness.GREEDY, str(path))
+  assert "output_type: loglikelihood" in text and 'target_delimiter: " "' in text
+  samples = [{"doc_id": 0, "doc": task.examples[0], "filtered_resps": [(-1.5, True)]}]
+  result = harness._task_result(task, 0, {"acc,none": 1.0}, samples, "acc")  # pylint: disable=protected-access
+  assert (result["exact_match"], result["score"], result["predictions"],
+          result["continuation_loglikelihoods"]) == (1.0, 1.0, [True], [-1.5])
