@@ -124,7 +124,7 @@ def _throughput_line(throughput: Mapping[str, Any]) -> str:
           f"machine's rate was up to {workers}x this." if workers > 1 else "")
   return (f"Achieved model FLOP/s over the {throughput['runs']} training runs (the training "
           f"FLOPs they computed over the sum of their seconds): {achieved / 1e9:.1f} GFLOP/s, "
-          f"**{100 * throughput['fraction']:.0f}%** of the f32 matmul ceiling "
+          f"**{100 * throughput['fraction']:.1f}%** of the f32 matmul ceiling "
           f"({ceiling['flops_per_s'] / 1e9:.1f} GFLOP/s, measured {ceiling['measured']})."
           + side)
 

@@ -154,7 +154,7 @@ def test_report_renders_every_section_with_its_se(tmp_path):
   for i, f in enumerate(judged, 1):
     assert f"| {i} | **{f.title}** | **{f.verdict}** |" in text
     assert f"**{i}. {f.title}** — **{f.verdict}**" in text
-  assert "n = 3 seeds" in text and "25%** of the f32 matmul ceiling" in text
+  assert "n = 3 seeds" in text and "25.0%** of the f32 matmul ceiling" in text
   assert "Issue 15's bar" in text and "**met**" in text
   assert "redllm_adapted_l" in text and "read off its fit" in text
   assert "| continuation@0shot | 50.0 ± 0.6 (items ± 2.5; chance 25.0) |" in text  # the adapted model's harness row
