@@ -101,7 +101,7 @@ def _train_in_workers(study: Study, units: list[stages.Unit], timings: dict[str,
         continue
       if not pool.running:
         break
-      unit, code, seconds = pool.wait()
+      unit, code, seconds, error = pool.wait()
       _record(study, timings, unit.name, seconds)
       if code == 0 and unit.done():
         done.add(unit.name)
@@ -110,10 +110,10 @@ def _train_in_workers(study: Study, units: list[stages.Unit], timings: dict[str,
       elif code == workers.INTERRUPTED or stopping:
         progress.log(f"{unit.name} was interrupted and saved a checkpoint; rerun to resume")
       else:
-        pool.terminate()
-        raise RunFailed(workers.failure(study.root, unit.name, code))
+        raise RunFailed(workers.failure(study.root, unit.name, code, error))
   finally:
     signal.signal(signal.SIGTERM, previous)
+    pool.close()
   return not stopping
 
 

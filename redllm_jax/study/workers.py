@@ -2,25 +2,32 @@ r"""The study's training runs in worker processes, several at a time on one CPU 
 
 At the study's tiny widths XLA:CPU keeps its two threads only ~60% busy, and two
 single-threaded processes side by side train 1.44x faster than one two-threaded
-process (measured on a 2-core host: docs/study/README or REPORT.md's throughput
-line). So on a CPU-only, single-process host `reproduce` runs each training unit as
+process (measured on the 2-core host of docs/study). So on a CPU-only,
+single-process host `reproduce` starts `--workers` long-lived processes
 
-  python -m redllm_jax.study.workers --study_dir=STUDY --unit="pretrain decllm_s_100_s0"
+  python -m redllm_jax.study.workers --study_dir=STUDY --parent=PID --results_fd=N
 
-with XLA single-threaded, `--workers` of them at once, each logging to
-`STUDY/logs/<unit>.log`. A worker trains (or resumes) its run and writes its
-`result.json` like the in-process path (`stages.Unit.run`); SIGTERM makes it save a
-checkpoint and exit with INTERRUPTED. Workers die with the study (SIGKILL on the
-parent's death), so a killed study never leaves a run training behind it.
+with XLA single-threaded, and hands each one training unit at a time: the unit's
+name on the worker's stdin, its outcome back as one JSON line on the results pipe.
+A worker imports JAX, TensorFlow and seqio once for all the units it runs (they cost
+10-30 s a process here), logs each unit to `STUDY/logs/<unit>.log`, and trains (or
+resumes) it and writes its `result.json` like the in-process path
+(`stages.Unit.run`). SIGTERM makes the running unit save a checkpoint and the worker
+report it interrupted and exit. Workers die with the study (SIGKILL on the parent's
+death), so a killed study never leaves a run training behind it.
 """
 import ctypes
 import dataclasses
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
+import traceback
+from typing import IO, Optional
+
 from absl import flags
 
 from redllm_jax import gin_utils
@@ -28,9 +35,95 @@ from redllm_jax.study import stages
 from redllm_jax.study.directory import Study, read_json, share_compilations
 from redllm_jax.study.plan import StudyPlan
 
-INTERRUPTED = 3  # a worker's exit code after SIGTERM: its run saved a checkpoint
+INTERRUPTED = 3  # a unit's code after SIGTERM: its run saved a checkpoint
+FAILED = 1
 _PR_SET_PDEATHSIG = 1
 SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false"
+
+
+def log_path(root: str, unit: str) -> str:
+  return os.path.join(root, "logs", unit.replace(" ", "_") + ".log")
+
+
+@dataclasses.dataclass
+class _Worker:
+  process: subprocess.Popen
+  results: IO[str]  # the read end of the worker's results pipe
+  unit: Optional[stages.Unit] = None  # the unit it runs, if any
+  started: float = 0.0
+
+
+class Pool:
+  """`size` worker processes; `start` hands an idle one a unit, `wait` returns the next
+  unit to end."""
+
+  def __init__(self, root: str, size: int):
+    self.root, self.size = root, size
+    self._workers: list[_Worker] = []
+    self._env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+                     XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREADED_XLA}".strip())
+
+  @property
+  def running(self) -> list[stages.Unit]:
+    return [w.unit for w in self._workers if w.unit is not None]
+
+  def full(self) -> bool:
+    return len(self.running) >= self.size
+
+  def _spawn(self) -> _Worker:
+    read, write = os.pipe()
+    os.makedirs(os.path.join(self.root, "logs"), exist_ok=True)
+    with open(os.path.join(self.root, "logs", f"worker_{len(self._workers)}.log"), "ab") as log:
+      process = subprocess.Popen(
+          [sys.executable, "-m", "redllm_jax.study.workers", f"--study_dir={self.root}",
+           f"--parent={os.getpid()}", f"--results_fd={write}"],
+          stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=self._env,
+          pass_fds=(write,), text=True)
+    os.close(write)
+    worker = _Worker(process, os.fdopen(read))
+    self._workers.append(worker)
+    return worker
+
+  def start(self, unit: stages.Unit) -> None:
+    idle = [w for w in self._workers if w.unit is None and w.process.poll() is None]
+    worker = idle[0] if idle else self._spawn()
+    worker.unit, worker.started = unit, time.perf_counter()
+    worker.process.stdin.write(unit.name + "\n")
+    worker.process.stdin.flush()
+
+  def wait(self) -> tuple[stages.Unit, int, float, str]:
+    """(unit, code, seconds, error) of the first running unit to end: code 0 done,
+    INTERRUPTED, FAILED (error: its first line), or the worker's exit code if it died."""
+    busy = {w.results.fileno(): w for w in self._workers if w.unit is not None}
+    ready, _, _ = select.select(list(busy), [], [])
+    worker = busy[ready[0]]
+    line = worker.results.readline()
+    unit, seconds = worker.unit, time.perf_counter() - worker.started
+    worker.unit = None
+    if not line:  # the worker died mid-unit
+      return unit, worker.process.wait(), seconds, "the worker process died"
+    outcome = json.loads(line)
+    return unit, outcome["code"], seconds, outcome.get("error", "")
+
+  def terminate(self) -> None:
+    """SIGTERM to every busy worker: each saves a checkpoint and stops."""
+    for worker in self._workers:
+      if worker.unit is not None and worker.process.poll() is None:
+        worker.process.send_signal(signal.SIGTERM)
+
+  def close(self) -> None:
+    """Idle workers read the end of their input and exit; busy ones are stopped."""
+    self.terminate()
+    for worker in self._workers:
+      if worker.process.poll() is None:
+        worker.process.stdin.close()
+      worker.process.wait()
+      worker.results.close()
+
+
+def failure(root: str, unit: str, code: int, error: str) -> str:
+  """One line for a unit that failed: its error (or exit code) and where its log is."""
+  return f"{unit} failed ({error or f'exit {code}'}); full log: {log_path(root, unit)}"
 
 
 def _die_with_parent(parent: int) -> None:
@@ -41,87 +134,49 @@ def _die_with_parent(parent: int) -> None:
     sys.exit(INTERRUPTED)
 
 
-def log_path(root: str, unit: str) -> str:
-  return os.path.join(root, "logs", unit.replace(" ", "_") + ".log")
+def _log_to(path: str) -> None:
+  """Points this process's stdout and stderr (tqdm, logging, XLA) at `path`."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+  os.dup2(fd, 1)
+  os.dup2(fd, 2)
+  os.close(fd)
 
 
-@dataclasses.dataclass
-class _Running:
-  unit: stages.Unit
-  process: subprocess.Popen
-  started: float
-
-
-class Pool:
-  """Up to `size` training units in worker processes; `wait` returns the next to end."""
-
-  def __init__(self, root: str, size: int):
-    self.root, self.size = root, size
-    self.running: list[_Running] = []
-    self._env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-                     XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREADED_XLA}".strip())
-
-  def full(self) -> bool:
-    return len(self.running) >= self.size
-
-  def start(self, unit: stages.Unit) -> None:
-    path = log_path(self.root, unit.name)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "ab") as log:
-      process = subprocess.Popen(
-          [sys.executable, "-m", "redllm_jax.study.workers", f"--study_dir={self.root}",
-           f"--unit={unit.name}", f"--parent={os.getpid()}"], stdout=log,
-          stderr=subprocess.STDOUT, env=self._env)
-    self.running.append(_Running(unit, process, time.perf_counter()))
-
-  def wait(self) -> tuple[stages.Unit, int, float]:
-    """(unit, exit code, seconds) of the first running worker to end."""
-    while True:
-      for entry in self.running:
-        code = entry.process.poll()
-        if code is not None:
-          self.running.remove(entry)
-          return entry.unit, code, time.perf_counter() - entry.started
-      time.sleep(0.2)
-
-  def terminate(self) -> None:
-    """SIGTERM to every worker: each saves a checkpoint and exits."""
-    for entry in self.running:
-      entry.process.send_signal(signal.SIGTERM)
-
-
-def failure(root: str, unit: str, code: int) -> str:
-  """One line for a worker that failed: its exit code and the end of its log."""
-  path = log_path(root, unit)
-  with open(path, errors="replace") as f:
-    lines = [line.strip() for line in f.read().replace("\r", "\n").splitlines() if line.strip()]
-  last = lines[-1] if lines else "(empty log)"
-  return f"{unit} failed (exit {code}): {last[:300]}; full log: {path}"
+def _run(study: Study, name: str) -> dict:
+  """One unit's outcome, as the results pipe carries it."""
+  _log_to(log_path(study.root, name))
+  try:
+    unit = stages.training_unit(study, name)
+    if unit is None:
+      return {"code": FAILED, "error": f"the study has no training unit {name!r}"}
+    return {"code": 0 if unit.run() else INTERRUPTED}
+  except Exception as e:  # pylint: disable=broad-except  # reported, then the study stops
+    traceback.print_exc()
+    return {"code": FAILED, "error": gin_utils.first_line(e)}
 
 
 _STUDY_DIR = flags.DEFINE_string("study_dir", None, "The study directory (holds plan.json).")
-_UNIT = flags.DEFINE_string("unit", None, "The training unit's name, e.g. 'pretrain x_s0'.")
 _PARENT = flags.DEFINE_integer("parent", None, "The study's process id: die with it.")
+_RESULTS_FD = flags.DEFINE_integer("results_fd", None, "Where each unit's outcome goes.")
 
 
 def main() -> None:
-  if _PARENT.value:
-    _die_with_parent(_PARENT.value)
+  _die_with_parent(_PARENT.value)
   plan_json = read_json(os.path.join(_STUDY_DIR.value, "plan.json"))
-  if plan_json is None:
-    raise gin_utils.ConfigError(f"{_STUDY_DIR.value} holds no plan.json (start the study with "
-                                "`python -m redllm_jax.study.reproduce`)")
   fields = {f.name for f in dataclasses.fields(StudyPlan)}
   study = Study(StudyPlan(**{k: v for k, v in plan_json.items() if k in fields}),
                 os.path.abspath(_STUDY_DIR.value))
   share_compilations(study.root)
-  unit = stages.training_unit(study, _UNIT.value)
-  if unit is None:
-    raise gin_utils.ConfigError(f"the study in {_STUDY_DIR.value} has no training unit "
-                                f"{_UNIT.value!r}")
-  if not unit.run():
-    sys.exit(INTERRUPTED)
-  print(json.dumps({"done": unit.name}))
+  with os.fdopen(_RESULTS_FD.value, "w") as results:
+    for line in sys.stdin:
+      outcome = _run(study, line.strip())
+      results.write(json.dumps(outcome) + "\n")
+      results.flush()
+      if outcome["code"] != 0:
+        return
 
 
 if __name__ == "__main__":
