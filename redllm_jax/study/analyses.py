@@ -144,6 +144,7 @@ def outputs(study: Study) -> dict:
       "throughput": training_throughput(trained, read_json(study.path("ceiling.json")),
                                         read_json(study.path("wallclock.json"))),
       "adapt": adapted,
+      "wallclock": read_json(study.path("wallclock.json")),
   }
 
 

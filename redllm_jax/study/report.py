@@ -243,13 +243,16 @@ def write_report(path: str, plan: StudyPlan, outputs: Mapping[str, Any],
                  findings: Sequence[Finding], command: str, gin_files: Sequence[str],
                  timings: Mapping[str, float]) -> str:
   scaling, harness, extrap = outputs["scaling"], outputs["harness"], outputs["extrapolation"]
-  total = sum(timings.values())
+  unit_minutes = sum(timings.values()) / 60
+  wall = outputs.get("wallclock") or {}
   n = len(plan.seeds)
   finetune = outputs["finetune"]
   text = f"""# The paper in miniature: RedLLM vs DecLLM at CPU scale
 
 Written {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by `redllm_jax.study.reproduce`.
-Wall-clock of all stages: **{total / 60:.1f} min** ({platform.machine()}, {os.cpu_count()} CPUs).
+Wall-clock of all stages: **{wall.get("seconds", 0) / 60:.1f} min** over every invocation,
+{wall.get("workers", 1)} training run(s) at a time; the units' own times sum to
+{unit_minutes:.1f} min ({platform.machine()}, {os.cpu_count()} CPUs).
 {_throughput_line(outputs["throughput"])}
 The paper is arXiv 2510.26622; its numbers appear only in the "paper" columns. Every
 figure is the mean over **n = {n} seeds** ± its seed-to-seed standard error unless

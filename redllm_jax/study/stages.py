@@ -103,7 +103,9 @@ def units(study: Study) -> list[Unit]:
   out = training_units(study)
   out.append(Unit("scaling fits", per_token, (study.path("scaling", "fits.json"),),
                   lambda: analyses.run_scaling(study)))
-  models_scored = len(plan.seeds) * (2 + len(plan.finetune_experiments))
+  # Per seed: the pretrained pair, each adapted model before tuning, each finetuned one.
+  models_scored = len(plan.seeds) * (2 + len(plan.adapt_experiments)
+                                     + len(plan.finetune_experiments))
   out.append(Unit("harness", models_scored * 2 * shots_tokens * per_token,
                   (study.path("harness", "harness.json"),), lambda: analyses.run_harness(study)))
   out.append(Unit("extrapolation", 2 * windows_tokens * per_token,

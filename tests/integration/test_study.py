@@ -1,5 +1,6 @@
-"""The study runner: fits against an independent reference, verdicts that follow the
-data, and (slow) the `--quick` study end to end, killed and resumed."""
+"""The study runner: fits against an independent reference, every study gin's runs,
+and (slow) the `--quick` study end to end, killed and resumed. The verdicts on
+synthetic per-seed outputs are tests/unit/test_study_findings.py."""
 import dataclasses
 import json
 import math
@@ -18,7 +19,7 @@ from redllm_jax import flops, gin_utils, models, optimizers, train
 from redllm_jax.data import feature_converters
 from redllm_jax.evaluation import harness
 from redllm_jax.partitioning import Partitioner
-from redllm_jax.study import findings, fits, scaling, stages
+from redllm_jax.study import fits, scaling, stages
 from redllm_jax.study.plan import StudyPlan
 from redllm_jax.study.runs import parse_run
 
@@ -59,77 +60,6 @@ def test_frontier_and_pareto_front():
   points = [(1, 10.0), (2, 12.0), (3, 8.0), (3, 7.0), (5, 7.5), (8, 6.0)]
   assert fits.frontier(points) == [0, 3, 5]
   assert fits.pareto_front([(1, 0.2), (2, 0.1), (3, 0.5), (4, 0.5)]) == [0, 2]
-
-
-def _rows(dec_b, red_b):
-  """Synthetic runs on exact power laws in FLOPs (3 sizes x 3 budgets per arch)."""
-  rows = []
-  for arch, b, scale in (("decllm", dec_b, 1.0), ("redllm", red_b, 0.5)):
-    for size, params in (("s", 1e5), ("m", 2e5), ("l", 4e5)):
-      for steps in (100, 200, 400):
-        flops = 6 * params * steps * 2048 * scale
-        ppl = 1e4 * flops ** -b
-        rows.append({"name": f"{arch}_{size}_{steps}", "architecture": arch, "size": size,
-                     "steps": steps, "params": params, "train_flops": flops,
-                     "in_domain": ppl, "out_of_domain": 2 * ppl})
-  return rows
-
-
-@pytest.mark.parametrize("dec_b,red_b,verdict", [(0.20, 0.24, "reproduced"),
-                                                 (0.24, 0.20, "not reproduced")])
-def test_exponent_verdict_follows_the_fitted_data(dec_b, red_b, verdict):
-  rows = _rows(dec_b, red_b)
-  fitted = scaling.fit_all(rows)
-  assert fitted["in_domain"]["flops"]["redllm"]["b"] == pytest.approx(red_b, rel=1e-9)
-  assert findings.scaling_exponents(fitted).verdict == verdict
-  noise = scaling.fit_all(_rows(-0.05, 0.10))  # Dec's PPL rising with compute
-  assert findings.scaling_exponents(noise).verdict == "inconclusive"
-
-
-def _harness(scores, examples=100):
-  return {"shots": [0, 5], "examples": {"t": examples}, "chance": {"t": 0.25},
-          "inference_flops": {"decllm/pretrained": 2.0, "redllm/pretrained": 1.0,
-                              "decllm/flan": 2.0, "redllm/flan": 1.0,
-                              "decllm_biattn/flan": 2.0},
-          "results": {name: {f"t@{k}shot": {"score": s} for k in (0, 5)}
-                      for name, s in scores.items()}}
-
-
-def test_harness_verdicts_follow_scores_and_their_noise():
-  clear = _harness({"decllm/pretrained": 0.6, "redllm/pretrained": 0.3, "decllm/flan": 0.5,
-                    "redllm/flan": 0.7, "decllm_biattn/flan": 0.6}, examples=400)
-  assert findings.pretrained_shots(clear).verdict == "reproduced"
-  assert findings.finetuned_pareto(clear).verdict == "reproduced"
-  assert findings.biattn(clear).verdict == "reproduced"
-  noisy = _harness({"decllm/pretrained": 0.31, "redllm/pretrained": 0.30, "decllm/flan": 0.5,
-                    "redllm/flan": 0.5, "decllm_biattn/flan": 0.5}, examples=20)
-  assert findings.pretrained_shots(noisy).verdict == "inconclusive"
-  reversed_ = _harness({"decllm/pretrained": 0.2, "redllm/pretrained": 0.7, "decllm/flan": 0.9,
-                        "redllm/flan": 0.2, "decllm_biattn/flan": 0.5}, examples=400)
-  assert findings.pretrained_shots(reversed_).verdict == "not reproduced"
-  assert findings.finetuned_pareto(reversed_).verdict == "partly reproduced"  # only cheaper
-
-
-def test_harness_differences_at_chance_are_inconclusive():
-  at_chance = _harness({"decllm/pretrained": 0.27, "redllm/pretrained": 0.22,
-                        "decllm/flan": 0.26, "redllm/flan": 0.22, "decllm_biattn/flan": 0.27},
-                       examples=400)
-  for judge in (findings.pretrained_shots, findings.finetuned_pareto, findings.biattn):
-    finding = judge(at_chance)
-    assert finding.verdict == "inconclusive" and "above chance" in finding.measured
-
-
-def _extrapolation(dec, red):
-  return {"training_length": 256, "results": {
-      arch: {"summary": [{"length": 256 * f, "ppl": p} for f, p in zip((1, 2, 4, 8), ppls)]}
-      for arch, ppls in (("decllm", dec), ("redllm", red))}}
-
-
-def test_extrapolation_verdict():
-  assert findings.extrapolation(_extrapolation([10, 12, 40, 90], [12, 13, 14, 15])).verdict \
-      == "reproduced"
-  assert findings.extrapolation(_extrapolation([10, 10, 10, 11], [12, 20, 40, 80])).verdict \
-      == "not reproduced"
 
 
 def _study(out_dir, *extra, **kwargs):
