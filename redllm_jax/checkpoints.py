@@ -296,9 +296,11 @@ def branch(source_dir: str, step: int, target_dir: str) -> None:
     if (source / VOCABULARY_DIR).exists():
       shutil.copytree(source / VOCABULARY_DIR, staging / VOCABULARY_DIR)
     target.mkdir(parents=True, exist_ok=True)
-    # Checkpoints last: their presence is what says the branch is complete.
+    # Checkpoints last: their presence is what says the branch is complete (what an
+    # earlier, killed attempt moved before them is replaced).
     for name in (VOCABULARY_DIR, "input_positions", "checkpoints"):
       if (staging / name).exists():
+        shutil.rmtree(target / name, ignore_errors=True)
         (staging / name).rename(target / name)
     staging.rmdir()
   if jax.process_count() > 1:

@@ -207,8 +207,6 @@ def write_seed_summary(per_seed: Mapping[Any, Mapping[str, Any]], out_dir: str) 
   cross_attention.png (the first seed's maps) in out_dir; returns the summary."""
   summary = summarize_seeds(per_seed)
   os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "locality.json"), "w") as f:
-    json.dump({k: v for k, v in summary.items() if k != "cross_attention"}, f, indent=1)
   if "cross_attention" in summary:
     with open(os.path.join(out_dir, "cross_attention.json"), "w") as f:
       json.dump(summary["cross_attention"], f, indent=1)
@@ -233,6 +231,11 @@ def write_seed_summary(per_seed: Mapping[Any, Mapping[str, Any]], out_dir: str) 
     if "cross_attention" in r:
       plot_cross_attention(np.asarray(r["cross_attention"]["weights"]), f"{name} (seed {seed})",
                            os.path.join(out_dir, "cross_attention.png"))
+  # locality.json last, renamed into place: it is what says the study's stage is done.
+  path = os.path.join(out_dir, "locality.json")
+  with open(path + ".tmp", "w") as f:
+    json.dump({k: v for k, v in summary.items() if k != "cross_attention"}, f, indent=1)
+  os.replace(path + ".tmp", path)
   return summary
 
 

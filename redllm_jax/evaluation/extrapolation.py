@@ -160,14 +160,6 @@ def compare(checkpoints: Mapping[str, str] = gin.REQUIRED, output_dir: str = gin
   return out
 
 
-def main() -> None:
-  compare()
-
-
-if __name__ == "__main__":
-  gin_utils.run(__spec__.name)
-
-
 def summarize_seeds(per_seed: Mapping[Any, Mapping[str, Any]],
                     training_length: int) -> dict[str, list[dict[str, Any]]]:
   """{name: [{"length", "ratio", "ppl": mean ± SE over seeds, "ppl_per_seed"}]} from
@@ -192,8 +184,6 @@ def write_seed_summary(per_seed: Mapping[Any, Mapping[str, Any]], training_lengt
   out = {"training_length": training_length, "seeds": [str(s) for s in per_seed],
          "summary": summary, "per_seed": {str(s): r for s, r in per_seed.items()}}
   os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "extrapolation.json"), "w") as f:
-    json.dump(out, f, indent=1)
   with open(os.path.join(out_dir, "extrapolation.csv"), "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["name", "length", "length_ratio", "ppl_mean", "ppl_se", "seeds"])
@@ -216,4 +206,17 @@ def write_seed_summary(per_seed: Mapping[Any, Mapping[str, Any]], training_lengt
   fig.tight_layout()
   fig.savefig(os.path.join(out_dir, "extrapolation.png"), dpi=110)
   plt.close(fig)
+  # extrapolation.json last, renamed into place: it is what says the study's stage is done.
+  path = os.path.join(out_dir, "extrapolation.json")
+  with open(path + ".tmp", "w") as f:
+    json.dump(out, f, indent=1)
+  os.replace(path + ".tmp", path)
   return out
+
+
+def main() -> None:
+  compare()
+
+
+if __name__ == "__main__":
+  gin_utils.run(__spec__.name)

@@ -230,7 +230,7 @@ def mc_metrics(reported: str) -> tuple[str, ...]:
   return tuple(dict.fromkeys(("acc", "acc_norm", reported)))
 
 
-def task_yaml(name: str, kind: str, data_file: str, mc_metric: str = "acc_norm") -> str:
+def task_yaml(name: str, kind: str, data_file: str, mc_metric: str = "acc") -> str:
   """The lm-eval task config of a harness task file (relative paths: from the working
   directory). Generative tasks read `squad_scores` through `METRICS_MODULE`.py beside it;
   a greedy task's continuation follows its prompt after a space, answers after a newline."""
@@ -242,7 +242,7 @@ def task_yaml(name: str, kind: str, data_file: str, mc_metric: str = "acc_norm")
 
 
 def write_task_files(out_dir: str, name: str, kind: str, examples: Sequence[dict],
-                     data_file: Optional[str] = None, mc_metric: str = "acc_norm") -> None:
+                     data_file: Optional[str] = None, mc_metric: str = "acc") -> None:
   """`name`.jsonl (`examples`), `name`.yaml (reading `data_file`, by default that copy's
   absolute path; multiple choice also computing `mc_metric`) and the metrics module,
   into `out_dir`."""
@@ -298,9 +298,13 @@ def _task_result(task: Task, shots: int, metrics: Mapping[str, Any],
     conditional = [r[:n] for r, n in zip(responses, counts)]
     unconditional = ([r[n:] for r, n in zip(responses, counts)]
                      if mc_metric == "acc_mutual_info" else [None] * len(samples))
-    result.update(score=result[MC_METRICS[mc_metric]],
-                  predictions=[mc_prediction(ll, s["doc"]["options"], mc_metric, u)
-                               for ll, s, u in zip(conditional, samples, unconditional)],
+    predictions = [mc_prediction(ll, s["doc"]["options"], mc_metric, u)
+                   for ll, s, u in zip(conditional, samples, unconditional)]
+    hits = float(np.mean([p == s["doc"]["label"] for p, s in zip(predictions, samples)]))
+    if abs(hits - result[MC_METRICS[mc_metric]]) > 1e-9:  # e.g. lm-eval reordered requests
+      raise RuntimeError(f"{task.name}: the predictions score {hits}, lm-eval's "
+                         f"{mc_metric} {result[MC_METRICS[mc_metric]]}")
+    result.update(score=result[MC_METRICS[mc_metric]], predictions=predictions,
                   option_loglikelihoods=conditional)
     if mc_metric == "acc_mutual_info":
       result["unconditional_loglikelihoods"] = unconditional

@@ -125,9 +125,13 @@ def outputs(study: Study) -> dict:
   plan = study.plan
   tuned = [study.result("finetune", s) for s in plan.finetune_runs()]
   adapted = [study.result("adapt", s) for s in plan.adapt_runs()]
-  trained = [(s, study.result(kind, s)) for kind, specs in (
-      ("pretrain", plan.pretrain_runs()), ("adapt", plan.adapt_runs()),
-      ("finetune", plan.finetune_runs())) for s in specs]
+  # A run's seconds over every invocation (timings.json): a resumed run's result.json
+  # times only its last one.
+  timings = read_json(study.path("timings.json")) or {}
+  trained = [(s, {**r, "seconds": timings.get(f"{kind} {s.name}", r["seconds"])})
+             for kind, specs in (("pretrain", plan.pretrain_runs()), ("adapt", plan.adapt_runs()),
+                                 ("finetune", plan.finetune_runs()))
+             for s in specs for r in [study.result(kind, s)]]
   task = _finetune_eval(tuned[0]["metrics"])[0]
   finetune: dict[str, list[float]] = {}
   for r in tuned:

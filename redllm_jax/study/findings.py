@@ -268,10 +268,14 @@ def _chance_scale(harness: Mapping[str, Any], scaling: Mapping[str, Any]) -> str
   info = harness["tasks"].get(scores.CONTINUATION)
   if info is None:
     return f"No estimate: {scores.CONTINUATION} was not run."
+  # The harness scored each architecture's largest size at that size's longest budget.
+  largest = {}
+  for r in scaling["runs"]:
+    best = largest.get(r["architecture"])
+    if best is None or (r["params"], r["steps"]) > best:
+      largest[r["architecture"]] = (r["params"], r["steps"])
   runs = {(r["architecture"], str(r["seed"])): r for r in scaling["runs"]
-          if r["steps"] == max(x["steps"] for x in scaling["runs"])
-          and r["params"] == max(x["params"] for x in scaling["runs"]
-                                 if x["architecture"] == r["architecture"])}
+          if (r["params"], r["steps"]) == largest[r["architecture"]]}
   x, y = [], []
   for (arch, seed), r in runs.items():
     seeds = harness["per_seed"].get(f"{arch}/pretrained", {})

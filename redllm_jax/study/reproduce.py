@@ -1,16 +1,19 @@
 r"""The paper in miniature: one command reruns the whole study and writes REPORT.md.
 
-  python -m redllm_jax.study.reproduce                  # default ladder, ~40 min on 2 CPU cores
+  python -m redllm_jax.study.reproduce                  # default ladder (README: its time here)
   python -m redllm_jax.study.reproduce --quick          # every stage at smoke-test scale, minutes
   python -m redllm_jax.study.reproduce --gin_file=experiments/study_paper.gin \
       --out_dir=/mnt/shared/study                 # the paper's configs, on every host of a pod
 
 The study (gin: `experiments/study_miniature.gin`, a `study.StudyPlan`) pretrains
-DecLLM and RedLLM at every size x budget, fits PPL = a * X^-b, finetunes the largest
-pair and DecLLM + BiAttn, runs the harness before and after, length extrapolation
-and attention analysis, then judges the paper's seven findings in
-`<out_dir>/REPORT.md`. Every unit writes its outputs and is skipped on a rerun; a
-killed run (or SIGTERM) resumes where it stopped, mid-training included.
+DecLLM and RedLLM at every size x budget x seed (shorter budgets branch off each
+size's longest run), adapts each seed's largest DecLLM into RedLLMs, fits PPL = a *
+X^-b per seed, finetunes the largest models and DecLLM + BiAttn, runs the harness
+before and after, length extrapolation and attention analysis, then judges the
+paper's seven findings with seed-to-seed standard errors in `<out_dir>/REPORT.md`.
+On a CPU host the training runs go to worker processes (`workers.py`, `--workers`).
+Every unit writes its outputs and is skipped on a rerun; a killed run (or SIGTERM)
+resumes where it stopped, mid-training included.
 """
 import dataclasses
 import datetime
@@ -64,9 +67,13 @@ def _check_plan(study: Study) -> None:
 
 def _worker_count() -> int:
   """--workers, or by default one per core on a single-process CPU host (else 1)."""
+  single_cpu_host = jax.default_backend() == "cpu" and jax.process_count() == 1
+  if _WORKERS.value > 1 and not single_cpu_host:
+    raise gin_utils.ConfigError(f"--workers={_WORKERS.value}: worker processes are for a "
+                                "single-process CPU host; use --workers=1 here")
   if _WORKERS.value:
     return _WORKERS.value
-  if jax.default_backend() != "cpu" or jax.process_count() > 1:
+  if not single_cpu_host:
     return 1
   return min(len(os.sched_getaffinity(0)), 8)
 
@@ -79,11 +86,11 @@ def _record(study: Study, timings: dict[str, float], unit: str, seconds: float) 
 def _train_in_workers(study: Study, units: list[stages.Unit], timings: dict[str, float],
                       progress: Progress, size: int) -> bool:
   """Every training unit not yet done, `size` worker processes at a time, each once the
-  unit it starts from is done. False if SIGTERM stopped them (each saved a checkpoint)."""
+  unit it starts from is done. False if SIGTERM stopped one (it resumes on a rerun)."""
   pool = workers.Pool(study.root, size)
   done = {u.name for u in units if u.done()}
   waiting = [u for u in units if u.trains and u.name not in done]
-  stopping = []
+  stopping, interrupted = [], []
 
   def on_sigterm(signum, frame):
     del signum, frame
@@ -98,6 +105,8 @@ def _train_in_workers(study: Study, units: list[stages.Unit], timings: dict[str,
         waiting.remove(ready[0])
         progress.start(ready[0].name)
         pool.start(ready[0])
+        if stopping:  # SIGTERM came while the unit was being handed over
+          pool.terminate()
         continue
       if not pool.running:
         break
@@ -108,13 +117,14 @@ def _train_in_workers(study: Study, units: list[stages.Unit], timings: dict[str,
         progress.finish(unit.name)
         progress.log(f"done: {unit.name} ({seconds:.0f} s)")
       elif code == workers.INTERRUPTED or stopping:
-        progress.log(f"{unit.name} was interrupted and saved a checkpoint; rerun to resume")
+        interrupted.append(unit.name)
+        progress.log(f"{unit.name} was interrupted; rerun to resume from its last checkpoint")
       else:
         raise RunFailed(workers.failure(study.root, unit.name, code, error))
   finally:
     signal.signal(signal.SIGTERM, previous)
     pool.close()
-  return not stopping
+  return not (stopping or interrupted)
 
 
 class RunFailed(Exception):
@@ -137,7 +147,7 @@ def _run_units(study: Study, timings: dict[str, float]) -> bool:
       finished = unit.run()
       _record(study, timings, unit.name, time.perf_counter() - start)
       if not finished:
-        progress.log(f"{unit.name} was interrupted and saved a checkpoint; rerun to resume")
+        progress.log(f"{unit.name} was interrupted; rerun to resume from its last checkpoint")
         return False
       progress.finish(unit.name)
       progress.log(f"done: {unit.name} ({timings[unit.name]:.0f} s)")

@@ -123,8 +123,7 @@ def continuation_bar(summary: Mapping[str, Any], models: Sequence[str],
       figure = summary.get(model, {}).get(f"{CONTINUATION}@{k}shot")
       if figure is None:
         continue
-      se = total_se(figure)
-      z = (figure["mean"] - figure["chance"]) / se if se > 0 else math.inf
+      z = stats.z_score({"mean": figure["mean"], "se": total_se(figure)}, figure["chance"])
       rows.append({"model": model, "shots": k, "z": z, "passes": z >= BAR_Z, **figure})
   return rows
 

@@ -9,6 +9,7 @@ processes (`workers.py`), each once the unit it starts from is done; the analyse
 run after every training unit.
 """
 import dataclasses
+import glob
 import os
 from typing import Callable
 
@@ -58,7 +59,9 @@ def _training_unit(study: Study, kind: str, spec: RunSpec) -> Unit:
 
   after = ((f"{spec.parent_kind} {spec.parent}",) if spec.parent else ()) + (
       (f"{kind} {spec.branch_of}",) if spec.branch_of else ())
-  return Unit(unit_name(kind, spec), cost["train_flops"],
+  # A branch trains only its cooldown (the progress bar's work, not its training FLOPs).
+  work = cost["train_flops"] * (1 - spec.branch_step / spec.steps if spec.branch_of else 1)
+  return Unit(unit_name(kind, spec), work,
               (os.path.join(run_dir, "result.json"),), run, trains=True, after=after)
 
 
@@ -97,16 +100,18 @@ def units(study: Study) -> list[Unit]:
   per_token = _forward_flops_per_token(study)
   length = plan.training_length
   windows_tokens = plan.extrapolation_windows * length * sum(plan.extrapolation_factors)
-  # Harness work, roughly: ~48 tokens per exemplar or question, 4 options, ~100 items
-  # per task, 2 tasks, per model scored.
-  shots_tokens = sum((k + 1) for k in plan.shots) * 48 * 4 * (plan.harness_max_examples or 100)
+  # Harness work, roughly: ~48 tokens per exemplar or question, 4 options, ~300 items
+  # per task (or the plan's cap), per task file and model scored.
+  tasks = len(glob.glob(plan.harness_tasks))
+  shots_tokens = (sum((k + 1) for k in plan.shots) * 48 * 4 * tasks
+                  * (plan.harness_max_examples or 300))
   out = training_units(study)
   out.append(Unit("scaling fits", per_token, (study.path("scaling", "fits.json"),),
                   lambda: analyses.run_scaling(study)))
   # Per seed: the pretrained pair, each adapted model before tuning, each finetuned one.
   models_scored = len(plan.seeds) * (2 + len(plan.adapt_experiments)
                                      + len(plan.finetune_experiments))
-  out.append(Unit("harness", models_scored * 2 * shots_tokens * per_token,
+  out.append(Unit("harness", models_scored * shots_tokens * per_token,
                   (study.path("harness", "harness.json"),), lambda: analyses.run_harness(study)))
   out.append(Unit("extrapolation", 2 * windows_tokens * per_token,
                   (study.path("extrapolation", "extrapolation.json"),),

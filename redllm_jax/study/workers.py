@@ -35,7 +35,7 @@ from redllm_jax.study import stages
 from redllm_jax.study.directory import Study, read_json, share_compilations
 from redllm_jax.study.plan import StudyPlan
 
-INTERRUPTED = 3  # a unit's code after SIGTERM: its run saved a checkpoint
+INTERRUPTED = 3  # a unit's code after SIGTERM in training: its run saved a checkpoint
 FAILED = 1
 _PR_SET_PDEATHSIG = 1
 SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false"
@@ -85,7 +85,7 @@ class Pool:
     return worker
 
   def start(self, unit: stages.Unit) -> None:
-    idle = [w for w in self._workers if w.unit is None and w.process.poll() is None]
+    idle = [w for w in self._workers if w.unit is None]
     worker = idle[0] if idle else self._spawn()
     worker.unit, worker.started = unit, time.perf_counter()
     worker.process.stdin.write(unit.name + "\n")
@@ -101,9 +101,18 @@ class Pool:
     unit, seconds = worker.unit, time.perf_counter() - worker.started
     worker.unit = None
     if not line:  # the worker died mid-unit
-      return unit, worker.process.wait(), seconds, "the worker process died"
+      return unit, self._retire(worker), seconds, "the worker process died"
     outcome = json.loads(line)
+    if outcome["code"] != 0:  # the worker stops after a unit that did not finish
+      self._retire(worker)
     return unit, outcome["code"], seconds, outcome.get("error", "")
+
+  def _retire(self, worker: _Worker) -> int:
+    """Waits for a worker that has stopped taking units; its exit code."""
+    self._workers.remove(worker)
+    code = worker.process.wait()
+    worker.results.close()
+    return code
 
   def terminate(self) -> None:
     """SIGTERM to every busy worker: each saves a checkpoint and stops."""

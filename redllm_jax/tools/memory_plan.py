@@ -87,6 +87,11 @@ def experiment_gins(arch: str, size: str, stage: str) -> list[str]:
   return [f"experiments/{stage}_{arch}.gin", f"models/sizes/{size}.gin"]
 
 
+def size_order(size: str) -> tuple[int, str]:
+  """Paper sizes in order; an adaptation's `8b_2b` right after `8b`."""
+  return SIZES.index(size.split("_")[0]), size
+
+
 def all_configs(sizes: Sequence[str], archs: Sequence[str],
                 stages: Sequence[str]) -> list[tuple[str, str, str]]:
   """(arch, size, stage) of every config asked for. Adaptation configs are the gins
@@ -106,6 +111,11 @@ def all_configs(sizes: Sequence[str], archs: Sequence[str],
         for name in sorted(os.listdir(EXPERIMENT_GINS)):
           if name in (f"adapt_{arch}_{size}.gin",) or name.startswith(f"adapt_{arch}_{size}_"):
             configs.append((arch, name[len(f"adapt_{arch}_"):-len(".gin")], stage))
+  if not configs:
+    from redllm_jax.gin_utils import ConfigError  # pylint: disable=g-import-not-at-top
+    raise ConfigError(f"no config for sizes {', '.join(sizes)}, archs {', '.join(archs)}, "
+                      f"stages {', '.join(stages)} (adaptation gins: "
+                      "experiments/adapt_redllm_<size>*.gin)")
   return configs
 
 
@@ -377,7 +387,7 @@ def markdown(rows: list[dict[str, Any]], table: list[dict[str, Any]]) -> str:
             "-> total; compile seconds):", "",
             "| model | stage | devices | mesh | micro | rows/dev/micro | args | out | temp | "
             "alias | total | compile s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-  for r in sorted(rows, key=lambda r: (ARCHS.index(r["arch"]), SIZES.index(r["size"]),
+  for r in sorted(rows, key=lambda r: (ARCHS.index(r["arch"]), size_order(r["size"]),
                                        r["stage"], r["devices"], r["tensor"],
                                        r["microbatches"])):
     lines.append(f"| {r['arch']} {r['size']} | {r['stage']} | {r['devices']} | "

@@ -1,6 +1,9 @@
 """The TPU memory plan's search, against a fake compiler with a known memory law."""
 import json
 
+import pytest
+
+from redllm_jax.gin_utils import ConfigError
 from redllm_jax.tools import memory_plan
 
 
@@ -48,3 +51,15 @@ def test_a_config_that_does_not_fit_at_one_row_is_reported_so(monkeypatch, tmp_p
   # A rerun compiles nothing: the cache answers.
   memory_plan.tpu_plan(["v5e:8x8"], [("decllm", "8b", "finetune")], str(cache), float("inf"))
   assert compiled == [16]
+
+
+def test_adaptation_configs_are_the_adapt_gins_of_the_sizes_asked_for():
+  configs = memory_plan.all_configs(["8b", "2b"], ["decllm", "redllm"], ["adapt"])
+  assert configs == [("redllm", "8b", "adapt"), ("redllm", "8b_2b", "adapt"),
+                     ("redllm", "2b", "adapt")]
+  assert [c[1] for c in sorted(configs, key=lambda c: memory_plan.size_order(c[1]))] == [
+      "2b", "8b", "8b_2b"]
+  with pytest.raises(ConfigError, match="no config for sizes 150m"):
+    memory_plan.all_configs(["150m"], ["redllm"], ["adapt"])
+  with pytest.raises(ConfigError, match="unknown adpt"):
+    memory_plan.all_configs(["2b"], ["redllm"], ["adpt"])
