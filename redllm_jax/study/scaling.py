@@ -23,7 +23,7 @@ matplotlib.use("Agg")  # PNG files only: no display needed
 from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from redllm_jax.study import stats
-from redllm_jax.study.fits import fit_power_law, frontier, pareto_front
+from redllm_jax.study.fits import fit_power_law, frontier
 from redllm_jax.study.plan import ARCHITECTURES, StudyPlan
 
 DOMAINS = ("in_domain", "out_of_domain")
@@ -127,18 +127,23 @@ def _per_seed(per_seed: Mapping[Any, Mapping], domain: str, axis: str) -> Option
   return None if any(d is None or r is None for d, r in pairs) else pairs
 
 
-def exponent_summary(per_seed: Mapping[Any, Mapping]) -> dict:
-  """{domain: {axis: {decllm, redllm: b mean ± SE; red_minus_dec: paired} or None}}."""
+def _over_seeds(per_seed: Mapping[Any, Mapping], summarize) -> dict:
+  """{domain: {axis: summarize(axis, [(dec fit, red fit)] over seeds), or None}}."""
   out: dict[str, dict[str, Any]] = {}
   for domain in DOMAINS:
     out[domain] = {}
     for axis in AXES:
       pairs = _per_seed(per_seed, domain, axis)
-      out[domain][axis] = None if pairs is None else {
-          "decllm": stats.mean_se([d["b"] for d, _ in pairs]),
-          "redllm": stats.mean_se([r["b"] for _, r in pairs]),
-          "red_minus_dec": stats.paired([r["b"] for _, r in pairs], [d["b"] for d, _ in pairs])}
+      out[domain][axis] = None if pairs is None else summarize(axis, pairs)
   return out
+
+
+def exponent_summary(per_seed: Mapping[Any, Mapping]) -> dict:
+  """{domain: {axis: {decllm, redllm: b mean ± SE; red_minus_dec: paired} or None}}."""
+  return _over_seeds(per_seed, lambda axis, pairs: {
+      "decllm": stats.mean_se([d["b"] for d, _ in pairs]),
+      "redllm": stats.mean_se([r["b"] for _, r in pairs]),
+      "red_minus_dec": stats.paired([r["b"] for _, r in pairs], [d["b"] for d, _ in pairs])})
 
 
 def reference_x(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -155,15 +160,9 @@ def log_ratio(dec: Mapping[str, float], red: Mapping[str, float], x) -> np.ndarr
 
 def ratio_summary(per_seed: Mapping[Any, Mapping], ref: Mapping[str, float]) -> dict:
   """{domain: {axis: {"x", "ratio": fitted Red/Dec PPL at x, mean ± SE over seeds}}}."""
-  out: dict[str, dict[str, Any]] = {}
-  for domain in DOMAINS:
-    out[domain] = {}
-    for axis in AXES:
-      pairs = _per_seed(per_seed, domain, axis)
-      out[domain][axis] = None if pairs is None else {
-          "x": ref[axis],
-          "ratio": stats.mean_se([float(np.exp(log_ratio(d, r, ref[axis]))) for d, r in pairs])}
-  return out
+  return _over_seeds(per_seed, lambda axis, pairs: {
+      "x": ref[axis],
+      "ratio": stats.mean_se([float(np.exp(log_ratio(d, r, ref[axis]))) for d, r in pairs])})
 
 
 def deciding_scale(per_seed: Mapping[Any, Mapping], domain: str, axis: str, start: float,

@@ -23,11 +23,11 @@ from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wron
 
 from redllm_jax.study import stats
 from redllm_jax.study.fits import pareto_front
+from redllm_jax.study.scaling import COLORS
 
 CONTINUATION = "demo_continuation_mc"
 GROUPS = ("continuation", "cloze", "tuned families", "held-out families", "other")
 DOWNSTREAM = ("continuation", "cloze")
-COLORS = {"decllm": "tab:blue", "redllm": "tab:red", "decllm_biattn": "tab:green"}
 BAR_Z = 3.0  # issue 15's bar: the largest models >= 3 SE above chance on the continuation task
 
 

@@ -28,8 +28,7 @@ def token_losses(logits: jax.Array, targets: jax.Array, z_loss: float) -> TokenL
 
 def dense(x: jax.Array, kernel: jax.Array, out_first: bool, out_dtype=None) -> jax.Array:
   """`layers.dense` differentiated by JAX (its transpose rule lays out the kernel gradient)."""
-  spec = "...i,oi->...o" if out_first else "...i,io->...o"
-  return jnp.einsum(spec, x, kernel, preferred_element_type=out_dtype)
+  return layers._dense(x, kernel, out_first, out_dtype)  # pylint: disable=protected-access
 
 
 @contextlib.contextmanager
