@@ -27,7 +27,7 @@ from absl import flags
 import jax
 
 from redllm_jax import gin_utils, multihost
-from redllm_jax.data import demo_corpus
+from redllm_jax.data import demo_corpus, vocabulary
 from redllm_jax.study import analyses, findings, report, stages, workers
 from redllm_jax.study.directory import Study, read_json, share_compilations, write_json
 from redllm_jax.study.plan import StudyPlan
@@ -131,11 +131,11 @@ class RunFailed(Exception):
   """A training run's worker failed: one line naming its log."""
 
 
-def _run_units(study: Study, timings: dict[str, float]) -> bool:
-  """Runs every unit not yet done; False if one was interrupted."""
+def _run_units(study: Study, timings: dict[str, float], size: int) -> bool:
+  """Runs every unit not yet done, training in `size` workers if more than 1; False if
+  one was interrupted."""
   units = stages.units(study)
   progress = Progress({u.name: u.flops for u in units}, [u.name for u in units if u.done()])
-  size = _worker_count()
   try:
     if size > 1 and not _train_in_workers(study, units, timings, progress, size):
       return False
@@ -180,18 +180,19 @@ def main() -> None:
   study = Study(plan, root)
   _check_plan(study)
   share_compilations(root)
-  if plan.in_domain.startswith("demo_"):
-    demo_corpus.build()
+  if any(plan.in_domain.startswith(f"{prefix}_") for prefix in vocabulary.DEMO_PREFIXES):
+    demo_corpus.build()  # demo_* and demo1k_* tasks read the demo corpus
   timings = read_json(study.path("timings.json")) or {}
+  size = _worker_count()
   _measure_ceiling(study)
   start = time.perf_counter()
   try:
-    finished = _run_units(study, timings)
+    finished = _run_units(study, timings, size)
   except RunFailed as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   finally:
-    _add_wall_clock(study, time.perf_counter() - start, _worker_count())
+    _add_wall_clock(study, time.perf_counter() - start, size)
   if not finished:
     return
   outputs = analyses.outputs(study)

@@ -18,7 +18,7 @@ import gin
 import redllm_jax_tasks  # noqa: F401  pylint: disable=unused-import  # the study's eval tasks
 from redllm_jax import checkpoints, flops, models
 from redllm_jax.study import analyses
-from redllm_jax.study.directory import Study, write_json
+from redllm_jax.study.directory import Study, read_json, write_json
 from redllm_jax.study.runs import RunSpec, parse_run, train_run, training_cost
 
 
@@ -51,7 +51,7 @@ def _training_unit(study: Study, kind: str, spec: RunSpec) -> Unit:
     if result is None:
       return False
     if spec.parent:
-      parent = study.result(spec.parent_kind, dataclasses.replace(spec, name=spec.parent))
+      parent = read_json(study.path(spec.parent_kind, spec.parent, "result.json"))
       result.update(parent=spec.parent, parent_kind=spec.parent_kind,
                     parent_train_flops=parent["train_flops"])
     write_json(os.path.join(run_dir, "result.json"), {**result, "kind": kind})
