@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
-from orbax.checkpoint.checkpoint_managers import save_decision_policy as policies
 
 from redllm_jax import models
 from redllm_jax.gin_utils import ConfigError
@@ -109,14 +108,14 @@ class Checkpointer:
       raise ConfigError(f"on_unreadable={on_unreadable!r}: expected one of {ON_UNREADABLE}")
     self.on_unreadable = on_unreadable
     self.model_dir = _absolute(model_dir)
-    saving, keeping = [policies.FixedIntervalPolicy(save_every)], [preservation.LatestN(keep)]
+    keeping = [preservation.LatestN(keep)]
     if keep_steps:
-      saving.append(policies.SpecificStepsPolicy(set(keep_steps)))
       keeping.append(preservation.CustomSteps(list(keep_steps)))
     self.manager = ocp.CheckpointManager(
         self.model_dir / "checkpoints", item_names=ITEMS,
         options=ocp.CheckpointManagerOptions(
-            save_decision_policy=policies.AnySavePolicy(saving),
+            # orbax's default saving: these steps, the first and a preemption's.
+            save_interval_steps=save_every, save_on_steps=frozenset(keep_steps),
             preservation_policy=preservation.AnyPreservationPolicy(keeping),
             enable_async_checkpointing=async_save, create=True))
 

@@ -110,8 +110,10 @@ class Projection(nn.Module):
     x = x.astype(self.dtype)
     # One flattened [out, in] operand: XLA:CPU reads it in place, but transposes a
     # kernel whose contracting axes are several (the attention output's heads, kv).
-    flat_x = x.reshape(*x.shape[:x.ndim - num_in], -1)
-    kernel_shape = (-1, math.prod(self.features))[::-1 if self.out_first else 1]
+    # Sizes, not -1: an empty input (a RedLLM window with no prefix) must reshape too.
+    fan_in = math.prod(x.shape[x.ndim - num_in:])
+    flat_x = x.reshape(*x.shape[:x.ndim - num_in], fan_in)
+    kernel_shape = (fan_in, math.prod(self.features))[::-1 if self.out_first else 1]
     y = dense(flat_x, kernel.reshape(kernel_shape), self.out_first)
     return y.reshape(*y.shape[:-1], *self.features)
 

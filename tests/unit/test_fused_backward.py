@@ -138,3 +138,15 @@ def test_the_logits_gradient_is_never_written_transposed():
   assert not transposed.search(_compiled_head_gradient(layers.dense, tokens, vocab, width))
   assert transposed.search(_compiled_head_gradient(autodiff_reference.dense, tokens, vocab,
                                                    width))
+
+
+@pytest.mark.parametrize("out_first", [False, True])
+def test_projection_of_an_empty_sequence_is_empty(out_first):
+  """A RedLLM rolling-loglikelihood window with no prefix has an encoder of length 0."""
+  module = layers.Projection(features=(2, 3), names=("embed", "heads", "kv"), num_in=1,
+                             out_first=out_first)
+  params = module.init(jax.random.PRNGKey(0), jnp.ones((1, 4, 5)))
+  empty = jnp.ones((1, 0, 5))
+  assert module.apply(params, empty).shape == (1, 0, 2, 3)
+  grads = jax.grad(lambda p: jnp.sum(module.apply(p, empty)))(params)
+  assert not np.asarray(jax.tree_util.tree_leaves(grads)[0]).any()
