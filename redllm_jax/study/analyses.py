@@ -31,7 +31,7 @@ def _pretrained(study: Study, seed: int) -> dict[str, tuple[Any, Any]]:
           for arch in ARCHITECTURES}
 
 
-def _harness_models(plan) -> list[tuple[str, str, Any, bool]]:
+def harness_models(plan) -> list[tuple[str, str, Any, bool]]:
   """(model name, run kind, RunSpec, add_eos) of every scored (model, seed): the largest
   pretrained pair, the adapted RedLLMs before tuning, every finetuned model. Untuned
   models read plain continuations; finetuned ones the FLAN format (EOS-ended)."""
@@ -42,31 +42,37 @@ def _harness_models(plan) -> list[tuple[str, str, Any, bool]]:
                                  for s in plan.finetune_runs()]
 
 
-def _score(study: Study, tasks, kind: str, spec, add_eos: bool) -> dict[str, Any]:
+def harness_path(study: Study, spec) -> str:
+  """One scored model's harness results (`score_run`)."""
+  return study.path("harness", "seeds", f"{spec.name}.json")
+
+
+def score_run(study: Study, kind: str, spec, add_eos: bool) -> bool:
+  """The harness's zero- and few-shot scores (through lm-eval) of one trained run, read
+  with its checkpoint's own vocabulary; a unit of its own, so that workers score each
+  model while others train."""
   plan = study.plan
+  tasks = harness.load_tasks(plan.harness_tasks, plan.harness_max_examples)
   # The few-shot exemplars are drawn with the run's seed: part of what a seed varies.
   settings = harness.Settings(add_eos=add_eos, seed=spec.seed)
   lm = harness.make_lm(study.path(kind, spec.name), settings, plan.harness_vocab)
-  return {"results": harness.evaluate(lm, tasks, plan.shots, settings,
-                                      plan.harness_mc_metric),
-          "inference_flops": flops.inference_flops(lm.model.config, lm.model.architecture,
-                                                   plan.inference_prompt_length,
-                                                   plan.inference_output_length)}
+  write_json(harness_path(study, spec), {
+      "results": harness.evaluate(lm, tasks, plan.shots, settings, plan.harness_mc_metric),
+      "inference_flops": flops.inference_flops(lm.model.config, lm.model.architecture,
+                                               plan.inference_prompt_length,
+                                               plan.inference_output_length)})
+  return True
 
 
 def run_harness(study: Study) -> bool:
-  """Zero- and few-shot scores (through lm-eval) of every seed's pretrained pair and
-  finetuned models, each read with its checkpoint's own vocabulary."""
+  """The harness summary over every scored model and seed (`score_run`'s files)."""
   plan = study.plan
   tasks = harness.load_tasks(plan.harness_tasks, plan.harness_max_examples)
   info = scores.task_info(tasks, scores.load_manifest(plan.harness_tasks), harness.chance_score)
   per_seed: dict[str, dict[str, dict[str, float]]] = {}
   costs: dict[str, float] = {}
-  for name, kind, spec, add_eos in _harness_models(plan):
-    path = study.path("harness", "seeds", f"{spec.name}.json")
-    if read_json(path) is None:
-      write_json(path, _score(study, tasks, kind, spec, add_eos))
-    scored = read_json(path)
+  for name, _, spec, _ in harness_models(plan):
+    scored = read_json(harness_path(study, spec))
     per_seed.setdefault(name, {})[str(spec.seed)] = {
         k: r["score"] for k, r in scored["results"].items() if isinstance(r, dict)}
     costs[name] = scored["inference_flops"]

@@ -11,7 +11,8 @@ size's longest run), adapts each seed's largest DecLLM into RedLLMs, fits PPL = 
 X^-b per seed, finetunes the largest models and DecLLM + BiAttn, runs the harness
 before and after, length extrapolation and attention analysis, then judges the
 paper's seven findings with seed-to-seed standard errors in `<out_dir>/REPORT.md`.
-On a CPU host the training runs go to worker processes (`workers.py`, `--workers`).
+On a CPU host the training runs and the harness's scoring of each model go to worker
+processes (`workers.py`, `--workers`), the longest chain of waiting work first.
 Every unit writes its outputs and is skipped on a rerun; a killed run (or SIGTERM)
 resumes where it stopped, mid-training included.
 """
@@ -85,11 +86,13 @@ def _record(study: Study, timings: dict[str, float], unit: str, seconds: float) 
 
 def _train_in_workers(study: Study, units: list[stages.Unit], timings: dict[str, float],
                       progress: Progress, size: int) -> bool:
-  """Every training unit not yet done, `size` worker processes at a time, each once the
-  unit it starts from is done. False if SIGTERM stopped one (it resumes on a rerun)."""
+  """Every training and scoring unit not yet done, `size` worker processes at a time,
+  each once the unit it reads is done, the longest chain of waiting work first. False if
+  SIGTERM stopped one (it resumes on a rerun)."""
   pool = workers.Pool(study.root, size)
   done = {u.name for u in units if u.done()}
-  waiting = [u for u in units if u.trains and u.name not in done]
+  waiting = [u for u in units if u.in_worker and u.name not in done]
+  chain = stages.critical_paths(units)
   stopping, interrupted = [], []
 
   def on_sigterm(signum, frame):
@@ -102,9 +105,10 @@ def _train_in_workers(study: Study, units: list[stages.Unit], timings: dict[str,
     while waiting or pool.running:
       ready = [u for u in waiting if all(a in done for a in u.after)]
       if ready and not pool.full() and not stopping:
-        waiting.remove(ready[0])
-        progress.start(ready[0].name)
-        pool.start(ready[0])
+        unit = max(ready, key=lambda u: chain[u.name])
+        waiting.remove(unit)
+        progress.start(unit.name)
+        pool.start(unit)
         if stopping:  # SIGTERM came while the unit was being handed over
           pool.terminate()
         continue
@@ -128,12 +132,12 @@ def _train_in_workers(study: Study, units: list[stages.Unit], timings: dict[str,
 
 
 class RunFailed(Exception):
-  """A training run's worker failed: one line naming its log."""
+  """A worker's unit failed: one line naming its log."""
 
 
 def _run_units(study: Study, timings: dict[str, float], size: int) -> bool:
-  """Runs every unit not yet done, training in `size` workers if more than 1; False if
-  one was interrupted."""
+  """Runs every unit not yet done, training and scoring in `size` workers if more than
+  1; False if one was interrupted."""
   units = stages.units(study)
   progress = Progress({u.name: u.flops for u in units}, [u.name for u in units if u.done()])
   try:

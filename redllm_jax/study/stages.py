@@ -3,10 +3,10 @@
 A unit is skipped when its outputs exist, so a killed study picks up where it
 stopped (a killed training run also resumes from its own checkpoints).
 Units, in order: every pretraining run; the adaptation runs; the finetuning runs;
-then the analyses (`analyses.py`): the scaling fits; the harness before and after
-finetuning; length extrapolation; attention. Training units may run in worker
-processes (`workers.py`), each once the unit it starts from is done; the analyses
-run after every training unit.
+the harness's scoring of each pretrained, adapted and finetuned model; then the
+analyses (`analyses.py`): the scaling fits; the harness summary; length
+extrapolation; attention. Training and scoring units may run in worker processes
+(`workers.py`), each once the unit it reads is done; the analyses run after them.
 """
 import dataclasses
 import glob
@@ -28,7 +28,7 @@ class Unit:
   flops: float  # estimated work, for the progress bar's ETA
   outputs: tuple[str, ...]  # the unit is done when all exist
   run: Callable[[], bool]  # False: interrupted (SIGTERM); rerun the study to resume
-  trains: bool = False  # a training run: may run in a worker process
+  in_worker: bool = False  # training or scoring one run: may run in a worker process
   after: tuple[str, ...] = ()  # units that must be done first
 
   def done(self) -> bool:
@@ -62,7 +62,7 @@ def _training_unit(study: Study, kind: str, spec: RunSpec) -> Unit:
   # A branch trains only its cooldown (the progress bar's work, not its training FLOPs).
   work = cost["train_flops"] * (1 - spec.branch_step / spec.steps if spec.branch_of else 1)
   return Unit(unit_name(kind, spec), work,
-              (os.path.join(run_dir, "result.json"),), run, trains=True, after=after)
+              (os.path.join(run_dir, "result.json"),), run, in_worker=True, after=after)
 
 
 def training_specs(plan) -> list[tuple[str, RunSpec]]:
@@ -76,14 +76,62 @@ def unit_name(kind: str, spec: RunSpec) -> str:
   return f"{kind} {spec.name}"
 
 
-def training_unit(study: Study, name: str) -> Unit | None:
-  """The training unit called `name` (e.g. "pretrain decllm_s_250_s0"), or None."""
-  return next((_training_unit(study, kind, spec) for kind, spec in training_specs(study.plan)
-               if unit_name(kind, spec) == name), None)
+def _scoring_unit(study: Study, kind: str, spec: RunSpec, add_eos: bool,
+                  work: float) -> Unit:
+  return Unit(f"score {kind} {spec.name}", work, (analyses.harness_path(study, spec),),
+              lambda: analyses.score_run(study, kind, spec, add_eos), in_worker=True,
+              after=(unit_name(kind, spec),))
 
 
-def training_units(study: Study) -> list[Unit]:
-  return [_training_unit(study, kind, spec) for kind, spec in training_specs(study.plan)]
+def _scoring_work(study: Study) -> float:
+  """One model's harness work, roughly: ~48 tokens per exemplar or question, 4 options,
+  ~300 items per task (or the plan's cap), per task file, in the largest DecLLM's
+  forward FLOPs."""
+  plan = study.plan
+  tasks = len(glob.glob(plan.harness_tasks))
+  shots_tokens = (sum((k + 1) for k in plan.shots) * 48 * 4 * tasks
+                  * (plan.harness_max_examples or 300))
+  return shots_tokens * _forward_flops_per_token(study)
+
+
+def worker_unit(study: Study, name: str) -> Unit | None:
+  """The training or scoring unit called `name` (e.g. "pretrain decllm_s_250_s0"), or None."""
+  for kind, spec in training_specs(study.plan):
+    if unit_name(kind, spec) == name:
+      return _training_unit(study, kind, spec)
+  for _, kind, spec, add_eos in analyses.harness_models(study.plan):
+    if name == f"score {kind} {spec.name}":
+      return _scoring_unit(study, kind, spec, add_eos, 0.0)
+  return None
+
+
+def worker_units(study: Study) -> list[Unit]:
+  """Every training unit, then every scoring unit."""
+  work = _scoring_work(study)
+  return ([_training_unit(study, kind, spec) for kind, spec in training_specs(study.plan)]
+          + [_scoring_unit(study, kind, spec, add_eos, work)
+             for _, kind, spec, add_eos in analyses.harness_models(study.plan)])
+
+
+def critical_paths(units: list[Unit]) -> dict[str, float]:
+  """Each unit's work plus the most work of any chain of units that wait on it. Starting
+  the ready unit with the longest chain first (list scheduling) keeps every worker busy
+  to the end: the largest DecLLM, which adaptation, finetuning and scoring wait on,
+  goes before the small sizes."""
+  waiting_on: dict[str, list[Unit]] = {}
+  for unit in units:
+    for name in unit.after:
+      waiting_on.setdefault(name, []).append(unit)
+  paths: dict[str, float] = {}
+
+  def path(unit: Unit) -> float:
+    if unit.name not in paths:
+      paths[unit.name] = unit.flops + max(map(path, waiting_on.get(unit.name, [])), default=0.0)
+    return paths[unit.name]
+
+  for unit in units:
+    path(unit)
+  return paths
 
 
 def _forward_flops_per_token(study: Study) -> float:
@@ -100,19 +148,11 @@ def units(study: Study) -> list[Unit]:
   per_token = _forward_flops_per_token(study)
   length = plan.training_length
   windows_tokens = plan.extrapolation_windows * length * sum(plan.extrapolation_factors)
-  # Harness work, roughly: ~48 tokens per exemplar or question, 4 options, ~300 items
-  # per task (or the plan's cap), per task file and model scored.
-  tasks = len(glob.glob(plan.harness_tasks))
-  shots_tokens = (sum((k + 1) for k in plan.shots) * 48 * 4 * tasks
-                  * (plan.harness_max_examples or 300))
-  out = training_units(study)
+  out = worker_units(study)
   out.append(Unit("scaling fits", per_token, (study.path("scaling", "fits.json"),),
                   lambda: analyses.run_scaling(study)))
-  # Per seed: the pretrained pair, each adapted model before tuning, each finetuned one.
-  models_scored = len(plan.seeds) * (2 + len(plan.adapt_experiments)
-                                     + len(plan.finetune_experiments))
-  out.append(Unit("harness", models_scored * shots_tokens * per_token,
-                  (study.path("harness", "harness.json"),), lambda: analyses.run_harness(study)))
+  out.append(Unit("harness", per_token, (study.path("harness", "harness.json"),),
+                  lambda: analyses.run_harness(study)))
   out.append(Unit("extrapolation", 2 * windows_tokens * per_token,
                   (study.path("extrapolation", "extrapolation.json"),),
                   lambda: analyses.run_extrapolation(study)))

@@ -1,4 +1,5 @@
-r"""The study's training runs in worker processes, several at a time on one CPU host.
+r"""The study's training and scoring runs in worker processes, several at a time on one
+CPU host.
 
 At the study's tiny widths XLA:CPU keeps its two threads only ~60% busy, and two
 single-threaded processes side by side train 1.44x faster than one two-threaded
@@ -7,7 +8,7 @@ single-process host `reproduce` starts `--workers` long-lived processes
 
   python -m redllm_jax.study.workers --study_dir=STUDY --parent=PID --results_fd=N
 
-with XLA single-threaded, and hands each one training unit at a time: the unit's
+with XLA single-threaded, and hands each one training or scoring unit at a time: the unit's
 name on the worker's stdin, its outcome back as one JSON line on the results pipe.
 A worker imports JAX, TensorFlow and seqio once for all the units it runs (they cost
 10-30 s a process here), logs each unit to `STUDY/logs/<unit>.log`, and trains (or
@@ -158,9 +159,9 @@ def _run(study: Study, name: str) -> dict:
   """One unit's outcome, as the results pipe carries it."""
   _log_to(log_path(study.root, name))
   try:
-    unit = stages.training_unit(study, name)
+    unit = stages.worker_unit(study, name)
     if unit is None:
-      return {"code": FAILED, "error": f"the study has no training unit {name!r}"}
+      return {"code": FAILED, "error": f"the study has no training or scoring unit {name!r}"}
     return {"code": 0 if unit.run() else INTERRUPTED}
   except Exception as e:  # pylint: disable=broad-except  # reported, then the study stops
     traceback.print_exc()

@@ -178,3 +178,25 @@ def test_every_run_of_every_study_gin_is_a_valid_training_run(study_gin):
         assert spec.branch_step in kept[spec.branch_of], spec.name
         assert float(schedule(spec.branch_step)) == float(schedule(spec.branch_step - 1))
         assert float(schedule(spec.branch_step + 1)) < float(schedule(spec.branch_step))
+
+
+def test_critical_paths_sum_the_longest_chain_of_waiting_work():
+  unit = lambda name, work, *after: stages.Unit(name, work, (), lambda: True, True, after)
+  units = [unit("small", 1.0), unit("large", 4.0), unit("adapt", 2.0, "large"),
+           unit("tune", 3.0, "adapt"), unit("score large", 0.5, "large"),
+           unit("score tune", 0.5, "tune")]
+  assert stages.critical_paths(units) == {"small": 1.0, "large": 9.5, "adapt": 5.5,
+                                          "tune": 3.5, "score large": 0.5, "score tune": 0.5}
+
+
+def test_the_default_study_starts_the_chain_of_its_largest_decllm_first(tmp_path):
+  gin_utils.parse_gin(["experiments/study_miniature.gin"], [])
+  study = stages.Study(StudyPlan(), str(tmp_path))
+  units = stages.worker_units(study)
+  chain = stages.critical_paths(units)
+  first = max((u for u in units if not u.after), key=lambda u: chain[u.name])
+  assert first.name == f"pretrain {study.plan.source_run('decllm', 0).name}"
+  scored = [u for u in units if u.name.startswith("score ")]
+  assert len(scored) == 3 * (2 + 2 + 5)  # seeds x (pretrained, adapted, finetuned)
+  assert {u.after for u in scored} <= {(f"{k} {s.name}",) for k, s in
+                                       stages.training_specs(study.plan)}
