@@ -6,10 +6,11 @@ single-threaded processes side by side train 1.44x faster than one two-threaded
 process (measured on the 2-core host of docs/study). So on a CPU-only,
 single-process host `reproduce` starts `--workers` long-lived processes
 
-  python -m redllm_jax.study.workers --study_dir=STUDY --parent=PID --results_fd=N
+  python -m redllm_jax.study.workers --study_dir=STUDY --parent=PID --results_fd=N --core=C
 
-with XLA single-threaded, and hands each one training or scoring unit at a time: the unit's
-name on the worker's stdin, its outcome back as one JSON line on the results pipe.
+with XLA single-threaded, each pinned to a core of its own, and hands each one training
+or scoring unit at a time: the unit's name on the worker's stdin, its outcome back as
+one JSON line on the results pipe.
 A worker imports JAX, TensorFlow and seqio once for all the units it runs (they cost
 10-30 s a process here), logs each unit to `STUDY/logs/<unit>.log`, and trains (or
 resumes) it and writes its `result.json` like the in-process path
@@ -74,10 +75,14 @@ class Pool:
   def _spawn(self) -> _Worker:
     read, write = os.pipe()
     os.makedirs(os.path.join(self.root, "logs"), exist_ok=True)
+    # XLA:CPU still runs parallel loops on a second thread; unpinned, two workers' four
+    # threads migrate over two cores and train the l size 1.2x slower (bench_workers).
+    cores = sorted(os.sched_getaffinity(0))
+    core = cores[len(self._workers) % len(cores)]
     with open(os.path.join(self.root, "logs", f"worker_{len(self._workers)}.log"), "ab") as log:
       process = subprocess.Popen(
           [sys.executable, "-m", "redllm_jax.study.workers", f"--study_dir={self.root}",
-           f"--parent={os.getpid()}", f"--results_fd={write}"],
+           f"--parent={os.getpid()}", f"--results_fd={write}", f"--core={core}"],
           stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=self._env,
           pass_fds=(write,), text=True)
     os.close(write)
@@ -171,10 +176,14 @@ def _run(study: Study, name: str) -> dict:
 _STUDY_DIR = flags.DEFINE_string("study_dir", None, "The study directory (holds plan.json).")
 _PARENT = flags.DEFINE_integer("parent", None, "The study's process id: die with it.")
 _RESULTS_FD = flags.DEFINE_integer("results_fd", None, "Where each unit's outcome goes.")
+_CORE = flags.DEFINE_integer("core", None, "The CPU core this worker runs on.")
 
 
 def main() -> None:
   _die_with_parent(_PARENT.value)
+  if _CORE.value is not None:  # every thread: TensorFlow's start at import
+    for thread in os.listdir("/proc/self/task"):
+      os.sched_setaffinity(int(thread), {_CORE.value})
   plan_json = read_json(os.path.join(_STUDY_DIR.value, "plan.json"))
   fields = {f.name for f in dataclasses.fields(StudyPlan)}
   study = Study(StudyPlan(**{k: v for k, v in plan_json.items() if k in fields}),
