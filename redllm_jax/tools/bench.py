@@ -142,7 +142,7 @@ TRAIN_SHAPES = {"tiny": (16, 256)}  # Demo batch 16 x 256; other sizes use the f
 
 
 def train_setup(arch: str, size: str, batch: int, tokens: int, remat: str = "none",
-                bindings: Sequence[str] = ()):
+                bindings: Sequence[str] = (), num_microbatches: int = 1):
   """(figures so far, run) for the real sharded train step on one device; run() blocks.
 
   On CPU kernels are stored [out, in] (`kernels_out_first`): XLA's dots run the 150M
@@ -156,7 +156,7 @@ def train_setup(arch: str, size: str, batch: int, tokens: int, remat: str = "non
   partitioner = Partitioner(mesh_shape=(1, 1, 1), devices=jax.devices()[:1])
   schedule = optimizers.learning_rate_schedule(peak=0.01, warmup_steps=10, decay_steps=100)
   optimizer = optimizers.make_optimizer(learning_rate=schedule)
-  steps = compile_steps(model, optimizer, schedule, partitioner)
+  steps = compile_steps(model, optimizer, schedule, partitioner, num_microbatches)
   holder = [steps.init(jax.random.key(0))]
   data = steps.partitioner.global_batch(synthetic_batch(model, batch, tokens))
   rng = jax.random.key(1)
