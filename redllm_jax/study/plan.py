@@ -35,6 +35,10 @@ class StudyPlan:
   in_domain: str  # eval task (must be among the experiments' EVAL_TASKS)
   out_of_domain: str
   pretrain_overrides: Sequence[str] = ()  # gin files read after experiment and size
+  # Microbatches of the pretraining runs, by architecture and size (none listed: the
+  # experiment's own). Which count trains fastest depends on both (bench_workers).
+  pretrain_microbatches: Mapping[str, Mapping[str, int]] = dataclasses.field(
+      default_factory=dict)
   finetune_overrides: Sequence[str] = ()
   finetune_from: Mapping[str, str] = dataclasses.field(default_factory=lambda: {
       "decllm": "decllm", "redllm": "redllm", "decllm_biattn": "decllm"})
@@ -76,6 +80,12 @@ class StudyPlan:
       missing = [k for k in keys if k not in table]
       if missing:
         raise ConfigError(f"study.StudyPlan.{what} has no entry for {', '.join(missing)}")
+    for arch, by_size in self.pretrain_microbatches.items():
+      unknown = sorted({arch} - set(ARCHITECTURES)) + sorted(set(by_size) - set(self.sizes))
+      if unknown:
+        raise ConfigError(f"study.StudyPlan.pretrain_microbatches names {', '.join(unknown)}: "
+                          f"not an architecture ({', '.join(ARCHITECTURES)}) or size "
+                          f"({', '.join(self.sizes)})")
     sources = (*ARCHITECTURES, *self.adapt_experiments)
     unknown = sorted(set(self.finetune_from.values()) - set(sources))
     if unknown:
@@ -102,20 +112,23 @@ class StudyPlan:
 
   def _pretrain_run(self, arch: str, size: str, steps: int, seed: int, longest: int,
                     branch_steps: Sequence[int]) -> RunSpec:
-    schedule = ("optimizers.learning_rate_schedule.kind = 'wsd'",
-                f"optimizers.learning_rate_schedule.cooldown_fraction = {self.cooldown_fraction}")
+    bindings = [f"EVAL_TASKS = {[self.in_domain, self.out_of_domain]!r}",
+                "optimizers.learning_rate_schedule.kind = 'wsd'",
+                f"optimizers.learning_rate_schedule.cooldown_fraction = {self.cooldown_fraction}"]
+    microbatches = self.pretrain_microbatches.get(arch, {}).get(size)
+    if microbatches:
+      bindings.append(f"train.train.num_microbatches = {microbatches}")
     if steps == longest:
-      branch = {"bindings": (f"train.train.keep_steps = {list(branch_steps)}",)}
+      bindings.append(f"train.train.keep_steps = {list(branch_steps)}")
+      branch = {}
     else:
       branch = {"branch_of": f"{arch}_{size}_{longest}_s{seed}",
-                "branch_step": cooldown_start(steps, self.cooldown_fraction), "bindings": ()}
+                "branch_step": cooldown_start(steps, self.cooldown_fraction)}
     return RunSpec(name=f"{arch}_{size}_{steps}_s{seed}", point=f"{arch}_{size}_{steps}",
                    architecture=arch, size=size, steps=steps,
                    gin_files=(self.pretrain_experiments[arch], self.sizes[size],
                               *self.pretrain_overrides),
-                   bindings=(f"EVAL_TASKS = {[self.in_domain, self.out_of_domain]!r}",
-                             *schedule, *branch.pop("bindings")),
-                   seed=seed, **branch)
+                   bindings=tuple(bindings), seed=seed, **branch)
 
   def source_run(self, architecture: str, seed: int) -> RunSpec:
     """A seed's largest pretrained model of an architecture (finetuning and analyses start

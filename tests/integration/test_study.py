@@ -164,9 +164,13 @@ def test_every_run_of_every_study_gin_is_a_valid_training_run(study_gin):
     parse_run(spec, "/tmp/unused", ["INITIAL_CHECKPOINT_PATH = '/tmp/parent'"] if spec.parent
               else [])
     model = models.from_gin()
+    try:  # The quick study once asked 8 microbatches of its 4 rows.
+      microbatches = gin.query_parameter("train.train.num_microbatches")
+    except ValueError:
+      microbatches = 1  # not bound: train's default
     train.validate(model, feature_converters.make_feature_converter(),
                    gin.query_parameter("%TASK_FEATURE_LENGTHS"),
-                   gin.query_parameter("%BATCH_SIZE"), Partitioner(), 1, 1)
+                   gin.query_parameter("%BATCH_SIZE"), Partitioner(), microbatches, 1)
     if kind != "finetune":
       assert gin.query_parameter("%EVAL_TASKS") == [plan.in_domain, plan.out_of_domain]
     assert (model.config.dropout_rate > 0) == (kind == "finetune"), spec.name
@@ -178,6 +182,20 @@ def test_every_run_of_every_study_gin_is_a_valid_training_run(study_gin):
         assert spec.branch_step in kept[spec.branch_of], spec.name
         assert float(schedule(spec.branch_step)) == float(schedule(spec.branch_step - 1))
         assert float(schedule(spec.branch_step + 1)) < float(schedule(spec.branch_step))
+
+
+def test_pretraining_microbatches_are_bound_per_architecture_and_size():
+  gin_utils.parse_gin(["experiments/study_miniature.gin"], [])
+  plan = StudyPlan()
+  bound = {(s.architecture, s.size): [b for b in s.bindings if "num_microbatches" in b]
+           for s in plan.pretrain_runs()}
+  assert bound[("decllm", "l")] == ["train.train.num_microbatches = 8"]
+  assert bound[("redllm", "l")] == ["train.train.num_microbatches = 4"]
+  unlisted = dataclasses.replace(plan, pretrain_microbatches={"decllm": {"l": 2}})
+  assert [b for s in unlisted.pretrain_runs() if s.architecture == "redllm"
+          for b in s.bindings if "num_microbatches" in b] == []
+  with pytest.raises(gin_utils.ConfigError, match="names xl: not an architecture"):
+    dataclasses.replace(plan, pretrain_microbatches={"decllm": {"xl": 2}})
 
 
 def test_critical_paths_sum_the_longest_chain_of_waiting_work():
