@@ -12,6 +12,7 @@ from redllm_jax.data import task_families
 from redllm_jax.data import vocabulary
 
 DEMO_SUBSETS = ("wikipedia", "book")
+REHEARSAL_SHARE = 0.5  # of the tuning examples that are pretraining text (study tuning)
 
 for _prefix, _vocabulary in vocabulary.DEMO_PREFIXES.items():
   for _subset in DEMO_SUBSETS:
@@ -38,6 +39,20 @@ for _prefix, _vocabulary in vocabulary.DEMO_PREFIXES.items():
   seqio.MixtureRegistry.add(f"{_prefix}_flan_families",
                             [f"{_prefix}_flan_{f}" for f in task_families.TUNED_FAMILIES],
                             default_rate=1.0)
+  # The same with pretraining text rehearsed (`REHEARSAL_SHARE` of the examples), so
+  # that tuning adds the families without erasing what pretraining taught.
+  for _subset in DEMO_SUBSETS:
+    task_builders.register_rehearsal_task(
+        f"{_prefix}_rehearsal_{_subset}",
+        task_builders.under(paths.demo_dir, "redpajama_v1", _subset),
+        _vocabulary,
+    )
+  _families = len(task_families.TUNED_FAMILIES)
+  seqio.MixtureRegistry.add(
+      f"{_prefix}_flan_families_rehearsal",
+      [(f"{_prefix}_flan_{f}", 1.0) for f in task_families.TUNED_FAMILIES]
+      + [(f"{_prefix}_rehearsal_{s}", _families * REHEARSAL_SHARE / (1 - REHEARSAL_SHARE)
+          / len(DEMO_SUBSETS)) for s in DEMO_SUBSETS])
   task_builders.register_text_task(
       f"{_prefix}_paloma_pydoc",
       task_builders.under(paths.demo_dir, "paloma", "pydoc"),

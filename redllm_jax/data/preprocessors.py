@@ -40,6 +40,13 @@ PRETRAIN_PREPROCESSORS = (
     concat_and_split,
 )
 
+# Pretraining text as tuning examples (`register_rehearsal_task`): chunks split into
+# inputs and targets, each then cut to end in EOS like a FLAN example.
+REHEARSAL_PREPROCESSORS = (
+    *PRETRAIN_PREPROCESSORS,
+    seqio.preprocessors.append_eos_after_trim,
+)
+
 # FLAN: inputs truncated to their feature length (2048), targets to theirs
 # (512), each ending in EOS. Truncation to the lengths happens here (EOS kept).
 FINETUNE_PREPROCESSORS = (

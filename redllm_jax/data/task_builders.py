@@ -34,6 +34,23 @@ def register_text_task(
   )
 
 
+def register_rehearsal_task(name: str, dir_fn: Callable[[], str],
+                            vocabulary: seqio.Vocabulary) -> seqio.Task:
+  """Pretraining text in the instruction format, to mix into tuning: chunks of
+  inputs + targets tokens split in two, each part EOS-ended as a FLAN example's is, so
+  that tuning keeps what pretraining taught in the format the tuned model is asked in."""
+  return seqio.TaskRegistry.add(
+      name,
+      source=sources.TFRecordTextSource(dir_fn, ["text"]),
+      preprocessors=list(preprocessors.REHEARSAL_PREPROCESSORS),
+      output_features={
+          "inputs": seqio.Feature(vocabulary, add_eos=True),
+          "targets": seqio.Feature(vocabulary, add_eos=True),
+      },
+      metric_fns=[],
+  )
+
+
 def register_flan_task(name: str, dir_fn: Callable[[], str], vocabulary: seqio.Vocabulary) -> seqio.Task:
   """Instruction-tuning task: `inputs`/`targets` strings -> EOS-terminated token ids."""
   return seqio.TaskRegistry.add(

@@ -210,20 +210,57 @@ class _Pool:
 
 # ----------------------------------------------------------------------------- items
 
+# Picks an item's distractors: (prompt, answer, candidates, how many, rng) -> distractors
+# or None. `random_distractors` is the plain draw; the harness tasks pass an adversarial
+# filter (`evaluation/task_baselines.adversarial_distractors`) that keeps shortcuts at chance.
+Chooser = Callable[[str, str, Sequence[str], int, np.random.RandomState], "list[str] | None"]
+
+
+def random_distractors(prompt: str, answer: str, candidates: Sequence[str], k: int,
+                       rng: np.random.RandomState) -> list[str] | None:
+  del prompt, answer
+  return None if len(candidates) < k else list(candidates[:k])
+
+
+def _same_document(doc: Document, answer: str, exclude: Sequence[str], gap: int = 3) -> list[str]:
+  """Units of the answer's own document at least `gap` units away from it in its run (or
+  in another run): the same topic and words, never the text around the answer."""
+  out = []
+  for run in doc.runs:
+    at = run.index(answer) if answer in run else None
+    out += [u for i, u in enumerate(run)
+            if u not in exclude and (at is None or abs(i - at) >= gap)]
+  return sorted(set(out))
+
+
 def continuation(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
                  length: Length, instruction: str = "", num_options: int = 4,
-                 max_tokens: int = MAX_TOKENS) -> list[dict]:
+                 max_tokens: int = MAX_TOKENS, choose: Chooser = random_distractors,
+                 candidates_per_item: int = 0) -> list[dict]:
   """HellaSwag/StoryCloze style: 1-3 consecutive units, then the true next unit among
   `num_options`; the others are units of other documents of the same source, of
-  the same length (within `LENGTH_MATCH`), none equal to the answer."""
+  the same length (within `LENGTH_MATCH`), none equal to the answer. With
+  `candidates_per_item`, `choose` picks them among that many such units plus units of
+  the answer's own document (`_same_document`)."""
   groups = _by_source(docs)
   pools = {source: _Pool(group) for source, group in groups.items()}
+  k = num_options - 1
 
   def make(source: str, candidate: Candidate) -> dict | None:
     doc, context, answer = candidate
-    others = pools[source].draw(rng, num_options - 1, doc, (answer,) + context, near=len(answer))
-    tail = others and _fit(context, max([answer] + others, key=length), instruction, length,
-                           max_tokens)
+    exclude = (answer,) + context
+    drawn = pools[source].draw(rng, candidates_per_item or k, doc, exclude, near=len(answer))
+    if not drawn:
+      return None
+    if candidates_per_item:
+      drawn += _same_document(doc, answer, exclude)
+    tail, others = context, None
+    for _ in range(2):  # the shortcuts read the prompt as it will be cut to fit
+      others = choose(instruction + " ".join(tail), answer, drawn, k, rng)
+      tail = others and _fit(context, max([answer] + others, key=length), instruction, length,
+                             max_tokens)
+      if not tail or not candidates_per_item:
+        break
     if not tail:
       return None
     options, label = _shuffled([answer] + others, rng)

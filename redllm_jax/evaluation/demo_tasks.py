@@ -6,18 +6,20 @@ From the validation splits of demo_redpajama_{wikipedia,book} (units that also o
 a train split are dropped, `task_families`):
   demo_continuation_mc   1-3 units, the true next one among 4 (HellaSwag / StoryCloze)
   demo_cloze_greedy / _mc  the final word of a passage: greedy exact match / among 10 (LAMBADA)
+  (continuation's distractors adversarially filtered: `task_baselines.adversarial_distractors`)
   demo_family_*          the instruction families' eval versions (`FAMILIES`; the
                          tuned ones train in demo_flan_families, the others are held out)
 From demo_flan's validation split (chatterbot): demo_qa_gen / demo_qa_mc.
 Each task is a JSON-lines file and its lm-eval YAML (`harness.task_yaml`), so that
 `lm_eval_model`'s command reads them with `--include_path tasks/harness`;
-manifest.json gives each one's kind, chance, family, split and length in tokens.
+manifest.json gives each one's kind, chance, family, split, length in tokens and, for
+multiple choice, its shortcut table and floor.
 """
 import functools
 import json
 import os
 import zlib
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 from absl import flags
 import numpy as np
@@ -31,9 +33,13 @@ from redllm_jax.data import paths
 from redllm_jax.data import task_families
 from redllm_jax.data import vocabulary
 from redllm_jax.evaluation import harness
+from redllm_jax.evaluation import task_baselines
 
 _OUT_DIR = flags.DEFINE_string("out_dir", "tasks/harness", "Where the task files go.")
 PER_SOURCE = 300  # items per source and task (fewer where the split has fewer)
+# Continuation carries the study's bar (3 SE above its floor): more items, a smaller SE.
+CONTINUATION_PER_SOURCE = 600
+ADVERSARIAL_CANDIDATES = 48  # distractor candidates an adversarially filtered item picks from
 MANIFEST = "manifest.json"
 
 
@@ -95,10 +101,17 @@ def _rng(name: str, seed: int) -> np.random.RandomState:
 
 
 def build_corpus_tasks(docs: list[task_families.Document], length: Callable[[str], int],
-                       seed: int = 0) -> dict[str, list[dict]]:
-  """Every task from the held-out demo documents, by file name."""
+                       shortcuts: Sequence[Sequence[task_baselines.Scorer]], seed: int = 0
+                       ) -> dict[str, list[dict]]:
+  """Every task from the held-out demo documents, by file name. Continuation draws its
+  distractors adversarially against the groups of `shortcuts` (among
+  `ADVERSARIAL_CANDIDATES` other documents' units and its own document's); cloze and the
+  instruction families keep their plain draws (docs/study_tasks.md: why cloze is not
+  filtered), their floors in the manifest beside chance."""
+  choose = task_baselines.adversarial_distractors(shortcuts, max_misses=2)
   tasks = {"demo_continuation_mc": task_families.continuation(
-      docs, _rng("continuation", seed), PER_SOURCE, length)}
+      docs, _rng("continuation", seed), CONTINUATION_PER_SOURCE, length, choose=choose,
+      candidates_per_item=ADVERSARIAL_CANDIDATES)}
   cloze = task_families.cloze(docs, _rng("cloze", seed), PER_SOURCE, length)
   tasks["demo_cloze_greedy"] = [{"inputs": x["inputs"], "continuation": x["targets"][0]}
                                 for x in cloze]
@@ -130,9 +143,11 @@ def majority_baseline(task: harness.Task) -> float:
   return max(sum(a in refs for refs in references) for a in answers) / len(task.examples)
 
 
-def manifest_entry(task: harness.Task, lengths: dict[str, Callable[[str], int]]) -> dict:
-  """Kind, chance (`harness.chance_score`), family, split, items and the longest prompt
-  plus answer in tokens of each demo vocabulary."""
+def manifest_entry(task: harness.Task, lengths: dict[str, Callable[[str], int]],
+                   shortcuts: Mapping[str, task_baselines.Scorer]) -> dict:
+  """Kind, chance (`harness.chance_score`), family, split, items, the longest prompt
+  plus answer in tokens of each demo vocabulary and, for multiple choice, what each
+  shortcut scores (`task_baselines.baselines`) and the best of them (`floor`)."""
   family = _family(task.name)
   entry = {"kind": task.kind, "chance": harness.chance_score(task), "family": family,
            "in_tuning_mixture": family in task_families.TUNED_FAMILIES,
@@ -140,6 +155,10 @@ def manifest_entry(task: harness.Task, lengths: dict[str, Callable[[str], int]])
            "split": "validation", "items": len(task.examples)}
   if task.kind != harness.MC:
     entry["majority_baseline"] = majority_baseline(task)
+  else:
+    (row,) = task_baselines.baselines([task], shortcuts).values()
+    entry["shortcuts"] = {k: round(v, 4) for k, v in row.items()}
+    entry["floor"] = round(task_baselines.floor(row), 4)
   for pieces, length in lengths.items():
     answers = [_answers(task, ex) for ex in task.examples]
     totals = [length(ex["inputs"]) + max(map(length, a)) for ex, a in zip(task.examples, answers)]
@@ -153,8 +172,13 @@ def build_demo_tasks(out_dir: str, seed: int = 0) -> dict[str, int]:
   demo_corpus.build(root)
   lengths = {pieces: token_length(vocabulary.demo_vocab_file(root, pieces))
              for pieces in vocabulary.DEMO_VOCAB_SIZES}
+  train = [t for texts in split_texts("train").values() for t in texts]
+  shortcuts = task_baselines.shortcut_scorers(task_baselines.bigrams(
+      train, {f"bigram_{p}": vocabulary.demo_vocab_file(root, p)
+              for p in vocabulary.DEMO_VOCAB_SIZES}))
   tasks = build_qa_tasks(seed=seed)
-  tasks.update(build_corpus_tasks(held_out_documents(), lengths[vocabulary.DEMO_VOCAB_SIZE], seed))
+  tasks.update(build_corpus_tasks(held_out_documents(), lengths[vocabulary.DEMO_VOCAB_SIZE],
+                                  task_baselines.shortcut_groups(shortcuts), seed))
   manifest = {}
   for name, examples in sorted(tasks.items()):
     kind = (harness.MC if "label" in examples[0] else harness.GREEDY
@@ -163,7 +187,7 @@ def build_demo_tasks(out_dir: str, seed: int = 0) -> dict[str, int]:
     harness.write_task_files(out_dir, name, kind, examples,
                              data_file=os.path.join(out_dir, f"{name}.jsonl"))
     manifest[name] = manifest_entry(harness.load_task(os.path.join(out_dir, f"{name}.jsonl")),
-                                    lengths)
+                                    lengths, shortcuts)
   manifest["demo_qa_gen"]["note"] = manifest["demo_qa_mc"]["note"] = (
       "chatterbot Q/A: tuned by demo_flan, not part of demo_flan_families")
   for name in ("demo_cloze_greedy", "demo_family_blank_gen"):
@@ -175,8 +199,27 @@ def build_demo_tasks(out_dir: str, seed: int = 0) -> dict[str, int]:
   return {name: len(examples) for name, examples in sorted(tasks.items())}
 
 
+def shortcut_table(manifest: Mapping[str, Mapping]) -> str:
+  """Markdown: per multiple-choice task, chance, what each shortcut scores (best option /
+  worst option) and the floor, in %."""
+  rows = {n: e for n, e in sorted(manifest.items()) if "shortcuts" in e}
+  names = sorted({k for e in rows.values() for k in e["shortcuts"]
+                  if k not in ("chance", "majority_label") and not k.endswith("_reversed")})
+  lines = ["| task | items | chance | majority position | " + " | ".join(names)
+           + " | floor |", "|---|---:|---:|---:|" + "---:|" * (len(names) + 1)]
+  for name, e in rows.items():
+    cut = e["shortcuts"]
+    cells = [f"{100 * cut[k]:.1f} / {100 * cut[k + '_reversed']:.1f}" for k in names]
+    lines.append(f"| `{name}` | {e['items']} | {100 * e['chance']:.1f} | "
+                 f"{100 * cut['majority_label']:.1f} | " + " | ".join(cells)
+                 + f" | {100 * e['floor']:.1f} |")
+  return "\n".join(lines)
+
+
 def main() -> None:
   print(json.dumps(build_demo_tasks(_OUT_DIR.value)))
+  with open(os.path.join(_OUT_DIR.value, MANIFEST)) as f:
+    print(shortcut_table(json.load(f)))
 
 
 if __name__ == "__main__":

@@ -282,6 +282,15 @@ def mc_prediction(loglikelihoods: Sequence[float], options: Sequence[str], metri
   return int(np.argmax(lls))
 
 
+def tie_split_accuracy(scores: Sequence[Sequence[float]], labels: Sequence[int]) -> float:
+  """Mean over items of 1/ties when the label is among the best-scored options."""
+  hits = []
+  for row, label in zip(scores, labels):
+    best = np.flatnonzero(np.asarray(row) == np.max(row))
+    hits.append(float(label in best) / len(best))
+  return float(np.mean(hits))
+
+
 def _task_result(task: Task, shots: int, metrics: Mapping[str, Any],
                  samples: Sequence[Mapping[str, Any]], mc_metric: str) -> dict:
   """One task@shots entry: lm-eval's metrics and, per item, its prediction and (multiple
@@ -308,6 +317,12 @@ def _task_result(task: Task, shots: int, metrics: Mapping[str, Any],
                   option_loglikelihoods=conditional)
     if mc_metric == "acc_mutual_info":
       result["unconditional_loglikelihoods"] = unconditional
+      labels = [s["doc"]["label"] for s in samples]
+      # The context-free shortcut, both ways (mutual information favours the options
+      # least likely on their own): part of the task's floor for this model.
+      result["unconditional_shortcut"] = {
+          "most_likely": tie_split_accuracy(unconditional, labels),
+          "least_likely": tie_split_accuracy([-np.asarray(u) for u in unconditional], labels)}
   elif task.kind == GREEDY:  # filtered_resps: [(log-likelihood, is_greedy)]
     exact = float(metrics["acc,none"])
     result.update(exact_match=exact, score=exact,

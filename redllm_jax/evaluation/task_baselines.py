@@ -1,29 +1,23 @@
-r"""What shortcuts score on the multiple-choice task files: the floor a model must beat.
+"""What shortcuts score on multiple-choice tasks: the floor a model must beat.
 
-  python -m redllm_jax.evaluation.task_baselines [--tasks='tasks/harness/*.jsonl']
-
-Per multiple-choice file, beside chance: always the shortest or the longest option
-(characters), the option sharing most content words with the prompt (a model that
-reads the context), and a bigram model of the demo corpus's RedPajama train splits
-(4096 pieces, add-0.1 smoothing) scoring each option after the prompt, as lm-eval's
-`acc` does. Ties are split evenly.
+Per multiple-choice file, beside chance and the most frequent answer position, each
+shortcut read both ways (its best option, and its worst): the option's length in
+characters, the content words it shares with the prompt (a model that reads the
+context), and a bigram model of the demo corpus's RedPajama train splits (each demo
+vocabulary, add-0.1 smoothing) scoring it after the prompt, as lm-eval's `acc` does,
+and on its own (what mutual-information scoring divides out). Ties are split evenly.
+A task's floor is the best of them. `adversarial_distractors` builds tasks where every
+one of them stays near chance; `demo_tasks` writes each task's table to its manifest.
 """
-import json
-from typing import Callable, Sequence
+import functools
+from typing import Callable, Mapping, Sequence
 
-from absl import flags
 import numpy as np
 import sentencepiece as spm
 
-from redllm_jax import gin_utils
-from redllm_jax.data import demo_corpus
-from redllm_jax.data import paths
 from redllm_jax.data import task_families
-from redllm_jax.data import vocabulary
-from redllm_jax.evaluation import demo_tasks
 from redllm_jax.evaluation import harness
 
-_TASKS = flags.DEFINE_string("tasks", "tasks/harness/*.jsonl", "Task files (multiple choice).")
 SMOOTHING = 0.1
 
 Scorer = Callable[[str, str], float]
@@ -31,51 +25,162 @@ Scorer = Callable[[str, str], float]
 
 def accuracy(examples: Sequence[dict], score: Scorer) -> float:
   """Mean over items of 1/ties when the answer is among the best-scored options."""
-  hits = []
-  for ex in examples:
-    scores = np.array([score(ex["inputs"], o) for o in ex["options"]])
-    best = np.flatnonzero(scores == scores.max())
-    hits.append(float(ex["label"] in best) / len(best))
-  return float(np.mean(hits))
+  return harness.tie_split_accuracy(
+      [[score(ex["inputs"], o) for o in ex["options"]] for ex in examples],
+      [ex["label"] for ex in examples])
+
+
+@functools.lru_cache(maxsize=None)
+def _content_words(text: str) -> frozenset[str]:
+  return frozenset(w.lower() for w in task_families.content_words(text))
 
 
 def overlap(prompt: str, option: str) -> float:
   """Content words (lower-cased) the option shares with the prompt."""
-  words = {w.lower() for w in task_families.content_words(prompt)}
-  return float(len(words & {w.lower() for w in task_families.content_words(option)}))
+  return float(len(_content_words(prompt) & _content_words(option)))
 
 
 def bigram_scorer(token_ids: Sequence[Sequence[int]], encode: Callable[[str], list[int]],
-                  vocab_size: int) -> Scorer:
-  """log P(option | the prompt's last token) under an add-`SMOOTHING` bigram model."""
+                  vocab_size: int, eos_id: int = 1) -> Scorer:
+  """log P(option | the prompt's last token) under an add-`SMOOTHING` bigram model; an
+  empty prompt conditions on EOS (a document start), as lm-eval's unconditional pass
+  conditions on nothing but the start."""
   counts = np.full((vocab_size, vocab_size), SMOOTHING)
   for ids in token_ids:
+    ids = [eos_id] + list(ids)
     np.add.at(counts, (ids[:-1], ids[1:]), 1.0)
   log_p = np.log(counts / counts.sum(axis=1, keepdims=True))
 
   def score(prompt: str, option: str) -> float:
-    ids = encode(prompt)[-1:] + encode(option)
+    ids = (encode(prompt)[-1:] or [eos_id]) + encode(option)
     return float(log_p[ids[:-1], ids[1:]].sum())
   return score
 
 
-def baselines(tasks: Sequence[harness.Task], bigram: Scorer) -> dict[str, dict[str, float]]:
-  scorers = {"shortest": lambda _, o: -len(o), "longest": lambda _, o: len(o),
-             "word_overlap": overlap, "bigram": bigram}
-  return {t.name: {"chance": harness.chance_score(t),
-                   **{k: accuracy(t.examples, s) for k, s in scorers.items()}}
-          for t in tasks if t.kind == harness.MC}
+def unconditional(scorer: Scorer) -> Scorer:
+  """The scorer with the prompt left out: how likely the option is on its own."""
+  return lambda _, option: scorer("", option)
 
 
-def main() -> None:
-  root = paths.demo_dir()
-  demo_corpus.build(root)
-  sp = spm.SentencePieceProcessor(
-      model_file=vocabulary.demo_vocab_file(root, vocabulary.DEMO_VOCAB_SIZE))
-  train = [t for texts in demo_tasks.split_texts("train").values() for t in texts]
-  bigram = bigram_scorer(sp.encode(train), sp.encode, sp.get_piece_size())
-  print(json.dumps(baselines(harness.load_tasks(_TASKS.value), bigram), indent=1))
+def shortcut_scorers(bigrams: Mapping[str, Scorer]) -> dict[str, Scorer]:
+  """Every shortcut a task must not give away, by name. Each is read both ways (its best
+  option and its worst), so that e.g. mutual-information scoring, which favours options
+  unlikely on their own, finds no context-free way in either."""
+  out = {"length": lambda _, o: float(len(o)), "word_overlap": overlap}
+  for name, bigram in bigrams.items():
+    out[name] = bigram
+    out[f"{name}_no_context"] = unconditional(bigram)
+  return out
 
 
-if __name__ == "__main__":
-  gin_utils.run_flags(main)
+def shortcut_groups(scorers: Mapping[str, Scorer]) -> list[list[Scorer]]:
+  """The scorers grouped by kind (length, word overlap, bigram after the prompt, bigram on
+  its own): a bigram in either vocabulary ranks options nearly alike, so the adversarial
+  filter gives a group one target rank (independent targets for near-equal scorers
+  cannot all be met, and the compromise sits below chance both ways)."""
+  groups: dict[str, list[Scorer]] = {}
+  for name, scorer in scorers.items():
+    kind = "".join(c for c in name if not c.isdigit())  # bigram_4096 -> bigram_
+    groups.setdefault(kind, []).append(scorer)
+  return list(groups.values())
+
+
+def adversarial_distractors(groups: Sequence[Sequence[Scorer]], tries: int = 256,
+                            max_misses: int = 1, slack: int = 2) -> task_families.Chooser:
+  """Adversarial filtering (SWAG, HellaSwag) against fixed shortcuts: per item, a target
+  rank for the answer under each group of shortcuts (`shortcut_groups`), drawn uniformly
+  from 0..k, and the k distractors among the candidates whose ranks come closest (random
+  subsets, then single swaps). An item is dropped (None), as HellaSwag drops items it
+  cannot make hard, when its pick misses more than `max_misses` scorers' targets, or when
+  the answer winning (or losing) under some scorer would run more than `slack` items
+  ahead of its 1/(k+1) share (the answer's winning ranks are the easiest to reach: they
+  would pile up). A group that scores every option alike has nothing to give away and is
+  left out. Every shortcut then finds the answer about 1/(k+1) of the time, and its
+  worst option about as often."""
+  scorers = [s for group in groups for s in group]
+  group_of = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+  # Items kept with the answer winning, with it losing (per scorer), and items kept.
+  counts = np.zeros((3, len(scorers)))
+
+  def choose(prompt: str, answer: str, candidates: Sequence[str], k: int,
+             rng: np.random.RandomState) -> list[str] | None:
+    if len(candidates) < k:
+      return None
+    table = np.array([[s(prompt, c) for s in scorers] for c in candidates])
+    mine = np.array([s(prompt, answer) for s in scorers])
+    informative = (table != mine).any(0)
+    # Each candidate's share of the answer's rank per scorer (ties count half): a pick's
+    # ranks are the sum over its distractors (0: the answer wins).
+    above = (table > mine) + 0.5 * (table == mine)
+    target = rng.randint(k + 1, size=len(groups))[group_of]
+
+    def cost(ranks: np.ndarray) -> np.ndarray:
+      # Misses first: an absolute-distance cost alone settles on middle ranks for every
+      # shortcut (cheaper than hitting 0 or k), which leaves each below chance both ways.
+      miss = np.abs(ranks - target)[..., informative]
+      return (miss > 0).sum(-1) + 0.01 * miss.sum(-1)
+
+    picks = np.array([rng.choice(len(candidates), k, replace=False) for _ in range(tries)])
+    best = picks[np.argmin(cost(above[picks].sum(1)))]
+    while True:  # the best single swap, until none lowers the cost
+      ranks = above[best].sum(0)
+      swapped = ranks[None, None] - above[best][:, None] + above[None]  # [slot, candidate, S]
+      costs = cost(swapped)
+      costs[:, best] = np.inf  # a distractor already picked
+      slot, new = np.unravel_index(np.argmin(costs), costs.shape)
+      if not costs[slot, new] < cost(ranks):
+        break
+      best = best.copy()
+      best[slot] = new
+    ranks = above[best].sum(0)
+    if ((np.abs(ranks - target) > 0) & informative).sum() > max_misses:
+      return None
+    # The answer winning (rank 0) or losing (rank k) is what a shortcut's accuracy reads,
+    # both ways: neither may run ahead of its 1/(k+1) share by more than `slack` items.
+    rows = np.flatnonzero(informative)
+    ends = np.stack([ranks < 1, ranks >= k])[:, rows]  # [2, scorer]
+    share = (counts[:2, rows] + ends) > (counts[2, 0] + 1) / (k + 1) + slack
+    if (share & ends).any():
+      return None
+    counts[:2, rows] += ends
+    counts[2, 0] += 1
+    return [candidates[i] for i in best]
+  return choose
+
+
+def majority_label(examples: Sequence[dict]) -> float:
+  """Always answering the most frequent position (the options' order is shuffled)."""
+  labels = np.bincount([ex["label"] for ex in examples])
+  return float(labels.max() / len(examples))
+
+
+def baselines(tasks: Sequence[harness.Task], scorers: Mapping[str, Scorer]
+              ) -> dict[str, dict[str, float]]:
+  """Per multiple-choice task: chance, the majority position, and each shortcut's
+  accuracy read both ways (`<name>`: its best option; `<name>_reversed`: its worst)."""
+  out = {}
+  for t in tasks:
+    if t.kind != harness.MC:
+      continue
+    row = {"chance": harness.chance_score(t), "majority_label": majority_label(t.examples)}
+    for name, score in scorers.items():
+      row[name] = accuracy(t.examples, score)
+      row[f"{name}_reversed"] = accuracy(t.examples, lambda p, o, s=score: -s(p, o))
+    out[t.name] = row
+  return out
+
+
+def floor(row: Mapping[str, float]) -> float:
+  """The best a shortcut of `baselines` scores: what a model must beat."""
+  return max(row.values())
+
+
+def bigrams(train_texts: Sequence[str], vocab_files: Mapping[str, str]) -> dict[str, Scorer]:
+  """`bigram_scorer` of the texts in each SentencePiece vocabulary, by name."""
+  out = {}
+  for name, vocab_file in vocab_files.items():
+    sp = spm.SentencePieceProcessor(model_file=vocab_file)
+    # Cached: the adversarial filter scores each unit as a candidate of many items.
+    encode = functools.lru_cache(maxsize=None)(sp.encode)
+    out[name] = bigram_scorer(sp.encode(list(train_texts)), encode, sp.get_piece_size())
+  return out

@@ -6,7 +6,11 @@ analysis runs once per seed (on that seed's models, each seed's result kept in i
 own file, so a killed stage redoes only the seeds it had not finished) and is then
 summarized over seeds: mean ± seed-to-seed SE (`stats`).
 """
+import dataclasses
+import json
 from typing import Any, Callable
+
+import numpy as np
 
 from redllm_jax import flops
 from redllm_jax.evaluation import attention, extrapolation, harness, windows
@@ -18,7 +22,7 @@ from redllm_jax.study.directory import Study, read_json, write_json
 def _per_seed(study: Study, stage: str, compute: Callable[[int], Any]) -> dict[int, Any]:
   """{seed: compute(seed)}, each cached in <stage>/seeds/s<seed>.json."""
   out = {}
-  for seed in study.plan.seeds:
+  for seed in study.plan.analysis_seeds:
     path = study.path(stage, "seeds", f"s{seed}.json")
     if read_json(path) is None:
       write_json(path, compute(seed))
@@ -36,10 +40,18 @@ def harness_models(plan) -> list[tuple[str, str, Any, bool]]:
   pretrained pair, the adapted RedLLMs before tuning, every finetuned model. Untuned
   models read plain continuations; finetuned ones the FLAN format (EOS-ended)."""
   pretrained = [(f"{a}/pretrained", "pretrain", plan.source_run(a, s), False)
-                for a in ARCHITECTURES for s in plan.seeds]
+                for a in ARCHITECTURES for s in plan.analysis_seeds]
   adapted = [(f"{s.architecture}/adapted", "adapt", s, False) for s in plan.adapt_runs()]
   return pretrained + adapted + [(f"{s.architecture}/flan", "finetune", s, True)
                                  for s in plan.finetune_runs()]
+
+
+def study_tasks(plan) -> list[harness.Task]:
+  """The harness tasks, each cut to the plan's cap unless it is one read whole."""
+  cap = plan.harness_max_examples
+  return [t if not cap or t.name in plan.harness_uncapped
+          else dataclasses.replace(t, examples=t.examples[:cap])
+          for t in harness.load_tasks(plan.harness_tasks)]
 
 
 def harness_path(study: Study, spec) -> str:
@@ -52,7 +64,7 @@ def score_run(study: Study, kind: str, spec, add_eos: bool) -> bool:
   with its checkpoint's own vocabulary; a unit of its own, so that workers score each
   model while others train."""
   plan = study.plan
-  tasks = harness.load_tasks(plan.harness_tasks, plan.harness_max_examples)
+  tasks = study_tasks(plan)
   # The few-shot exemplars are drawn with the run's seed: part of what a seed varies.
   settings = harness.Settings(add_eos=add_eos, seed=spec.seed)
   lm = harness.make_lm(study.path(kind, spec.name), settings, plan.harness_vocab)
@@ -67,19 +79,28 @@ def score_run(study: Study, kind: str, spec, add_eos: bool) -> bool:
 def run_harness(study: Study) -> bool:
   """The harness summary over every scored model and seed (`score_run`'s files)."""
   plan = study.plan
-  tasks = harness.load_tasks(plan.harness_tasks, plan.harness_max_examples)
+  tasks = study_tasks(plan)
   info = scores.task_info(tasks, scores.load_manifest(plan.harness_tasks), harness.chance_score)
   per_seed: dict[str, dict[str, dict[str, float]]] = {}
+  shortcut: dict[str, dict[str, list[float]]] = {}
   costs: dict[str, float] = {}
   for name, _, spec, _ in harness_models(plan):
     scored = read_json(harness_path(study, spec))
-    per_seed.setdefault(name, {})[str(spec.seed)] = {
-        k: r["score"] for k, r in scored["results"].items() if isinstance(r, dict)}
+    results = {k: r for k, r in scored["results"].items() if isinstance(r, dict)}
+    per_seed.setdefault(name, {})[str(spec.seed)] = {k: r["score"] for k, r in results.items()}
+    for key, r in results.items():
+      if "unconditional_shortcut" in r:
+        shortcut.setdefault(name, {}).setdefault(key, []).append(
+            max(r["unconditional_shortcut"].values()))
     costs[name] = scored["inference_flops"]
-  summary = scores.summarize(per_seed, info, plan.shots)
+  # A model's own context-free choice (its best direction, mean over seeds) floors its tasks.
+  model_floors = {n: {k: float(np.mean(v)) for k, v in by_key.items()}
+                  for n, by_key in shortcut.items()}
+  summary = scores.summarize(per_seed, info, plan.shots, model_floors)
   write_json(study.path("harness", "harness.json"),
              {"summary": summary, "per_seed": per_seed, "inference_flops": costs,
-              "shots": list(plan.shots), "seeds": list(plan.seeds), "tasks": info,
+              "shots": list(plan.shots), "seeds": list(plan.analysis_seeds), "tasks": info,
+              "model_floors": model_floors,
               "continuation_bar": scores.continuation_bar(summary, list(summary), plan.shots)})
   keys = [f"{t}@{k}shot" for k in plan.shots for t in (*info, *scores.GROUPS, "downstream")]
   with open(study.path("harness", "harness.md"), "w") as f:
@@ -121,7 +142,9 @@ def run_attention(study: Study) -> bool:
 
 
 def run_scaling(study: Study) -> bool:
-  results = [study.result("pretrain", spec) for spec in study.plan.pretrain_runs()]
+  # The ladder's seeds: the largest pair's extra seeds have one run each, nothing to fit.
+  results = [study.result("pretrain", spec) for spec in study.plan.pretrain_runs()
+             if spec.seed in study.plan.seeds]
   scaling.write_scaling(results, study.plan, study.path("scaling"))
   return True
 
@@ -155,7 +178,36 @@ def outputs(study: Study) -> dict:
                                         read_json(study.path("wallclock.json"))),
       "adapt": adapted,
       "wallclock": read_json(study.path("wallclock.json")),
+      "overhead": overhead(study, timings),
   }
+
+
+def _step_seconds(metrics_path: str) -> float:
+  """A run's median logged training step time (the `step_time` of its metrics rows)."""
+  with open(metrics_path) as f:
+    times = [row["step_time"] for row in map(json.loads, f) if "step_time" in row]
+  return float(np.median(times)) if times else 0.0
+
+
+def overhead(study: Study, timings: dict[str, float]) -> dict[str, Any]:
+  """Time the training units spent outside their training steps (start-up, compiling,
+  input pipelines, evaluation, checkpoints): each unit's seconds less its steps times
+  its median step time; its share of every unit's seconds (scoring included)."""
+  plan, outside, units = study.plan, 0.0, 0
+  for kind, specs in (("pretrain", plan.pretrain_runs()), ("adapt", plan.adapt_runs()),
+                      ("finetune", plan.finetune_runs())):
+    for spec in specs:
+      seconds = timings.get(f"{kind} {spec.name}")
+      result = study.result(kind, spec)
+      if seconds is None or result is None:
+        continue
+      trained = result["steps"] - spec.branch_step
+      outside += seconds - trained * _step_seconds(study.path(kind, spec.name, "metrics.jsonl"))
+      units += 1
+  total = sum(timings.values())
+  return {"training_units": units, "seconds_outside_steps": outside,
+          "per_unit": outside / max(units, 1), "share": outside / total if total else 0.0,
+          "scoring_seconds": sum(v for k, v in timings.items() if k.startswith("score "))}
 
 
 def training_throughput(trained: list[tuple[Any, dict]], ceiling: Any,

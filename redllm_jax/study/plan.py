@@ -50,6 +50,8 @@ class StudyPlan:
   harness_tasks: str = "tasks/harness/*.jsonl"
   harness_vocab: Optional[str] = None  # SentencePiece model; None: each checkpoint's own
   harness_max_examples: Optional[int] = None  # per task; None: all
+  # Tasks read whole whatever the cap: those whose item SE decides a bar (continuation).
+  harness_uncapped: Sequence[str] = ()
   shots: Sequence[int] = (0, 5)
   # Multiple-choice score (harness.MC_METRICS): lm-eval's acc_mutual_info, the option's
   # log-likelihood after the prompt minus after an empty one. A tiny model's option
@@ -63,7 +65,11 @@ class StudyPlan:
   attention_windows: int = 8
   inference_prompt_length: int = 128  # for inference FLOPs per sequence (Pareto plot)
   inference_output_length: int = 128
-  seeds: Sequence[int] = (0, 1, 2)
+  seeds: Sequence[int] = (0, 1, 2)  # every point of the ladder
+  # Seeds of the largest pair alone (its longest budget, finetuning, harness, length
+  # extrapolation, attention), which findings 3 to 7 read; a superset of `seeds`.
+  # Empty: `seeds`. The scaling fits read `seeds` only (one run per seed fits nothing).
+  largest_seeds: Sequence[int] = ()
   cooldown_fraction: float = 0.2  # of each pretraining budget (the `wsd` schedule)
 
   def __post_init__(self):
@@ -72,8 +78,12 @@ class StudyPlan:
     missing = [size for size in self.sizes if not self.budgets.get(size)]
     if missing:
       raise ConfigError(f"study.StudyPlan.budgets has no steps for {', '.join(missing)}")
-    if len(set(self.seeds)) != len(self.seeds):
-      raise ConfigError(f"study.StudyPlan.seeds {list(self.seeds)} repeats a seed")
+    for what, seeds in (("seeds", self.seeds), ("largest_seeds", self.largest_seeds)):
+      if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"study.StudyPlan.{what} {list(seeds)} repeats a seed")
+    if self.largest_seeds and not set(self.seeds) <= set(self.largest_seeds):
+      raise ConfigError(f"study.StudyPlan.largest_seeds {list(self.largest_seeds)} must "
+                        f"include every seed of the ladder {list(self.seeds)}")
     for what, table, keys in (("pretrain_experiments", self.pretrain_experiments, ARCHITECTURES),
                               ("finetune_from", self.finetune_from,
                                tuple(self.finetune_experiments))):
@@ -96,6 +106,11 @@ class StudyPlan:
   def largest(self) -> str:
     return list(self.sizes)[-1]
 
+  @property
+  def analysis_seeds(self) -> Sequence[int]:
+    """The seeds of the largest pair, its finetuning and every analysis but the fits."""
+    return self.largest_seeds or self.seeds
+
   def pretrain_runs(self) -> list[RunSpec]:
     """Every (size, budget, architecture, seed), smallest size first; each size's longest
     runs come before the shorter budgets that branch off them."""
@@ -105,8 +120,9 @@ class StudyPlan:
       branch_steps = sorted(cooldown_start(steps, self.cooldown_fraction)
                             for steps in self.budgets[size] if steps != longest)
       for steps in [longest] + sorted(set(self.budgets[size]) - {longest}):
+        seeds = self.analysis_seeds if (size, steps) == (self.largest, longest) else self.seeds
         for arch in ARCHITECTURES:
-          for seed in self.seeds:
+          for seed in seeds:
             runs.append(self._pretrain_run(arch, size, steps, seed, longest, branch_steps))
     return runs
 
@@ -119,7 +135,8 @@ class StudyPlan:
     if microbatches:
       bindings.append(f"train.train.num_microbatches = {microbatches}")
     if steps == longest:
-      bindings.append(f"train.train.keep_steps = {list(branch_steps)}")
+      if seed in self.seeds:  # the ladder's shorter budgets branch off these steps
+        bindings.append(f"train.train.keep_steps = {list(branch_steps)}")
       branch = {}
     else:
       branch = {"branch_of": f"{arch}_{size}_{longest}_s{seed}",
@@ -144,7 +161,7 @@ class StudyPlan:
                                *self.adapt_overrides),
                     bindings=(f"EVAL_TASKS = {[self.in_domain, self.out_of_domain]!r}",),
                     parent=self.source_run("decllm", seed).name, seed=seed)
-            for name, files in self.adapt_experiments.items() for seed in self.seeds]
+            for name, files in self.adapt_experiments.items() for seed in self.analysis_seeds]
 
   def _finetune_source(self, name: str, seed: int) -> tuple[str, RunSpec]:
     """(kind, run) a finetuning run starts from."""
@@ -157,7 +174,7 @@ class StudyPlan:
   def finetune_runs(self) -> list[RunSpec]:
     runs = []
     for name, experiment in self.finetune_experiments.items():
-      for seed in self.seeds:
+      for seed in self.analysis_seeds:
         kind, parent = self._finetune_source(name, seed)
         # An adapted model keeps its adaptation's depths (read after the size gin).
         adapted = self.adapt_experiments.get(self.finetune_from[name], ()) if kind == "adapt" else ()

@@ -206,7 +206,7 @@ def main() -> None:
     path = report.write_report(study.path("REPORT.md"), plan, outputs, judged, command.strip(),
                                gin_files, timings)
     for i, f in enumerate(judged, 1):
-      print(f"{i}. {f.title}: {f.verdict} ({f.strength})")
+      print(f"{i}. {f.title}: {f.verdict} ({findings.p_text(f.p)}; {f.robustness})")
     print(f"wrote {path}")
 
 

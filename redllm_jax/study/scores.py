@@ -8,7 +8,8 @@ held_out_family, in_tuning_mixture, items): the continuation task, the cloze tas
 the instruction families tuned on, the families held out of tuning (zero-shot
 transfer), and other tasks (e.g. the chatterbot QA pair). "downstream" (what the
 findings compare, as the paper's downstream average of HellaSwag/LAMBADA-like tasks)
-is the continuation and cloze tasks (every task, if the study ran neither).
+is the continuation and cloze tasks whose floor (the best shortcut: `task_info`) is
+within `FLOOR_MARGIN` of chance (every task, if the study ran neither).
 """
 import json
 import math
@@ -28,7 +29,8 @@ from redllm_jax.study.scaling import COLORS
 CONTINUATION = "demo_continuation_mc"
 GROUPS = ("continuation", "cloze", "tuned families", "held-out families", "other")
 DOWNSTREAM = ("continuation", "cloze")
-BAR_Z = 3.0  # issue 15's bar: the largest models >= 3 SE above chance on the continuation task
+FLOOR_MARGIN = 0.05  # a downstream task's floor is at most this far above chance
+BAR_Z = 3.0  # the largest models >= 3 SE above the floor on the continuation task
 
 
 def load_manifest(tasks_pattern: str) -> dict[str, dict]:
@@ -54,42 +56,55 @@ def group_of(name: str, entry: Mapping[str, Any]) -> str:
 
 def task_info(tasks: Sequence[Any], manifest: Mapping[str, Mapping],
               fallback_chance: Callable[[Any], float]) -> dict[str, dict[str, Any]]:
-  """{task: {"chance", "chance_from", "group", "items"}} for `harness.Task`s."""
+  """{task: {"chance", "chance_from", "floor", "group", "items"}} for `harness.Task`s. The
+  floor is the best model-free shortcut of the manifest (multiple choice: its `floor`;
+  generative: the best constant answer), never below chance."""
   info = {}
   for t in tasks:
     entry = manifest.get(t.name, {})
     chance = entry.get("chance")
-    info[t.name] = {"chance": float(fallback_chance(t) if chance is None else chance),
-                    "chance_from": "harness.chance_score" if chance is None else "manifest",
+    chance = float(fallback_chance(t) if chance is None else chance)
+    floor = max(chance, entry.get("floor", entry.get("majority_baseline", chance)))
+    info[t.name] = {"chance": chance,
+                    "chance_from": "harness.chance_score" if entry.get("chance") is None
+                    else "manifest", "floor": float(floor),
                     "group": group_of(t.name, entry), "items": len(t.examples)}
   return info
 
 
-def _figure(scores: Sequence[float], items: int, chance: float) -> dict[str, float]:
+def _figure(scores: Sequence[float], items: int, chance: float,
+            floor: float) -> dict[str, float]:
   out = stats.mean_se(scores)
-  out.update(item_se=stats.binomial_se(out["mean"], items), chance=chance, items=items)
+  out.update(item_se=stats.binomial_se(out["mean"], items), chance=chance, floor=floor,
+             items=items)
   return out
 
 
 def summarize(per_seed: Mapping[str, Mapping[str, Mapping[str, float]]],
-              info: Mapping[str, Mapping[str, Any]], shots: Sequence[int]) -> dict:
+              info: Mapping[str, Mapping[str, Any]], shots: Sequence[int],
+              model_floors: Mapping[str, Mapping[str, float]] = {}) -> dict:
   """{model: {"task@kshot" or "<group>@kshot": figure}} from {model: {seed: {task@kshot:
-  score}}}; a group's score is its tasks' mean per seed, its item SE over all its items."""
+  score}}}; a group's score is its tasks' mean per seed, its item SE over all its items,
+  its chance and floor its tasks' means. A task's floor for a model is the higher of the
+  task's and `model_floors[model]["task@kshot"]` (its own context-free choice)."""
   out = {}
   for model, seeds in per_seed.items():
     runs = list(seeds.values())
     mine: dict[str, Any] = {}
     for k in shots:
+      floors = {task: max(t["floor"], model_floors.get(model, {}).get(f"{task}@{k}shot", 0.0))
+                for task, t in info.items()}
       for task, t in info.items():
         mine[f"{task}@{k}shot"] = _figure([r[f"{task}@{k}shot"] for r in runs], t["items"],
-                                          t["chance"])
+                                          t["chance"], floors[task])
       for group in (*GROUPS, "downstream"):
         members = group_members(info, group)
         if members:
           mine[f"{group}@{k}shot"] = _figure(
               list(group_scores(seeds, members, k).values()),
               sum(info[m]["items"] for m in members),
-              float(np.mean([info[m]["chance"] for m in members])))
+              float(np.mean([info[m]["chance"] for m in members])),
+              float(np.mean([floors[m] for m in members])))
     out[model] = mine
   return out
 
@@ -101,10 +116,14 @@ def group_scores(seeds: Mapping[str, Mapping[str, float]], members: Sequence[str
 
 
 def group_members(info: Mapping[str, Mapping[str, Any]], group: str) -> list[str]:
-  """A group's tasks; "downstream" falls back to every task when none is downstream."""
+  """A group's tasks. "downstream": the continuation and cloze tasks that no model-free
+  shortcut beats by more than `FLOOR_MARGIN` over chance (a task a bigram wins measures
+  the bigram, not the architectures), else every such task, else every task."""
   if group != "downstream":
     return [n for n, t in info.items() if t["group"] == group]
-  return [n for n, t in info.items() if t["group"] in DOWNSTREAM] or list(info)
+  candidates = [n for n, t in info.items() if t["group"] in DOWNSTREAM] or list(info)
+  return [n for n in candidates
+          if info[n]["floor"] - info[n]["chance"] <= FLOOR_MARGIN] or candidates
 
 
 def total_se(figure: Mapping[str, float]) -> float:
@@ -115,23 +134,24 @@ def total_se(figure: Mapping[str, float]) -> float:
 
 def continuation_bar(summary: Mapping[str, Any], models: Sequence[str],
                      shots: Sequence[int]) -> list[dict[str, Any]]:
-  """Issue 15's bar, per model and shot: (mean - chance) / hypot(seed SE, item SE) >= 3 on
-  the continuation task. [] when the task was not run."""
+  """The continuation bar, per model and shot: (mean - floor) / hypot(seed SE, item SE) >= 3
+  on the continuation task (the floor: its best shortcut, `summarize`). [] when the task
+  was not run."""
   rows = []
   for model in models:
     for k in shots:
       figure = summary.get(model, {}).get(f"{CONTINUATION}@{k}shot")
       if figure is None:
         continue
-      z = stats.z_score({"mean": figure["mean"], "se": total_se(figure)}, figure["chance"])
+      z = stats.z_score({"mean": figure["mean"], "se": total_se(figure)}, figure["floor"])
       rows.append({"model": model, "shots": k, "z": z, "passes": z >= BAR_Z, **figure})
   return rows
 
 
 def cell(figure: Mapping[str, float]) -> str:
-  """'41.2 ± 1.3 (items ± 2.1; chance 25.0)', in %."""
+  """'41.2 ± 1.3 (items ± 2.1; chance 25.0; floor 27.3)', in %."""
   return (f"{stats.fmt(figure, 1, 100)} (items ± {100 * figure['item_se']:.1f}; "
-          f"chance {100 * figure['chance']:.1f})")
+          f"chance {100 * figure['chance']:.1f}; floor {100 * figure['floor']:.1f})")
 
 
 def table(summary: Mapping[str, Any], keys: Sequence[str]) -> str:

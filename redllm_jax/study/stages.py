@@ -85,12 +85,10 @@ def _scoring_unit(study: Study, kind: str, spec: RunSpec, add_eos: bool,
 
 def _scoring_work(study: Study) -> float:
   """One model's harness work, roughly: ~48 tokens per exemplar or question, 4 options,
-  ~300 items per task (or the plan's cap), per task file, in the largest DecLLM's
-  forward FLOPs."""
+  over the study's items, in the largest DecLLM's forward FLOPs."""
   plan = study.plan
-  tasks = len(glob.glob(plan.harness_tasks))
-  shots_tokens = (sum((k + 1) for k in plan.shots) * 48 * 4 * tasks
-                  * (plan.harness_max_examples or 300))
+  items = sum(len(t.examples) for t in analyses.study_tasks(plan))
+  shots_tokens = sum((k + 1) for k in plan.shots) * 48 * 4 * items
   return shots_tokens * _forward_flops_per_token(study)
 
 

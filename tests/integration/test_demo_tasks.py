@@ -191,5 +191,51 @@ def test_shortcut_baselines_on_known_items():
   assert task_baselines.accuracy(items, task_baselines.overlap) == pytest.approx((1 + 0.5) / 2)
   encode = lambda text: [int(t) for t in text.split()]
   bigram = task_baselines.bigram_scorer([[1, 2, 3], [1, 2, 3, 1, 2]], encode, vocab_size=5)
-  assert bigram("3 1", "2 3") == pytest.approx(np.log(3.1 / 3.5) + np.log(2.1 / 2.5))
+  # Each text starts after EOS (id 1): from 1, counts (1,1) 2 and (1,2) 3; from 2, (2,3) 2.
+  assert bigram("3 1", "2 3") == pytest.approx(np.log(3.1 / 5.5) + np.log(2.1 / 2.5))
+  assert bigram("", "2") == pytest.approx(np.log(3.1 / 5.5))  # no prompt: after EOS
   assert task_baselines.accuracy([{"inputs": "1", "options": ["4", "2"], "label": 1}], bigram) == 1.0
+  table = task_baselines.baselines(
+      [harness.Task("t", harness.MC, [dict(i, label=0) for i in items], collections.Counter())],
+      {"length": lambda _, o: float(len(o))})["t"]
+  assert table["length"] == pytest.approx((0 + 0.5) / 2)  # "river flows" is not the longest
+  assert table["length_reversed"] == pytest.approx((0 + 0.5) / 2)
+  assert table["majority_label"] == 1.0 and task_baselines.floor(table) == 1.0
+
+
+def test_adversarial_distractors_hold_every_shortcut_near_chance():
+  """On random candidates whose scores the answer would win, the filter's picks put each
+  shortcut group's best and worst option on the answer about 1/k of the time, where a
+  random pick lets it win far more often."""
+  from redllm_jax.evaluation import task_baselines  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(0)
+  strength = {}  # option text -> two correlated scores, the answer drawn higher
+  groups = [[lambda _, o: strength[o][0], lambda _, o: strength[o][0] + 0.01 * strength[o][1]],
+            [lambda _, o: strength[o][1]]]
+  choose = task_baselines.adversarial_distractors(groups, max_misses=0)
+  items, plain = [], []
+  for i in range(800):
+    answer = f"a{i}"
+    strength[answer] = rng.normal(1.0, 1.0, size=2)
+    candidates = [f"c{i}_{j}" for j in range(24)]
+    for c in candidates:
+      strength[c] = rng.normal(0.0, 1.0, size=2)
+    picked = choose("", answer, candidates, 3, rng)
+    if picked:
+      items.append({"inputs": "", "options": [answer] + picked, "label": 0})
+    plain.append({"inputs": "", "options": [answer] + candidates[:3], "label": 0})
+  assert len(items) > 120  # dropped: items that would unbalance the ranks
+  for group in groups:
+    for score in group:
+      assert task_baselines.accuracy(plain, score) > 0.4  # the shortcut works unfiltered
+      for sign in (1, -1):
+        hits = task_baselines.accuracy(items, lambda p, o, s=score: sign * s(p, o))
+        assert abs(hits - 0.25) < 0.07, (sign, hits)
+
+
+def test_the_committed_continuation_task_has_no_shortcut(demo_root):
+  manifest = json.load(open(os.path.join(COMMITTED, "manifest.json")))
+  entry = manifest["demo_continuation_mc"]
+  assert entry["items"] >= 400
+  for name, hits in entry["shortcuts"].items():
+    assert abs(hits - entry["chance"]) <= 0.05, (name, hits)

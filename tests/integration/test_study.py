@@ -73,7 +73,9 @@ def _expected_outputs(out_dir: pathlib.Path) -> list[pathlib.Path]:
   stored = json.loads((out_dir / "plan.json").read_text())
   plan = StudyPlan(**{f.name: stored[f.name] for f in dataclasses.fields(StudyPlan)})
   files = [f"{kind}/{spec.name}/result.json" for kind, spec in stages.training_specs(plan)]
-  assert len(files) == 2 * (2 * 2 * 2 + 2 + 3)  # seeds x (pretraining, adaptation, finetuning)
+  # The ladder: 2 seeds x 2 sizes x 2 budgets x 2 architectures; the largest pair a third
+  # seed; 3 seeds x (2 adaptations + 3 finetunings).
+  assert len(files) == 2 * 2 * 2 * 2 + 2 + 3 * (2 + 3)
   files += ["scaling/fits.json", "scaling/runs.csv", "scaling/exponents.md",
             "scaling/scaling.png", "scaling/frontier.png", "harness/harness.json",
             "harness/harness.md", "harness/pareto.png", "extrapolation/extrapolation.json",
@@ -155,7 +157,8 @@ def test_chance_score_of_the_shipped_harness_tasks():
       == 0.0
 
 
-@pytest.mark.parametrize("study_gin", ["study_miniature", "study_quick", "study_paper"])
+@pytest.mark.parametrize("study_gin", ["study_miniature", "study_miniature_adaptation",
+                                       "study_quick", "study_paper"])
 def test_every_run_of_every_study_gin_is_a_valid_training_run(study_gin):
   gin_utils.parse_gin([f"experiments/{study_gin}.gin"], [])
   plan = StudyPlan()
@@ -177,7 +180,8 @@ def test_every_run_of_every_study_gin_is_a_valid_training_run(study_gin):
     if kind == "pretrain":
       schedule = optimizers.learning_rate_schedule(decay_steps=spec.steps)  # gin-bound: wsd
       if not spec.branch_of:
-        kept[spec.name] = gin.query_parameter("train.train.keep_steps")
+        if spec.seed in plan.seeds:  # the largest pair's extra seeds have no branches
+          kept[spec.name] = gin.query_parameter("train.train.keep_steps")
       else:  # its cooldown starts where it branches off its longer run
         assert spec.branch_step in kept[spec.branch_of], spec.name
         assert float(schedule(spec.branch_step)) == float(schedule(spec.branch_step - 1))
@@ -198,6 +202,30 @@ def test_pretraining_microbatches_are_bound_per_architecture_and_size():
     dataclasses.replace(plan, pretrain_microbatches={"decllm": {"xl": 2}})
 
 
+def test_the_largest_pair_alone_runs_the_extra_seeds():
+  gin_utils.parse_gin(["experiments/study_miniature.gin"], [])
+  plan = StudyPlan()
+  assert list(plan.seeds) == [0, 1, 2] and list(plan.analysis_seeds) == [0, 1, 2, 3, 4]
+  longest = max(plan.budgets["l"])
+  for spec in plan.pretrain_runs():
+    if spec.seed in (3, 4):  # only the largest size's longest budget, with no branch points
+      assert (spec.size, spec.steps) == ("l", longest)
+      assert not any("keep_steps" in b for b in spec.bindings)
+    elif spec.steps == max(plan.budgets[spec.size]):
+      assert any("keep_steps" in b for b in spec.bindings) or len(plan.budgets[spec.size]) == 1
+  assert {s.seed for s in plan.finetune_runs()} == {0, 1, 2, 3, 4}
+  assert not plan.adapt_runs()  # adaptation: study_miniature_adaptation.gin
+  with pytest.raises(gin_utils.ConfigError, match="must include every seed of the ladder"):
+    dataclasses.replace(plan, largest_seeds=[0, 1])
+
+
+def test_adaptation_is_its_own_stage_of_the_default_study():
+  gin_utils.parse_gin(["experiments/study_miniature_adaptation.gin"], [])
+  adapted = StudyPlan()
+  assert {s.seed for s in adapted.adapt_runs()} == {0, 1, 2, 3, 4}
+  assert {s.architecture for s in adapted.finetune_runs()} >= {"redllm_adapted"}
+
+
 def test_critical_paths_sum_the_longest_chain_of_waiting_work():
   unit = lambda name, work, *after: stages.Unit(name, work, (), lambda: True, True, after)
   units = [unit("small", 1.0), unit("large", 4.0), unit("adapt", 2.0, "large"),
@@ -215,6 +243,6 @@ def test_the_default_study_starts_the_chain_of_its_largest_decllm_first(tmp_path
   first = max((u for u in units if not u.after), key=lambda u: chain[u.name])
   assert first.name == f"pretrain {study.plan.source_run('decllm', 0).name}"
   scored = [u for u in units if u.name.startswith("score ")]
-  assert len(scored) == 3 * (2 + 2 + 5)  # seeds x (pretrained, adapted, finetuned)
+  assert len(scored) == 5 * (2 + 3)  # the largest pair's seeds x (pretrained, finetuned)
   assert {u.after for u in scored} <= {(f"{k} {s.name}",) for k, s in
                                        stages.training_specs(study.plan)}

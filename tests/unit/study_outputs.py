@@ -37,9 +37,12 @@ TASKS = {scores.CONTINUATION: ("continuation", 0.25), "demo_cloze_mc": ("cloze",
 
 
 def harness(score: dict[str, float], spread: float = 0.01, items: int = 400,
-            seeds: Sequence[int] = (0, 1, 2), shots: Sequence[int] = (0, 5)) -> dict:
-  """harness.json: every task scores `score[model]` + seed offsets (-1, 0, +1) * spread."""
-  info = {name: {"chance": chance, "chance_from": "manifest", "group": group, "items": items}
+            seeds: Sequence[int] = (0, 1, 2), shots: Sequence[int] = (0, 5),
+            floor: float = 0.0) -> dict:
+  """harness.json: every task scores `score[model]` + seed offsets (-1, 0, +1) * spread; its
+  floor is the higher of chance and `floor`."""
+  info = {name: {"chance": chance, "chance_from": "manifest", "floor": max(chance, floor),
+                 "group": group, "items": items}
           for name, (group, chance) in TASKS.items()}
   offsets = np.linspace(-1, 1, len(seeds)) * spread
   per_seed = {m: {str(s): {f"{t}@{k}shot": score[m] + o for t in TASKS for k in shots}
@@ -48,7 +51,7 @@ def harness(score: dict[str, float], spread: float = 0.01, items: int = 400,
   costs = {"decllm/pretrained": 2.0, "redllm/pretrained": 1.0, "decllm/flan": 2.0,
            "redllm/flan": 1.0, "decllm_biattn/flan": 2.0}
   return {"summary": summary, "per_seed": per_seed, "inference_flops": costs,
-          "shots": list(shots), "seeds": list(seeds), "tasks": info,
+          "shots": list(shots), "seeds": list(seeds), "tasks": info, "model_floors": {},
           "continuation_bar": scores.continuation_bar(summary, list(summary), shots)}
 
 

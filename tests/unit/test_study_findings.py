@@ -1,9 +1,10 @@
-"""Findings from synthetic per-seed outputs: verdicts follow the effects and their seed
-SEs, strength flips as z crosses the thresholds, and the report renders every number
-with its SE."""
+"""Findings from synthetic per-seed outputs: each sub-claim is the one-sided t test scipy
+computes, verdicts follow the declared rules, context never counts, and the report
+renders every number with its SE."""
 import math
 
 import pytest
+from scipy import stats as scipy_stats
 
 from redllm_jax.study import findings, report, scaling, stats
 from redllm_jax.study.plan import StudyPlan
@@ -14,29 +15,36 @@ def _stat(mean, se, n=3):
   return {"mean": mean, "se": se, "n": n}
 
 
-@pytest.mark.parametrize("z,strength,decided", [(0.9, "within noise", False),
-                                                (1.1, "weak", True), (2.9, "weak", True),
-                                                (3.1, "strong", True)])
-def test_strength_and_decision_follow_z_across_the_thresholds(z, strength, decided):
-  claim = findings.measured("effect above 0", _stat(z * 0.01, 0.01), 0.0)
-  assert claim.z == pytest.approx(z) and claim.decided == decided
-  verdict, got = findings.judge([claim])
-  assert findings.strength(got) == strength
-  assert verdict == ("reproduced" if decided else "inconclusive")
+@pytest.mark.parametrize("n", [3, 5])
+def test_a_claim_is_a_one_sided_t_test_with_n_minus_1_degrees_of_freedom(n):
+  for t in (0.5, 1.5, 2.5, 4.0, 10.0):
+    claim = findings.measured("effect above 0", _stat(t * 0.01, 0.01, n), 0.0)
+    p = scipy_stats.t.sf(t, df=n - 1)  # the independent reference
+    assert claim.status == ("holds" if p < 0.05 else "undecided")
+    assert claim.p == pytest.approx(p if p < 0.05 else min(p, 1 - p))
+    below = findings.measured("effect below 0", _stat(t * 0.01, 0.01, n), 0.0, above=False)
+    assert below.status == ("fails" if p < 0.05 else "undecided")
+  # |z| = 1 with 3 seeds, "decided" under the old rule, is p = 0.21: undecided now.
+  assert findings.measured("x", _stat(0.01, 0.01), 0.0).status == "undecided"
+  assert findings.measured("x", _stat(0.05, math.nan, n=1), 0.0).status == "undecided"
 
 
-def test_a_verdict_stands_when_no_undecided_claim_could_change_it():
-  holds = findings.measured("a", _stat(0.05, 0.01), 0.0)
+def test_the_verdict_rules_and_the_strength_the_verdict_rests_on():
+  holds = findings.measured("a", _stat(0.05, 0.01), 0.0)  # t 5, p 0.019
+  strong = findings.measured("a2", _stat(0.2, 0.01), 0.0)  # t 20
   fails = findings.measured("b", _stat(-0.05, 0.01), 0.0)
   noise = findings.measured("c", _stat(0.001, 0.01), 0.0)
-  assert findings.judge([holds, fails, noise])[0] == "partly reproduced"
-  assert findings.judge([holds, noise]) == ("inconclusive", pytest.approx(0.1))
-  assert findings.judge([holds, holds]) == ("reproduced", pytest.approx(5.0))
+  assert findings.judge([holds, fails, noise]) == ("partly reproduced",
+                                                   pytest.approx(holds.p))
+  assert findings.judge([holds, strong]) == ("reproduced", pytest.approx(holds.p))
   assert findings.judge([fails])[0] == "not reproduced"
-  one_seed = findings.measured("d", _stat(0.05, math.nan, n=1), 0.0)
-  for claims in ([holds, one_seed], [one_seed, holds]):  # judged on the mean, no strength
-    verdict, z = findings.judge(claims)
-    assert verdict == "reproduced" and findings.strength(z) == "no error estimate"
+  verdict, p = findings.judge([holds, noise])  # one holds, one undecided: not yet reproduced
+  assert verdict == "inconclusive" and p == pytest.approx(noise.p)
+  # Context never counts, whether it holds or not.
+  free = findings.context("the cheaper model is on the front", True, "by construction")
+  assert findings.judge([noise, free])[0] == "inconclusive"
+  assert findings.judge([holds, findings.context("x", False, "")]) == (
+      "reproduced", pytest.approx(holds.p))
 
 
 @pytest.mark.parametrize("dec_b,red_b,verdict", [(0.20, 0.24, "reproduced"),
@@ -57,8 +65,8 @@ def test_exponent_difference_within_seed_noise_is_inconclusive_with_seeds_needed
       r["in_domain"] *= r["train_flops"] ** -shift
       r["out_of_domain"] *= r["train_flops"] ** -shift
   found = findings.scaling_exponents(scaling.summarize(rows))
-  assert found.verdict == "inconclusive" and found.strength == "within noise"
-  assert "seeds for z = 3" in found.decides and "does not grow with scale" in found.decides
+  assert found.verdict == "inconclusive" and found.p > 0.05
+  assert "seeds for p < 0.05" in found.decides and "does not grow with scale" in found.decides
 
 
 def test_harness_verdicts_follow_scores_and_their_seed_noise():
@@ -77,16 +85,21 @@ def test_harness_verdicts_follow_scores_and_their_seed_noise():
                                      "decllm/flan": 0.9, "redllm/flan": 0.3,
                                      "decllm_biattn/flan": 0.5})
   assert findings.pretrained_shots(reversed_, clear["scaling"]).verdict == "not reproduced"
-  assert findings.finetuned_pareto(reversed_, clear["scaling"]).verdict == "partly reproduced"
+  # Red 60 points worse: non-inferiority fails; the Pareto front is context, not counted.
+  assert findings.finetuned_pareto(reversed_, clear["scaling"]).verdict == "not reproduced"
 
 
-def test_harness_at_chance_is_inconclusive_and_says_what_would_decide_it():
+def test_harness_at_the_floor_is_inconclusive_and_says_what_would_decide_it():
   out = study_outputs.outputs()
   at_chance = study_outputs.harness({m: 0.18 for m in study_outputs.MODELS}, spread=0.005)
   for judge in (findings.pretrained_shots, findings.finetuned_pareto, findings.biattn):
     found = judge(at_chance, out["scaling"])
-    assert found.verdict == "inconclusive" and "above chance" in found.measured
-    assert found.decides.startswith("No estimate")  # equal scores: no trend with PPL
+    assert found.verdict == "inconclusive" and "above its floor" in found.measured
+  # Above chance but below a shortcut's floor: still inconclusive.
+  floored = study_outputs.harness({m: 0.45 for m in study_outputs.MODELS}, spread=0.005,
+                                  floor=0.5)
+  found = findings.pretrained_shots(floored, out["scaling"])
+  assert found.verdict == "inconclusive" and "above its floor" in found.measured
 
 
 def test_chance_scale_reads_the_accuracy_trend_through_the_fits():
@@ -111,12 +124,14 @@ def test_extrapolation_and_attention_verdicts():
   flat_dec = study_outputs.extrapolation_output([[10, 10, 10, 11]] * 3,
                                                 [[12, 20, 40, 80], [12, 21, 41, 82],
                                                  [12, 19, 39, 79]])
-  assert findings.extrapolation(flat_dec).verdict == "not reproduced"
+  found = findings.extrapolation(flat_dec)
+  assert found.verdict == "not reproduced" and "context, not counted" in found.measured
   assert findings.attention(out["locality"], out["cross_attention"]).verdict == "reproduced"
   locality, cross = study_outputs.attention_output([0.4, 0.42, 0.41], [0.6, 0.62, 0.61],
                                                    concentrated=False)
   found = findings.attention(locality, cross)
-  assert found.verdict == "partly reproduced"  # local in both, but more in RedLLM
+  # More local in RedLLM (fails); "local in both" is context; the cross-attention holds.
+  assert found.verdict == "partly reproduced" and "context, not counted" in found.measured
 
 
 def _plan(**overrides):
@@ -142,6 +157,8 @@ def test_report_renders_every_section_with_its_se(tmp_path):
   scored = {m: 0.6 for m in study_outputs.MODELS}
   out["harness"] = study_outputs.harness({**scored, "redllm/pretrained": 0.4,
                                           "redllm_adapted/adapted": 0.5})
+  out["overhead"] = {"training_units": 57, "seconds_outside_steps": 600.0, "per_unit": 10.5,
+                     "share": 0.2, "scoring_seconds": 300.0}
   out["throughput"] = {"flops_per_s": 3e10, "runs": 57, "fraction": 0.25, "workers": 2,
                        "ceiling": {"flops_per_s": 1.2e11, "measured": "2026-12-02T03:00"}}
   (tmp_path / "harness").mkdir()
@@ -154,10 +171,14 @@ def test_report_renders_every_section_with_its_se(tmp_path):
   for i, f in enumerate(judged, 1):
     assert f"| {i} | **{f.title}** | **{f.verdict}** |" in text
     assert f"**{i}. {f.title}** — **{f.verdict}**" in text
-  assert "n = 3 seeds" in text and "25.0%** of the f32 matmul ceiling" in text
-  assert "Issue 15's bar" in text and "**met**" in text
+  assert "n = 3 seeds** for the scaling ladder" in text
+  assert "25.0%** of the f32 matmul ceiling" in text
+  assert "The bar:" in text and "**met**" in text and "then | now" in text
+  assert "one-sided t test" in text and "Fixed overhead" in text
+  for f in judged:
+    assert f.robustness.startswith(("robust", "fragile"))
   assert "redllm_adapted_l" in text and "read off its fit" in text
-  assert "| continuation@0shot | 50.0 ± 0.6 (items ± 2.5; chance 25.0) |" in text  # the adapted model's harness row
+  assert "| continuation@0shot | 50.0 ± 0.6 (items ± 2.5; chance 25.0; floor 25.0) |" in text
   point = out["scaling"]["points"][0]
   assert stats.fmt(point["in_domain"]) in text  # the runs table carries each point's SE
   out["adapt"], out["throughput"]["ceiling"] = [], None

@@ -122,7 +122,11 @@ def test_task_groups_and_chance_from_the_shipped_manifest():
       assert info[name]["group"] == "tuned families"
   assert {"held-out families", "tuned families", "cloze"} <= {t["group"] for t in info.values()}
   assert info["unlisted_mc"] == {"chance": 0.2, "chance_from": "harness.chance_score",
-                                 "group": "other", "items": 5}
+                                 "floor": 0.2, "group": "other", "items": 5}
+  # The floor: the manifest's best shortcut (multiple choice) or best constant answer.
+  for name, entry in manifest.items():
+    expected = entry.get("floor", entry.get("majority_baseline", entry["chance"]))
+    assert info[name]["floor"] == pytest.approx(max(entry["chance"], expected))
   downstream = scores.group_members(info, "downstream")
   assert scores.CONTINUATION in downstream and "unlisted_mc" not in downstream
   assert all(info[m]["group"] in ("continuation", "cloze") for m in downstream)
