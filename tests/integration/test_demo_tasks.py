@@ -237,5 +237,8 @@ def test_the_committed_continuation_task_has_no_shortcut(demo_root):
   manifest = json.load(open(os.path.join(COMMITTED, "manifest.json")))
   entry = manifest["demo_continuation_mc"]
   assert entry["items"] >= 400
+  # No shortcut, read either way, finds the answer more than 5 points above chance (the
+  # bigram's best direction sits below chance: docs/study_tasks.md).
   for name, hits in entry["shortcuts"].items():
-    assert abs(hits - entry["chance"]) <= 0.05, (name, hits)
+    assert hits <= entry["chance"] + 0.05, (name, hits)
+  assert entry["floor"] <= entry["chance"] + 0.05
