@@ -130,8 +130,10 @@ def _seeds_needed(claims: Sequence[Claim], effects: Mapping[str, tuple]) -> str:
   parts = []
   for c in claims:
     if c.counts and c.status == UNDECIDED and c.text in effects:
+      # Seeds for an expected t of 2.6: p < ALPHA one-sided with about 80% power.
       n = stats.seeds_to_decide(*effects[c.text], z=scipy_stats.norm.isf(ALPHA) + 1)
-      parts.append(f"{c.text}: " + (f"about {n} seeds for p < {ALPHA} at the spread measured"
+      parts.append(f"{c.text}: " + (f"about {n} seeds for p < {ALPHA} (80% power) at the "
+                                    f"spread measured"
                                     if math.isfinite(n) else "no estimate (no seed SE or "
                                     "no effect)"))
   return "; ".join(parts)

@@ -194,13 +194,16 @@ def _tuning_table(harness: Mapping[str, Any]) -> str:
       x, y = summary[before][key], summary[after][key]
       cells.append(f"{100 * x['mean']:.1f} -> {100 * y['mean']:.1f} (floor {100 * y['floor']:.1f})")
       if key.startswith("held-out families") and y["mean"] < y["floor"]:
-        below.append(f"{after} on {key} ({100 * y['mean']:.1f} < floor {100 * y['floor']:.1f})")
+        z = (y["mean"] - y["floor"]) / scores.total_se(y)
+        why = ("within noise of it: the tuned model answers the held-out families at "
+               "chance" if z > -2 else "more than 2 SE below it: tuning taught an answer "
+               "habit that the held-out labels contradict")
+        below.append(f"{after} on {key}: {100 * y['mean']:.1f} < floor "
+                     f"{100 * y['floor']:.1f}, z {z:.1f}, {why}")
     lines.append(f"| {key} | " + " | ".join(cells) + " |")
-  note = ("Tuned models below their floor on the held-out families: " + "; ".join(below)
-          + ". Tuning taught the tuned families' formats; the held-out families (is_next, "
-          "book) ask for a label the tuning never showed, which a tiny model answers by "
-          "habit (the tuned families' answers) rather than by reading the passage."
-          if below else "No tuned model is below its floor on the held-out families.")
+  note = ("Tuned models below their floor on the held-out families (SE: seeds and items): "
+          + "; ".join(below) + "." if below
+          else "No tuned model is below its floor on the held-out families.")
   return ("Tuning, pretrained -> tuned (means over seeds, %; tuning mixes pretraining text "
           "into half its examples, `demo1k_flan_families_rehearsal`):\n\n"
           + "\n".join(lines) + "\n\n" + note)
