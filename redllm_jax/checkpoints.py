@@ -25,6 +25,7 @@ CheckpointSaveError naming the step and the reason, raised where the save is
 started or awaited; orbax's own error logs of that save (tracebacks from its
 background threads) are held back, as the one line says it all.
 """
+import errno
 import hashlib
 import json
 import logging as std_logging
@@ -67,14 +68,24 @@ class CheckpointSaveError(Exception):
     self.step = step
 
 
+# Storage faults as the OS words them; TensorFlow's and TensorStore's errors only
+# carry these words inside their own text.
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
+                   errno.EIO)
+
+
 def _save_reason(error: BaseException) -> str:
   """The OS's words for the first OSError in the chain (e.g. "Read-only file system"),
-  else the error's first line."""
+  or for a storage fault named in the error's text, else the error's first line."""
   seen = error
   while seen is not None:
     if isinstance(seen, OSError) and seen.errno:
       return os.strerror(seen.errno)
     seen = seen.__cause__ or seen.__context__
+  text = str(error)
+  for code in _STORAGE_ERRNOS:
+    if os.strerror(code) in text:
+      return os.strerror(code)
   return _first_line(error)
 
 
