@@ -155,10 +155,12 @@ def run(module_name: str) -> None:
   gin does not bind; the imported module (the one the gin files import) runs instead.
   """
 
+  # Imported here, not at the top: the table imports the configurables' modules, which
+  # import this one; and before parsing, as gin registers no configurable after that.
+  from redllm_jax import validation  # pylint: disable=g-import-not-at-top
+
   def main() -> None:
     parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings, flags.FLAGS.gin_search_paths)
-    # Imported here: the table reads the configurables' modules, which import this one.
-    from redllm_jax import validation  # pylint: disable=g-import-not-at-top
     validation.check_bindings()
     try:
       importlib.import_module(module_name).main()
