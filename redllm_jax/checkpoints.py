@@ -15,9 +15,19 @@ unreadable checkpoint (corrupt, partial, empty; orbax already ignores
 uncommitted temporary directories) is named in a one-line warning and moved to
 MODEL_DIR/corrupt_checkpoints/, so it never takes a keep slot and its step is
 saved again when the run gets there. When checkpoints exist but none is
-readable, the run stops with one line (exit 2) unless told to restart.
+readable, the run stops with one line (exit 2) unless told to restart, and leaves
+MODEL_DIR/UNREADABLE_CHECKPOINTS (the tombstone) holding that line: every later run
+stops with it until a good checkpoint is copied back into checkpoints/ or the run
+is restarted on purpose.
+
+A save that fails (read-only folder, full disk, no permission) is a
+CheckpointSaveError naming the step and the reason, raised where the save is
+started or awaited; orbax's own error logs of that save (tracebacks from its
+background threads) are held back, as the one line says it all.
 """
+import errno
 import hashlib
+import json
 import logging as std_logging
 import os
 import shutil
@@ -40,13 +50,43 @@ from redllm_jax.models import BaseModel
 
 ITEMS = ("params", "opt_state", "meta")
 VOCABULARY_DIR = "vocabulary"  # under MODEL_DIR
+TOMBSTONE = "UNREADABLE_CHECKPOINTS"  # under MODEL_DIR, beside corrupt_checkpoints/
 
 
 ON_UNREADABLE = ("fail", "restart")
 
 
 class UnreadableCheckpointsError(ConfigError):
-  """MODEL_DIR holds checkpoints and none can be restored."""
+  """MODEL_DIR holds checkpoints and none can be restored (or a tombstone says so)."""
+
+
+class CheckpointSaveError(Exception):
+  """A checkpoint could not be written: one line, exit 2 (the run resumes once fixed)."""
+
+  def __init__(self, step: int, directory: str, error: BaseException):
+    super().__init__(f"could not save step {step} to {directory}: {_save_reason(error)}")
+    self.step = step
+
+
+# Storage faults as the OS words them; TensorFlow's and TensorStore's errors only
+# carry these words inside their own text.
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
+                   errno.EIO)
+
+
+def _save_reason(error: BaseException) -> str:
+  """The OS's words for the first OSError in the chain (e.g. "Read-only file system"),
+  or for a storage fault named in the error's text, else the error's first line."""
+  seen = error
+  while seen is not None:
+    if isinstance(seen, OSError) and seen.errno:
+      return os.strerror(seen.errno)
+    seen = seen.__cause__ or seen.__context__
+  text = str(error)
+  for code in _STORAGE_ERRNOS:
+    if os.strerror(code) in text:
+      return os.strerror(code)
+  return _first_line(error)
 
 
 class CorruptCheckpointError(Exception):
@@ -108,6 +148,11 @@ class Checkpointer:
       raise ConfigError(f"on_unreadable={on_unreadable!r}: expected one of {ON_UNREADABLE}")
     self.on_unreadable = on_unreadable
     self.model_dir = _absolute(model_dir)
+    # Set when restore_latest starts over from step 0 over unreadable checkpoints.
+    self.restarted = False
+    self._saving: Optional[int] = None  # The step whose save may still be in flight.
+    self._failed = False
+    self._orbax_errors = _OrbaxErrorLog()
     keeping = [preservation.LatestN(keep)]
     if keep_steps:
       keeping.append(preservation.CustomSteps(list(keep_steps)))
@@ -131,14 +176,58 @@ class Checkpointer:
     """Writes step `step` if due (or forced); the input position is written first."""
     if not self.due(step, force):
       return False
-    if input_iterator is not None:
-      input_iterator.save(self._input_dir(step))
+    self._await_previous_save()
+    self._probe_writable(step)
     meta = dict(meta, checksums=checksums({"params": params, "opt_state": opt_state}))
-    saved = self.manager.save(step, force=force, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
-        meta=ocp.args.JsonSave(meta)))
+    try:
+      if input_iterator is not None:
+        input_iterator.save(self._input_dir(step))
+      self._saving = step
+      saved = self.manager.save(step, force=force, args=ocp.args.Composite(
+          params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
+          meta=ocp.args.JsonSave(meta)))
+    except Exception as e:  # pylint: disable=broad-except  # any failure to write
+      raise self._failure(step, e) from None
     self._drop_stale_input_positions(keep=step)
     return saved
+
+  def _failure(self, step: int, error: BaseException) -> CheckpointSaveError:
+    self._failed = True
+    return CheckpointSaveError(step, os.fspath(self.model_dir / "checkpoints"), error)
+
+  def _await_previous_save(self) -> None:
+    """Waits for the save in flight; its failure is a CheckpointSaveError naming its step."""
+    if self._saving is None:
+      return
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._failure(self._saving, e) from None
+    self._saving = None
+
+  def _probe_writable(self, step: int) -> None:
+    """Creates and removes a folder where orbax will create the step's.
+
+    Orbax creates the step folder in a background thread, and when that fails its
+    other save threads wait on a signal that never comes (the multihost
+    coordination timeout, minutes) before the save reports anything. A read-only
+    or unwritable checkpoints/ is caught here first, at once.
+    """
+    root = self.model_dir / "checkpoints"
+    if "://" in os.fspath(root) or jax.process_index() != 0:
+      return
+    probe = os.path.join(os.fspath(root), f".write_probe.{os.getpid()}")
+    try:
+      os.makedirs(probe, exist_ok=True)
+      os.rmdir(probe)
+    except OSError as e:
+      raise self._failure(step, e) from None
+
+  def last_saved_step(self) -> Optional[int]:
+    """After a failed save: the newest step whose checkpoint is complete on disk, the
+    one a rerun resumes from (None if there is none)."""
+    self.manager.reload()
+    return max((s for s in self.manager.all_steps() if s != self._saving), default=None)
 
   def _drop_stale_input_positions(self, keep: int) -> None:
     root = self.model_dir / "input_positions"
@@ -155,6 +244,13 @@ class Checkpointer:
     Unreadable checkpoints are moved aside on the way. If there were checkpoints
     and none was readable: UnreadableCheckpointsError, or with "restart", None.
     """
+    tombstone = self.model_dir / TOMBSTONE
+    if tombstone.exists() and not self.manager.all_steps():
+      # Nothing was copied back since every checkpoint was found unreadable.
+      if self.on_unreadable == "fail":
+        raise UnreadableCheckpointsError(json.loads(tombstone.read_text())["error"])
+      self.restarted = True
+      return None
     reasons = []
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
@@ -167,6 +263,7 @@ class Checkpointer:
                restored.meta.get("checksums"))
         if input_iterator is not None:
           input_iterator.restore(self._input_dir(step))
+        self.clear_tombstone()  # A good checkpoint was copied back.
         return restored.params, restored.opt_state, step
       except ConfigError:
         raise
@@ -178,11 +275,21 @@ class Checkpointer:
         reasons.append(f"step {step}: {reason}")
         self._move_aside(step)
     if reasons and self.on_unreadable == "fail":
-      raise UnreadableCheckpointsError(
-          f"no readable checkpoint in {self.model_dir} ({'; '.join(reasons)}); they were moved "
-          f"to {self._corrupt_dir()}. Copy a good one back, or start over with "
-          "--gin.train.train.on_unreadable=\"restart\"")
+      message = (f"no readable checkpoint in {self.model_dir} ({'; '.join(reasons)}); they were "
+                 f"moved to {self._corrupt_dir()}. Copy a good one back into "
+                 f"{self.model_dir / 'checkpoints'}, or start over with "
+                 "--gin.train.train.on_unreadable=\"restart\" (metrics.jsonl is kept under a "
+                 "new name)")
+      if jax.process_index() == 0:
+        tombstone.write_text(json.dumps({"error": message}) + "\n")
+      raise UnreadableCheckpointsError(message)
+    self.restarted = bool(reasons) or tombstone.exists()
     return None
+
+  def clear_tombstone(self) -> None:
+    """Removes MODEL_DIR's tombstone: the run restarted on purpose or resumed again."""
+    if jax.process_index() == 0:
+      (self.model_dir / TOMBSTONE).unlink(missing_ok=True)
 
   def _corrupt_dir(self) -> epath.Path:
     return self.model_dir / "corrupt_checkpoints"
@@ -202,10 +309,46 @@ class Checkpointer:
     self.manager.reload()
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    """Waits for the save in flight (CheckpointSaveError if it failed)."""
+    if not self._failed:
+      self._await_previous_save()
 
   def close(self) -> None:
-    self.manager.close()
+    """Waits for the save in flight and closes the manager (not after a failed save: its
+    threads may wait minutes for a folder that was never made)."""
+    try:
+      if not self._failed:
+        self._await_previous_save()
+        self.manager.close()
+    finally:
+      self._orbax_errors.release(emit=not self._failed)
+
+
+class _OrbaxErrorLog(std_logging.Filter):
+  """Holds back orbax's error logs (with their tracebacks) while the Checkpointer lives.
+
+  A failed save makes orbax's background threads log one traceback each; the
+  CheckpointSaveError raised where the save is awaited says it in one line, so
+  they are dropped then. Otherwise they are printed, one line each, on close.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self._held: list[str] = []
+    self._handler = logging.get_absl_handler()
+    self._handler.addFilter(self)
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    if record.levelno >= std_logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname:
+      self._held.append(record.getMessage().splitlines()[0][:300])
+      return False
+    return True
+
+  def release(self, emit: bool) -> None:
+    self._handler.removeFilter(self)
+    for message in self._held if emit else ():
+      logging.warning("orbax: %s", message)
+    self._held = []
 
 
 def _quiet_orphaned_reads() -> None:

@@ -148,14 +148,20 @@ def _check_command_line_macros(bindings: Sequence[str]) -> None:
 
 
 def run(module_name: str) -> None:
-  """Entry point of a gin command: parses --gin_file/--gin flags, then `module.main()`.
+  """Entry point of a gin command: parses --gin_file/--gin flags, checks the bound
+  values against `validation.RULES`, then calls `module.main()`.
 
   `python -m pkg.mod` executes a `__main__` copy of the module, whose configurables
   gin does not bind; the imported module (the one the gin files import) runs instead.
   """
 
+  # Imported here, not at the top: the table imports the configurables' modules, which
+  # import this one; and before parsing, as gin registers no configurable after that.
+  from redllm_jax import validation  # pylint: disable=g-import-not-at-top
+
   def main() -> None:
     parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings, flags.FLAGS.gin_search_paths)
+    validation.check_bindings()
     try:
       importlib.import_module(module_name).main()
     except TypeError as e:  # A gin-bound value of the wrong type or a missing argument.

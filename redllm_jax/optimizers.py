@@ -15,6 +15,8 @@ import optax
 
 from redllm_jax.gin_utils import ConfigError
 
+SCHEDULE_KINDS = ("cosine", "wsd", "constant")
+
 
 @gin.configurable
 def learning_rate_schedule(peak: float = 0.01, warmup_steps: int = 2000,
@@ -37,8 +39,8 @@ def learning_rate_schedule(peak: float = 0.01, warmup_steps: int = 2000,
         optax.linear_schedule(peak, peak * final_fraction, decay_steps - start)],
         [warmup_steps, start])
   if kind != "cosine":
-    raise ValueError(f"learning_rate_schedule.kind={kind!r}: use 'cosine', 'wsd' or "
-                     "'constant'")
+    raise ConfigError(f"learning_rate_schedule.kind={kind!r}: expected one of "
+                      f"{', '.join(SCHEDULE_KINDS)}")
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=peak, warmup_steps=warmup_steps,
       decay_steps=max(decay_steps, warmup_steps + 1), end_value=peak * final_fraction)

@@ -6,8 +6,10 @@ r"""Pretraining and finetuning entry point, wired by gin (T5X's shape).
 Run gins (`gin/runs/pretrain.gin`, `finetune.gin`) bind `train` to the required
 macros MODEL_DIR, MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS, TRAIN_STEPS and
 BATCH_SIZE (finetuning also INITIAL_CHECKPOINT_PATH). A run resumes from the
-newest checkpoint in MODEL_DIR. Configuration mistakes exit with one line and
-code 2; a run that cannot go on (a non-finite loss) with one line and code 1.
+newest checkpoint in MODEL_DIR. Configuration mistakes (`validation.RULES`, a
+step that would not fit in memory: `memory_check`) and storage faults (a
+checkpoint that cannot be saved, a full disk) exit with one line and code 2; a run
+that cannot go on (a non-finite loss) with one line and code 1.
 """
 import errno
 import itertools
@@ -25,7 +27,7 @@ import seqio
 from tensorboard.compat.proto import event_pb2
 import tensorflow as tf
 
-from redllm_jax import checkpoints, gin_utils, multihost, optimizers
+from redllm_jax import checkpoints, gin_utils, memory_check, multihost, optimizers
 from redllm_jax.data import input_pipeline
 from redllm_jax.gin_utils import ConfigError
 from redllm_jax.models import BaseModel
@@ -36,11 +38,17 @@ _ENCODER_DECODER_CONVERTERS = (seqio.EncDecFeatureConverter,)
 _DECODER_CONVERTERS = (seqio.DecoderFeatureConverter, seqio.PrefixLMFeatureConverter)
 
 
+METRICS_FILE = "metrics.jsonl"
+
+
 class JsonlWriter(metric_writers.interface.MetricWriter):
   """metrics.jsonl beside the TensorBoard events: one line per write, easy to diff.
 
   A resumed run first drops the rows past its restored step (written after the
-  checkpoint it resumes from), so each step appears once.
+  checkpoint it resumes from), so each step appears once. Rows are dropped
+  nowhere else: a run restarted over unreadable checkpoints keeps the old file
+  under another name (`set_aside_metrics`), and a failed save drops only the rows
+  past the last saved step (`hold_back_metrics`), which the rerun logs again.
   """
 
   def __init__(self, path: str, resumed_step: int = 0):
@@ -96,6 +104,35 @@ def _truncate_after(path: str, step: int) -> None:
   os.replace(path + ".tmp", path)
 
 
+def hold_back_metrics(model_dir: str, step: int) -> None:
+  """Drops the rows past `step` (not saved: a rerun logs them again), in place: a failed
+  save may mean a full disk, where a rewritten copy could not be written."""
+  path = os.path.join(model_dir, METRICS_FILE)
+  if not os.path.exists(path):
+    return
+  kept = 0
+  with open(path, "rb") as f:
+    for line in f:
+      try:
+        if json.loads(line)["step"] > step:
+          break
+      except (ValueError, KeyError, TypeError):
+        break  # A torn last line.
+      kept += len(line)
+  os.truncate(path, kept)
+
+
+def set_aside_metrics(model_dir: str) -> Optional[str]:
+  """Renames metrics.jsonl of a run that starts over; returns the new name (None if none)."""
+  path = os.path.join(model_dir, METRICS_FILE)
+  if not os.path.exists(path):
+    return None
+  stamp = time.strftime("%Y%m%d-%H%M%S")
+  kept = os.path.join(model_dir, f"metrics.before_restart_{stamp}.jsonl")
+  os.replace(path, kept)
+  return kept
+
+
 def _mark_session_start(model_dir: str, step: int) -> None:
   """An events file holding TensorBoard's session marker (SessionLog START) at `step`.
 
@@ -124,7 +161,7 @@ def make_writer(model_dir: str, resumed_step: int = 0) -> metric_writers.MetricW
   _mark_session_start(model_dir, resumed_step + 1)
   return metric_writers.AsyncWriter(metric_writers.MultiWriter([
       metric_writers.SummaryWriter(model_dir),
-      JsonlWriter(os.path.join(model_dir, "metrics.jsonl"), resumed_step)]))
+      JsonlWriter(os.path.join(model_dir, METRICS_FILE), resumed_step)]))
 
 
 def validate(model: BaseModel, converter: seqio.FeatureConverter,
@@ -178,7 +215,7 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
           keep_checkpoints: Optional[int] = 3, async_checkpoints: bool = True,
           initial_checkpoint_path: Optional[str] = None, num_input_shards: Optional[int] = None,
           log_every: int = 10, seed: int = 0, on_unreadable: str = "fail",
-          keep_steps: Sequence[int] = (),
+          keep_steps: Sequence[int] = (), ignore_memory_check: bool = False,
           load_initial_params: Callable[..., Any] = checkpoints.load_params) -> dict[str, float]:
   """Trains to `train_steps` (resuming if MODEL_DIR has checkpoints); returns final eval metrics.
 
@@ -186,6 +223,8 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
   starting parameters: the checkpoint's own (finetuning), or a RedLLM adapted
   from a DecLLM's (`adaptation.load_adapted_params`, runs/adapt.gin). Checkpoints at
   `keep_steps` are saved and never deleted (the study branches shorter budgets there).
+  Before anything compiles, the step's memory is estimated against the device's
+  (`memory_check`), unless `ignore_memory_check`.
   """
   check_counts(train_steps=train_steps, batch_size=batch_size, eval_steps=eval_steps,
                eval_every=eval_every, num_microbatches=num_microbatches,
@@ -204,6 +243,10 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
   schedule = optimizers.learning_rate_schedule(decay_steps=train_steps)
   optimizer = optimizers.make_optimizer(learning_rate=schedule)
   steps = compile_steps(model, optimizer, schedule, partitioner, num_microbatches)
+  if not ignore_memory_check:
+    check_memory(model, steps, feature_converter, task_feature_lengths,
+                 batch_size // num_microbatches // partitioner.data_parallel_size,
+                 num_microbatches)
   meta = model.describe()
   if vocab_file:  # Eval, infer and export read text as this run tokenized it.
     meta["vocabulary"] = checkpoints.record_vocabulary(model_dir, vocab_file)
@@ -227,13 +270,29 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
                           feature_converter, batch_size, int(state.step), train_steps,
                           num_microbatches), flush=True)
   writer = make_writer(model_dir, resumed_step=int(state.step))
+  saved_through = None
   try:
     _, results = train_loop(model, steps, state, train_batches, checkpointer, meta, writer,
                             eval_batches, LoopConfig(train_steps, log_every, eval_every, seed))
+  except checkpoints.CheckpointSaveError:
+    saved_through = checkpointer.last_saved_step() or 0
+    raise
   finally:
     checkpointer.close()
     writer.close()
+    if saved_through is not None and jax.process_index() == 0:
+      hold_back_metrics(model_dir, saved_through)
   return results
+
+
+def check_memory(model: BaseModel, steps, converter: seqio.FeatureConverter,
+                 task_feature_lengths: Mapping[str, int], rows_per_device: int,
+                 num_microbatches: int) -> None:
+  """`memory_check` of this run's train step on its first local device."""
+  lengths = converter.get_model_feature_lengths(task_feature_lengths)
+  figures = memory_check.estimate(model, steps.abstract_state, rows_per_device, lengths,
+                                  num_microbatches)
+  memory_check.check(figures, *memory_check.device_memory(jax.local_devices()[0]))
 
 
 def _tokens_per_row(converter: seqio.FeatureConverter,
@@ -277,6 +336,12 @@ def _initial_state(steps, checkpointer, meta, train_batches, model, initial_chec
   """
   restored = checkpointer.restore_latest(steps.abstract_state.params,
                                          steps.abstract_state.opt_state, meta, train_batches)
+  if checkpointer.restarted and jax.process_index() == 0:
+    kept = set_aside_metrics(os.fspath(checkpointer.model_dir))
+    if kept:
+      print(f"restarting from step 0 over unreadable checkpoints; the old metrics are in "
+            f"{kept}", file=sys.stderr, flush=True)
+    checkpointer.clear_tombstone()
   if restored is not None:
     params, opt_state, step = restored
     return TrainState(step=jax.numpy.int32(step), params=params, opt_state=opt_state)
@@ -293,13 +358,22 @@ def _out_of_space(error: BaseException) -> bool:
           or "No space left on device" in str(error))
 
 
+def _without_gin_context(error: BaseException) -> str:
+  """The error's own first line: gin appends "In call to configurable ..." lines."""
+  return str(error).strip().splitlines()[0]
+
+
 def main() -> None:
   multihost.initialize()
   try:
     results = train()
   except TrainingError as e:
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {_without_gin_context(e)}", file=sys.stderr)
     sys.exit(1)
+  except checkpoints.CheckpointSaveError as e:
+    print(f"error: {_without_gin_context(e)}; the run resumes from the last saved step once "
+          "that is fixed", file=sys.stderr)
+    sys.exit(2)
   except Exception as e:  # pylint: disable=broad-except  # re-raised unless the disk is full
     if not _out_of_space(e):
       raise

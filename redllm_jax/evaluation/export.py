@@ -4,6 +4,9 @@ standalone loader and for Hugging Face transformers.
   python -m redllm_jax.evaluation.export --gin_file=runs/export.gin \
       --gin.CHECKPOINT_PATH=\"/tmp/run/checkpoints/1000\" --gin.EXPORT_DIR=\"/tmp/export\"
 
+An EXPORT_DIR that is not empty is refused unless `export.export_checkpoint.overwrite=True`
+is bound; the export is written beside it and renamed into place.
+
 The checkpoint says which model it holds and which vocabulary it was trained with
 (`checkpoints.vocabulary_path`): that SentencePiece model is copied as spm.model.
 Binding `export.export_checkpoint.vocabulary` (e.g. to a data gin's %VOCABULARY)
@@ -108,8 +111,42 @@ def export_config(model: BaseModel) -> dict:
   }
 
 
-def export(model, params: Any, out_dir: str, vocab_path: str | None = None) -> dict:
-  """Writes model.safetensors, config.json (and spm.model) to `out_dir`; returns the config."""
+def export(model, params: Any, out_dir: str, vocab_path: str | None = None,
+           overwrite: bool = False) -> dict:
+  """Writes model.safetensors, config.json (and spm.model) to `out_dir`; returns the config.
+
+  A non-empty `out_dir` is refused (a one-line ConfigError) unless `overwrite`. The
+  files are written into a sibling folder first, which then takes `out_dir`'s
+  place: a killed export never leaves a half-written or half-replaced folder.
+  """
+  out_dir = os.path.abspath(out_dir)
+  check_export_dir(out_dir, overwrite)
+  staging = f"{out_dir}.exporting-{os.getpid()}"
+  shutil.rmtree(staging, ignore_errors=True)
+  meta = _write_export(model, params, staging, vocab_path)
+  _replace_folder(staging, out_dir)
+  return meta
+
+
+def check_export_dir(out_dir: str, overwrite: bool) -> None:
+  """A one-line ConfigError for a file, or a non-empty folder unless `overwrite`."""
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise gin_utils.ConfigError(f"EXPORT_DIR {out_dir} is a file, not a folder")
+  if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+    raise gin_utils.ConfigError(f"EXPORT_DIR {out_dir} is not empty; choose another or bind "
+                                "export.export_checkpoint.overwrite=True to replace it")
+
+
+def _replace_folder(source: str, target: str) -> None:
+  """Puts `source` where `target` is: renames only, the old `target` removed last."""
+  old = f"{target}.replaced-{os.getpid()}"
+  if os.path.exists(target):
+    os.rename(target, old)
+  os.rename(source, target)
+  shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_export(model, params: Any, out_dir: str, vocab_path: str | None) -> dict:
   tensors = flatten_params(params)
   meta = export_config(model)
   # Refuse to write an export the loader would refuse.
@@ -144,9 +181,11 @@ def _umasked(mode: int) -> int:
 
 @gin.configurable
 def export_checkpoint(checkpoint_path: str = gin.REQUIRED, export_dir: str = gin.REQUIRED,
-                      vocabulary: seqio.Vocabulary | None = None) -> dict:
+                      vocabulary: seqio.Vocabulary | None = None, overwrite: bool = False) -> dict:
   """Exports the checkpoint's model and parameters, with its own SentencePiece model
-  (or `vocabulary`'s, which must be the same file's bytes)."""
+  (or `vocabulary`'s, which must be the same file's bytes). A non-empty `export_dir`
+  is refused unless `overwrite`."""
+  check_export_dir(export_dir, overwrite)  # Before the checkpoint is read.
   model, params = checkpoints.load_model_and_params(checkpoint_path)
   if vocabulary is None:
     try:
@@ -158,7 +197,7 @@ def export_checkpoint(checkpoint_path: str = gin.REQUIRED, export_dir: str = gin
     vocab_path = getattr(vocabulary, "sentencepiece_model_file", None)
     if vocab_path:
       checkpoints.check_vocabulary(checkpoint_path, vocab_path, "export_checkpoint.vocabulary")
-  meta = export(model, params, export_dir, vocab_path)
+  meta = export(model, params, export_dir, vocab_path, overwrite)
   print(f"exported {meta['architecture']} ({meta['num_params']:,} params) to {export_dir}"
         + ("" if vocab_path else " (not a SentencePiece vocabulary: spm.model not copied)"))
   return meta

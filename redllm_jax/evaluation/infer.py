@@ -12,7 +12,8 @@ vocabulary bound to `infer.infer.vocabulary` is checked against that record (a
 different file is a one-line error), and names the vocabulary of a checkpoint
 saved before checkpoints recorded theirs.
 
-Input lines are {"inputs": "..."} (other fields are copied through); output lines
+Input lines are {"inputs": "..."} (other fields are copied through; an empty or
+blank prompt is an error naming its line, as invalid UTF-8 or JSON is); output lines
 add "output" (decoded text up to EOS), "output_tokens" and "prompt_tokens" (and
 "truncated": true when the prompt was cut). Decoding runs through the cached
 decoder (`model.predict_batch`): greedy by default, sampling through the gin-bound
@@ -84,6 +85,8 @@ def read_prompts(path: str) -> list[dict]:
         raise PromptError(f"{path}:{number}: not valid JSON") from None
       if not isinstance(record, dict) or not isinstance(record.get("inputs"), str):
         raise PromptError(f"{path}:{number}: needs a string field 'inputs'")
+      if not record["inputs"].strip():
+        raise PromptError(f"{path}:{number}: empty prompt (an 'inputs' of no text)")
       records.append(record)
   if not records:
     raise PromptError(f"no prompts in {path}")

@@ -12,7 +12,13 @@ On the demo corpus (tiny RedLLM, 20 steps, checkpoints every 5):
   checkpointed?
 - each kind of checkpoint damage on the newest checkpoint: detected (a warning
   naming the step), and the final parameters again equal the straight run's?
-- every checkpoint damaged: one line and exit code 2?
+- every checkpoint damaged: one line and exit code 2? The same command again: the
+  same line, metrics.jsonl untouched? Then `on_unreadable="restart"`: the old
+  metrics.jsonl kept under a new name?
+- a read-only checkpoints/ folder (a read-only bind mount) and a full disk (a 3 MB
+  tmpfs): seconds to exit, one line, exit 2, no traceback, no logged step past the
+  last saved one; the full disk's run resumes once there is room. Both need root
+  (mount); without it they are reported as skipped.
 - the data converter over good and bad files: bad files skipped and counted?
 """
 import gzip
@@ -25,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from absl import flags
 import numpy as np
@@ -170,10 +176,80 @@ def all_damaged_trial(root: str, reference: dict[str, Any]) -> dict[str, Any]:
   checkpoint_dir = os.path.join(model_dir, "checkpoints")
   for step in (s for s in os.listdir(checkpoint_dir) if s.isdigit()):
     _random_bytes(os.path.join(checkpoint_dir, step))
+  history = _metrics_text(model_dir)
   code, err = run(model_dir)
-  errors = [line for line in err.splitlines() if line.startswith("error: ")]
-  return {"exit": code, "one_line": len(errors) == 1 and "Traceback" not in err,
-          "traceback": _traceback(err)}
+  rerun_code, rerun_err = run(model_dir)
+  rerun_untouched = _metrics_text(model_dir) == history
+  restart_code, _ = run(model_dir, "train.train.on_unreadable = 'restart'")
+  kept = [f for f in os.listdir(model_dir) if f.startswith("metrics.before_restart_")]
+  line = _one_line(err)
+  return {"exit": code, "one_line": line is not None, "traceback": _traceback(err),
+          "rerun_exit": rerun_code, "rerun_same_line": line is not None and _one_line(
+              rerun_err) == line, "rerun_metrics_untouched": rerun_untouched,
+          "restart_exit": restart_code,
+          "restart_kept_history": len(kept) == 1 and _metrics_text(model_dir, kept[0]) == history}
+
+
+def _metrics_text(model_dir: str, name: str = "metrics.jsonl") -> str:
+  with open(os.path.join(model_dir, name), encoding="utf-8") as f:
+    return f.read()
+
+
+def _one_line(stderr: str) -> Optional[str]:
+  """The one `error:` line of a run's stderr; None if there are more, none, or a traceback."""
+  errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+  return errors[0] if len(errors) == 1 and "Traceback" not in stderr else None
+
+
+def _mount(*args: str) -> bool:
+  return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+def _storage_fault(model_dir: str, target_steps: int) -> dict[str, Any]:
+  """Runs to `target_steps` on a faulty disk: time, exit, the line, rows past the last save."""
+  started = time.monotonic()
+  code, err = run(model_dir, f"TRAIN_STEPS = {target_steps}")
+  folder = os.path.join(model_dir, "checkpoints")
+  saved = max((int(s) for s in os.listdir(folder) if s.isdigit()), default=0) if os.path.isdir(
+      folder) else 0
+  unsaved_rows = [s for s, _ in logged_steps(model_dir) if s > saved]
+  return {"seconds": round(time.monotonic() - started, 1), "exit": code,
+          "line": _one_line(err), "stderr_lines": len(err.strip().splitlines()),
+          "traceback": _traceback(err), "rows_past_last_save": len(unsaved_rows)}
+
+
+def read_only_trial(root: str, reference: dict[str, Any]) -> dict[str, Any]:
+  model_dir = os.path.join(root, "read_only")
+  shutil.copytree(reference["dir"], model_dir)
+  folder = os.path.join(model_dir, "checkpoints")
+  if not _mount("--bind", folder, folder):
+    return {"skipped": "a read-only bind mount needs root"}
+  try:
+    _mount("-o", "remount,bind,ro", folder)
+    return _storage_fault(model_dir, STEPS + 2)
+  finally:
+    _mount_undo(folder)
+
+
+def full_disk_trial(root: str) -> dict[str, Any]:
+  disk = os.path.join(root, "small_disk")
+  os.makedirs(disk)
+  if not _mount("-t", "tmpfs", "-o", "size=3m", "tmpfs", disk):
+    return {"skipped": "mounting a small tmpfs needs root"}
+  try:
+    model_dir = os.path.join(disk, "run")
+    figures = _storage_fault(model_dir, STEPS)
+    _mount("-o", "remount,size=200m", disk)
+    code, err = run(model_dir)
+    figures.update(resumed_exit=code, resumed_to_the_end=code == 0 and logged_steps(
+        model_dir)[-1][0] == STEPS, resumed_traceback=_traceback(err))
+    return figures
+  finally:
+    _mount_undo(disk)
+
+
+def _mount_undo(path: str) -> None:
+  subprocess.run(["umount", path], check=True)
 
 
 def converter_trial(root: str) -> dict[str, Any]:
@@ -213,6 +289,8 @@ def main() -> None:
       "sigterm": [term_trial(root, rng.randint(3, STEPS - 2)) for _ in range(_TERMS.value)],
       "damage": [damage_trial(root, reference, kind) for kind in DAMAGE],
       "all_damaged": all_damaged_trial(root, reference),
+      "read_only": read_only_trial(root, reference),
+      "full_disk": full_disk_trial(root),
       "converter": converter_trial(root),
       "machine": {"cpus": os.cpu_count()},
   }

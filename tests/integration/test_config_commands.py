@@ -59,6 +59,19 @@ BAD_TRAINING_SETTINGS = {
                            "Vocabulary file not found: /nonexistent/spm.model"),
     "vocabulary larger than the model": ("--gin.VOCAB_SIZE=1000",
                                          "4096 ids, more than the model's VOCAB_SIZE 1000"),
+    # The validation table (each of its rules: tests/unit/test_validation.py).
+    "negative learning rate": ("--gin.optimizers.learning_rate_schedule.peak=-0.01",
+                               "peak=-0.01: expected a number > 0"),
+    "dropout above 1": ("--gin.config.TransformerConfig.dropout_rate=1.5",
+                        "dropout_rate=1.5: expected a number in [0, 1)"),
+    "unknown schedule": ("--gin.optimizers.learning_rate_schedule.kind='linear'",
+                         "kind='linear': expected one of cosine, wsd, constant"),
+    "unknown remat policy": ("--gin.config.TransformerConfig.remat_policy='bogus'",
+                             "expected one of none, full, dots, dots_no_batch"),
+    "no heads": ("--gin.config.TransformerConfig.num_heads=0",
+                 "num_heads=0: expected an integer >= 1"),
+    "seed not an integer": ("--gin.train.train.seed='abc'",
+                            "train.train.seed='abc': expected an integer"),
 }
 
 
@@ -68,6 +81,29 @@ def test_bad_training_settings_are_one_line_errors_before_any_work(tmp_path, dem
   result = _train(tmp_path / "run", flag)
   assert_one_line_error(result, message)
   assert not (tmp_path / "run" / "checkpoints").exists()  # Refused before it started.
+
+
+def test_a_model_dir_that_is_a_file_is_one_line(tmp_path):
+  (tmp_path / "run").write_text("not a folder")
+  assert_one_line_error(_train(tmp_path / "run"),
+                        f"MODEL_DIR {tmp_path / 'run'}: it is a file, not a folder")
+
+
+def test_an_oversized_model_stops_before_compiling_with_its_estimate(tmp_path, demo_root):
+  result = _train(tmp_path / "run", "--gin.config.TransformerConfig.d_model=262144")
+  assert_one_line_error(result, "the train step needs about", "GiB per device",
+                        "ignore_memory_check")
+  assert "compiling" not in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_export_refuses_a_non_empty_folder(tmp_path):
+  (tmp_path / "export").mkdir()
+  (tmp_path / "export" / "config.json").write_text("{}")
+  assert_one_line_error(run_module(
+      "redllm_jax.evaluation.export", "--gin_file=runs/export.gin",
+      f"--gin.CHECKPOINT_PATH='{tmp_path / 'nope'}'", f"--gin.EXPORT_DIR='{tmp_path / 'export'}'"),
+      "is not empty", "export.export_checkpoint.overwrite=True")
+  assert (tmp_path / "export" / "config.json").read_text() == "{}"
 
 
 def test_a_vocabulary_that_is_not_sentencepiece_is_named(tmp_path, demo_root):

@@ -207,3 +207,18 @@ def test_load_export_of_a_mismatched_config_is_one_line(exported, tmp_path):
   with pytest.raises(ConfigError, match="has shape") as e:
     export.load_export(bad)
   assert "\n" not in e.value.message
+
+
+def test_export_refuses_a_non_empty_folder_and_replaces_it_whole_with_overwrite(tmp_path):
+  out = tmp_path / "export"
+  dec, red = make_model("decllm"), make_model("redllm")
+  export.export(dec, init(dec), str(out))
+  (out / "notes.txt").write_text("the user's own file")
+  with pytest.raises(ConfigError, match="is not empty; choose another or bind "
+                                        "export.export_checkpoint.overwrite=True"):
+    export.export(red, init(red), str(out))
+  assert json.loads((out / "config.json").read_text())["architecture"] == "decllm"
+  export.export(red, init(red), str(out), overwrite=True)
+  assert json.loads((out / "config.json").read_text())["architecture"] == "redllm"
+  assert not (out / "notes.txt").exists()  # replaced, not merged
+  assert os.listdir(tmp_path) == ["export"]  # no staging folder left beside it

@@ -83,6 +83,12 @@ def test_infer_entry_point_through_gin(tmp_path, monkeypatch, demo_root):
     gin.parse_config("infer.InferSettings.too_long = 'reject'")
   with pytest.raises(gin_utils.ConfigError, match="max_prompt_length=32"):
     infer.main()
+  empty = tmp_path / "empty_prompt.jsonl"
+  empty.write_text('{"inputs": "fine"}\n{"inputs": " "}\n')
+  with gin.unlock_config():
+    gin.parse_config(f"INFER_INPUT = '{empty}'")
+  with pytest.raises(gin_utils.ConfigError, match=f"{empty}:2: empty prompt"):
+    infer.main()
   with gin.unlock_config():
     gin.parse_config("INFER_INPUT = '/no/such/file.jsonl'")
   with pytest.raises(gin_utils.ConfigError, match="prompt file not found"):

@@ -163,6 +163,9 @@ def test_infer_reads_its_flags_and_the_checkpoints_vocabulary(trained, demo_root
   line = _one_line_error(_infer(model_dir, prompts, "--gin.infer.InferSettings.too_long='reject'",
                                 f"--gin.infer.InferSettings.max_prompt_length={shortest}"))
   assert f"> max_prompt_length={shortest}" in line
+  empty = _prompts(tmp_path, ["Hello", ""])
+  assert _one_line_error(_infer(model_dir, empty)) == f"error: {empty}:2: empty prompt (an " \
+      "'inputs' of no text)"
 
 
 @pytest.mark.slow

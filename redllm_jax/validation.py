@@ -1,0 +1,154 @@
+"""The table of every checked gin setting: what each bound value must be.
+
+`check_bindings()` runs after the gin files and flags are parsed and before any
+command does work (`gin_utils.run`): a value outside its rule is one line,
+`error: <configurable.parameter>=<value>: expected <what>`, and exit code 2.
+Values bound through macros are followed to the macro's value; a reference to a
+configurable (`@foo()`) is not called here, and unbound parameters keep their
+(valid) defaults. Step counts and sizes that arrive as macros of the run gins
+(TRAIN_STEPS, BATCH_SIZE, ...) keep their own messages in `train.check_counts`.
+"""
+import dataclasses
+import math
+import os
+import tempfile
+from typing import Any, Callable, Optional
+
+import gin
+from gin import config as gin_config
+
+from redllm_jax.checkpoints import ON_UNREADABLE
+from redllm_jax.config import ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES
+from redllm_jax.gin_utils import ConfigError
+from redllm_jax.optimizers import SCHEDULE_KINDS
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  parameter: str  # as the gin files bind it: "module.configurable.parameter"
+  expects: str  # the end of the error line: "expected <expects>"
+  holds: Callable[[Any], bool]
+
+
+def _number(x: Any) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _integer(x: Any) -> bool:
+  return isinstance(x, int) and not isinstance(x, bool)
+
+
+def in_range(low: float, high: float = math.inf, low_open: bool = False,
+             high_open: bool = False) -> Callable[[Any], bool]:
+  def holds(x: Any) -> bool:
+    return (_number(x) and (x > low if low_open else x >= low)
+            and (x < high if high_open else x <= high))
+  return holds
+
+
+def at_least(low: int) -> Callable[[Any], bool]:
+  return lambda x: _integer(x) and x >= low
+
+
+def one_of(names: tuple[str, ...]) -> Callable[[Any], bool]:
+  return lambda x: x in names
+
+
+def _optional(holds: Callable[[Any], bool]) -> Callable[[Any], bool]:
+  return lambda x: x is None or holds(x)
+
+
+def _even_positive(x: Any) -> bool:
+  return _integer(x) and x > 0 and x % 2 == 0
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("optimizers.learning_rate_schedule.peak", "a number > 0",
+         in_range(0, low_open=True)),
+    Rule("optimizers.learning_rate_schedule.warmup_steps", "an integer >= 0", at_least(0)),
+    Rule("optimizers.learning_rate_schedule.kind", f"one of {', '.join(SCHEDULE_KINDS)}",
+         one_of(SCHEDULE_KINDS)),
+    Rule("optimizers.learning_rate_schedule.final_fraction", "a number in [0, 1]",
+         in_range(0, 1)),
+    Rule("optimizers.learning_rate_schedule.cooldown_fraction", "a number in [0, 1]",
+         in_range(0, 1)),
+    Rule("optimizers.make_optimizer.global_clip_norm", "None or a number > 0",
+         _optional(in_range(0, low_open=True))),
+    Rule("optimizers.make_optimizer.update_clipping", "None or a number > 0",
+         _optional(in_range(0, low_open=True))),
+    Rule("optimizers.make_optimizer.decay_rate", "a number in (0, 1]",
+         in_range(0, 1, low_open=True)),
+    Rule("config.TransformerConfig.dropout_rate", "a number in [0, 1)",
+         in_range(0, 1, high_open=True)),
+    Rule("config.TransformerConfig.num_heads", "an integer >= 1", at_least(1)),
+    Rule("config.TransformerConfig.head_dim", "an even integer >= 2 (RoPE rotates pairs)",
+         _even_positive),
+    *(Rule(f"config.TransformerConfig.{name}", "an integer >= 1", at_least(1))
+      for name in ("vocab_size", "d_model", "d_ff", "num_layers", "num_encoder_layers",
+                   "num_decoder_layers")),
+    Rule("config.TransformerConfig.norm_epsilon", "a number > 0", in_range(0, low_open=True)),
+    Rule("config.TransformerConfig.remat_policy", f"one of {', '.join(REMAT_POLICIES)}",
+         one_of(REMAT_POLICIES)),
+    Rule("config.TransformerConfig.attention_impl",
+         f"one of {', '.join(ATTENTION_IMPLEMENTATIONS)}", one_of(ATTENTION_IMPLEMENTATIONS)),
+    Rule("config.TransformerConfig.dtype", f"one of {', '.join(DTYPES)}", one_of(DTYPES)),
+    Rule("config.TransformerConfig.param_dtype", f"one of {', '.join(DTYPES)}", one_of(DTYPES)),
+    Rule("train.train.seed", "an integer", _integer),
+    Rule("train.train.on_unreadable", f"one of {', '.join(ON_UNREADABLE)}",
+         one_of(ON_UNREADABLE)),
+    Rule("train.train.ignore_memory_check", "True or False", lambda x: isinstance(x, bool)),
+    Rule("infer.InferSettings.seed", "an integer", _integer),
+    Rule("infer.InferSettings.too_long", "one of truncate, reject",
+         one_of(("truncate", "reject"))),
+    Rule("export.export_checkpoint.overwrite", "True or False", lambda x: isinstance(x, bool)),
+)
+
+
+def _bound_value(parameter: str) -> tuple[bool, Any]:
+  """(whether `parameter` is bound to a plain value, the value) with macros followed."""
+  try:
+    value = gin.query_parameter(parameter)
+  except ValueError:  # Not bound, or its configurable is not imported by this command.
+    return False, None
+  while isinstance(value, gin_config.ConfigurableReference) and value.selector == "gin.macro":
+    value = gin.query_parameter(f"%{value.scoped_selector.split('/')[0]}")
+  if isinstance(value, gin_config.ConfigurableReference):
+    return False, None  # @configurable(): evaluated by the command itself.
+  return True, value
+
+
+def unwritable_reason(directory: str) -> Optional[str]:
+  """Why `directory` cannot be created or written (None if it can), tried for real: a
+  temporary folder is made and removed in it, or in its nearest existing parent."""
+  if "://" in directory:  # Remote storage: the first write tells.
+    return None
+  path = os.path.abspath(directory)
+  if os.path.exists(path) and not os.path.isdir(path):
+    return "it is a file, not a folder"
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    return f"{existing} is a file, not a folder"
+  try:
+    os.rmdir(tempfile.mkdtemp(prefix=".write_probe_", dir=existing))
+  except OSError as e:
+    return f"{existing} is not writable ({os.strerror(e.errno) if e.errno else e})"
+  return None
+
+
+def check_bindings() -> None:
+  """Every rule of RULES against the parsed gin config, then MODEL_DIR (train)."""
+  for rule in RULES:
+    bound, value = _bound_value(rule.parameter)
+    if bound and not rule.holds(value):
+      raise ConfigError(f"{rule.parameter}={value!r}: expected {rule.expects}")
+  bound, model_dir = _bound_value("train.train.model_dir")
+  if bound:
+    if not isinstance(model_dir, str) or not model_dir:
+      raise ConfigError(f"MODEL_DIR={model_dir!r}: expected a folder path")
+    reason = unwritable_reason(model_dir)
+    if reason:
+      raise ConfigError(f"MODEL_DIR {model_dir}: {reason}")
