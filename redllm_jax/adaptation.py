@@ -5,7 +5,7 @@ Pure functions over parameter trees (docs/adaptation.md has the mapping table):
   layer-selection rule picks for each stack (all of them when the depths match);
 - each decoder cross-attention (and its pre-norm) is a copy of the same layer's
   self-attention (and its pre-norm), as T5Gemma initialises it;
-- the tied embedding is shared; both final norms are the DecLLM's final norm;
+- the embedding (and an untied output table) is shared; both final norms are the DecLLM's final norm;
 - the attention-output norms, which DecLLM lacks, start at scale 1.
 
 `load_adapted_params` is what `runs/adapt.gin` binds as train's
@@ -27,8 +27,9 @@ Params = Mapping[str, Any]
 LAYER_SELECTIONS = ("first", "last", "evenly_spaced")
 # Fields that fix a parameter's shape or what a layer computes: source and target
 # must agree on them for a copied tensor to mean the same thing.
-_SHARED_FIELDS = ("vocab_size", "d_model", "d_ff", "num_heads", "head_dim", "qkv_norm",
-                  "rope_base", "scale_tied_logits", "norm_epsilon")
+_SHARED_FIELDS = ("vocab_size", "d_model", "d_ff", "num_heads", "kv_heads", "head_dim",
+                  "query_norm", "key_norm", "value_norm", "rope_base", "scale_tied_logits",
+                  "tied_embeddings", "norm_epsilon")
 
 
 def select_layers(num_source: int, num_target: int, rule: str) -> list[int]:

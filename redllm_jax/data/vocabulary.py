@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from redllm_jax import gin_utils
 from redllm_jax.data import files_task
+from redllm_jax.data import hf_vocabulary
 from redllm_jax.data import json_source
 from redllm_jax.data import paths
 from redllm_jax.data import prepare
@@ -121,10 +122,11 @@ DEMO_PREFIXES = {"demo": DEMO_VOCABULARY, "demo1k": DEMO1K_VOCABULARY}
 
 @gin.configurable
 def get_vocabulary(demo: bool = False, path: str | None = None,
-                   demo_prefix: str = "demo") -> SpmVocabulary:
+                   demo_prefix: str = "demo") -> seqio.Vocabulary:
   """The registered tasks' vocabulary (the demo corpus's, the real one, or the file
   at `path` for a task of your own), so that inference, export and the harness
-  read text as training tokenized it. `demo_prefix="demo1k"`: the 1024-piece demo one."""
+  read text as training tokenized it. `demo_prefix="demo1k"`: the 1024-piece demo one.
+  A `path` ending in .json is a Hugging Face tokenizer.json (`from_file`)."""
   if path:
     return _vocabulary_at(path)
   if not demo:
@@ -136,8 +138,29 @@ def get_vocabulary(demo: bool = False, path: str | None = None,
 
 
 @functools.lru_cache(maxsize=None)
-def _vocabulary_at(path: str) -> SpmVocabulary:
+def _vocabulary_at(path: str) -> seqio.Vocabulary:
+  return from_file(path)
+
+
+def from_file(path: str) -> seqio.Vocabulary:
+  """The vocabulary a file holds: a Hugging Face tokenizer.json (`.json`, an imported
+  checkpoint's) or a SentencePiece model."""
+  if path.endswith(".json"):
+    return hf_vocabulary.HfTokenizerVocabulary(path)
   return SpmVocabulary(path)
+
+
+def vocabulary_file(vocab: seqio.Vocabulary) -> str | None:
+  """The file a vocabulary reads (SentencePiece model or tokenizer.json); None for others."""
+  return getattr(vocab, "vocabulary_file", None) or getattr(vocab, "sentencepiece_model_file", None)
+
+
+def check_vocabulary_file(path: str) -> None:
+  """One-line errors (OSError, ValueError) for a vocabulary file that cannot be used."""
+  if path.endswith(".json"):
+    hf_vocabulary.check_tokenizer_file(path)
+  else:
+    check_sentencepiece_model(path)
 
 
 def _lines(texts: Iterable[str], max_chars: int) -> Iterator[str]:
