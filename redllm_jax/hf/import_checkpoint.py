@@ -127,8 +127,12 @@ def load_hf(hf_dir: str, gguf_file: Optional[str] = None) -> tuple[TransformerCo
     raise ConfigError(f"cannot read a Hugging Face config from {hf_dir}: "
                       f"{gin_utils.first_line(e)}") from None
   config = config_from_hf(hf_config)  # Refuses before the (slow) weights are read.
-  model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32, **kwargs)
-  tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir, **kwargs)
+  try:
+    model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32,
+                                                              **kwargs)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir, **kwargs)
+  except (OSError, ValueError, ImportError) as e:  # No weights or tokenizer; GGUF's packages.
+    raise ConfigError(f"cannot load {hf_dir}: {gin_utils.first_line(e)}") from None
   return config, model.eval(), tokenizer
 
 
