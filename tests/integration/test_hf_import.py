@@ -251,3 +251,24 @@ def test_lm_eval_per_item_equals_lm_evals_hf_model(qwen3, tmp_path) -> None:
   ours, theirs = lm_eval_per_item(str(root / "ours"), hf_model, tmp_path)
   assert len(ours) == 9
   np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_imported_qwen3_adapts_into_a_redllm_that_keeps_its_flags(qwen3) -> None:
+  """The T5Gemma recipe on an imported checkpoint: the RedLLM carries the same GQA,
+  Q/K-norm and embedding flags (an unbalanced 2 + 1 here); one that lacks them is refused."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from redllm_jax import adaptation, models  # pylint: disable=import-outside-toplevel
+  root, _ = qwen3
+  path = str(root / "ours")
+  source, _ = checkpoints.load_model_and_params(path)
+  red = dataclasses.replace(source.config, attention_output_norm=True, num_encoder_layers=2,
+                            num_decoder_layers=1)
+  target = models.EncoderDecoderModel(red)
+  params = adaptation.load_adapted_params(path, target)
+  cross = params["decoder"]["layers"]["cross_attention"]
+  assert cross["key"]["kernel"].shape == (1, 64, 2, 24) and "value_norm" not in cross
+  batch = target.prefix_lm_batch([[5, 6, 7, 8]], [[9, 10, 11]])
+  assert np.isfinite(np.asarray(target.logits(params, batch))).all()
+  with pytest.raises(ConfigError, match="kv_heads=2, the RedLLM to build has 4"):
+    adaptation.load_adapted_params(path, models.EncoderDecoderModel(
+        dataclasses.replace(red, num_kv_heads=None)))
