@@ -7,6 +7,7 @@ with the special tokens dropped, as SentencePiece drops its control pieces.
 `vocabulary.from_file` picks this class for a `.json` file.
 """
 import functools
+import os
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -34,11 +35,17 @@ def _load(path: str):
                      f"({str(e).splitlines()[0][:120]})") from None
 
 
+# Where `hf.import_checkpoint` writes the tokenizer.json under its --model_dir.
+IMPORTED_TOKENIZER = os.path.join("vocabulary", "tokenizer.json")
+
+
 class HfTokenizerVocabulary(seqio.Vocabulary):
   """tokenizer.json as a seqio vocabulary; `eos_id` is the id that ends a sequence
-  (the checkpoint's, e.g. recorded at import), None if nothing does."""
+  (the checkpoint's), None if nothing does. Either may be a function, resolved at
+  first use (tasks are registered before gin is parsed)."""
 
-  def __init__(self, path: str | Callable[[], str], eos_id: Optional[int] = None):
+  def __init__(self, path: str | Callable[[], str],
+               eos_id: Optional[int] | Callable[[], Optional[int]] = None):
     self._path = path
     self._eos_id = eos_id
     super().__init__(extra_ids=0)
@@ -53,7 +60,7 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
 
   @property
   def eos_id(self) -> Optional[int]:
-    return self._eos_id
+    return self._eos_id() if callable(self._eos_id) else self._eos_id
 
   @property
   def unk_id(self) -> Optional[int]:
@@ -72,7 +79,9 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
 
   def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
     """A scalar string as int32 ids [n] (seqio's `tokenize` calls it per feature)."""
-    encode = lambda text: np.asarray(self._encode(text.item().decode("utf-8")), np.int32)
+    # Eagerly a numpy scalar, in a tf.data graph plain bytes.
+    encode = lambda text: np.asarray(self._encode(np.asarray(text).item().decode("utf-8")),
+                                     np.int32)
     ids = tf.numpy_function(encode, [tf.convert_to_tensor(s, tf.string)], tf.int32,
                             stateful=False)
     ids.set_shape([None])

@@ -113,11 +113,33 @@ def demo1k_vocab_path(path: str | None = None) -> str:
   return path or demo_vocab_file(paths.demo_dir(), DEMO1K_VOCAB_SIZE)
 
 
+@gin.configurable
+def imported_vocab_path(model_dir: str | None = None) -> str:
+  """The demo_imported tasks' vocabulary: the tokenizer.json `hf.import_checkpoint` wrote
+  under its --model_dir (gin `imported_vocab_path.model_dir`)."""
+  if not model_dir:
+    raise gin_utils.ConfigError("the demo_imported_* tasks tokenize with an imported "
+                                "checkpoint's tokenizer.json: bind imported_vocab_path.model_dir")
+  return os.path.join(model_dir, hf_vocabulary.IMPORTED_TOKENIZER)
+
+
+@gin.configurable
+def imported_eos_id(eos_id: int | None = None) -> int:
+  """The id the demo_imported tasks end each text with (gin `imported_eos_id.eos_id`: the
+  imported model's own, e.g. SmolLM2-Instruct's <|im_end|> = 2; its id 0 is seqio's pad)."""
+  if eos_id is None:
+    raise gin_utils.ConfigError("the demo_imported_* tasks need the imported model's EOS id: "
+                                "bind imported_eos_id.eos_id")
+  return eos_id
+
+
 REAL_VOCABULARY = SpmVocabulary(vocab_path)
 DEMO_VOCABULARY = SpmVocabulary(demo_vocab_path)
 DEMO1K_VOCABULARY = SpmVocabulary(demo1k_vocab_path)
+IMPORTED_VOCABULARY = hf_vocabulary.HfTokenizerVocabulary(imported_vocab_path, imported_eos_id)
 # task-name prefix -> vocabulary: each demo task is registered once per entry (tasks/demo.py)
-DEMO_PREFIXES = {"demo": DEMO_VOCABULARY, "demo1k": DEMO1K_VOCABULARY}
+DEMO_PREFIXES = {"demo": DEMO_VOCABULARY, "demo1k": DEMO1K_VOCABULARY,
+                 "demo_imported": IMPORTED_VOCABULARY}
 
 
 @gin.configurable

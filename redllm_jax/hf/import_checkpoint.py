@@ -25,10 +25,10 @@ import numpy as np
 
 from redllm_jax import checkpoints, gin_utils, models
 from redllm_jax.config import TransformerConfig
+from redllm_jax.data import hf_vocabulary
 from redllm_jax.gin_utils import ConfigError
 
 SUPPORTED = {"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}
-TOKENIZER_FILE = "tokenizer.json"
 # Hugging Face fields that must hold these values (anything else is computed differently).
 _REQUIRED = {"hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
              "use_sliding_window": False, "pretraining_tp": 1}
@@ -42,6 +42,12 @@ def _rope_base(hf: Any) -> float:
   if kind != "default" or (scaling and scaling.get("rope_type", "default") != "default"):
     raise ConfigError(f"rope type {kind!r} (scaled RoPE) is not supported; only plain RoPE")
   return float(rope.get("rope_theta", getattr(hf, "rope_theta", 10000.0)))
+
+
+def _float32_decimal(value: float) -> float:
+  """The shortest decimal with `value`'s float32 (GGUF's 1e-5 arrives as 9.9999997e-06):
+  both sides add epsilon in float32, and a gin can then write it as 1e-5."""
+  return float(str(np.float32(value)))
 
 
 def config_from_hf(hf: Any) -> TransformerConfig:
@@ -67,7 +73,7 @@ def config_from_hf(hf: Any) -> TransformerConfig:
       num_layers=hf.num_hidden_layers, num_encoder_layers=hf.num_hidden_layers,
       num_decoder_layers=hf.num_hidden_layers, rope_base=_rope_base(hf),
       query_norm=qk_norm, key_norm=qk_norm, value_norm=False, scale_tied_logits=False,
-      tied_embeddings=bool(hf.tie_word_embeddings), norm_epsilon=float(hf.rms_norm_eps),
+      tied_embeddings=bool(hf.tie_word_embeddings), norm_epsilon=_float32_decimal(hf.rms_norm_eps),
       dtype="float32", param_dtype="float32")
 
 
@@ -143,7 +149,7 @@ def write_checkpoint(config: TransformerConfig, hf_model: Any, tokenizer: Any, m
   state_dict = {k: v.detach().numpy() for k, v in hf_model.state_dict().items()}
   model = models.DecoderOnlyModel(config)
   params = export.unflatten_params(tensors_from_hf(state_dict, config), model)
-  vocab_file = os.path.join(os.path.abspath(model_dir), checkpoints.VOCABULARY_DIR, TOKENIZER_FILE)
+  vocab_file = os.path.join(os.path.abspath(model_dir), hf_vocabulary.IMPORTED_TOKENIZER)
   os.makedirs(os.path.dirname(vocab_file), exist_ok=True)
   tokenizer.backend_tokenizer.save(vocab_file)
   meta = dict(model.describe(), vocabulary=checkpoints.record_vocabulary(model_dir, vocab_file),

@@ -165,6 +165,9 @@ def test_hf_vocabulary_is_recorded_and_checked(qwen3, tmp_path) -> None:
   expected = tokenizers.Tokenizer.from_file(path).encode(TEXT[1], add_special_tokens=False).ids
   assert list(vocab.encode(TEXT[1])) == expected
   assert vocab.encode_tf(TEXT[1]).numpy().tolist() == expected
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  in_graph = tf.data.Dataset.from_tensors(TEXT[1]).map(vocab.encode_tf)  # As seqio tokenizes.
+  assert next(in_graph.as_numpy_iterator()).tolist() == expected
   assert vocab.decode(expected) == TEXT[1]
   assert vocab.decode_tf(np.array([expected, expected], np.int32)).numpy().tolist() == [
       TEXT[1].encode()] * 2
