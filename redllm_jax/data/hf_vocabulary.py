@@ -23,7 +23,10 @@ def check_tokenizer_file(path: str) -> None:
 @functools.lru_cache(maxsize=8)
 def _load(path: str):
   """The `tokenizers.Tokenizer` in `path` (imported here: the package is the `hf` extra's)."""
-  import tokenizers  # pylint: disable=import-outside-toplevel
+  try:
+    import tokenizers  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise ValueError(f"{path}: reading a tokenizer.json needs the `hf` extra (tokenizers)") from None
   if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f"Vocabulary file not found: {path}")
   with tf.io.gfile.GFile(path, "r") as f:
