@@ -275,3 +275,22 @@ def test_imported_qwen3_adapts_into_a_redllm_that_keeps_its_flags(qwen3) -> None
   with pytest.raises(ConfigError, match="kv_heads=2, the RedLLM to build has 4"):
     adaptation.load_adapted_params(path, models.EncoderDecoderModel(
         dataclasses.replace(red, num_kv_heads=None)))
+
+
+def test_qwen3_8b_shape_has_transformers_parameter_count() -> None:
+  """Qwen3-8B's published shape (GQA 32/8, head_dim 128, Q/K norms, untied): our DecLLM
+  built from its config has exactly transformers' parameters (shapes only, nothing
+  allocated), and the FLOPs accounting counts its narrower K/V projections."""
+  from redllm_jax import flops, models  # pylint: disable=import-outside-toplevel
+  hf = transformers.Qwen3Config(vocab_size=151936, hidden_size=4096, intermediate_size=12288,
+                                num_hidden_layers=36, num_attention_heads=32,
+                                num_key_value_heads=8, head_dim=128, tie_word_embeddings=False,
+                                rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+  with torch.device("meta"):
+    expected = sum(p.numel() for p in transformers.Qwen3ForCausalLM(hf).parameters())
+  config = import_checkpoint.config_from_hf(hf)
+  counted = flops.count_params(models.DecoderOnlyModel(config).abstract_params())
+  assert counted.total == expected == 8_190_735_360
+  per_layer = 4096 * (2 * 32 * 128 + 2 * 8 * 128) + 3 * 4096 * 12288
+  assert flops.forward_flops(config, "decllm", 0, 1) == pytest.approx(
+      36 * 2.0 * per_layer + 36 * 4.0 * 32 * 128 + 2.0 * 4096 * 151936)
