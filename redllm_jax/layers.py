@@ -136,7 +136,7 @@ class RMSNorm(nn.Module):
 
 def dot_product_attention(q: Array, k: Array, v: Array, mask: F.AttentionMask,
                           impl: str = "einsum", return_probs: bool = False):
-  """Softmax(q k^T / sqrt(d)) v with q [b,q,h,d], k/v [b,k,h,d].
+  """Softmax(q k^T / sqrt(d)) v with q [b,q,h,d], k/v [b,k,kv,d] (kv divides h: GQA).
 
   Rows with no visible key return zeros instead of NaN (or a uniform average):
   padding queries, and RedLLM decoder tokens of a packed example whose encoder
@@ -147,6 +147,10 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: F.AttentionMask,
   if impl == "einsum":
     out, probs = F.einsum_attention(q, k, v, mask)
   elif impl == "pallas_flash":
+    # The kernel's grid pairs each query head with its own K/V block: grouped K/V are
+    # repeated to the query heads first (the caches still hold K/V heads only).
+    groups = q.shape[2] // k.shape[2]
+    k, v = (jnp.repeat(x, groups, axis=2) if groups > 1 else x for x in (k, v))
     out = sharded_flash_attention(q, k, v, mask)
   else:
     dense = mask.dense()
@@ -182,7 +186,8 @@ def _mesh_size(mesh: jax.sharding.AbstractMesh, axes) -> int:
 
 
 class Attention(nn.Module):
-  """Multi-head attention with per-head RMSNorm on Q, K, V and optionally the output.
+  """Multi-head (or grouped-query) attention with optional per-head RMSNorm on Q, K, V
+  and on the output.
 
   Split into `queries`, `keys_values` and `__call__` (attend + output projection) so
   that callers can cache keys/values: the decoder self-attention cache and
@@ -196,28 +201,34 @@ class Attention(nn.Module):
     cfg = self.config
     dense = lambda feats, num_in, names: Projection(
         feats, names, num_in, cfg.activation_dtype, cfg.weight_dtype, cfg.kernels_out_first)
-    heads = (cfg.num_heads, cfg.head_dim)
+    heads, kv_heads = (cfg.num_heads, cfg.head_dim), (cfg.kv_heads, cfg.head_dim)
     self.query = dense(heads, 1, ("embed", "heads", "kv"))
-    self.key = dense(heads, 1, ("embed", "heads", "kv"))
-    self.value = dense(heads, 1, ("embed", "heads", "kv"))
+    self.key = dense(kv_heads, 1, ("embed", "heads", "kv"))
+    self.value = dense(kv_heads, 1, ("embed", "heads", "kv"))
     self.out = dense((cfg.d_model,), 2, ("heads", "kv", "embed"))
     norm = lambda: RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, cfg.weight_dtype, "kv")
-    if cfg.qkv_norm:
-      self.query_norm, self.key_norm, self.value_norm = norm(), norm(), norm()
+    if cfg.query_norm:
+      self.query_norm = norm()
+    if cfg.key_norm:
+      self.key_norm = norm()
+    if cfg.value_norm:
+      self.value_norm = norm()
     if self.output_norm:
       self.output_norm_layer = norm()
 
   def queries(self, x: Array, positions: Array) -> Array:
     q = self.query(x)
-    if self.config.qkv_norm:
+    if self.config.query_norm:
       q = self.query_norm(q)
     return constrain(F.apply_rope(q, positions, self.config.rope_base),
                      ("batch", "length", "heads", "kv"))
 
   def keys_values(self, x: Array, positions: Array) -> tuple[Array, Array]:
     k, v = self.key(x), self.value(x)
-    if self.config.qkv_norm:
-      k, v = self.key_norm(k), self.value_norm(v)
+    if self.config.key_norm:
+      k = self.key_norm(k)
+    if self.config.value_norm:
+      v = self.value_norm(v)
     k = F.apply_rope(k, positions, self.config.rope_base)
     names = ("batch", "length", "heads", "kv")
     return constrain(k, names), constrain(v, names)
@@ -257,26 +268,30 @@ class SwiGLU(nn.Module):
 
 
 class TiedEmbedding(nn.Module):
-  """One table for encoder input, decoder input and output logits."""
+  """One table for encoder input, decoder input and output logits; with
+  `tied_embeddings=False` the logits read their own table, `output_embedding`."""
 
   config: TransformerConfig
 
   def setup(self):
     cfg = self.config
-    stddev = 1.0 if cfg.scale_tied_logits else cfg.d_model ** -0.5
-    self.embedding = self.param(
-        "embedding",
-        nn.with_logical_partitioning(nn.initializers.normal(stddev), ("vocab", "embed")),
+    table = lambda name, stddev: self.param(
+        name, nn.with_logical_partitioning(nn.initializers.normal(stddev), ("vocab", "embed")),
         (cfg.vocab_size, cfg.d_model), cfg.weight_dtype)
+    scaled = cfg.scale_tied_logits and cfg.tied_embeddings
+    self.embedding = table("embedding", 1.0 if scaled else cfg.d_model ** -0.5)
+    if not cfg.tied_embeddings:
+      self.output_embedding = table("output_embedding", cfg.d_model ** -0.5)
 
   def __call__(self, tokens: Array) -> Array:
     x = jnp.take(self.embedding, tokens, axis=0).astype(self.config.activation_dtype)
     return constrain(x, ("batch", "length", "embed"))
 
   def attend(self, x: Array) -> Array:
-    """Float32 logits x E^T, times 1/sqrt(d) when `scale_tied_logits` (T5 1.0)."""
-    table = self.embedding.astype(self.config.activation_dtype)
-    logits = dense(x, table, True, jnp.float32)
-    if self.config.scale_tied_logits:
-      logits = logits * self.config.d_model ** -0.5
+    """Float32 logits x E^T, times 1/sqrt(d) when tied with `scale_tied_logits` (T5 1.0)."""
+    cfg = self.config
+    table = self.embedding if cfg.tied_embeddings else self.output_embedding
+    logits = dense(x, table.astype(cfg.activation_dtype), True, jnp.float32)
+    if cfg.tied_embeddings and cfg.scale_tied_logits:
+      logits = logits * cfg.d_model ** -0.5
     return constrain(logits, ("batch", "length", "vocab"))

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from redllm_jax import decoding
-from redllm_jax.config import TransformerConfig
+from redllm_jax.config import TransformerConfig, config_from_dict
 from redllm_jax.functional import BOS_ID, PAD_ID, row_positions
 from redllm_jax.network import DecLLM, RedLLM
 
@@ -473,8 +473,7 @@ def from_description(description: Mapping[str, Any]) -> BaseModel:
   Evaluation needs no model gin for a checkpoint: it says what it holds. The z-loss,
   a training-only setting, is not part of a model's identity.
   """
-  fields = {f.name for f in dataclasses.fields(TransformerConfig)}
-  config = TransformerConfig(**{k: v for k, v in description["config"].items() if k in fields})
+  config = config_from_dict(description["config"])
   if description["architecture"] == EncoderDecoderModel.architecture:
     return EncoderDecoderModel(config)
   return DecoderOnlyModel(config, inputs_bidirectional_attention=bool(

@@ -51,7 +51,7 @@ class DecodeState:
   """Caches for incremental decoding.
 
   `layers` maps "self_key"/"self_value" (and for RedLLM "cross_key"/"cross_value")
-  to arrays [layers, batch, heads, head_dim, slots] (`to_cache_layout`) when layers
+  to arrays [layers, batch, kv_heads, head_dim, slots] (`to_cache_layout`) when layers
   are scanned; unrolled layers keep a tuple of such maps, one per layer, without the
   leading axis. Slots are written at a shared `index`; each example carries its own
   RoPE `position`, and `valid` marks which slots hold real tokens, so right-padded
@@ -151,10 +151,11 @@ class LayerStack(nn.Module):
 
 
 def _empty_cache(cfg: TransformerConfig, num_layers: int, batch: int, slots: int) -> StackCache:
-  """Self-attention K/V caches: stacked [layers, ...] for scanned layers, else one dict
+  """Self-attention K/V caches (K/V heads only: grouped-query attention shrinks them):
+  stacked [layers, ...] for scanned layers, else one dict
   per layer, so that an unrolled decode step updates each layer's cache in place
   rather than restacking all of them."""
-  zeros = lambda *lead: jnp.zeros((*lead, batch, cfg.num_heads, cfg.head_dim, slots),
+  zeros = lambda *lead: jnp.zeros((*lead, batch, cfg.kv_heads, cfg.head_dim, slots),
                                   cfg.activation_dtype)
   if cfg.scan_layers:
     return {"self_key": zeros(num_layers), "self_value": zeros(num_layers)}

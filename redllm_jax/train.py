@@ -232,7 +232,7 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
                **({} if keep_checkpoints is None else {"keep_checkpoints": keep_checkpoints}))
   input_pipeline.check_tasks([mixture_or_task_name, *eval_tasks], model.config.vocab_size)
   input_pipeline.check_one_vocabulary([mixture_or_task_name, *eval_tasks])
-  vocab_file = input_pipeline.sentencepiece_file(mixture_or_task_name)
+  vocab_file = input_pipeline.vocabulary_file(mixture_or_task_name)
   if initial_checkpoint_path and vocab_file:
     checkpoints.check_vocabulary(initial_checkpoint_path, vocab_file,
                                  f"the training task {mixture_or_task_name}")

@@ -2,7 +2,9 @@
 
 Same layout and preprocessing as the real tasks, under {demo_dir}. Every task and
 mixture is registered once per demo vocabulary (`vocabulary.DEMO_PREFIXES`):
-`demo_*` with the 4096-piece one, `demo1k_*` with the 1024-piece one.
+`demo_*` with the 4096-piece one, `demo1k_*` with the 1024-piece one,
+`demo_imported_*` with an imported checkpoint's tokenizer.json (gin
+`imported_vocab_path.model_dir`, `imported_eos_id.eos_id`).
 """
 import seqio
 

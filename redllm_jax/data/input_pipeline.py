@@ -25,6 +25,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from redllm_jax.data import hf_vocabulary
 from redllm_jax.data import vocabulary
 from redllm_jax.gin_utils import ConfigError
 
@@ -74,9 +75,9 @@ def check_tasks(names: Sequence[str], model_vocab_size: Optional[int] = None) ->
       hint = f" (did you mean {close[0]}?)" if close else f"; registered: {', '.join(known)}"
       raise ConfigError(f"unknown seqio task or mixture {name!r}{hint}")
     for feature in seqio.get_mixture_or_task(name).output_features.values():
-      if isinstance(feature.vocabulary, seqio.SentencePieceVocabulary):
+      if _file_of(feature.vocabulary) is not None:
         try:  # The path itself may be unresolvable (no data root): also one line.
-          vocabulary.check_sentencepiece_model(feature.vocabulary.sentencepiece_model_file)
+          vocabulary.check_vocabulary_file(_file_of(feature.vocabulary))
         except (OSError, ValueError) as e:
           # Gin appends "In call to configurable ..." lines to errors raised in configurables.
           raise ConfigError(f"{name}: {str(e).splitlines()[0]}") from None
@@ -85,15 +86,23 @@ def check_tasks(names: Sequence[str], model_vocab_size: Optional[int] = None) ->
                           f"more than the model's VOCAB_SIZE {model_vocab_size}")
 
 
-def sentencepiece_file(name: str) -> str | None:
-  """The SentencePiece file a task or mixture tokenizes with (None if it has none).
+def _file_of(vocab: seqio.Vocabulary) -> str | None:
+  """A SentencePiece vocabulary's model file, a Hugging Face one's tokenizer.json."""
+  if isinstance(vocab, (seqio.SentencePieceVocabulary, hf_vocabulary.HfTokenizerVocabulary)):
+    return vocabulary.vocabulary_file(vocab)
+  return None
+
+
+def vocabulary_file(name: str) -> str | None:
+  """The SentencePiece file (or Hugging Face tokenizer.json) a task or mixture tokenizes
+  with (None if it has none).
 
   A task whose features use different SentencePiece files is a one-line error:
   a checkpoint records one vocabulary.
   """
-  files = {feature.vocabulary.sentencepiece_model_file
+  files = {_file_of(feature.vocabulary)
            for feature in seqio.get_mixture_or_task(name).output_features.values()
-           if isinstance(feature.vocabulary, seqio.SentencePieceVocabulary)}
+           if _file_of(feature.vocabulary) is not None}
   if len(files) > 1:
     raise ConfigError(f"{name}: its features use different vocabularies ({', '.join(sorted(files))})")
   return files.pop() if files else None
@@ -104,7 +113,7 @@ def check_one_vocabulary(names: Sequence[str]) -> None:
   content): a run's eval perplexities mean nothing in another vocabulary."""
   digests = {}
   for name in names:
-    path = sentencepiece_file(name)
+    path = vocabulary_file(name)
     if path:
       with tf.io.gfile.GFile(path, "rb") as f:
         digests.setdefault(hashlib.sha256(f.read()).hexdigest(), (name, path))

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from redllm_jax import gin_utils
 from redllm_jax.data import files_task
+from redllm_jax.data import hf_vocabulary
 from redllm_jax.data import json_source
 from redllm_jax.data import paths
 from redllm_jax.data import prepare
@@ -112,19 +113,42 @@ def demo1k_vocab_path(path: str | None = None) -> str:
   return path or demo_vocab_file(paths.demo_dir(), DEMO1K_VOCAB_SIZE)
 
 
+@gin.configurable
+def imported_vocab_path(model_dir: str | None = None) -> str:
+  """The demo_imported tasks' vocabulary: the tokenizer.json `hf.import_checkpoint` wrote
+  under its --model_dir (gin `imported_vocab_path.model_dir`)."""
+  if not model_dir:
+    raise gin_utils.ConfigError("the demo_imported_* tasks tokenize with an imported "
+                                "checkpoint's tokenizer.json: bind imported_vocab_path.model_dir")
+  return os.path.join(model_dir, hf_vocabulary.IMPORTED_TOKENIZER)
+
+
+@gin.configurable
+def imported_eos_id(eos_id: int | None = None) -> int:
+  """The id the demo_imported tasks end each text with (gin `imported_eos_id.eos_id`: the
+  imported model's own, e.g. SmolLM2-Instruct's <|im_end|> = 2; its id 0 is seqio's pad)."""
+  if eos_id is None:
+    raise gin_utils.ConfigError("the demo_imported_* tasks need the imported model's EOS id: "
+                                "bind imported_eos_id.eos_id")
+  return eos_id
+
+
 REAL_VOCABULARY = SpmVocabulary(vocab_path)
 DEMO_VOCABULARY = SpmVocabulary(demo_vocab_path)
 DEMO1K_VOCABULARY = SpmVocabulary(demo1k_vocab_path)
+IMPORTED_VOCABULARY = hf_vocabulary.HfTokenizerVocabulary(imported_vocab_path, imported_eos_id)
 # task-name prefix -> vocabulary: each demo task is registered once per entry (tasks/demo.py)
-DEMO_PREFIXES = {"demo": DEMO_VOCABULARY, "demo1k": DEMO1K_VOCABULARY}
+DEMO_PREFIXES = {"demo": DEMO_VOCABULARY, "demo1k": DEMO1K_VOCABULARY,
+                 "demo_imported": IMPORTED_VOCABULARY}
 
 
 @gin.configurable
 def get_vocabulary(demo: bool = False, path: str | None = None,
-                   demo_prefix: str = "demo") -> SpmVocabulary:
+                   demo_prefix: str = "demo") -> seqio.Vocabulary:
   """The registered tasks' vocabulary (the demo corpus's, the real one, or the file
   at `path` for a task of your own), so that inference, export and the harness
-  read text as training tokenized it. `demo_prefix="demo1k"`: the 1024-piece demo one."""
+  read text as training tokenized it. `demo_prefix="demo1k"`: the 1024-piece demo one.
+  A `path` ending in .json is a Hugging Face tokenizer.json (`from_file`)."""
   if path:
     return _vocabulary_at(path)
   if not demo:
@@ -136,8 +160,29 @@ def get_vocabulary(demo: bool = False, path: str | None = None,
 
 
 @functools.lru_cache(maxsize=None)
-def _vocabulary_at(path: str) -> SpmVocabulary:
+def _vocabulary_at(path: str) -> seqio.Vocabulary:
+  return from_file(path)
+
+
+def from_file(path: str) -> seqio.Vocabulary:
+  """The vocabulary a file holds: a Hugging Face tokenizer.json (`.json`, an imported
+  checkpoint's) or a SentencePiece model."""
+  if path.endswith(".json"):
+    return hf_vocabulary.HfTokenizerVocabulary(path)
   return SpmVocabulary(path)
+
+
+def vocabulary_file(vocab: seqio.Vocabulary) -> str | None:
+  """The file a vocabulary reads (SentencePiece model or tokenizer.json); None for others."""
+  return getattr(vocab, "vocabulary_file", None) or getattr(vocab, "sentencepiece_model_file", None)
+
+
+def check_vocabulary_file(path: str) -> None:
+  """One-line errors (OSError, ValueError) for a vocabulary file that cannot be used."""
+  if path.endswith(".json"):
+    hf_vocabulary.check_tokenizer_file(path)
+  else:
+    check_sentencepiece_model(path)
 
 
 def _lines(texts: Iterable[str], max_chars: int) -> Iterator[str]:

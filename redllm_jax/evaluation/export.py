@@ -8,7 +8,8 @@ An EXPORT_DIR that is not empty is refused unless `export.export_checkpoint.over
 is bound; the export is written beside it and renamed into place.
 
 The checkpoint says which model it holds and which vocabulary it was trained with
-(`checkpoints.vocabulary_path`): that SentencePiece model is copied as spm.model.
+(`checkpoints.vocabulary_path`): that SentencePiece model is copied as spm.model
+(an imported checkpoint's tokenizer.json is copied as it is, `hf.copy_tokenizer`).
 Binding `export.export_checkpoint.vocabulary` (e.g. to a data gin's %VOCABULARY)
 overrides it; a vocabulary other than the checkpoint's is a one-line error.
 
@@ -39,6 +40,7 @@ import seqio
 import tensorflow as tf
 
 from redllm_jax import checkpoints, functional, gin_utils, hf, models
+from redllm_jax.data import vocabulary as vocabulary_lib
 from redllm_jax.evaluation import standalone
 from redllm_jax.models import BaseModel, unstack_layers
 
@@ -159,7 +161,9 @@ def _write_export(model, params: Any, out_dir: str, vocab_path: str | None) -> d
   # "pt": the tensors are plain row-major arrays, as transformers expects of the file.
   safetensors.numpy.save_file(tensors, weights, metadata={"format": "pt", "writer": standalone.FORMAT})
   os.chmod(weights, _umasked(0o666))  # safetensors writes 0600; the other files respect the umask.
-  if vocab_path:
+  if vocab_path and vocab_path.endswith(".json"):  # An imported checkpoint's tokenizer.json.
+    meta["vocabulary"] = hf.copy_tokenizer(vocab_path, out_dir)
+  elif vocab_path:
     tf.io.gfile.copy(vocab_path, os.path.join(out_dir, standalone.VOCAB_FILE), overwrite=True)
     meta["vocabulary"] = standalone.VOCAB_FILE
     if not hf.write_tokenizer(vocab_path, out_dir, meta["architecture"]):
@@ -194,12 +198,12 @@ def export_checkpoint(checkpoint_path: str = gin.REQUIRED, export_dir: str = gin
       raise gin_utils.ConfigError(f"{e.message}, e.g. --gin_file=data/<its data gin> "
                                   "--gin.export.export_checkpoint.vocabulary=%VOCABULARY") from None
   else:
-    vocab_path = getattr(vocabulary, "sentencepiece_model_file", None)
+    vocab_path = vocabulary_lib.vocabulary_file(vocabulary)
     if vocab_path:
       checkpoints.check_vocabulary(checkpoint_path, vocab_path, "export_checkpoint.vocabulary")
   meta = export(model, params, export_dir, vocab_path, overwrite)
   print(f"exported {meta['architecture']} ({meta['num_params']:,} params) to {export_dir}"
-        + ("" if vocab_path else " (not a SentencePiece vocabulary: spm.model not copied)"))
+        + ("" if vocab_path else " (a vocabulary without a file: none copied)"))
   return meta
 
 

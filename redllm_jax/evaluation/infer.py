@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from redllm_jax.functional import EOS_ID
 from redllm_jax import checkpoints, gin_utils
-from redllm_jax.data.vocabulary import SpmVocabulary
+from redllm_jax.data import vocabulary as vocabulary_lib
 from redllm_jax.decoding import DecodingConfig
 from redllm_jax.evaluation import windows
 from redllm_jax.models import BaseModel, pad_rows
@@ -203,13 +203,13 @@ def write_outputs(records: Sequence[dict], prompts: Sequence[Sequence[int]],
 
 
 def checkpoint_vocabulary(checkpoint_path: str,
-                          vocabulary: Optional[seqio.SentencePieceVocabulary] = None
-                          ) -> seqio.SentencePieceVocabulary:
-  """The checkpoint's recorded vocabulary; or `vocabulary`, once checked against that record."""
+                          vocabulary: Optional[seqio.Vocabulary] = None) -> seqio.Vocabulary:
+  """The checkpoint's recorded vocabulary (SentencePiece, or an imported checkpoint's
+  tokenizer.json); or `vocabulary`, once checked against that record."""
   path = checkpoints.resolve_vocabulary(
-      checkpoint_path, vocabulary.sentencepiece_model_file if vocabulary else None,
+      checkpoint_path, vocabulary_lib.vocabulary_file(vocabulary) if vocabulary else None,
       "infer.infer.vocabulary")
-  return vocabulary or SpmVocabulary(path)
+  return vocabulary or vocabulary_lib.from_file(path)
 
 
 @gin.configurable

@@ -14,7 +14,8 @@ Model arguments: `checkpoint=` (MODEL_DIR, MODEL_DIR/checkpoints or a step folde
 the checkpoint's `meta` builds the model; `gin_file=` a model gin to build it
 instead, e.g. with another attention implementation) or `export_dir=` (an export,
 `export.load_export`). Both score through the same model code. The vocabulary is
-the checkpoint's own (`checkpoints.vocabulary_path`) or the export's spm.model;
+the checkpoint's own (`checkpoints.vocabulary_path`: SentencePiece, or an imported
+checkpoint's tokenizer.json) or the export's spm.model;
 `vocab=` overrides it (checked by sha256 against the checkpoint's record or the
 export's spm.model). Unknown model args are an error. `add_eos=True` ends contexts and continuations with EOS, the
 FLAN format finetuned models read (default False: plain text). `max_length`
@@ -68,7 +69,7 @@ NAME = "redllm_jax"
 def load(checkpoint: Optional[str] = None, export_dir: Optional[str] = None,
          gin_file: Optional[str] = None, vocab: Optional[str] = None
          ) -> tuple[BaseModel, Any, str]:
-  """(model, parameters, SentencePiece path) of a checkpoint or an export."""
+  """(model, parameters, vocabulary path) of a checkpoint or an export."""
   if (checkpoint is None) == (export_dir is None):
     raise gin_utils.ConfigError("redllm_jax needs exactly one of --model_args "
                                 "checkpoint=PATH or export_dir=PATH")
@@ -97,9 +98,9 @@ def load(checkpoint: Optional[str] = None, export_dir: Optional[str] = None,
 
 
 def _check_vocab_file(path: str) -> None:
-  """`vocabulary_lib.check_sentencepiece_model` as a one-line ConfigError."""
+  """`vocabulary_lib.check_vocabulary_file` as a one-line ConfigError."""
   try:
-    vocabulary_lib.check_sentencepiece_model(path)
+    vocabulary_lib.check_vocabulary_file(path)
   except Exception as e:  # FileNotFoundError, ValueError; tf.io.gfile's errors (a directory)
     raise gin_utils.ConfigError(f"vocab: {gin_utils.first_line(e)}") from None
 
@@ -191,6 +192,32 @@ class Scorer:
     return out
 
 
+class TextCodec:
+  """Text <-> ids with a SentencePiece model or (an imported checkpoint's) tokenizer.json."""
+
+  def __init__(self, path: str):
+    if path.endswith(".json"):
+      vocab = vocabulary_lib.from_file(path)
+      self.size = vocab.vocab_size
+      self._encode, self._decode, self._first = vocab.encode, vocab.decode, 0
+    else:
+      try:
+        sp = spm.SentencePieceProcessor(model_file=path)
+      except (OSError, RuntimeError) as e:
+        raise gin_utils.ConfigError(f"cannot open the SentencePiece model {path}: "
+                                    f"{gin_utils.first_line(e)}") from None
+      # SentencePiece's id 0 is pad; a tokenizer.json's id 0 may be a real token.
+      self.size, self._encode, self._decode, self._first = sp.get_piece_size(), sp.encode, sp.decode, 1
+
+  def encode(self, text: str) -> list[int]:
+    return list(self._encode(text))
+
+  def decode(self, ids: Sequence[int]) -> str:
+    # A model's vocabulary may be padded past the tokenizer's: ids without a piece
+    # (and SentencePiece's pad) decode to nothing.
+    return self._decode([int(t) for t in ids if self._first <= t < self.size])
+
+
 MODEL_ARGS = ("checkpoint", "export_dir", "gin_file", "vocab", "add_eos", "max_length",
               "max_gen_toks", "batch_size")
 # What lm-eval itself adds to the model args: `simple_evaluate`'s additional_config
@@ -214,14 +241,10 @@ class RedLLMJax(LM):
           f"{', '.join(MODEL_ARGS)} (and lm-eval's {', '.join(LM_EVAL_SETTINGS)})")
     model, params, vocab_path = load(checkpoint, export_dir, gin_file, vocab)
     self.vocab_path = vocab_path
-    try:
-      self.sp = spm.SentencePieceProcessor(model_file=vocab_path)
-    except (OSError, RuntimeError) as e:
-      raise gin_utils.ConfigError(f"cannot open the SentencePiece model {vocab_path}: "
-                                  f"{gin_utils.first_line(e)}") from None
-    if self.sp.get_piece_size() > model.config.vocab_size:
+    self.codec = TextCodec(vocab_path)
+    if self.codec.size > model.config.vocab_size:
       raise gin_utils.ConfigError(
-          f"vocabulary {vocab_path} has {self.sp.get_piece_size()} pieces, more than the "
+          f"vocabulary {vocab_path} has {self.codec.size} pieces, more than the "
           f"model's {model.config.vocab_size}")
     self.model, self.add_eos = model, bool(add_eos)
     self.max_length, self.max_gen_toks = int(max_length), int(max_gen_toks)
@@ -229,12 +252,10 @@ class RedLLMJax(LM):
     self.scorer = Scorer(model, params, rows)
 
   def _ids(self, text: str) -> list[int]:
-    return list(self.sp.encode(text)) + ([EOS_ID] if self.add_eos else [])
+    return self.codec.encode(text) + ([EOS_ID] if self.add_eos else [])
 
   def _text(self, ids: Sequence[int]) -> str:
-    # A model's vocabulary may be padded past the SentencePiece model's pieces: ids
-    # without a piece (and pad) decode to nothing.
-    return self.sp.decode([t for t in ids if 0 < t < self.sp.get_piece_size()])
+    return self.codec.decode(ids)
 
   def _pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
     return fit(self._ids(context), self._ids(continuation), self.max_length)
@@ -254,7 +275,7 @@ class RedLLMJax(LM):
     context, chunk = self.rolling_layout()
     pairs, owner = [], []
     for index, req in enumerate(requests):
-      for pair in rolling_windows(self.sp.encode(req.args[0]), context, chunk):
+      for pair in rolling_windows(self.codec.encode(req.args[0]), context, chunk):
         pairs.append(pair)
         owner.append(index)
     totals = np.zeros(len(requests))

@@ -55,7 +55,7 @@ def evaluate_checkpoint(model: BaseModel = gin.REQUIRED, checkpoint_path: str = 
   train.check_counts("perplexity.evaluate_checkpoint", batch_size=batch_size)
   input_pipeline.check_tasks(tasks, model.config.vocab_size)
   for task in tasks:  # Text read with another vocabulary would score as noise.
-    vocab_file = input_pipeline.sentencepiece_file(task)
+    vocab_file = input_pipeline.vocabulary_file(task)
     if vocab_file:
       checkpoints.check_vocabulary(checkpoint_path, vocab_file, f"the eval task {task}")
   partitioner = Partitioner()

@@ -43,8 +43,13 @@ WEIGHTS_FILE = "model.safetensors"
 VOCAB_FILE = "spm.model"
 ARCHITECTURES = ("decllm", "redllm")
 CONFIG_FIELDS = ("vocab_size", "d_model", "d_ff", "num_heads", "head_dim", "num_layers",
-                 "num_encoder_layers", "num_decoder_layers", "rope_base", "qkv_norm",
+                 "num_encoder_layers", "num_decoder_layers", "rope_base",
                  "attention_output_norm", "scale_tied_logits", "norm_epsilon", "dtype")
+# Fields newer than the format, with the values an export without them implies
+# (TransformerConfig's defaults; an older export's one `qkv_norm` sets all three norms).
+OPTIONAL_FIELDS = {"num_kv_heads": None, "query_norm": True, "key_norm": True,
+                   "value_norm": True, "tied_embeddings": True}
+NORMS = ("query", "key", "value")
 PAD_ID, EOS_ID = F.PAD_ID, F.EOS_ID
 SHARED_MATHS_FILE = "functional.py"
 
@@ -55,12 +60,25 @@ class ExportError(ValueError):
 
 # ----------------------------------------------------------------------------- names
 
+def with_optional_fields(cfg: dict) -> dict:
+  """`cfg` with every OPTIONAL_FIELDS entry, as its export meant it."""
+  cfg = dict(cfg)
+  legacy = cfg.pop("qkv_norm", None)
+  for name, default in OPTIONAL_FIELDS.items():
+    implied = legacy if legacy is not None and name.endswith("_norm") else default
+    cfg.setdefault(name, implied)
+  return cfg
+
+
+def kv_heads(cfg: dict) -> int:
+  return cfg["num_kv_heads"] or cfg["num_heads"]
+
+
 def _attention_shapes(prefix: str, cfg: dict) -> dict[str, tuple]:
   d, h, k = cfg["d_model"], cfg["num_heads"], cfg["head_dim"]
-  shapes = {f"{prefix}.{n}.kernel": (d, h, k) for n in ("query", "key", "value")}
-  shapes[f"{prefix}.out.kernel"] = (h, k, d)
-  if cfg["qkv_norm"]:
-    shapes.update({f"{prefix}.{n}_norm.scale": (k,) for n in ("query", "key", "value")})
+  shapes = {f"{prefix}.query.kernel": (d, h, k), f"{prefix}.out.kernel": (h, k, d)}
+  shapes.update({f"{prefix}.{n}.kernel": (d, kv_heads(cfg), k) for n in ("key", "value")})
+  shapes.update({f"{prefix}.{n}_norm.scale": (k,) for n in NORMS if cfg[f"{n}_norm"]})
   if cfg["attention_output_norm"]:
     shapes[f"{prefix}.output_norm_layer.scale"] = (k,)
   return shapes
@@ -80,8 +98,11 @@ def _layer_shapes(prefix: str, cfg: dict, cross: bool) -> dict[str, tuple]:
 
 def expected_shapes(architecture: str, cfg: dict) -> dict[str, tuple]:
   """Every tensor name an export of this architecture/config must hold, with its shape."""
+  cfg = with_optional_fields(cfg)
   shapes = {"embed.embedding": (cfg["vocab_size"], cfg["d_model"]),
             "decoder_norm.scale": (cfg["d_model"],)}
+  if not cfg["tied_embeddings"]:
+    shapes["embed.output_embedding"] = shapes["embed.embedding"]
   if architecture == "decllm":
     for i in range(cfg["num_layers"]):
       shapes.update(_layer_shapes(f"decoder.layers.{i}", cfg, cross=False))
@@ -156,14 +177,14 @@ def attention_mask(q_segments, k_segments, causal: bool, q_prefix=None) -> F.Att
 
 
 def attention(p: dict, prefix: str, x_q, x_kv, q_positions, kv_positions, mask, cfg: dict):
-  """Multi-head attention with per-head RMSNorm on Q, K, V (and the output), RoPE on Q and K."""
-  q = _dense(x_q, p[f"{prefix}.query.kernel"], 1, cfg)
-  k = _dense(x_kv, p[f"{prefix}.key.kernel"], 1, cfg)
-  v = _dense(x_kv, p[f"{prefix}.value.kernel"], 1, cfg)
-  if cfg["qkv_norm"]:
-    q = rms_norm(q, p[f"{prefix}.query_norm.scale"], cfg)
-    k = rms_norm(k, p[f"{prefix}.key_norm.scale"], cfg)
-    v = rms_norm(v, p[f"{prefix}.value_norm.scale"], cfg)
+  """Multi-head (or grouped-query) attention with per-head RMSNorm on Q, K, V (each if
+  configured) and the output, RoPE on Q and K."""
+  projected = {"query": x_q, "key": x_kv, "value": x_kv}
+  for name, x in projected.items():
+    projected[name] = _dense(x, p[f"{prefix}.{name}.kernel"], 1, cfg)
+    if cfg[f"{name}_norm"]:
+      projected[name] = rms_norm(projected[name], p[f"{prefix}.{name}_norm.scale"], cfg)
+  q, k, v = projected["query"], projected["key"], projected["value"]
   q = F.apply_rope(q, q_positions, cfg["rope_base"])
   k = F.apply_rope(k, kv_positions, cfg["rope_base"])
   out, _ = F.einsum_attention(q, k, v, mask)
@@ -193,9 +214,10 @@ def _embed(p, tokens, cfg):
 
 def _logits(p, x, cfg):
   x = rms_norm(x, p["decoder_norm.scale"], cfg)
-  table = p["embed.embedding"].astype(cfg["dtype"])
+  tied = cfg["tied_embeddings"]
+  table = p["embed.embedding" if tied else "embed.output_embedding"].astype(cfg["dtype"])
   logits = jnp.einsum("bld,vd->blv", x, table, preferred_element_type=jnp.float32)
-  return logits * cfg["d_model"] ** -0.5 if cfg["scale_tied_logits"] else logits
+  return logits * cfg["d_model"] ** -0.5 if tied and cfg["scale_tied_logits"] else logits
 
 
 def decllm_logits(p: dict, cfg: dict, tokens, positions=None, segment_ids=None, prefix=None):
@@ -256,7 +278,7 @@ class StandaloneModel:
     self.meta = meta
     self.architecture = meta["architecture"]
     self.bidirectional_inputs = bool(meta.get("inputs_bidirectional_attention", False))
-    self.config = dict(meta["config"])
+    self.config = with_optional_fields(meta["config"])
     self.config["dtype"] = jnp.dtype(self.config["dtype"])
     tensors = safetensors.numpy.load_file(weights_path)
     check_tensors(self.architecture, self.config, {k: v.shape for k, v in tensors.items()})

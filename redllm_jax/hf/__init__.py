@@ -26,8 +26,12 @@ CONVENTIONS = {
     "norms": "RMSNorm with a learned scale, in float32; per head over head_dim for Q, K, V "
              "(and the attention output when attention_output_norm)",
     "input_embeddings_scaled": False,
-    "tied_embeddings": True,
-    "logit_scale": "d_model ** -0.5 if scale_tied_logits else 1",
+    "tied_embeddings": "unless config.tied_embeddings is false: then logits read "
+                       "embed.output_embedding [vocab, d_model]",
+    "logit_scale": "d_model ** -0.5 if tied_embeddings and scale_tied_logits else 1",
+    "grouped_query_attention": "key/value have num_kv_heads heads (null: num_heads); query "
+                               "head h reads K/V head h // (num_heads / num_kv_heads)",
+    "qkv_norms": "config.query_norm, key_norm, value_norm each switch one",
     "kernel_layout": "[*in, *out]",
     "decllm_input": "BOS = id 0 (the padding id) first; attention_mask marks it",
     "decllm_biattn_prefix": "prefix_mask = 1 on [BOS, prompt]; forward without it is causal; "
@@ -90,6 +94,19 @@ def write_tokenizer(vocab_path: str, out_dir: str, architecture: str) -> bool:
       split_special_tokens=True)
   fast.save_pretrained(out_dir)
   return True
+
+
+def copy_tokenizer(tokenizer_file: str, out_dir: str) -> str:
+  """An imported checkpoint's tokenizer.json, as it is, with the tokenizer_config.json
+  that AutoTokenizer needs (written by transformers when installed); returns its name."""
+  name = "tokenizer.json"
+  shutil.copyfile(tokenizer_file, os.path.join(out_dir, name))
+  try:
+    from transformers import PreTrainedTokenizerFast  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return name
+  PreTrainedTokenizerFast(tokenizer_file=tokenizer_file).save_pretrained(out_dir)
+  return name
 
 
 def copy_code(out_dir: str) -> None:

@@ -28,6 +28,7 @@ class RedLLMJaxConfig(PretrainedConfig):
     self.hidden_size = net.get("d_model")
     self.num_attention_heads = net.get("num_heads")
     self.head_dim = net.get("head_dim")
+    self.num_key_value_heads = net.get("num_kv_heads") or net.get("num_heads")
     self.is_encoder_decoder = self.architecture == "redllm"
     self.num_hidden_layers = net.get("num_decoder_layers" if self.is_encoder_decoder
                                      else "num_layers")

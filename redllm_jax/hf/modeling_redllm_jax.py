@@ -4,10 +4,11 @@
   model = AutoModelForSeq2SeqLM.from_pretrained(export_dir, trust_remote_code=True)   # RedLLM
 
 The same maths as redllm_jax.network (and standalone.py), in float32 norms and
-softmax: pre-RMSNorm layers; attention with per-head RMSNorm on Q, K and V
-(normed before RoPE) and, for RedLLM, on the attention output; rotate-half RoPE
+softmax: pre-RMSNorm layers; multi-head or grouped-query attention with per-head
+RMSNorm on Q, K and V (each if configured; normed before RoPE) and, for RedLLM, on
+the attention output; rotate-half RoPE
 at arbitrary integer positions; SwiGLU; unscaled input embeddings and tied
-logits scaled by 1/sqrt(d_model). Parameter names and layouts are the export's
+logits scaled by 1/sqrt(d_model) (or an untied, unscaled output table). Parameter names and layouts are the export's
 own (`decoder.layers.0.self_attention.query.kernel`, kernels [*in, *out]), so
 model.safetensors loads as it is.
 
@@ -79,26 +80,45 @@ class Projection(nn.Module):
     return torch.tensordot(x, self.kernel, dims=self.contract)
 
 
+# config fields newer than the export format, with the values an export without them
+# implies (an older export's one `qkv_norm` sets all three norms); standalone.py's too.
+OPTIONAL_FIELDS = {"num_kv_heads": None, "query_norm": True, "key_norm": True,
+                   "value_norm": True, "tied_embeddings": True}
+
+
+def with_optional_fields(net: dict) -> dict:
+  net = dict(net)
+  legacy = net.pop("qkv_norm", None)
+  for name, default in OPTIONAL_FIELDS.items():
+    net.setdefault(name, legacy if legacy is not None and name.endswith("_norm") else default)
+  return net
+
+
 class Attention(nn.Module):
-  """Multi-head attention with per-head Q/K/V (and output) RMSNorm, RoPE on Q and K."""
+  """Multi-head (or grouped-query) attention with optional per-head Q/K/V (and output)
+  RMSNorm, RoPE on Q and K."""
 
   def __init__(self, net: dict, layer_idx: int):
     super().__init__()
     d, h, k = net["d_model"], net["num_heads"], net["head_dim"]
+    kv = net["num_kv_heads"] or h
     self.layer_idx, self.net = layer_idx, net
-    self.query, self.key, self.value = (Projection((d,), (h, k)) for _ in range(3))
+    self.query = Projection((d,), (h, k))
+    self.key, self.value = Projection((d,), (kv, k)), Projection((d,), (kv, k))
     self.out = Projection((h, k), (d,))
-    if net["qkv_norm"]:
-      self.query_norm, self.key_norm, self.value_norm = (
-          RMSNorm(k, net["norm_epsilon"]) for _ in range(3))
+    for name in ("query", "key", "value"):
+      if net[f"{name}_norm"]:
+        setattr(self, f"{name}_norm", RMSNorm(k, net["norm_epsilon"]))
     if net["attention_output_norm"]:
       self.output_norm_layer = RMSNorm(k, net["norm_epsilon"])
 
   def keys_values(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """K (normed, then rotated) and V, both [b, heads, l, head_dim] as the caches hold them."""
+    """K (normed, then rotated) and V, both [b, kv_heads, l, head_dim] as the caches hold them."""
     k, v = self.key(x), self.value(x)
-    if self.net["qkv_norm"]:
-      k, v = self.key_norm(k), self.value_norm(v)
+    if self.net["key_norm"]:
+      k = self.key_norm(k)
+    if self.net["value_norm"]:
+      v = self.value_norm(v)
     k = apply_rope(k, positions, self.net["rope_base"])
     return k.transpose(1, 2), v.transpose(1, 2)
 
@@ -106,10 +126,12 @@ class Attention(nn.Module):
               keys_values: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """x [b, q, d] at `positions` [b, q] over `keys_values`, under a boolean mask [b, 1, q, k]."""
     q = self.query(x)
-    if self.net["qkv_norm"]:
+    if self.net["query_norm"]:
       q = self.query_norm(q)
     q = apply_rope(q, positions, self.net["rope_base"]).transpose(1, 2)
     k, v = keys_values
+    groups = q.shape[1] // k.shape[1]  # Query head h reads K/V head h // groups.
+    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * q.shape[-1] ** -0.5
     scores = scores.masked_fill(~mask, torch.finfo(torch.float32).min)
     probs = scores.softmax(-1)
@@ -171,18 +193,23 @@ class Stack(nn.Module):
 
 
 class TiedEmbedding(nn.Module):
-  """Unscaled input embeddings; logits against the same table, times 1/sqrt(d) (T5 1.0)."""
+  """Unscaled input embeddings; logits against the same table, times 1/sqrt(d) (T5 1.0),
+  or, untied, against `output_embedding`, unscaled."""
 
   def __init__(self, net: dict):
     super().__init__()
     self.embedding = nn.Parameter(torch.empty(net["vocab_size"], net["d_model"]))
-    self.logit_scale = net["d_model"] ** -0.5 if net["scale_tied_logits"] else 1.0
+    self.tied = net["tied_embeddings"]
+    if not self.tied:
+      self.output_embedding = nn.Parameter(torch.empty(net["vocab_size"], net["d_model"]))
+    self.logit_scale = net["d_model"] ** -0.5 if net["scale_tied_logits"] and self.tied else 1.0
 
   def forward(self, tokens: torch.Tensor) -> torch.Tensor:
     return self.embedding[tokens]
 
   def attend(self, x: torch.Tensor) -> torch.Tensor:
-    return torch.matmul(x.float(), self.embedding.float().t()) * self.logit_scale
+    table = self.embedding if self.tied else self.output_embedding
+    return torch.matmul(x.float(), table.float().t()) * self.logit_scale
 
 
 class RedLLMJaxPreTrainedModel(PreTrainedModel):
@@ -194,7 +221,7 @@ class RedLLMJaxPreTrainedModel(PreTrainedModel):
 
   def __init__(self, config: RedLLMJaxConfig):
     super().__init__(config)
-    self.net = dict(config.config)
+    self.net = with_optional_fields(config.config)
     self.embed = TiedEmbedding(self.net)
     self.decoder_norm = RMSNorm(self.net["d_model"], self.net["norm_epsilon"])
 
@@ -205,6 +232,8 @@ class RedLLMJaxPreTrainedModel(PreTrainedModel):
       nn.init.normal_(module.kernel, std=fan_in ** -0.5)
     elif isinstance(module, TiedEmbedding):  # stddev 1 with scaled logits, else d ** -0.5
       nn.init.normal_(module.embedding, std=module.logit_scale ** -1 * module.embedding.shape[1] ** -0.5)
+      if not module.tied:
+        nn.init.normal_(module.output_embedding, std=module.embedding.shape[1] ** -0.5)
     elif isinstance(module, RMSNorm):
       nn.init.ones_(module.scale)
 

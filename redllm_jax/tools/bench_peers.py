@@ -94,7 +94,7 @@ def hf_model(arch: str, cfg: TransformerConfig):
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   common = dict(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
-                num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
+                num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.kv_heads,
                 head_dim=cfg.head_dim, rms_norm_eps=cfg.norm_epsilon, tie_word_embeddings=True,
                 pad_token_id=0, eos_token_id=1, bos_token_id=0)
   torch.manual_seed(0)

@@ -110,6 +110,9 @@ def test_adapted_decoder_logits_equal_the_decllm(dec, rule):
   target = EncoderDecoderModel(_target(5, dec, attention_output_norm=False))
   adapted = _zero_cross_attention_output(
       adaptation.adapt_params(params, source.config, target.config, "first", rule))
+  zeroed = adaptation.adapt_params(params, source.config, target.config, "first", rule,
+                                   cross_attention_output="zero")
+  jax.tree.map(np.testing.assert_array_equal, zeroed, adapted)
   batch, enc_len, dec_len = 2, 6, 7
   enc_tokens, dec_tokens = random_tokens(0, (batch, enc_len)), random_tokens(1, (batch, dec_len))
   ones = lambda t: np.ones_like(t)

@@ -43,7 +43,8 @@ def test_paper_configs_bind_the_papers_architecture_flags():
   red, dec = build("redllm", "8b"), build("decllm", "8b")
   biattn = build("decllm", "8b", "BIDIRECTIONAL_INPUTS = True")
   assert red.config.attention_output_norm and not dec.config.attention_output_norm
-  assert red.config.qkv_norm and dec.config.qkv_norm
+  for name in ("query_norm", "key_norm", "value_norm"):
+    assert getattr(red.config, name) and getattr(dec.config, name)
   assert biattn.inputs_bidirectional_attention and not dec.inputs_bidirectional_attention
   assert (red.config.num_encoder_layers, red.config.num_decoder_layers, dec.config.num_layers) == (14, 14, 32)
   assert red.z_loss == dec.z_loss == 1e-4

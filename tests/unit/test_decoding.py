@@ -181,3 +181,21 @@ def test_temperature_sampling_follows_the_distribution():
   np.testing.assert_allclose(freq, probs, atol=0.03)
   top1 = sample_tokens(logits, jax.random.key(1), DecodingConfig(temperature=1.0, top_k=1))
   assert np.all(np.asarray(top1) == 0)
+
+
+# Imported Llama-family flags: grouped-query attention (caches hold 2 K/V heads for 4
+# query heads), Q/K norms without the V norm, an untied output table.
+LLAMA_FAMILY = dict(num_kv_heads=2, value_norm=False, tied_embeddings=False)
+
+
+def test_llama_family_flags_decode_as_teacher_forcing(arch):
+  model = make_model(arch, **LLAMA_FAMILY)
+  params = init(model)
+  prompts, lengths = _prompts()
+  cfg = DecodingConfig(max_new_tokens=9, eos_id=-1, cpu_weight_layout=True)
+  out = _predict(model, params, prompts, lengths, cfg)
+  generated = np.asarray(out.tokens)
+  teacher = _teacher_forced_redllm if arch == "redllm" else _teacher_forced_decllm
+  forced = teacher(model, params, np.asarray(prompts), np.asarray(lengths), generated)
+  assert np.abs(np.asarray(out.logits) - forced).max() < 1e-4
+  np.testing.assert_array_equal(generated, np.argmax(forced, axis=-1))
