@@ -59,7 +59,8 @@ def test_the_rebuild_command_gives_the_committed_files(demo_root, tmp_path):
   run = subprocess.run([sys.executable, "-m", "redllm_jax.evaluation.demo_tasks",
                         f"--out_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
   assert run.returncode == 0, run.stderr[-2000:]
-  counts = json.loads(run.stdout.strip().splitlines()[-1])
+  counts = json.loads(run.stdout.strip().splitlines()[0])  # then the shortcut table
+  assert "| `demo_continuation_mc` |" in run.stdout
   assert all(counts[name] >= 240 for name in CORPUS_TASKS), counts
   built = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "*.jsonl")))
   assert built == sorted(os.path.basename(p) for p in glob.glob(os.path.join(COMMITTED, "*.jsonl")))
