@@ -249,6 +249,7 @@ def lm_eval_per_item(model_dir: str, hf_model, tmp_path) -> tuple[list, list]:
   return runs[0], runs[1]
 
 
+@pytest.mark.slow  # lm-eval twice, in-process: 270 s here under load
 def test_lm_eval_per_item_equals_lm_evals_hf_model(qwen3, tmp_path) -> None:
   root, hf_model = qwen3
   ours, theirs = lm_eval_per_item(str(root / "ours"), hf_model, tmp_path)
@@ -256,6 +257,7 @@ def test_lm_eval_per_item_equals_lm_evals_hf_model(qwen3, tmp_path) -> None:
   np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # 109 s with its fixture on an idle 2-core machine
 def test_imported_qwen3_adapts_into_a_redllm_that_keeps_its_flags(qwen3) -> None:
   """The T5Gemma recipe on an imported checkpoint: the RedLLM carries the same GQA,
   Q/K-norm and embedding flags (an unbalanced 2 + 1 here); one that lacks them is refused."""
