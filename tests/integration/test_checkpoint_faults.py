@@ -95,10 +95,14 @@ def test_a_good_checkpoint_copied_back_lifts_the_tombstone(trained, tmp_path):
   model_dir = _copy(trained, tmp_path)
   good = tmp_path / "good_20"
   shutil.copytree(model_dir / "checkpoints" / "20", good)
+  # The data position saved with the step moves aside with it, and comes back with it.
+  shutil.copytree(model_dir / "input_positions" / "20", tmp_path / "good_input_20")
   for step in _steps(model_dir):
     _scramble_params(model_dir, step)
   assert _train(model_dir, 20).returncode == 2
   shutil.copytree(good, model_dir / "checkpoints" / "20")
+  shutil.copytree(tmp_path / "good_input_20", model_dir / "input_positions" / "20",
+                  dirs_exist_ok=True)
   run = _train(model_dir, 20)
   assert run.returncode == 0, run.stderr[-3000:]
   assert not (model_dir / "UNREADABLE_CHECKPOINTS").exists()
