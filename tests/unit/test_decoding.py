@@ -52,6 +52,16 @@ def _teacher_forced_redllm(model, params, prompts, lengths, generated):
 LAYOUTS = [(True, False), (True, True), (False, False)]
 
 
+def _assert_cached_equals_teacher_forced(model, params, arch, prompts, lengths, cfg):
+  """Cached decoding's logits equal teacher forcing on its own tokens; tokens are argmax."""
+  out = _predict(model, params, prompts, lengths, cfg)
+  generated = np.asarray(out.tokens)
+  teacher = _teacher_forced_redllm if arch == "redllm" else _teacher_forced_decllm
+  forced = teacher(model, params, np.asarray(prompts), np.asarray(lengths), generated)
+  assert np.abs(np.asarray(out.logits) - forced).max() < 1e-4
+  np.testing.assert_array_equal(generated, np.argmax(forced, axis=-1))
+
+
 @pytest.mark.parametrize("scan_layers,cpu_weight_layout", LAYOUTS)
 def test_cached_greedy_decoding_equals_teacher_forcing(arch, scan_layers, cpu_weight_layout):
   model = make_model(arch, scan_layers=scan_layers)
@@ -59,12 +69,7 @@ def test_cached_greedy_decoding_equals_teacher_forcing(arch, scan_layers, cpu_we
   prompts, lengths = _prompts()
   cfg = DecodingConfig(max_new_tokens=9, eos_id=-1,  # No early stop.
                        cpu_weight_layout=cpu_weight_layout)
-  out = _predict(model, params, prompts, lengths, cfg)
-  generated = np.asarray(out.tokens)
-  teacher = _teacher_forced_redllm if arch == "redllm" else _teacher_forced_decllm
-  forced = teacher(model, params, np.asarray(prompts), np.asarray(lengths), generated)
-  assert np.abs(np.asarray(out.logits) - forced).max() < 1e-4
-  np.testing.assert_array_equal(generated, np.argmax(forced, axis=-1))
+  _assert_cached_equals_teacher_forced(model, params, arch, prompts, lengths, cfg)
 
 
 def _dot_output_shapes(jaxpr):
@@ -193,9 +198,4 @@ def test_llama_family_flags_decode_as_teacher_forcing(arch):
   params = init(model)
   prompts, lengths = _prompts()
   cfg = DecodingConfig(max_new_tokens=9, eos_id=-1, cpu_weight_layout=True)
-  out = _predict(model, params, prompts, lengths, cfg)
-  generated = np.asarray(out.tokens)
-  teacher = _teacher_forced_redllm if arch == "redllm" else _teacher_forced_decllm
-  forced = teacher(model, params, np.asarray(prompts), np.asarray(lengths), generated)
-  assert np.abs(np.asarray(out.logits) - forced).max() < 1e-4
-  np.testing.assert_array_equal(generated, np.argmax(forced, axis=-1))
+  _assert_cached_equals_teacher_forced(model, params, arch, prompts, lengths, cfg)
