@@ -75,12 +75,13 @@ def check_tasks(names: Sequence[str], model_vocab_size: Optional[int] = None) ->
       hint = f" (did you mean {close[0]}?)" if close else f"; registered: {', '.join(known)}"
       raise ConfigError(f"unknown seqio task or mixture {name!r}{hint}")
     for feature in seqio.get_mixture_or_task(name).output_features.values():
-      if _file_of(feature.vocabulary) is not None:
-        try:  # The path itself may be unresolvable (no data root): also one line.
-          vocabulary.check_vocabulary_file(_file_of(feature.vocabulary))
-        except (OSError, ValueError) as e:
-          # Gin appends "In call to configurable ..." lines to errors raised in configurables.
-          raise ConfigError(f"{name}: {str(e).splitlines()[0]}") from None
+      try:  # The path itself may be unresolvable (no data root): also one line.
+        vocab_file = _file_of(feature.vocabulary)
+        if vocab_file is not None:
+          vocabulary.check_vocabulary_file(vocab_file)
+      except (OSError, ValueError) as e:
+        # Gin appends "In call to configurable ..." lines to errors raised in configurables.
+        raise ConfigError(f"{name}: {str(e).splitlines()[0]}") from None
       if model_vocab_size is not None and feature.vocabulary.vocab_size > model_vocab_size:
         raise ConfigError(f"{name}: its vocabulary has {feature.vocabulary.vocab_size} ids, "
                           f"more than the model's VOCAB_SIZE {model_vocab_size}")

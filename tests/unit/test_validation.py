@@ -15,8 +15,7 @@ import redllm_jax.train  # noqa: F401  pylint: disable=unused-import
 TRAIN_GIN = "experiments/demo_pretrain_redllm.gin"
 
 BAD = {
-    "optimizers.learning_rate_schedule.peak=-0.01": "expected a number > 0",
-    "optimizers.learning_rate_schedule.peak=0.0": "expected a number > 0",
+    "optimizers.learning_rate_schedule.peak=-0.01": "expected a number >= 0",
     "optimizers.learning_rate_schedule.warmup_steps=-5": "expected an integer >= 0",
     "optimizers.learning_rate_schedule.warmup_steps=2.5": "expected an integer >= 0",
     "optimizers.learning_rate_schedule.kind='linear'": "expected one of cosine, wsd, constant",
@@ -40,7 +39,7 @@ BAD = {
     "export.export_checkpoint.overwrite=1": "expected True or False",
 }
 
-GOOD = ("optimizers.learning_rate_schedule.peak=0.001",
+GOOD = ("optimizers.learning_rate_schedule.peak=0.001", "optimizers.learning_rate_schedule.peak=0.0",
         "optimizers.learning_rate_schedule.warmup_steps=0",
         "optimizers.make_optimizer.global_clip_norm=None",
         "config.TransformerConfig.dropout_rate=0.1", "config.TransformerConfig.remat_policy='full'",
