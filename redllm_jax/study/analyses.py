@@ -18,6 +18,8 @@ from redllm_jax.study import scaling, scores, stats
 from redllm_jax.study.plan import ARCHITECTURES
 from redllm_jax.study.directory import Study, read_json, write_json
 
+PLAIN_TEXT_GROUPS = ("continuation", "cloze")  # `scores.GROUPS` read as plain text
+
 
 def _per_seed(study: Study, stage: str, compute: Callable[[int], Any]) -> dict[int, Any]:
   """{seed: compute(seed)}, each cached in <stage>/seeds/s<seed>.json."""
@@ -37,8 +39,9 @@ def _pretrained(study: Study, seed: int) -> dict[str, tuple[Any, Any]]:
 
 def harness_models(plan) -> list[tuple[str, str, Any, bool]]:
   """(model name, run kind, RunSpec, add_eos) of every scored (model, seed): the largest
-  pretrained pair, the adapted RedLLMs before tuning, every finetuned model. Untuned
-  models read plain continuations; finetuned ones the FLAN format (EOS-ended)."""
+  pretrained pair, the adapted RedLLMs before tuning, every finetuned model. add_eos: a
+  finetuned model reads the instruction families in the FLAN format (EOS-ended);
+  `score_run` reads the plain-text tasks plain for every model."""
   pretrained = [(f"{a}/pretrained", "pretrain", plan.source_run(a, s), False)
                 for a in ARCHITECTURES for s in plan.analysis_seeds]
   adapted = [(f"{s.architecture}/adapted", "adapt", s, False) for s in plan.adapt_runs()]
@@ -59,17 +62,38 @@ def harness_path(study: Study, spec) -> str:
   return study.path("harness", "seeds", f"{spec.name}.json")
 
 
+def prompt_formats(tasks: list[harness.Task], manifest: dict, add_eos: bool
+                   ) -> dict[bool, list[harness.Task]]:
+  """{add_eos: tasks}: the plain-text tasks (continuation, cloze: text as pretraining shows
+  it) are read plain by every model, so that pretrained -> tuned compares weights, not
+  prompt formats (the l DecLLM's cloze_mc read in the FLAN format: 9.6% pretrained, 12.9%
+  tuned; read plain: 29.3% and 29.7%, 2026-12-07 run, seed 0); the others with `add_eos`."""
+  out: dict[bool, list[harness.Task]] = {}
+  for task in tasks:
+    plain = scores.group_of(task.name, manifest.get(task.name, {})) in PLAIN_TEXT_GROUPS
+    out.setdefault(add_eos and not plain, []).append(task)
+  return out
+
+
 def score_run(study: Study, kind: str, spec, add_eos: bool) -> bool:
   """The harness's zero- and few-shot scores (through lm-eval) of one trained run, read
-  with its checkpoint's own vocabulary; a unit of its own, so that workers score each
-  model while others train."""
+  with its checkpoint's own vocabulary, each task in its prompt format
+  (`prompt_formats`); a unit of its own, so that workers score each model while others
+  train."""
   plan = study.plan
   tasks = study_tasks(plan)
   # The few-shot exemplars are drawn with the run's seed: part of what a seed varies.
   settings = harness.Settings(add_eos=add_eos, seed=spec.seed)
   lm = harness.make_lm(study.path(kind, spec.name), settings, plan.harness_vocab)
+  results: dict[str, Any] = {}
+  for eos, group in prompt_formats(tasks, scores.load_manifest(plan.harness_tasks),
+                                   add_eos).items():
+    lm.add_eos = eos
+    results.update(harness.evaluate(lm, group, plan.shots, settings, plan.harness_mc_metric))
+  results["average"] = float(np.mean([r["score"] for r in results.values()
+                                      if isinstance(r, dict)]))
   write_json(harness_path(study, spec), {
-      "results": harness.evaluate(lm, tasks, plan.shots, settings, plan.harness_mc_metric),
+      "results": results,
       "inference_flops": flops.inference_flops(lm.model.config, lm.model.architecture,
                                                plan.inference_prompt_length,
                                                plan.inference_output_length)})

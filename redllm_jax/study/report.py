@@ -354,8 +354,10 @@ Each seed's largest pair ({plan.largest}, {max(plan.budgets[plan.largest])} step
 (from the same DecLLM checkpoint) finetuned ({", ".join(f"`{e}`" for e in plan.finetune_experiments.values())});
 final eval PPL on the finetuning task's targets:
 {", ".join(f"{name} {stats.fmt(v, 1)}" for name, v in finetune.items())}.
-Pretrained models are prompted with plain continuations, finetuned ones in the FLAN
-format (EOS-ended inputs). Scores are in %: mean ± seed SE, the item-level binomial SE
+Every model reads the continuation and cloze tasks as plain text; the instruction
+families are read plain by untuned models and in the FLAN format (EOS-ended inputs) by
+finetuned ones (`analyses.prompt_formats`: pretrained -> tuned compares weights, not
+formats). Scores are in %: mean ± seed SE, the item-level binomial SE
 of the mean score and chance beside each. A task's score is exact match for generative
 tasks and, for multiple choice, lm-eval's `{plan.harness_mc_metric}` (the plan's
 `harness_mc_metric`; `acc_mutual_info` ranks the options by log P(option | prompt) -

@@ -179,3 +179,16 @@ def test_throughput_counts_only_the_cooldown_a_branched_run_computed():
   assert out["flops_per_s"] == pytest.approx(110.0 / 11.0)
   assert out["fraction"] == pytest.approx(0.25) and out["workers"] == 2
   assert analyses.training_throughput(trained, None, None)["fraction"] is None
+
+
+def test_plain_text_tasks_are_read_plain_by_tuned_models_and_families_in_flan_format():
+  from redllm_jax.study import analyses  # pylint: disable=g-import-not-at-top
+  from redllm_jax.evaluation import harness  # pylint: disable=g-import-not-at-top
+  tasks = harness.load_tasks("tasks/harness/demo_[cf]*.jsonl", max_examples=2)
+  manifest = scores.load_manifest("tasks/harness/demo_[cf]*.jsonl")
+  tuned = {eos: sorted(t.name for t in group)
+           for eos, group in analyses.prompt_formats(tasks, manifest, True).items()}
+  assert tuned[False] == ["demo_cloze_greedy", "demo_cloze_mc", "demo_continuation_mc"]
+  assert tuned[True] and all(n.startswith("demo_family_") for n in tuned[True])
+  untuned = analyses.prompt_formats(tasks, manifest, False)
+  assert list(untuned) == [False] and len(untuned[False]) == len(tasks)
