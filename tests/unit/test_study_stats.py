@@ -179,3 +179,16 @@ def test_throughput_counts_only_the_cooldown_a_branched_run_computed():
   assert out["flops_per_s"] == pytest.approx(110.0 / 11.0)
   assert out["fraction"] == pytest.approx(0.25) and out["workers"] == 2
   assert analyses.training_throughput(trained, None, None)["fraction"] is None
+
+
+def test_study_tasks_leave_out_the_excluded_and_cap_the_rest():
+  import pathlib  # pylint: disable=g-import-not-at-top
+  from redllm_jax.study import analyses  # pylint: disable=g-import-not-at-top
+  from redllm_jax.study.plan import StudyPlan  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(__file__).resolve().parents[2]
+  plan = StudyPlan(harness_tasks=str(root / "tasks/harness/demo_[cf]*.jsonl"),
+                   harness_max_examples=5, harness_uncapped=(scores.CONTINUATION,),
+                   harness_excluded=("demo_cloze_mc",))
+  tasks = {t.name: len(t.examples) for t in analyses.study_tasks(plan)}
+  assert "demo_cloze_mc" not in tasks and tasks["demo_cloze_greedy"] == 5
+  assert tasks[scores.CONTINUATION] > 5 and "demo_family_next_mc" in tasks
