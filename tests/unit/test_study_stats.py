@@ -183,12 +183,12 @@ def test_throughput_counts_only_the_cooldown_a_branched_run_computed():
 
 def test_study_tasks_leave_out_the_excluded_and_cap_the_rest():
   import pathlib  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
   from redllm_jax.study import analyses  # pylint: disable=g-import-not-at-top
-  from redllm_jax.study.plan import StudyPlan  # pylint: disable=g-import-not-at-top
   root = pathlib.Path(__file__).resolve().parents[2]
-  plan = StudyPlan(harness_tasks=str(root / "tasks/harness/demo_[cf]*.jsonl"),
-                   harness_max_examples=5, harness_uncapped=(scores.CONTINUATION,),
-                   harness_excluded=("demo_cloze_mc",))
+  plan = types.SimpleNamespace(harness_tasks=str(root / "tasks/harness/demo_[cf]*.jsonl"),
+                               harness_max_examples=5, harness_uncapped=(scores.CONTINUATION,),
+                               harness_excluded=("demo_cloze_mc",))
   tasks = {t.name: len(t.examples) for t in analyses.study_tasks(plan)}
   assert "demo_cloze_mc" not in tasks and tasks["demo_cloze_greedy"] == 5
   assert tasks[scores.CONTINUATION] > 5 and "demo_family_next_mc" in tasks
