@@ -190,10 +190,11 @@ class _Pool:
     self.names = [e[2] for e in entries]
 
   def draw(self, rng: np.random.RandomState, k: int, doc: Document, exclude: Sequence[str],
-           near: int | None = None) -> list[str] | None:
+           near: int | None = None, least: int | None = None) -> list[str] | None:
     """`k` distinct units not in `exclude`, of a length within `LENGTH_MATCH` of `near`
     characters (so that neither log-likelihood, favouring short options, nor its
-    per-character normalisation finds the answer by its length)."""
+    per-character normalisation finds the answer by its length); with `least`, as many
+    as were found if that is at least `least` (a small source has few such units)."""
     lo, hi = 0, len(self.units)
     if near is not None:
       lo = int(np.searchsorted(self.lengths, near / LENGTH_MATCH, "left"))
@@ -205,21 +206,15 @@ class _Pool:
         picks.append(self.units[i])
         if len(picks) == k:
           return picks
-    return None
+    return picks if least is not None and len(picks) >= least else None
 
 
 # ----------------------------------------------------------------------------- items
 
-# Picks an item's distractors: (prompt, answer, candidates, how many, rng) -> distractors
-# or None. `random_distractors` is the plain draw; the harness tasks pass an adversarial
-# filter (`evaluation/task_baselines.adversarial_distractors`) that keeps shortcuts at chance.
+# Picks an item's distractors among candidates: (prompt, answer, candidates, how many,
+# rng) -> distractors or None. The harness tasks pass an adversarial filter
+# (`evaluation/task_baselines.adversarial_distractors`) that keeps shortcuts at chance.
 Chooser = Callable[[str, str, Sequence[str], int, np.random.RandomState], "list[str] | None"]
-
-
-def random_distractors(prompt: str, answer: str, candidates: Sequence[str], k: int,
-                       rng: np.random.RandomState) -> list[str] | None:
-  del prompt, answer
-  return None if len(candidates) < k else list(candidates[:k])
 
 
 def _same_document(doc: Document, answer: str, exclude: Sequence[str], gap: int = 3) -> list[str]:
@@ -235,13 +230,13 @@ def _same_document(doc: Document, answer: str, exclude: Sequence[str], gap: int 
 
 def continuation(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
                  length: Length, instruction: str = "", num_options: int = 4,
-                 max_tokens: int = MAX_TOKENS, choose: Chooser = random_distractors,
+                 max_tokens: int = MAX_TOKENS, choose: Chooser | None = None,
                  candidates_per_item: int = 0) -> list[dict]:
   """HellaSwag/StoryCloze style: 1-3 consecutive units, then the true next unit among
   `num_options`; the others are units of other documents of the same source, of
-  the same length (within `LENGTH_MATCH`), none equal to the answer. With
-  `candidates_per_item`, `choose` picks them among that many such units plus units of
-  the answer's own document (`_same_document`)."""
+  the same length (within `LENGTH_MATCH`), none equal to the answer. With `choose`, it
+  picks them among `candidates_per_item` such units plus units of the answer's own
+  document (`_same_document`) that fit beside the prompt."""
   groups = _by_source(docs)
   pools = {source: _Pool(group) for source, group in groups.items()}
   k = num_options - 1
@@ -249,25 +244,42 @@ def continuation(docs: Sequence[Document], rng: np.random.RandomState, per_sourc
   def make(source: str, candidate: Candidate) -> dict | None:
     doc, context, answer = candidate
     exclude = (answer,) + context
-    drawn = pools[source].draw(rng, candidates_per_item or k, doc, exclude, near=len(answer))
+    drawn = pools[source].draw(rng, candidates_per_item if choose else k, doc, exclude,
+                               near=len(answer), least=k if choose else None)
     if not drawn:
       return None
-    if candidates_per_item:
-      drawn += _same_document(doc, answer, exclude)
-    tail, others = context, None
-    for _ in range(2):  # the shortcuts read the prompt as it will be cut to fit
-      others = choose(instruction + " ".join(tail), answer, drawn, k, rng)
-      tail = others and _fit(context, max([answer] + others, key=length), instruction, length,
-                             max_tokens)
-      if not tail or not candidates_per_item:
-        break
-    if not tail:
+    if choose:
+      # The prompt is cut before choosing: the shortcuts read it as it will be asked.
+      tail = _fit(context, answer, instruction, length, max_tokens)
+      prompt = tail and instruction + " ".join(tail)
+      fits = prompt and [c for c in drawn + _same_document(doc, answer, exclude)
+                         if length(prompt) + length(c) <= max_tokens]
+      others = fits and choose(prompt, answer, fits, k, rng)
+    else:
+      others = drawn
+      tail = _fit(context, max([answer] + others, key=length), instruction, length, max_tokens)
+    if not tail or not others:
       return None
     options, label = _shuffled([answer] + others, rng)
     return {"inputs": instruction + " ".join(tail), "options": options, "label": label}
 
   candidates = {s: [c for d in group for c in _contexts(d, 3)] for s, group in groups.items()}
   return _sample(candidates, make, per_source, rng)
+
+
+def balance_labels(items: Sequence[dict], rng: np.random.RandomState) -> list[dict]:
+  """The items with each answer moved to a position of a shuffled, exactly balanced
+  sequence (each position floor(n/k) or ceil(n/k) times): a random shuffle per item
+  leaves the most frequent position a few points above 1/k, and the other options keep
+  their order."""
+  k = len(items[0]["options"])
+  labels = rng.permutation(np.arange(len(items)) % k)
+  out = []
+  for item, label in zip(items, labels):
+    answer = item["options"][item["label"]]
+    others = [o for i, o in enumerate(item["options"]) if i != item["label"]]
+    out.append(dict(item, options=others[:label] + [answer] + others[label:], label=int(label)))
+  return out
 
 
 def _cloze_cut(text: str) -> tuple[str, str] | None:
@@ -336,10 +348,13 @@ def source_family(docs: Sequence[Document], rng: np.random.RandomState, per_sour
 
 
 def next_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
-                length: Length, max_tokens: int = MAX_TOKENS) -> list[dict]:
-  """The next unit, asked for: `continuation` with an instruction."""
+                length: Length, max_tokens: int = MAX_TOKENS, choose: Chooser | None = None,
+                candidates_per_item: int = 0) -> list[dict]:
+  """The next unit, asked for: `continuation` with an instruction (its eval version is
+  adversarially filtered as continuation is; its train version is a plain draw)."""
   return continuation(docs, rng, per_source, length, instruction="What comes next? ",
-                      max_tokens=max_tokens)
+                      max_tokens=max_tokens, choose=choose,
+                      candidates_per_item=candidates_per_item)
 
 
 def blank_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,

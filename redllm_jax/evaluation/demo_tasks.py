@@ -6,7 +6,8 @@ From the validation splits of demo_redpajama_{wikipedia,book} (units that also o
 a train split are dropped, `task_families`):
   demo_continuation_mc   1-3 units, the true next one among 4 (HellaSwag / StoryCloze)
   demo_cloze_greedy / _mc  the final word of a passage: greedy exact match / among 10 (LAMBADA)
-  (continuation's distractors adversarially filtered: `task_baselines.adversarial_distractors`)
+  (continuation's and demo_family_next_mc's distractors adversarially filtered:
+   `task_baselines.adversarial_distractors`)
   demo_family_*          the instruction families' eval versions (`FAMILIES`; the
                          tuned ones train in demo_flan_families, the others are held out)
 From demo_flan's validation split (chatterbot): demo_qa_gen / demo_qa_mc.
@@ -103,21 +104,27 @@ def _rng(name: str, seed: int) -> np.random.RandomState:
 def build_corpus_tasks(docs: list[task_families.Document], length: Callable[[str], int],
                        shortcuts: Sequence[Sequence[task_baselines.Scorer]], seed: int = 0
                        ) -> dict[str, list[dict]]:
-  """Every task from the held-out demo documents, by file name. Continuation draws its
-  distractors adversarially against the groups of `shortcuts` (among
-  `ADVERSARIAL_CANDIDATES` other documents' units and its own document's); cloze and the
-  instruction families keep their plain draws (docs/study_tasks.md: why cloze is not
-  filtered), their floors in the manifest beside chance."""
-  choose = task_baselines.adversarial_distractors(shortcuts, max_misses=2)
-  tasks = {"demo_continuation_mc": task_families.continuation(
-      docs, _rng("continuation", seed), CONTINUATION_PER_SOURCE, length, choose=choose,
-      candidates_per_item=ADVERSARIAL_CANDIDATES)}
+  """Every task from the held-out demo documents, by file name. Continuation and the
+  `next` family draw their distractors adversarially against the groups of `shortcuts`
+  (among `ADVERSARIAL_CANDIDATES` other documents' units and their own document's), with
+  the answer's position exactly balanced; cloze and the other families keep their plain
+  draws (docs/study_tasks.md: why cloze is not filtered), their floors in the manifest
+  beside chance."""
+  def adversarial(build: Callable[..., list[dict]], name: str, per_source: int) -> list[dict]:
+    rng = _rng(name, seed)
+    items = build(docs, rng, per_source, length, candidates_per_item=ADVERSARIAL_CANDIDATES,
+                  choose=task_baselines.adversarial_distractors(shortcuts, max_misses=2))
+    return task_families.balance_labels(items, rng)
+
+  tasks = {"demo_continuation_mc": adversarial(task_families.continuation, "continuation",
+                                               CONTINUATION_PER_SOURCE)}
   cloze = task_families.cloze(docs, _rng("cloze", seed), PER_SOURCE, length)
   tasks["demo_cloze_greedy"] = [{"inputs": x["inputs"], "continuation": x["targets"][0]}
                                 for x in cloze]
   tasks["demo_cloze_mc"] = [{k: x[k] for k in ("inputs", "options", "label")} for x in cloze]
   for family, build in task_families.FAMILY_BUILDERS.items():
-    items = build(docs, _rng(family, seed), PER_SOURCE, length)
+    items = (adversarial(build, family, PER_SOURCE) if family == "next"
+             else build(docs, _rng(family, seed), PER_SOURCE, length))
     tasks[f"demo_family_{family}_{'mc' if 'label' in items[0] else 'gen'}"] = items
   return tasks
 

@@ -86,24 +86,26 @@ def shortcut_groups(scorers: Mapping[str, Scorer]) -> list[list[Scorer]]:
 
 
 def adversarial_distractors(groups: Sequence[Sequence[Scorer]], tries: int = 256,
-                            max_misses: int = 1, slack: int = 2) -> task_families.Chooser:
+                            max_misses: int = 1, slack: float = 6.0) -> task_families.Chooser:
   """Adversarial filtering (SWAG, HellaSwag) against fixed shortcuts: per item, a target
-  rank for the answer under each group of shortcuts (`shortcut_groups`), drawn uniformly
-  from 0..k, and the k distractors among the candidates whose ranks come closest (random
-  subsets, then single swaps). An item is dropped (None), as HellaSwag drops items it
-  cannot make hard, when its pick misses more than `max_misses` scorers' targets, or when
-  the answer winning (or losing) under some scorer would run more than `slack` items
-  ahead of its 1/(k+1) share (the answer's winning ranks are the easiest to reach: they
-  would pile up). A group that scores every option alike has nothing to give away and is
-  left out. Every shortcut then finds the answer about 1/(k+1) of the time, and its
-  worst option about as often."""
+  rank for the answer under each group of shortcuts (`shortcut_groups`), and the k
+  distractors among the candidates whose ranks come closest (random subsets, then single
+  swaps). The targets follow quotas (`_target`): the answer winning or losing, whichever
+  the group's kept items are furthest behind on, else a middle rank. An item is dropped
+  (None), as HellaSwag drops items it cannot make hard, when its pick misses more than
+  `max_misses` scorers' targets, or when some scorer's best or worst option would then
+  be the answer more than `slack` items above or below its 1/(k+1) share of the kept
+  items (`_end_hits`, ties split as `accuracy` splits them). Every shortcut then finds
+  the answer 1/(k+1) of the time, read either way, within `slack` items. A scorer that
+  scores every option alike adds exactly its share and misses no target."""
   scorers = [s for group in groups for s in group]
   group_of = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
-  # Items kept with the answer winning, with it losing (per scorer), and items kept.
-  counts = np.zeros((3, len(scorers)))
+  hits = np.zeros((2, len(scorers)))  # kept items' best / worst option hits per scorer
+  kept = 0
 
   def choose(prompt: str, answer: str, candidates: Sequence[str], k: int,
              rng: np.random.RandomState) -> list[str] | None:
+    nonlocal kept
     if len(candidates) < k:
       return None
     table = np.array([[s(prompt, c) for s in scorers] for c in candidates])
@@ -112,7 +114,9 @@ def adversarial_distractors(groups: Sequence[Sequence[Scorer]], tries: int = 256
     # Each candidate's share of the answer's rank per scorer (ties count half): a pick's
     # ranks are the sum over its distractors (0: the answer wins).
     above = (table > mine) + 0.5 * (table == mine)
-    target = rng.randint(k + 1, size=len(groups))[group_of]
+    share = (kept + 1) / (k + 1)
+    target = np.array([_target(share - hits[:, group_of == g].mean(1), k, rng)
+                       for g in range(len(groups))])[group_of]
 
     def cost(ranks: np.ndarray) -> np.ndarray:
       # Misses first: an absolute-distance cost alone settles on middle ranks for every
@@ -120,32 +124,53 @@ def adversarial_distractors(groups: Sequence[Sequence[Scorer]], tries: int = 256
       miss = np.abs(ranks - target)[..., informative]
       return (miss > 0).sum(-1) + 0.01 * miss.sum(-1)
 
-    picks = np.array([rng.choice(len(candidates), k, replace=False) for _ in range(tries)])
-    best = picks[np.argmin(cost(above[picks].sum(1)))]
-    while True:  # the best single swap, until none lowers the cost
-      ranks = above[best].sum(0)
-      swapped = ranks[None, None] - above[best][:, None] + above[None]  # [slot, candidate, S]
-      costs = cost(swapped)
-      costs[:, best] = np.inf  # a distractor already picked
-      slot, new = np.unravel_index(np.argmin(costs), costs.shape)
-      if not costs[slot, new] < cost(ranks):
-        break
-      best = best.copy()
-      best[slot] = new
+    best = _search(above, k, cost, tries, rng)
     ranks = above[best].sum(0)
     if ((np.abs(ranks - target) > 0) & informative).sum() > max_misses:
       return None
-    # The answer winning (rank 0) or losing (rank k) is what a shortcut's accuracy reads,
-    # both ways: neither may run ahead of its 1/(k+1) share by more than `slack` items.
-    rows = np.flatnonzero(informative)
-    ends = np.stack([ranks < 1, ranks >= k])[:, rows]  # [2, scorer]
-    share = (counts[:2, rows] + ends) > (counts[2, 0] + 1) / (k + 1) + slack
-    if (share & ends).any():
+    after = hits + _end_hits(mine, table[best])
+    if (np.abs(after - share) > slack).any():
       return None
-    counts[:2, rows] += ends
-    counts[2, 0] += 1
+    hits[:] = after
+    kept += 1
     return [candidates[i] for i in best]
   return choose
+
+
+def _target(behind: np.ndarray, k: int, rng: np.random.RandomState) -> int:
+  """The answer's target rank under a group, from how far its best and worst hits are
+  `behind` their share: the answer winning (0) or losing (k), whichever is further
+  behind, else a middle rank at random (the ends are the hard ranks to reach)."""
+  if behind.max() > 0:
+    return 0 if behind[0] >= behind[1] else k
+  return int(rng.randint(1, k))
+
+
+def _search(above: np.ndarray, k: int, cost: Callable[[np.ndarray], np.ndarray], tries: int,
+            rng: np.random.RandomState) -> np.ndarray:
+  """The k candidates (rows of `above`) whose summed ranks cost least: the best of
+  `tries` random picks, then the best single swap until none lowers the cost."""
+  picks = np.array([rng.choice(len(above), k, replace=False) for _ in range(tries)])
+  best = picks[np.argmin(cost(above[picks].sum(1)))]
+  while True:
+    ranks = above[best].sum(0)
+    swapped = ranks[None, None] - above[best][:, None] + above[None]  # [slot, candidate, S]
+    costs = cost(swapped)
+    costs[:, best] = np.inf  # a distractor already picked
+    slot, new = np.unravel_index(np.argmin(costs), costs.shape)
+    if not costs[slot, new] < cost(ranks):
+      return best
+    best = best.copy()
+    best[slot] = new
+
+
+def _end_hits(mine: np.ndarray, others: np.ndarray) -> np.ndarray:
+  """[2, scorer]: what the item adds to each scorer's accuracy read its best way (the
+  answer among the top-scored options, 1/ties) and its worst way (among the bottom)."""
+  values = np.vstack([mine[None], others])
+  top, bottom = values.max(0), values.min(0)
+  return np.stack([(mine == top) / (values == top).sum(0),
+                   (mine == bottom) / (values == bottom).sum(0)])
 
 
 def majority_label(examples: Sequence[dict]) -> float:

@@ -50,11 +50,13 @@ def harness_models(plan) -> list[tuple[str, str, Any, bool]]:
 
 
 def study_tasks(plan) -> list[harness.Task]:
-  """The harness tasks, each cut to the plan's cap unless it is one read whole."""
+  """The harness tasks but the excluded ones, each cut to the plan's cap unless it is
+  one read whole."""
   cap = plan.harness_max_examples
   return [t if not cap or t.name in plan.harness_uncapped
           else dataclasses.replace(t, examples=t.examples[:cap])
-          for t in harness.load_tasks(plan.harness_tasks)]
+          for t in harness.load_tasks(plan.harness_tasks)
+          if t.name not in plan.harness_excluded]
 
 
 def harness_path(study: Study, spec) -> str:

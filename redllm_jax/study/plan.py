@@ -52,6 +52,9 @@ class StudyPlan:
   harness_max_examples: Optional[int] = None  # per task; None: all
   # Tasks read whole whatever the cap: those whose item SE decides a bar (continuation).
   harness_uncapped: Sequence[str] = ()
+  # Tasks the glob matches that the study does not score: those a shortcut wins
+  # (docs/study_tasks.md: demo_cloze_mc, which a bigram wins).
+  harness_excluded: Sequence[str] = ()
   shots: Sequence[int] = (0, 5)
   # Multiple-choice score (harness.MC_METRICS): lm-eval's acc_mutual_info, the option's
   # log-likelihood after the prompt minus after an empty one. A tiny model's option

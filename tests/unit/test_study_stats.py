@@ -184,11 +184,26 @@ def test_throughput_counts_only_the_cooldown_a_branched_run_computed():
 def test_plain_text_tasks_are_read_plain_by_tuned_models_and_families_in_flan_format():
   from redllm_jax.study import analyses  # pylint: disable=g-import-not-at-top
   from redllm_jax.evaluation import harness  # pylint: disable=g-import-not-at-top
-  tasks = harness.load_tasks("tasks/harness/demo_[cf]*.jsonl", max_examples=2)
-  manifest = scores.load_manifest("tasks/harness/demo_[cf]*.jsonl")
+  import pathlib  # pylint: disable=g-import-not-at-top
+  pattern = str(pathlib.Path(__file__).resolve().parents[2] / "tasks/harness/demo_[cf]*.jsonl")
+  tasks = harness.load_tasks(pattern, max_examples=2)
+  manifest = scores.load_manifest(pattern)
   tuned = {eos: sorted(t.name for t in group)
            for eos, group in analyses.prompt_formats(tasks, manifest, True).items()}
   assert tuned[False] == ["demo_cloze_greedy", "demo_cloze_mc", "demo_continuation_mc"]
   assert tuned[True] and all(n.startswith("demo_family_") for n in tuned[True])
   untuned = analyses.prompt_formats(tasks, manifest, False)
   assert list(untuned) == [False] and len(untuned[False]) == len(tasks)
+
+
+def test_study_tasks_leave_out_the_excluded_and_cap_the_rest():
+  import pathlib  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  from redllm_jax.study import analyses  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(__file__).resolve().parents[2]
+  plan = types.SimpleNamespace(harness_tasks=str(root / "tasks/harness/demo_[cf]*.jsonl"),
+                               harness_max_examples=5, harness_uncapped=(scores.CONTINUATION,),
+                               harness_excluded=("demo_cloze_mc",))
+  tasks = {t.name: len(t.examples) for t in analyses.study_tasks(plan)}
+  assert "demo_cloze_mc" not in tasks and tasks["demo_cloze_greedy"] == 5
+  assert tasks[scores.CONTINUATION] > 5 and "demo_family_next_mc" in tasks
