@@ -305,7 +305,7 @@ def _steps_of(model: BaseModel, partitioner: Partitioner, num_microbatches: int)
   microbatching and mesh (the key holds every value the steps close over)."""
   key = repr((type(model), {k: v for k, v in vars(model).items() if k != "network"},
               gin.get_bindings(optimizers.make_optimizer), num_microbatches,
-              partitioner.mesh, partitioner.rules))
+              partitioner.mesh, partitioner.mesh.device_ids.tolist(), partitioner.rules))
   if key not in _STEPS:
     _STEPS[key] = compile_steps(model, optimizers.make_optimizer, partitioner, num_microbatches)
   return _STEPS[key]
