@@ -10,16 +10,13 @@ cache, units one after the other), and prints each unit's seconds, its trained s
 times its median step time, and the rest: `analyses.overhead`'s figure. Run it from
 two checkouts side by side (one core each) to compare them under the same load.
 """
-import json
 import os
 import time
 
 from absl import app, flags
-import gin
-import numpy as np
 
 from redllm_jax import gin_utils
-from redllm_jax.study import stages
+from redllm_jax.study import analyses, stages
 from redllm_jax.study.directory import Study, share_compilations
 from redllm_jax.study.plan import StudyPlan
 
@@ -34,31 +31,20 @@ _PLAN = ["study.StudyPlan.sizes = {'s': 'models/sizes/study_s.gin'}",
          "study.StudyPlan.pretrain_microbatches = {'decllm': {'s': 8}, 'redllm': {'s': 8}}"]
 
 
-def _median_step(path: str) -> float:
-  with open(path) as f:
-    times = [row["step_time"] for row in map(json.loads, f) if "step_time" in row]
-  return float(np.median(times))
-
-
 def main(argv) -> None:
   del argv
   gin_utils.parse_gin(["experiments/study_miniature.gin"], _PLAN)
   study = Study(StudyPlan(), os.path.abspath(_STUDY_DIR.value))
   share_compilations(study.root)
-  specs = {stages.unit_name(kind, spec): (kind, spec)
-           for kind, spec in stages.training_specs(study.plan)}
-  rows = []
+  timings = {}
   for name in _UNITS:
     started = time.perf_counter()
     assert stages.worker_unit(study, name).run()
-    seconds = time.perf_counter() - started
-    kind, spec = specs[name]
-    steps = study.result(kind, spec)["steps"] - spec.branch_step
-    in_steps = steps * _median_step(study.path(kind, spec.name, "metrics.jsonl"))
-    rows.append((name, seconds, in_steps))
-  for name, seconds, in_steps in rows:
-    print(f"{name:28s} {seconds:6.1f} s, steps {in_steps:6.1f} s, outside {seconds - in_steps:5.1f} s")
-  print(f"mean outside steps: {np.mean([s - i for _, s, i in rows]):.1f} s per unit")
+    timings[name] = time.perf_counter() - started
+  for name, seconds in timings.items():
+    outside = analyses.overhead(study, {name: seconds})["seconds_outside_steps"]
+    print(f"{name:28s} {seconds:6.1f} s, outside its steps {outside:5.1f} s")
+  print(f"mean outside steps: {analyses.overhead(study, timings)['per_unit']:.1f} s per unit")
 
 
 if __name__ == "__main__":
