@@ -8,9 +8,14 @@ run's schedule up to its cooldown does not depend on its length: a shorter budge
 branches off a longer run's checkpoint and only trains its own cooldown. "Gradient clip 1.0" is global-norm clipping;
 Adafactor's own per-update RMS clipping (T5X's choice) is `update_clipping`.
 """
+import functools
 from typing import Optional
 
+import flax
 import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
 from redllm_jax.gin_utils import ConfigError
@@ -18,32 +23,65 @@ from redllm_jax.gin_utils import ConfigError
 SCHEDULE_KINDS = ("cosine", "wsd", "constant")
 
 
+@flax.struct.dataclass
+class Schedule:
+  """A learning-rate schedule whose step boundaries are arrays, not constants.
+
+  The jitted train step takes it as an argument, so one compilation serves every
+  `wsd` budget (and seed) of a shape: its boundaries (the cooldown's start and end)
+  are traced, its kind and rates are static (part of the jit cache key). `cosine`
+  keeps its length static (optax's cosine needs a Python int): one compilation a
+  length, as before.
+  """
+
+  boundaries: jax.Array  # int32 [cooldown start, cooldown end] (wsd)
+  kind: str = flax.struct.field(pytree_node=False)
+  peak: float = flax.struct.field(pytree_node=False)
+  warmup_steps: int = flax.struct.field(pytree_node=False)
+  final_fraction: float = flax.struct.field(pytree_node=False)
+  cosine_steps: int = flax.struct.field(pytree_node=False, default=0)
+
+  def __call__(self, count: jax.Array) -> jax.Array:
+    if self.kind == "constant":
+      return optax.constant_schedule(self.peak)(count)
+    if self.kind == "cosine":
+      return optax.warmup_cosine_decay_schedule(
+          init_value=0.0, peak_value=self.peak, warmup_steps=self.warmup_steps,
+          decay_steps=self.cosine_steps, end_value=self.peak * self.final_fraction)(count)
+    start, end = self.boundaries[0], self.boundaries[1]
+    return optax.join_schedules([
+        optax.linear_schedule(0.0, self.peak, self.warmup_steps),
+        optax.constant_schedule(self.peak),
+        functools.partial(_cooldown, self.peak, self.peak * self.final_fraction, end - start)],
+        [self.warmup_steps, start])(count)
+
+
+def _cooldown(peak: float, end_value: float, steps: jax.Array, count: jax.Array) -> jax.Array:
+  """optax.linear_schedule(peak, end_value, steps)(count) for a traced `steps` (optax
+  tests `steps <= 0` in Python), term by term: the same float32 operations."""
+  fraction = 1 - jnp.clip(count, 0, steps) / jnp.maximum(steps, 1)
+  return jnp.where(steps > 0, (peak - end_value) * fraction + end_value, peak)
+
+
 @gin.configurable
 def learning_rate_schedule(peak: float = 0.01, warmup_steps: int = 2000,
                            decay_steps: int = gin.REQUIRED, kind: str = "cosine",
                            final_fraction: float = 0.1,
-                           cooldown_fraction: float = 0.2) -> optax.Schedule:
+                           cooldown_fraction: float = 0.2) -> Schedule:
   """`cosine`: warmup then cosine to final_fraction * peak at decay_steps; `wsd`: warmup,
   the peak until `cooldown_start(decay_steps, cooldown_fraction)`, then linear to
   final_fraction * peak at decay_steps; `constant`."""
-  if kind == "constant":
-    return optax.constant_schedule(peak)
-  if kind == "wsd":
-    start = cooldown_start(decay_steps, cooldown_fraction)
-    if start < warmup_steps:
-      raise ConfigError(f"learning_rate_schedule: the wsd cooldown starts at step {start}, "
-                        f"inside the {warmup_steps} warmup steps; train longer or warm up less")
-    return optax.join_schedules([
-        optax.linear_schedule(0.0, peak, warmup_steps),
-        optax.constant_schedule(peak),
-        optax.linear_schedule(peak, peak * final_fraction, decay_steps - start)],
-        [warmup_steps, start])
-  if kind != "cosine":
+  if kind not in SCHEDULE_KINDS:
     raise ConfigError(f"learning_rate_schedule.kind={kind!r}: expected one of "
                       f"{', '.join(SCHEDULE_KINDS)}")
-  return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=peak, warmup_steps=warmup_steps,
-      decay_steps=max(decay_steps, warmup_steps + 1), end_value=peak * final_fraction)
+  start = cooldown_start(decay_steps, cooldown_fraction) if kind == "wsd" else 0
+  if kind == "wsd" and start < warmup_steps:
+    raise ConfigError(f"learning_rate_schedule: the wsd cooldown starts at step {start}, "
+                      f"inside the {warmup_steps} warmup steps; train longer or warm up less")
+  return Schedule(boundaries=np.array([start, decay_steps], np.int32),
+                  kind=kind, peak=peak, warmup_steps=warmup_steps,
+                  final_fraction=final_fraction,
+                  cosine_steps=max(decay_steps, warmup_steps + 1) if kind == "cosine" else 0)
 
 
 def cooldown_start(steps: int, cooldown_fraction: float) -> int:
@@ -52,7 +90,7 @@ def cooldown_start(steps: int, cooldown_fraction: float) -> int:
 
 
 @gin.configurable
-def make_optimizer(learning_rate: optax.Schedule = gin.REQUIRED, decay_rate: float = 0.8,
+def make_optimizer(learning_rate: Schedule = gin.REQUIRED, decay_rate: float = 0.8,
                    global_clip_norm: Optional[float] = 1.0,
                    update_clipping: Optional[float] = None,
                    multiply_by_parameter_scale: bool = True,

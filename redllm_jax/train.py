@@ -32,7 +32,8 @@ from redllm_jax.data import input_pipeline
 from redllm_jax.gin_utils import ConfigError
 from redllm_jax.models import BaseModel
 from redllm_jax.partitioning import Partitioner
-from redllm_jax.trainer import LoopConfig, TrainingError, TrainState, compile_steps, train_loop
+from redllm_jax.trainer import (CompiledSteps, LoopConfig, Phases, TrainingError, TrainState,
+                                compile_steps, train_loop)
 
 _ENCODER_DECODER_CONVERTERS = (seqio.EncDecFeatureConverter,)
 _DECODER_CONVERTERS = (seqio.DecoderFeatureConverter, seqio.PrefixLMFeatureConverter)
@@ -224,8 +225,10 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
   from a DecLLM's (`adaptation.load_adapted_params`, runs/adapt.gin). Checkpoints at
   `keep_steps` are saved and never deleted (the study branches shorter budgets there).
   Before anything compiles, the step's memory is estimated against the device's
-  (`memory_check`), unless `ignore_memory_check`.
+  (`memory_check`), unless `ignore_memory_check`. The run ends with a line of where
+  its time went (`Phases`).
   """
+  phases = Phases()
   check_counts(train_steps=train_steps, batch_size=batch_size, eval_steps=eval_steps,
                eval_every=eval_every, num_microbatches=num_microbatches,
                checkpoint_every=checkpoint_every, log_every=log_every,
@@ -241,8 +244,7 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
   validate(model, feature_converter, task_feature_lengths, batch_size, partitioner,
            num_microbatches, num_input_shards)
   schedule = optimizers.learning_rate_schedule(decay_steps=train_steps)
-  optimizer = optimizers.make_optimizer(learning_rate=schedule)
-  steps = compile_steps(model, optimizer, schedule, partitioner, num_microbatches)
+  steps = _steps_of(model, partitioner, num_microbatches)
   if not ignore_memory_check:
     check_memory(model, steps, feature_converter, task_feature_lengths,
                  batch_size // num_microbatches // partitioner.data_parallel_size,
@@ -263,17 +265,21 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
       data(task, eval_split, False, num_epochs=1), eval_steps)) for task in eval_tasks}
   checkpointer = checkpoints.Checkpointer(model_dir, checkpoint_every, keep_checkpoints,
                                           async_checkpoints, on_unreadable, keep_steps)
+  phases.lap("setup")
   state = _initial_state(steps, checkpointer, meta, train_batches, model,
                          initial_checkpoint_path, seed, load_initial_params)
+  phases.lap("restore" if int(state.step) else "init")
   if jax.process_index() == 0:
     print(startup_summary(model, steps, mixture_or_task_name, task_feature_lengths,
                           feature_converter, batch_size, int(state.step), train_steps,
                           num_microbatches), flush=True)
   writer = make_writer(model_dir, resumed_step=int(state.step))
+  phases.lap("setup")
   saved_through = None
   try:
     _, results = train_loop(model, steps, state, train_batches, checkpointer, meta, writer,
-                            eval_batches, LoopConfig(train_steps, log_every, eval_every, seed))
+                            eval_batches, LoopConfig(train_steps, log_every, eval_every, seed),
+                            schedule, phases)
   except checkpoints.CheckpointSaveError:
     saved_through = checkpointer.last_saved_step() or 0
     raise
@@ -282,7 +288,27 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
     writer.close()
     if saved_through is not None and jax.process_index() == 0:
       hold_back_metrics(model_dir, saved_through)
+  phases.lap("close")
+  if jax.process_index() == 0:
+    print(phases.summary(), flush=True)
   return results
+
+
+# This process's jitted steps by what they are traced from: a study worker's later runs
+# of a shape (other seeds and budgets: the schedule is an argument) neither trace nor
+# compile them again.
+_STEPS: dict[str, CompiledSteps] = {}
+
+
+def _steps_of(model: BaseModel, partitioner: Partitioner, num_microbatches: int) -> CompiledSteps:
+  """`compile_steps` of the gin-bound optimizer, reused for an identical model, optimizer,
+  microbatching and mesh (the key holds every value the steps close over)."""
+  key = repr((type(model), {k: v for k, v in vars(model).items() if k != "network"},
+              gin.get_bindings(optimizers.make_optimizer), num_microbatches,
+              partitioner.mesh, partitioner.mesh.device_ids.tolist(), partitioner.rules))
+  if key not in _STEPS:
+    _STEPS[key] = compile_steps(model, optimizers.make_optimizer, partitioner, num_microbatches)
+  return _STEPS[key]
 
 
 def check_memory(model: BaseModel, steps, converter: seqio.FeatureConverter,
@@ -344,7 +370,9 @@ def _initial_state(steps, checkpointer, meta, train_batches, model, initial_chec
     checkpointer.clear_tombstone()
   if restored is not None:
     params, opt_state, step = restored
-    return TrainState(step=jax.numpy.int32(step), params=params, opt_state=opt_state)
+    # On the state's own sharding, like an initialised step: the compiled step is reused.
+    step = jax.device_put(jax.numpy.int32(step), steps.state_shardings.step)
+    return TrainState(step=step, params=params, opt_state=opt_state)
   if initial_checkpoint_path:
     # Parameters only: a fresh optimizer and step (finetuning).
     return steps.start_from(load_initial_params(initial_checkpoint_path, model,

@@ -22,6 +22,7 @@ import tqdm
 
 from redllm_jax import flops
 from redllm_jax.models import BaseModel, summarize_metrics
+from redllm_jax.optimizers import Schedule, learning_rate_schedule
 from redllm_jax.partitioning import Partitioner, optimizer_state_specs
 
 Batch = Mapping[str, np.ndarray]
@@ -47,16 +48,24 @@ def _split_microbatches(batch: Mapping[str, jax.Array], count: int) -> dict[str,
           for k, v in batch.items()}
 
 
-def make_train_step(model: BaseModel, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule, num_microbatches: int = 1) -> Callable:
-  """(state, batch, rng) -> (state, metrics). Dropout keys derive from (rng, step)."""
+OptimizerFor = Callable[[Schedule], optax.GradientTransformation]
+
+
+def make_train_step(model: BaseModel, optimizer_for: OptimizerFor,
+                    num_microbatches: int = 1) -> Callable:
+  """(state, batch, rng, schedule) -> (state, metrics). Dropout keys derive from (rng, step).
+
+  The optimizer is built inside the step from its `schedule` argument
+  (`optimizers.Schedule`): the run's length is an input of the compiled step, not
+  a constant in it.
+  """
   grad_fn = jax.value_and_grad(model.loss_fn, has_aux=True)
 
   def grads_and_sums(params, batch, rng):
     (_, sums), grads = grad_fn(params, batch, rng)
     return grads, sums
 
-  def train_step(state: TrainState, batch, rng):
+  def train_step(state: TrainState, batch, rng, schedule: Schedule):
     rng = jax.random.fold_in(rng, state.step)
     if num_microbatches == 1:
       grads, sums = grads_and_sums(state.params, batch, rng)
@@ -73,13 +82,16 @@ def make_train_step(model: BaseModel, optimizer: optax.GradientTransformation,
                              jnp.arange(num_microbatches)))
     # Per-token mean over the whole global batch, however it was split.
     grads = jax.tree.map(lambda g: g / jnp.maximum(sums["num_tokens"], 1.0), grads)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    updates, opt_state = optimizer_for(schedule).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = summarize_metrics(sums)
     metrics.update(grad_norm=optax.global_norm(grads), learning_rate=schedule(state.step))
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
+
+
+_PLACEHOLDER_SCHEDULE = learning_rate_schedule(peak=0.0, decay_steps=1, kind="constant")
 
 
 @dataclasses.dataclass
@@ -91,14 +103,18 @@ class CompiledSteps:
   abstract_state: TrainState
   init: Callable[[jax.Array], TrainState]
   start_from: Callable[[Any], TrainState]  # params -> step 0 with a fresh optimizer state
-  train: Callable[[TrainState, Any, jax.Array], tuple[TrainState, dict]]
+  train: Callable[[TrainState, Any, jax.Array, Schedule], tuple[TrainState, dict]]
   eval: Callable[[Any, Any], dict]
 
 
-def compile_steps(model: BaseModel, optimizer: optax.GradientTransformation,
-                  schedule: optax.Schedule, partitioner: Partitioner,
+def compile_steps(model: BaseModel, optimizer_for: OptimizerFor, partitioner: Partitioner,
                   num_microbatches: int = 1) -> CompiledSteps:
-  """Shardings from the logical axis names, and jitted init/train/eval steps."""
+  """Shardings from the logical axis names, and jitted init/train/eval steps.
+
+  `optimizer_for(schedule)` is the optimizer of a learning-rate schedule: its state
+  does not depend on the schedule, so init builds it with a placeholder one.
+  """
+  optimizer = optimizer_for(_PLACEHOLDER_SCHEDULE)
   param_specs = model.param_axes()
   abstract_params = model.abstract_params()
   abstract_opt = jax.eval_shape(optimizer.init, abstract_params)
@@ -116,12 +132,12 @@ def compile_steps(model: BaseModel, optimizer: optax.GradientTransformation,
   def init(rng):
     return start_from(model.init_fn(rng))
 
-  train_step = make_train_step(model, optimizer, schedule, num_microbatches)
+  train_step = make_train_step(model, optimizer_for, num_microbatches)
   with partitioner.context():
     jitted_init = jax.jit(init, out_shardings=shardings)
     jitted_start_from = jax.jit(start_from, in_shardings=(shardings.params,),
                                 out_shardings=shardings)
-    jitted_train = jax.jit(train_step, in_shardings=(shardings, None, None),
+    jitted_train = jax.jit(train_step, in_shardings=(shardings, None, None, None),
                            out_shardings=(shardings, None), donate_argnums=0)
   return CompiledSteps(partitioner, shardings, abstract, _in(partitioner, jitted_init),
                        _in(partitioner, jitted_start_from), _in(partitioner, jitted_train),
@@ -248,6 +264,26 @@ def evaluate(eval_step: Callable[[Any, Any], dict], partitioner: Partitioner, pa
   return results
 
 
+class Phases:
+  """Wall-clock seconds of a run's phases, for one summary line at its end.
+
+  `lap(name)` adds the seconds since the previous lap to `name`: the phases are
+  consecutive stretches of the run, so they add up to its whole time.
+  """
+
+  def __init__(self):
+    self.seconds: dict[str, float] = {}
+    self._last = time.perf_counter()
+
+  def lap(self, name: str) -> None:
+    now = time.perf_counter()
+    self.seconds[name] = self.seconds.get(name, 0.0) + now - self._last
+    self._last = now
+
+  def summary(self) -> str:
+    return "phases: " + ", ".join(f"{name} {s:.1f} s" for name, s in self.seconds.items())
+
+
 @dataclasses.dataclass
 class LoopConfig:
   train_steps: int
@@ -259,8 +295,13 @@ class LoopConfig:
 def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
                train_batches: Iterator[Batch], checkpointer, meta: dict, writer,
                eval_batches: Mapping[str, Callable[[], Iterator[Batch]]],
-               cfg: LoopConfig) -> tuple[TrainState, dict[str, float]]:
-  """Runs from `state.step` to `cfg.train_steps`; returns the state and final eval metrics."""
+               cfg: LoopConfig, schedule: Schedule,
+               phases: Phases) -> tuple[TrainState, dict[str, float]]:
+  """Runs from `state.step` to `cfg.train_steps`; returns the state and final eval metrics.
+
+  `phases` gets the first batch (the input pipeline's start), the compile, the steps,
+  the final evaluation and the wait for the last checkpoint.
+  """
   start_step = int(state.step)
   rng = jax.random.key(cfg.seed)
   guard = PreemptionGuard(steps.partitioner.mesh)
@@ -272,12 +313,15 @@ def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
     for step in range(start_step + 1, cfg.train_steps + 1):
       local = next(train_batches)
       compiling = step == start_step + 1
-      if compiling and is_chief:
-        bar.write("compiling the train step...")
-        started = time.perf_counter()
-      state, metrics = steps.train(state, steps.partitioner.global_batch(local), rng)
-      if compiling and is_chief:  # The first call returns once compiled (it runs async).
-        bar.write(f"compiled in {time.perf_counter() - started:.1f} s")
+      if compiling:
+        phases.lap("first batch")
+        if is_chief:
+          bar.write("compiling the train step...")
+      state, metrics = steps.train(state, steps.partitioner.global_batch(local), rng, schedule)
+      if compiling:  # The first call returns once compiled (it runs async).
+        phases.lap("compile")
+        if is_chief:
+          bar.write(f"compiled in {phases.seconds['compile']:.1f} s")
       tokens = sum(v.size for k, v in local.items() if k.endswith("_tokens")
                    and k != "decoder_input_tokens") * jax.process_count()
       pending.add(step, metrics, tokens,
@@ -301,13 +345,17 @@ def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
       if preempted:
         logging.warning("SIGTERM: saved a checkpoint at step %d; exiting", step)
         bar.write(f"preempted: checkpoint saved at step {step}")
+        phases.lap("steps")
         return state, {}
+    phases.lap("steps")
     results = evaluate(steps.eval, steps.partitioner, state.params, eval_batches)
     if results:
       writer.write_scalars(cfg.train_steps, results)
+    phases.lap("eval")
     return state, results
   finally:
     bar.close()
     guard.restore()
     checkpointer.wait()
     writer.flush()
+    phases.lap("save")

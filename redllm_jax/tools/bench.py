@@ -155,14 +155,13 @@ def train_setup(arch: str, size: str, batch: int, tokens: int, remat: str = "non
   model = build_model(arch, size, extra)
   partitioner = Partitioner(mesh_shape=(1, 1, 1), devices=jax.devices()[:1])
   schedule = optimizers.learning_rate_schedule(peak=0.01, warmup_steps=10, decay_steps=100)
-  optimizer = optimizers.make_optimizer(learning_rate=schedule)
-  steps = compile_steps(model, optimizer, schedule, partitioner, num_microbatches)
+  steps = compile_steps(model, optimizers.make_optimizer, partitioner, num_microbatches)
   holder = [steps.init(jax.random.key(0))]
   data = steps.partitioner.global_batch(synthetic_batch(model, batch, tokens))
   rng = jax.random.key(1)
 
   def run(block: bool = True):
-    holder[0], metrics = steps.train(holder[0], data, rng)  # The state is donated.
+    holder[0], metrics = steps.train(holder[0], data, rng, schedule)  # The state is donated.
     return jax.block_until_ready(metrics) if block else metrics
 
   tic = time.perf_counter()

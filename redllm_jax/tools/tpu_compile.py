@@ -73,13 +73,12 @@ def compile_train(model: models.BaseModel, partitioner: Partitioner, microbatche
   """The gin's train step (optimizer, lengths) at this batch and microbatch count,
   lowered with abstract sharded inputs and compiled: its memory figures."""
   schedule = optimizers.learning_rate_schedule(decay_steps=gin.query_parameter("%TRAIN_STEPS"))
-  steps = compile_steps(model, optimizers.make_optimizer(learning_rate=schedule), schedule,
-                        partitioner, microbatches)
+  steps = compile_steps(model, optimizers.make_optimizer, partitioner, microbatches)
   data = model.abstract_batch(gin.query_parameter("%TASK_FEATURE_LENGTHS"), batch_size,
                               partitioner.batch_sharding())
   tic = time.perf_counter()
   compiled = steps.train.lower(steps.abstract_state, data,
-                               jax.eval_shape(lambda: jax.random.key(0))).compile()
+                               jax.eval_shape(lambda: jax.random.key(0)), schedule).compile()
   return memory_figures(compiled, time.perf_counter() - tic)
 
 

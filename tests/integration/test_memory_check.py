@@ -4,7 +4,6 @@ The refusal itself (an oversized model stops before compiling, one line, exit 2)
 as a subprocess in tests/integration/test_config_commands.py.
 """
 import jax
-import optax
 import pytest
 
 from redllm_jax import gin_utils, memory_check, models, optimizers
@@ -20,12 +19,11 @@ def test_the_estimate_is_within_a_factor_two_of_xla(remat):
                       finalize=False)
   model = models.from_gin()
   partitioner = Partitioner()
-  schedule = optax.constant_schedule(0.01)
-  steps = compile_steps(model, optimizers.make_optimizer(learning_rate=schedule), schedule,
-                        partitioner, 1)
+  schedule = optimizers.learning_rate_schedule(peak=0.01, decay_steps=1, kind="constant")
+  steps = compile_steps(model, optimizers.make_optimizer, partitioner, 1)
   batch = model.abstract_batch({"inputs": 128, "targets": 128}, 16, partitioner.batch_sharding())
   compiled = steps.train.lower(steps.abstract_state, batch,
-                               jax.eval_shape(lambda: jax.random.key(0))).compile()
+                               jax.eval_shape(lambda: jax.random.key(0)), schedule).compile()
   xla = memory_figures(compiled, 0.0)["total"]
   estimate = memory_check.estimate(model, steps.abstract_state, 16,
                                    {k: v.shape[1] for k, v in batch.items()}, 1)

@@ -169,9 +169,7 @@ def test_truncated_latest_checkpoint_falls_back_with_a_warning(demo_root, tmp_pa
       path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 3])  # Truncate every file.
   _parse("redllm", str(model_dir), 4)
   model = models.from_gin()
-  schedule = optimizers.learning_rate_schedule(decay_steps=4)
-  compiled = compile_steps(model, optimizers.make_optimizer(learning_rate=schedule), schedule,
-                           Partitioner())
+  compiled = compile_steps(model, optimizers.make_optimizer, Partitioner())
   checkpointer = checkpoints.Checkpointer(str(model_dir), 2)
   restored = checkpointer.restore_latest(compiled.abstract_state.params,
                                          compiled.abstract_state.opt_state,

@@ -28,15 +28,15 @@ def run(arch: str, mesh: str, steps: int, bindings: list[str]):
   shape = (1, 1, 1) if mesh == "1" else tuple(int(x) for x in mesh.split(","))
   partitioner = Partitioner(mesh_shape=shape, devices=devices)
   schedule = optimizers.learning_rate_schedule(peak=0.01, warmup_steps=3, decay_steps=steps)
-  optimizer = optimizers.make_optimizer(learning_rate=schedule)
-  compiled = compile_steps(model, optimizer, schedule, partitioner, num_microbatches=2)
+  compiled = compile_steps(model, optimizers.make_optimizer, partitioner, num_microbatches=2)
   state = compiled.init(jax.random.key(0))
   batches = input_pipeline.make_sharded_input(
       "demo_redpajama", {"targets": 64}, feature_converters.make_feature_converter(),
       16, 0, 1)
   losses = []
   for _ in range(steps):
-    state, metrics = compiled.train(state, compiled.partitioner.global_batch(next(batches)), jax.random.key(1))
+    state, metrics = compiled.train(state, compiled.partitioner.global_batch(next(batches)),
+                                    jax.random.key(1), schedule)
     losses.append(float(metrics["loss"]))
   specs = sorted({str(x.sharding.spec) for x in jax.tree.leaves(state.params)})
   params = {str(i): np.asarray(x).tolist() for i, x in enumerate(jax.tree.leaves(state.params)[:2])}
