@@ -61,7 +61,7 @@ BAD_TRAINING_SETTINGS = {
                                          "4096 ids, more than the model's VOCAB_SIZE 1000"),
     # The validation table (each of its rules: tests/unit/test_validation.py).
     "negative learning rate": ("--gin.optimizers.learning_rate_schedule.peak=-0.01",
-                               "peak=-0.01: expected a number > 0"),
+                               "peak=-0.01: expected a number >= 0"),
     "dropout above 1": ("--gin.config.TransformerConfig.dropout_rate=1.5",
                         "dropout_rate=1.5: expected a number in [0, 1)"),
     "unknown schedule": ("--gin.optimizers.learning_rate_schedule.kind='linear'",
