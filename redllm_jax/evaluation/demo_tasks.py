@@ -38,9 +38,12 @@ from redllm_jax.evaluation import task_baselines
 
 _OUT_DIR = flags.DEFINE_string("out_dir", "tasks/harness", "Where the task files go.")
 PER_SOURCE = 300  # items per source and task (fewer where the split has fewer)
-# Continuation carries the study's bar (3 SE above its floor): more items, a smaller SE.
-CONTINUATION_PER_SOURCE = 600
-ADVERSARIAL_CANDIDATES = 48  # distractor candidates an adversarially filtered item picks from
+# Continuation carries the study's bar (3 SE above its floor): every held-out unit the
+# filter can serve (the Bible's 2678 give about 1400), so the smallest item SE.
+CONTINUATION_PER_SOURCE = 2000
+# Distractor candidates an adversarially filtered item picks from: with 128 the filter
+# keeps 1414 continuation items (48 kept 1306), every shortcut within 0.2 of chance.
+ADVERSARIAL_CANDIDATES = 128
 MANIFEST = "manifest.json"
 
 

@@ -254,7 +254,7 @@ STUDY_MC_TASKS = ("demo_continuation_mc", "demo_family_source_mc", "demo_family_
 def test_no_shortcut_on_the_study_tasks(demo_root):
   """The referee's bar: every shortcut, read either way, within 5 points of chance."""
   manifest = json.load(open(os.path.join(COMMITTED, "manifest.json")))
-  assert manifest["demo_continuation_mc"]["items"] >= 500
+  assert manifest["demo_continuation_mc"]["items"] >= 1400  # the bar needs an item SE near 1.2 points
   for name in STUDY_MC_TASKS:
     entry = manifest[name]
     for shortcut, hits in entry["shortcuts"].items():
