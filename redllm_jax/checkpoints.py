@@ -188,7 +188,6 @@ class Checkpointer:
           meta=ocp.args.JsonSave(meta)))
     except Exception as e:  # pylint: disable=broad-except  # any failure to write
       raise self._failure(step, e) from None
-    self._drop_stale_input_positions(keep=step)
     return saved
 
   def _failure(self, step: int, error: BaseException) -> CheckpointSaveError:
@@ -204,6 +203,7 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except
       raise self._failure(self._saving, e) from None
     self._saving = None
+    self._drop_stale_input_positions()
 
   def _probe_writable(self, step: int) -> None:
     """Creates and removes a folder where orbax will create the step's.
@@ -229,13 +229,21 @@ class Checkpointer:
     self.manager.reload()
     return max((s for s in self.manager.all_steps() if s != self._saving), default=None)
 
-  def _drop_stale_input_positions(self, keep: int) -> None:
+  def _drop_stale_input_positions(self) -> None:
+    """Removes the input positions of steps whose checkpoint folder is gone.
+
+    Called with no save in flight. It reads the folder, not orbax's step list: when
+    a save starts, orbax drops the step it will replace from `all_steps()` at once but
+    deletes its folder only once the new save is committed. Until then (a kill) that
+    older checkpoint is the one a rerun resumes from, and it needs its input position.
+    """
     root = self.model_dir / "input_positions"
-    live = set(self.manager.all_steps()) | {keep}
-    if root.exists():
-      for folder in root.iterdir():
-        if folder.name.isdigit() and int(folder.name) not in live and jax.process_index() == 0:
-          folder.rmtree(missing_ok=True)
+    if jax.process_index() != 0 or not root.exists():
+      return
+    saved = {p.name for p in (self.model_dir / "checkpoints").iterdir() if p.name.isdigit()}
+    for folder in root.iterdir():
+      if folder.name.isdigit() and folder.name not in saved:
+        folder.rmtree(missing_ok=True)
 
   def restore_latest(self, abstract_params: Any, abstract_opt_state: Any,
                      meta: dict[str, Any], input_iterator=None) -> Optional[tuple[Any, Any, int]]:
