@@ -61,7 +61,8 @@ def _findings_details(findings: Sequence[Finding]) -> str:
 def _history(findings: Sequence[Finding]) -> str:
   """The rule changes since the previous committed run, and each verdict then and now."""
   changes = "\n".join(f"{i}. {change}. *Why:* {why}."
-                      for i, (change, why) in enumerate(history.RULE_CHANGES, 1))
+                      for i, (change, why) in enumerate(history.RULE_CHANGES, 1)
+                      ) or "No change to the rules, the tasks or the design since."
   rows = ["| # | finding | then | now |", "|---|---|---|---|"]
   rows += [f"| {i} | {f.title} | {then} ({strength}) | {f.verdict} ({p_text(f.p)}) |"
            for i, (f, (then, strength)) in enumerate(zip(findings, history.PREVIOUS_VERDICTS), 1)]
