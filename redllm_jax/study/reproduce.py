@@ -27,7 +27,7 @@ import time
 from absl import flags
 import jax
 
-from redllm_jax import gin_utils, multihost
+from redllm_jax import errors, gin_utils, multihost
 from redllm_jax.data import demo_corpus, vocabulary
 from redllm_jax.study import analyses, findings, report, stages, workers
 from redllm_jax.study.directory import Study, read_json, share_compilations, write_json
@@ -61,7 +61,7 @@ def _check_plan(study: Study) -> None:
   # Fields a newer version added are not a change of plan.
   changed = sorted(k for k in plan if k in (stored or {}) and stored[k] != plan[k])
   if changed:
-    raise gin_utils.ConfigError(f"{study.root} holds a study with a different plan "
+    raise errors.ConfigError(f"{study.root} holds a study with a different plan "
                                 f"({', '.join(changed)}); use a new --out_dir")
   write_json(path, plan)
 
@@ -70,7 +70,7 @@ def _worker_count() -> int:
   """--workers, or by default one per core on a single-process CPU host (else 1)."""
   single_cpu_host = jax.default_backend() == "cpu" and jax.process_count() == 1
   if _WORKERS.value > 1 and not single_cpu_host:
-    raise gin_utils.ConfigError(f"--workers={_WORKERS.value}: worker processes are for a "
+    raise errors.ConfigError(f"--workers={_WORKERS.value}: worker processes are for a "
                                 "single-process CPU host; use --workers=1 here")
   if _WORKERS.value:
     return _WORKERS.value

@@ -32,7 +32,7 @@ from typing import IO, Optional
 
 from absl import flags
 
-from redllm_jax import gin_utils
+from redllm_jax import errors, gin_utils, xla_cpu
 from redllm_jax.study import stages
 from redllm_jax.study.directory import Study, read_json, share_compilations
 from redllm_jax.study.plan import StudyPlan
@@ -40,7 +40,6 @@ from redllm_jax.study.plan import StudyPlan
 INTERRUPTED = 3  # a unit's code after SIGTERM in training: its run saved a checkpoint
 FAILED = 1
 _PR_SET_PDEATHSIG = 1
-SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false"
 
 
 def log_path(root: str, unit: str) -> str:
@@ -62,8 +61,7 @@ class Pool:
   def __init__(self, root: str, size: int):
     self.root, self.size = root, size
     self._workers: list[_Worker] = []
-    self._env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-                     XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREADED_XLA}".strip())
+    self._env = xla_cpu.single_threaded_env()
 
   @property
   def running(self) -> list[stages.Unit]:
@@ -170,7 +168,7 @@ def _run(study: Study, name: str) -> dict:
     return {"code": 0 if unit.run() else INTERRUPTED}
   except Exception as e:  # pylint: disable=broad-except  # reported, then the study stops
     traceback.print_exc()
-    return {"code": FAILED, "error": gin_utils.first_line(e)}
+    return {"code": FAILED, "error": errors.first_line(e)}
 
 
 _STUDY_DIR = flags.DEFINE_string("study_dir", None, "The study directory (holds plan.json).")

@@ -53,7 +53,7 @@ import numpy as np
 
 from redllm_jax.data import demo_corpus
 from redllm_jax.tools import autodiff_reference, bench_input, bench_peers
-from redllm_jax import flops, gin_utils, models, optimizers
+from redllm_jax import errors, flops, gin_utils, models, optimizers
 from redllm_jax.decoding import DecodingConfig
 from redllm_jax.models import BaseModel
 from redllm_jax.partitioning import Partitioner
@@ -235,7 +235,7 @@ def parse_study_shape(shape: str) -> tuple[str, str, int, int, list[str]]:
     if arch not in ARCHS or not set(options) <= set(STUDY_OPTIONS):
       raise ValueError
   except ValueError:
-    raise gin_utils.ConfigError(
+    raise errors.ConfigError(
         f"bad --study_shapes entry {shape!r}: want arch/size/ROWSxTOKENS/vocab[/option...], "
         f"arch in {ARCHS}, options in {STUDY_OPTIONS}") from None
   bindings = [f"config.TransformerConfig.vocab_size = {int(vocab)}",

@@ -14,7 +14,7 @@ import pytest
 from conftest import experiment, train_bindings
 from redllm_jax import checkpoints, gin_utils, models, optimizers
 from redllm_jax import train as train_module
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 from redllm_jax.partitioning import Partitioner
 from redllm_jax.tools import bench
 from redllm_jax.trainer import compile_steps
