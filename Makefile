@@ -23,7 +23,7 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m redllm_jax.study.demo
+	$(PY) -m redllm_jax.demo.run
 
 # The default suite, unit and integration (well under 15 minutes on 2 cores);
 # `test-unit` is the fast loop (no corpus, no subprocess, no training: under a

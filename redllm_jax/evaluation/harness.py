@@ -9,7 +9,7 @@ checkpoints side by side.
 Each checkpoint says which model it holds (its `meta`) and which vocabulary it was
 trained with (`vocabulary.vocabulary_path`): no model gin and no vocabulary flag
 are needed (`harness.compare.vocab` overrides the vocabulary, checked against the
-checkpoint's record). `python -m redllm_jax.evaluation.demo_tasks` rebuilds the demo
+checkpoint's record). `python -m redllm_jax.demo.harness_tasks` rebuilds the demo
 task files and their lm-eval YAMLs.
 
 Task files (one JSON object per line; the kind is decided per line by its keys):

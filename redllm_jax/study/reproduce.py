@@ -28,7 +28,7 @@ from absl import flags
 import jax
 
 from redllm_jax import errors, gin_utils, multihost
-from redllm_jax.data import demo_corpus, vocabulary
+from redllm_jax.demo import corpus as demo_corpus, vocabulary
 from redllm_jax.study import analyses, findings, report, stages, workers
 from redllm_jax.study.directory import Study, read_json, share_compilations, write_json
 from redllm_jax.study.plan import StudyPlan

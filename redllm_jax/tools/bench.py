@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from redllm_jax.data import demo_corpus
+from redllm_jax.demo import corpus as demo_corpus
 from redllm_jax.tools import autodiff_reference, bench_input, bench_peers
 from redllm_jax import errors, flops, gin_utils, models, optimizers
 from redllm_jax.decoding import DecodingConfig
