@@ -364,7 +364,7 @@ def main() -> None:
   if bool(f.task) == bool(f.files):
     raise errors.ConfigError("give exactly one of --task or --files")
   if f.task:
-    import redllm_jax_tasks  # pylint: disable=g-import-not-at-top,unused-import  # registers tasks (tasks import this module)
+    import redllm_jax_tasks  # noqa: F401  registers the tasks (they import this module)  pylint: disable=g-import-not-at-top,unused-import
     texts = texts_from_task(f.task)
   else:
     texts = texts_from_files(f.files, f.fields, f.validation_fraction)

@@ -31,8 +31,8 @@ from redllm_jax.config import TransformerConfig
 def missing() -> Optional[str]:
   """Why the peers cannot run here, or None."""
   try:
-    import torch  # pylint: disable=g-import-not-at-top,unused-import
-    import transformers  # pylint: disable=g-import-not-at-top,unused-import
+    import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+    import transformers  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   except ImportError as e:
     return f"{e.name} is not installed (pip install -e '.[hf]')"
   return None

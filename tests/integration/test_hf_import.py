@@ -230,7 +230,7 @@ def lm_eval_per_item(model_dir: str, hf_model, tmp_path) -> tuple[list, list]:
   from lm_eval.models.huggingface import HFLM  # pylint: disable=import-outside-toplevel
   from lm_eval.tasks import TaskManager  # pylint: disable=import-outside-toplevel
   from tokenizers import processors  # pylint: disable=import-outside-toplevel
-  from redllm_jax.evaluation import lm_eval_model  # pylint: disable=import-outside-toplevel,unused-import
+  from redllm_jax.evaluation import lm_eval_model  # noqa: F401  registers the lm-eval model  pylint: disable=import-outside-toplevel,unused-import
   data = tmp_path / "capitals.jsonl"
   data.write_text("".join(json.dumps(row) + "\n" for row in CAPITALS))
   (tmp_path / "capitals.yaml").write_text(MC_YAML.format(data=data))
