@@ -28,12 +28,13 @@ from absl import flags
 import jax
 
 from redllm_jax import errors, gin_utils, multihost
-from redllm_jax.demo import corpus as demo_corpus, vocabulary
+from redllm_jax.data import vocabulary
+from redllm_jax.demo import corpus as demo_corpus
 from redllm_jax.study import analyses, findings, report, stages, workers
 from redllm_jax.study.directory import Study, read_json, share_compilations, write_json
 from redllm_jax.study.plan import StudyPlan
 from redllm_jax.study.progress import Progress
-from redllm_jax.tools import bench
+from redllm_jax.tools import bench_ceiling
 
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke-test scale (experiments/study_quick.gin).")
 _OUT_DIR = flags.DEFINE_string("out_dir", None,
@@ -164,7 +165,7 @@ def _measure_ceiling(study: Study) -> None:
   """The matmul ceiling, once per study directory: the report's FLOP/s are over it."""
   path = study.path("ceiling.json")
   if read_json(path) is None:
-    ceiling = bench.matmul_ceiling()
+    ceiling = bench_ceiling.matmul_ceiling()
     write_json(path, {"flops_per_s": ceiling["flops_per_s"], "dtype": ceiling["dtype"],
                       "measured": datetime.datetime.now().isoformat(timespec="seconds")})
 
