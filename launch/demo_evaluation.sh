@@ -10,7 +10,7 @@ PY=${1:-.venv/bin/python}
 RUNS=runs/demo
 for arch in decllm redllm; do
   d=${arch:0:3}
-  $PY -m redllm_jax.evaluation.perplexity --gin_file=models/${arch}.gin --gin_file=models/sizes/tiny.gin --gin_file=data/demo_pretrain_$d.gin \
+  $PY -m redllm_jax.evaluation.perplexity --gin_file=data/demo_pretrain_$d.gin \
       --gin_file=runs/eval.gin --gin.CHECKPOINT_PATH=\"$RUNS/$arch\" \
       --gin.OUTPUT_DIR=\"$RUNS/$arch/eval\" --gin.EVAL_TASKS="['demo_redpajama', 'demo_paloma_pydoc']"
 done
@@ -24,7 +24,7 @@ printf '%s\n' '{"inputs": "In the beginning God created"}' \
     '{"inputs": "The city of Paris is the capital of"}' > $RUNS/prompts.jsonl
 # No data gin: infer tokenizes with the vocabulary the checkpoint recorded.
 for arch in decllm redllm; do
-  $PY -m redllm_jax.evaluation.infer --gin_file=models/${arch}.gin --gin_file=models/sizes/tiny.gin \
+  $PY -m redllm_jax.evaluation.infer \
       --gin_file=runs/infer.gin --gin.CHECKPOINT_PATH=\"$RUNS/$arch\" \
       --gin.INFER_INPUT=\"$RUNS/prompts.jsonl\" --gin.INFER_OUTPUT=\"$RUNS/$arch/outputs.jsonl\" \
       --gin.infer.InferSettings.add_eos=False

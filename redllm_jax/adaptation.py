@@ -20,7 +20,7 @@ import numpy as np
 
 from redllm_jax import checkpoints
 from redllm_jax.config import TransformerConfig
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 from redllm_jax.models import BaseModel, unstack_layers
 
 Params = Mapping[str, Any]

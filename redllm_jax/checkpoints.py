@@ -5,10 +5,9 @@ Layout under MODEL_DIR:
   input_positions/<step>/shard_<j>*              tf.data iterator position per input shard
 
 `meta` records the architecture and network config, so a finetune or eval run
-refuses a checkpoint of the other architecture with one line; the SentencePiece
-vocabulary its tasks tokenized with (path and sha256; `record_vocabulary` keeps a
-copy in MODEL_DIR/vocabulary/, so a copied MODEL_DIR still carries it, and
-`vocabulary_path` finds it again); and a checksum of
+refuses a checkpoint of the other architecture with one line; the vocabulary its
+tasks tokenized with (path and sha256, with a copy in MODEL_DIR/vocabulary/, kept
+and checked by `data.vocabulary`); and a checksum of
 every saved array, computed on device, so changed bytes are caught on restore
 (orbax itself verifies nothing). Restoring walks back from the newest step: an
 unreadable checkpoint (corrupt, partial, empty; orbax already ignores
@@ -26,7 +25,6 @@ started or awaited; orbax's own error logs of that save (tracebacks from its
 background threads) are held back, as the one line says it all.
 """
 import errno
-import hashlib
 import json
 import logging as std_logging
 import os
@@ -45,7 +43,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as preservation
 
 from redllm_jax import models
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 from redllm_jax.models import BaseModel
 
 ITEMS = ("params", "opt_state", "meta")
@@ -394,8 +392,17 @@ def _first_line(error: BaseException) -> str:
   return text.splitlines()[0][:200] if text else type(error).__name__
 
 
+def check_same_vocabulary(found: Optional[dict[str, str]], expected: Optional[dict[str, str]],
+                          where: str) -> None:
+  """A ConfigError when both records exist and their files' bytes differ."""
+  if found and expected and found["sha256"] != expected["sha256"]:
+    raise ConfigError(
+        f"{where} was trained with the vocabulary {found['path']}, but this run's tasks use "
+        f"{expected['path']} (sha256 differs); use the same vocabulary or a new MODEL_DIR")
+
+
 def _check_meta(found: dict[str, Any], expected: dict[str, Any], where: str) -> None:
-  _check_same_vocabulary(found.get("vocabulary"), expected.get("vocabulary"), where)
+  check_same_vocabulary(found.get("vocabulary"), expected.get("vocabulary"), where)
   if found.get("architecture") != expected["architecture"]:
     raise ConfigError(f"{where} holds a {found.get('architecture')} model, but the gin builds "
                       f"a {expected['architecture']} model")
@@ -486,6 +493,17 @@ def _open(checkpoint_path: str) -> tuple[ocp.CheckpointManager, int, dict[str, A
   return manager, step, meta
 
 
+def load_model(checkpoint_path: str, override: Optional[BaseModel] = None) -> BaseModel:
+  """The model a checkpoint describes (its `meta`), or `override` (a model gin's) once
+  checked against it: another architecture or config is a one-line ConfigError."""
+  manager, step, meta = _open(checkpoint_path)
+  manager.close()
+  if override is None:
+    return models.from_description(meta)
+  _check_meta(meta, override.describe(), f"{checkpoint_path} (step {step})")
+  return override
+
+
 def load_model_and_params(checkpoint_path: str,
                           device: Optional[jax.Device] = None) -> tuple[BaseModel, Any]:
   """The model a checkpoint describes (its `meta`), and its parameters on `device`
@@ -537,94 +555,9 @@ def _restore_params(manager: ocp.CheckpointManager, step: int, meta: dict[str, A
   return restored.params
 
 
-def _sha256(path: epath.Path) -> str:
-  return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def record_vocabulary(model_dir: str, vocab_file: str) -> dict[str, str]:
-  """meta's record of the run's SentencePiece file; copies it to MODEL_DIR/vocabulary/ once.
-
-  The copy's name is kept relative to MODEL_DIR, so a MODEL_DIR moved or copied
-  elsewhere still finds it. A copy already there with other bytes means this
-  MODEL_DIR was trained with another vocabulary: a one-line ConfigError.
-  """
-  source = _absolute(vocab_file)
-  if not source.exists():
-    raise ConfigError(f"vocabulary file not found: {source}")
-  record = {"path": os.fspath(source), "sha256": _sha256(source),
-            "copy": f"{VOCABULARY_DIR}/{source.name}"}
-  copy = _absolute(model_dir) / record["copy"]
-  if copy.exists():
-    _check_same_vocabulary({**record, "path": os.fspath(copy), "sha256": _sha256(copy)},
-                           record, model_dir)
-  elif jax.process_index() == 0:
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    partial = copy.parent / (copy.name + ".tmp")
-    partial.write_bytes(source.read_bytes())
-    partial.rename(copy)  # Atomic: a killed copy never looks like the vocabulary.
-  return record
-
-
-def _check_same_vocabulary(found: Optional[dict[str, str]], expected: Optional[dict[str, str]],
-                           where: str) -> None:
-  """A ConfigError when both records exist and their files' bytes differ."""
-  if found and expected and found["sha256"] != expected["sha256"]:
-    raise ConfigError(f"{where} was trained with the vocabulary {found['path']}, but this run's "
-                      f"tasks use {expected['path']} (sha256 differs); use the same vocabulary "
-                      "or a new MODEL_DIR")
-
-
-def _vocabulary_record(checkpoint_path: str) -> Optional[dict[str, str]]:
-  """The `vocabulary` record in the meta of the checkpoint `load_params` would restore."""
+def recorded_vocabulary(checkpoint_path: str) -> tuple[Optional[dict[str, str]], epath.Path]:
+  """The `vocabulary` record in the meta of the checkpoint `load_params` would restore
+  (None if it records none), and its MODEL_DIR (where the record's copy lives)."""
   manager, _, meta = _open(checkpoint_path)
   manager.close()
-  return meta.get("vocabulary")
-
-
-def vocabulary_path(checkpoint_path: str) -> str:
-  """The SentencePiece file the checkpoint was trained with, its bytes checked by sha256.
-
-  The copy in MODEL_DIR/vocabulary/ if it matches the record, else the recorded
-  path if that file matches. A one-line ConfigError if neither does, or if the
-  checkpoint records no vocabulary (saved before checkpoints recorded it): then
-  the command's vocabulary has to be named (e.g. a data gin's VOCABULARY).
-  """
-  record = _vocabulary_record(checkpoint_path)
-  if record is None:
-    raise ConfigError(f"{checkpoint_path} records no vocabulary (saved before checkpoints "
-                      "recorded theirs); name the SentencePiece file it was trained with")
-  model_dir = _locate(checkpoint_path)[0].parent
-  candidates = (model_dir / record["copy"], _absolute(record["path"]))
-  for candidate in candidates:
-    if candidate.exists() and _sha256(candidate) == record["sha256"]:
-      return os.fspath(candidate)
-  raise ConfigError(f"the vocabulary of {checkpoint_path} is missing or changed: neither "
-                    f"{candidates[0]} nor {candidates[1]} has sha256 {record['sha256'][:16]}...")
-
-
-def resolve_vocabulary(checkpoint_path: str, override: Optional[str], what: str) -> str:
-  """The SentencePiece file to read the checkpoint's text with: its own
-  (`vocabulary_path`), or `override` once `check_vocabulary` found it the same."""
-  if override is None:
-    return vocabulary_path(checkpoint_path)
-  check_vocabulary(checkpoint_path, override, what)
-  return override
-
-
-def check_vocabulary(checkpoint_path: str, vocab_file: str, what: str) -> None:
-  """A one-line ConfigError when `vocab_file` (brought by `what`, a task or a flag) is
-  not the vocabulary the checkpoint was trained with (its sha256 differs).
-
-  A checkpoint that records no vocabulary (older ones) cannot be checked: a warning.
-  """
-  record = _vocabulary_record(checkpoint_path)
-  if record is None:
-    logging.warning("%s records no vocabulary; cannot check that %s's %s is the one it was "
-                    "trained with", checkpoint_path, what, vocab_file)
-    return
-  path = _absolute(vocab_file)
-  if not path.exists():
-    raise ConfigError(f"{what}: vocabulary file not found: {path}")
-  if _sha256(path) != record["sha256"]:
-    raise ConfigError(f"{what} uses the vocabulary {path}, but {checkpoint_path} was trained "
-                      f"with {record['path']} (sha256 differs)")
+  return meta.get("vocabulary"), _locate(checkpoint_path)[0].parent

@@ -8,9 +8,17 @@ import dataclasses
 from typing import Any, Mapping, Optional
 
 import gin
+import jax
 import jax.numpy as jnp
 
-REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+# Remat policy name -> the `jax.checkpoint` policy of what a layer's forward pass keeps
+# for the backward (network.py); "none" (no remat) is the one name without a policy.
+REMAT_CHECKPOINT_POLICIES = {
+    "full": None,  # Save nothing: recompute the whole layer in the backward pass.
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+REMAT_POLICIES = ("none", *REMAT_CHECKPOINT_POLICIES)
 # 'einsum': explicit softmax (any backend; the only one that returns attention
 # weights). 'xla' / 'cudnn': `jax.nn.dot_product_attention` (cudnn needs a GPU).
 # 'pallas_flash': our Pallas flash kernel (flash_attention.py): Mosaic on TPU,

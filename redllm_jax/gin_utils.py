@@ -26,11 +26,11 @@ from absl import app, flags, logging
 import gin
 from gin import config as gin_config
 
+from redllm_jax import multihost
+from redllm_jax.errors import ConfigError, first_line
+
 GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / "gin"
 
-flags.DEFINE_multi_string("gin_file", [], "Gin files to parse, in order.")
-flags.DEFINE_multi_string("gin_bindings", [], "Individual gin bindings.")
-flags.DEFINE_list("gin_search_paths", [], "Extra folders searched for gin files.")
 
 _REQUIRED = re.compile(r"^(\w+)/macro\.value set to `%gin\.REQUIRED` but not subsequently overridden")
 _REQUIRED_PARAMETER = re.compile(r"^([\w.]+) set to `%gin\.REQUIRED` but not subsequently overridden")
@@ -38,21 +38,6 @@ _REQUIRED_PARAMETER = re.compile(r"^([\w.]+) set to `%gin\.REQUIRED` but not sub
 _UNSET_MACRO = re.compile(r"macro\(\) missing 1 required positional argument: 'value'.*"
                           r"in scope '(\w+)'", re.DOTALL)
 _MACRO_BINDING = re.compile(r"^\s*([A-Z][A-Z0-9_]*)\s*=")
-
-
-class ConfigError(Exception):
-  """A user-facing configuration error: printed as one line, exit code 2."""
-
-  def __init__(self, message: str):
-    super().__init__(message)
-    # Gin appends "In call to configurable ..." lines to exceptions raised inside
-    # configurables; the one line we print is kept here.
-    self.message = message
-
-
-def first_line(error: BaseException) -> str:
-  text = str(error).strip() or type(error).__name__
-  return " ".join(line.strip() for line in text.splitlines() if line.strip())[:500]
 
 
 def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
@@ -170,9 +155,22 @@ def run(module_name: str) -> None:
   run_flags(main)
 
 
+def _define_gin_flags() -> None:
+  """--gin_file, --gin_bindings and --gin_search_paths, defined when a command starts
+  (not at import: a module that imports this one defines no flags)."""
+  if "gin_file" in flags.FLAGS:
+    return
+  flags.DEFINE_multi_string("gin_file", [], "Gin files to parse, in order.")
+  flags.DEFINE_multi_string("gin_bindings", [], "Individual gin bindings.")
+  flags.DEFINE_list("gin_search_paths", [], "Extra folders searched for gin files.")
+
+
 def run_flags(main: Callable[[], None]) -> None:
   """absl entry point of every command: `--gin.X=v` accepted as a gin binding,
-  warnings-level logging, and a ConfigError printed as one line with exit code 2."""
+  warnings-level logging, and a ConfigError printed as one line with exit code 2.
+  Every command takes the gin flags and the multi-process start-up flags."""
+  _define_gin_flags()
+  multihost.define_flags()
 
   def _main(argv: Sequence[str]) -> None:
     if len(argv) > 1:

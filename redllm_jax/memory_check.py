@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from redllm_jax.config import TransformerConfig
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 
 _F32 = 4
 # Attention that never holds a [queries, keys] matrix per head in memory.

@@ -6,7 +6,9 @@ Batches use T5X/seqio feature names. DecLLM reads `decoder_input_tokens`,
 `decoder_causal_attention` (1 on the bidirectional prefix). RedLLM adds
 `encoder_input_tokens` and, when packed, `encoder_segment_ids` / `encoder_positions`.
 Missing packing features mean "one example per row", with padding where the
-tokens are 0.
+tokens are 0; a missing `decoder_causal_attention` means no bidirectional prefix,
+as on pretraining chunks (where T5X would raise). The batch builders below give
+what the feature converters give training (tests/unit/test_batch_contract.py).
 """
 import abc
 import dataclasses
@@ -391,14 +393,14 @@ class DecoderOnlyModel(BaseModel):
     tokens, _, _, segments, positions = _decoder_features(batch)
     prefix = None
     if self.inputs_bidirectional_attention:
-      prefix = batch["decoder_causal_attention"]
+      # Pretraining batches (seqio's DecoderFeatureConverter) have no prefix feature.
+      prefix = batch.get("decoder_causal_attention")
     return dict(tokens=tokens, positions=positions, segment_ids=segments, prefix=prefix)
 
   def pretraining_batch(self, windows: np.ndarray) -> dict[str, np.ndarray]:
     windows = np.asarray(windows, np.int32)
     return {"decoder_target_tokens": windows, "decoder_input_tokens": _shift_right(windows),
-            "decoder_loss_weights": np.ones(windows.shape, np.float32),
-            "decoder_causal_attention": np.zeros_like(windows)}
+            "decoder_loss_weights": np.ones(windows.shape, np.float32)}
 
   def prefix_lm_batch(self, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]],
                       rows: Optional[int] = None,

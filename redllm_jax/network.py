@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from redllm_jax.config import TransformerConfig
+from redllm_jax.config import REMAT_CHECKPOINT_POLICIES, TransformerConfig
 from redllm_jax.functional import AttentionMask, attention_mask, row_positions
 from redllm_jax.layers import Attention, RMSNorm, SwiGLU, TiedEmbedding, constrain
 
@@ -26,13 +26,6 @@ Array = jax.Array
 # One layer's K/V caches by name; a stack's are stacked (scanned) or one per layer.
 LayerCache = dict[str, Array]
 StackCache = LayerCache | tuple[LayerCache, ...]
-
-REMAT_POLICIES = {
-    "full": None,  # Save nothing: recompute the whole layer in the backward pass.
-    "dots": jax.checkpoint_policies.checkpoint_dots,
-    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
-
 
 @flax.struct.dataclass
 class LayerContext:
@@ -134,7 +127,7 @@ class LayerStack(nn.Module):
     cfg = self.config
     layer = TransformerLayer
     if cfg.remat_policy != "none":
-      layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat_policy],
+      layer = nn.remat(layer, policy=REMAT_CHECKPOINT_POLICIES[cfg.remat_policy],
                        prevent_cse=not cfg.scan_layers, static_argnums=(4,))
     if cfg.scan_layers:
       scanned = nn.scan(

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 
 SCHEDULE_KINDS = ("cosine", "wsd", "constant")
 

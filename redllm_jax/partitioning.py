@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 
 MESH_AXES = ("data", "fsdp", "tensor")
 

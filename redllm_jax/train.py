@@ -15,195 +15,21 @@ import errno
 import itertools
 import json
 import os
-import socket
 import sys
-import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from clu import metric_writers
 import gin
 import jax
 import seqio
-from tensorboard.compat.proto import event_pb2
-import tensorflow as tf
 
-from redllm_jax import checkpoints, gin_utils, memory_check, multihost, optimizers
-from redllm_jax.data import input_pipeline
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax import (checkpoints, gin_utils, memory_check, metric_writers, multihost,
+                        optimizers, validation)
+from redllm_jax.data import input_pipeline, vocabulary
+from redllm_jax.errors import TrainingError
 from redllm_jax.models import BaseModel
 from redllm_jax.partitioning import Partitioner
-from redllm_jax.trainer import (CompiledSteps, LoopConfig, Phases, TrainingError, TrainState,
-                                compile_steps, train_loop)
-
-_ENCODER_DECODER_CONVERTERS = (seqio.EncDecFeatureConverter,)
-_DECODER_CONVERTERS = (seqio.DecoderFeatureConverter, seqio.PrefixLMFeatureConverter)
-
-
-METRICS_FILE = "metrics.jsonl"
-
-
-class JsonlWriter(metric_writers.interface.MetricWriter):
-  """metrics.jsonl beside the TensorBoard events: one line per write, easy to diff.
-
-  A resumed run first drops the rows past its restored step (written after the
-  checkpoint it resumes from), so each step appears once. Rows are dropped
-  nowhere else: a run restarted over unreadable checkpoints keeps the old file
-  under another name (`set_aside_metrics`), and a failed save drops only the rows
-  past the last saved step (`hold_back_metrics`), which the rerun logs again.
-  """
-
-  def __init__(self, path: str, resumed_step: int = 0):
-    if os.path.exists(path):
-      _truncate_after(path, resumed_step)
-    self._file = open(path, "a", encoding="utf-8")
-
-  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-    self._file.write(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}})
-                     + "\n")
-    self._file.flush()
-
-  def write_summaries(self, step, values, metadata=None):
-    del step, values, metadata
-
-  def write_images(self, step, images):
-    del step, images
-
-  def write_videos(self, step, videos):
-    del step, videos
-
-  def write_audios(self, step, audios, *, sample_rate):
-    del step, audios, sample_rate
-
-  def write_texts(self, step, texts):
-    del step, texts
-
-  def write_histograms(self, step, arrays, num_buckets=None):
-    del step, arrays, num_buckets
-
-  def write_hparams(self, hparams):
-    del hparams
-
-  def flush(self) -> None:
-    self._file.flush()
-
-  def close(self) -> None:
-    self._file.close()
-
-
-def _truncate_after(path: str, step: int) -> None:
-  """Keeps the rows of a metrics.jsonl up to `step` (atomically; torn last lines go too)."""
-  kept = []
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      try:
-        if json.loads(line)["step"] <= step:
-          kept.append(line)
-      except (ValueError, KeyError, TypeError):
-        continue  # A line torn by a kill mid-write.
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    f.writelines(kept)
-  os.replace(path + ".tmp", path)
-
-
-def hold_back_metrics(model_dir: str, step: int) -> None:
-  """Drops the rows past `step` (not saved: a rerun logs them again), in place: a failed
-  save may mean a full disk, where a rewritten copy could not be written."""
-  path = os.path.join(model_dir, METRICS_FILE)
-  if not os.path.exists(path):
-    return
-  kept = 0
-  with open(path, "rb") as f:
-    for line in f:
-      try:
-        if json.loads(line)["step"] > step:
-          break
-      except (ValueError, KeyError, TypeError):
-        break  # A torn last line.
-      kept += len(line)
-  os.truncate(path, kept)
-
-
-def set_aside_metrics(model_dir: str) -> Optional[str]:
-  """Renames metrics.jsonl of a run that starts over; returns the new name (None if none)."""
-  path = os.path.join(model_dir, METRICS_FILE)
-  if not os.path.exists(path):
-    return None
-  stamp = time.strftime("%Y%m%d-%H%M%S")
-  kept = os.path.join(model_dir, f"metrics.before_restart_{stamp}.jsonl")
-  os.replace(path, kept)
-  return kept
-
-
-def _mark_session_start(model_dir: str, step: int) -> None:
-  """An events file holding TensorBoard's session marker (SessionLog START) at `step`.
-
-  Every run writes one. Readers take the first as the start and each later one
-  as a restart: they purge the earlier runs' events at `step` and after, which
-  the resumed run logs again. The name sorts after earlier runs' files (older
-  seconds) and before this run's own (same second and process: ".0.s" < ".N.v2").
-  """
-  name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
-          f"{os.getpid()}.0.session_start")
-  with tf.io.TFRecordWriter(os.path.join(model_dir, name)) as f:
-    f.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2")
-            .SerializeToString())
-    f.write(event_pb2.Event(wall_time=time.time(), step=step, session_log=event_pb2.SessionLog(
-        status=event_pb2.SessionLog.START)).SerializeToString())
-
-
-def make_writer(model_dir: str, resumed_step: int = 0) -> metric_writers.MetricWriter:
-  """TensorBoard events + metrics.jsonl under MODEL_DIR, from process 0 only.
-
-  After a resume, neither repeats the steps that the resumed run logs again.
-  """
-  if jax.process_index() != 0:
-    return metric_writers.MultiWriter([])
-  os.makedirs(model_dir, exist_ok=True)
-  _mark_session_start(model_dir, resumed_step + 1)
-  return metric_writers.AsyncWriter(metric_writers.MultiWriter([
-      metric_writers.SummaryWriter(model_dir),
-      JsonlWriter(os.path.join(model_dir, METRICS_FILE), resumed_step)]))
-
-
-def validate(model: BaseModel, converter: seqio.FeatureConverter,
-             task_feature_lengths: Mapping[str, int], batch_size: int,
-             partitioner: Partitioner, num_microbatches: int, num_input_shards: int) -> None:
-  """One-line errors for settings that cannot work together."""
-  wants = _ENCODER_DECODER_CONVERTERS if model.architecture == "redllm" else _DECODER_CONVERTERS
-  if not isinstance(converter, wants):
-    raise ConfigError(f"the {type(converter).__name__} feature converter does not fit a "
-                      f"{model.architecture} model")
-  try:
-    converter.get_model_feature_lengths(task_feature_lengths)
-  except KeyError as e:
-    raise ConfigError(f"TASK_FEATURE_LENGTHS {dict(task_feature_lengths)} has no length for "
-                      f"{e} (the {type(converter).__name__} needs one)") from None
-  except ValueError as e:
-    raise ConfigError(f"TASK_FEATURE_LENGTHS {dict(task_feature_lengths)}: {e}") from None
-  dp = partitioner.data_parallel_size
-  if batch_size % num_microbatches or (batch_size // num_microbatches) % dp:
-    raise ConfigError(f"BATCH_SIZE {batch_size} must split into {num_microbatches} "
-                      f"microbatches of a multiple of the data-parallel size {dp}")
-  if num_input_shards % jax.process_count() or batch_size % num_input_shards:
-    raise ConfigError(f"num_input_shards {num_input_shards} must be a multiple of the "
-                      f"{jax.process_count()} processes and divide BATCH_SIZE {batch_size}")
-
-
-def check_counts(configurable: str = "train.train", **counts: Any) -> None:
-  """Step counts and sizes are positive integers; train_steps may be 0 (evaluate the
-  initial or restored model) and eval_every 0 (only at the end).
-
-  Errors name `configurable.argument`, or for train.train the macro that sets it.
-  """
-  macros = {"train_steps": "TRAIN_STEPS", "batch_size": "BATCH_SIZE"}
-  for name, value in counts.items():
-    lowest = 0 if name in ("train_steps", "eval_every") else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-      kind = "a non-negative" if lowest == 0 else "a positive"
-      where = (macros.get(name) if configurable == "train.train" else None
-               ) or f"{configurable}.{name}"
-      raise ConfigError(f"{where} must be {kind} integer, got {value!r}")
-
+from redllm_jax.trainer import (CompiledSteps, LoopConfig, Phases, TrainState,
+                                compile_steps, token_features, train_loop)
 
 @gin.configurable
 def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
@@ -229,7 +55,7 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
   its time went (`Phases`).
   """
   phases = Phases()
-  check_counts(train_steps=train_steps, batch_size=batch_size, eval_steps=eval_steps,
+  validation.check_counts(train_steps=train_steps, batch_size=batch_size, eval_steps=eval_steps,
                eval_every=eval_every, num_microbatches=num_microbatches,
                checkpoint_every=checkpoint_every, log_every=log_every,
                **({} if keep_checkpoints is None else {"keep_checkpoints": keep_checkpoints}))
@@ -237,12 +63,12 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
   input_pipeline.check_one_vocabulary([mixture_or_task_name, *eval_tasks])
   vocab_file = input_pipeline.vocabulary_file(mixture_or_task_name)
   if initial_checkpoint_path and vocab_file:
-    checkpoints.check_vocabulary(initial_checkpoint_path, vocab_file,
+    vocabulary.check_vocabulary(initial_checkpoint_path, vocab_file,
                                  f"the training task {mixture_or_task_name}")
   partitioner = Partitioner()
   num_input_shards = num_input_shards or jax.process_count()
-  validate(model, feature_converter, task_feature_lengths, batch_size, partitioner,
-           num_microbatches, num_input_shards)
+  validation.check_run(model, feature_converter, task_feature_lengths, batch_size, partitioner,
+                       num_microbatches, num_input_shards)
   schedule = optimizers.learning_rate_schedule(decay_steps=train_steps)
   steps = _steps_of(model, partitioner, num_microbatches)
   if not ignore_memory_check:
@@ -251,7 +77,7 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
                  num_microbatches)
   meta = model.describe()
   if vocab_file:  # Eval, infer and export read text as this run tokenized it.
-    meta["vocabulary"] = checkpoints.record_vocabulary(model_dir, vocab_file)
+    meta["vocabulary"] = vocabulary.record_vocabulary(model_dir, vocab_file)
 
   def data(name, split, shuffle, num_epochs=None):
     return input_pipeline.make_sharded_input(
@@ -273,7 +99,7 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
     print(startup_summary(model, steps, mixture_or_task_name, task_feature_lengths,
                           feature_converter, batch_size, int(state.step), train_steps,
                           num_microbatches), flush=True)
-  writer = make_writer(model_dir, resumed_step=int(state.step))
+  writer = metric_writers.make_writer(model_dir, resumed_step=int(state.step))
   phases.lap("setup")
   saved_through = None
   try:
@@ -287,7 +113,7 @@ def train(model: BaseModel = gin.REQUIRED, model_dir: str = gin.REQUIRED,
     checkpointer.close()
     writer.close()
     if saved_through is not None and jax.process_index() == 0:
-      hold_back_metrics(model_dir, saved_through)
+      metric_writers.hold_back_metrics(model_dir, saved_through)
   phases.lap("close")
   if jax.process_index() == 0:
     print(phases.summary(), flush=True)
@@ -323,11 +149,9 @@ def check_memory(model: BaseModel, steps, converter: seqio.FeatureConverter,
 
 def _tokens_per_row(converter: seqio.FeatureConverter,
                    task_feature_lengths: Mapping[str, int]) -> dict[str, int]:
-  """The token features a row feeds the model and their lengths (the trainer's token
-  count: every `*_tokens` feature but the decoder inputs, which repeat the targets)."""
+  """The counted token features a row feeds the model, and their lengths."""
   lengths = converter.get_model_feature_lengths(task_feature_lengths)
-  return {k: int(v) for k, v in lengths.items()
-          if k.endswith("_tokens") and k != "decoder_input_tokens"}
+  return {k: int(v) for k, v in token_features(lengths).items()}
 
 
 def startup_summary(model: BaseModel, steps, task: str, task_feature_lengths: Mapping[str, int],
@@ -363,7 +187,7 @@ def _initial_state(steps, checkpointer, meta, train_batches, model, initial_chec
   restored = checkpointer.restore_latest(steps.abstract_state.params,
                                          steps.abstract_state.opt_state, meta, train_batches)
   if checkpointer.restarted and jax.process_index() == 0:
-    kept = set_aside_metrics(os.fspath(checkpointer.model_dir))
+    kept = metric_writers.set_aside_metrics(os.fspath(checkpointer.model_dir))
     if kept:
       print(f"restarting from step 0 over unreadable checkpoints; the old metrics are in "
             f"{kept}", file=sys.stderr, flush=True)

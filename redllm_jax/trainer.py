@@ -23,13 +23,17 @@ import tqdm
 from redllm_jax import flops
 from redllm_jax.models import BaseModel, summarize_metrics
 from redllm_jax.optimizers import Schedule, learning_rate_schedule
+from redllm_jax.errors import TrainingError
 from redllm_jax.partitioning import Partitioner, optimizer_state_specs
 
 Batch = Mapping[str, np.ndarray]
 
 
-class TrainingError(Exception):
-  """A run that cannot go on (e.g. a non-finite loss): printed as one line."""
+def token_features(features: Mapping[str, Any]) -> dict[str, Any]:
+  """The features whose tokens a run counts (tokens per step, tok/s): every `*_tokens`
+  feature but the decoder inputs, which repeat the targets shifted."""
+  return {k: v for k, v in features.items()
+          if k.endswith("_tokens") and k != "decoder_input_tokens"}
 
 
 @flax.struct.dataclass
@@ -322,8 +326,7 @@ def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
         phases.lap("compile")
         if is_chief:
           bar.write(f"compiled in {phases.seconds['compile']:.1f} s")
-      tokens = sum(v.size for k, v in local.items() if k.endswith("_tokens")
-                   and k != "decoder_input_tokens") * jax.process_count()
+      tokens = sum(v.size for v in token_features(local).values()) * jax.process_count()
       pending.add(step, metrics, tokens,
                   model_flops_per_batch(model, local) * jax.process_count())
       bar.update(1)

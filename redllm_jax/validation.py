@@ -6,23 +6,31 @@ command does work (`gin_utils.run`): a value outside its rule is one line,
 Values bound through macros are followed to the macro's value; a reference to a
 configurable (`@foo()`) is not called here, and unbound parameters keep their
 (valid) defaults. Step counts and sizes that arrive as macros of the run gins
-(TRAIN_STEPS, BATCH_SIZE, ...) keep their own messages in `train.check_counts`.
+(TRAIN_STEPS, BATCH_SIZE, ...) keep their own messages in `check_counts`;
+`check_run` checks the settings of a run that only work together (converter and
+model, lengths, batch and mesh), once the run has built them.
 """
 import dataclasses
 import math
 import os
 import tempfile
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import gin
 from gin import config as gin_config
+import jax
+import seqio
 
 from redllm_jax.checkpoints import ON_UNREADABLE
 from redllm_jax.config import ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
+from redllm_jax.models import BaseModel
 from redllm_jax.optimizers import SCHEDULE_KINDS
+from redllm_jax.partitioning import Partitioner
 
 DTYPES = ("float32", "bfloat16", "float16")
+_ENCODER_DECODER_CONVERTERS = (seqio.EncDecFeatureConverter,)
+_DECODER_CONVERTERS = (seqio.DecoderFeatureConverter, seqio.PrefixLMFeatureConverter)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,3 +160,43 @@ def check_bindings() -> None:
     reason = unwritable_reason(model_dir)
     if reason:
       raise ConfigError(f"MODEL_DIR {model_dir}: {reason}")
+
+
+def check_run(model: BaseModel, converter: seqio.FeatureConverter,
+              task_feature_lengths: Mapping[str, int], batch_size: int,
+              partitioner: Partitioner, num_microbatches: int, num_input_shards: int) -> None:
+  """One-line errors for a run's settings that cannot work together (train, eval)."""
+  wants = _ENCODER_DECODER_CONVERTERS if model.architecture == "redllm" else _DECODER_CONVERTERS
+  if not isinstance(converter, wants):
+    raise ConfigError(f"the {type(converter).__name__} feature converter does not fit a "
+                      f"{model.architecture} model")
+  try:
+    converter.get_model_feature_lengths(task_feature_lengths)
+  except KeyError as e:
+    raise ConfigError(f"TASK_FEATURE_LENGTHS {dict(task_feature_lengths)} has no length for "
+                      f"{e} (the {type(converter).__name__} needs one)") from None
+  except ValueError as e:
+    raise ConfigError(f"TASK_FEATURE_LENGTHS {dict(task_feature_lengths)}: {e}") from None
+  dp = partitioner.data_parallel_size
+  if batch_size % num_microbatches or (batch_size // num_microbatches) % dp:
+    raise ConfigError(f"BATCH_SIZE {batch_size} must split into {num_microbatches} "
+                      f"microbatches of a multiple of the data-parallel size {dp}")
+  if num_input_shards % jax.process_count() or batch_size % num_input_shards:
+    raise ConfigError(f"num_input_shards {num_input_shards} must be a multiple of the "
+                      f"{jax.process_count()} processes and divide BATCH_SIZE {batch_size}")
+
+
+def check_counts(configurable: str = "train.train", **counts: Any) -> None:
+  """Step counts and sizes are positive integers; train_steps may be 0 (evaluate the
+  initial or restored model) and eval_every 0 (only at the end).
+
+  Errors name `configurable.argument`, or for train.train the macro that sets it.
+  """
+  macros = {"train_steps": "TRAIN_STEPS", "batch_size": "BATCH_SIZE"}
+  for name, value in counts.items():
+    lowest = 0 if name in ("train_steps", "eval_every") else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+      kind = "a non-negative" if lowest == 0 else "a positive"
+      where = (macros.get(name) if configurable == "train.train" else None
+               ) or f"{configurable}.{name}"
+      raise ConfigError(f"{where} must be {kind} integer, got {value!r}")

@@ -1,4 +1,4 @@
-"""Demo tasks on the corpus built by `python -m redllm_jax.data.demo_corpus`.
+"""Demo tasks on the corpus built by `python -m redllm_jax.demo.corpus`.
 
 Same layout and preprocessing as the real tasks, under {demo_dir}. Every task and
 mixture is registered once per demo vocabulary (`vocabulary.DEMO_PREFIXES`):
@@ -10,7 +10,7 @@ import seqio
 
 from redllm_jax.data import paths
 from redllm_jax.data import task_builders
-from redllm_jax.data import task_families
+from redllm_jax.demo import task_families
 from redllm_jax.data import vocabulary
 
 DEMO_SUBSETS = ("wikipedia", "book")

@@ -18,7 +18,8 @@ import pytest
 
 import redllm_jax_tasks  # noqa: F401  pylint: disable=unused-import  # Registers the seqio tasks.
 from redllm_jax.config import TransformerConfig
-from redllm_jax.data import demo_corpus, paths
+from redllm_jax.data import paths
+from redllm_jax.demo import corpus as demo_corpus
 from redllm_jax.models import DecoderOnlyModel, EncoderDecoderModel
 
 VOCAB = 101

@@ -31,7 +31,7 @@ from redllm_jax.data import paths
 from redllm_jax.data import prepare
 from redllm_jax.data import task_builders
 from redllm_jax.data import text_source
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 
 # Small corpora of your own need a larger held-out share than RedPajama's 0.001
 # to have any validation text at all: 5% of 200 READMEs is about 10 of them.

@@ -14,7 +14,6 @@ no replay.
 """
 from collections.abc import Iterator, Sequence
 import difflib
-import hashlib
 import json
 import os
 from typing import Mapping, Optional
@@ -27,7 +26,7 @@ import tensorflow as tf
 
 from redllm_jax.data import hf_vocabulary
 from redllm_jax.data import vocabulary
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 
 Batch = dict[str, np.ndarray]
 
@@ -116,8 +115,7 @@ def check_one_vocabulary(names: Sequence[str]) -> None:
   for name in names:
     path = vocabulary_file(name)
     if path:
-      with tf.io.gfile.GFile(path, "rb") as f:
-        digests.setdefault(hashlib.sha256(f.read()).hexdigest(), (name, path))
+      digests.setdefault(vocabulary.file_sha256(path), (name, path))
   if len(digests) > 1:
     (a, a_path), (b, b_path) = list(digests.values())[:2]
     raise ConfigError(f"{a} and {b} use different vocabularies ({a_path} and {b_path}); "

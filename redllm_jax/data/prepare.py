@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 from absl import flags, logging
 import tensorflow as tf
 
-from redllm_jax import gin_utils
+from redllm_jax import errors, gin_utils
 from redllm_jax.data import json_source
 from redllm_jax.data import text_source
 
@@ -185,7 +185,7 @@ def main() -> None:
         document_bytes=f.text_document_bytes,
     )
   except (json_source.NoFilesError, NothingConvertedError) as e:
-    raise gin_utils.ConfigError(str(e)) from None
+    raise errors.ConfigError(str(e)) from None
   print(json.dumps(total, sort_keys=True))
 
 

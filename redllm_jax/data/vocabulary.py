@@ -12,18 +12,21 @@ registered tasks tokenize with.
 """
 import collections
 import functools
+import hashlib
 import io
 import os
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from absl import flags, logging
+from etils import epath
 import gin
+import jax
 import seqio
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 import tensorflow as tf
 
-from redllm_jax import gin_utils
+from redllm_jax import checkpoints, errors, gin_utils
 from redllm_jax.data import files_task
 from redllm_jax.data import hf_vocabulary
 from redllm_jax.data import json_source
@@ -118,7 +121,7 @@ def imported_vocab_path(model_dir: str | None = None) -> str:
   """The demo_imported tasks' vocabulary: the tokenizer.json `hf.import_checkpoint` wrote
   under its --model_dir (gin `imported_vocab_path.model_dir`)."""
   if not model_dir:
-    raise gin_utils.ConfigError("the demo_imported_* tasks tokenize with an imported "
+    raise errors.ConfigError("the demo_imported_* tasks tokenize with an imported "
                                 "checkpoint's tokenizer.json: bind imported_vocab_path.model_dir")
   return os.path.join(model_dir, hf_vocabulary.IMPORTED_TOKENIZER)
 
@@ -128,7 +131,7 @@ def imported_eos_id(eos_id: int | None = None) -> int:
   """The id the demo_imported tasks end each text with (gin `imported_eos_id.eos_id`: the
   imported model's own, e.g. SmolLM2-Instruct's <|im_end|> = 2; its id 0 is seqio's pad)."""
   if eos_id is None:
-    raise gin_utils.ConfigError("the demo_imported_* tasks need the imported model's EOS id: "
+    raise errors.ConfigError("the demo_imported_* tasks need the imported model's EOS id: "
                                 "bind imported_eos_id.eos_id")
   return eos_id
 
@@ -154,7 +157,7 @@ def get_vocabulary(demo: bool = False, path: str | None = None,
   if not demo:
     return REAL_VOCABULARY
   if demo_prefix not in DEMO_PREFIXES:
-    raise gin_utils.ConfigError(
+    raise errors.ConfigError(
         f"get_vocabulary.demo_prefix={demo_prefix!r}: expected one of {sorted(DEMO_PREFIXES)}")
   return DEMO_PREFIXES[demo_prefix]
 
@@ -183,6 +186,101 @@ def check_vocabulary_file(path: str) -> None:
     hf_vocabulary.check_tokenizer_file(path)
   else:
     check_sentencepiece_model(path)
+
+
+
+# A checkpoint's vocabulary: recorded in its meta at training (path, sha256 and a copy
+# in MODEL_DIR/vocabulary/), found again and checked by every command that reads text.
+
+def file_sha256(path: str | os.PathLike) -> str:
+  """The sha256 of a file's bytes (local or gs://): how vocabularies are compared."""
+  with tf.io.gfile.GFile(os.fspath(path), "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def record_vocabulary(model_dir: str, vocab_file: str) -> dict[str, str]:
+  """meta's record of the run's SentencePiece file; copies it to MODEL_DIR/vocabulary/ once.
+
+  The copy's name is kept relative to MODEL_DIR, so a MODEL_DIR moved or copied
+  elsewhere still finds it. A copy already there with other bytes means this
+  MODEL_DIR was trained with another vocabulary: a one-line ConfigError.
+  """
+  source = _absolute_path(vocab_file)
+  if not source.exists():
+    raise errors.ConfigError(f"vocabulary file not found: {source}")
+  record = {"path": os.fspath(source), "sha256": file_sha256(source),
+            "copy": f"{checkpoints.VOCABULARY_DIR}/{source.name}"}
+  copy = _absolute_path(model_dir) / record["copy"]
+  if copy.exists():
+    checkpoints.check_same_vocabulary({**record, "path": os.fspath(copy), "sha256": file_sha256(copy)},
+                                      record, model_dir)
+  elif jax.process_index() == 0:
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    partial = copy.parent / (copy.name + ".tmp")
+    partial.write_bytes(source.read_bytes())
+    partial.rename(copy)  # Atomic: a killed copy never looks like the vocabulary.
+  return record
+
+
+def vocabulary_path(checkpoint_path: str) -> str:
+  """The SentencePiece file the checkpoint was trained with, its bytes checked by sha256.
+
+  The copy in MODEL_DIR/vocabulary/ if it matches the record, else the recorded
+  path if that file matches. A one-line ConfigError if neither does, or if the
+  checkpoint records no vocabulary (saved before checkpoints recorded it): then
+  the command's vocabulary has to be named (e.g. a data gin's VOCABULARY).
+  """
+  record, model_dir = checkpoints.recorded_vocabulary(checkpoint_path)
+  if record is None:
+    raise errors.ConfigError(f"{checkpoint_path} records no vocabulary (saved before checkpoints "
+                             "recorded theirs); name the SentencePiece file it was trained with")
+  candidates = (model_dir / record["copy"], _absolute_path(record["path"]))
+  for candidate in candidates:
+    if candidate.exists() and file_sha256(candidate) == record["sha256"]:
+      return os.fspath(candidate)
+  raise errors.ConfigError(f"the vocabulary of {checkpoint_path} is missing or changed: neither "
+                           f"{candidates[0]} nor {candidates[1]} has sha256 {record['sha256'][:16]}...")
+
+
+def resolve_vocabulary(checkpoint_path: str, override: Optional[str], what: str) -> str:
+  """The SentencePiece file to read the checkpoint's text with: its own
+  (`vocabulary_path`), or `override` once `check_vocabulary` found it the same."""
+  if override is None:
+    return vocabulary_path(checkpoint_path)
+  check_vocabulary(checkpoint_path, override, what)
+  return override
+
+
+def check_vocabulary(checkpoint_path: str, vocab_file: str, what: str) -> None:
+  """A one-line ConfigError when `vocab_file` (brought by `what`, a task or a flag) is
+  not the vocabulary the checkpoint was trained with (its sha256 differs).
+
+  A checkpoint that records no vocabulary (older ones) cannot be checked: a warning.
+  """
+  record, _ = checkpoints.recorded_vocabulary(checkpoint_path)
+  if record is None:
+    logging.warning("%s records no vocabulary; cannot check that %s's %s is the one it was "
+                    "trained with", checkpoint_path, what, vocab_file)
+    return
+  path = _absolute_path(vocab_file)
+  if not path.exists():
+    raise errors.ConfigError(f"{what}: vocabulary file not found: {path}")
+  if file_sha256(path) != record["sha256"]:
+    raise errors.ConfigError(f"{what} uses the vocabulary {path}, but {checkpoint_path} was trained "
+                             f"with {record['path']} (sha256 differs)")
+
+def checkpoint_vocabulary(checkpoint_path: str,
+                          vocabulary: Optional[seqio.Vocabulary] = None) -> seqio.Vocabulary:
+  """The checkpoint's recorded vocabulary (SentencePiece, or an imported checkpoint's
+  tokenizer.json); or `vocabulary`, once checked against that record."""
+  path = resolve_vocabulary(checkpoint_path, vocabulary_file(vocabulary) if vocabulary else None,
+                            "infer.infer.vocabulary")
+  return vocabulary or from_file(path)
+
+
+def _absolute_path(path: str | os.PathLike) -> epath.Path:
+  """Absolute, as the checkpoint records paths; gs:// and other URLs already are."""
+  return epath.Path(path if "://" in os.fspath(path) else os.path.abspath(path))
 
 
 def _lines(texts: Iterable[str], max_chars: int) -> Iterator[str]:
@@ -264,9 +362,9 @@ def train_sentencepiece(
 def main() -> None:
   f = flags.FLAGS
   if bool(f.task) == bool(f.files):
-    raise gin_utils.ConfigError("give exactly one of --task or --files")
+    raise errors.ConfigError("give exactly one of --task or --files")
   if f.task:
-    import redllm_jax_tasks  # pylint: disable=g-import-not-at-top,unused-import  # registers tasks (tasks import this module)
+    import redllm_jax_tasks  # noqa: F401  registers the tasks (they import this module)  pylint: disable=g-import-not-at-top,unused-import
     texts = texts_from_task(f.task)
   else:
     texts = texts_from_files(f.files, f.fields, f.validation_fraction)

@@ -40,7 +40,6 @@ from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top,wron
 from redllm_jax import checkpoints as checkpoints_lib
 from redllm_jax import gin_utils
 from redllm_jax.evaluation import windows
-from redllm_jax.study import stats
 
 
 def attention_maps(model, params, batch: dict) -> dict[str, np.ndarray]:
@@ -159,84 +158,6 @@ def plot_cross_attention(weights: np.ndarray, name: str, path: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
-
-
-def random_overlap(keys: int, queries: int, top: int) -> float:
-  """The expected top-key overlap of top-k sets drawn at random: k / E|union of the sets|."""
-  return top / (keys * (1 - (1 - top / keys) ** queries))
-
-
-def summarize_seeds(per_seed: Mapping[Any, Mapping[str, Any]]) -> dict[str, Any]:
-  """Over seeds ({seed: {name: analyze() output}}): each model's locality (local mass mean ±
-  SE per query offset, mean weight curve ± SE) and RedLLM's cross-attention measures
-  (top-key overlap, entropy over uniform) per seed and mean ± SE."""
-  first = next(iter(per_seed.values()))
-  locality_out: dict[str, Any] = {}
-  for name, r in first.items():
-    locality_out[name] = {}
-    for j, c in r["locality"].items():
-      curves = [s[name]["locality"][j] for s in per_seed.values()]
-      weights = np.array([c2["weights"] for c2 in curves])
-      locality_out[name][j] = {
-          "query_index": c["query_index"], "local_span": c["local_span"],
-          "local_mass": stats.mean_se([c2["local_mass"] for c2 in curves]),
-          "local_mass_per_seed": [c2["local_mass"] for c2 in curves],
-          "weights": weights.mean(0).tolist(),
-          "weights_se": (weights.std(0, ddof=1) / np.sqrt(len(curves))).tolist()
-                        if len(curves) > 1 else [float("nan")] * weights.shape[1]}
-  out: dict[str, Any] = {"seeds": [str(s) for s in per_seed], "locality": locality_out}
-  crossed = {s: next((m["cross_attention"] for m in r.values() if "cross_attention" in m), None)
-             for s, r in per_seed.items()}
-  if all(c is not None for c in crossed.values()):
-    seeds = {}
-    for s, c in crossed.items():
-      weights = np.asarray(c["weights"])
-      seeds[str(s)] = {"top_key_overlap": float(np.mean(c["top_key_overlap"])),
-                       "entropy_ratio": float(np.mean(c["entropy"]) / c["uniform_entropy"]),
-                       "random_overlap": random_overlap(weights.shape[2], weights.shape[1],
-                                                        c["top_keys"])}
-    out["cross_attention"] = {
-        "per_seed": seeds, "top_keys": next(iter(crossed.values()))["top_keys"],
-        **{k: stats.mean_se([v[k] for v in seeds.values()])
-           for k in ("top_key_overlap", "entropy_ratio", "random_overlap")}}
-  return out
-
-
-def write_seed_summary(per_seed: Mapping[Any, Mapping[str, Any]], out_dir: str) -> dict:
-  """locality.json, cross_attention.json (RedLLM's, over seeds), locality.png (mean ± SE curves) and
-  cross_attention.png (the first seed's maps) in out_dir; returns the summary."""
-  summary = summarize_seeds(per_seed)
-  os.makedirs(out_dir, exist_ok=True)
-  if "cross_attention" in summary:
-    with open(os.path.join(out_dir, "cross_attention.json"), "w") as f:
-      json.dump(summary["cross_attention"], f, indent=1)
-  models = summary["locality"]
-  fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
-  for ax, (name, curves) in zip(axes[0], models.items()):
-    for j, c in curves.items():
-      w, se = np.array(c["weights"]), np.nan_to_num(np.array(c["weights_se"]))
-      line, = ax.plot(np.arange(w.size), w, label=f"query {c['query_index']} (target +{j})")
-      ax.fill_between(np.arange(w.size), np.maximum(w - se, 1e-12), w + se, alpha=0.25,
-                      color=line.get_color())
-    ax.set_yscale("log")
-    ax.set_xlabel("query - key distance")
-    ax.set_ylabel("mean attention weight (± SE over seeds)")
-    ax.set_title(f"{name}: decoder self-attention, {len(summary['seeds'])} seeds")
-    ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(os.path.join(out_dir, "locality.png"), dpi=110)
-  plt.close(fig)
-  seed, first = next(iter(per_seed.items()))
-  for name, r in first.items():
-    if "cross_attention" in r:
-      plot_cross_attention(np.asarray(r["cross_attention"]["weights"]), f"{name} (seed {seed})",
-                           os.path.join(out_dir, "cross_attention.png"))
-  # locality.json last, renamed into place: it is what says the study's stage is done.
-  path = os.path.join(out_dir, "locality.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump({k: v for k, v in summary.items() if k != "cross_attention"}, f, indent=1)
-  os.replace(path + ".tmp", path)
-  return summary
 
 
 @gin.configurable

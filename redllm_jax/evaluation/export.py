@@ -8,7 +8,7 @@ An EXPORT_DIR that is not empty is refused unless `export.export_checkpoint.over
 is bound; the export is written beside it and renamed into place.
 
 The checkpoint says which model it holds and which vocabulary it was trained with
-(`checkpoints.vocabulary_path`): that SentencePiece model is copied as spm.model
+(`vocabulary.vocabulary_path`): that SentencePiece model is copied as spm.model
 (an imported checkpoint's tokenizer.json is copied as it is, `hf.copy_tokenizer`).
 Binding `export.export_checkpoint.vocabulary` (e.g. to a data gin's %VOCABULARY)
 overrides it; a vocabulary other than the checkpoint's is a one-line error.
@@ -39,7 +39,7 @@ import gin
 import seqio
 import tensorflow as tf
 
-from redllm_jax import checkpoints, functional, gin_utils, hf, models
+from redllm_jax import checkpoints, errors, functional, gin_utils, hf, models
 from redllm_jax.data import vocabulary as vocabulary_lib
 from redllm_jax.evaluation import standalone
 from redllm_jax.models import BaseModel, unstack_layers
@@ -79,7 +79,7 @@ def unflatten_params(tensors: Mapping[str, np.ndarray], model: BaseModel) -> dic
     params = _stack_layers(params)
   abstract = model.abstract_params()
   if jax.tree.structure(params) != jax.tree.structure(abstract):
-    raise gin_utils.ConfigError("export tensors do not fit the model config.json describes")
+    raise errors.ConfigError("export tensors do not fit the model config.json describes")
   return jax.tree.map(lambda p, a: np.asarray(p, a.dtype), params, abstract)
 
 
@@ -95,7 +95,7 @@ def load_export(export_dir: str) -> tuple[BaseModel, dict, str | None]:
     standalone.check_tensors(meta["architecture"], meta["config"],
                              {k: v.shape for k, v in tensors.items()})
   except standalone.ExportError as e:
-    raise gin_utils.ConfigError(str(e)) from None
+    raise errors.ConfigError(str(e)) from None
   model = models.from_description(meta)
   vocab = os.path.join(export_dir, meta.get("vocabulary", standalone.VOCAB_FILE))
   return model, unflatten_params(tensors, model), vocab if os.path.exists(vocab) else None
@@ -133,9 +133,9 @@ def export(model, params: Any, out_dir: str, vocab_path: str | None = None,
 def check_export_dir(out_dir: str, overwrite: bool) -> None:
   """A one-line ConfigError for a file, or a non-empty folder unless `overwrite`."""
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-    raise gin_utils.ConfigError(f"EXPORT_DIR {out_dir} is a file, not a folder")
+    raise errors.ConfigError(f"EXPORT_DIR {out_dir} is a file, not a folder")
   if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-    raise gin_utils.ConfigError(f"EXPORT_DIR {out_dir} is not empty; choose another or bind "
+    raise errors.ConfigError(f"EXPORT_DIR {out_dir} is not empty; choose another or bind "
                                 "export.export_checkpoint.overwrite=True to replace it")
 
 
@@ -193,14 +193,14 @@ def export_checkpoint(checkpoint_path: str = gin.REQUIRED, export_dir: str = gin
   model, params = checkpoints.load_model_and_params(checkpoint_path)
   if vocabulary is None:
     try:
-      vocab_path = checkpoints.vocabulary_path(checkpoint_path)
-    except gin_utils.ConfigError as e:
-      raise gin_utils.ConfigError(f"{e.message}, e.g. --gin_file=data/<its data gin> "
+      vocab_path = vocabulary_lib.vocabulary_path(checkpoint_path)
+    except errors.ConfigError as e:
+      raise errors.ConfigError(f"{e.message}, e.g. --gin_file=data/<its data gin> "
                                   "--gin.export.export_checkpoint.vocabulary=%VOCABULARY") from None
   else:
     vocab_path = vocabulary_lib.vocabulary_file(vocabulary)
     if vocab_path:
-      checkpoints.check_vocabulary(checkpoint_path, vocab_path, "export_checkpoint.vocabulary")
+      vocabulary_lib.check_vocabulary(checkpoint_path, vocab_path, "export_checkpoint.vocabulary")
   meta = export(model, params, export_dir, vocab_path, overwrite)
   print(f"exported {meta['architecture']} ({meta['num_params']:,} params) to {export_dir}"
         + ("" if vocab_path else " (a vocabulary without a file: none copied)"))

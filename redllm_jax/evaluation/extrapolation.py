@@ -38,7 +38,6 @@ from redllm_jax import checkpoints as checkpoints_lib
 from redllm_jax import gin_utils
 from redllm_jax.evaluation import windows
 from redllm_jax.models import token_losses
-from redllm_jax.study import stats
 
 
 
@@ -157,60 +156,6 @@ def compare(checkpoints: Mapping[str, str] = gin.REQUIRED, output_dir: str = gin
   for name, r in out["results"].items():
     print(f"{name:<16}" + "".join(f"{s['ppl']:>10.2f}" for s in r["summary"]))
   print("wrote", ", ".join(out["files"].values()))
-  return out
-
-
-def summarize_seeds(per_seed: Mapping[Any, Mapping[str, Any]],
-                    training_length: int) -> dict[str, list[dict[str, Any]]]:
-  """{name: [{"length", "ratio", "ppl": mean ± SE over seeds, "ppl_per_seed"}]} from
-  {seed: {name: evaluate_lengths() output}}."""
-  first = next(iter(per_seed.values()))
-  out = {}
-  for name, r in first.items():
-    rows = []
-    for i, s in enumerate(r["summary"]):
-      ppls = [seed[name]["summary"][i]["ppl"] for seed in per_seed.values()]
-      rows.append({"length": s["length"], "ratio": s["length"] / training_length,
-                   "ppl": stats.mean_se(ppls), "ppl_per_seed": ppls})
-    out[name] = rows
-  return out
-
-
-def write_seed_summary(per_seed: Mapping[Any, Mapping[str, Any]], training_length: int,
-                       out_dir: str) -> dict[str, Any]:
-  """extrapolation.json (every seed's results and the summary over seeds),
-  extrapolation.csv (the summary) and extrapolation.png (PPL by length, mean ± SE over seeds) in out_dir."""
-  summary = summarize_seeds(per_seed, training_length)
-  out = {"training_length": training_length, "seeds": [str(s) for s in per_seed],
-         "summary": summary, "per_seed": {str(s): r for s, r in per_seed.items()}}
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "extrapolation.csv"), "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(["name", "length", "length_ratio", "ppl_mean", "ppl_se", "seeds"])
-    for name, rows in summary.items():
-      for r in rows:
-        w.writerow([name, r["length"], r["ratio"], f"{r['ppl']['mean']:.4f}",
-                    f"{r['ppl']['se']:.4f}", r["ppl"]["n"]])
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for name, rows in summary.items():
-    ax.errorbar([r["length"] for r in rows], [r["ppl"]["mean"] for r in rows],
-                yerr=[np.nan_to_num(r["ppl"]["se"]) for r in rows], marker="o", capsize=3,
-                label=name)
-  ax.axvline(training_length, color="grey", linestyle="--", linewidth=1)
-  ax.set_xscale("log", base=2)
-  ax.set_yscale("log")
-  ax.set_xlabel("evaluation length (tokens)")
-  ax.set_ylabel("PPL of the second half (mean ± SE)")
-  ax.set_title(f"Length extrapolation (trained at {training_length}), {len(per_seed)} seeds")
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(out_dir, "extrapolation.png"), dpi=110)
-  plt.close(fig)
-  # extrapolation.json last, renamed into place: it is what says the study's stage is done.
-  path = os.path.join(out_dir, "extrapolation.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump(out, f, indent=1)
-  os.replace(path + ".tmp", path)
   return out
 
 

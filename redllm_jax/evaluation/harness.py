@@ -7,9 +7,9 @@ checkpoints side by side.
       [--gin.OUTPUT=\"results.json\" --gin.harness.compare.mc_metric=\"acc_norm\"]
 
 Each checkpoint says which model it holds (its `meta`) and which vocabulary it was
-trained with (`checkpoints.vocabulary_path`): no model gin and no vocabulary flag
+trained with (`vocabulary.vocabulary_path`): no model gin and no vocabulary flag
 are needed (`harness.compare.vocab` overrides the vocabulary, checked against the
-checkpoint's record). `python -m redllm_jax.evaluation.demo_tasks` rebuilds the demo
+checkpoint's record). `python -m redllm_jax.demo.harness_tasks` rebuilds the demo
 task files and their lm-eval YAMLs.
 
 Task files (one JSON object per line; the kind is decided per line by its keys):
@@ -58,14 +58,14 @@ import lm_eval  # the `lmeval` extra
 from lm_eval.tasks import TaskManager
 import numpy as np
 
-from redllm_jax import gin_utils
+from redllm_jax import errors, gin_utils
 from redllm_jax.evaluation import lm_eval_model
 
 MC, GEN, GREEDY = "multiple_choice", "generative", "greedy"
 METRICS_MODULE = "harness_metrics"  # beside each task YAML, for its `!function`
 
 
-class TaskFileError(gin_utils.ConfigError):
+class TaskFileError(errors.ConfigError):
   """A task file that cannot be used at all (one line, exit code 2)."""
 
 
@@ -225,7 +225,7 @@ def mc_metrics(reported: str) -> tuple[str, ...]:
   """lm-eval's multiple-choice metrics a task computes: acc and acc_norm always, and the
   `reported` one (mutual information costs a second, unconditional pass)."""
   if reported not in MC_METRICS:
-    raise gin_utils.ConfigError(f"mc_metric={reported!r}: expected one of "
+    raise errors.ConfigError(f"mc_metric={reported!r}: expected one of "
                                 f"{', '.join(MC_METRICS)}")
   return tuple(dict.fromkeys(("acc", "acc_norm", reported)))
 

@@ -6,7 +6,7 @@ r"""Batched decoding from a JSON-lines file of prompts to a JSON-lines file of o
       --gin.INFER_INPUT=\"prompts.jsonl\" --gin.INFER_OUTPUT=\"outputs.jsonl\" \
       [--gin.DecodingConfig.temperature=0.7 --gin.DecodingConfig.top_p=0.9]
 
-Prompts are tokenized with the checkpoint's own vocabulary (`checkpoints.vocabulary_path`:
+Prompts are tokenized with the checkpoint's own vocabulary (`vocabulary.vocabulary_path`:
 the SentencePiece file its training run recorded), so no data gin is needed. A
 vocabulary bound to `infer.infer.vocabulary` is checked against that record (a
 different file is a one-line error), and names the vocabulary of a checkpoint
@@ -40,7 +40,7 @@ import seqio
 import tensorflow as tf
 
 from redllm_jax.functional import EOS_ID
-from redllm_jax import checkpoints, gin_utils
+from redllm_jax import checkpoints, errors, gin_utils
 from redllm_jax.data import vocabulary as vocabulary_lib
 from redllm_jax.decoding import DecodingConfig
 from redllm_jax.evaluation import windows
@@ -64,7 +64,7 @@ class InferSettings:
       raise ValueError(f"too_long={self.too_long!r}: choose 'truncate' or 'reject'")
 
 
-class PromptError(gin_utils.ConfigError):
+class PromptError(errors.ConfigError):
   """A prompt file problem (or a rejected prompt), reported in one line."""
 
 
@@ -202,27 +202,22 @@ def write_outputs(records: Sequence[dict], prompts: Sequence[Sequence[int]],
       f.write(json.dumps(line) + "\n")
 
 
-def checkpoint_vocabulary(checkpoint_path: str,
-                          vocabulary: Optional[seqio.Vocabulary] = None) -> seqio.Vocabulary:
-  """The checkpoint's recorded vocabulary (SentencePiece, or an imported checkpoint's
-  tokenizer.json); or `vocabulary`, once checked against that record."""
-  path = checkpoints.resolve_vocabulary(
-      checkpoint_path, vocabulary_lib.vocabulary_file(vocabulary) if vocabulary else None,
-      "infer.infer.vocabulary")
-  return vocabulary or vocabulary_lib.from_file(path)
-
-
 @gin.configurable
-def infer(model: BaseModel = gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
+def infer(model: Optional[BaseModel] = None, checkpoint_path: str = gin.REQUIRED,
           input_path: str = gin.REQUIRED, output_path: str = gin.REQUIRED,
           decoding: DecodingConfig = gin.REQUIRED, settings: InferSettings = gin.REQUIRED,
           vocabulary: Optional[seqio.SentencePieceVocabulary] = None) -> dict[str, float]:
-  """Decodes every prompt of `input_path` into `output_path`; returns the timing report."""
+  """Decodes every prompt of `input_path` into `output_path`; returns the timing report.
+
+  The model is the one the checkpoint describes; a `model` given (a model gin's) must
+  match it (else one line).
+  """
   # Prompts are read and checked before the parameters are loaded: bad input fails fast.
   records = read_prompts(input_path)
-  vocabulary = checkpoint_vocabulary(checkpoint_path, vocabulary)
+  vocabulary = vocabulary_lib.checkpoint_vocabulary(checkpoint_path, vocabulary)
   prompts, truncated = encode_prompts([r["inputs"] for r in records], vocabulary.encode,
                                       settings)
+  model = checkpoints.load_model(checkpoint_path, model)
   params = checkpoints.load_params(checkpoint_path, model)
   outputs, timing = generate(model, params, prompts, decoding, settings)
   write_outputs(records, prompts, outputs, truncated, vocabulary.decode, output_path)
@@ -239,7 +234,7 @@ def main() -> None:
   try:
     infer()
   except ValueError as e:  # InferSettings / DecodingConfig validation
-    raise gin_utils.ConfigError(gin_utils.first_line(e)) from None
+    raise errors.ConfigError(errors.first_line(e)) from None
 
 
 if __name__ == "__main__":

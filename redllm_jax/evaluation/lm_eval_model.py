@@ -14,7 +14,7 @@ Model arguments: `checkpoint=` (MODEL_DIR, MODEL_DIR/checkpoints or a step folde
 the checkpoint's `meta` builds the model; `gin_file=` a model gin to build it
 instead, e.g. with another attention implementation) or `export_dir=` (an export,
 `export.load_export`). Both score through the same model code. The vocabulary is
-the checkpoint's own (`checkpoints.vocabulary_path`: SentencePiece, or an imported
+the checkpoint's own (`vocabulary.vocabulary_path`: SentencePiece, or an imported
 checkpoint's tokenizer.json) or the export's spm.model;
 `vocab=` overrides it (checked by sha256 against the checkpoint's record or the
 export's spm.model). Unknown model args are an error. `add_eos=True` ends contexts and continuations with EOS, the
@@ -42,7 +42,6 @@ Requests, each through the project's scoring (`model.prefix_lm_batch` +
 Requests are sorted by length and padded to power-of-two widths (few compiles).
 """
 import functools
-import hashlib
 import sys
 from typing import Any, Iterable, Optional, Sequence
 
@@ -56,7 +55,7 @@ import lm_eval.models  # noqa: F401  # lm-eval's own models first: its registry 
 from lm_eval.api.model import LM
 from lm_eval.api.registry import model_registry
 
-from redllm_jax import checkpoints, gin_utils, models
+from redllm_jax import checkpoints, errors, gin_utils, models
 from redllm_jax.data import vocabulary as vocabulary_lib
 from redllm_jax.decoding import DecodingConfig
 from redllm_jax.evaluation import export, windows
@@ -71,19 +70,20 @@ def load(checkpoint: Optional[str] = None, export_dir: Optional[str] = None,
          ) -> tuple[BaseModel, Any, str]:
   """(model, parameters, vocabulary path) of a checkpoint or an export."""
   if (checkpoint is None) == (export_dir is None):
-    raise gin_utils.ConfigError("redllm_jax needs exactly one of --model_args "
+    raise errors.ConfigError("redllm_jax needs exactly one of --model_args "
                                 "checkpoint=PATH or export_dir=PATH")
   given = vocab is not None
   if given:  # before loading anything: a bad file is a quick one-line error
     _check_vocab_file(vocab)
   if export_dir is not None:
     model, params, exported = export.load_export(export_dir)
-    if vocab is not None and exported is not None and _sha256(vocab) != _sha256(exported):
-      raise gin_utils.ConfigError(f"vocab={vocab} is not the export's vocabulary {exported} "
-                                  "(sha256 differs)")
+    if (vocab is not None and exported is not None
+        and vocabulary_lib.file_sha256(vocab) != vocabulary_lib.file_sha256(exported)):
+      raise errors.ConfigError(f"vocab={vocab} is not the export's vocabulary {exported} "
+                               "(sha256 differs)")
     vocab = vocab or exported
     if vocab is None:
-      raise gin_utils.ConfigError(f"{export_dir} holds no spm.model: pass vocab=PATH")
+      raise errors.ConfigError(f"{export_dir} holds no spm.model: pass vocab=PATH")
   elif gin_file is not None:
     gin_utils.parse_gin([gin_file], [], finalize=False)
     model = models.from_gin()
@@ -91,7 +91,7 @@ def load(checkpoint: Optional[str] = None, export_dir: Optional[str] = None,
   else:
     model, params = checkpoints.load_model_and_params(checkpoint)
   if checkpoint is not None:
-    vocab = checkpoints.resolve_vocabulary(checkpoint, vocab, "vocab=")
+    vocab = vocabulary_lib.resolve_vocabulary(checkpoint, vocab, "vocab=")
   if not given:
     _check_vocab_file(vocab)
   return model, params, vocab
@@ -102,12 +102,7 @@ def _check_vocab_file(path: str) -> None:
   try:
     vocabulary_lib.check_vocabulary_file(path)
   except Exception as e:  # FileNotFoundError, ValueError; tf.io.gfile's errors (a directory)
-    raise gin_utils.ConfigError(f"vocab: {gin_utils.first_line(e)}") from None
-
-
-def _sha256(path: str) -> str:
-  with open(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
+    raise errors.ConfigError(f"vocab: {errors.first_line(e)}") from None
 
 
 def rolling_windows(tokens: Sequence[int], context_length: int,
@@ -204,8 +199,8 @@ class TextCodec:
       try:
         sp = spm.SentencePieceProcessor(model_file=path)
       except (OSError, RuntimeError) as e:
-        raise gin_utils.ConfigError(f"cannot open the SentencePiece model {path}: "
-                                    f"{gin_utils.first_line(e)}") from None
+        raise errors.ConfigError(f"cannot open the SentencePiece model {path}: "
+                                    f"{errors.first_line(e)}") from None
       # SentencePiece's id 0 is pad; a tokenizer.json's id 0 may be a real token.
       self.size, self._encode, self._decode, self._first = sp.get_piece_size(), sp.encode, sp.decode, 1
 
@@ -236,14 +231,14 @@ class RedLLMJax(LM):
     # LM_EVAL_SETTINGS are unused (jax places the arrays itself); anything else is a typo.
     unknown = sorted(set(lm_eval_settings) - set(LM_EVAL_SETTINGS))
     if unknown:
-      raise gin_utils.ConfigError(
+      raise errors.ConfigError(
           f"redllm_jax: unknown model args {', '.join(unknown)}; valid: "
           f"{', '.join(MODEL_ARGS)} (and lm-eval's {', '.join(LM_EVAL_SETTINGS)})")
     model, params, vocab_path = load(checkpoint, export_dir, gin_file, vocab)
     self.vocab_path = vocab_path
     self.codec = TextCodec(vocab_path)
     if self.codec.size > model.config.vocab_size:
-      raise gin_utils.ConfigError(
+      raise errors.ConfigError(
           f"vocabulary {vocab_path} has {self.codec.size} pieces, more than the "
           f"model's {model.config.vocab_size}")
     self.model, self.add_eos = model, bool(add_eos)
@@ -314,7 +309,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     sys.argv = [sys.argv[0], *argv]
   try:
     cli_evaluate()
-  except gin_utils.ConfigError as e:
+  except errors.ConfigError as e:
     print(f"error: {e.message}", file=sys.stderr)
     sys.exit(2)
 

@@ -20,7 +20,7 @@ the two architectures compare like with like; the table prints it as `ppl 2nd ha
 
 Writes OUTPUT_DIR/eval_results.json (every metric) and TensorBoard scalars
 `{task}/{metric}` at the step of the checkpoint restored. Each task's vocabulary must
-be the one the checkpoint recorded at training (`checkpoints.check_vocabulary`). A
+be the one the checkpoint recorded at training (`vocabulary.check_vocabulary`). A
 missing checkpoint, a checkpoint of the other architecture, a task of another
 vocabulary, a missing vocabulary file, or a converter that does not fit the model:
 one line, exit 2.
@@ -36,31 +36,36 @@ import jax
 import seqio
 import tensorflow as tf
 
-from redllm_jax import checkpoints, gin_utils, multihost, train, trainer
-from redllm_jax.data import input_pipeline
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax import checkpoints, errors, gin_utils, multihost, trainer, validation
+from redllm_jax.data import input_pipeline, vocabulary
+from redllm_jax.errors import ConfigError
 from redllm_jax.models import BaseModel
 from redllm_jax.partitioning import Partitioner
 
 
 @gin.configurable
-def evaluate_checkpoint(model: BaseModel = gin.REQUIRED, checkpoint_path: str = gin.REQUIRED,
+def evaluate_checkpoint(model: Optional[BaseModel] = None, checkpoint_path: str = gin.REQUIRED,
                         output_dir: Optional[str] = gin.REQUIRED,
                         tasks: Sequence[str] = gin.REQUIRED,
                         task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
                         feature_converter: seqio.FeatureConverter = gin.REQUIRED,
                         split: str = "validation", batch_size: int = 8,
                         max_batches: Optional[int] = None) -> dict[str, dict[str, float]]:
-  """{task: metrics} of the checkpoint; also eval_results.json and TensorBoard scalars."""
-  train.check_counts("perplexity.evaluate_checkpoint", batch_size=batch_size)
+  """{task: metrics} of the checkpoint; also eval_results.json and TensorBoard scalars.
+
+  The model is the one the checkpoint describes; a `model` given (a model gin's) must
+  match it (else one line).
+  """
+  model = checkpoints.load_model(checkpoint_path, model)
+  validation.check_counts("perplexity.evaluate_checkpoint", batch_size=batch_size)
   input_pipeline.check_tasks(tasks, model.config.vocab_size)
   for task in tasks:  # Text read with another vocabulary would score as noise.
     vocab_file = input_pipeline.vocabulary_file(task)
     if vocab_file:
-      checkpoints.check_vocabulary(checkpoint_path, vocab_file, f"the eval task {task}")
+      vocabulary.check_vocabulary(checkpoint_path, vocab_file, f"the eval task {task}")
   partitioner = Partitioner()
-  train.validate(model, feature_converter, task_feature_lengths, batch_size, partitioner,
-                 num_microbatches=1, num_input_shards=jax.process_count())
+  validation.check_run(model, feature_converter, task_feature_lengths, batch_size, partitioner,
+                       num_microbatches=1, num_input_shards=jax.process_count())
   param_shardings = partitioner.shardings(model.param_axes())
   params, step = checkpoints.load_params_and_step(checkpoint_path, model, param_shardings)
   eval_step = trainer.compile_eval_step(model, partitioner, param_shardings)
@@ -74,7 +79,7 @@ def evaluate_checkpoint(model: BaseModel = gin.REQUIRED, checkpoint_path: str = 
       flat = trainer.evaluate(eval_step, partitioner, params,
                               {task: lambda: _first(batches(), max_batches)})
     except (ValueError, KeyError, tf.errors.OpError) as e:  # a bad split, unreadable files, ...
-      raise ConfigError(f"{task}/{split}: {gin_utils.first_line(e)}") from None
+      raise ConfigError(f"{task}/{split}: {errors.first_line(e)}") from None
     if not flat:
       raise ConfigError(f"{task}/{split} yielded no example")
     results[task] = {k.split("/", 1)[1]: v for k, v in flat.items()}

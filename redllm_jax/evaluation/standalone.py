@@ -1,6 +1,6 @@
 r"""Standalone loader for exported models: pure jax.numpy, no Flax, TensorFlow, seqio or gin.
 
-  python redllm_jax/standalone.py EXPORT_DIR "Who was the 37th President?" [--max_new_tokens=32]
+  python redllm_jax/evaluation/standalone.py EXPORT_DIR "Who was the 37th President?" [--max_new_tokens=32]
 
 An export directory (written by `python -m redllm_jax.evaluation.export`) holds:
   config.json          architecture, TransformerConfig fields, BiAttn flag, format version

@@ -7,7 +7,7 @@ context), and a bigram model of the demo corpus's RedPajama train splits (each d
 vocabulary, add-0.1 smoothing) scoring it after the prompt, as lm-eval's `acc` does,
 and on its own (what mutual-information scoring divides out). Ties are split evenly.
 A task's floor is the best of them. `adversarial_distractors` builds tasks where every
-one of them stays near chance; `demo_tasks` writes each task's table to its manifest.
+one of them stays near chance; `demo.harness_tasks` writes each task's table to its manifest.
 """
 import functools
 from typing import Callable, Mapping, Sequence
@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import sentencepiece as spm
 
-from redllm_jax.data import task_families
+from redllm_jax.demo import task_families
 from redllm_jax.evaluation import harness
 
 SMOOTHING = 0.1

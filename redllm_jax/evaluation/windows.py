@@ -9,7 +9,7 @@ import numpy as np
 import seqio
 
 from redllm_jax.functional import EOS_ID
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 
 
 def token_windows(texts: Sequence[str], encode, length: int, max_windows: int,

@@ -23,10 +23,10 @@ from typing import Any, Optional
 from absl import flags
 import numpy as np
 
-from redllm_jax import checkpoints, gin_utils, models
+from redllm_jax import checkpoints, errors, gin_utils, models
 from redllm_jax.config import TransformerConfig
-from redllm_jax.data import hf_vocabulary
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.data import hf_vocabulary, vocabulary
+from redllm_jax.errors import ConfigError
 
 SUPPORTED = {"llama": "LlamaForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 # Hugging Face fields that must hold these values (anything else is computed differently).
@@ -131,14 +131,14 @@ def load_hf(hf_dir: str, gguf_file: Optional[str] = None) -> tuple[TransformerCo
     hf_config = transformers.AutoConfig.from_pretrained(hf_dir, **kwargs)
   except Exception as e:  # pylint: disable=broad-except  # OSError, ValueError, KeyError, ...
     raise ConfigError(f"cannot read a Hugging Face config from {hf_dir}: "
-                      f"{gin_utils.first_line(e)}") from None
+                      f"{errors.first_line(e)}") from None
   config = config_from_hf(hf_config)  # Refuses before the (slow) weights are read.
   try:
     model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32,
                                                               **kwargs)
     tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir, **kwargs)
   except (OSError, ValueError, ImportError) as e:  # No weights or tokenizer; GGUF's packages.
-    raise ConfigError(f"cannot load {hf_dir}: {gin_utils.first_line(e)}") from None
+    raise ConfigError(f"cannot load {hf_dir}: {errors.first_line(e)}") from None
   return config, model.eval(), tokenizer
 
 
@@ -152,7 +152,7 @@ def write_checkpoint(config: TransformerConfig, hf_model: Any, tokenizer: Any, m
   vocab_file = os.path.join(os.path.abspath(model_dir), hf_vocabulary.IMPORTED_TOKENIZER)
   os.makedirs(os.path.dirname(vocab_file), exist_ok=True)
   tokenizer.backend_tokenizer.save(vocab_file)
-  meta = dict(model.describe(), vocabulary=checkpoints.record_vocabulary(model_dir, vocab_file),
+  meta = dict(model.describe(), vocabulary=vocabulary.record_vocabulary(model_dir, vocab_file),
               imported_from=dict(source, model_type=hf_model.config.model_type,
                                  bos_token_id=tokenizer.bos_token_id,
                                  eos_token_id=tokenizer.eos_token_id))

@@ -14,7 +14,7 @@ import numpy as np
 
 from redllm_jax import flops
 from redllm_jax.evaluation import attention, extrapolation, harness, windows
-from redllm_jax.study import scaling, scores, stats
+from redllm_jax.study import scaling, scores, seed_summaries, stats
 from redllm_jax.study.plan import ARCHITECTURES
 from redllm_jax.study.directory import Study, read_json, write_json
 
@@ -147,8 +147,8 @@ def run_extrapolation(study: Study) -> bool:
     return extrapolation.run(_pretrained(study, seed), token_windows, plan.training_length,
                              factors, study.path("extrapolation", f"s{seed}"))["results"]
 
-  extrapolation.write_seed_summary(_per_seed(study, "extrapolation", one_seed),
-                                   plan.training_length, study.path("extrapolation"))
+  seed_summaries.write_extrapolation_summary(_per_seed(study, "extrapolation", one_seed),
+                                             plan.training_length, study.path("extrapolation"))
   return True
 
 
@@ -163,7 +163,8 @@ def run_attention(study: Study) -> bool:
     return {name: attention.analyze(model, params, token_windows, offsets)
             for name, (model, params) in _pretrained(study, seed).items()}
 
-  attention.write_seed_summary(_per_seed(study, "attention", one_seed), study.path("attention"))
+  seed_summaries.write_attention_summary(_per_seed(study, "attention", one_seed),
+                                         study.path("attention"))
   return True
 
 

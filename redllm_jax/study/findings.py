@@ -338,7 +338,7 @@ def pretrained_shots(harness: Mapping[str, Any], scaling: Mapping[str, Any]) -> 
   gate = _floor_gate(harness, names, k)
   return _finding("Zero/few-shot after pretraining",
                   "RedLLM is weak: 8B few-shot average 35.13 vs DecLLM's 43.37", claims,
-                  _score_text(harness, names, k) + f"; Dec - Red paired by seed "
+                  _score_text(harness, names, k) + "; Dec - Red paired by seed "
                   + stats.fmt(effects[claims[-1].text][0], 1, 100) + " points",
                   decides=_harness_decides(harness, scaling, gate, claims, effects), gate=gate)
 

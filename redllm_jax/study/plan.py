@@ -18,7 +18,7 @@ from typing import Mapping, Optional, Sequence
 
 import gin
 
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 from redllm_jax.optimizers import cooldown_start
 from redllm_jax.study.runs import RunSpec
 

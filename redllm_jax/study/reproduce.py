@@ -27,13 +27,14 @@ import time
 from absl import flags
 import jax
 
-from redllm_jax import gin_utils, multihost
-from redllm_jax.data import demo_corpus, vocabulary
+from redllm_jax import errors, gin_utils, multihost
+from redllm_jax.data import vocabulary
+from redllm_jax.demo import corpus as demo_corpus
 from redllm_jax.study import analyses, findings, report, stages, workers
 from redllm_jax.study.directory import Study, read_json, share_compilations, write_json
 from redllm_jax.study.plan import StudyPlan
 from redllm_jax.study.progress import Progress
-from redllm_jax.tools import bench
+from redllm_jax.tools import bench_ceiling
 
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke-test scale (experiments/study_quick.gin).")
 _OUT_DIR = flags.DEFINE_string("out_dir", None,
@@ -61,7 +62,7 @@ def _check_plan(study: Study) -> None:
   # Fields a newer version added are not a change of plan.
   changed = sorted(k for k in plan if k in (stored or {}) and stored[k] != plan[k])
   if changed:
-    raise gin_utils.ConfigError(f"{study.root} holds a study with a different plan "
+    raise errors.ConfigError(f"{study.root} holds a study with a different plan "
                                 f"({', '.join(changed)}); use a new --out_dir")
   write_json(path, plan)
 
@@ -70,7 +71,7 @@ def _worker_count() -> int:
   """--workers, or by default one per core on a single-process CPU host (else 1)."""
   single_cpu_host = jax.default_backend() == "cpu" and jax.process_count() == 1
   if _WORKERS.value > 1 and not single_cpu_host:
-    raise gin_utils.ConfigError(f"--workers={_WORKERS.value}: worker processes are for a "
+    raise errors.ConfigError(f"--workers={_WORKERS.value}: worker processes are for a "
                                 "single-process CPU host; use --workers=1 here")
   if _WORKERS.value:
     return _WORKERS.value
@@ -164,7 +165,7 @@ def _measure_ceiling(study: Study) -> None:
   """The matmul ceiling, once per study directory: the report's FLOP/s are over it."""
   path = study.path("ceiling.json")
   if read_json(path) is None:
-    ceiling = bench.matmul_ceiling()
+    ceiling = bench_ceiling.matmul_ceiling()
     write_json(path, {"flops_per_s": ceiling["flops_per_s"], "dtype": ceiling["dtype"],
                       "measured": datetime.datetime.now().isoformat(timespec="seconds")})
 

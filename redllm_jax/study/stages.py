@@ -9,7 +9,6 @@ extrapolation; attention. Training and scoring units may run in worker processes
 (`workers.py`), each once the unit it reads is done; the analyses run after them.
 """
 import dataclasses
-import glob
 import os
 from typing import Callable
 

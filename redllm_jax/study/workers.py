@@ -1,9 +1,9 @@
 r"""The study's training and scoring runs in worker processes, several at a time on one
 CPU host.
 
-At the study's tiny widths XLA:CPU keeps its two threads only ~60% busy, and two
-single-threaded processes side by side train 1.44x faster than one two-threaded
-process (measured on the 2-core host of docs/study). So on a CPU-only,
+At the study's tiny widths XLA:CPU keeps its threads far from busy, and single-threaded
+processes side by side train faster than one multi-threaded process (`tools/bench_workers`
+measures it; the dated figures are in docs/perf_notes.md). So on a CPU-only,
 single-process host `reproduce` starts `--workers` long-lived processes
 
   python -m redllm_jax.study.workers --study_dir=STUDY --parent=PID --results_fd=N --core=C
@@ -11,8 +11,8 @@ single-process host `reproduce` starts `--workers` long-lived processes
 with XLA single-threaded, each pinned to a core of its own, and hands each one training
 or scoring unit at a time: the unit's name on the worker's stdin, its outcome back as
 one JSON line on the results pipe.
-A worker imports JAX, TensorFlow and seqio once for all the units it runs (they cost
-10-30 s a process here), logs each unit to `STUDY/logs/<unit>.log`, and trains (or
+A worker imports JAX, TensorFlow and seqio once for all the units it runs (tens of
+seconds a process), logs each unit to `STUDY/logs/<unit>.log`, and trains (or
 resumes) it and writes its `result.json` like the in-process path
 (`stages.Unit.run`). SIGTERM makes the running unit save a checkpoint and the worker
 report it interrupted and exit. Workers die with the study (SIGKILL on the parent's
@@ -32,7 +32,7 @@ from typing import IO, Optional
 
 from absl import flags
 
-from redllm_jax import gin_utils
+from redllm_jax import errors, gin_utils, xla_cpu
 from redllm_jax.study import stages
 from redllm_jax.study.directory import Study, read_json, share_compilations
 from redllm_jax.study.plan import StudyPlan
@@ -40,7 +40,6 @@ from redllm_jax.study.plan import StudyPlan
 INTERRUPTED = 3  # a unit's code after SIGTERM in training: its run saved a checkpoint
 FAILED = 1
 _PR_SET_PDEATHSIG = 1
-SINGLE_THREADED_XLA = "--xla_cpu_multi_thread_eigen=false"
 
 
 def log_path(root: str, unit: str) -> str:
@@ -62,8 +61,7 @@ class Pool:
   def __init__(self, root: str, size: int):
     self.root, self.size = root, size
     self._workers: list[_Worker] = []
-    self._env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-                     XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREADED_XLA}".strip())
+    self._env = xla_cpu.single_threaded_env()
 
   @property
   def running(self) -> list[stages.Unit]:
@@ -75,8 +73,8 @@ class Pool:
   def _spawn(self) -> _Worker:
     read, write = os.pipe()
     os.makedirs(os.path.join(self.root, "logs"), exist_ok=True)
-    # XLA:CPU still runs parallel loops on a second thread; unpinned, two workers' four
-    # threads migrate over two cores and train the l size 1.2x slower (bench_workers).
+    # XLA:CPU still runs parallel loops on a second thread; unpinned, the workers' threads
+    # migrate between cores and train slower (`tools/bench_workers` measures it).
     cores = sorted(os.sched_getaffinity(0))
     core = cores[len(self._workers) % len(cores)]
     with open(os.path.join(self.root, "logs", f"worker_{len(self._workers)}.log"), "ab") as log:
@@ -170,7 +168,7 @@ def _run(study: Study, name: str) -> dict:
     return {"code": 0 if unit.run() else INTERRUPTED}
   except Exception as e:  # pylint: disable=broad-except  # reported, then the study stops
     traceback.print_exc()
-    return {"code": FAILED, "error": gin_utils.first_line(e)}
+    return {"code": FAILED, "error": errors.first_line(e)}
 
 
 _STUDY_DIR = flags.DEFINE_string("study_dir", None, "The study directory (holds plan.json).")

@@ -17,22 +17,26 @@ weights, since generation is forced to run all `length` steps (no EOS).
 torch and transformers come from the `hf` extra (`pip install -e ".[hf]"`);
 without them the section is skipped with the reason.
 """
+import os
 import statistics
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from redllm_jax.config import TransformerConfig
+from redllm_jax.tools.bench_common import ARCHS, build_model
+from redllm_jax.tools.bench_decode import decode_setup
+from redllm_jax.tools.bench_train import TRAIN_SHAPES, train_setup
 
 
 def missing() -> Optional[str]:
   """Why the peers cannot run here, or None."""
   try:
-    import torch  # pylint: disable=g-import-not-at-top,unused-import
-    import transformers  # pylint: disable=g-import-not-at-top,unused-import
+    import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+    import transformers  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   except ImportError as e:
     return f"{e.name} is not installed (pip install -e '.[hf]')"
   return None
@@ -75,18 +79,6 @@ def matvec_bandwidth(batch: int, megabytes: int = 512, repeats: int = 5) -> floa
     jax.block_until_ready(run(x, kernels))
     best = min(best, time.perf_counter() - tic)
   return sum(k.nbytes for k in kernels) / best
-
-
-def decode_step_weight_bytes(abstract_params: Any) -> int:
-  """Bytes of the weights one decode step reads: all but the encoder's and the
-  cross-attention K/V projections', which RedLLM runs once per prompt."""
-  total = 0
-  for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_params):
-    keys = [str(getattr(k, "key", k)) for k in path]
-    cross_kv = "cross_attention" in keys and any(k.startswith(("key", "value")) for k in keys)
-    if not (keys[0].startswith("encoder") or cross_kv):
-      total += int(np.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
-  return total
 
 
 def hf_model(arch: str, cfg: TransformerConfig):
@@ -171,3 +163,95 @@ def summary(seconds: list[float], tokens: int) -> dict[str, float]:
   median = statistics.median(seconds)
   return {"best_s": min(seconds), "median_s": median, "tokens_per_s": tokens / median,
           "range_tokens_per_s": [tokens / max(seconds), tokens / min(seconds)]}
+
+
+PEER_THREADS = (1, 2)  # torch threads; on a loaded 2-core host 1 thread can be faster.
+
+
+def peers_train_compare(size: str, batch: int, tokens: int, repeats: int) -> dict[str, Any]:
+  """Our train step (as the train section runs it) vs HF PyTorch's on the same batch
+  shape, alternating; torch on all cores."""
+  runs, infos = {}, {}
+  for arch in ARCHS:
+    infos[arch], runs[f"{arch}/ours"] = train_setup(arch, size, batch, tokens)
+    hf = hf_model(arch, build_model(arch, size).config)
+    runs[f"{arch}/hf"] = hf_train_fn(hf, arch, batch, tokens, os.cpu_count())
+  times = timed(runs, repeats)
+  out = {}
+  for arch in ARCHS:
+    ours, hf = (summary(times[f"{arch}/{who}"], batch * tokens)
+                for who in ("ours", "hf"))
+    out[arch] = {"batch": batch, "tokens_per_row": tokens, "ours": ours, "hf": hf,
+                 "ours_over_hf": ours["tokens_per_s"] / hf["tokens_per_s"],
+                 "kernels_out_first": infos[arch]["kernels_out_first"]}
+  return out
+
+
+def peers_compare(size: str, batch: int, length: int, repeats: int) -> dict[str, Any]:
+  """Ours vs HF PyTorch greedy decoding, all runs alternating; the faster torch thread
+  count is the peer. Also our decode step (the run less its prefill, per token) against
+  the bandwidth bound and the bound of XLA's matrix-vector products."""
+  bandwidth = memory_bandwidth()
+  matvec = matvec_bandwidth(batch)
+  runs, infos = {}, {}
+  for arch in ARCHS:
+    cfg = build_model(arch, size).config
+    hf = hf_model(arch, cfg)
+    # The prompts decode_setup feeds ours.
+    prompts = np.random.RandomState(0).randint(2, cfg.vocab_size, (batch, length))
+    info, run_ours, run_prefill, _ = decode_setup(arch, size, batch, length, uncached=False)
+    infos[arch] = dict(info, hf_params=sum(p.numel() for p in hf.parameters()))
+    runs[f"{arch}/ours"], runs[f"{arch}/ours_prefill"] = run_ours, run_prefill
+    for threads in PEER_THREADS:
+      runs[f"{arch}/hf_{threads}t"] = hf_decode_fn(hf, prompts, length, threads)
+  times = timed(runs, repeats)
+  out = {"read_bytes_per_s": bandwidth, "matvec_bytes_per_s": matvec}
+  for arch in ARCHS:
+    ours = summary(times[f"{arch}/ours"], batch * length)
+    peers = {t: summary(times[f"{arch}/hf_{t}t"], batch * length)
+             for t in PEER_THREADS}
+    threads = max(peers, key=lambda t: peers[t]["tokens_per_s"])
+    prefill_s = statistics.median(times[f"{arch}/ours_prefill"])
+    step_s = (ours["median_s"] - prefill_s) / (length - 1)
+    weight_bytes = infos[arch]["step_weight_bytes"]
+    out[arch] = {**infos[arch], "ours": ours, "hf": peers[threads], "hf_threads": threads,
+                 "hf_all": {f"{t}t": peers[t] for t in PEER_THREADS},
+                 "ours_over_hf": ours["tokens_per_s"] / peers[threads]["tokens_per_s"],
+                 "prefill_s": prefill_s, "step_s": step_s,
+                 "bandwidth_bound_s": weight_bytes / bandwidth,
+                 "step_over_bound": step_s * bandwidth / weight_bytes,
+                 "matvec_bound_s": weight_bytes / matvec,
+                 "step_over_matvec_bound": step_s * matvec / weight_bytes}
+  return out
+
+
+def peers_section(sizes: Sequence[str], decode_batch: int, decode_length: int,
+                  train_batch: int, train_length: int, repeats: int,
+                  log: Callable[[str], None]) -> dict[str, Any]:
+  """The peers section's figures per size (decoding, bounds, `train`), or why it was skipped."""
+  reason = missing()
+  if reason:
+    log(f"peers: skipped, {reason}")
+    return {"skipped": reason}
+  out = {size: peers_compare(size, decode_batch, decode_length, repeats) for size in sizes}
+  for size in sizes:
+    batch, tokens = TRAIN_SHAPES.get(size, (train_batch, train_length))
+    out[size]["train"] = peers_train_compare(size, batch, tokens, repeats)
+  for size, rows in out.items():
+    log(f"memory bandwidth (read): {rows['read_bytes_per_s'] / 1e9:.1f} GB/s; XLA "
+        f"matrix-vector products (batch {decode_batch}): "
+        f"{rows['matvec_bytes_per_s'] / 1e9:.1f} GB/s")
+    for arch in ARCHS:
+      r = rows[arch]
+      log(f"peers {arch:7s} {size:5s} {decode_batch}x({decode_length}+{decode_length}): "
+          f"ours {r['ours']['tokens_per_s']:7.1f} tok/s, HF PyTorch "
+          f"({r['hf_threads']} thread) {r['hf']['tokens_per_s']:7.1f} tok/s: "
+          f"{r['ours_over_hf']:.2f}x; our step {r['step_s'] * 1e3:.1f} ms vs bandwidth "
+          f"bound {r['bandwidth_bound_s'] * 1e3:.1f} ms ({r['step_over_bound']:.2f}x), "
+          f"matvec bound {r['matvec_bound_s'] * 1e3:.1f} ms "
+          f"({r['step_over_matvec_bound']:.2f}x)")
+      t = rows["train"][arch]
+      log(f"peers {arch:7s} {size:5s} train {t['batch']}x{t['tokens_per_row']}: ours "
+          f"{t['ours']['tokens_per_s']:7.1f} tok/s, HF PyTorch (Adafactor) "
+          f"{t['hf']['tokens_per_s']:7.1f} tok/s: {t['ours_over_hf']:.2f}x")
+  return out

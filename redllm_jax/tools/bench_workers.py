@@ -23,11 +23,9 @@ import sys
 import time
 
 from absl import flags
-import jax
 
-from redllm_jax import gin_utils
-from redllm_jax.study.workers import SINGLE_THREADED_XLA
-from redllm_jax.tools import bench
+from redllm_jax import errors, gin_utils, xla_cpu
+from redllm_jax.tools import bench_study, bench_train
 
 _SHAPES = flags.DEFINE_list("shapes", ["decllm/study_l/64x128/1024/in_first",
                                        "redllm/study_l/64x128/1024/in_first"],
@@ -37,14 +35,15 @@ _MICROBATCHES = flags.DEFINE_list("microbatches", ["1", "4", "8"], "Microbatch c
 _PINNING = flags.DEFINE_list("pinning", ["false", "true"],
                              "Whether each worker is pinned to a core of its own.")
 _WORKERS = flags.DEFINE_integer("workers", 2, "Processes side by side.")
+_OUT = flags.DEFINE_string("out", "bench.json", "Where the JSON of all timings goes.")
 _STEPS = flags.DEFINE_integer("steps", 12, "Timed steps per worker (after 2 warm-up steps).")
 _CHILD = flags.DEFINE_string("child", None, "Internal: time SHAPE@MICROBATCHES here.")
 
 
 def _time_one(shape: str, microbatches: int, steps: int) -> dict:
-  arch, size, rows, tokens, bindings = bench.parse_study_shape(shape)
-  info, run = bench.train_setup(arch, size, rows, tokens, bindings=bindings,
-                                num_microbatches=microbatches)
+  arch, size, rows, tokens, bindings = bench_study.parse_study_shape(shape)
+  info, run = bench_train.train_setup(arch, size, rows, tokens, bindings=bindings,
+                                      num_microbatches=microbatches)
   run()
   tic = time.perf_counter()
   for _ in range(steps - 1):
@@ -56,7 +55,7 @@ def _time_one(shape: str, microbatches: int, steps: int) -> dict:
 
 def _side_by_side(shape: str, microbatches: int, pinned: bool) -> list[dict]:
   """One timing per worker, all started at once with XLA single-threaded."""
-  env = {**os.environ, "XLA_FLAGS": SINGLE_THREADED_XLA, "TF_CPP_MIN_LOG_LEVEL": "3"}
+  env = xla_cpu.single_threaded_env()
   cores = sorted(os.sched_getaffinity(0))
   command = [sys.executable, "-m", "redllm_jax.tools.bench_workers",
              f"--child={shape}@{microbatches}", f"--steps={_STEPS.value}"]
@@ -69,7 +68,7 @@ def _side_by_side(shape: str, microbatches: int, pinned: bool) -> list[dict]:
     out, err = proc.communicate()
     if proc.returncode:
       last = (err.strip().splitlines() or ["no output"])[-1]
-      raise gin_utils.ConfigError(f"{shape} in {microbatches} microbatches failed: {last}")
+      raise errors.ConfigError(f"{shape} in {microbatches} microbatches failed: {last}")
     results.append(json.loads(out.strip().splitlines()[-1]))
   return results
 
@@ -79,14 +78,14 @@ def _check_flags() -> tuple[list[int], list[bool]]:
   try:
     counts = [int(m) for m in _MICROBATCHES.value]
   except ValueError:
-    raise gin_utils.ConfigError(f"--microbatches={_MICROBATCHES.value}: want integers") from None
+    raise errors.ConfigError(f"--microbatches={_MICROBATCHES.value}: want integers") from None
   if not {p.lower() for p in _PINNING.value} <= {"true", "false"}:
-    raise gin_utils.ConfigError(f"--pinning={_PINNING.value}: want true and/or false")
+    raise errors.ConfigError(f"--pinning={_PINNING.value}: want true and/or false")
   pinnings = [p.lower() == "true" for p in _PINNING.value]
   for shape in _SHAPES.value:
-    rows = bench.parse_study_shape(shape)[2]
+    rows = bench_study.parse_study_shape(shape)[2]
     if any(count < 1 or rows % count for count in counts):
-      raise gin_utils.ConfigError(f"--microbatches={_MICROBATCHES.value}: each must divide "
+      raise errors.ConfigError(f"--microbatches={_MICROBATCHES.value}: each must divide "
                                   f"{shape}'s {rows} rows")
   return counts, pinnings
 
@@ -112,9 +111,9 @@ def main() -> None:
             flush=True)
     out["shapes"][shape] = rows
   out["loadavg_end"] = os.getloadavg()
-  with open(flags.FLAGS.out, "w") as f:  # bench's --out
+  with open(_OUT.value, "w") as f:
     json.dump(out, f, indent=1)
-  print(f"wrote {flags.FLAGS.out}")
+  print(f"wrote {_OUT.value}")
 
 
 if __name__ == "__main__":

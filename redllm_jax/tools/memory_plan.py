@@ -99,7 +99,7 @@ def all_configs(sizes: Sequence[str], archs: Sequence[str],
   the unbalanced `8b_2b` too); only RedLLMs are adapted."""
   unknown = sorted(set(stages) - set(ALL_STAGES))
   if unknown:
-    from redllm_jax.gin_utils import ConfigError  # pylint: disable=g-import-not-at-top
+    from redllm_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
     raise ConfigError(f"--stages: unknown {', '.join(unknown)} (use {', '.join(ALL_STAGES)})")
   configs = []
   for size in sizes:
@@ -112,7 +112,7 @@ def all_configs(sizes: Sequence[str], archs: Sequence[str],
           if name in (f"adapt_{arch}_{size}.gin",) or name.startswith(f"adapt_{arch}_{size}_"):
             configs.append((arch, name[len(f"adapt_{arch}_"):-len(".gin")], stage))
   if not configs:
-    from redllm_jax.gin_utils import ConfigError  # pylint: disable=g-import-not-at-top
+    from redllm_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
     raise ConfigError(f"no config for sizes {', '.join(sizes)}, archs {', '.join(archs)}, "
                       f"stages {', '.join(stages)} (adaptation gins: "
                       "experiments/adapt_redllm_<size>*.gin)")
@@ -447,7 +447,7 @@ def main() -> None:
   configs = all_configs(FLAGS.sizes, FLAGS.archs, FLAGS.stages)
   tic = time.perf_counter()
   if FLAGS.report_only and not os.path.isdir(FLAGS.out_dir):
-    from redllm_jax.gin_utils import ConfigError  # pylint: disable=g-import-not-at-top
+    from redllm_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
     raise ConfigError(f"--report_only: no plan in {FLAGS.out_dir} (run without it first)")
   if not FLAGS.report_only:
     run_workers(configs, devices, tensors, FLAGS.batch, FLAGS.out_dir, FLAGS.budget_s,

@@ -26,7 +26,7 @@ import jax
 from jax.experimental import topologies
 import numpy as np
 
-from redllm_jax import functional, gin_utils, layers, models, optimizers
+from redllm_jax import errors, functional, gin_utils, layers, models, optimizers
 from redllm_jax.decoding import DecodingConfig
 from redllm_jax.partitioning import Partitioner
 from redllm_jax.trainer import compile_steps
@@ -51,7 +51,7 @@ def tpu_devices(topology: str) -> list[jax.Device]:
     return list(topologies.get_topology_desc(topology_name=topology, platform="tpu",
                                              **kwargs).devices)
   except (RuntimeError, ValueError) as e:
-    raise gin_utils.ConfigError(f"no TPU topology {topology!r} ({gin_utils.first_line(e)}); "
+    raise errors.ConfigError(f"no TPU topology {topology!r} ({errors.first_line(e)}); "
                                 "is libtpu installed (pip install -e '.[tpu]')?") from None
 
 

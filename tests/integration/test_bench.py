@@ -2,14 +2,14 @@
 import json
 import math
 
-from redllm_jax.tools import bench
+from redllm_jax.tools import bench, bench_decode, bench_train
 
 
 def test_bench_tiny_sections_are_finite(tmp_path):
   out = bench.run(["ceiling"], [], repeats=1, log=lambda _: None)
   ceiling = out["ceiling"]["flops_per_s"]
-  train = bench.train_compare("tiny", 2, 32, ceiling, repeats=1)
-  decode = bench.decode_compare("tiny", 1, 8, repeats=1, uncached=True)
+  train = bench_train.train_compare("tiny", 2, 32, ceiling, repeats=1)
+  decode = bench_decode.decode_compare("tiny", 1, 8, repeats=1, uncached=True)
   out.update(train=train, decode=decode)
   for r in train.values():
     for key in ("best_s", "median_s", "tokens_per_s", "model_flops_per_s", "mfu",

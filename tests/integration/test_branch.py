@@ -14,9 +14,9 @@ import pytest
 from conftest import experiment, train_bindings
 from redllm_jax import checkpoints, gin_utils, models, optimizers
 from redllm_jax import train as train_module
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 from redllm_jax.partitioning import Partitioner
-from redllm_jax.tools import bench
+from redllm_jax.tools import bench_common
 from redllm_jax.trainer import compile_steps
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ def test_the_traced_wsd_schedule_is_optax_with_constant_boundaries_bit_for_bit(d
 def test_a_train_step_with_the_schedule_as_argument_equals_the_constant_one():
   """Same parameters and metrics after steps across the cooldown: passing the schedule
   as an argument changes what is compiled, not one bit of what it computes."""
-  model = bench.build_model("decllm", "micro_s")
+  model = bench_common.build_model("decllm", "micro_s")
   partitioner = Partitioner(mesh_shape=(1, 1, 1), devices=jax.devices()[:1])
   schedule = optimizers.learning_rate_schedule(peak=0.01, warmup_steps=4, decay_steps=10,
                                                kind="wsd")
@@ -113,7 +113,7 @@ def test_a_train_step_with_the_schedule_as_argument_equals_the_constant_one():
       model, lambda _: optimizers.make_optimizer(learning_rate=_static_wsd(10)), partitioner)
   states = [steps.init(jax.random.key(0)) for steps in (traced, constant)]
   for step in range(10):
-    batch = partitioner.global_batch(bench.synthetic_batch(model, 4, 32, seed=step))
+    batch = partitioner.global_batch(bench_common.synthetic_batch(model, 4, 32, seed=step))
     states[0], ours = traced.train(states[0], batch, jax.random.key(1), schedule)
     states[1], theirs = constant.train(states[1], batch, jax.random.key(1), schedule)
     np.testing.assert_array_equal(ours["loss"], theirs["loss"])

@@ -7,7 +7,8 @@ import pytest
 
 from conftest import init, make_model
 from redllm_jax import checkpoints
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.data import vocabulary
+from redllm_jax.errors import ConfigError
 
 OPT_STATE = {"count": jnp.zeros((), jnp.int32)}  # orbax saves no empty item
 
@@ -17,7 +18,7 @@ def _save(model_dir, vocab_file=None, step=3):
   model = make_model("decllm")
   meta = model.describe()
   if vocab_file:
-    meta["vocabulary"] = checkpoints.record_vocabulary(str(model_dir), str(vocab_file))
+    meta["vocabulary"] = vocabulary.record_vocabulary(str(model_dir), str(vocab_file))
   saver = checkpoints.Checkpointer(str(model_dir), save_every=1, async_save=False)
   saver.save(step, init(model), OPT_STATE, meta, force=True)
   saver.close()
@@ -34,18 +35,18 @@ def test_vocabulary_path_prefers_the_copy_then_the_recorded_file(tmp_path):
   copy = tmp_path / "run" / "vocabulary" / "spm.model"
   assert copy.read_bytes() == vocab.read_bytes()
   for where in ("run", "run/checkpoints", "run/checkpoints/3"):  # every form _locate takes
-    assert checkpoints.vocabulary_path(str(tmp_path / where)) == str(copy)
+    assert vocabulary.vocabulary_path(str(tmp_path / where)) == str(copy)
   copy.write_bytes(b"changed")  # a copy that no longer matches is passed over
-  assert checkpoints.vocabulary_path(str(tmp_path / "run")) == str(vocab)
+  assert vocabulary.vocabulary_path(str(tmp_path / "run")) == str(vocab)
   # A MODEL_DIR copied elsewhere carries its vocabulary, even once the original is gone.
   _vocab(copy, vocab.read_bytes())
   shutil.copytree(tmp_path / "run", tmp_path / "moved")
   vocab.unlink()
   moved_copy = tmp_path / "moved" / "vocabulary" / "spm.model"
-  assert checkpoints.vocabulary_path(str(tmp_path / "moved")) == str(moved_copy)
+  assert vocabulary.vocabulary_path(str(tmp_path / "moved")) == str(moved_copy)
   moved_copy.unlink()
   with pytest.raises(ConfigError) as e:
-    checkpoints.vocabulary_path(str(tmp_path / "moved"))
+    vocabulary.vocabulary_path(str(tmp_path / "moved"))
   assert "missing or changed" in e.value.message and str(vocab) in e.value.message
   assert "\n" not in e.value.message
 
@@ -54,15 +55,15 @@ def test_check_vocabulary_names_both_files_when_the_bytes_differ(tmp_path):
   vocab = _vocab(tmp_path / "spm.model")
   _save(tmp_path / "run", vocab)
   same_bytes = _vocab(tmp_path / "elsewhere.model", vocab.read_bytes())
-  checkpoints.check_vocabulary(str(tmp_path / "run"), str(same_bytes), "task a")  # passes
+  vocabulary.check_vocabulary(str(tmp_path / "run"), str(same_bytes), "task a")  # passes
   other = _vocab(tmp_path / "other.model", b"spm model bytes, retrained")
   with pytest.raises(ConfigError) as e:
-    checkpoints.check_vocabulary(str(tmp_path / "run"), str(other), "task b")
+    vocabulary.check_vocabulary(str(tmp_path / "run"), str(other), "task b")
   message = e.value.message
   assert message.startswith("task b uses the vocabulary") and "\n" not in message
   assert str(other) in message and str(vocab) in message
   with pytest.raises(ConfigError, match="task c: vocabulary file not found"):
-    checkpoints.check_vocabulary(str(tmp_path / "run"), str(tmp_path / "none.model"), "task c")
+    vocabulary.check_vocabulary(str(tmp_path / "run"), str(tmp_path / "none.model"), "task c")
 
 
 def test_a_model_dir_keeps_its_first_vocabulary(tmp_path):
@@ -70,7 +71,7 @@ def test_a_model_dir_keeps_its_first_vocabulary(tmp_path):
   (tmp_path / "new").mkdir()
   retrained = _vocab(tmp_path / "new" / "spm.model", b"other bytes")  # same name, other bytes
   with pytest.raises(ConfigError, match="was trained with the vocabulary .*sha256 differs"):
-    checkpoints.record_vocabulary(str(tmp_path / "run"), str(retrained))
+    vocabulary.record_vocabulary(str(tmp_path / "run"), str(retrained))
   # Resuming with a different vocabulary is refused by the restore too (meta against meta).
   model = make_model("decllm")
   expected = dict(model.describe(), vocabulary={"path": str(retrained), "sha256": "0" * 64})
@@ -85,6 +86,6 @@ def test_a_checkpoint_without_a_record(tmp_path, caplog):
   """Written before checkpoints recorded vocabularies: the user must name one."""
   _save(tmp_path / "old")
   with pytest.raises(ConfigError, match="records no vocabulary"):
-    checkpoints.vocabulary_path(str(tmp_path / "old"))
-  checkpoints.check_vocabulary(str(tmp_path / "old"), str(tmp_path / "any.model"), "task a")
+    vocabulary.vocabulary_path(str(tmp_path / "old"))
+  vocabulary.check_vocabulary(str(tmp_path / "old"), str(tmp_path / "any.model"), "task a")
   assert "records no vocabulary" in caplog.text

@@ -5,7 +5,7 @@ import json
 import os
 import shutil
 
-from redllm_jax.data import demo_corpus
+from redllm_jax.demo import corpus as demo_corpus
 
 
 def test_demo_corpus_sizes_and_formats(demo_root: str) -> None:

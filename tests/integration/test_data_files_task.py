@@ -9,7 +9,7 @@ import sys
 import pytest
 import seqio
 
-from redllm_jax import gin_utils
+from redllm_jax import errors, gin_utils
 from redllm_jax.data import files_task, paths, prepare, vocabulary
 
 DOCS = [f"# Package {i}\n\nIt does thing number {i}, " + "and more " * (i % 5 + 1) for i in range(30)]
@@ -78,7 +78,7 @@ def test_bad_settings_are_one_line(own_text: str, tmp_path, data, bindings, mess
   gin_utils.parse_gin(["data/own_text_dec.gin"], [
       f"OWN_TEXT = '{data.format(tmp=tmp_path)}'", f"OWN_TEXT_VOCABULARY = '{tmp_path}/spm.model'",
       *bindings], finalize=False)
-  with pytest.raises(gin_utils.ConfigError) as error:
+  with pytest.raises(errors.ConfigError) as error:
     files_task.files_task()
   assert re.search(message, error.value.message)  # the one line the command prints
 

@@ -14,7 +14,7 @@ import seqio
 import sentencepiece as spm
 
 import redllm_jax_tasks  # noqa: F401  pylint: disable=unused-import
-from redllm_jax.data import task_families
+from redllm_jax.demo import task_families
 from redllm_jax.data import vocabulary
 from redllm_jax.evaluation import harness
 
@@ -56,7 +56,7 @@ def test_continuation_and_cloze_items_on_known_documents():
 
 def test_the_rebuild_command_gives_the_committed_files(demo_root, tmp_path):
   """As a user runs it; byte-identical task files and manifest (fixed seeds, sorted inputs)."""
-  run = subprocess.run([sys.executable, "-m", "redllm_jax.evaluation.demo_tasks",
+  run = subprocess.run([sys.executable, "-m", "redllm_jax.demo.harness_tasks",
                         f"--out_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
   assert run.returncode == 0, run.stderr[-2000:]
   counts = json.loads(run.stdout.strip().splitlines()[0])  # then the shortcut table

@@ -15,7 +15,7 @@ import pytest
 from conftest import init, lm_batch, make_model, random_tokens
 from redllm_jax import checkpoints
 from redllm_jax.evaluation import export, standalone
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 from redllm_jax.decoding import DecodingConfig
 
 

@@ -14,7 +14,7 @@ import pytest
 import sentencepiece as spm
 
 from conftest import init, make_model
-from redllm_jax import checkpoints, gin_utils
+from redllm_jax import checkpoints, errors
 from redllm_jax.data import vocabulary
 from redllm_jax.evaluation import harness
 from redllm_jax.functional import EOS_ID
@@ -98,7 +98,7 @@ def test_predictions_follow_the_reported_metric():
     assert result["predictions"] == [prediction] and result["score"] == score
     assert result["option_loglikelihoods"] == [lls]
   assert result["unconditional_loglikelihoods"] == [unconditional]
-  with pytest.raises(gin_utils.ConfigError, match="mc_metric='pmi'"):
+  with pytest.raises(errors.ConfigError, match="mc_metric='pmi'"):
     harness.mc_metrics("pmi")
 
 
@@ -126,7 +126,7 @@ def test_the_command_scores_with_the_checkpoints_own_vocabulary(tmp_path):
   run_dir = str(tmp_path / "run")
   checkpointer = checkpoints.Checkpointer(run_dir, 1, async_save=False)
   checkpointer.save(1, params, {"unused": jnp.zeros(2)},
-                    dict(model.describe(), vocabulary=checkpoints.record_vocabulary(run_dir, vocab)),
+                    dict(model.describe(), vocabulary=vocabulary.record_vocabulary(run_dir, vocab)),
                     force=True)
   checkpointer.wait()
   os.remove(vocab)  # the checkpoint's own copy in MODEL_DIR/vocabulary/ is what counts

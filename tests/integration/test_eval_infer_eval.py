@@ -12,8 +12,8 @@ import pytest
 import seqio
 
 from conftest import init, make_model, random_tokens
-from redllm_jax import checkpoints, gin_utils
-from redllm_jax.data import feature_converters, input_pipeline
+from redllm_jax import checkpoints, errors, gin_utils
+from redllm_jax.data import feature_converters, input_pipeline, vocabulary
 from redllm_jax.decoding import DecodingConfig
 from redllm_jax.evaluation import infer, perplexity
 from redllm_jax.models import summarize_metrics
@@ -61,7 +61,8 @@ def test_infer_entry_point_through_gin(tmp_path, monkeypatch, demo_root):
     return model.init_params(jax.random.key(0))
 
   monkeypatch.setattr(checkpoints, "load_params", fake_load)
-  monkeypatch.setattr(checkpoints, "vocabulary_path",  # what a real checkpoint records
+  monkeypatch.setattr(checkpoints, "load_model", lambda path, override: override)
+  monkeypatch.setattr(vocabulary, "vocabulary_path",  # what a real checkpoint records
                       lambda path: os.path.join(demo_root, "vocab", "spm_4096_bpe.model"))
   prompts = tmp_path / "prompts.jsonl"
   prompts.write_text("\n".join(json.dumps({"inputs": t, "id": i})
@@ -71,7 +72,8 @@ def test_infer_entry_point_through_gin(tmp_path, monkeypatch, demo_root):
                        "runs/infer.gin"],
                       ["CHECKPOINT_PATH = 'CKPT'", f"INFER_INPUT = '{prompts}'",
                        f"INFER_OUTPUT = '{out}'", "decoding.DecodingConfig.max_new_tokens = 4",
-                       "infer.InferSettings.max_prompt_length = 32"])
+                       "infer.InferSettings.max_prompt_length = 32",
+                       "infer.infer.model = %MODEL"])  # an override of the checkpoint's
   infer.main()
   lines = [json.loads(l) for l in out.read_text().splitlines()]
   assert [l["id"] for l in lines] == [0, 1]
@@ -81,23 +83,23 @@ def test_infer_entry_point_through_gin(tmp_path, monkeypatch, demo_root):
   model_holder.clear()
   with gin.unlock_config():
     gin.parse_config("infer.InferSettings.too_long = 'reject'")
-  with pytest.raises(gin_utils.ConfigError, match="max_prompt_length=32"):
+  with pytest.raises(errors.ConfigError, match="max_prompt_length=32"):
     infer.main()
   empty = tmp_path / "empty_prompt.jsonl"
   empty.write_text('{"inputs": "fine"}\n{"inputs": " "}\n')
   with gin.unlock_config():
     gin.parse_config(f"INFER_INPUT = '{empty}'")
-  with pytest.raises(gin_utils.ConfigError, match=f"{empty}:2: empty prompt"):
+  with pytest.raises(errors.ConfigError, match=f"{empty}:2: empty prompt"):
     infer.main()
   with gin.unlock_config():
     gin.parse_config("INFER_INPUT = '/no/such/file.jsonl'")
-  with pytest.raises(gin_utils.ConfigError, match="prompt file not found"):
+  with pytest.raises(errors.ConfigError, match="prompt file not found"):
     infer.main()
   assert not model_holder
 
 
 def test_missing_checkpoint_is_one_line(tmp_path):
-  with pytest.raises(gin_utils.ConfigError) as e:
+  with pytest.raises(errors.ConfigError) as e:
     checkpoints.load_params(str(tmp_path / "nope"), make_model("redllm"))
   assert "does not exist" in str(e.value) and "\n" not in str(e.value)
 
@@ -120,7 +122,8 @@ def test_eval_command_equals_example_by_example_sums(arch, demo_root, tmp_path, 
   model = make_model(arch, vocab_size=4096)
   params = init(model)
   monkeypatch.setattr(checkpoints, "load_params_and_step", lambda path, m, shardings: (params, 7))
-  monkeypatch.setattr(checkpoints, "check_vocabulary", lambda path, vocab_file, what: None)
+  monkeypatch.setattr(checkpoints, "load_model", lambda path, override: override)
+  monkeypatch.setattr(vocabulary, "check_vocabulary", lambda path, vocab_file, what: None)
   converter = feature_converters.make_feature_converter(arch[:3], "pretrain")
   lengths = {"targets": 64}
   results = perplexity.evaluate_checkpoint(
@@ -138,7 +141,7 @@ def test_eval_command_equals_example_by_example_sums(arch, demo_root, tmp_path, 
   assert any(n.startswith("events.out.tfevents") for n in os.listdir(tmp_path))
   other = feature_converters.make_feature_converter("red" if arch == "decllm" else "dec",
                                                     "pretrain")
-  with pytest.raises(gin_utils.ConfigError, match="does not fit"):
+  with pytest.raises(errors.ConfigError, match="does not fit"):
     perplexity.evaluate_checkpoint(model, "CKPT", None, ["demo_paloma_pydoc"], lengths, other)
 
 

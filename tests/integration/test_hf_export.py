@@ -221,7 +221,7 @@ def test_export_command_then_transformers_in_a_fresh_process(arch, demo_vocab, t
   model = _model(arch)
   params = jax.tree.map(jnp.asarray, _params(model))
   model_dir = str(tmp_path / "run")
-  meta = dict(model.describe(), vocabulary=checkpoints.record_vocabulary(model_dir, demo_vocab))
+  meta = dict(model.describe(), vocabulary=vocabulary.record_vocabulary(model_dir, demo_vocab))
   checkpointer = checkpoints.Checkpointer(model_dir, 1, async_save=False)
   checkpointer.save(5, params, {"unused": jnp.zeros(2)}, meta, force=True)
   checkpointer.manager.wait_until_finished()

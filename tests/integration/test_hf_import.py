@@ -21,7 +21,7 @@ from redllm_jax import checkpoints  # pylint: disable=wrong-import-position
 from redllm_jax.data import vocabulary  # pylint: disable=wrong-import-position
 from redllm_jax.decoding import DecodingConfig  # pylint: disable=wrong-import-position
 from redllm_jax.evaluation import export  # pylint: disable=wrong-import-position
-from redllm_jax.gin_utils import ConfigError  # pylint: disable=wrong-import-position
+from redllm_jax.errors import ConfigError  # pylint: disable=wrong-import-position
 from redllm_jax.hf import import_checkpoint  # pylint: disable=wrong-import-position
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "JAX_PLATFORMS": "cpu"}
@@ -159,7 +159,7 @@ def test_hf_vocabulary_is_recorded_and_checked(qwen3, tmp_path) -> None:
   """The imported tokenizer.json: encodes as `tokenizers` does (eager and in TF), and a
   different file is refused against the checkpoint's record, as a SentencePiece one is."""
   root, _ = qwen3
-  path = checkpoints.vocabulary_path(str(root / "ours"))
+  path = vocabulary.vocabulary_path(str(root / "ours"))
   assert path == str(root / "ours" / "vocabulary" / "tokenizer.json")
   vocab = vocabulary.from_file(path)
   expected = tokenizers.Tokenizer.from_file(path).encode(TEXT[1], add_special_tokens=False).ids
@@ -176,7 +176,7 @@ def test_hf_vocabulary_is_recorded_and_checked(qwen3, tmp_path) -> None:
   data["model"]["vocab"]["<extra>"] = len(data["model"]["vocab"])
   other.write_text(json.dumps(data))
   with pytest.raises(ConfigError, match="sha256 differs"):
-    checkpoints.check_vocabulary(str(root / "ours"), str(other), "a test task")
+    vocabulary.check_vocabulary(str(root / "ours"), str(other), "a test task")
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -230,12 +230,12 @@ def lm_eval_per_item(model_dir: str, hf_model, tmp_path) -> tuple[list, list]:
   from lm_eval.models.huggingface import HFLM  # pylint: disable=import-outside-toplevel
   from lm_eval.tasks import TaskManager  # pylint: disable=import-outside-toplevel
   from tokenizers import processors  # pylint: disable=import-outside-toplevel
-  from redllm_jax.evaluation import lm_eval_model  # pylint: disable=import-outside-toplevel,unused-import
+  from redllm_jax.evaluation import lm_eval_model  # noqa: F401  registers the lm-eval model  pylint: disable=import-outside-toplevel,unused-import
   data = tmp_path / "capitals.jsonl"
   data.write_text("".join(json.dumps(row) + "\n" for row in CAPITALS))
   (tmp_path / "capitals.yaml").write_text(MC_YAML.format(data=data))
   tokenizer = transformers.PreTrainedTokenizerFast(
-      tokenizer_file=checkpoints.vocabulary_path(model_dir), bos_token="<|endoftext|>",
+      tokenizer_file=vocabulary.vocabulary_path(model_dir), bos_token="<|endoftext|>",
       pad_token="<|endoftext|>")
   tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
       single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", 0)])

@@ -25,7 +25,7 @@ from redllm_jax.data import vocabulary
 from redllm_jax.decoding import DecodingConfig
 from redllm_jax.evaluation import export, lm_eval_model
 from redllm_jax.functional import EOS_ID
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 
 pytest.importorskip("lm_eval")
 
@@ -93,7 +93,7 @@ def _saved(arch: str, root: str, vocab: str):
   params = _perturbed_params(model)
   run_dir = os.path.join(root, arch)
   checkpointer = checkpoints.Checkpointer(run_dir, 1, async_save=False)
-  meta = dict(model.describe(), vocabulary=checkpoints.record_vocabulary(run_dir, vocab))
+  meta = dict(model.describe(), vocabulary=vocabulary.record_vocabulary(run_dir, vocab))
   checkpointer.save(2, params, {"unused": jnp.zeros(2)}, meta, force=True)
   checkpointer.wait()
   export.export(model, params, run_dir + "_export", vocab)

@@ -6,7 +6,7 @@ as a subprocess in tests/integration/test_config_commands.py.
 import jax
 import pytest
 
-from redllm_jax import gin_utils, memory_check, models, optimizers
+from redllm_jax import errors, gin_utils, memory_check, models, optimizers
 from redllm_jax.partitioning import Partitioner
 from redllm_jax.tools.tpu_compile import memory_figures
 from redllm_jax.trainer import compile_steps
@@ -34,7 +34,7 @@ def test_a_step_past_the_limit_is_one_line_with_its_figures():
   figures = {"parameters": 2**30, "optimizer_state": 2**29, "gradients": 2**30,
              "activations": 2**31, "total": 4.5 * 2**30}
   memory_check.check(figures, 5 * 2**30, "host RAM")  # fits: nothing
-  with pytest.raises(gin_utils.ConfigError) as e:
+  with pytest.raises(errors.ConfigError) as e:
     memory_check.check(figures, 4 * 2**30, "host RAM")
   assert e.value.message.startswith(
       "the train step needs about 4.50 GiB per device (parameters 1.00, optimizer state 0.50, "

@@ -44,7 +44,7 @@ def test_smollm2_logits_and_greedy_text_equal_transformers(smollm2):
   cfg = model.config
   assert (cfg.num_layers, cfg.d_model, cfg.num_heads, cfg.kv_heads, cfg.vocab_size) == (
       30, 576, 9, 3, 49152)
-  vocab = vocabulary.from_file(checkpoints.vocabulary_path(model_dir))
+  vocab = vocabulary.from_file(vocabulary.vocabulary_path(model_dir))
   prompt = list(vocab.encode(TEXT))
   tokens = np.array([[0] + prompt], np.int32)  # BOS 0 = <|endoftext|>, as DecLLM decodes.
   assert_relative(our_logits(model, params, tokens), hf_logits(hf_model, tokens))

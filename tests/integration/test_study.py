@@ -15,7 +15,7 @@ import gin
 import numpy as np
 import pytest
 
-from redllm_jax import flops, gin_utils, models, optimizers, train
+from redllm_jax import errors, flops, gin_utils, models, optimizers, validation
 from redllm_jax.data import feature_converters
 from redllm_jax.evaluation import harness
 from redllm_jax.partitioning import Partitioner
@@ -171,9 +171,9 @@ def test_every_run_of_every_study_gin_is_a_valid_training_run(study_gin):
       microbatches = gin.query_parameter("train.train.num_microbatches")
     except ValueError:
       microbatches = 1  # not bound: train's default
-    train.validate(model, feature_converters.make_feature_converter(),
-                   gin.query_parameter("%TASK_FEATURE_LENGTHS"),
-                   gin.query_parameter("%BATCH_SIZE"), Partitioner(), microbatches, 1)
+    validation.check_run(model, feature_converters.make_feature_converter(),
+                         gin.query_parameter("%TASK_FEATURE_LENGTHS"),
+                         gin.query_parameter("%BATCH_SIZE"), Partitioner(), microbatches, 1)
     if kind != "finetune":
       assert gin.query_parameter("%EVAL_TASKS") == [plan.in_domain, plan.out_of_domain]
     assert (model.config.dropout_rate > 0) == (kind == "finetune"), spec.name
@@ -198,7 +198,7 @@ def test_pretraining_microbatches_are_bound_per_architecture_and_size():
   unlisted = dataclasses.replace(plan, pretrain_microbatches={"decllm": {"l": 2}})
   assert [b for s in unlisted.pretrain_runs() if s.architecture == "redllm"
           for b in s.bindings if "num_microbatches" in b] == []
-  with pytest.raises(gin_utils.ConfigError, match="names xl: not an architecture"):
+  with pytest.raises(errors.ConfigError, match="names xl: not an architecture"):
     dataclasses.replace(plan, pretrain_microbatches={"decllm": {"xl": 2}})
 
 
@@ -215,7 +215,7 @@ def test_the_largest_pair_alone_runs_the_extra_seeds():
       assert any("keep_steps" in b for b in spec.bindings) or len(plan.budgets[spec.size]) == 1
   assert {s.seed for s in plan.finetune_runs()} == {0, 1, 2, 3, 4}
   assert not plan.adapt_runs()  # adaptation: study_miniature_adaptation.gin
-  with pytest.raises(gin_utils.ConfigError, match="must include every seed of the ladder"):
+  with pytest.raises(errors.ConfigError, match="must include every seed of the ladder"):
     dataclasses.replace(plan, largest_seeds=[0, 1])
 
 

@@ -16,9 +16,10 @@ from tensorboard.backend.event_processing import plugin_event_accumulator
 from conftest import experiment, train_bindings
 from redllm_jax import checkpoints, gin_utils, models, optimizers
 from redllm_jax import train as train_module
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 from redllm_jax.partitioning import Partitioner
-from redllm_jax.trainer import TrainingError, compile_steps
+from redllm_jax.errors import TrainingError
+from redllm_jax.trainer import compile_steps
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

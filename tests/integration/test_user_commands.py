@@ -90,10 +90,10 @@ def test_in_training_eval_reads_a_small_split_once(trained):
 
 
 def test_eval_uses_the_restored_step_and_reports_the_second_half(trained, tmp_path):
+  """No model gin: the model is the checkpoint's."""
   model_dir, _, in_training = trained
   out = tmp_path / "eval"
-  run = _ok(_run("redllm_jax.evaluation.perplexity", "--gin_file=models/decllm.gin",
-                 "--gin_file=models/sizes/tiny.gin", "--gin_file=data/demo_pretrain_dec.gin",
+  run = _ok(_run("redllm_jax.evaluation.perplexity", "--gin_file=data/demo_pretrain_dec.gin",
                  "--gin_file=runs/eval.gin", f"--gin.CHECKPOINT_PATH='{model_dir}'",
                  f"--gin.OUTPUT_DIR='{out}'", f"--gin.EVAL_TASKS=['{TASK}']", LENGTHS))
   assert "ppl 2nd half" in run.stdout
@@ -112,10 +112,16 @@ def test_eval_uses_the_restored_step_and_reports_the_second_half(trained, tmp_pa
 
 def _eval_error(model_dir, *extra: str, env=None) -> str:
   return _one_line_error(_run(
-      "redllm_jax.evaluation.perplexity", "--gin_file=models/decllm.gin",
-      "--gin_file=models/sizes/tiny.gin", "--gin_file=data/demo_pretrain_dec.gin",
+      "redllm_jax.evaluation.perplexity", "--gin_file=data/demo_pretrain_dec.gin",
       "--gin_file=runs/eval.gin", f"--gin.CHECKPOINT_PATH='{model_dir}'",
       "--gin.OUTPUT_DIR=None", LENGTHS, *extra, env=env))
+
+
+def test_eval_checks_a_model_gin_override_against_the_checkpoint(trained):
+  model_dir, _, _ = trained
+  line = _eval_error(model_dir, "--gin_file=models/redllm.gin", "--gin_file=models/sizes/tiny.gin",
+                     "--gin.perplexity.evaluate_checkpoint.model=%MODEL")
+  assert "holds a decllm model, but the gin builds a redllm model" in line, line
 
 
 def test_eval_refuses_a_task_of_another_vocabulary(trained, other_vocabulary):
@@ -136,9 +142,8 @@ def test_eval_without_a_data_root_for_its_vocabulary_is_one_line(trained):
 
 
 def _infer(model_dir, prompts, *extra: str) -> subprocess.CompletedProcess:
-  """No data gin: the vocabulary is the checkpoint's."""
-  return _run("redllm_jax.evaluation.infer", "--gin_file=models/decllm.gin",
-              "--gin_file=models/sizes/tiny.gin", "--gin_file=runs/infer.gin",
+  """No model or data gin: the model and the vocabulary are the checkpoint's."""
+  return _run("redllm_jax.evaluation.infer", "--gin_file=runs/infer.gin",
               f"--gin.CHECKPOINT_PATH='{model_dir}'", f"--gin.INFER_INPUT='{prompts}'",
               f"--gin.INFER_OUTPUT='{prompts.parent / 'out.jsonl'}'",
               "--gin.DecodingConfig.max_new_tokens=2", *extra)

@@ -4,8 +4,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from redllm_jax.evaluation import attention, extrapolation
-from redllm_jax.study import scaling, scores
+from redllm_jax.study import scaling, scores, seed_summaries
 
 SIZES = (("s", 1e5), ("m", 2e5), ("l", 4e5))
 BUDGETS = (100, 200, 400)
@@ -62,7 +61,7 @@ def extrapolation_output(dec: Sequence[Sequence[float]], red: Sequence[Sequence[
                   for arch, curves in (("decllm", dec), ("redllm", red))}
               for s in range(len(dec))}
   return {"training_length": 256, "seeds": [str(s) for s in per_seed],
-          "summary": extrapolation.summarize_seeds(per_seed, 256),
+          "summary": seed_summaries.summarize_extrapolation(per_seed, 256),
           "per_seed": {str(s): r for s, r in per_seed.items()}}
 
 
@@ -88,7 +87,7 @@ def attention_output(dec_mass: Sequence[float], red_mass: Sequence[float],
                    "cross_attention": {"weights": weights.tolist(), "entropy": entropy,
                                        "uniform_entropy": float(np.log(16)), "top_keys": 2,
                                        "top_key_overlap": [overlap]}}}
-  summary = attention.summarize_seeds(per_seed)
+  summary = seed_summaries.summarize_attention(per_seed)
   return ({k: v for k, v in summary.items() if k != "cross_attention"},
           summary["cross_attention"])
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import random_tokens, small_config
 from redllm_jax import adaptation
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 from redllm_jax.models import DecoderOnlyModel, EncoderDecoderModel, unstack_layers
 
 SOURCE_LAYERS = 5

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from redllm_jax import flops, gin_utils, models, train
+from redllm_jax import errors, flops, gin_utils, models, validation
 from redllm_jax.data import feature_converters
 from redllm_jax.partitioning import Partitioner
 from redllm_jax.tools.model_info import describe
@@ -53,7 +53,7 @@ def test_paper_configs_bind_the_papers_architecture_flags():
 
 def test_a_model_without_a_size_is_a_one_line_error():
   gin.clear_config()
-  with pytest.raises(gin_utils.ConfigError, match=r"TransformerConfig.d_model \(add a size"):
+  with pytest.raises(errors.ConfigError, match=r"TransformerConfig.d_model \(add a size"):
     gin_utils.parse_gin(["experiments/pretrain_redllm.gin"], ["MODEL_DIR = '/tmp/x'"])
 
 
@@ -105,8 +105,8 @@ def test_experiment_gins_are_consistent(path):
                       + (["INITIAL_CHECKPOINT_PATH = '/tmp/y'"] if finetune or adapt else []))
   model = models.from_gin()
   batch_size = gin.query_parameter("%BATCH_SIZE")
-  train.validate(model, feature_converters.make_feature_converter(),
-                 gin.query_parameter("%TASK_FEATURE_LENGTHS"), batch_size, Partitioner(), 1, 1)
+  validation.check_run(model, feature_converters.make_feature_converter(),
+                       gin.query_parameter("%TASK_FEATURE_LENGTHS"), batch_size, Partitioner(), 1, 1)
   assert (model.z_loss == 0.0) == finetune
   assert (model.config.dropout_rate == 0.05) == finetune
   if path.stem.startswith("pretrain"):

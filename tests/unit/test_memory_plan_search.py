@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from redllm_jax.gin_utils import ConfigError
+from redllm_jax.errors import ConfigError
 from redllm_jax.tools import memory_plan
 
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from redllm_jax import gin_utils, validation
+from redllm_jax import errors, gin_utils, validation
 import redllm_jax.evaluation.export  # noqa: F401  pylint: disable=unused-import  # its configurables
 import redllm_jax.evaluation.infer  # noqa: F401  pylint: disable=unused-import
 import redllm_jax.train  # noqa: F401  pylint: disable=unused-import
@@ -54,7 +54,7 @@ def _check(tmp_path, *bindings: str) -> None:
 
 @pytest.mark.parametrize("binding", BAD)
 def test_a_bad_value_is_one_line_naming_it(tmp_path, binding):
-  with pytest.raises(gin_utils.ConfigError) as e:
+  with pytest.raises(errors.ConfigError) as e:
     _check(tmp_path, binding)
   message = e.value.message
   assert "\n" not in message and BAD[binding] in message, message
@@ -66,7 +66,7 @@ def test_good_values_and_the_gins_own_pass(tmp_path):
 
 
 def test_a_value_bound_through_a_macro_is_followed(tmp_path):
-  with pytest.raises(gin_utils.ConfigError, match=r"dropout_rate=2\.0"):
+  with pytest.raises(errors.ConfigError, match=r"dropout_rate=2\.0"):
     _check(tmp_path, "DROPOUT = 2.0", "config.TransformerConfig.dropout_rate = %DROPOUT")
 
 
@@ -75,7 +75,7 @@ def test_a_model_dir_that_is_a_file_or_under_one(tmp_path):
   for model_dir, reason in ((tmp_path / "file", "it is a file, not a folder"),
                             (tmp_path / "file" / "run", f"{tmp_path / 'file'} is a file")):
     gin_utils.parse_gin([TRAIN_GIN], [f"MODEL_DIR = '{model_dir}'"], finalize=False)
-    with pytest.raises(gin_utils.ConfigError, match=f"MODEL_DIR {model_dir}: {reason}"):
+    with pytest.raises(errors.ConfigError, match=f"MODEL_DIR {model_dir}: {reason}"):
       validation.check_bindings()
   assert os.listdir(tmp_path) == ["file"]  # The probe left nothing behind.
 

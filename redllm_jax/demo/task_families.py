@@ -1,7 +1,7 @@
 """Downstream items a tiny model can do, cut from demo-corpus documents.
 
 Pure functions (documents in, items out), shared by the harness task files (from the
-validation splits, `evaluation/demo_tasks.py`) and the instruction-tuning families
+validation splits, `demo/harness_tasks.py`) and the instruction-tuning families
 (from the train splits, `demo_corpus.build`). A *unit* is one Bible verse or one
 Wikipedia sentence; a *run* is a stretch of consecutive units (a chapter, a paragraph),
 so "the next unit" is only ever taken inside a run.

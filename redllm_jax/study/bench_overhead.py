@@ -1,7 +1,7 @@
 r"""Each study unit's time outside its training steps, in one process as a worker runs them.
 
   XLA_FLAGS=--xla_cpu_multi_thread_eigen=false taskset -c 0 \
-    python -m redllm_jax.tools.bench_overhead --study_dir=/tmp/bench_overhead
+    python -m redllm_jax.study.bench_overhead --study_dir=/tmp/bench_overhead
 
 runs a small study's training units in order (a longest budget, the budget branched
 off it, a second seed, a finetuning run) in this one

