@@ -10,6 +10,7 @@ If one process fails, it is noticed at once (every process is polled), the rest
 are stopped, and the exit code is the first failure's (a process killed by signal
 N exits the launcher with 128 + N, as a shell reports it).
 """
+
 import argparse
 import os
 import socket
@@ -24,20 +25,35 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def launch(num_processes: int, devices_per_process: int, train_args: list[str],
-           log_dir: str, module: str = "redllm_jax.train") -> int:
+def launch(
+  num_processes: int,
+  devices_per_process: int,
+  train_args: list[str],
+  log_dir: str,
+  module: str = "redllm_jax.train",
+) -> int:
   """Starts the processes, waits for all; returns the first non-zero exit code (or 0)."""
   os.makedirs(log_dir, exist_ok=True)
   coordinator = f"127.0.0.1:{_free_port()}"
   procs = []
   for pid in range(num_processes):
-    env = dict(os.environ, REDLLM_COORDINATOR=coordinator,
-               REDLLM_NUM_PROCESSES=str(num_processes), REDLLM_PROCESS_ID=str(pid),
-               JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
+    env = dict(
+      os.environ,
+      REDLLM_COORDINATOR=coordinator,
+      REDLLM_NUM_PROCESSES=str(num_processes),
+      REDLLM_PROCESS_ID=str(pid),
+      JAX_PLATFORMS="cpu",
+      XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
+    )
     out = None if pid == 0 else open(os.path.join(log_dir, f"process_{pid}.log"), "w")
-    procs.append(subprocess.Popen([sys.executable, "-m", module, "--distributed=explicit",
-                                   *train_args], env=env, stdout=out, stderr=out))
+    procs.append(
+      subprocess.Popen(
+        [sys.executable, "-m", module, "--distributed=explicit", *train_args],
+        env=env,
+        stdout=out,
+        stderr=out,
+      )
+    )
   code = _wait_for_first_failure(procs)
   for p in procs:
     if p.poll() is None:
@@ -72,14 +88,19 @@ def main() -> None:
   parser.add_argument("--num_processes", type=int, default=2)
   parser.add_argument("--devices_per_process", type=int, default=4)
   parser.add_argument("--log_dir", default="/tmp/redllm_local_multiprocess")
-  parser.add_argument("--module", default="redllm_jax.train",
-                      help="the module each process runs with -m")
-  parser.add_argument("train_args", nargs=argparse.REMAINDER,
-                      help="arguments for redllm_jax.train, after --")
+  parser.add_argument(
+    "--module", default="redllm_jax.train", help="the module each process runs with -m"
+  )
+  parser.add_argument(
+    "train_args", nargs=argparse.REMAINDER, help="arguments for redllm_jax.train, after --"
+  )
   args = parser.parse_args()
   train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
-  sys.exit(exit_status(launch(args.num_processes, args.devices_per_process, train_args,
-                              args.log_dir, args.module)))
+  sys.exit(
+    exit_status(
+      launch(args.num_processes, args.devices_per_process, train_args, args.log_dir, args.module)
+    )
+  )
 
 
 if __name__ == "__main__":

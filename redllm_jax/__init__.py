@@ -1,4 +1,5 @@
 """redllm-jax: RedLLM (encoder-decoder) and DecLLM (decoder-only) in JAX/Flax."""
+
 import os
 
 from redllm_jax import tf_startup

@@ -24,6 +24,7 @@ CheckpointSaveError naming the step and the reason, raised where the save is
 started or awaited; orbax's own error logs of that save (tracebacks from its
 background threads) are held back, as the one line says it all.
 """
+
 import errno
 import json
 import logging as std_logging
@@ -68,8 +69,7 @@ class CheckpointSaveError(Exception):
 
 # Storage faults as the OS words them; TensorFlow's and TensorStore's errors only
 # carry these words inside their own text.
-_STORAGE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
-                   errno.EIO)
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO)
 
 
 def _save_reason(error: BaseException) -> str:
@@ -107,18 +107,22 @@ def _checksums(tree: Any) -> Any:
   contribution non-zero mod 2^32); a swap of values changes the weighted one.
   Computed where the (sharded) arrays live, one pass, no host copy.
   """
+
   def one(x):
     bits = _bits(x).reshape(-1)
     weights = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2) + jnp.uint32(1)
     return jnp.stack([jnp.sum(bits, dtype=jnp.uint32), jnp.sum(bits * weights, dtype=jnp.uint32)])
+
   return jax.tree.map(one, tree)
 
 
 def checksums(items: dict[str, Any]) -> dict[str, list[int]]:
   """{"params/decoder/...": [sum, weighted sum]} of every array in `items`."""
   flat = jax.tree_util.tree_flatten_with_path(jax.device_get(_checksums(items)))[0]
-  return {jax.tree_util.keystr(path, simple=True, separator="/"): [int(v) for v in np.asarray(c)]
-          for path, c in flat}
+  return {
+    jax.tree_util.keystr(path, simple=True, separator="/"): [int(v) for v in np.asarray(c)]
+    for path, c in flat
+  }
 
 
 def verify(items: dict[str, Any], recorded: Optional[dict[str, list[int]]]) -> None:
@@ -139,9 +143,15 @@ class Checkpointer:
   "fail" (one line, exit 2) or "restart" (move them aside, start from step 0).
   """
 
-  def __init__(self, model_dir: str, save_every: int, keep: Optional[int] = 3,
-               async_save: bool = True, on_unreadable: str = "fail",
-               keep_steps: Sequence[int] = ()):
+  def __init__(
+    self,
+    model_dir: str,
+    save_every: int,
+    keep: Optional[int] = 3,
+    async_save: bool = True,
+    on_unreadable: str = "fail",
+    keep_steps: Sequence[int] = (),
+  ):
     if on_unreadable not in ON_UNREADABLE:
       raise ConfigError(f"on_unreadable={on_unreadable!r}: expected one of {ON_UNREADABLE}")
     self.on_unreadable = on_unreadable
@@ -155,12 +165,17 @@ class Checkpointer:
     if keep_steps:
       keeping.append(preservation.CustomSteps(list(keep_steps)))
     self.manager = ocp.CheckpointManager(
-        self.model_dir / "checkpoints", item_names=ITEMS,
-        options=ocp.CheckpointManagerOptions(
-            # orbax's default saving: these steps, the first and a preemption's.
-            save_interval_steps=save_every, save_on_steps=frozenset(keep_steps),
-            preservation_policy=preservation.AnyPreservationPolicy(keeping),
-            enable_async_checkpointing=async_save, create=True))
+      self.model_dir / "checkpoints",
+      item_names=ITEMS,
+      options=ocp.CheckpointManagerOptions(
+        # orbax's default saving: these steps, the first and a preemption's.
+        save_interval_steps=save_every,
+        save_on_steps=frozenset(keep_steps),
+        preservation_policy=preservation.AnyPreservationPolicy(keeping),
+        enable_async_checkpointing=async_save,
+        create=True,
+      ),
+    )
 
   def _input_dir(self, step: int) -> str:
     return os.fspath(self.model_dir / "input_positions" / str(step))
@@ -169,8 +184,15 @@ class Checkpointer:
     """Whether `save(step, ..., force=force)` would write a checkpoint."""
     return force or self.manager.should_save(step)
 
-  def save(self, step: int, params: Any, opt_state: Any, meta: dict[str, Any],
-           input_iterator=None, force: bool = False) -> bool:
+  def save(
+    self,
+    step: int,
+    params: Any,
+    opt_state: Any,
+    meta: dict[str, Any],
+    input_iterator=None,
+    force: bool = False,
+  ) -> bool:
     """Writes step `step` if due (or forced); the input position is written first."""
     if not self.due(step, force):
       return False
@@ -181,9 +203,15 @@ class Checkpointer:
       if input_iterator is not None:
         input_iterator.save(self._input_dir(step))
       self._saving = step
-      saved = self.manager.save(step, force=force, args=ocp.args.Composite(
-          params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
-          meta=ocp.args.JsonSave(meta)))
+      saved = self.manager.save(
+        step,
+        force=force,
+        args=ocp.args.Composite(
+          params=ocp.args.StandardSave(params),
+          opt_state=ocp.args.StandardSave(opt_state),
+          meta=ocp.args.JsonSave(meta),
+        ),
+      )
     except Exception as e:  # pylint: disable=broad-except  # any failure to write
       raise self._failure(step, e) from None
     return saved
@@ -243,8 +271,9 @@ class Checkpointer:
       if folder.name.isdigit() and folder.name not in saved:
         folder.rmtree(missing_ok=True)
 
-  def restore_latest(self, abstract_params: Any, abstract_opt_state: Any,
-                     meta: dict[str, Any], input_iterator=None) -> Optional[tuple[Any, Any, int]]:
+  def restore_latest(
+    self, abstract_params: Any, abstract_opt_state: Any, meta: dict[str, Any], input_iterator=None
+  ) -> Optional[tuple[Any, Any, int]]:
     """(params, opt_state, step) of the newest readable checkpoint; None if there is none.
 
     Unreadable checkpoints are moved aside on the way. If there were checkpoints
@@ -260,13 +289,19 @@ class Checkpointer:
     reasons = []
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
-        restored = self.manager.restore(step, args=ocp.args.Composite(
+        restored = self.manager.restore(
+          step,
+          args=ocp.args.Composite(
             params=ocp.args.StandardRestore(abstract_params),
             opt_state=ocp.args.StandardRestore(abstract_opt_state),
-            meta=ocp.args.JsonRestore()))
+            meta=ocp.args.JsonRestore(),
+          ),
+        )
         _check_meta(restored.meta, meta, f"checkpoint step {step}")
-        verify({"params": restored.params, "opt_state": restored.opt_state},
-               restored.meta.get("checksums"))
+        verify(
+          {"params": restored.params, "opt_state": restored.opt_state},
+          restored.meta.get("checksums"),
+        )
         if input_iterator is not None:
           input_iterator.restore(self._input_dir(step))
         self.clear_tombstone()  # A good checkpoint was copied back.
@@ -276,16 +311,22 @@ class Checkpointer:
       except Exception as e:  # pylint: disable=broad-except
         _quiet_orphaned_reads()
         reason = _first_line(e)
-        logging.warning("checkpoint at step %d is unreadable (%s); moved to %s, trying an "
-                        "older one", step, reason, self._corrupt_dir())
+        logging.warning(
+          "checkpoint at step %d is unreadable (%s); moved to %s, trying an older one",
+          step,
+          reason,
+          self._corrupt_dir(),
+        )
         reasons.append(f"step {step}: {reason}")
         self._move_aside(step)
     if reasons and self.on_unreadable == "fail":
-      message = (f"no readable checkpoint in {self.model_dir} ({'; '.join(reasons)}); they were "
-                 f"moved to {self._corrupt_dir()}. Copy a good one back into "
-                 f"{self.model_dir / 'checkpoints'}, or start over with "
-                 "--gin.train.train.on_unreadable=\"restart\" (metrics.jsonl is kept under a "
-                 "new name)")
+      message = (
+        f"no readable checkpoint in {self.model_dir} ({'; '.join(reasons)}); they were "
+        f"moved to {self._corrupt_dir()}. Copy a good one back into "
+        f"{self.model_dir / 'checkpoints'}, or start over with "
+        '--gin.train.train.on_unreadable="restart" (metrics.jsonl is kept under a '
+        "new name)"
+      )
       if jax.process_index() == 0:
         tombstone.write_text(json.dumps({"error": message}) + "\n")
       raise UnreadableCheckpointsError(message)
@@ -371,13 +412,20 @@ def _quiet_orphaned_reads() -> None:
   if getattr(sys.unraisablehook, "quiets_orphaned_reads", False):
     return
   std_logging.getLogger("asyncio").addFilter(
-      lambda record: not ("was never retrieved" in record.getMessage()
-                          and "reading array index" in record.getMessage()))
+    lambda record: (
+      not (
+        "was never retrieved" in record.getMessage()
+        and "reading array index" in record.getMessage()
+      )
+    )
+  )
   previous = sys.unraisablehook
 
   def hook(unraisable):
-    closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
-                   and str(unraisable.exc_value) == "Event loop is closed")
+    closed_loop = (
+      isinstance(unraisable.exc_value, RuntimeError)
+      and str(unraisable.exc_value) == "Event loop is closed"
+    )
     abandoned_read = "_read_array_index" in repr(unraisable.object)  # orbax's read coroutine
     if not (closed_loop or abandoned_read):
       previous(unraisable)
@@ -392,23 +440,28 @@ def _first_line(error: BaseException) -> str:
   return text.splitlines()[0][:200] if text else type(error).__name__
 
 
-def check_same_vocabulary(found: Optional[dict[str, str]], expected: Optional[dict[str, str]],
-                          where: str) -> None:
+def check_same_vocabulary(
+  found: Optional[dict[str, str]], expected: Optional[dict[str, str]], where: str
+) -> None:
   """A ConfigError when both records exist and their files' bytes differ."""
   if found and expected and found["sha256"] != expected["sha256"]:
     raise ConfigError(
-        f"{where} was trained with the vocabulary {found['path']}, but this run's tasks use "
-        f"{expected['path']} (sha256 differs); use the same vocabulary or a new MODEL_DIR")
+      f"{where} was trained with the vocabulary {found['path']}, but this run's tasks use "
+      f"{expected['path']} (sha256 differs); use the same vocabulary or a new MODEL_DIR"
+    )
 
 
 def _check_meta(found: dict[str, Any], expected: dict[str, Any], where: str) -> None:
   check_same_vocabulary(found.get("vocabulary"), expected.get("vocabulary"), where)
   if found.get("architecture") != expected["architecture"]:
-    raise ConfigError(f"{where} holds a {found.get('architecture')} model, but the gin builds "
-                      f"a {expected['architecture']} model")
+    raise ConfigError(
+      f"{where} holds a {found.get('architecture')} model, but the gin builds "
+      f"a {expected['architecture']} model"
+    )
   if found.get("config") != expected["config"]:
-    diff = sorted(k for k in expected["config"]
-                  if found.get("config", {}).get(k) != expected["config"][k])
+    diff = sorted(
+      k for k in expected["config"] if found.get("config", {}).get(k) != expected["config"][k]
+    )
     logging.warning("%s was saved with a different network config (%s)", where, ", ".join(diff))
 
 
@@ -469,8 +522,9 @@ def _read_only_manager(root: epath.Path) -> ocp.CheckpointManager:
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.ERROR)
   try:
-    return ocp.CheckpointManager(root, item_names=ITEMS,
-                                 options=ocp.CheckpointManagerOptions(read_only=True))
+    return ocp.CheckpointManager(
+      root, item_names=ITEMS, options=ocp.CheckpointManagerOptions(read_only=True)
+    )
   finally:
     logging.set_verbosity(verbosity)
 
@@ -504,16 +558,18 @@ def load_model(checkpoint_path: str, override: Optional[BaseModel] = None) -> Ba
   return override
 
 
-def load_model_and_params(checkpoint_path: str,
-                          device: Optional[jax.Device] = None) -> tuple[BaseModel, Any]:
+def load_model_and_params(
+  checkpoint_path: str, device: Optional[jax.Device] = None
+) -> tuple[BaseModel, Any]:
   """The model a checkpoint describes (its `meta`), and its parameters on `device`
   (default: the first local device)."""
   manager, step, meta = _open(checkpoint_path)
   model = models.from_description(meta)
   shardings = None
   if device is not None:
-    shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(device),
-                             model.abstract_params())
+    shardings = jax.tree.map(
+      lambda _: jax.sharding.SingleDeviceSharding(device), model.abstract_params()
+    )
   return model, _restore_params(manager, step, meta, model, checkpoint_path, shardings)
 
 
@@ -534,23 +590,32 @@ def load_params_and_step(checkpoint_path: str, model, shardings: Any = None) -> 
   return _restore_params(manager, step, meta, model, checkpoint_path, shardings), step
 
 
-def _restore_params(manager: ocp.CheckpointManager, step: int, meta: dict[str, Any], model,
-                    checkpoint_path: str, shardings: Any = None) -> Any:
+def _restore_params(
+  manager: ocp.CheckpointManager,
+  step: int,
+  meta: dict[str, Any],
+  model,
+  checkpoint_path: str,
+  shardings: Any = None,
+) -> Any:
   """The verified parameters of `step`, placed by `shardings` (default: the first device)."""
   abstract = model.abstract_params()
   if shardings is None:
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     shardings = jax.tree.map(lambda _: device, abstract)
-  target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                        abstract, shardings)
+  target = jax.tree.map(
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+  )
   try:
-    restored = manager.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(target)))
+    restored = manager.restore(
+      step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target))
+    )
     verify({"params": restored.params}, meta.get("checksums"))
   except Exception as e:  # pylint: disable=broad-except
     _quiet_orphaned_reads()
-    raise ConfigError(f"cannot restore parameters from {checkpoint_path} (step {step}): "
-                      f"{_first_line(e)}") from None
+    raise ConfigError(
+      f"cannot restore parameters from {checkpoint_path} (step {step}): {_first_line(e)}"
+    ) from None
   manager.close()
   return restored.params
 

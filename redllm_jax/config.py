@@ -4,6 +4,7 @@ One frozen dataclass describes both architectures; the model gins in `gin/models
 bind its fields. DecLLM reads `num_layers`; RedLLM reads `num_encoder_layers` and
 `num_decoder_layers` (set them separately for an unbalanced encoder-decoder).
 """
+
 import dataclasses
 from typing import Any, Mapping, Optional
 
@@ -14,9 +15,9 @@ import jax.numpy as jnp
 # Remat policy name -> the `jax.checkpoint` policy of what a layer's forward pass keeps
 # for the backward (network.py); "none" (no remat) is the one name without a policy.
 REMAT_CHECKPOINT_POLICIES = {
-    "full": None,  # Save nothing: recompute the whole layer in the backward pass.
-    "dots": jax.checkpoint_policies.checkpoint_dots,
-    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+  "full": None,  # Save nothing: recompute the whole layer in the backward pass.
+  "dots": jax.checkpoint_policies.checkpoint_dots,
+  "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
 REMAT_POLICIES = ("none", *REMAT_CHECKPOINT_POLICIES)
 # 'einsum': explicit softmax (any backend; the only one that returns attention
@@ -70,18 +71,19 @@ class TransformerConfig:
 
   def __post_init__(self):
     if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(
-          f"remat_policy={self.remat_policy!r}; choose one of {REMAT_POLICIES}")
+      raise ValueError(f"remat_policy={self.remat_policy!r}; choose one of {REMAT_POLICIES}")
     if self.attention_impl not in ATTENTION_IMPLEMENTATIONS:
-      raise ValueError(f"attention_impl={self.attention_impl!r}; choose one of "
-                       f"{ATTENTION_IMPLEMENTATIONS}")
+      raise ValueError(
+        f"attention_impl={self.attention_impl!r}; choose one of {ATTENTION_IMPLEMENTATIONS}"
+      )
     for name in ("vocab_size", "d_model", "d_ff", "num_heads", "head_dim"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
     if self.head_dim % 2:
       raise ValueError(f"RoPE needs an even head_dim, got {self.head_dim}")
     if self.num_kv_heads is not None and (
-        self.num_kv_heads <= 0 or self.num_heads % self.num_kv_heads):
+      self.num_kv_heads <= 0 or self.num_heads % self.num_kv_heads
+    ):
       raise ValueError(f"num_kv_heads={self.num_kv_heads} must divide num_heads={self.num_heads}")
 
   @property

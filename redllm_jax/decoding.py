@@ -4,6 +4,7 @@ The loop is one `jax.lax.while_loop` with static shapes, so a jitted decode comp
 once per (batch, prompt length, max_new_tokens) and not once per step. It stops
 when every example has emitted EOS or after `max_new_tokens` tokens.
 """
+
 import dataclasses
 from typing import Any, Callable, Optional
 
@@ -39,14 +40,17 @@ class DecodingConfig:
   eos_id: int = EOS_ID
   pad_id: int = PAD_ID
   cpu_weight_layout: bool = dataclasses.field(
-      default_factory=lambda: jax.default_backend() == "cpu")
+    default_factory=lambda: jax.default_backend() == "cpu"
+  )
 
   def __post_init__(self):
     if self.max_new_tokens < 1:
       raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
     if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
-      raise ValueError(f"invalid sampling settings: temperature={self.temperature}, "
-                       f"top_k={self.top_k}, top_p={self.top_p}")
+      raise ValueError(
+        f"invalid sampling settings: temperature={self.temperature}, "
+        f"top_k={self.top_k}, top_p={self.top_p}"
+      )
 
 
 @flax.struct.dataclass
@@ -67,8 +71,7 @@ def filter_logits(logits: Array, top_k: int, top_p: float) -> Array:
     probs = jax.nn.softmax(sorted_logits, axis=-1)
     # Keep the smallest prefix whose mass reaches top_p (always keep the best token).
     mass_before = jnp.cumsum(probs, axis=-1) - probs
-    cutoff = jnp.min(jnp.where(mass_before < top_p, sorted_logits, jnp.inf), axis=-1,
-                     keepdims=True)
+    cutoff = jnp.min(jnp.where(mass_before < top_p, sorted_logits, jnp.inf), axis=-1, keepdims=True)
     logits = jnp.where(logits < cutoff, neg_inf, logits)
   return logits
 
@@ -81,8 +84,14 @@ def sample_tokens(logits: Array, rng: Array, cfg: DecodingConfig) -> Array:
   return jax.random.categorical(rng, logits, axis=-1).astype(jnp.int32)
 
 
-def decode_loop(step_fn: StepFn, first_logits: Array, state: Any, rng: Array,
-                cfg: DecodingConfig, return_logits: bool = False) -> DecodeOutput:
+def decode_loop(
+  step_fn: StepFn,
+  first_logits: Array,
+  state: Any,
+  rng: Array,
+  cfg: DecodingConfig,
+  return_logits: bool = False,
+) -> DecodeOutput:
   """Samples from `first_logits`, then feeds each new token through `step_fn`."""
   batch, vocab = first_logits.shape
   steps = cfg.max_new_tokens
@@ -106,11 +115,13 @@ def decode_loop(step_fn: StepFn, first_logits: Array, state: Any, rng: Array,
     tokens = jax.lax.dynamic_update_slice_in_dim(tokens, new[:, None], t, axis=1)
     if return_logits:
       all_logits = jax.lax.dynamic_update_slice_in_dim(
-          all_logits, logits[:, None].astype(jnp.float32), t, axis=1)
+        all_logits, logits[:, None].astype(jnp.float32), t, axis=1
+      )
     return t + 1, tokens, done | (new == cfg.eos_id), state, rng, all_logits
 
   _, tokens, _, _, _, all_logits = jax.lax.while_loop(cond, body, init)
   is_eos = tokens == cfg.eos_id
   lengths = jnp.where(jnp.any(is_eos, axis=1), jnp.argmax(is_eos, axis=1) + 1, steps)
-  return DecodeOutput(tokens=tokens, lengths=lengths.astype(jnp.int32),
-                      logits=all_logits if return_logits else None)
+  return DecodeOutput(
+    tokens=tokens, lengths=lengths.astype(jnp.int32), logits=all_logits if return_logits else None
+  )

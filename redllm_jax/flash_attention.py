@@ -17,6 +17,7 @@ costs half the FLOPs of a bidirectional one.
 On a TPU the kernel is compiled by Mosaic; on any other platform it runs in
 Pallas interpret mode, which is how the tests check it against `einsum`.
 """
+
 import functools
 from typing import NamedTuple
 
@@ -39,8 +40,14 @@ TN = (((0,), (0,)), ((), ()))  # a.T @ b
 
 def flash_attention(q: Array, k: Array, v: Array, mask: AttentionMask) -> Array:
   """Softmax(q k^T / sqrt(d)) v for q [b,q,h,d], k/v [b,k,h,d]; zeros for blind queries."""
-  return lax.platform_dependent(q, k, v, mask, tpu=functools.partial(_attention, interpret=False),
-                                default=functools.partial(_attention, interpret=True))
+  return lax.platform_dependent(
+    q,
+    k,
+    v,
+    mask,
+    tpu=functools.partial(_attention, interpret=False),
+    default=functools.partial(_attention, interpret=True),
+  )
 
 
 def _attention(q: Array, k: Array, v: Array, mask: AttentionMask, interpret: bool) -> Array:
@@ -48,8 +55,15 @@ def _attention(q: Array, k: Array, v: Array, mask: AttentionMask, interpret: boo
   to_bhld = lambda x, n: _pad(jnp.transpose(x, (0, 2, 1, 3)), 2, n)
   causal = mask.q_ranks is not None
   inputs = _MaskInputs.build(mask, q_len, k_len, causal)
-  out = _flash(to_bhld(q, q_len), to_bhld(k, k_len), to_bhld(v, k_len), inputs,
-               causal, q.shape[-1] ** -0.5, interpret)
+  out = _flash(
+    to_bhld(q, q_len),
+    to_bhld(k, k_len),
+    to_bhld(v, k_len),
+    inputs,
+    causal,
+    q.shape[-1] ** -0.5,
+    interpret,
+  )
   return jnp.transpose(out[:, :, :q_len], (0, 2, 1, 3))
 
 
@@ -99,8 +113,12 @@ class _MaskInputs(NamedTuple):
       q_start = jnp.zeros((batch, nk), jnp.int32)
     q_vecs = jnp.broadcast_to(q_pair[..., None], q_pair.shape + (BLOCK,))  # [b, 2, q, 128]
     k_vecs = jnp.broadcast_to(k_pair[:, :, None], (batch, 2, SUBLANES, k_pair.shape[-1]))
-    return cls(q_vecs.astype(jnp.int32), k_vecs.astype(jnp.int32), kv_end.astype(jnp.int32),
-               q_start.astype(jnp.int32))
+    return cls(
+      q_vecs.astype(jnp.int32),
+      k_vecs.astype(jnp.int32),
+      kv_end.astype(jnp.int32),
+      q_start.astype(jnp.int32),
+    )
 
 
 def _visible(q_vecs: Array, k_vecs: Array, causal: bool) -> Array:
@@ -128,8 +146,23 @@ def _probabilities(q, k, q_vecs, k_vecs, scale, causal, lse=None):
 # pipeline does not fetch them either.
 
 
-def _fwd_kernel(kv_end_ref, q_start_ref, q_ref, k_ref, v_ref, qv_ref, kv_ref, o_ref, lse_ref,
-                m_scr, l_scr, acc_scr, *, scale, causal):
+def _fwd_kernel(
+  kv_end_ref,
+  q_start_ref,
+  q_ref,
+  k_ref,
+  v_ref,
+  qv_ref,
+  kv_ref,
+  o_ref,
+  lse_ref,
+  m_scr,
+  l_scr,
+  acc_scr,
+  *,
+  scale,
+  causal,
+):
   del q_start_ref
   b, i, j = pl.program_id(0), pl.program_id(2), pl.program_id(3)
 
@@ -149,22 +182,39 @@ def _fwd_kernel(kv_end_ref, q_start_ref, q_ref, k_ref, v_ref, qv_ref, kv_ref, o_
     l_scr[...] = jnp.broadcast_to(alpha * l + jnp.sum(p, axis=1, keepdims=True), l_scr.shape)
     m_scr[...] = jnp.broadcast_to(m_new, m_scr.shape)
     v = v_ref[...]
-    acc_scr[...] = alpha * acc_scr[...] + lax.dot(p.astype(v.dtype), v,
-                                                  preferred_element_type=jnp.float32)
+    acc_scr[...] = alpha * acc_scr[...] + lax.dot(
+      p.astype(v.dtype), v, preferred_element_type=jnp.float32
+    )
 
   @pl.when(j == pl.num_programs(3) - 1)
   def _finish():
     m, l = m_scr[:, :1], l_scr[:, :1]
     seen_any = l > 0
-    o_ref[...] = jnp.where(seen_any, acc_scr[...] / jnp.where(seen_any, l, 1.0),
-                           0.0).astype(o_ref.dtype)
+    o_ref[...] = jnp.where(seen_any, acc_scr[...] / jnp.where(seen_any, l, 1.0), 0.0).astype(
+      o_ref.dtype
+    )
     # Blind queries get a huge lse, so the backward's probabilities are exactly 0.
     lse = jnp.where(seen_any, m + jnp.log(jnp.where(seen_any, l, 1.0)), -MASKED)
     lse_ref[...] = jnp.broadcast_to(lse, lse_ref.shape)
 
 
-def _dq_kernel(kv_end_ref, q_start_ref, q_ref, k_ref, v_ref, qv_ref, kv_ref, do_ref, lse_ref,
-               delta_ref, dq_ref, dq_scr, *, scale, causal):
+def _dq_kernel(
+  kv_end_ref,
+  q_start_ref,
+  q_ref,
+  k_ref,
+  v_ref,
+  qv_ref,
+  kv_ref,
+  do_ref,
+  lse_ref,
+  delta_ref,
+  dq_ref,
+  dq_scr,
+  *,
+  scale,
+  causal,
+):
   del q_start_ref
   b, i, j = pl.program_id(0), pl.program_id(2), pl.program_id(3)
 
@@ -185,8 +235,25 @@ def _dq_kernel(kv_end_ref, q_start_ref, q_ref, k_ref, v_ref, qv_ref, kv_ref, do_
     dq_ref[...] = dq_scr[...].astype(dq_ref.dtype)
 
 
-def _dkv_kernel(kv_end_ref, q_start_ref, q_ref, k_ref, v_ref, qv_ref, kv_ref, do_ref, lse_ref,
-                delta_ref, dk_ref, dv_ref, dk_scr, dv_scr, *, scale, causal):
+def _dkv_kernel(
+  kv_end_ref,
+  q_start_ref,
+  q_ref,
+  k_ref,
+  v_ref,
+  qv_ref,
+  kv_ref,
+  do_ref,
+  lse_ref,
+  delta_ref,
+  dk_ref,
+  dv_ref,
+  dk_scr,
+  dv_scr,
+  *,
+  scale,
+  causal,
+):
   del kv_end_ref
   b, j, i = pl.program_id(0), pl.program_id(2), pl.program_id(3)
 
@@ -229,26 +296,45 @@ def _specs(d: int, q_blocks: int, outer_is_query: bool):
   """BlockSpecs for a query-side tile, a key-side tile, and the query/key mask vectors."""
   q_of, k_of = _q_side(outer_is_query, q_blocks), _k_side(outer_is_query)
   return {
-      "q": lambda width: pl.BlockSpec(
-          (None, None, BLOCK, width), lambda b, h, o, n, *r: (b, h, q_of(b, o, n, *r), 0)),
-      "k": pl.BlockSpec((None, None, BLOCK, d),
-                        lambda b, h, o, n, *r: (b, h, k_of(b, o, n, *r), 0)),
-      "q_vecs": pl.BlockSpec((None, 2, BLOCK, BLOCK),
-                             lambda b, h, o, n, *r: (b, 0, q_of(b, o, n, *r), 0)),
-      "k_vecs": pl.BlockSpec((None, 2, SUBLANES, BLOCK),
-                             lambda b, h, o, n, *r: (b, 0, 0, k_of(b, o, n, *r))),
+    "q": lambda width: pl.BlockSpec(
+      (None, None, BLOCK, width), lambda b, h, o, n, *r: (b, h, q_of(b, o, n, *r), 0)
+    ),
+    "k": pl.BlockSpec((None, None, BLOCK, d), lambda b, h, o, n, *r: (b, h, k_of(b, o, n, *r), 0)),
+    "q_vecs": pl.BlockSpec(
+      (None, 2, BLOCK, BLOCK), lambda b, h, o, n, *r: (b, 0, q_of(b, o, n, *r), 0)
+    ),
+    "k_vecs": pl.BlockSpec(
+      (None, 2, SUBLANES, BLOCK), lambda b, h, o, n, *r: (b, 0, 0, k_of(b, o, n, *r))
+    ),
   }
 
 
-def _call(kernel, grid, in_specs, out_specs, out_shape, scratch, masks: _MaskInputs, causal,
-          scale, interpret, *operands):
-  spec = pltpu.PrefetchScalarGridSpec(num_scalar_prefetch=2, grid=grid, in_specs=in_specs,
-                                      out_specs=out_specs, scratch_shapes=scratch)
+def _call(
+  kernel,
+  grid,
+  in_specs,
+  out_specs,
+  out_shape,
+  scratch,
+  masks: _MaskInputs,
+  causal,
+  scale,
+  interpret,
+  *operands,
+):
+  spec = pltpu.PrefetchScalarGridSpec(
+    num_scalar_prefetch=2, grid=grid, in_specs=in_specs, out_specs=out_specs, scratch_shapes=scratch
+  )
   params = pltpu.CompilerParams(
-      dimension_semantics=("parallel", "parallel", "parallel", "arbitrary"))
-  fn = pl.pallas_call(functools.partial(kernel, scale=scale, causal=causal),
-                      grid_spec=spec, out_shape=out_shape, compiler_params=params,
-                      interpret=interpret)
+    dimension_semantics=("parallel", "parallel", "parallel", "arbitrary")
+  )
+  fn = pl.pallas_call(
+    functools.partial(kernel, scale=scale, causal=causal),
+    grid_spec=spec,
+    out_shape=out_shape,
+    compiler_params=params,
+    interpret=interpret,
+  )
   return fn(masks.kv_end, masks.q_start, *operands)
 
 
@@ -257,12 +343,25 @@ def _forward(q, k, v, masks, causal, scale, interpret):
   sp = _specs(d, q_len // BLOCK, outer_is_query=True)
   f32 = lambda width: pltpu.VMEM((BLOCK, width), jnp.float32)
   return _call(
-      _fwd_kernel, (b, h, q_len // BLOCK, k_len // BLOCK),
-      [sp["q"](d), sp["k"], sp["k"], sp["q_vecs"], sp["k_vecs"]],
-      [sp["q"](d), sp["q"](BLOCK)],
-      [jax.ShapeDtypeStruct(q.shape, q.dtype), jax.ShapeDtypeStruct((b, h, q_len, BLOCK), jnp.float32)],
-      [f32(BLOCK), f32(BLOCK), f32(d)],
-      masks, causal, scale, interpret, q, k, v, masks.q_vecs, masks.k_vecs)
+    _fwd_kernel,
+    (b, h, q_len // BLOCK, k_len // BLOCK),
+    [sp["q"](d), sp["k"], sp["k"], sp["q_vecs"], sp["k_vecs"]],
+    [sp["q"](d), sp["q"](BLOCK)],
+    [
+      jax.ShapeDtypeStruct(q.shape, q.dtype),
+      jax.ShapeDtypeStruct((b, h, q_len, BLOCK), jnp.float32),
+    ],
+    [f32(BLOCK), f32(BLOCK), f32(d)],
+    masks,
+    causal,
+    scale,
+    interpret,
+    q,
+    k,
+    v,
+    masks.q_vecs,
+    masks.k_vecs,
+  )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
@@ -283,18 +382,53 @@ def _flash_bwd(causal, scale, interpret, residuals, d_out):
   operands = (q, k, v, masks.q_vecs, masks.k_vecs, d_out, lse, delta)
   f32 = lambda width: pltpu.VMEM((BLOCK, width), jnp.float32)
   sp = _specs(d, q_len // BLOCK, outer_is_query=True)
-  in_specs = [sp["q"](d), sp["k"], sp["k"], sp["q_vecs"], sp["k_vecs"], sp["q"](d),
-              sp["q"](BLOCK), sp["q"](BLOCK)]
-  dq = _call(_dq_kernel, (b, h, q_len // BLOCK, k_len // BLOCK), in_specs, sp["q"](d),
-             jax.ShapeDtypeStruct(q.shape, q.dtype), [f32(d)],
-             masks, causal, scale, interpret, *operands)
+  in_specs = [
+    sp["q"](d),
+    sp["k"],
+    sp["k"],
+    sp["q_vecs"],
+    sp["k_vecs"],
+    sp["q"](d),
+    sp["q"](BLOCK),
+    sp["q"](BLOCK),
+  ]
+  dq = _call(
+    _dq_kernel,
+    (b, h, q_len // BLOCK, k_len // BLOCK),
+    in_specs,
+    sp["q"](d),
+    jax.ShapeDtypeStruct(q.shape, q.dtype),
+    [f32(d)],
+    masks,
+    causal,
+    scale,
+    interpret,
+    *operands,
+  )
   sp = _specs(d, q_len // BLOCK, outer_is_query=False)
-  in_specs = [sp["q"](d), sp["k"], sp["k"], sp["q_vecs"], sp["k_vecs"], sp["q"](d),
-              sp["q"](BLOCK), sp["q"](BLOCK)]
-  dk, dv = _call(_dkv_kernel, (b, h, k_len // BLOCK, q_len // BLOCK), in_specs,
-                 [sp["k"], sp["k"]],
-                 [jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)],
-                 [f32(d), f32(d)], masks, causal, scale, interpret, *operands)
+  in_specs = [
+    sp["q"](d),
+    sp["k"],
+    sp["k"],
+    sp["q_vecs"],
+    sp["k_vecs"],
+    sp["q"](d),
+    sp["q"](BLOCK),
+    sp["q"](BLOCK),
+  ]
+  dk, dv = _call(
+    _dkv_kernel,
+    (b, h, k_len // BLOCK, q_len // BLOCK),
+    in_specs,
+    [sp["k"], sp["k"]],
+    [jax.ShapeDtypeStruct(k.shape, k.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype)],
+    [f32(d), f32(d)],
+    masks,
+    causal,
+    scale,
+    interpret,
+    *operands,
+  )
   return dq, dk, dv, None
 
 

@@ -11,6 +11,7 @@ Conventions (one multiply-add = 2 FLOPs; embedding lookups are free):
   RedLLM decoder token also attends to the I encoder outputs. Logits are computed
   for the O generated tokens only.
 """
+
 import dataclasses
 
 import jax
@@ -73,13 +74,19 @@ def forward_flops(cfg: TransformerConfig, architecture: str, inputs: int, target
   layer = 2.0 * (_attention_projection_params(cfg) + _ffn_params(cfg))
   if architecture == "decllm":
     length = inputs + targets
-    return cfg.num_layers * (layer * length + _attention_flops(cfg, length, length)) + logits * length
+    return (
+      cfg.num_layers * (layer * length + _attention_flops(cfg, length, length)) + logits * length
+    )
   encoder = cfg.num_encoder_layers * (layer * inputs + _attention_flops(cfg, inputs, inputs))
   cross_kv = 2.0 * (2 * cfg.d_model * _kv_width(cfg)) * inputs
   cross_qo = 2.0 * (2 * cfg.d_model * _attention_width(cfg)) * targets
   decoder = cfg.num_decoder_layers * (
-      layer * targets + cross_qo + cross_kv + _attention_flops(cfg, targets, targets)
-      + _attention_flops(cfg, targets, inputs))
+    layer * targets
+    + cross_qo
+    + cross_kv
+    + _attention_flops(cfg, targets, targets)
+    + _attention_flops(cfg, targets, inputs)
+  )
   return encoder + decoder + logits * targets
 
 
@@ -106,6 +113,10 @@ def inference_flops(cfg: TransformerConfig, architecture: str, prompt: int, outp
   cross_qo = 2.0 * (2 * cfg.d_model * _attention_width(cfg)) * output
   # The decoder is fed its start token plus output - 1 generated tokens.
   decoder = cfg.num_decoder_layers * (
-      layer * output + cross_kv + cross_qo + _attention_flops(cfg, 1, _cached_keys(output, 0))
-      + _attention_flops(cfg, output, prompt))
+    layer * output
+    + cross_kv
+    + cross_qo
+    + _attention_flops(cfg, 1, _cached_keys(output, 0))
+    + _attention_flops(cfg, output, prompt)
+  )
   return encoder + decoder + logits

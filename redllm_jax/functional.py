@@ -5,6 +5,7 @@ RMSNorm, RoPE, masks and attention weights, as pure jax.numpy functions.
 to `standalone.py`, so an exported model runs with the very same arithmetic and
 the two cannot drift. Keep it free of Flax, TensorFlow, seqio and gin.
 """
+
 from typing import NamedTuple
 
 import jax
@@ -63,8 +64,9 @@ class AttentionMask(NamedTuple):
 
   def dense(self) -> jax.Array:
     """Boolean mask [batch, 1, q, k]."""
-    mask = ((self.q_segments[:, :, None] == self.k_segments[:, None, :])
-            & (self.k_segments[:, None, :] != 0))
+    mask = (self.q_segments[:, :, None] == self.k_segments[:, None, :]) & (
+      self.k_segments[:, None, :] != 0
+    )
     if self.q_ranks is not None:
       mask &= self.k_ranks[:, None, :] <= self.q_ranks[:, :, None]
     return mask[:, None]
@@ -74,9 +76,14 @@ class AttentionMask(NamedTuple):
     return jnp.sum(self.dense()[:, 0], axis=-1, dtype=jnp.int32)
 
 
-def attention_mask(q_segments: jax.Array, k_segments: jax.Array, q_index: jax.Array,
-                   k_index: jax.Array, causal: bool,
-                   q_prefix: jax.Array | None = None) -> AttentionMask:
+def attention_mask(
+  q_segments: jax.Array,
+  k_segments: jax.Array,
+  q_index: jax.Array,
+  k_index: jax.Array,
+  causal: bool,
+  q_prefix: jax.Array | None = None,
+) -> AttentionMask:
   """Same non-zero segment, plus causality over slot indices if asked.
 
   With a bidirectional prefix (DecLLM + BiAttn, T5X's `decoder_causal_attention`:
@@ -89,8 +96,9 @@ def attention_mask(q_segments: jax.Array, k_segments: jax.Array, q_index: jax.Ar
     return AttentionMask(q_segments, k_segments)
   q_ranks = q_index.astype(jnp.int32)
   if q_prefix is not None:
-    q_ranks = jnp.where(q_prefix.astype(bool), _prefix_ends(q_segments, q_prefix.astype(bool)),
-                        q_ranks)
+    q_ranks = jnp.where(
+      q_prefix.astype(bool), _prefix_ends(q_segments, q_prefix.astype(bool)), q_ranks
+    )
   return AttentionMask(q_segments, k_segments, q_ranks, k_index.astype(jnp.int32))
 
 
@@ -98,8 +106,9 @@ def _prefix_ends(segments: jax.Array, prefix: jax.Array) -> jax.Array:
   """[b, l]: for each slot, the last slot before the next non-prefix slot or segment start."""
   length = segments.shape[1]
   slots = jnp.arange(length, dtype=jnp.int32)
-  starts = jnp.concatenate([jnp.ones_like(prefix[:, :1]),
-                            segments[:, 1:] != segments[:, :-1]], axis=1)
+  starts = jnp.concatenate(
+    [jnp.ones_like(prefix[:, :1]), segments[:, 1:] != segments[:, :-1]], axis=1
+  )
   stops = jnp.where(~prefix | starts, slots, length)
   next_stop = jnp.concatenate([stops[:, 1:], jnp.full_like(stops[:, :1], length)], axis=1)
   return jax.lax.cummin(next_stop, axis=1, reverse=True) - 1
@@ -119,8 +128,9 @@ def attention_probs(q: jax.Array, k: jax.Array, mask: jax.Array) -> jax.Array:
   if k.shape[2] == q.shape[2]:
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
   else:
-    logits = jnp.einsum("bqngd,bknd->bngqk", _grouped(q, k.shape[2]), k,
-                        preferred_element_type=jnp.float32)
+    logits = jnp.einsum(
+      "bqngd,bknd->bngqk", _grouped(q, k.shape[2]), k, preferred_element_type=jnp.float32
+    )
     logits = logits.reshape(q.shape[0], q.shape[2], q.shape[1], k.shape[1])
   logits = jnp.where(mask, logits * q.shape[-1] ** -0.5, jnp.finfo(jnp.float32).min)
   return jax.nn.softmax(logits, axis=-1)

@@ -13,6 +13,7 @@ typo), an unknown parameter, a gin syntax error. Flag-based commands (bench,
 memory_plan, model_info, reproduce, prepare, ...) get the same handling from
 `run_flags`.
 """
+
 import contextlib
 import difflib
 import importlib
@@ -32,18 +33,26 @@ from redllm_jax.errors import ConfigError, first_line
 GIN_DIR = pathlib.Path(__file__).resolve().parent.parent / "gin"
 
 
-_REQUIRED = re.compile(r"^(\w+)/macro\.value set to `%gin\.REQUIRED` but not subsequently overridden")
-_REQUIRED_PARAMETER = re.compile(r"^([\w.]+) set to `%gin\.REQUIRED` but not subsequently overridden")
+_REQUIRED = re.compile(
+  r"^(\w+)/macro\.value set to `%gin\.REQUIRED` but not subsequently overridden"
+)
+_REQUIRED_PARAMETER = re.compile(
+  r"^([\w.]+) set to `%gin\.REQUIRED` but not subsequently overridden"
+)
 # Gin's words for reading a macro that no file or flag sets.
-_UNSET_MACRO = re.compile(r"macro\(\) missing 1 required positional argument: 'value'.*"
-                          r"in scope '(\w+)'", re.DOTALL)
+_UNSET_MACRO = re.compile(
+  r"macro\(\) missing 1 required positional argument: 'value'.*"
+  r"in scope '(\w+)'",
+  re.DOTALL,
+)
 _MACRO_BINDING = re.compile(r"^\s*([A-Z][A-Z0-9_]*)\s*=")
 
 
 def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
   """Turns `--gin.NAME=value` into `--gin_bindings=NAME=value`."""
-  return [f"--gin_bindings={arg[len('--gin.'):]}" if arg.startswith("--gin.") else arg
-          for arg in argv]
+  return [
+    f"--gin_bindings={arg[len('--gin.') :]}" if arg.startswith("--gin.") else arg for arg in argv
+  ]
 
 
 _referenced_macros: set[str] = set()
@@ -76,8 +85,12 @@ def _in_gin_dir() -> Iterator[None]:
     os.chdir(cwd)
 
 
-def parse_gin(gin_files: Sequence[str], bindings: Sequence[str],
-              search_paths: Sequence[str] = (), finalize: bool = True) -> None:
+def parse_gin(
+  gin_files: Sequence[str],
+  bindings: Sequence[str],
+  search_paths: Sequence[str] = (),
+  finalize: bool = True,
+) -> None:
   """Parses gin files and bindings; any gin error becomes a one-line ConfigError.
 
   With `finalize`, required macros must be set and every macro bound in
@@ -95,8 +108,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str],
       gin.parse_config_files_and_bindings(list(files), list(bindings), finalize_config=False)
     if finalize:
       gin.finalize()
-  except (ValueError, KeyError, IOError, NameError, TypeError, AttributeError,
-          SyntaxError) as e:
+  except (ValueError, KeyError, IOError, NameError, TypeError, AttributeError, SyntaxError) as e:
     raise ConfigError(_explain(e)) from None
   except Exception as e:  # pylint: disable=broad-except  # e.g. tokenize.TokenError
     raise ConfigError(f"gin: {first_line(e)}") from None
@@ -115,8 +127,11 @@ def _explain(error: BaseException) -> str:
     return f"missing required gin macro {name}: pass --gin.{name}=..."
   parameter = _REQUIRED_PARAMETER.match(text)
   if parameter:  # models/common.gin leaves the dimensions to a size gin.
-    hint = (" (add a size, e.g. --gin_file=models/sizes/150m.gin)"
-            if parameter.group(1).startswith("TransformerConfig.") else "")
+    hint = (
+      " (add a size, e.g. --gin_file=models/sizes/150m.gin)"
+      if parameter.group(1).startswith("TransformerConfig.")
+      else ""
+    )
     return f"missing required gin binding {parameter.group(1)}{hint}"
   return f"gin: {first_line(error)}"
 

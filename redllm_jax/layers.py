@@ -5,6 +5,7 @@ parameter carries logical axis names ("embed", "heads", "kv", "mlp", "vocab") an
 the main activations are constrained to ("batch", "length", ...), so the
 partitioner can map them onto any mesh through `logical_axis_rules`.
 """
+
 import functools
 import math
 
@@ -25,8 +26,9 @@ def constrain(x: Array, names: tuple[str, ...]) -> Array:
   return nn.with_logical_constraint(x, names)
 
 
-def _transposed_init(init, shape: tuple[int, ...], perm: tuple[int, ...], key: Array,
-                     _, dtype=jnp.float32) -> Array:
+def _transposed_init(
+  init, shape: tuple[int, ...], perm: tuple[int, ...], key: Array, _, dtype=jnp.float32
+) -> Array:
   return jnp.transpose(init(key, shape, dtype), perm)
 
 
@@ -66,8 +68,9 @@ def _dense_bwd(out_first: bool, out_dtype, residuals, g: Array):
   x_left = x.shape[-1] <= g.shape[-1]
   left, right = (x, g) if x_left else (g, x)
   tokens = tuple(range(x.ndim - 1))
-  dkernel = jax.lax.dot_general(left, right, ((tokens, tokens), ((), ())),
-                                preferred_element_type=out_dtype)  # [left, right] features
+  dkernel = jax.lax.dot_general(
+    left, right, ((tokens, tokens), ((), ())), preferred_element_type=out_dtype
+  )  # [left, right] features
   if x_left == out_first:
     dkernel = jax.lax.optimization_barrier(dkernel).T
   return dx, dkernel.astype(kernel.dtype)
@@ -95,25 +98,30 @@ class Projection(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     num_in, num_out = self.num_in, len(self.features)
-    shape, names = x.shape[x.ndim - num_in:] + tuple(self.features), self.names
+    shape, names = x.shape[x.ndim - num_in :] + tuple(self.features), self.names
     init = nn.initializers.variance_scaling(
-        1.0, "fan_in", "truncated_normal", in_axis=tuple(range(num_in)),
-        out_axis=tuple(range(num_in, num_in + num_out)))
+      1.0,
+      "fan_in",
+      "truncated_normal",
+      in_axis=tuple(range(num_in)),
+      out_axis=tuple(range(num_in, num_in + num_out)),
+    )
     if self.out_first:
       # The values of the [*in, *out] kernel of the same seed, stored transposed, so
       # that the layout never changes what a run computes.
       perm = (*range(num_in, num_in + num_out), *range(num_in))
       init = functools.partial(_transposed_init, init, shape, perm)
       shape, names = tuple(shape[i] for i in perm), tuple(names[i] for i in perm)
-    kernel = self.param("kernel", nn.with_logical_partitioning(init, names), shape,
-                        self.param_dtype).astype(self.dtype)
+    kernel = self.param(
+      "kernel", nn.with_logical_partitioning(init, names), shape, self.param_dtype
+    ).astype(self.dtype)
     x = x.astype(self.dtype)
     # One flattened [out, in] operand: XLA:CPU reads it in place, but transposes a
     # kernel whose contracting axes are several (the attention output's heads, kv).
     # Sizes, not -1: an empty input (a RedLLM window with no prefix) must reshape too.
-    fan_in = math.prod(x.shape[x.ndim - num_in:])
-    flat_x = x.reshape(*x.shape[:x.ndim - num_in], fan_in)
-    kernel_shape = (fan_in, math.prod(self.features))[::-1 if self.out_first else 1]
+    fan_in = math.prod(x.shape[x.ndim - num_in :])
+    flat_x = x.reshape(*x.shape[: x.ndim - num_in], fan_in)
+    kernel_shape = (fan_in, math.prod(self.features))[:: -1 if self.out_first else 1]
     y = dense(flat_x, kernel.reshape(kernel_shape), self.out_first)
     return y.reshape(*y.shape[:-1], *self.features)
 
@@ -129,13 +137,22 @@ class RMSNorm(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     scale = self.param(
-        "scale", nn.with_logical_partitioning(nn.initializers.ones, (self.axis_name,)),
-        (x.shape[-1],), self.param_dtype)
+      "scale",
+      nn.with_logical_partitioning(nn.initializers.ones, (self.axis_name,)),
+      (x.shape[-1],),
+      self.param_dtype,
+    )
     return F.rms_norm(x, scale, self.epsilon, self.dtype)
 
 
-def dot_product_attention(q: Array, k: Array, v: Array, mask: F.AttentionMask,
-                          impl: str = "einsum", return_probs: bool = False):
+def dot_product_attention(
+  q: Array,
+  k: Array,
+  v: Array,
+  mask: F.AttentionMask,
+  impl: str = "einsum",
+  return_probs: bool = False,
+):
   """Softmax(q k^T / sqrt(d)) v with q [b,q,h,d], k/v [b,k,kv,d] (kv divides h: GQA).
 
   Rows with no visible key return zeros instead of NaN (or a uniform average):
@@ -154,8 +171,9 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: F.AttentionMask,
     out = sharded_flash_attention(q, k, v, mask)
   else:
     dense = mask.dense()
-    out = F.zero_blind_rows(jax.nn.dot_product_attention(q, k, v, mask=dense,
-                                                         implementation=impl), dense)
+    out = F.zero_blind_rows(
+      jax.nn.dot_product_attention(q, k, v, mask=dense, implementation=impl), dense
+    )
   return (out, probs) if return_probs else out
 
 
@@ -174,10 +192,13 @@ def sharded_flash_attention(q: Array, k: Array, v: Array, mask: F.AttentionMask)
   batch = batch if q.shape[0] % _mesh_size(mesh, batch) == 0 else None
   heads = heads if q.shape[2] % _mesh_size(mesh, heads) == 0 else None
   qkv_spec, vec_spec = P(batch, None, heads, None), P(batch, None)
-  return jax.shard_map(flash_attention.flash_attention, mesh=mesh,
-                       in_specs=(qkv_spec, qkv_spec, qkv_spec,
-                                 jax.tree.map(lambda _: vec_spec, mask)),
-                       out_specs=qkv_spec, check_vma=False)(q, k, v, mask)
+  return jax.shard_map(
+    flash_attention.flash_attention,
+    mesh=mesh,
+    in_specs=(qkv_spec, qkv_spec, qkv_spec, jax.tree.map(lambda _: vec_spec, mask)),
+    out_specs=qkv_spec,
+    check_vma=False,
+  )(q, k, v, mask)
 
 
 def _mesh_size(mesh: jax.sharding.AbstractMesh, axes) -> int:
@@ -200,7 +221,8 @@ class Attention(nn.Module):
   def setup(self):
     cfg = self.config
     dense = lambda feats, num_in, names: Projection(
-        feats, names, num_in, cfg.activation_dtype, cfg.weight_dtype, cfg.kernels_out_first)
+      feats, names, num_in, cfg.activation_dtype, cfg.weight_dtype, cfg.kernels_out_first
+    )
     heads, kv_heads = (cfg.num_heads, cfg.head_dim), (cfg.kv_heads, cfg.head_dim)
     self.query = dense(heads, 1, ("embed", "heads", "kv"))
     self.key = dense(kv_heads, 1, ("embed", "heads", "kv"))
@@ -220,8 +242,9 @@ class Attention(nn.Module):
     q = self.query(x)
     if self.config.query_norm:
       q = self.query_norm(q)
-    return constrain(F.apply_rope(q, positions, self.config.rope_base),
-                     ("batch", "length", "heads", "kv"))
+    return constrain(
+      F.apply_rope(q, positions, self.config.rope_base), ("batch", "length", "heads", "kv")
+    )
 
   def keys_values(self, x: Array, positions: Array) -> tuple[Array, Array]:
     k, v = self.key(x), self.value(x)
@@ -237,11 +260,13 @@ class Attention(nn.Module):
     # Attention weights are sown only when the caller asks for them with
     # `apply(..., mutable=["intermediates"])`; otherwise nothing is stored.
     capture = self.is_mutable_collection("intermediates")
-    out, probs = dot_product_attention(q, k, v, mask, self.config.attention_impl,
-                                       return_probs=True)
+    out, probs = dot_product_attention(q, k, v, mask, self.config.attention_impl, return_probs=True)
     if capture:
-      self.sow("intermediates", "attention_weights",
-               F.attention_probs(q, k, mask.dense()) if probs is None else probs)
+      self.sow(
+        "intermediates",
+        "attention_weights",
+        F.attention_probs(q, k, mask.dense()) if probs is None else probs,
+      )
     if self.output_norm:
       out = self.output_norm_layer(out)
     return constrain(self.out(out), ("batch", "length", "embed"))
@@ -257,14 +282,15 @@ class SwiGLU(nn.Module):
   def __call__(self, x: Array) -> Array:
     cfg = self.config
     dense = lambda feats, names, name: Projection(
-        (feats,), names, 1, cfg.activation_dtype, cfg.weight_dtype, cfg.kernels_out_first,
-        name=name)
+      (feats,), names, 1, cfg.activation_dtype, cfg.weight_dtype, cfg.kernels_out_first, name=name
+    )
     gate = dense(cfg.d_ff, ("embed", "mlp"), "wi_gate")(x)
     up = dense(cfg.d_ff, ("embed", "mlp"), "wi_up")(x)
     hidden = constrain(nn.silu(gate) * up, ("batch", "length", "mlp"))
     hidden = nn.Dropout(cfg.dropout_rate)(hidden, deterministic=self.deterministic)
-    return constrain(dense(cfg.d_model, ("mlp", "embed"), "wo")(hidden),
-                     ("batch", "length", "embed"))
+    return constrain(
+      dense(cfg.d_model, ("mlp", "embed"), "wo")(hidden), ("batch", "length", "embed")
+    )
 
 
 class TiedEmbedding(nn.Module):
@@ -276,12 +302,15 @@ class TiedEmbedding(nn.Module):
   def setup(self):
     cfg = self.config
     table = lambda name, stddev: self.param(
-        name, nn.with_logical_partitioning(nn.initializers.normal(stddev), ("vocab", "embed")),
-        (cfg.vocab_size, cfg.d_model), cfg.weight_dtype)
+      name,
+      nn.with_logical_partitioning(nn.initializers.normal(stddev), ("vocab", "embed")),
+      (cfg.vocab_size, cfg.d_model),
+      cfg.weight_dtype,
+    )
     scaled = cfg.scale_tied_logits and cfg.tied_embeddings
-    self.embedding = table("embedding", 1.0 if scaled else cfg.d_model ** -0.5)
+    self.embedding = table("embedding", 1.0 if scaled else cfg.d_model**-0.5)
     if not cfg.tied_embeddings:
-      self.output_embedding = table("output_embedding", cfg.d_model ** -0.5)
+      self.output_embedding = table("output_embedding", cfg.d_model**-0.5)
 
   def __call__(self, tokens: Array) -> Array:
     x = jnp.take(self.embedding, tokens, axis=0).astype(self.config.activation_dtype)
@@ -293,5 +322,5 @@ class TiedEmbedding(nn.Module):
     table = self.embedding if cfg.tied_embeddings else self.output_embedding
     logits = dense(x, table.astype(cfg.activation_dtype), True, jnp.float32)
     if cfg.tied_embeddings and cfg.scale_tied_logits:
-      logits = logits * cfg.d_model ** -0.5
+      logits = logits * cfg.d_model**-0.5
     return constrain(logits, ("batch", "length", "vocab"))

@@ -18,6 +18,7 @@ CPU, the host's RAM shared by its local devices, lowered by a cgroup memory limi
 or RLIMIT_AS when set). A step past it is a one-line ConfigError; bind
 `train.train.ignore_memory_check=True` to go on anyway.
 """
+
 import os
 import resource
 from typing import Any, Mapping
@@ -42,8 +43,9 @@ def _shard_elements(leaf: Any) -> int:
 
 
 def _shard_bytes(tree: Any) -> int:
-  return sum(_shard_elements(leaf) * np.dtype(leaf.dtype).itemsize
-             for leaf in jax.tree.leaves(tree))
+  return sum(
+    _shard_elements(leaf) * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree)
+  )
 
 
 def _per_token_layer_bytes(cfg: TransformerConfig, keys: int, cross_keys: int = 0) -> float:
@@ -59,8 +61,9 @@ def _per_token_layer_bytes(cfg: TransformerConfig, keys: int, cross_keys: int = 
   values = 6 * cfg.d_model + 10 * width + 4 * cfg.d_ff
   if cross_keys:
     values += 2 * cfg.d_model + 6 * width
-  scores = 0 if cfg.attention_impl in _FUSED_ATTENTION else 2 * cfg.num_heads * (
-      keys + cross_keys) * _F32
+  scores = (
+    0 if cfg.attention_impl in _FUSED_ATTENTION else 2 * cfg.num_heads * (keys + cross_keys) * _F32
+  )
   return values * cfg.activation_dtype.itemsize + scores
 
 
@@ -74,15 +77,21 @@ def _kept_per_token_layer(cfg: TransformerConfig, full: float) -> float:
   return full
 
 
-def activation_bytes(cfg: TransformerConfig, architecture: str, rows: int,
-                     lengths: Mapping[str, int]) -> float:
+def activation_bytes(
+  cfg: TransformerConfig, architecture: str, rows: int, lengths: Mapping[str, int]
+) -> float:
   """Activations of `rows` rows of `lengths` ({"encoder_input_tokens": n,
   "decoder_target_tokens": m}) kept for one backward pass, plus the logits'."""
   targets = lengths["decoder_target_tokens"]
   inputs = lengths.get("encoder_input_tokens", 0)
-  stacks = ([(inputs, cfg.num_encoder_layers, inputs, 0),
-             (targets, cfg.num_decoder_layers, targets, inputs)]
-            if architecture == "redllm" else [(targets, cfg.num_layers, targets, 0)])
+  stacks = (
+    [
+      (inputs, cfg.num_encoder_layers, inputs, 0),
+      (targets, cfg.num_decoder_layers, targets, inputs),
+    ]
+    if architecture == "redllm"
+    else [(targets, cfg.num_layers, targets, 0)]
+  )
   kept, largest_layer = 0.0, 0.0
   for tokens, layers, keys, cross_keys in stacks:
     full = _per_token_layer_bytes(cfg, keys, cross_keys)
@@ -94,16 +103,21 @@ def activation_bytes(cfg: TransformerConfig, architecture: str, rows: int,
   return rows * (kept + largest_layer + logits)
 
 
-def estimate(model, abstract_state: Any, rows_per_device: int, lengths: Mapping[str, int],
-             num_microbatches: int) -> dict[str, float]:
+def estimate(
+  model,
+  abstract_state: Any,
+  rows_per_device: int,
+  lengths: Mapping[str, int],
+  num_microbatches: int,
+) -> dict[str, float]:
   """Per-device bytes of one train step: state, gradients, activations and their total."""
   parameter_count = sum(map(_shard_elements, jax.tree.leaves(abstract_state.params)))
   figures = {
-      "parameters": _shard_bytes(abstract_state.params),
-      "optimizer_state": _shard_bytes(abstract_state.opt_state),
-      "gradients": parameter_count * _F32 * (2 if num_microbatches > 1 else 1),
-      "activations": activation_bytes(model.config, model.architecture, rows_per_device,
-                                      lengths)}
+    "parameters": _shard_bytes(abstract_state.params),
+    "optimizer_state": _shard_bytes(abstract_state.opt_state),
+    "gradients": parameter_count * _F32 * (2 if num_microbatches > 1 else 1),
+    "activations": activation_bytes(model.config, model.architecture, rows_per_device, lengths),
+  }
   figures["total"] = sum(figures.values())
   return figures
 
@@ -139,9 +153,12 @@ def check(figures: Mapping[str, float], limit: int, where: str) -> None:
   """A one-line ConfigError when the step's estimate exceeds `limit`."""
   if figures["total"] <= limit:
     return
-  parts = ", ".join(f"{name.replace('_', ' ')} {figures[name] / 2**30:.2f}"
-                    for name in ("parameters", "optimizer_state", "gradients", "activations"))
+  parts = ", ".join(
+    f"{name.replace('_', ' ')} {figures[name] / 2**30:.2f}"
+    for name in ("parameters", "optimizer_state", "gradients", "activations")
+  )
   raise ConfigError(
-      f"the train step needs about {figures['total'] / 2**30:.2f} GiB per device ({parts} GiB), "
-      f"more than the {limit / 2**30:.2f} GiB of {where}; use a smaller model or batch, more "
-      "microbatches or remat, or bind train.train.ignore_memory_check=True to try anyway")
+    f"the train step needs about {figures['total'] / 2**30:.2f} GiB per device ({parts} GiB), "
+    f"more than the {limit / 2**30:.2f} GiB of {where}; use a smaller model or batch, more "
+    "microbatches or remat, or bind train.train.ignore_memory_check=True to try anyway"
+  )

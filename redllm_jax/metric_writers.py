@@ -1,5 +1,6 @@
 """Where a training run's metrics go: TensorBoard events and metrics.jsonl under
 MODEL_DIR, written by process 0, kept consistent across resumes and restarts."""
+
 import json
 import os
 import socket
@@ -30,8 +31,9 @@ class JsonlWriter(clu_writers.interface.MetricWriter):
     self._file = open(path, "a", encoding="utf-8")
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-    self._file.write(json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}})
-                     + "\n")
+    self._file.write(
+      json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}}) + "\n"
+    )
     self._file.flush()
 
   def write_summaries(self, step, values, metadata=None):
@@ -114,13 +116,21 @@ def _mark_session_start(model_dir: str, step: int) -> None:
   the resumed run logs again. The name sorts after earlier runs' files (older
   seconds) and before this run's own (same second and process: ".0.s" < ".N.v2").
   """
-  name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
-          f"{os.getpid()}.0.session_start")
+  name = (
+    f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
+    f"{os.getpid()}.0.session_start"
+  )
   with tf.io.TFRecordWriter(os.path.join(model_dir, name)) as f:
-    f.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2")
-            .SerializeToString())
-    f.write(event_pb2.Event(wall_time=time.time(), step=step, session_log=event_pb2.SessionLog(
-        status=event_pb2.SessionLog.START)).SerializeToString())
+    f.write(
+      event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString()
+    )
+    f.write(
+      event_pb2.Event(
+        wall_time=time.time(),
+        step=step,
+        session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START),
+      ).SerializeToString()
+    )
 
 
 def make_writer(model_dir: str, resumed_step: int = 0) -> clu_writers.MetricWriter:
@@ -132,6 +142,11 @@ def make_writer(model_dir: str, resumed_step: int = 0) -> clu_writers.MetricWrit
     return clu_writers.MultiWriter([])
   os.makedirs(model_dir, exist_ok=True)
   _mark_session_start(model_dir, resumed_step + 1)
-  return clu_writers.AsyncWriter(clu_writers.MultiWriter([
-      clu_writers.SummaryWriter(model_dir),
-      JsonlWriter(os.path.join(model_dir, METRICS_FILE), resumed_step)]))
+  return clu_writers.AsyncWriter(
+    clu_writers.MultiWriter(
+      [
+        clu_writers.SummaryWriter(model_dir),
+        JsonlWriter(os.path.join(model_dir, METRICS_FILE), resumed_step),
+      ]
+    )
+  )

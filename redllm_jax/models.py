@@ -10,6 +10,7 @@ tokens are 0; a missing `decoder_causal_attention` means no bidirectional prefix
 as on pretraining chunks (where T5X would raise). The batch builders below give
 what the feature converters give training (tests/unit/test_batch_contract.py).
 """
+
 import abc
 import dataclasses
 import functools
@@ -32,14 +33,15 @@ Batch = Mapping[str, Array]
 Params = Any
 
 
-def pad_rows(rows: Sequence[Sequence[int]], width: Optional[int] = None,
-             num_rows: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+def pad_rows(
+  rows: Sequence[Sequence[int]], width: Optional[int] = None, num_rows: Optional[int] = None
+) -> tuple[np.ndarray, np.ndarray]:
   """Right-padded int32 [num_rows, width] token ids and the true lengths [num_rows]."""
   lengths = np.zeros(num_rows or len(rows), np.int32)
-  lengths[:len(rows)] = [len(r) for r in rows]
+  lengths[: len(rows)] = [len(r) for r in rows]
   out = np.full((len(lengths), width or int(lengths.max())), PAD_ID, np.int32)
   for i, row in enumerate(rows):
-    out[i, :len(row)] = row
+    out[i, : len(row)] = row
   return out, lengths
 
 
@@ -124,8 +126,9 @@ def _cross_entropy_bwd(residuals, cotangents):
   g_cross_entropy, g_log_z, _ = cotangents  # `correct` is piecewise constant.
   probs = jnp.exp(logits - log_z[..., None])
   hit = jnp.arange(logits.shape[-1], dtype=targets.dtype) == targets[..., None]
-  grad = (probs * (g_cross_entropy + g_log_z)[..., None]
-          - jnp.where(hit, g_cross_entropy[..., None], 0.0))
+  grad = probs * (g_cross_entropy + g_log_z)[..., None] - jnp.where(
+    hit, g_cross_entropy[..., None], 0.0
+  )
   return grad, None
 
 
@@ -137,13 +140,13 @@ def summarize_metrics(sums: Mapping[str, Array]) -> dict[str, Array]:
   tokens = jnp.maximum(sums["num_tokens"], 1.0)
   cross_entropy = sums["cross_entropy"] / tokens
   return {
-      "loss": (sums["cross_entropy"] + sums["z_loss"]) / tokens,
-      "cross_entropy": cross_entropy,
-      "perplexity": jnp.exp(cross_entropy),
-      "z_loss": sums["z_loss"] / tokens,
-      "accuracy": sums["correct"] / tokens,
-      "num_tokens": sums["num_tokens"],
-      "num_examples": sums["num_examples"],
+    "loss": (sums["cross_entropy"] + sums["z_loss"]) / tokens,
+    "cross_entropy": cross_entropy,
+    "perplexity": jnp.exp(cross_entropy),
+    "z_loss": sums["z_loss"] / tokens,
+    "accuracy": sums["correct"] / tokens,
+    "num_tokens": sums["num_tokens"],
+    "num_examples": sums["num_examples"],
   }
 
 
@@ -171,7 +174,8 @@ class BaseModel(abc.ABC):
     # Decoding on CPU (`DecodingConfig.cpu_weight_layout`): unrolled layers, so that
     # no step copies a layer's weights out of the stack, and kernels [*out, *in].
     self.cpu_decoding_network = self.network_class(
-        dataclasses.replace(config, scan_layers=False, kernels_out_first=True))
+      dataclasses.replace(config, scan_layers=False, kernels_out_first=True)
+    )
 
   @property
   def name(self) -> str:
@@ -180,14 +184,21 @@ class BaseModel(abc.ABC):
 
   def describe(self) -> dict[str, Any]:
     """The model's identity, as checkpoints (`meta`) and exports (config.json) record it."""
-    return {"architecture": self.architecture, "config": dataclasses.asdict(self.config),
-            "inputs_bidirectional_attention": self.inputs_bidirectional_attention}
+    return {
+      "architecture": self.architecture,
+      "config": dataclasses.asdict(self.config),
+      "inputs_bidirectional_attention": self.inputs_bidirectional_attention,
+    }
 
   def logits(self, params: Params, batch: Batch, dropout_rng: Array | None = None) -> Array:
     """Teacher-forced decoder logits [b, l, vocab]; dropout iff a dropout_rng is given."""
     rngs = {} if dropout_rng is None else {"dropout": dropout_rng}
-    return self.network.apply({"params": params}, **self._network_inputs(batch),
-                              enable_dropout=dropout_rng is not None, rngs=rngs)
+    return self.network.apply(
+      {"params": params},
+      **self._network_inputs(batch),
+      enable_dropout=dropout_rng is not None,
+      rngs=rngs,
+    )
 
   @abc.abstractmethod
   def pretraining_batch(self, windows: np.ndarray) -> dict[str, np.ndarray]:
@@ -198,16 +209,21 @@ class BaseModel(abc.ABC):
     """
 
   @abc.abstractmethod
-  def prefix_lm_batch(self, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]],
-                      rows: Optional[int] = None,
-                      pad_width: Callable[[int], int] = lambda n: n) -> dict[str, np.ndarray]:
+  def prefix_lm_batch(
+    self,
+    prompts: Sequence[Sequence[int]],
+    answers: Sequence[Sequence[int]],
+    rows: Optional[int] = None,
+    pad_width: Callable[[int], int] = lambda n: n,
+  ) -> dict[str, np.ndarray]:
     """A batch scoring each answer after its prompt (the finetuning layout), right-padded.
 
     `rows` pads with empty rows; `pad_width` rounds each padded width up (few shapes).
     """
 
-  def abstract_batch(self, task_feature_lengths: Mapping[str, int], batch_size: int,
-                     sharding: Any = None) -> dict[str, jax.ShapeDtypeStruct]:
+  def abstract_batch(
+    self, task_feature_lengths: Mapping[str, int], batch_size: int, sharding: Any = None
+  ) -> dict[str, jax.ShapeDtypeStruct]:
     """A training batch at these task lengths as (sharded) shapes, for AOT compiles.
 
     With an "inputs" length it is the finetuning layout (a prompt and an answer);
@@ -217,19 +233,23 @@ class BaseModel(abc.ABC):
       row = self.dummy_batch(1, task_feature_lengths["inputs"], task_feature_lengths["targets"])
     else:
       row = self.pretraining_batch(np.ones((1, task_feature_lengths["targets"]), np.int32))
-    return {k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), v.dtype, sharding=sharding)
-            for k, v in row.items()}
+    return {
+      k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), v.dtype, sharding=sharding)
+      for k, v in row.items()
+    }
 
   def dummy_batch(self, batch_size: int, input_length: int, target_length: int) -> Batch:
     """A batch of the right structure, for initialisation and shape inference."""
     ones = [[1] * input_length] * batch_size, [[1] * target_length] * batch_size
     return self.prefix_lm_batch(*ones)
 
-  def prefill(self, params: Params | DecodingParams, tokens: Array, lengths: Array,
-              max_new_tokens: int):
+  def prefill(
+    self, params: Params | DecodingParams, tokens: Array, lengths: Array, max_new_tokens: int
+  ):
     """(first logits [b, vocab], DecodeState) for right-padded prompts (no BOS)."""
-    return self._prefill(self._decoding_network(params), _unwrap(params), tokens, lengths,
-                         max_new_tokens)
+    return self._prefill(
+      self._decoding_network(params), _unwrap(params), tokens, lengths, max_new_tokens
+    )
 
   def _decoding_network(self, params: Params | DecodingParams) -> nn.Module:
     """The network that reads `params`: `cpu_decoding_network` for the CPU layout."""
@@ -237,8 +257,9 @@ class BaseModel(abc.ABC):
     return self.cpu_decoding_network if cpu else self.network
 
   @abc.abstractmethod
-  def _prefill(self, network: nn.Module, params: Params, tokens: Array, lengths: Array,
-               max_new_tokens: int):
+  def _prefill(
+    self, network: nn.Module, params: Params, tokens: Array, lengths: Array, max_new_tokens: int
+  ):
     """`prefill` through `network`: this model's, or `cpu_decoding_network`."""
 
   def _variables(self, rng: Array, batch: Batch, network: Optional[nn.Module] = None) -> Any:
@@ -276,12 +297,18 @@ class BaseModel(abc.ABC):
     from its axis order unrolled to its axis order out-first."""
     unrolled = self.network_class(dataclasses.replace(self.config, scan_layers=False))
     source, target = self.param_axes(unrolled), self.param_axes(self.cpu_decoding_network)
-    return jax.jit(lambda params: jax.tree.map(
+    return jax.jit(
+      lambda params: jax.tree.map(
         lambda a, s, t: jnp.transpose(a, [s.index(n) for n in t]),
-        unstack_layers(params), source, target))
+        unstack_layers(params),
+        source,
+        target,
+      )
+    )
 
-  def loss_fn(self, params: Params, batch: Batch,
-              dropout_rng: Array | None = None) -> tuple[Array, dict[str, Array]]:
+  def loss_fn(
+    self, params: Params, batch: Batch, dropout_rng: Array | None = None
+  ) -> tuple[Array, dict[str, Array]]:
     """(sum of weighted token losses incl. z-loss, metric sums for `summarize_metrics`)."""
     sums = self.metric_sums(self.logits(params, batch, dropout_rng), batch)
     return sums["cross_entropy"] + sums["z_loss"], sums
@@ -291,11 +318,11 @@ class BaseModel(abc.ABC):
     _, targets, weights, _, _ = _decoder_features(batch)
     losses = token_losses(logits, targets, self.z_loss)
     sums = {
-        "cross_entropy": jnp.sum(losses.cross_entropy * weights),
-        "z_loss": jnp.sum(losses.z_loss * weights),
-        "correct": jnp.sum(losses.correct * weights),
-        "num_tokens": jnp.sum(weights),
-        "num_examples": jnp.sum(jnp.any(weights > 0, axis=-1)).astype(jnp.float32),
+      "cross_entropy": jnp.sum(losses.cross_entropy * weights),
+      "z_loss": jnp.sum(losses.z_loss * weights),
+      "correct": jnp.sum(losses.correct * weights),
+      "num_tokens": jnp.sum(weights),
+      "num_examples": jnp.sum(jnp.any(weights > 0, axis=-1)).astype(jnp.float32),
     }
     return sums
 
@@ -303,8 +330,9 @@ class BaseModel(abc.ABC):
     """{metric-name prefix: metric sums} of an eval batch; sums add across batches."""
     return {"": self.metric_sums(self.logits(params, batch), batch)}
 
-  def score_batch(self, params: Params, batch: Batch,
-                  return_greedy: bool = False) -> Array | tuple[Array, Array]:
+  def score_batch(
+    self, params: Params, batch: Batch, return_greedy: bool = False
+  ) -> Array | tuple[Array, Array]:
     """Log-likelihood [b] of each example's weighted target tokens (no z-loss).
 
     With `return_greedy` (as T5X's `return_intermediates`, a tuple), also [b] bool:
@@ -319,8 +347,9 @@ class BaseModel(abc.ABC):
     missed = (losses.correct == 0.0) & (weights > 0)
     return scores, ~jnp.any(missed, axis=-1)
 
-  def decoding_params(self, params: Params | DecodingParams,
-                      cfg: decoding.DecodingConfig) -> DecodingParams:
+  def decoding_params(
+    self, params: Params | DecodingParams, cfg: decoding.DecodingConfig
+  ) -> DecodingParams:
     """`params` laid out as `predict_batch` reads them under `cfg`.
 
     With `cfg.cpu_weight_layout`, a copy with one tree per layer and every kernel
@@ -331,16 +360,24 @@ class BaseModel(abc.ABC):
     """
     if isinstance(params, DecodingParams):
       if params.cpu_weight_layout != cfg.cpu_weight_layout:
-        raise ValueError(f"parameters converted with cpu_weight_layout="
-                         f"{params.cpu_weight_layout}, decoding with {cfg.cpu_weight_layout}")
+        raise ValueError(
+          f"parameters converted with cpu_weight_layout="
+          f"{params.cpu_weight_layout}, decoding with {cfg.cpu_weight_layout}"
+        )
       return params
     if cfg.cpu_weight_layout:
       params = self._to_cpu_layout(params)
     return DecodingParams(params, cfg.cpu_weight_layout)
 
-  def predict_batch(self, params: Params | DecodingParams, tokens: Array, lengths: Array,
-                    rng: Array, cfg: decoding.DecodingConfig,
-                    return_logits: bool = False) -> decoding.DecodeOutput:
+  def predict_batch(
+    self,
+    params: Params | DecodingParams,
+    tokens: Array,
+    lengths: Array,
+    rng: Array,
+    cfg: decoding.DecodingConfig,
+    return_logits: bool = False,
+  ) -> decoding.DecodeOutput:
     """Decodes continuations of right-padded prompts [b, P] with true `lengths` [b].
 
     Jit it with `cfg` and `return_logits` static; the loop inside compiles once.
@@ -349,8 +386,7 @@ class BaseModel(abc.ABC):
     params = self.decoding_params(params, cfg)
     first_logits, state = self.prefill(params, tokens, lengths, cfg.max_new_tokens)
     network, params = self._decoding_network(params), params.params
-    step = lambda token, s: network.apply({"params": params}, token, s,
-                                          method=network.decode_step)
+    step = lambda token, s: network.apply({"params": params}, token, s, method=network.decode_step)
     return decoding.decode_loop(step, first_logits, state, rng, cfg, return_logits)
 
 
@@ -371,8 +407,12 @@ class DecoderOnlyModel(BaseModel):
   network_class = DecLLM
   architecture = "decllm"
 
-  def __init__(self, config: TransformerConfig, z_loss: float = 0.0,
-               inputs_bidirectional_attention: bool = False):
+  def __init__(
+    self,
+    config: TransformerConfig,
+    z_loss: float = 0.0,
+    inputs_bidirectional_attention: bool = False,
+  ):
     super().__init__(config, z_loss)
     self.inputs_bidirectional_attention = inputs_bidirectional_attention
 
@@ -386,8 +426,10 @@ class DecoderOnlyModel(BaseModel):
     logits = self.logits(params, batch)
     _, targets, weights, _, _ = _decoder_features(batch)
     late = jnp.arange(targets.shape[1]) >= targets.shape[1] // 2
-    return {"": self.metric_sums(logits, batch),
-            "second_half_": self.metric_sums(logits, dict(batch, decoder_loss_weights=weights * late))}
+    return {
+      "": self.metric_sums(logits, batch),
+      "second_half_": self.metric_sums(logits, dict(batch, decoder_loss_weights=weights * late)),
+    }
 
   def _network_inputs(self, batch: Batch) -> dict[str, Array]:
     tokens, _, _, segments, positions = _decoder_features(batch)
@@ -399,12 +441,19 @@ class DecoderOnlyModel(BaseModel):
 
   def pretraining_batch(self, windows: np.ndarray) -> dict[str, np.ndarray]:
     windows = np.asarray(windows, np.int32)
-    return {"decoder_target_tokens": windows, "decoder_input_tokens": _shift_right(windows),
-            "decoder_loss_weights": np.ones(windows.shape, np.float32)}
+    return {
+      "decoder_target_tokens": windows,
+      "decoder_input_tokens": _shift_right(windows),
+      "decoder_loss_weights": np.ones(windows.shape, np.float32),
+    }
 
-  def prefix_lm_batch(self, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]],
-                      rows: Optional[int] = None,
-                      pad_width: Callable[[int], int] = lambda n: n) -> dict[str, np.ndarray]:
+  def prefix_lm_batch(
+    self,
+    prompts: Sequence[Sequence[int]],
+    answers: Sequence[Sequence[int]],
+    rows: Optional[int] = None,
+    pad_width: Callable[[int], int] = lambda n: n,
+  ) -> dict[str, np.ndarray]:
     """[BOS, prompt, answer] rows, the loss on the answer; `decoder_causal_attention` is 1
     on [BOS, prompt], the part DecLLM + BiAttn reads bidirectionally."""
     joined = [list(p) + list(a) for p, a in zip(prompts, answers)]
@@ -412,19 +461,29 @@ class DecoderOnlyModel(BaseModel):
     weights = np.zeros(targets.shape, np.float32)
     prefix = np.zeros(targets.shape, np.int32)
     for i, (prompt, answer) in enumerate(zip(prompts, answers)):
-      weights[i, len(prompt):len(prompt) + len(answer)] = 1.0
-      prefix[i, :len(prompt) + 1] = 1
-    return {"decoder_input_tokens": _shift_right(targets), "decoder_target_tokens": targets,
-            "decoder_loss_weights": weights, "decoder_causal_attention": prefix}
+      weights[i, len(prompt) : len(prompt) + len(answer)] = 1.0
+      prefix[i, : len(prompt) + 1] = 1
+    return {
+      "decoder_input_tokens": _shift_right(targets),
+      "decoder_target_tokens": targets,
+      "decoder_loss_weights": weights,
+      "decoder_causal_attention": prefix,
+    }
 
-  def _prefill(self, network: nn.Module, params: Params, tokens: Array, lengths: Array,
-               max_new_tokens: int):
+  def _prefill(
+    self, network: nn.Module, params: Params, tokens: Array, lengths: Array, max_new_tokens: int
+  ):
     # The decoder's input stream starts with BOS (id 0), as in training.
     tokens = jnp.pad(tokens, ((0, 0), (1, 0)))
     cache_length = tokens.shape[1] + max_new_tokens
-    return network.apply({"params": params}, tokens, lengths + 1, cache_length,
-                         bidirectional_prompt=self.inputs_bidirectional_attention,
-                         method=network.prefill)
+    return network.apply(
+      {"params": params},
+      tokens,
+      lengths + 1,
+      cache_length,
+      bidirectional_prompt=self.inputs_bidirectional_attention,
+      method=network.prefill,
+    )
 
 
 @gin.configurable
@@ -439,34 +498,48 @@ class EncoderDecoderModel(BaseModel):
     decoder_tokens, _, _, decoder_segments, decoder_positions = _decoder_features(batch)
     real = (encoder_tokens > 0).astype(jnp.int32)
     return dict(
-        encoder_tokens=encoder_tokens,
-        encoder_positions=batch.get("encoder_positions", row_positions(encoder_tokens)),
-        encoder_segment_ids=batch.get("encoder_segment_ids", real),
-        decoder_tokens=decoder_tokens, decoder_positions=decoder_positions,
-        decoder_segment_ids=decoder_segments)
+      encoder_tokens=encoder_tokens,
+      encoder_positions=batch.get("encoder_positions", row_positions(encoder_tokens)),
+      encoder_segment_ids=batch.get("encoder_segment_ids", real),
+      decoder_tokens=decoder_tokens,
+      decoder_positions=decoder_positions,
+      decoder_segment_ids=decoder_segments,
+    )
 
   def pretraining_batch(self, windows: np.ndarray) -> dict[str, np.ndarray]:
     windows = np.asarray(windows, np.int32)
     half = windows.shape[1] // 2
     targets = windows[:, half:]
-    return {"encoder_input_tokens": windows[:, :half], "decoder_target_tokens": targets,
-            "decoder_input_tokens": _shift_right(targets),
-            "decoder_loss_weights": np.ones(targets.shape, np.float32)}
+    return {
+      "encoder_input_tokens": windows[:, :half],
+      "decoder_target_tokens": targets,
+      "decoder_input_tokens": _shift_right(targets),
+      "decoder_loss_weights": np.ones(targets.shape, np.float32),
+    }
 
-  def prefix_lm_batch(self, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]],
-                      rows: Optional[int] = None,
-                      pad_width: Callable[[int], int] = lambda n: n) -> dict[str, np.ndarray]:
+  def prefix_lm_batch(
+    self,
+    prompts: Sequence[Sequence[int]],
+    answers: Sequence[Sequence[int]],
+    rows: Optional[int] = None,
+    pad_width: Callable[[int], int] = lambda n: n,
+  ) -> dict[str, np.ndarray]:
     """The prompt in the encoder, the answer in the decoder."""
     encoder, _ = pad_rows(prompts, pad_width(max(len(p) for p in prompts)), rows)
     targets, _ = pad_rows(answers, pad_width(max(len(a) for a in answers)), rows)
-    return {"encoder_input_tokens": encoder, "decoder_input_tokens": _shift_right(targets),
-            "decoder_target_tokens": targets,
-            "decoder_loss_weights": (targets > 0).astype(np.float32)}
+    return {
+      "encoder_input_tokens": encoder,
+      "decoder_input_tokens": _shift_right(targets),
+      "decoder_target_tokens": targets,
+      "decoder_loss_weights": (targets > 0).astype(np.float32),
+    }
 
-  def _prefill(self, network: nn.Module, params: Params, tokens: Array, lengths: Array,
-               max_new_tokens: int):
-    return network.apply({"params": params}, tokens, lengths, max_new_tokens,
-                         method=network.prefill)
+  def _prefill(
+    self, network: nn.Module, params: Params, tokens: Array, lengths: Array, max_new_tokens: int
+  ):
+    return network.apply(
+      {"params": params}, tokens, lengths, max_new_tokens, method=network.prefill
+    )
 
 
 def from_description(description: Mapping[str, Any]) -> BaseModel:
@@ -478,5 +551,7 @@ def from_description(description: Mapping[str, Any]) -> BaseModel:
   config = config_from_dict(description["config"])
   if description["architecture"] == EncoderDecoderModel.architecture:
     return EncoderDecoderModel(config)
-  return DecoderOnlyModel(config, inputs_bidirectional_attention=bool(
-      description.get("inputs_bidirectional_attention", False)))
+  return DecoderOnlyModel(
+    config,
+    inputs_bidirectional_attention=bool(description.get("inputs_bidirectional_attention", False)),
+  )

@@ -11,6 +11,7 @@ Incremental decoding keeps explicit caches (`DecodeState`), so a decode step is 
 pure function of (token, state): RedLLM's cross-attention K/V are written into the
 state once at prefill and a decode step has no access to the encoder output.
 """
+
 from typing import Optional
 
 import flax
@@ -26,6 +27,7 @@ Array = jax.Array
 # One layer's K/V caches by name; a stack's are stacked (scanned) or one per layer.
 LayerCache = dict[str, Array]
 StackCache = LayerCache | tuple[LayerCache, ...]
+
 
 @flax.struct.dataclass
 class LayerContext:
@@ -80,8 +82,9 @@ class TransformerLayer(nn.Module):
   cross_attention: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, cache: Optional[LayerCache], ctx: LayerContext,
-               deterministic: bool) -> tuple[Array, Optional[LayerCache]]:
+  def __call__(
+    self, x: Array, cache: Optional[LayerCache], ctx: LayerContext, deterministic: bool
+  ) -> tuple[Array, Optional[LayerCache]]:
     cfg = self.config
     norm = lambda name: RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, cfg.weight_dtype, name=name)
     drop = lambda y: nn.Dropout(cfg.dropout_rate)(y, deterministic=deterministic)
@@ -92,9 +95,11 @@ class TransformerLayer(nn.Module):
     k, v = attn.keys_values(h, ctx.positions)
     if cache is not None:
       write = lambda buf, new: jax.lax.dynamic_update_slice_in_dim(
-          buf, to_cache_layout(new).astype(buf.dtype), ctx.cache_index, axis=3)
-      new_cache.update(self_key=write(cache["self_key"], k),
-                       self_value=write(cache["self_value"], v))
+        buf, to_cache_layout(new).astype(buf.dtype), ctx.cache_index, axis=3
+      )
+      new_cache.update(
+        self_key=write(cache["self_key"], k), self_value=write(cache["self_value"], v)
+      )
       k, v = from_cache_layout(new_cache["self_key"]), from_cache_layout(new_cache["self_value"])
     x = x + drop(attn(attn.queries(h, ctx.positions), k, v, ctx.self_mask))
 
@@ -122,23 +127,33 @@ class LayerStack(nn.Module):
   cross_attention: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, cache: Optional[StackCache], ctx: LayerContext,
-               deterministic: bool) -> tuple[Array, Optional[StackCache]]:
+  def __call__(
+    self, x: Array, cache: Optional[StackCache], ctx: LayerContext, deterministic: bool
+  ) -> tuple[Array, Optional[StackCache]]:
     cfg = self.config
     layer = TransformerLayer
     if cfg.remat_policy != "none":
-      layer = nn.remat(layer, policy=REMAT_CHECKPOINT_POLICIES[cfg.remat_policy],
-                       prevent_cse=not cfg.scan_layers, static_argnums=(4,))
+      layer = nn.remat(
+        layer,
+        policy=REMAT_CHECKPOINT_POLICIES[cfg.remat_policy],
+        prevent_cse=not cfg.scan_layers,
+        static_argnums=(4,),
+      )
     if cfg.scan_layers:
       scanned = nn.scan(
-          layer, variable_axes={"params": 0, "intermediates": 0},
-          split_rngs={"params": True, "dropout": True}, in_axes=(0, nn.broadcast, nn.broadcast),
-          length=self.num_layers, metadata_params={nn.PARTITION_NAME: "layers"})
+        layer,
+        variable_axes={"params": 0, "intermediates": 0},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=(0, nn.broadcast, nn.broadcast),
+        length=self.num_layers,
+        metadata_params={nn.PARTITION_NAME: "layers"},
+      )
       return scanned(cfg, self.cross_attention, name="layers")(x, cache, ctx, deterministic)
     new_caches = []
     for i in range(self.num_layers):
       x, layer_cache = layer(cfg, self.cross_attention, name=f"layers_{i}")(
-          x, None if cache is None else cache[i], ctx, deterministic)
+        x, None if cache is None else cache[i], ctx, deterministic
+      )
       new_caches.append(layer_cache)
     return x, (None if cache is None else tuple(new_caches))
 
@@ -148,8 +163,9 @@ def _empty_cache(cfg: TransformerConfig, num_layers: int, batch: int, slots: int
   stacked [layers, ...] for scanned layers, else one dict
   per layer, so that an unrolled decode step updates each layer's cache in place
   rather than restacking all of them."""
-  zeros = lambda *lead: jnp.zeros((*lead, batch, cfg.kv_heads, cfg.head_dim, slots),
-                                  cfg.activation_dtype)
+  zeros = lambda *lead: jnp.zeros(
+    (*lead, batch, cfg.kv_heads, cfg.head_dim, slots), cfg.activation_dtype
+  )
   if cfg.scan_layers:
     return {"self_key": zeros(num_layers), "self_value": zeros(num_layers)}
   return tuple({"self_key": zeros(), "self_value": zeros()} for _ in range(num_layers))
@@ -166,25 +182,43 @@ class _CachedDecoder(nn.Module):
   def _logits(self, x: Array) -> Array:
     return self.embed.attend(self.decoder_norm(x))
 
-  def _step(self, tokens: Array, state: DecodeState, encoded: Optional[Array] = None,
-            encoder_positions: Optional[Array] = None) -> tuple[Array, DecodeState]:
+  def _step(
+    self,
+    tokens: Array,
+    state: DecodeState,
+    encoded: Optional[Array] = None,
+    encoder_positions: Optional[Array] = None,
+  ) -> tuple[Array, DecodeState]:
     """Feeds one token per example at slot `state.index`; returns logits [b, vocab]."""
     valid = jax.lax.dynamic_update_slice_in_dim(
-        state.valid, jnp.ones_like(state.valid[:, :1]), state.index, axis=1)
+      state.valid, jnp.ones_like(state.valid[:, :1]), state.index, axis=1
+    )
     query_index = jnp.full((tokens.shape[0], 1), state.index, jnp.int32)
-    self_mask = attention_mask(jnp.ones_like(query_index), valid.astype(jnp.int32),
-                               query_index, row_positions(valid), causal=True)
+    self_mask = attention_mask(
+      jnp.ones_like(query_index),
+      valid.astype(jnp.int32),
+      query_index,
+      row_positions(valid),
+      causal=True,
+    )
     cross_mask = None
     if state.encoder_valid is not None:
       enc = state.encoder_valid.astype(jnp.int32)
-      cross_mask = attention_mask(jnp.ones_like(query_index), enc, query_index, row_positions(enc),
-                                  causal=False)
-    ctx = LayerContext(positions=state.position[:, None], self_mask=self_mask,
-                       cache_index=state.index, encoded=encoded,
-                       encoder_positions=encoder_positions, cross_mask=cross_mask)
+      cross_mask = attention_mask(
+        jnp.ones_like(query_index), enc, query_index, row_positions(enc), causal=False
+      )
+    ctx = LayerContext(
+      positions=state.position[:, None],
+      self_mask=self_mask,
+      cache_index=state.index,
+      encoded=encoded,
+      encoder_positions=encoder_positions,
+      cross_mask=cross_mask,
+    )
     x, layers = self.decoder(self.embed(tokens[:, None]), state.layers, ctx, True)
-    new_state = state.replace(layers=layers, valid=valid, index=state.index + 1,
-                              position=state.position + 1)
+    new_state = state.replace(
+      layers=layers, valid=valid, index=state.index + 1, position=state.position + 1
+    )
     return self._logits(x)[:, 0], new_state
 
   def decode_step(self, tokens: Array, state: DecodeState) -> tuple[Array, DecodeState]:
@@ -203,8 +237,14 @@ class DecLLM(_CachedDecoder):
     self.decoder = LayerStack(cfg, cfg.num_layers)
     self.decoder_norm = RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, cfg.weight_dtype)
 
-  def __call__(self, tokens: Array, positions: Array, segment_ids: Array,
-               prefix: Optional[Array] = None, enable_dropout: bool = False) -> Array:
+  def __call__(
+    self,
+    tokens: Array,
+    positions: Array,
+    segment_ids: Array,
+    prefix: Optional[Array] = None,
+    enable_dropout: bool = False,
+  ) -> Array:
     """Logits [b, l, vocab]. `prefix` (1 = bidirectional region) selects BiAttn."""
     index = row_positions(tokens)
     mask = attention_mask(segment_ids, segment_ids, index, index, causal=True, q_prefix=prefix)
@@ -212,8 +252,9 @@ class DecLLM(_CachedDecoder):
     x, _ = self.decoder(self.embed(tokens), None, ctx, not enable_dropout)
     return self._logits(x)
 
-  def prefill(self, tokens: Array, lengths: Array, cache_length: int,
-              bidirectional_prompt: bool = False) -> tuple[Array, DecodeState]:
+  def prefill(
+    self, tokens: Array, lengths: Array, cache_length: int, bidirectional_prompt: bool = False
+  ) -> tuple[Array, DecodeState]:
     """Runs right-padded prompts [b, P] into a cache of `cache_length` slots.
 
     Returns the logits at each prompt's last real token (the first prediction) and
@@ -223,13 +264,20 @@ class DecLLM(_CachedDecoder):
     batch, prompt_len = tokens.shape
     in_prompt = row_positions(tokens) < lengths[:, None]
     valid = jnp.zeros((batch, cache_length), bool).at[:, :prompt_len].set(in_prompt)
-    mask = attention_mask(in_prompt, valid, row_positions(tokens), row_positions(valid),
-                          causal=True, q_prefix=in_prompt if bidirectional_prompt else None)
+    mask = attention_mask(
+      in_prompt,
+      valid,
+      row_positions(tokens),
+      row_positions(valid),
+      causal=True,
+      q_prefix=in_prompt if bidirectional_prompt else None,
+    )
     ctx = LayerContext(positions=row_positions(tokens), self_mask=mask, cache_index=jnp.int32(0))
     cache = _empty_cache(cfg, cfg.num_layers, batch, cache_length)
     x, layers = self.decoder(self.embed(tokens), cache, ctx, True)
-    state = DecodeState(layers=layers, valid=valid, index=jnp.int32(prompt_len),
-                        position=lengths.astype(jnp.int32))
+    state = DecodeState(
+      layers=layers, valid=valid, index=jnp.int32(prompt_len), position=lengths.astype(jnp.int32)
+    )
     return self._logits(_take_last(x, lengths))[:, 0], state
 
 
@@ -247,8 +295,9 @@ class RedLLM(_CachedDecoder):
     self.decoder = LayerStack(cfg, cfg.num_decoder_layers, cross_attention=True)
     self.decoder_norm = norm()
 
-  def encode(self, tokens: Array, positions: Array, segment_ids: Array,
-             enable_dropout: bool = False) -> Array:
+  def encode(
+    self, tokens: Array, positions: Array, segment_ids: Array, enable_dropout: bool = False
+  ) -> Array:
     """Bidirectional encoder over [b, s] tokens; returns the normed output [b, s, d]."""
     index = row_positions(tokens)
     mask = attention_mask(segment_ids, segment_ids, index, index, causal=False)
@@ -256,9 +305,16 @@ class RedLLM(_CachedDecoder):
     x, _ = self.encoder(self.embed(tokens), None, ctx, not enable_dropout)
     return self.encoder_norm(x)
 
-  def decode(self, encoded: Array, encoder_positions: Array, encoder_segment_ids: Array,
-             tokens: Array, positions: Array, segment_ids: Array,
-             enable_dropout: bool = False) -> Array:
+  def decode(
+    self,
+    encoded: Array,
+    encoder_positions: Array,
+    encoder_segment_ids: Array,
+    tokens: Array,
+    positions: Array,
+    segment_ids: Array,
+    enable_dropout: bool = False,
+  ) -> Array:
     """Teacher-forced decoder logits [b, l, vocab].
 
     `positions` are relative (0 at each example's first target). The RoPE position
@@ -266,25 +322,43 @@ class RedLLM(_CachedDecoder):
     cross-attention can see, which is padding- and packing-aware.
     """
     index = row_positions(tokens)
-    cross_mask = attention_mask(segment_ids, encoder_segment_ids, index,
-                                row_positions(encoder_segment_ids), causal=False)
+    cross_mask = attention_mask(
+      segment_ids, encoder_segment_ids, index, row_positions(encoder_segment_ids), causal=False
+    )
     ctx = LayerContext(
-        positions=positions + cross_mask.visible_keys(),
-        self_mask=attention_mask(segment_ids, segment_ids, index, index, causal=True),
-        encoded=encoded, encoder_positions=encoder_positions, cross_mask=cross_mask)
+      positions=positions + cross_mask.visible_keys(),
+      self_mask=attention_mask(segment_ids, segment_ids, index, index, causal=True),
+      encoded=encoded,
+      encoder_positions=encoder_positions,
+      cross_mask=cross_mask,
+    )
     x, _ = self.decoder(self.embed(tokens), None, ctx, not enable_dropout)
     return self._logits(x)
 
-  def __call__(self, encoder_tokens: Array, encoder_positions: Array,
-               encoder_segment_ids: Array, decoder_tokens: Array, decoder_positions: Array,
-               decoder_segment_ids: Array, enable_dropout: bool = False) -> Array:
-    encoded = self.encode(encoder_tokens, encoder_positions, encoder_segment_ids,
-                          enable_dropout)
-    return self.decode(encoded, encoder_positions, encoder_segment_ids, decoder_tokens,
-                       decoder_positions, decoder_segment_ids, enable_dropout)
+  def __call__(
+    self,
+    encoder_tokens: Array,
+    encoder_positions: Array,
+    encoder_segment_ids: Array,
+    decoder_tokens: Array,
+    decoder_positions: Array,
+    decoder_segment_ids: Array,
+    enable_dropout: bool = False,
+  ) -> Array:
+    encoded = self.encode(encoder_tokens, encoder_positions, encoder_segment_ids, enable_dropout)
+    return self.decode(
+      encoded,
+      encoder_positions,
+      encoder_segment_ids,
+      decoder_tokens,
+      decoder_positions,
+      decoder_segment_ids,
+      enable_dropout,
+    )
 
-  def prefill(self, tokens: Array, lengths: Array, cache_length: int,
-              start_token: int = 0) -> tuple[Array, DecodeState]:
+  def prefill(
+    self, tokens: Array, lengths: Array, cache_length: int, start_token: int = 0
+  ) -> tuple[Array, DecodeState]:
     """Encodes right-padded prompts once and feeds the decoder start token.
 
     This is the only place the cross-attention K/V are projected: they go into the
@@ -295,9 +369,11 @@ class RedLLM(_CachedDecoder):
     encoder_valid = row_positions(tokens) < lengths[:, None]
     encoded = self.encode(tokens, row_positions(tokens), encoder_valid.astype(jnp.int32))
     state = DecodeState(
-        layers=_empty_cache(cfg, cfg.num_decoder_layers, batch, cache_length),
-        valid=jnp.zeros((batch, cache_length), bool), index=jnp.int32(0),
-        position=lengths.astype(jnp.int32), encoder_valid=encoder_valid)
+      layers=_empty_cache(cfg, cfg.num_decoder_layers, batch, cache_length),
+      valid=jnp.zeros((batch, cache_length), bool),
+      index=jnp.int32(0),
+      position=lengths.astype(jnp.int32),
+      encoder_valid=encoder_valid,
+    )
     start = jnp.full((batch,), start_token, jnp.int32)
     return self._step(start, state, encoded, row_positions(tokens))
-

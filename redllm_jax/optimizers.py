@@ -8,6 +8,7 @@ run's schedule up to its cooldown does not depend on its length: a shorter budge
 branches off a longer run's checkpoint and only trains its own cooldown. "Gradient clip 1.0" is global-norm clipping;
 Adafactor's own per-update RMS clipping (T5X's choice) is `update_clipping`.
 """
+
 import functools
 from typing import Optional
 
@@ -46,14 +47,21 @@ class Schedule:
       return optax.constant_schedule(self.peak)(count)
     if self.kind == "cosine":
       return optax.warmup_cosine_decay_schedule(
-          init_value=0.0, peak_value=self.peak, warmup_steps=self.warmup_steps,
-          decay_steps=self.cosine_steps, end_value=self.peak * self.final_fraction)(count)
+        init_value=0.0,
+        peak_value=self.peak,
+        warmup_steps=self.warmup_steps,
+        decay_steps=self.cosine_steps,
+        end_value=self.peak * self.final_fraction,
+      )(count)
     start, end = self.boundaries[0], self.boundaries[1]
-    return optax.join_schedules([
+    return optax.join_schedules(
+      [
         optax.linear_schedule(0.0, self.peak, self.warmup_steps),
         optax.constant_schedule(self.peak),
-        functools.partial(_cooldown, self.peak, self.peak * self.final_fraction, end - start)],
-        [self.warmup_steps, start])(count)
+        functools.partial(_cooldown, self.peak, self.peak * self.final_fraction, end - start),
+      ],
+      [self.warmup_steps, start],
+    )(count)
 
 
 def _cooldown(peak: float, end_value: float, steps: jax.Array, count: jax.Array) -> jax.Array:
@@ -64,24 +72,35 @@ def _cooldown(peak: float, end_value: float, steps: jax.Array, count: jax.Array)
 
 
 @gin.configurable
-def learning_rate_schedule(peak: float = 0.01, warmup_steps: int = 2000,
-                           decay_steps: int = gin.REQUIRED, kind: str = "cosine",
-                           final_fraction: float = 0.1,
-                           cooldown_fraction: float = 0.2) -> Schedule:
+def learning_rate_schedule(
+  peak: float = 0.01,
+  warmup_steps: int = 2000,
+  decay_steps: int = gin.REQUIRED,
+  kind: str = "cosine",
+  final_fraction: float = 0.1,
+  cooldown_fraction: float = 0.2,
+) -> Schedule:
   """`cosine`: warmup then cosine to final_fraction * peak at decay_steps; `wsd`: warmup,
   the peak until `cooldown_start(decay_steps, cooldown_fraction)`, then linear to
   final_fraction * peak at decay_steps; `constant`."""
   if kind not in SCHEDULE_KINDS:
-    raise ConfigError(f"learning_rate_schedule.kind={kind!r}: expected one of "
-                      f"{', '.join(SCHEDULE_KINDS)}")
+    raise ConfigError(
+      f"learning_rate_schedule.kind={kind!r}: expected one of {', '.join(SCHEDULE_KINDS)}"
+    )
   start = cooldown_start(decay_steps, cooldown_fraction) if kind == "wsd" else 0
   if kind == "wsd" and start < warmup_steps:
-    raise ConfigError(f"learning_rate_schedule: the wsd cooldown starts at step {start}, "
-                      f"inside the {warmup_steps} warmup steps; train longer or warm up less")
-  return Schedule(boundaries=np.array([start, decay_steps], np.int32),
-                  kind=kind, peak=peak, warmup_steps=warmup_steps,
-                  final_fraction=final_fraction,
-                  cosine_steps=max(decay_steps, warmup_steps + 1) if kind == "cosine" else 0)
+    raise ConfigError(
+      f"learning_rate_schedule: the wsd cooldown starts at step {start}, "
+      f"inside the {warmup_steps} warmup steps; train longer or warm up less"
+    )
+  return Schedule(
+    boundaries=np.array([start, decay_steps], np.int32),
+    kind=kind,
+    peak=peak,
+    warmup_steps=warmup_steps,
+    final_fraction=final_fraction,
+    cosine_steps=max(decay_steps, warmup_steps + 1) if kind == "cosine" else 0,
+  )
 
 
 def cooldown_start(steps: int, cooldown_fraction: float) -> int:
@@ -90,15 +109,22 @@ def cooldown_start(steps: int, cooldown_fraction: float) -> int:
 
 
 @gin.configurable
-def make_optimizer(learning_rate: Schedule = gin.REQUIRED, decay_rate: float = 0.8,
-                   global_clip_norm: Optional[float] = 1.0,
-                   update_clipping: Optional[float] = None,
-                   multiply_by_parameter_scale: bool = True,
-                   factored: bool = True) -> optax.GradientTransformation:
+def make_optimizer(
+  learning_rate: Schedule = gin.REQUIRED,
+  decay_rate: float = 0.8,
+  global_clip_norm: Optional[float] = 1.0,
+  update_clipping: Optional[float] = None,
+  multiply_by_parameter_scale: bool = True,
+  factored: bool = True,
+) -> optax.GradientTransformation:
   """Global-norm clipping, then Adafactor with factored second moments (decay 0.8)."""
   adafactor = optax.adafactor(
-      learning_rate, decay_rate=decay_rate, clipping_threshold=update_clipping,
-      multiply_by_parameter_scale=multiply_by_parameter_scale, factored=factored)
+    learning_rate,
+    decay_rate=decay_rate,
+    clipping_threshold=update_clipping,
+    multiply_by_parameter_scale=multiply_by_parameter_scale,
+    factored=factored,
+  )
   if global_clip_norm is None:
     return adafactor
   return optax.chain(optax.clip_by_global_norm(global_clip_norm), adafactor)

@@ -4,6 +4,7 @@ Networks name their parameter and activation axes ("batch", "embed", "heads",
 ...); `logical_axis_rules` map those names onto mesh axes, so one set of gin
 bindings chooses data parallelism, FSDP, tensor parallelism or a mix.
 """
+
 import contextlib
 import math
 from typing import Any, Mapping, Sequence
@@ -21,14 +22,14 @@ MESH_AXES = ("data", "fsdp", "tensor")
 # A mesh axis serves at most one logical axis per array: activations shard their
 # batch over (data, fsdp), while parameters shard "embed" over fsdp.
 DEFAULT_RULES = (
-    ("batch", ("data", "fsdp")),
-    ("vocab", "tensor"),
-    ("heads", "tensor"),
-    ("mlp", "tensor"),
-    ("embed", "fsdp"),
-    ("kv", None),
-    ("length", None),
-    ("layers", None),
+  ("batch", ("data", "fsdp")),
+  ("vocab", "tensor"),
+  ("heads", "tensor"),
+  ("mlp", "tensor"),
+  ("embed", "fsdp"),
+  ("kv", None),
+  ("length", None),
+  ("layers", None),
 )
 
 
@@ -36,16 +37,18 @@ def resolve_mesh_shape(mesh_shape: Sequence[int], num_devices: int) -> tuple[int
   """Fills one -1 entry so that the product is `num_devices`; a one-line error otherwise."""
   shape = list(mesh_shape)
   if len(shape) != len(MESH_AXES) or shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
-    raise ConfigError(f"mesh_shape {tuple(mesh_shape)} must give (data, fsdp, tensor) sizes "
-                      "with at most one -1")
+    raise ConfigError(
+      f"mesh_shape {tuple(mesh_shape)} must give (data, fsdp, tensor) sizes with at most one -1"
+    )
   known = math.prod(s for s in shape if s != -1)
   if -1 in shape:
     if num_devices % known:
       raise ConfigError(f"mesh_shape {tuple(mesh_shape)} does not divide {num_devices} devices")
     shape[shape.index(-1)] = num_devices // known
   if math.prod(shape) != num_devices:
-    raise ConfigError(f"mesh_shape {tuple(shape)} has {math.prod(shape)} devices; "
-                      f"this run has {num_devices}")
+    raise ConfigError(
+      f"mesh_shape {tuple(shape)} has {math.prod(shape)} devices; this run has {num_devices}"
+    )
   return tuple(shape)
 
 
@@ -53,15 +56,20 @@ def resolve_mesh_shape(mesh_shape: Sequence[int], num_devices: int) -> tuple[int
 class Partitioner:
   """Builds the mesh and turns logical axis names into shardings."""
 
-  def __init__(self, mesh_shape: Sequence[int] = (-1, 1, 1),
-               logical_axis_rules: Sequence[tuple[str, Any]] = DEFAULT_RULES,
-               devices: Sequence[jax.Device] | None = None):
+  def __init__(
+    self,
+    mesh_shape: Sequence[int] = (-1, 1, 1),
+    logical_axis_rules: Sequence[tuple[str, Any]] = DEFAULT_RULES,
+    devices: Sequence[jax.Device] | None = None,
+  ):
     devices = list(devices if devices is not None else jax.devices())
     shape = resolve_mesh_shape(mesh_shape, len(devices))
-    self.mesh = Mesh(np.asarray(devices).reshape(shape), MESH_AXES,
-                     axis_types=(AxisType.Auto,) * len(MESH_AXES))
-    self.rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes)
-                       for name, axes in logical_axis_rules)
+    self.mesh = Mesh(
+      np.asarray(devices).reshape(shape), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES)
+    )
+    self.rules = tuple(
+      (name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in logical_axis_rules
+    )
 
   @property
   def data_parallel_size(self) -> int:
@@ -71,8 +79,7 @@ class Partitioner:
     return nn.logical_to_mesh_sharding(logical_spec, self.mesh, self.rules)
 
   def shardings(self, logical_specs: Any) -> Any:
-    return jax.tree.map(self.sharding, logical_specs,
-                        is_leaf=lambda x: isinstance(x, P))
+    return jax.tree.map(self.sharding, logical_specs, is_leaf=lambda x: isinstance(x, P))
 
   def batch_sharding(self) -> NamedSharding:
     return self.sharding(P("batch", None))
@@ -80,8 +87,9 @@ class Partitioner:
   def global_batch(self, local: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
     """This process's rows of a batch -> global arrays sharded over (data, fsdp)."""
     sharding = self.batch_sharding()
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-            for k, v in local.items()}
+    return {
+      k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()
+    }
 
   def context(self) -> contextlib.ExitStack:
     """Mesh and rules for tracing: activation constraints resolve inside it."""
@@ -100,8 +108,9 @@ def optimizer_state_specs(abstract_state: Any, params_specs: Any, abstract_param
   """
   by_path = {}
   for (path, spec), param in zip(
-      jax.tree_util.tree_leaves_with_path(params_specs, is_leaf=lambda x: isinstance(x, P)),
-      jax.tree.leaves(abstract_params)):
+    jax.tree_util.tree_leaves_with_path(params_specs, is_leaf=lambda x: isinstance(x, P)),
+    jax.tree.leaves(abstract_params),
+  ):
     by_path[_keys(path)] = (tuple(param.shape), tuple(spec))
 
   def spec_for(path, leaf):
@@ -112,8 +121,8 @@ def optimizer_state_specs(abstract_state: Any, params_specs: Any, abstract_param
         if shape == param_shape:
           return P(*spec)
         for axis in range(len(param_shape)):
-          if param_shape[:axis] + param_shape[axis + 1:] == shape:
-            return P(*(spec[:axis] + spec[axis + 1:]))
+          if param_shape[:axis] + param_shape[axis + 1 :] == shape:
+            return P(*(spec[:axis] + spec[axis + 1 :]))
     return P()
 
   return jax.tree_util.tree_map_with_path(spec_for, abstract_state)

@@ -9,6 +9,7 @@ first `import tensorflow` run with those known lines filtered out of stderr
 step: it only feeds host batches, so it must not claim accelerator memory, while
 jax still sees every accelerator.
 """
+
 import contextlib
 import importlib.abc
 import importlib.machinery
@@ -20,12 +21,13 @@ from typing import Iterator
 
 # TensorFlow's start-up lines that say nothing about our run.
 _CHATTER = re.compile(
-    r"All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|cudart_stub\.cc.*Could not find cuda drivers"
-    r"|cuda_platform\.cc.*failed call to cuInit"
-    r"|port\.cc.*oneDNN custom operations are on"
-    r"|Unable to register cu(DNN|FFT|BLAS) factory"
-    r"|TF-TRT Warning: Could not find TensorRT")
+  r"All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+  r"|cudart_stub\.cc.*Could not find cuda drivers"
+  r"|cuda_platform\.cc.*failed call to cuInit"
+  r"|port\.cc.*oneDNN custom operations are on"
+  r"|Unable to register cu(DNN|FFT|BLAS) factory"
+  r"|TF-TRT Warning: Could not find TensorRT"
+)
 
 
 @contextlib.contextmanager
@@ -83,5 +85,6 @@ class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
 def install() -> None:
   """Quiets the first `import tensorflow` of this process (a no-op once it is imported)."""
   if "tensorflow" not in sys.modules and not any(
-      isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path):
+    isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path
+  ):
     sys.meta_path.insert(0, _QuietTensorFlowFinder())

@@ -6,6 +6,7 @@ count, clips and applies Adafactor. The loop feeds host-local batches into globa
 arrays, logs metrics, evaluates, checkpoints, and stops cleanly on SIGTERM or a
 non-finite loss.
 """
+
 import dataclasses
 import math
 import signal
@@ -32,8 +33,9 @@ Batch = Mapping[str, np.ndarray]
 def token_features(features: Mapping[str, Any]) -> dict[str, Any]:
   """The features whose tokens a run counts (tokens per step, tok/s): every `*_tokens`
   feature but the decoder inputs, which repeat the targets shifted."""
-  return {k: v for k, v in features.items()
-          if k.endswith("_tokens") and k != "decoder_input_tokens"}
+  return {
+    k: v for k, v in features.items() if k.endswith("_tokens") and k != "decoder_input_tokens"
+  }
 
 
 @flax.struct.dataclass
@@ -48,15 +50,18 @@ def _split_microbatches(batch: Mapping[str, jax.Array], count: int) -> dict[str,
 
   Strided rather than contiguous, so each microbatch spans every data shard.
   """
-  return {k: jnp.swapaxes(v.reshape(v.shape[0] // count, count, *v.shape[1:]), 0, 1)
-          for k, v in batch.items()}
+  return {
+    k: jnp.swapaxes(v.reshape(v.shape[0] // count, count, *v.shape[1:]), 0, 1)
+    for k, v in batch.items()
+  }
 
 
 OptimizerFor = Callable[[Schedule], optax.GradientTransformation]
 
 
-def make_train_step(model: BaseModel, optimizer_for: OptimizerFor,
-                    num_microbatches: int = 1) -> Callable:
+def make_train_step(
+  model: BaseModel, optimizer_for: OptimizerFor, num_microbatches: int = 1
+) -> Callable:
   """(state, batch, rng, schedule) -> (state, metrics). Dropout keys derive from (rng, step).
 
   The optimizer is built inside the step from its `schedule` argument
@@ -74,16 +79,24 @@ def make_train_step(model: BaseModel, optimizer_for: OptimizerFor,
     if num_microbatches == 1:
       grads, sums = grads_and_sums(state.params, batch, rng)
     else:
+
       def accumulate(total, xs):
         micro, index = xs
         step_total = grads_and_sums(state.params, micro, jax.random.fold_in(rng, index))
         return jax.tree.map(jnp.add, total, step_total), None
-      zero = jax.eval_shape(grads_and_sums, state.params,
-                            jax.tree.map(lambda x: x[0], _split_microbatches(batch, num_microbatches)), rng)
+
+      zero = jax.eval_shape(
+        grads_and_sums,
+        state.params,
+        jax.tree.map(lambda x: x[0], _split_microbatches(batch, num_microbatches)),
+        rng,
+      )
       zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
       (grads, sums), _ = jax.lax.scan(
-          accumulate, zero, (_split_microbatches(batch, num_microbatches),
-                             jnp.arange(num_microbatches)))
+        accumulate,
+        zero,
+        (_split_microbatches(batch, num_microbatches), jnp.arange(num_microbatches)),
+      )
     # Per-token mean over the whole global batch, however it was split.
     grads = jax.tree.map(lambda g: g / jnp.maximum(sums["num_tokens"], 1.0), grads)
     updates, opt_state = optimizer_for(schedule).update(grads, state.opt_state, state.params)
@@ -111,8 +124,9 @@ class CompiledSteps:
   eval: Callable[[Any, Any], dict]
 
 
-def compile_steps(model: BaseModel, optimizer_for: OptimizerFor, partitioner: Partitioner,
-                  num_microbatches: int = 1) -> CompiledSteps:
+def compile_steps(
+  model: BaseModel, optimizer_for: OptimizerFor, partitioner: Partitioner, num_microbatches: int = 1
+) -> CompiledSteps:
   """Shardings from the logical axis names, and jitted init/train/eval steps.
 
   `optimizer_for(schedule)` is the optimizer of a learning-rate schedule: its state
@@ -125,10 +139,12 @@ def compile_steps(model: BaseModel, optimizer_for: OptimizerFor, partitioner: Pa
   opt_specs = optimizer_state_specs(abstract_opt, param_specs, abstract_params)
   specs = TrainState(step=jax.sharding.PartitionSpec(), params=param_specs, opt_state=opt_specs)
   shardings = partitioner.shardings(specs)
-  abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=abstract_params,
-                        opt_state=abstract_opt)
-  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          abstract, shardings)
+  abstract = TrainState(
+    step=jax.ShapeDtypeStruct((), jnp.int32), params=abstract_params, opt_state=abstract_opt
+  )
+  abstract = jax.tree.map(
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+  )
 
   def start_from(params):
     return TrainState(step=jnp.int32(0), params=params, opt_state=optimizer.init(params))
@@ -139,17 +155,29 @@ def compile_steps(model: BaseModel, optimizer_for: OptimizerFor, partitioner: Pa
   train_step = make_train_step(model, optimizer_for, num_microbatches)
   with partitioner.context():
     jitted_init = jax.jit(init, out_shardings=shardings)
-    jitted_start_from = jax.jit(start_from, in_shardings=(shardings.params,),
-                                out_shardings=shardings)
-    jitted_train = jax.jit(train_step, in_shardings=(shardings, None, None, None),
-                           out_shardings=(shardings, None), donate_argnums=0)
-  return CompiledSteps(partitioner, shardings, abstract, _in(partitioner, jitted_init),
-                       _in(partitioner, jitted_start_from), _in(partitioner, jitted_train),
-                       compile_eval_step(model, partitioner, shardings.params))
+    jitted_start_from = jax.jit(
+      start_from, in_shardings=(shardings.params,), out_shardings=shardings
+    )
+    jitted_train = jax.jit(
+      train_step,
+      in_shardings=(shardings, None, None, None),
+      out_shardings=(shardings, None),
+      donate_argnums=0,
+    )
+  return CompiledSteps(
+    partitioner,
+    shardings,
+    abstract,
+    _in(partitioner, jitted_init),
+    _in(partitioner, jitted_start_from),
+    _in(partitioner, jitted_train),
+    compile_eval_step(model, partitioner, shardings.params),
+  )
 
 
-def compile_eval_step(model: BaseModel, partitioner: Partitioner,
-                      param_shardings: Any) -> Callable[[Any, Any], dict]:
+def compile_eval_step(
+  model: BaseModel, partitioner: Partitioner, param_shardings: Any
+) -> Callable[[Any, Any], dict]:
   """(params, global batch) -> {prefix: metric sums}: the model's eval metrics, sharded.
 
   Training's periodic eval and the eval command share it.
@@ -161,6 +189,7 @@ def compile_eval_step(model: BaseModel, partitioner: Partitioner,
 
 def _in(partitioner: Partitioner, fn: Callable) -> Callable:
   """Runs `fn` (and its first-call tracing) inside the mesh and rules context."""
+
   def wrapped(*args):
     with partitioner.context():
       return fn(*args)
@@ -195,8 +224,9 @@ class PreemptionGuard:
     self._previous = signal.signal(signal.SIGTERM, self._handle)
     self._pending = None
     self._flags = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names))
-    self._any = jax.jit(jnp.any, out_shardings=jax.sharding.NamedSharding(
-        mesh, jax.sharding.PartitionSpec()))
+    self._any = jax.jit(
+      jnp.any, out_shardings=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    )
 
   def _handle(self, signum, frame):
     del signum, frame
@@ -217,8 +247,10 @@ class PreemptionGuard:
 def check_finite(step: int, metrics: Mapping[str, float]) -> None:
   for name in ("loss", "grad_norm"):
     if not math.isfinite(metrics[name]):
-      raise TrainingError(f"non-finite {name} ({metrics[name]}) at step {step}; stopping "
-                          "without saving this step (the last good checkpoint is kept)")
+      raise TrainingError(
+        f"non-finite {name} ({metrics[name]}) at step {step}; stopping "
+        "without saving this step (the last good checkpoint is kept)"
+      )
 
 
 class PendingMetrics:
@@ -246,15 +278,21 @@ class PendingMetrics:
     now = time.perf_counter()
     seconds = now - self._since
     latest = {k: float(v) for k, v in values[-1].items()}
-    latest.update(step_time=seconds / len(self._steps),
-                  tokens_per_second=sum(s[2] for s in self._steps) / seconds,
-                  model_flops_per_second=sum(s[3] for s in self._steps) / seconds)
+    latest.update(
+      step_time=seconds / len(self._steps),
+      tokens_per_second=sum(s[2] for s in self._steps) / seconds,
+      model_flops_per_second=sum(s[3] for s in self._steps) / seconds,
+    )
     self._steps, self._since = [], now
     return latest
 
 
-def evaluate(eval_step: Callable[[Any, Any], dict], partitioner: Partitioner, params: Any,
-             eval_batches: Mapping[str, Callable[[], Iterator[Batch]]]) -> dict[str, float]:
+def evaluate(
+  eval_step: Callable[[Any, Any], dict],
+  partitioner: Partitioner,
+  params: Any,
+  eval_batches: Mapping[str, Callable[[], Iterator[Batch]]],
+) -> dict[str, float]:
   """Per-token metrics of each eval task, as {"<task>/<metric>": value}."""
   results = {}
   for task, make_iterator in eval_batches.items():
@@ -296,11 +334,19 @@ class LoopConfig:
   seed: int = 0
 
 
-def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
-               train_batches: Iterator[Batch], checkpointer, meta: dict, writer,
-               eval_batches: Mapping[str, Callable[[], Iterator[Batch]]],
-               cfg: LoopConfig, schedule: Schedule,
-               phases: Phases) -> tuple[TrainState, dict[str, float]]:
+def train_loop(
+  model: BaseModel,
+  steps: CompiledSteps,
+  state: TrainState,
+  train_batches: Iterator[Batch],
+  checkpointer,
+  meta: dict,
+  writer,
+  eval_batches: Mapping[str, Callable[[], Iterator[Batch]]],
+  cfg: LoopConfig,
+  schedule: Schedule,
+  phases: Phases,
+) -> tuple[TrainState, dict[str, float]]:
   """Runs from `state.step` to `cfg.train_steps`; returns the state and final eval metrics.
 
   `phases` gets the first batch (the input pipeline's start), the compile, the steps,
@@ -310,8 +356,13 @@ def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
   rng = jax.random.key(cfg.seed)
   guard = PreemptionGuard(steps.partitioner.mesh)
   is_chief = jax.process_index() == 0
-  bar = tqdm.tqdm(total=cfg.train_steps, initial=start_step, disable=not is_chief,
-                  dynamic_ncols=True, desc="train")
+  bar = tqdm.tqdm(
+    total=cfg.train_steps,
+    initial=start_step,
+    disable=not is_chief,
+    dynamic_ncols=True,
+    desc="train",
+  )
   pending = PendingMetrics()
   try:
     for step in range(start_step + 1, cfg.train_steps + 1):
@@ -327,8 +378,7 @@ def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
         if is_chief:
           bar.write(f"compiled in {phases.seconds['compile']:.1f} s")
       tokens = sum(v.size for v in token_features(local).values()) * jax.process_count()
-      pending.add(step, metrics, tokens,
-                  model_flops_per_batch(model, local) * jax.process_count())
+      pending.add(step, metrics, tokens, model_flops_per_batch(model, local) * jax.process_count())
       bar.update(1)
       preempted = guard.should_stop()
       last = step == cfg.train_steps
@@ -336,15 +386,16 @@ def train_loop(model: BaseModel, steps: CompiledSteps, state: TrainState,
       evaluate_now = cfg.eval_every and step % cfg.eval_every == 0 and not last
       if log or evaluate_now or checkpointer.due(step, force=preempted or last):
         metrics = pending.drain()  # Waits for the step; raises before a non-finite save.
-        bar.set_postfix(loss=f"{metrics['loss']:.3f}",
-                        tok_s=f"{metrics['tokens_per_second']:.0f}")
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_second']:.0f}")
         if log:
           writer.write_scalars(step, metrics)
       if evaluate_now:
-        writer.write_scalars(step, evaluate(steps.eval, steps.partitioner, state.params,
-                                            eval_batches))
-      checkpointer.save(step, state.params, state.opt_state, meta, train_batches,
-                        force=preempted or last)
+        writer.write_scalars(
+          step, evaluate(steps.eval, steps.partitioner, state.params, eval_batches)
+        )
+      checkpointer.save(
+        step, state.params, state.opt_state, meta, train_batches, force=preempted or last
+      )
       if preempted:
         logging.warning("SIGTERM: saved a checkpoint at step %d; exiting", step)
         bar.write(f"preempted: checkpoint saved at step {step}")

@@ -10,6 +10,7 @@ configurable (`@foo()`) is not called here, and unbound parameters keep their
 `check_run` checks the settings of a run that only work together (converter and
 model, lengths, batch and mesh), once the run has built them.
 """
+
 import dataclasses
 import math
 import os
@@ -48,11 +49,14 @@ def _integer(x: Any) -> bool:
   return isinstance(x, int) and not isinstance(x, bool)
 
 
-def in_range(low: float, high: float = math.inf, low_open: bool = False,
-             high_open: bool = False) -> Callable[[Any], bool]:
+def in_range(
+  low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False
+) -> Callable[[Any], bool]:
   def holds(x: Any) -> bool:
-    return (_number(x) and (x > low if low_open else x >= low)
-            and (x < high if high_open else x <= high))
+    return (
+      _number(x) and (x > low if low_open else x >= low) and (x < high if high_open else x <= high)
+    )
+
   return holds
 
 
@@ -73,44 +77,64 @@ def _even_positive(x: Any) -> bool:
 
 
 RULES: tuple[Rule, ...] = (
-    # 0 is allowed: a run that leaves the parameters as loaded (the adaptation test's check).
-    Rule("optimizers.learning_rate_schedule.peak", "a number >= 0", in_range(0)),
-    Rule("optimizers.learning_rate_schedule.warmup_steps", "an integer >= 0", at_least(0)),
-    Rule("optimizers.learning_rate_schedule.kind", f"one of {', '.join(SCHEDULE_KINDS)}",
-         one_of(SCHEDULE_KINDS)),
-    Rule("optimizers.learning_rate_schedule.final_fraction", "a number in [0, 1]",
-         in_range(0, 1)),
-    Rule("optimizers.learning_rate_schedule.cooldown_fraction", "a number in [0, 1]",
-         in_range(0, 1)),
-    Rule("optimizers.make_optimizer.global_clip_norm", "None or a number > 0",
-         _optional(in_range(0, low_open=True))),
-    Rule("optimizers.make_optimizer.update_clipping", "None or a number > 0",
-         _optional(in_range(0, low_open=True))),
-    Rule("optimizers.make_optimizer.decay_rate", "a number in (0, 1]",
-         in_range(0, 1, low_open=True)),
-    Rule("config.TransformerConfig.dropout_rate", "a number in [0, 1)",
-         in_range(0, 1, high_open=True)),
-    Rule("config.TransformerConfig.num_heads", "an integer >= 1", at_least(1)),
-    Rule("config.TransformerConfig.head_dim", "an even integer >= 2 (RoPE rotates pairs)",
-         _even_positive),
-    *(Rule(f"config.TransformerConfig.{name}", "an integer >= 1", at_least(1))
-      for name in ("vocab_size", "d_model", "d_ff", "num_layers", "num_encoder_layers",
-                   "num_decoder_layers")),
-    Rule("config.TransformerConfig.norm_epsilon", "a number > 0", in_range(0, low_open=True)),
-    Rule("config.TransformerConfig.remat_policy", f"one of {', '.join(REMAT_POLICIES)}",
-         one_of(REMAT_POLICIES)),
-    Rule("config.TransformerConfig.attention_impl",
-         f"one of {', '.join(ATTENTION_IMPLEMENTATIONS)}", one_of(ATTENTION_IMPLEMENTATIONS)),
-    Rule("config.TransformerConfig.dtype", f"one of {', '.join(DTYPES)}", one_of(DTYPES)),
-    Rule("config.TransformerConfig.param_dtype", f"one of {', '.join(DTYPES)}", one_of(DTYPES)),
-    Rule("train.train.seed", "an integer", _integer),
-    Rule("train.train.on_unreadable", f"one of {', '.join(ON_UNREADABLE)}",
-         one_of(ON_UNREADABLE)),
-    Rule("train.train.ignore_memory_check", "True or False", lambda x: isinstance(x, bool)),
-    Rule("infer.InferSettings.seed", "an integer", _integer),
-    Rule("infer.InferSettings.too_long", "one of truncate, reject",
-         one_of(("truncate", "reject"))),
-    Rule("export.export_checkpoint.overwrite", "True or False", lambda x: isinstance(x, bool)),
+  # 0 is allowed: a run that leaves the parameters as loaded (the adaptation test's check).
+  Rule("optimizers.learning_rate_schedule.peak", "a number >= 0", in_range(0)),
+  Rule("optimizers.learning_rate_schedule.warmup_steps", "an integer >= 0", at_least(0)),
+  Rule(
+    "optimizers.learning_rate_schedule.kind",
+    f"one of {', '.join(SCHEDULE_KINDS)}",
+    one_of(SCHEDULE_KINDS),
+  ),
+  Rule("optimizers.learning_rate_schedule.final_fraction", "a number in [0, 1]", in_range(0, 1)),
+  Rule("optimizers.learning_rate_schedule.cooldown_fraction", "a number in [0, 1]", in_range(0, 1)),
+  Rule(
+    "optimizers.make_optimizer.global_clip_norm",
+    "None or a number > 0",
+    _optional(in_range(0, low_open=True)),
+  ),
+  Rule(
+    "optimizers.make_optimizer.update_clipping",
+    "None or a number > 0",
+    _optional(in_range(0, low_open=True)),
+  ),
+  Rule("optimizers.make_optimizer.decay_rate", "a number in (0, 1]", in_range(0, 1, low_open=True)),
+  Rule(
+    "config.TransformerConfig.dropout_rate", "a number in [0, 1)", in_range(0, 1, high_open=True)
+  ),
+  Rule("config.TransformerConfig.num_heads", "an integer >= 1", at_least(1)),
+  Rule(
+    "config.TransformerConfig.head_dim", "an even integer >= 2 (RoPE rotates pairs)", _even_positive
+  ),
+  *(
+    Rule(f"config.TransformerConfig.{name}", "an integer >= 1", at_least(1))
+    for name in (
+      "vocab_size",
+      "d_model",
+      "d_ff",
+      "num_layers",
+      "num_encoder_layers",
+      "num_decoder_layers",
+    )
+  ),
+  Rule("config.TransformerConfig.norm_epsilon", "a number > 0", in_range(0, low_open=True)),
+  Rule(
+    "config.TransformerConfig.remat_policy",
+    f"one of {', '.join(REMAT_POLICIES)}",
+    one_of(REMAT_POLICIES),
+  ),
+  Rule(
+    "config.TransformerConfig.attention_impl",
+    f"one of {', '.join(ATTENTION_IMPLEMENTATIONS)}",
+    one_of(ATTENTION_IMPLEMENTATIONS),
+  ),
+  Rule("config.TransformerConfig.dtype", f"one of {', '.join(DTYPES)}", one_of(DTYPES)),
+  Rule("config.TransformerConfig.param_dtype", f"one of {', '.join(DTYPES)}", one_of(DTYPES)),
+  Rule("train.train.seed", "an integer", _integer),
+  Rule("train.train.on_unreadable", f"one of {', '.join(ON_UNREADABLE)}", one_of(ON_UNREADABLE)),
+  Rule("train.train.ignore_memory_check", "True or False", lambda x: isinstance(x, bool)),
+  Rule("infer.InferSettings.seed", "an integer", _integer),
+  Rule("infer.InferSettings.too_long", "one of truncate, reject", one_of(("truncate", "reject"))),
+  Rule("export.export_checkpoint.overwrite", "True or False", lambda x: isinstance(x, bool)),
 )
 
 
@@ -162,28 +186,41 @@ def check_bindings() -> None:
       raise ConfigError(f"MODEL_DIR {model_dir}: {reason}")
 
 
-def check_run(model: BaseModel, converter: seqio.FeatureConverter,
-              task_feature_lengths: Mapping[str, int], batch_size: int,
-              partitioner: Partitioner, num_microbatches: int, num_input_shards: int) -> None:
+def check_run(
+  model: BaseModel,
+  converter: seqio.FeatureConverter,
+  task_feature_lengths: Mapping[str, int],
+  batch_size: int,
+  partitioner: Partitioner,
+  num_microbatches: int,
+  num_input_shards: int,
+) -> None:
   """One-line errors for a run's settings that cannot work together (train, eval)."""
   wants = _ENCODER_DECODER_CONVERTERS if model.architecture == "redllm" else _DECODER_CONVERTERS
   if not isinstance(converter, wants):
-    raise ConfigError(f"the {type(converter).__name__} feature converter does not fit a "
-                      f"{model.architecture} model")
+    raise ConfigError(
+      f"the {type(converter).__name__} feature converter does not fit a {model.architecture} model"
+    )
   try:
     converter.get_model_feature_lengths(task_feature_lengths)
   except KeyError as e:
-    raise ConfigError(f"TASK_FEATURE_LENGTHS {dict(task_feature_lengths)} has no length for "
-                      f"{e} (the {type(converter).__name__} needs one)") from None
+    raise ConfigError(
+      f"TASK_FEATURE_LENGTHS {dict(task_feature_lengths)} has no length for "
+      f"{e} (the {type(converter).__name__} needs one)"
+    ) from None
   except ValueError as e:
     raise ConfigError(f"TASK_FEATURE_LENGTHS {dict(task_feature_lengths)}: {e}") from None
   dp = partitioner.data_parallel_size
   if batch_size % num_microbatches or (batch_size // num_microbatches) % dp:
-    raise ConfigError(f"BATCH_SIZE {batch_size} must split into {num_microbatches} "
-                      f"microbatches of a multiple of the data-parallel size {dp}")
+    raise ConfigError(
+      f"BATCH_SIZE {batch_size} must split into {num_microbatches} "
+      f"microbatches of a multiple of the data-parallel size {dp}"
+    )
   if num_input_shards % jax.process_count() or batch_size % num_input_shards:
-    raise ConfigError(f"num_input_shards {num_input_shards} must be a multiple of the "
-                      f"{jax.process_count()} processes and divide BATCH_SIZE {batch_size}")
+    raise ConfigError(
+      f"num_input_shards {num_input_shards} must be a multiple of the "
+      f"{jax.process_count()} processes and divide BATCH_SIZE {batch_size}"
+    )
 
 
 def check_counts(configurable: str = "train.train", **counts: Any) -> None:
@@ -197,6 +234,7 @@ def check_counts(configurable: str = "train.train", **counts: Any) -> None:
     lowest = 0 if name in ("train_steps", "eval_every") else 1
     if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
       kind = "a non-negative" if lowest == 0 else "a positive"
-      where = (macros.get(name) if configurable == "train.train" else None
-               ) or f"{configurable}.{name}"
+      where = (
+        macros.get(name) if configurable == "train.train" else None
+      ) or f"{configurable}.{name}"
       raise ConfigError(f"{where} must be {kind} integer, got {value!r}")

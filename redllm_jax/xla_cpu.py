@@ -1,5 +1,6 @@
 """XLA:CPU settings for child processes that each get one core: the study's workers
 and the benchmark that measures them (`tools/bench_workers`)."""
+
 import os
 from typing import Mapping
 

@@ -2,6 +2,7 @@
 
 Importing registers every task; none touches the file system until read.
 """
+
 from redllm_jax_tasks import demo  # noqa: F401
 from redllm_jax_tasks import flan  # noqa: F401
 from redllm_jax_tasks import paloma  # noqa: F401

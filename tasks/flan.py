@@ -1,9 +1,10 @@
 """FLAN instruction tuning: JSON lines with `inputs` and `targets`, converted to
 {data_dir}/flan/{train,validation}/*.tfrecord by `redllm_jax.data.prepare --fields=inputs,targets`."""
+
 from redllm_jax.data import paths
 from redllm_jax.data import task_builders
 from redllm_jax.data import vocabulary
 
 task_builders.register_flan_task(
-    "flan", task_builders.under(paths.data_dir, "flan"), vocabulary.REAL_VOCABULARY
+  "flan", task_builders.under(paths.data_dir, "flan"), vocabulary.REAL_VOCABULARY
 )

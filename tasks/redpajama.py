@@ -3,6 +3,7 @@
 Reads {data_dir}/redpajama_v1/{subset}/{train,validation}/*.tfrecord, written
 by `python -m redllm_jax.data.prepare` from the published JSON-lines shards.
 """
+
 import functools
 from typing import Mapping
 
@@ -15,13 +16,13 @@ from redllm_jax.data import vocabulary
 
 # LLaMA / RedPajama V1 sampling proportions (percent).
 LLAMA_RATES = {
-    "common_crawl": 67.0,
-    "c4": 15.0,
-    "github": 4.5,
-    "wikipedia": 4.5,
-    "book": 4.5,
-    "arxiv": 2.5,
-    "stackexchange": 2.0,
+  "common_crawl": 67.0,
+  "c4": 15.0,
+  "github": 4.5,
+  "wikipedia": 4.5,
+  "book": 4.5,
+  "arxiv": 2.5,
+  "stackexchange": 2.0,
 }
 SUBSETS = tuple(sorted(LLAMA_RATES))
 
@@ -39,11 +40,11 @@ def _rate(subset: str, task: seqio.Task) -> float:
 
 for _subset in SUBSETS:
   task_builders.register_text_task(
-      f"redpajama_v1_{_subset}",
-      task_builders.under(paths.data_dir, "redpajama_v1", _subset),
-      vocabulary.REAL_VOCABULARY,
+    f"redpajama_v1_{_subset}",
+    task_builders.under(paths.data_dir, "redpajama_v1", _subset),
+    vocabulary.REAL_VOCABULARY,
   )
 
 seqio.MixtureRegistry.add(
-    "redpajama_v1", [(f"redpajama_v1_{s}", functools.partial(_rate, s)) for s in SUBSETS]
+  "redpajama_v1", [(f"redpajama_v1_{s}", functools.partial(_rate, s)) for s in SUBSETS]
 )

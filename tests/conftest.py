@@ -1,4 +1,5 @@
 """Shared fixtures: small configs and random batches for network and model tests."""
+
 import dataclasses
 import functools
 import os
@@ -6,8 +7,9 @@ import os
 # The suite's time is XLA:CPU compiling many small programs, not running them;
 # LLVM's cheap pipeline halves it. Set before jax starts its backend; an XLA_FLAGS
 # of the caller's own wins.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
-                      "--xla_llvm_disable_expensive_passes=true")
+os.environ.setdefault(
+  "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+)
 
 from absl import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 import gin
@@ -39,8 +41,16 @@ def _isolated_global_state():
 
 def small_config(**overrides) -> TransformerConfig:
   """Smaller than the tiny gin config, so that exactness tests run in milliseconds."""
-  base = TransformerConfig(vocab_size=VOCAB, d_model=32, d_ff=64, num_heads=4, head_dim=8,
-                           num_layers=3, num_encoder_layers=2, num_decoder_layers=2)
+  base = TransformerConfig(
+    vocab_size=VOCAB,
+    d_model=32,
+    d_ff=64,
+    num_heads=4,
+    head_dim=8,
+    num_layers=3,
+    num_encoder_layers=2,
+    num_decoder_layers=2,
+  )
   return dataclasses.replace(base, **overrides)
 
 
@@ -53,10 +63,14 @@ def make_model(arch: str, z_loss: float = 0.0, **overrides):
 @functools.lru_cache(maxsize=None)
 def _make_model(arch: str, z_loss: float, overrides: tuple):
   if arch == "redllm":
-    return EncoderDecoderModel(small_config(attention_output_norm=True, **dict(overrides)),
-                               z_loss=z_loss)
-  return DecoderOnlyModel(small_config(**dict(overrides)), z_loss=z_loss,
-                          inputs_bidirectional_attention=arch == "decllm_biattn")
+    return EncoderDecoderModel(
+      small_config(attention_output_norm=True, **dict(overrides)), z_loss=z_loss
+    )
+  return DecoderOnlyModel(
+    small_config(**dict(overrides)),
+    z_loss=z_loss,
+    inputs_bidirectional_attention=arch == "decllm_biattn",
+  )
 
 
 ARCHS = ("decllm", "decllm_biattn", "redllm")
@@ -107,14 +121,15 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> str:
   os.environ[paths.DEMO_DIR_ENV] = root  # demo tasks resolve their root lazily
   return root
 
+
 SMALL_TRAIN_BINDINGS = (
-    "TASK_FEATURE_LENGTHS = {'targets': 64}",
-    "BATCH_SIZE = 8",
-    "EVAL_TASKS = ['demo_redpajama']",
-    "train.train.eval_steps = 2",
-    "train.train.eval_every = 0",
-    "train.train.log_every = 1",
-    "optimizers.learning_rate_schedule.warmup_steps = 5",
+  "TASK_FEATURE_LENGTHS = {'targets': 64}",
+  "BATCH_SIZE = 8",
+  "EVAL_TASKS = ['demo_redpajama']",
+  "train.train.eval_steps = 2",
+  "train.train.eval_every = 0",
+  "train.train.log_every = 1",
+  "optimizers.learning_rate_schedule.warmup_steps = 5",
 )
 
 

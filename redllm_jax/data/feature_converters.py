@@ -9,6 +9,7 @@
 Both pretraining rows use the same task lengths, so both architectures read the
 very same 2048-token chunks; RedLLM's converter splits each chunk in two.
 """
+
 from typing import Mapping
 
 import gin
@@ -35,7 +36,9 @@ class RedPretrainFeatureConverter(seqio.EncDecFeatureConverter):
     self._split_point = split_point
     self._presplit = seqio.EncDecFeatureConverter(**kwargs)  # For chunks the task split.
 
-  def __call__(self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int]) -> tf.data.Dataset:
+  def __call__(
+    self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int]
+  ) -> tf.data.Dataset:
     if "inputs" not in task_feature_lengths:
       return super().__call__(ds, task_feature_lengths)
     self.encdec_lengths(task_feature_lengths)  # Checks split_point against `inputs`.
@@ -47,24 +50,27 @@ class RedPretrainFeatureConverter(seqio.EncDecFeatureConverter):
     if "inputs" in task_feature_lengths:
       inputs, targets = task_feature_lengths["inputs"], task_feature_lengths["targets"]
       if self._split_point not in (None, inputs):
-        raise ValueError(f"split_point={self._split_point} contradicts the inputs length {inputs}: "
-                         "set one of them")
+        raise ValueError(
+          f"split_point={self._split_point} contradicts the inputs length {inputs}: set one of them"
+        )
       return {"inputs": inputs, "targets": targets}
     length = task_feature_lengths["targets"]
     split = length // 2 if self._split_point is None else self._split_point
     if not 0 < split < length:
-      raise ValueError(f"split_point={split} does not fit targets length {length}: need 0 < split_point < length")
+      raise ValueError(
+        f"split_point={split} does not fit targets length {length}: need 0 < split_point < length"
+      )
     return {"inputs": split, "targets": length - split}
 
   def _convert_features(
-      self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int]
+    self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int]
   ) -> tf.data.Dataset:
     lengths = self.encdec_lengths(task_feature_lengths)
     split = lengths["inputs"]
     ds = ds.filter(lambda ex: tf.size(ex["targets"]) > split)
     ds = ds.map(
-        lambda ex: {"inputs": ex["targets"][:split], "targets": ex["targets"][split:]},
-        num_parallel_calls=tf.data.AUTOTUNE,
+      lambda ex: {"inputs": ex["targets"][:split], "targets": ex["targets"][split:]},
+      num_parallel_calls=tf.data.AUTOTUNE,
     )
     return super()._convert_features(ds, lengths)
 
@@ -74,7 +80,7 @@ class RedPretrainFeatureConverter(seqio.EncDecFeatureConverter):
 
 @gin.configurable
 def make_feature_converter(
-    arch: str, stage: str, pack: bool = True, split_point: int | None = None
+  arch: str, stage: str, pack: bool = True, split_point: int | None = None
 ) -> seqio.FeatureConverter:
   """The converter for `arch` in {"dec", "red"} and `stage` in {"pretrain", "finetune"}.
 
@@ -89,4 +95,6 @@ def make_feature_converter(
     return seqio.PrefixLMFeatureConverter(loss_on_targets_only=True, pack=pack)
   if (arch, stage) == ("red", "finetune"):
     return seqio.EncDecFeatureConverter(pack=pack)
-  raise ValueError(f"Unknown arch/stage {arch!r}/{stage!r}: arch in dec|red, stage in pretrain|finetune")
+  raise ValueError(
+    f"Unknown arch/stage {arch!r}/{stage!r}: arch in dec|red, stage in pretrain|finetune"
+  )

@@ -18,6 +18,7 @@ conversion. The split is `prepare`'s content hash with `validation_fraction`
 (`vocabulary --files` skips the same records). On a pod, run `prepare` once and
 name its output folder instead, so hosts do not each convert.
 """
+
 import hashlib
 import json
 import os
@@ -42,11 +43,11 @@ _registered: dict[str, tuple] = {}  # Task name -> (TFRecord folder, vocabulary)
 
 @gin.configurable
 def files_task(
-    name: str = gin.REQUIRED,
-    data: str = gin.REQUIRED,
-    vocabulary: seqio.Vocabulary = gin.REQUIRED,
-    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
-    cache_dir: str | None = None,
+  name: str = gin.REQUIRED,
+  data: str = gin.REQUIRED,
+  vocabulary: seqio.Vocabulary = gin.REQUIRED,
+  validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+  cache_dir: str | None = None,
 ) -> str:
   """Registers `name` over `data` (a glob of raw files or a `prepare` output folder)
   and returns `name`; raw files are converted on the first call (see module doc)."""
@@ -56,8 +57,9 @@ def files_task(
   if name in _registered:  # Same process, another config (tests, notebooks).
     seqio.TaskRegistry.remove(name)
   elif name in seqio.TaskRegistry.names() or name in seqio.MixtureRegistry.names():
-    raise ConfigError(f"files_task.name {name!r} is already a registered task or mixture; "
-                      "choose another name")
+    raise ConfigError(
+      f"files_task.name {name!r} is already a registered task or mixture; choose another name"
+    )
   task_builders.register_text_task(name, lambda: root, vocabulary)
   _registered[name] = (root, vocabulary)
   return name
@@ -67,15 +69,19 @@ def _prepared(name: str, data: str, validation_fraction: float, cache_dir: str |
   """The TFRecord folder of `data`: itself if `prepare` wrote it, else its cached conversion."""
   if tf.io.gfile.isdir(data):
     if not tf.io.gfile.exists(os.path.join(data, "stats.json")):
-      raise ConfigError(f"files_task.data {data} is a folder that `prepare` did not write (no "
-                        f"stats.json): name its files with a glob, e.g. {data}/*.txt")
+      raise ConfigError(
+        f"files_task.data {data} is a folder that `prepare` did not write (no "
+        f"stats.json): name its files with a glob, e.g. {data}/*.txt"
+      )
     return data
   try:
     files = json_source.list_files(data)
   except json_source.NoFilesError as e:
     raise ConfigError(f"files_task.data: {e}") from None
-  out = os.path.join(cache_dir or os.path.join(paths.cache_root(), "files_tasks"),
-                     f"{name}-{_key(files, validation_fraction)}")
+  out = os.path.join(
+    cache_dir or os.path.join(paths.cache_root(), "files_tasks"),
+    f"{name}-{_key(files, validation_fraction)}",
+  )
   try:
     prepare.convert(data, out, validation_fraction=validation_fraction)
   except prepare.NothingConvertedError as e:
@@ -85,6 +91,9 @@ def _prepared(name: str, data: str, validation_fraction: float, cache_dir: str |
 
 def _key(files: list[str], validation_fraction: float) -> str:
   stats = [(f, tf.io.gfile.stat(f).length, tf.io.gfile.stat(f).mtime_nsec) for f in files]
-  settings = [validation_fraction, text_source.DEFAULT_DOCUMENT_BYTES,
-              json_source.DEFAULT_MAX_DOC_BYTES]
+  settings = [
+    validation_fraction,
+    text_source.DEFAULT_DOCUMENT_BYTES,
+    json_source.DEFAULT_MAX_DOC_BYTES,
+  ]
   return hashlib.sha1(json.dumps([settings, stats]).encode()).hexdigest()[:12]

@@ -6,6 +6,7 @@ without special tokens (seqio adds EOS where a feature asks for it) and decoded
 with the special tokens dropped, as SentencePiece drops its control pieces.
 `vocabulary.from_file` picks this class for a `.json` file.
 """
+
 import functools
 import os
 from typing import Callable, Optional, Sequence
@@ -26,7 +27,9 @@ def _load(path: str):
   try:
     import tokenizers  # pylint: disable=import-outside-toplevel
   except ImportError:
-    raise ValueError(f"{path}: reading a tokenizer.json needs the `hf` extra (tokenizers)") from None
+    raise ValueError(
+      f"{path}: reading a tokenizer.json needs the `hf` extra (tokenizers)"
+    ) from None
   if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f"Vocabulary file not found: {path}")
   with tf.io.gfile.GFile(path, "r") as f:
@@ -34,8 +37,9 @@ def _load(path: str):
   try:
     return tokenizers.Tokenizer.from_str(text)
   except Exception as e:  # pylint: disable=broad-except  # tokenizers raises Exception
-    raise ValueError(f"Not a Hugging Face tokenizer.json: {path} "
-                     f"({str(e).splitlines()[0][:120]})") from None
+    raise ValueError(
+      f"Not a Hugging Face tokenizer.json: {path} ({str(e).splitlines()[0][:120]})"
+    ) from None
 
 
 # Where `hf.import_checkpoint` writes the tokenizer.json under its --model_dir.
@@ -47,8 +51,9 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
   (the checkpoint's), None if nothing does. Either may be a function, resolved at
   first use (tasks are registered before gin is parsed)."""
 
-  def __init__(self, path: str | Callable[[], str],
-               eos_id: Optional[int] | Callable[[], Optional[int]] = None):
+  def __init__(
+    self, path: str | Callable[[], str], eos_id: Optional[int] | Callable[[], Optional[int]] = None
+  ):
     self._path = path
     self._eos_id = eos_id
     super().__init__(extra_ids=0)
@@ -83,26 +88,31 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
   def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
     """A scalar string as int32 ids [n] (seqio's `tokenize` calls it per feature)."""
     # Eagerly a numpy scalar, in a tf.data graph plain bytes.
-    encode = lambda text: np.asarray(self._encode(np.asarray(text).item().decode("utf-8")),
-                                     np.int32)
-    ids = tf.numpy_function(encode, [tf.convert_to_tensor(s, tf.string)], tf.int32,
-                            stateful=False)
+    encode = lambda text: np.asarray(
+      self._encode(np.asarray(text).item().decode("utf-8")), np.int32
+    )
+    ids = tf.numpy_function(encode, [tf.convert_to_tensor(s, tf.string)], tf.int32, stateful=False)
     ids.set_shape([None])
     return ids
 
   def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
     """ids [n] -> a scalar string, [b, n] -> [b] strings."""
+
     def decode(array):
       texts = [self._decode(row).encode("utf-8") for row in array.reshape(-1, array.shape[-1])]
       return np.array(texts if array.ndim > 1 else texts[0], dtype=object)
+
     ids = tf.convert_to_tensor(ids, tf.int32)
     text = tf.numpy_function(decode, [ids], tf.string, stateful=False)
     text.set_shape(ids.shape[:-1])
     return text
 
   def __eq__(self, other) -> bool:
-    return (isinstance(other, HfTokenizerVocabulary)
-            and self.vocabulary_file == other.vocabulary_file and self.eos_id == other.eos_id)
+    return (
+      isinstance(other, HfTokenizerVocabulary)
+      and self.vocabulary_file == other.vocabulary_file
+      and self.eos_id == other.eos_id
+    )
 
   def __hash__(self) -> int:
     return id(self)

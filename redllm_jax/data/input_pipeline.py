@@ -12,6 +12,7 @@ as processes, else examples). The stream is deterministic given the seed, and
 the position is a tf.data iterator checkpoint (as T5X does), so restoring costs
 no replay.
 """
+
 from collections.abc import Iterator, Sequence
 import difflib
 import json
@@ -47,8 +48,9 @@ class InputIterator(Iterator[Batch]):
 
   def empty_batch(self) -> Batch:
     """A batch of all-zero rows (padding: no tokens, no loss weight)."""
-    return {k: np.zeros(spec.shape, spec.dtype.as_numpy_dtype)
-            for k, spec in self.element_spec.items()}
+    return {
+      k: np.zeros(spec.shape, spec.dtype.as_numpy_dtype) for k, spec in self.element_spec.items()
+    }
 
   def save(self, prefix: str) -> None:
     """Writes the position to `prefix`* (local or gs://) plus a readable {prefix}.json."""
@@ -82,8 +84,10 @@ def check_tasks(names: Sequence[str], model_vocab_size: Optional[int] = None) ->
         # Gin appends "In call to configurable ..." lines to errors raised in configurables.
         raise ConfigError(f"{name}: {str(e).splitlines()[0]}") from None
       if model_vocab_size is not None and feature.vocabulary.vocab_size > model_vocab_size:
-        raise ConfigError(f"{name}: its vocabulary has {feature.vocabulary.vocab_size} ids, "
-                          f"more than the model's VOCAB_SIZE {model_vocab_size}")
+        raise ConfigError(
+          f"{name}: its vocabulary has {feature.vocabulary.vocab_size} ids, "
+          f"more than the model's VOCAB_SIZE {model_vocab_size}"
+        )
 
 
 def _file_of(vocab: seqio.Vocabulary) -> str | None:
@@ -100,11 +104,15 @@ def vocabulary_file(name: str) -> str | None:
   A task whose features use different SentencePiece files is a one-line error:
   a checkpoint records one vocabulary.
   """
-  files = {_file_of(feature.vocabulary)
-           for feature in seqio.get_mixture_or_task(name).output_features.values()
-           if _file_of(feature.vocabulary) is not None}
+  files = {
+    _file_of(feature.vocabulary)
+    for feature in seqio.get_mixture_or_task(name).output_features.values()
+    if _file_of(feature.vocabulary) is not None
+  }
   if len(files) > 1:
-    raise ConfigError(f"{name}: its features use different vocabularies ({', '.join(sorted(files))})")
+    raise ConfigError(
+      f"{name}: its features use different vocabularies ({', '.join(sorted(files))})"
+    )
   return files.pop() if files else None
 
 
@@ -118,8 +126,10 @@ def check_one_vocabulary(names: Sequence[str]) -> None:
       digests.setdefault(vocabulary.file_sha256(path), (name, path))
   if len(digests) > 1:
     (a, a_path), (b, b_path) = list(digests.values())[:2]
-    raise ConfigError(f"{a} and {b} use different vocabularies ({a_path} and {b_path}); "
-                      "train and eval tasks must share one")
+    raise ConfigError(
+      f"{a} and {b} use different vocabularies ({a_path} and {b_path}); "
+      "train and eval tasks must share one"
+    )
 
 
 def recorded_documents(name: str, split: str) -> int | None:
@@ -143,15 +153,15 @@ def default_shard_info() -> seqio.ShardInfo:
 
 
 def make_input_iterator(
-    mixture_or_task_name: str,
-    task_feature_lengths: Mapping[str, int],
-    feature_converter: seqio.FeatureConverter,
-    batch_size: int,
-    seed: int,
-    shard_info: seqio.ShardInfo | None = None,
-    split: str = "train",
-    shuffle: bool = True,
-    num_epochs: int | None = None,
+  mixture_or_task_name: str,
+  task_feature_lengths: Mapping[str, int],
+  feature_converter: seqio.FeatureConverter,
+  batch_size: int,
+  seed: int,
+  shard_info: seqio.ShardInfo | None = None,
+  split: str = "train",
+  shuffle: bool = True,
+  num_epochs: int | None = None,
 ) -> InputIterator:
   """Host-local batches of `batch_size` (per process), repeating forever by default.
 
@@ -162,16 +172,16 @@ def make_input_iterator(
   """
   finite = num_epochs is not None
   ds = seqio.get_dataset(
-      mixture_or_task_name,
-      task_feature_lengths=task_feature_lengths,
-      feature_converter=feature_converter,
-      dataset_split=split,
-      shuffle=shuffle,
-      num_epochs=num_epochs,
-      shard_info=shard_info or default_shard_info(),
-      seed=seed,
-      batch_size=None if finite else batch_size,
-      verbose=False,
+    mixture_or_task_name,
+    task_feature_lengths=task_feature_lengths,
+    feature_converter=feature_converter,
+    dataset_split=split,
+    shuffle=shuffle,
+    num_epochs=num_epochs,
+    shard_info=shard_info or default_shard_info(),
+    seed=seed,
+    batch_size=None if finite else batch_size,
+    verbose=False,
   )
   if finite:
     ds = ds.batch(batch_size).map(lambda batch: _pad_rows(batch, batch_size))
@@ -184,6 +194,7 @@ def _pad_rows(batch: Mapping[str, tf.Tensor], rows: int) -> dict[str, tf.Tensor]
   def pad(x):
     padded = tf.pad(x, [[0, rows - tf.shape(x)[0]]] + [[0, 0]] * (len(x.shape) - 1))
     return tf.ensure_shape(padded, [rows, *x.shape[1:]])  # a static batch size
+
   return {k: pad(v) for k, v in batch.items()}
 
 
@@ -210,8 +221,9 @@ class ShardedInput(Iterator[Batch]):
     more = any(p is not None for p in parts.values())
     if not (_any_process(more) if self._finite else more):
       raise StopIteration
-    parts = [p if p is not None else self._iterators[shard].empty_batch()
-             for shard, p in parts.items()]
+    parts = [
+      p if p is not None else self._iterators[shard].empty_batch() for shard, p in parts.items()
+    ]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
   def save(self, directory: str) -> None:
@@ -230,26 +242,39 @@ def _any_process(flag: bool) -> bool:
 
 
 def make_sharded_input(
-    mixture_or_task_name: str,
-    task_feature_lengths: Mapping[str, int],
-    feature_converter: seqio.FeatureConverter,
-    global_batch_size: int,
-    seed: int,
-    num_shards: int,
-    split: str = "train",
-    shuffle: bool = True,
-    num_epochs: int | None = None,
+  mixture_or_task_name: str,
+  task_feature_lengths: Mapping[str, int],
+  feature_converter: seqio.FeatureConverter,
+  global_batch_size: int,
+  seed: int,
+  num_shards: int,
+  split: str = "train",
+  shuffle: bool = True,
+  num_epochs: int | None = None,
 ) -> ShardedInput:
   """The shards of this process (a contiguous block of `num_shards / process_count`)."""
   processes = jax.process_count()
   if num_shards % processes or global_batch_size % num_shards:
-    raise ValueError(f"{num_shards} input shards must split evenly over {processes} processes "
-                     f"and divide the global batch {global_batch_size}")
+    raise ValueError(
+      f"{num_shards} input shards must split evenly over {processes} processes "
+      f"and divide the global batch {global_batch_size}"
+    )
   per_process = num_shards // processes
   first = jax.process_index() * per_process
-  return ShardedInput({
+  return ShardedInput(
+    {
       shard: make_input_iterator(
-          mixture_or_task_name, task_feature_lengths, feature_converter,
-          global_batch_size // num_shards, seed, seqio.ShardInfo(shard, num_shards),
-          split, shuffle, num_epochs)
-      for shard in range(first, first + per_process)}, finite=num_epochs is not None)
+        mixture_or_task_name,
+        task_feature_lengths,
+        feature_converter,
+        global_batch_size // num_shards,
+        seed,
+        seqio.ShardInfo(shard, num_shards),
+        split,
+        shuffle,
+        num_epochs,
+      )
+      for shard in range(first, first + per_process)
+    },
+    finite=num_epochs is not None,
+  )

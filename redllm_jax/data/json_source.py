@@ -5,6 +5,7 @@ lose the rest of a multi-GB shard. A file that cannot be read to its end
 (corrupt or truncated compression, binary content) raises `BadFileError`, so the
 caller can skip that file, name it, and never mistake it for a complete one.
 """
+
 import collections
 import gzip
 import json
@@ -90,7 +91,7 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def _parse_line(
-    line: bytes, fields: Sequence[str], max_doc_bytes: int
+  line: bytes, fields: Sequence[str], max_doc_bytes: int
 ) -> tuple[dict[str, str] | None, str | None]:
   """Returns (record, None) or (None, skip reason)."""
   if len(line) > max_doc_bytes:
@@ -117,10 +118,10 @@ def _parse_line(
 
 
 def read_json_lines(
-    path: str,
-    fields: Sequence[str],
-    counts: collections.Counter,
-    max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
+  path: str,
+  fields: Sequence[str],
+  counts: collections.Counter,
+  max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
 ) -> Iterator[dict[str, str]]:
   """Yields {field: str} per valid line; counts `ok` and each skip reason.
 
@@ -141,9 +142,9 @@ def read_json_lines(
 
 
 def read_file(
-    path: str,
-    counts: collections.Counter,
-    records: Callable[[Iterator[bytes]], Iterator[dict[str, str]]],
+  path: str,
+  counts: collections.Counter,
+  records: Callable[[Iterator[bytes]], Iterator[dict[str, str]]],
 ) -> Iterator[dict[str, str]]:
   """`records(lines)` over a (decompressed) file's lines, with every read failure
   raised as one BadFileError naming the path and the records counted before it."""

@@ -7,6 +7,7 @@ Layout under a data root (identical for real data and the demo corpus):
   {root}/paloma/{source}/{split}/*.tfrecord
   {root}/vocab/*.model
 """
+
 import os
 
 import gin
@@ -22,7 +23,7 @@ def data_dir(path: str | None = None) -> str:
   path = path or os.environ.get(DATA_DIR_ENV)
   if not path:
     raise ValueError(
-        f"No data root: set ${DATA_DIR_ENV} or bind gin `data_dir.path` (local or gs://)."
+      f"No data root: set ${DATA_DIR_ENV} or bind gin `data_dir.path` (local or gs://)."
     )
   return path
 

@@ -21,6 +21,7 @@ exits 0 when anything converted, else with one line and code 2.
 Train/validation assignment hashes the record's content: deterministic,
 independent of file order and parallelism, and duplicates never straddle splits.
 """
+
 import collections
 import dataclasses
 import hashlib
@@ -53,13 +54,15 @@ class FileResult:
 def split_of(record: dict[str, str], fields: Sequence[str], validation_fraction: float) -> str:
   """'validation' for a deterministic `validation_fraction` of records, else 'train'."""
   digest = hashlib.sha1("\x00".join(record[f] for f in fields).encode("utf-8")).digest()
-  return "validation" if int.from_bytes(digest[:8], "big") < validation_fraction * 2**64 else "train"
+  return (
+    "validation" if int.from_bytes(digest[:8], "big") < validation_fraction * 2**64 else "train"
+  )
 
 
 def _example(record: dict[str, str]) -> bytes:
   feature = {
-      k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8")]))
-      for k, v in record.items()
+    k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8")]))
+    for k, v in record.items()
   }
   return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
@@ -71,13 +74,13 @@ def _stem(path: str) -> str:
 
 
 def convert_file(
-    path: str,
-    output_dir: str,
-    fields: Sequence[str],
-    validation_fraction: float,
-    force_split: str | None,
-    max_doc_bytes: int,
-    document_bytes: int = text_source.DEFAULT_DOCUMENT_BYTES,
+  path: str,
+  output_dir: str,
+  fields: Sequence[str],
+  validation_fraction: float,
+  force_split: str | None,
+  max_doc_bytes: int,
+  document_bytes: int = text_source.DEFAULT_DOCUMENT_BYTES,
 ) -> FileResult:
   """Converts one input file; a file that stops early leaves no output behind."""
   stem = _stem(path)
@@ -128,14 +131,14 @@ def _convert_star(args: tuple) -> FileResult:
 
 
 def convert(
-    input_glob: str,
-    output_dir: str,
-    fields: Sequence[str] = ("text",),
-    validation_fraction: float = 0.001,
-    force_split: str | None = None,
-    max_doc_bytes: int = json_source.DEFAULT_MAX_DOC_BYTES,
-    num_workers: int = 1,
-    document_bytes: int = text_source.DEFAULT_DOCUMENT_BYTES,
+  input_glob: str,
+  output_dir: str,
+  fields: Sequence[str] = ("text",),
+  validation_fraction: float = 0.001,
+  force_split: str | None = None,
+  max_doc_bytes: int = json_source.DEFAULT_MAX_DOC_BYTES,
+  num_workers: int = 1,
+  document_bytes: int = text_source.DEFAULT_DOCUMENT_BYTES,
 ) -> dict[str, int]:
   """Converts every file matching `input_glob`; returns and logs summed counts.
 
@@ -144,8 +147,10 @@ def convert(
   converted.
   """
   files = json_source.list_files(input_glob)
-  jobs = [(p, output_dir, tuple(fields), validation_fraction, force_split, max_doc_bytes,
-           document_bytes) for p in files]
+  jobs = [
+    (p, output_dir, tuple(fields), validation_fraction, force_split, max_doc_bytes, document_bytes)
+    for p in files
+  ]
   if num_workers > 1 and len(files) > 1:
     # spawn, not fork: forking a process that already runs TF threads can hang.
     with multiprocessing.get_context("spawn").Pool(min(num_workers, len(files))) as pool:
@@ -161,12 +166,19 @@ def convert(
   if bad:
     total["bad_files"] = len(bad)
   skipped = {r: total[r] for r in json_source.SKIP_REASONS if total[r]}
-  logging.info("Converted %s -> %s: %d ok, skipped %s, %d bad files", input_glob, output_dir,
-               total["ok"], skipped, len(bad))
+  logging.info(
+    "Converted %s -> %s: %d ok, skipped %s, %d bad files",
+    input_glob,
+    output_dir,
+    total["ok"],
+    skipped,
+    len(bad),
+  )
   if not total["ok"]:
     raise NothingConvertedError(
-        f"Zero valid examples in {input_glob} (skipped: {skipped}"
-        + (f"; {len(bad)} bad files, first {bad[0]})" if bad else ")"))
+      f"Zero valid examples in {input_glob} (skipped: {skipped}"
+      + (f"; {len(bad)} bad files, first {bad[0]})" if bad else ")")
+    )
   _write_json(os.path.join(output_dir, "stats.json"), {**total, "bad_file_reasons": bad})
   return dict(total)
 
@@ -175,14 +187,14 @@ def main() -> None:
   f = flags.FLAGS
   try:
     total = convert(
-        f.input_glob,
-        f.output_dir,
-        fields=f.fields,
-        validation_fraction=f.validation_fraction,
-        force_split=f.force_split,
-        max_doc_bytes=f.max_doc_bytes,
-        num_workers=f.num_workers,
-        document_bytes=f.text_document_bytes,
+      f.input_glob,
+      f.output_dir,
+      fields=f.fields,
+      validation_fraction=f.validation_fraction,
+      force_split=f.force_split,
+      max_doc_bytes=f.max_doc_bytes,
+      num_workers=f.num_workers,
+      document_bytes=f.text_document_bytes,
     )
   except (json_source.NoFilesError, NothingConvertedError) as e:
     raise errors.ConfigError(str(e)) from None
@@ -190,14 +202,30 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  flags.DEFINE_string("input_glob", None, "JSON-lines (.jsonl/.gz/.zst) or plain-text (.txt/.md/.rst, "
-                      "also .gz/.zst) files, local or gs://.", required=True)
+  flags.DEFINE_string(
+    "input_glob",
+    None,
+    "JSON-lines (.jsonl/.gz/.zst) or plain-text (.txt/.md/.rst, "
+    "also .gz/.zst) files, local or gs://.",
+    required=True,
+  )
   flags.DEFINE_string("output_dir", None, "e.g. $REDLLM_DATA_DIR/redpajama_v1/arxiv", required=True)
-  flags.DEFINE_list("fields", ["text"], "String fields to keep: text (RedPajama, Paloma) or inputs,targets (FLAN).")
-  flags.DEFINE_float("validation_fraction", 0.001, "Content-hashed fraction held out as `validation`.")
-  flags.DEFINE_string("force_split", None, "Put every record in this split (e.g. validation for Paloma val/).")
-  flags.DEFINE_integer("max_doc_bytes", json_source.DEFAULT_MAX_DOC_BYTES, "Skip (and count) longer lines.")
+  flags.DEFINE_list(
+    "fields", ["text"], "String fields to keep: text (RedPajama, Paloma) or inputs,targets (FLAN)."
+  )
+  flags.DEFINE_float(
+    "validation_fraction", 0.001, "Content-hashed fraction held out as `validation`."
+  )
+  flags.DEFINE_string(
+    "force_split", None, "Put every record in this split (e.g. validation for Paloma val/)."
+  )
+  flags.DEFINE_integer(
+    "max_doc_bytes", json_source.DEFAULT_MAX_DOC_BYTES, "Skip (and count) longer lines."
+  )
   flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Parallel input files.")
-  flags.DEFINE_integer("text_document_bytes", text_source.DEFAULT_DOCUMENT_BYTES,
-                       "Plain text: longer files are cut at blank lines into documents of about this size.")
+  flags.DEFINE_integer(
+    "text_document_bytes",
+    text_source.DEFAULT_DOCUMENT_BYTES,
+    "Plain text: longer files are cut at blank lines into documents of about this size.",
+  )
   gin_utils.run_flags(main)

@@ -5,6 +5,7 @@ RedLLM: tokenize, append EOS (id 1), concatenate documents, split into chunks
 of exactly `sequence_length["targets"]` tokens (T5's reduce_concat_tokens +
 split_tokens). Only the feature converter differs between the architectures.
 """
+
 import functools
 from typing import Mapping
 
@@ -13,7 +14,7 @@ import tensorflow as tf
 
 
 def concat_and_split(
-    dataset: tf.data.Dataset, sequence_length: Mapping[str, int], feature_key: str = "targets"
+  dataset: tf.data.Dataset, sequence_length: Mapping[str, int], feature_key: str = "targets"
 ) -> tf.data.Dataset:
   """Concatenates `feature_key` across examples and re-splits it into full-length chunks.
 
@@ -34,22 +35,22 @@ def concat_and_split(
 
 
 PRETRAIN_PREPROCESSORS = (
-    functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}),
-    functools.partial(seqio.preprocessors.tokenize, copy_pretokenized=False),
-    seqio.preprocessors.append_eos,
-    concat_and_split,
+  functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}),
+  functools.partial(seqio.preprocessors.tokenize, copy_pretokenized=False),
+  seqio.preprocessors.append_eos,
+  concat_and_split,
 )
 
 # Pretraining text as tuning examples (`register_rehearsal_task`): chunks split into
 # inputs and targets, each then cut to end in EOS like a FLAN example.
 REHEARSAL_PREPROCESSORS = (
-    *PRETRAIN_PREPROCESSORS,
-    seqio.preprocessors.append_eos_after_trim,
+  *PRETRAIN_PREPROCESSORS,
+  seqio.preprocessors.append_eos_after_trim,
 )
 
 # FLAN: inputs truncated to their feature length (2048), targets to theirs
 # (512), each ending in EOS. Truncation to the lengths happens here (EOS kept).
 FINETUNE_PREPROCESSORS = (
-    functools.partial(seqio.preprocessors.tokenize, copy_pretokenized=False),
-    seqio.preprocessors.append_eos_after_trim,
+  functools.partial(seqio.preprocessors.tokenize, copy_pretokenized=False),
+  seqio.preprocessors.append_eos_after_trim,
 )

@@ -1,4 +1,5 @@
 """seqio data source over converted TFRecord shards, with lazily resolved paths."""
+
 import os
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -38,14 +39,14 @@ class TFRecordTextSource(seqio.TFExampleDataSource):
   """
 
   def __init__(
-      self,
-      dir_fn: Callable[[], str],
-      fields: Sequence[str],
-      splits: Sequence[str] = ("train", "validation"),
+    self,
+    dir_fn: Callable[[], str],
+    fields: Sequence[str],
+    splits: Sequence[str] = ("train", "validation"),
   ):
     super().__init__(
-        split_to_filepattern=_LazyPatterns(dir_fn, splits),
-        feature_description={f: tf.io.FixedLenFeature([], tf.string) for f in fields},
+      split_to_filepattern=_LazyPatterns(dir_fn, splits),
+      feature_description={f: tf.io.FixedLenFeature([], tf.string) for f in fields},
     )
 
   def list_shards(self, split: str) -> Sequence[str]:

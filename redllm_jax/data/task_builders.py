@@ -1,4 +1,5 @@
 """Helpers that register the project's seqio tasks (used by `redllm_jax_tasks`)."""
+
 import functools
 import os
 from typing import Callable, Sequence
@@ -19,47 +20,50 @@ def _join_under(root_fn: Callable[[], str], parts: Sequence[str]) -> str:
 
 
 def register_text_task(
-    name: str,
-    dir_fn: Callable[[], str],
-    vocabulary: seqio.Vocabulary,
-    splits: Sequence[str] = ("train", "validation"),
+  name: str,
+  dir_fn: Callable[[], str],
+  vocabulary: seqio.Vocabulary,
+  splits: Sequence[str] = ("train", "validation"),
 ) -> seqio.Task:
   """Pretraining-style task (RedPajama, Paloma): `text` -> full-length `targets` chunks."""
   return seqio.TaskRegistry.add(
-      name,
-      source=sources.TFRecordTextSource(dir_fn, ["text"], splits),
-      preprocessors=list(preprocessors.PRETRAIN_PREPROCESSORS),
-      output_features={"targets": seqio.Feature(vocabulary, add_eos=True)},
-      metric_fns=[],
+    name,
+    source=sources.TFRecordTextSource(dir_fn, ["text"], splits),
+    preprocessors=list(preprocessors.PRETRAIN_PREPROCESSORS),
+    output_features={"targets": seqio.Feature(vocabulary, add_eos=True)},
+    metric_fns=[],
   )
 
 
-def register_rehearsal_task(name: str, dir_fn: Callable[[], str],
-                            vocabulary: seqio.Vocabulary) -> seqio.Task:
+def register_rehearsal_task(
+  name: str, dir_fn: Callable[[], str], vocabulary: seqio.Vocabulary
+) -> seqio.Task:
   """Pretraining text in the instruction format, to mix into tuning: chunks of
   inputs + targets tokens split in two, each part EOS-ended as a FLAN example's is, so
   that tuning keeps what pretraining taught in the format the tuned model is asked in."""
   return seqio.TaskRegistry.add(
-      name,
-      source=sources.TFRecordTextSource(dir_fn, ["text"]),
-      preprocessors=list(preprocessors.REHEARSAL_PREPROCESSORS),
-      output_features={
-          "inputs": seqio.Feature(vocabulary, add_eos=True),
-          "targets": seqio.Feature(vocabulary, add_eos=True),
-      },
-      metric_fns=[],
+    name,
+    source=sources.TFRecordTextSource(dir_fn, ["text"]),
+    preprocessors=list(preprocessors.REHEARSAL_PREPROCESSORS),
+    output_features={
+      "inputs": seqio.Feature(vocabulary, add_eos=True),
+      "targets": seqio.Feature(vocabulary, add_eos=True),
+    },
+    metric_fns=[],
   )
 
 
-def register_flan_task(name: str, dir_fn: Callable[[], str], vocabulary: seqio.Vocabulary) -> seqio.Task:
+def register_flan_task(
+  name: str, dir_fn: Callable[[], str], vocabulary: seqio.Vocabulary
+) -> seqio.Task:
   """Instruction-tuning task: `inputs`/`targets` strings -> EOS-terminated token ids."""
   return seqio.TaskRegistry.add(
-      name,
-      source=sources.TFRecordTextSource(dir_fn, ["inputs", "targets"]),
-      preprocessors=list(preprocessors.FINETUNE_PREPROCESSORS),
-      output_features={
-          "inputs": seqio.Feature(vocabulary, add_eos=True),
-          "targets": seqio.Feature(vocabulary, add_eos=True),
-      },
-      metric_fns=[],
+    name,
+    source=sources.TFRecordTextSource(dir_fn, ["inputs", "targets"]),
+    preprocessors=list(preprocessors.FINETUNE_PREPROCESSORS),
+    output_features={
+      "inputs": seqio.Feature(vocabulary, add_eos=True),
+      "targets": seqio.Feature(vocabulary, add_eos=True),
+    },
+    metric_fns=[],
   )

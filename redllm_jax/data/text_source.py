@@ -11,6 +11,7 @@ newlines and indentation included, is kept byte for byte. Bad input is skipped
 and counted as for JSON lines: a document that is not UTF-8 (`bad_utf8`), a file
 with no text (`empty`), a paragraph longer than `max_doc_bytes` (`too_large`).
 """
+
 import collections
 import os
 from typing import Iterator, Sequence
@@ -30,10 +31,10 @@ def is_plain_text(path: str) -> bool:
 
 
 def text_documents(
-    lines: Iterator[bytes],
-    counts: collections.Counter,
-    max_doc_bytes: int = json_source.DEFAULT_MAX_DOC_BYTES,
-    document_bytes: int = DEFAULT_DOCUMENT_BYTES,
+  lines: Iterator[bytes],
+  counts: collections.Counter,
+  max_doc_bytes: int = json_source.DEFAULT_MAX_DOC_BYTES,
+  document_bytes: int = DEFAULT_DOCUMENT_BYTES,
 ) -> Iterator[dict[str, str]]:
   """{"text": document} per document of a file's lines (see the module docstring)."""
   doc: list[bytes] = []
@@ -76,11 +77,11 @@ def _emit(doc: list[bytes], counts: collections.Counter) -> Iterator[dict[str, s
 
 
 def read_records(
-    path: str,
-    fields: Sequence[str],
-    counts: collections.Counter,
-    max_doc_bytes: int = json_source.DEFAULT_MAX_DOC_BYTES,
-    document_bytes: int = DEFAULT_DOCUMENT_BYTES,
+  path: str,
+  fields: Sequence[str],
+  counts: collections.Counter,
+  max_doc_bytes: int = json_source.DEFAULT_MAX_DOC_BYTES,
+  document_bytes: int = DEFAULT_DOCUMENT_BYTES,
 ) -> Iterator[dict[str, str]]:
   """Records of one raw input: JSON lines, or plain-text documents under `text`.
 
@@ -90,6 +91,9 @@ def read_records(
   if not is_plain_text(path):
     return json_source.read_json_lines(path, fields, counts, max_doc_bytes)
   if tuple(fields) != ("text",):
-    raise json_source.BadFileError(f"{path}: plain text has only a text field, not {','.join(fields)}")
+    raise json_source.BadFileError(
+      f"{path}: plain text has only a text field, not {','.join(fields)}"
+    )
   return json_source.read_file(
-      path, counts, lambda lines: text_documents(lines, counts, max_doc_bytes, document_bytes))
+    path, counts, lambda lines: text_documents(lines, counts, max_doc_bytes, document_bytes)
+  )

@@ -10,6 +10,7 @@ Gin: `VOCABULARY = @get_vocabulary()`; its file is `vocab_path.path` (the demo's
 `demo_vocab_path.path`; your own: `get_vocabulary.path`), the very file the
 registered tasks tokenize with.
 """
+
 import collections
 import functools
 import hashlib
@@ -85,8 +86,8 @@ class SpmVocabulary(seqio.SentencePieceVocabulary):
 
   def __eq__(self, other) -> bool:
     return (
-        isinstance(other, seqio.SentencePieceVocabulary)
-        and self.sentencepiece_model_file == other.sentencepiece_model_file
+      isinstance(other, seqio.SentencePieceVocabulary)
+      and self.sentencepiece_model_file == other.sentencepiece_model_file
     )
 
   def __hash__(self) -> int:
@@ -121,8 +122,10 @@ def imported_vocab_path(model_dir: str | None = None) -> str:
   """The demo_imported tasks' vocabulary: the tokenizer.json `hf.import_checkpoint` wrote
   under its --model_dir (gin `imported_vocab_path.model_dir`)."""
   if not model_dir:
-    raise errors.ConfigError("the demo_imported_* tasks tokenize with an imported "
-                                "checkpoint's tokenizer.json: bind imported_vocab_path.model_dir")
+    raise errors.ConfigError(
+      "the demo_imported_* tasks tokenize with an imported "
+      "checkpoint's tokenizer.json: bind imported_vocab_path.model_dir"
+    )
   return os.path.join(model_dir, hf_vocabulary.IMPORTED_TOKENIZER)
 
 
@@ -131,8 +134,9 @@ def imported_eos_id(eos_id: int | None = None) -> int:
   """The id the demo_imported tasks end each text with (gin `imported_eos_id.eos_id`: the
   imported model's own, e.g. SmolLM2-Instruct's <|im_end|> = 2; its id 0 is seqio's pad)."""
   if eos_id is None:
-    raise errors.ConfigError("the demo_imported_* tasks need the imported model's EOS id: "
-                                "bind imported_eos_id.eos_id")
+    raise errors.ConfigError(
+      "the demo_imported_* tasks need the imported model's EOS id: bind imported_eos_id.eos_id"
+    )
   return eos_id
 
 
@@ -141,13 +145,17 @@ DEMO_VOCABULARY = SpmVocabulary(demo_vocab_path)
 DEMO1K_VOCABULARY = SpmVocabulary(demo1k_vocab_path)
 IMPORTED_VOCABULARY = hf_vocabulary.HfTokenizerVocabulary(imported_vocab_path, imported_eos_id)
 # task-name prefix -> vocabulary: each demo task is registered once per entry (tasks/demo.py)
-DEMO_PREFIXES = {"demo": DEMO_VOCABULARY, "demo1k": DEMO1K_VOCABULARY,
-                 "demo_imported": IMPORTED_VOCABULARY}
+DEMO_PREFIXES = {
+  "demo": DEMO_VOCABULARY,
+  "demo1k": DEMO1K_VOCABULARY,
+  "demo_imported": IMPORTED_VOCABULARY,
+}
 
 
 @gin.configurable
-def get_vocabulary(demo: bool = False, path: str | None = None,
-                   demo_prefix: str = "demo") -> seqio.Vocabulary:
+def get_vocabulary(
+  demo: bool = False, path: str | None = None, demo_prefix: str = "demo"
+) -> seqio.Vocabulary:
   """The registered tasks' vocabulary (the demo corpus's, the real one, or the file
   at `path` for a task of your own), so that inference, export and the harness
   read text as training tokenized it. `demo_prefix="demo1k"`: the 1024-piece demo one.
@@ -158,7 +166,8 @@ def get_vocabulary(demo: bool = False, path: str | None = None,
     return REAL_VOCABULARY
   if demo_prefix not in DEMO_PREFIXES:
     raise errors.ConfigError(
-        f"get_vocabulary.demo_prefix={demo_prefix!r}: expected one of {sorted(DEMO_PREFIXES)}")
+      f"get_vocabulary.demo_prefix={demo_prefix!r}: expected one of {sorted(DEMO_PREFIXES)}"
+    )
   return DEMO_PREFIXES[demo_prefix]
 
 
@@ -188,9 +197,9 @@ def check_vocabulary_file(path: str) -> None:
     check_sentencepiece_model(path)
 
 
-
 # A checkpoint's vocabulary: recorded in its meta at training (path, sha256 and a copy
 # in MODEL_DIR/vocabulary/), found again and checked by every command that reads text.
+
 
 def file_sha256(path: str | os.PathLike) -> str:
   """The sha256 of a file's bytes (local or gs://): how vocabularies are compared."""
@@ -208,12 +217,16 @@ def record_vocabulary(model_dir: str, vocab_file: str) -> dict[str, str]:
   source = _absolute_path(vocab_file)
   if not source.exists():
     raise errors.ConfigError(f"vocabulary file not found: {source}")
-  record = {"path": os.fspath(source), "sha256": file_sha256(source),
-            "copy": f"{checkpoints.VOCABULARY_DIR}/{source.name}"}
+  record = {
+    "path": os.fspath(source),
+    "sha256": file_sha256(source),
+    "copy": f"{checkpoints.VOCABULARY_DIR}/{source.name}",
+  }
   copy = _absolute_path(model_dir) / record["copy"]
   if copy.exists():
-    checkpoints.check_same_vocabulary({**record, "path": os.fspath(copy), "sha256": file_sha256(copy)},
-                                      record, model_dir)
+    checkpoints.check_same_vocabulary(
+      {**record, "path": os.fspath(copy), "sha256": file_sha256(copy)}, record, model_dir
+    )
   elif jax.process_index() == 0:
     copy.parent.mkdir(parents=True, exist_ok=True)
     partial = copy.parent / (copy.name + ".tmp")
@@ -232,14 +245,18 @@ def vocabulary_path(checkpoint_path: str) -> str:
   """
   record, model_dir = checkpoints.recorded_vocabulary(checkpoint_path)
   if record is None:
-    raise errors.ConfigError(f"{checkpoint_path} records no vocabulary (saved before checkpoints "
-                             "recorded theirs); name the SentencePiece file it was trained with")
+    raise errors.ConfigError(
+      f"{checkpoint_path} records no vocabulary (saved before checkpoints "
+      "recorded theirs); name the SentencePiece file it was trained with"
+    )
   candidates = (model_dir / record["copy"], _absolute_path(record["path"]))
   for candidate in candidates:
     if candidate.exists() and file_sha256(candidate) == record["sha256"]:
       return os.fspath(candidate)
-  raise errors.ConfigError(f"the vocabulary of {checkpoint_path} is missing or changed: neither "
-                           f"{candidates[0]} nor {candidates[1]} has sha256 {record['sha256'][:16]}...")
+  raise errors.ConfigError(
+    f"the vocabulary of {checkpoint_path} is missing or changed: neither "
+    f"{candidates[0]} nor {candidates[1]} has sha256 {record['sha256'][:16]}..."
+  )
 
 
 def resolve_vocabulary(checkpoint_path: str, override: Optional[str], what: str) -> str:
@@ -259,22 +276,31 @@ def check_vocabulary(checkpoint_path: str, vocab_file: str, what: str) -> None:
   """
   record, _ = checkpoints.recorded_vocabulary(checkpoint_path)
   if record is None:
-    logging.warning("%s records no vocabulary; cannot check that %s's %s is the one it was "
-                    "trained with", checkpoint_path, what, vocab_file)
+    logging.warning(
+      "%s records no vocabulary; cannot check that %s's %s is the one it was trained with",
+      checkpoint_path,
+      what,
+      vocab_file,
+    )
     return
   path = _absolute_path(vocab_file)
   if not path.exists():
     raise errors.ConfigError(f"{what}: vocabulary file not found: {path}")
   if file_sha256(path) != record["sha256"]:
-    raise errors.ConfigError(f"{what} uses the vocabulary {path}, but {checkpoint_path} was trained "
-                             f"with {record['path']} (sha256 differs)")
+    raise errors.ConfigError(
+      f"{what} uses the vocabulary {path}, but {checkpoint_path} was trained "
+      f"with {record['path']} (sha256 differs)"
+    )
 
-def checkpoint_vocabulary(checkpoint_path: str,
-                          vocabulary: Optional[seqio.Vocabulary] = None) -> seqio.Vocabulary:
+
+def checkpoint_vocabulary(
+  checkpoint_path: str, vocabulary: Optional[seqio.Vocabulary] = None
+) -> seqio.Vocabulary:
   """The checkpoint's recorded vocabulary (SentencePiece, or an imported checkpoint's
   tokenizer.json); or `vocabulary`, once checked against that record."""
-  path = resolve_vocabulary(checkpoint_path, vocabulary_file(vocabulary) if vocabulary else None,
-                            "infer.infer.vocabulary")
+  path = resolve_vocabulary(
+    checkpoint_path, vocabulary_file(vocabulary) if vocabulary else None, "infer.infer.vocabulary"
+  )
   return vocabulary or from_file(path)
 
 
@@ -305,9 +331,9 @@ def texts_from_task(name: str, split: str = "train") -> Iterator[str]:
 
 
 def texts_from_files(
-    pattern: str,
-    fields: Sequence[str] = ("text",),
-    validation_fraction: float = files_task.DEFAULT_VALIDATION_FRACTION,
+  pattern: str,
+  fields: Sequence[str] = ("text",),
+  validation_fraction: float = files_task.DEFAULT_VALIDATION_FRACTION,
 ) -> Iterator[str]:
   """Strings of the train split of raw files, read as `prepare` reads them (JSON
   lines or plain-text documents); the records `prepare` with this
@@ -324,31 +350,31 @@ def texts_from_files(
 
 
 def train_sentencepiece(
-    texts: Iterable[str],
-    out_path: str,
-    vocab_size: int = DEFAULT_VOCAB_SIZE,
-    model_type: str = "bpe",
-    max_chars: int = 2_000_000_000,
-    byte_fallback: bool = False,
+  texts: Iterable[str],
+  out_path: str,
+  vocab_size: int = DEFAULT_VOCAB_SIZE,
+  model_type: str = "bpe",
+  max_chars: int = 2_000_000_000,
+  byte_fallback: bool = False,
 ) -> str:
   """Trains a T5-id SentencePiece model on `texts` and writes it to `out_path` (local or gs://)."""
   model = io.BytesIO()
   spm.SentencePieceTrainer.train(
-      sentence_iterator=_lines(texts, max_chars),
-      model_writer=model,
-      vocab_size=vocab_size,
-      model_type=model_type,
-      pad_id=PAD_ID,
-      eos_id=EOS_ID,
-      unk_id=UNK_ID,
-      bos_id=-1,
-      byte_fallback=byte_fallback,
-      max_sentence_length=MAX_SENTENCE_BYTES,
-      num_threads=os.cpu_count() or 1,
-      # Sample when the corpus is large; deterministic via SentencePiece's fixed seed.
-      input_sentence_size=20_000_000,
-      shuffle_input_sentence=True,
-      minloglevel=2,
+    sentence_iterator=_lines(texts, max_chars),
+    model_writer=model,
+    vocab_size=vocab_size,
+    model_type=model_type,
+    pad_id=PAD_ID,
+    eos_id=EOS_ID,
+    unk_id=UNK_ID,
+    bos_id=-1,
+    byte_fallback=byte_fallback,
+    max_sentence_length=MAX_SENTENCE_BYTES,
+    num_threads=os.cpu_count() or 1,
+    # Sample when the corpus is large; deterministic via SentencePiece's fixed seed.
+    input_sentence_size=20_000_000,
+    shuffle_input_sentence=True,
+    minloglevel=2,
   )
   tf.io.gfile.makedirs(os.path.dirname(out_path) or ".")
   tmp = out_path + ".tmp"
@@ -365,6 +391,7 @@ def main() -> None:
     raise errors.ConfigError("give exactly one of --task or --files")
   if f.task:
     import redllm_jax_tasks  # noqa: F401  registers the tasks (they import this module)  pylint: disable=g-import-not-at-top,unused-import
+
     texts = texts_from_task(f.task)
   else:
     texts = texts_from_files(f.files, f.fields, f.validation_fraction)
@@ -373,11 +400,16 @@ def main() -> None:
 
 if __name__ == "__main__":
   flags.DEFINE_string("task", None, "Registered task or mixture whose train split to train on.")
-  flags.DEFINE_string("files", None, "Glob of raw JSON-lines or plain-text files instead of --task.")
+  flags.DEFINE_string(
+    "files", None, "Glob of raw JSON-lines or plain-text files instead of --task."
+  )
   flags.DEFINE_list("fields", ["text"], "JSON fields to read with --files.")
-  flags.DEFINE_float("validation_fraction", files_task.DEFAULT_VALIDATION_FRACTION,
-                     "With --files: skip what prepare / files_task with this fraction hold out "
-                     "(at least their fraction: a larger one skips a superset).")
+  flags.DEFINE_float(
+    "validation_fraction",
+    files_task.DEFAULT_VALIDATION_FRACTION,
+    "With --files: skip what prepare / files_task with this fraction hold out "
+    "(at least their fraction: a larger one skips a superset).",
+  )
   flags.DEFINE_string("out", None, "Output .model path (local or gs://).", required=True)
   flags.DEFINE_integer("vocab_size", DEFAULT_VOCAB_SIZE, "Number of pieces.")
   flags.DEFINE_enum("model_type", "bpe", ["bpe", "unigram"], "SentencePiece algorithm.")

@@ -16,6 +16,7 @@ hashed (deterministic). Idempotent: a finished build leaves DONE.json (with
 token counts per split and the parts built) and is skipped next time; a cache
 built before a part existed builds just the missing parts.
 """
+
 import bz2
 import functools
 import glob
@@ -88,7 +89,9 @@ def pydoc_docs() -> Iterator[str]:
 def _write_parts(records: Iterable[dict[str, str]], out_dir: str, parts: int) -> None:
   """Round-robin JSON lines into `parts` files."""
   tf.io.gfile.makedirs(out_dir)
-  files = [tf.io.gfile.GFile(os.path.join(out_dir, f"part-{i:05d}.jsonl"), "w") for i in range(parts)]
+  files = [
+    tf.io.gfile.GFile(os.path.join(out_dir, f"part-{i:05d}.jsonl"), "w") for i in range(parts)
+  ]
   try:
     for i, record in enumerate(records):
       files[i % parts].write(json.dumps(record) + "\n")
@@ -111,15 +114,16 @@ def _tfrecord_texts(pattern: str, fields: Sequence[str]) -> Iterator[str]:
 # name -> (records, fields, parts, force_split)
 def _collections() -> dict[str, tuple]:
   return {
-      "redpajama_v1/wikipedia": (({"text": t} for t in wikipedia_docs()), ("text",), RAW_PARTS, None),
-      "redpajama_v1/book": (({"text": t} for t in bible_docs()), ("text",), RAW_PARTS, None),
-      "flan": (chatterbot_pairs(), ("inputs", "targets"), 2, None),
-      "paloma/pydoc": (({"text": t} for t in pydoc_docs()), ("text",), 1, "validation"),
+    "redpajama_v1/wikipedia": (({"text": t} for t in wikipedia_docs()), ("text",), RAW_PARTS, None),
+    "redpajama_v1/book": (({"text": t} for t in bible_docs()), ("text",), RAW_PARTS, None),
+    "flan": (chatterbot_pairs(), ("inputs", "targets"), 2, None),
+    "paloma/pydoc": (({"text": t} for t in pydoc_docs()), ("text",), 1, "validation"),
   }
 
 
-def _count_tokens(root: str, vocab_files: Sequence[str], fields_of: dict[str, Sequence[str]]
-                  ) -> list[dict]:
+def _count_tokens(
+  root: str, vocab_files: Sequence[str], fields_of: dict[str, Sequence[str]]
+) -> list[dict]:
   """Per vocabulary: tokens (including each EOS) per collection, split and field."""
   processors = []
   for vocab_file in vocab_files:
@@ -143,16 +147,25 @@ def _count_tokens(root: str, vocab_files: Sequence[str], fields_of: dict[str, Se
 def _family_records(root: str) -> dict[str, list[dict[str, str]]]:
   """The tuned instruction families' FLAN records, from the RedPajama train splits
   (their lengths in the 4096-piece vocabulary, like the harness tasks')."""
-  texts = {subset: list(_tfrecord_texts(os.path.join(root, "redpajama_v1", subset, "train", "*.tfrecord"),
-                                        ["text"]))
-           for subset in (task_families.WIKIPEDIA, task_families.BIBLE)}
+  texts = {
+    subset: list(
+      _tfrecord_texts(os.path.join(root, "redpajama_v1", subset, "train", "*.tfrecord"), ["text"])
+    )
+    for subset in (task_families.WIKIPEDIA, task_families.BIBLE)
+  }
   docs = task_families.documents(texts)
   with tf.io.gfile.GFile(vocabulary.demo_vocab_file(root, vocabulary.DEMO_VOCAB_SIZE), "rb") as f:
     sp = spm.SentencePieceProcessor(model_proto=f.read())
   length = functools.lru_cache(maxsize=None)(lambda text: len(sp.encode(text)))
-  return {family: [task_families.as_flan(item) for item in task_families.FAMILY_BUILDERS[family](
-      docs, np.random.RandomState(FAMILY_SEED), FAMILY_ITEMS_PER_SOURCE, length)]
-          for family in task_families.TUNED_FAMILIES}
+  return {
+    family: [
+      task_families.as_flan(item)
+      for item in task_families.FAMILY_BUILDERS[family](
+        docs, np.random.RandomState(FAMILY_SEED), FAMILY_ITEMS_PER_SOURCE, length
+      )
+    ]
+    for family in task_families.TUNED_FAMILIES
+  }
 
 
 def _vocab_parts() -> dict[str, int]:
@@ -169,12 +182,23 @@ def _done_parts(marker: str) -> set[str]:
   return set(stats.get("parts") or list(_collections()) + ["vocab/spm_4096_bpe.model"])
 
 
-def _convert(root: str, name: str, records: Iterable[dict[str, str]], fields: Sequence[str],
-             parts: int, force_split: str | None) -> None:
+def _convert(
+  root: str,
+  name: str,
+  records: Iterable[dict[str, str]],
+  fields: Sequence[str],
+  parts: int,
+  force_split: str | None,
+) -> None:
   raw = os.path.join(root, "raw", name)
   _write_parts(records, raw, parts)
-  prepare.convert(os.path.join(raw, "*.jsonl"), os.path.join(root, name), fields=fields,
-                  validation_fraction=VALIDATION_FRACTION, force_split=force_split)
+  prepare.convert(
+    os.path.join(raw, "*.jsonl"),
+    os.path.join(root, name),
+    fields=fields,
+    validation_fraction=VALIDATION_FRACTION,
+    force_split=force_split,
+  )
 
 
 def build(out_dir: str | None = None) -> dict:
@@ -195,19 +219,31 @@ def build(out_dir: str | None = None) -> dict:
   for part, pieces in _vocab_parts().items():
     if part not in done:
       vocabulary.train_sentencepiece(
-          itertools.chain.from_iterable(
-              _tfrecord_texts(os.path.join(root, name, "train", "*.tfrecord"), fields_of[name])
-              for name in ("redpajama_v1/wikipedia", "redpajama_v1/book", "flan")),
-          os.path.join(root, part), vocab_size=pieces, model_type="bpe")
+        itertools.chain.from_iterable(
+          _tfrecord_texts(os.path.join(root, name, "train", "*.tfrecord"), fields_of[name])
+          for name in ("redpajama_v1/wikipedia", "redpajama_v1/book", "flan")
+        ),
+        os.path.join(root, part),
+        vocab_size=pieces,
+        model_type="bpe",
+      )
   if not families <= done:
     for family, records in _family_records(root).items():
-      _convert(root, f"{task_families.FAMILIES_DIR}/{family}", records, ("inputs", "targets"), 2, None)
+      _convert(
+        root, f"{task_families.FAMILIES_DIR}/{family}", records, ("inputs", "targets"), 2, None
+      )
   fields_of.update({name: ("inputs", "targets") for name in sorted(families)})
   vocab = vocabulary.demo_vocab_file(root, vocabulary.DEMO_VOCAB_SIZE)
   tokens, tokens_demo1k = _count_tokens(
-      root, [vocab, vocabulary.demo_vocab_file(root, vocabulary.DEMO1K_VOCAB_SIZE)], fields_of)
-  stats = {"root": root, "vocab": vocab, "tokens": tokens, "tokens_demo1k": tokens_demo1k,
-           "parts": sorted(set(fields_of) | set(_vocab_parts()))}
+    root, [vocab, vocabulary.demo_vocab_file(root, vocabulary.DEMO1K_VOCAB_SIZE)], fields_of
+  )
+  stats = {
+    "root": root,
+    "vocab": vocab,
+    "tokens": tokens,
+    "tokens_demo1k": tokens_demo1k,
+    "parts": sorted(set(fields_of) | set(_vocab_parts())),
+  }
   with tf.io.gfile.GFile(marker + ".tmp", "w") as f:  # readers never see half a marker
     json.dump(stats, f, indent=1)
   tf.io.gfile.rename(marker + ".tmp", marker, overwrite=True)
@@ -219,5 +255,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  flags.DEFINE_string("out_dir", None, "Default: $REDLLM_DEMO_DIR or ${REDLLM_JAX_CACHE:-~/.cache/redllm_jax}/demo")
+  flags.DEFINE_string(
+    "out_dir", None, "Default: $REDLLM_DEMO_DIR or ${REDLLM_JAX_CACHE:-~/.cache/redllm_jax}/demo"
+  )
   gin_utils.run_flags(main)

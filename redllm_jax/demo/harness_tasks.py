@@ -16,6 +16,7 @@ Each task is a JSON-lines file and its lm-eval YAML (`harness.task_yaml`), so th
 manifest.json gives each one's kind, chance, family, split, length in tokens and, for
 multiple choice, its shortcut table and floor.
 """
+
 import functools
 import json
 import os
@@ -72,16 +73,27 @@ def build_qa_tasks(num_options: int = 4, seed: int = 0) -> dict[str, list[dict]]
     picks = rng.choice(len(candidates), num_options - 1, replace=False)
     options = [answers[q][0]] + [candidates[i] for i in picks]
     order = rng.permutation(num_options)
-    multiple_choice.append({"inputs": q, "options": [options[i] for i in order],
-                            "label": int(np.where(order == 0)[0][0])})
+    multiple_choice.append(
+      {
+        "inputs": q,
+        "options": [options[i] for i in order],
+        "label": int(np.where(order == 0)[0][0]),
+      }
+    )
   return {"demo_qa_gen": generative, "demo_qa_mc": multiple_choice}
 
 
 def split_texts(split: str) -> dict[str, list[str]]:
   """Each RedPajama demo subset's documents of `split`, through its seqio source."""
-  return {s: [ex["text"].decode("utf-8") for ex in seqio.get_mixture_or_task(
-      f"demo_redpajama_{s}").source.get_dataset(split=split, shuffle=False).as_numpy_iterator()]
-          for s in (task_families.WIKIPEDIA, task_families.BIBLE)}
+  return {
+    s: [
+      ex["text"].decode("utf-8")
+      for ex in seqio.get_mixture_or_task(f"demo_redpajama_{s}")
+      .source.get_dataset(split=split, shuffle=False)
+      .as_numpy_iterator()
+    ]
+    for s in (task_families.WIKIPEDIA, task_families.BIBLE)
+  }
 
 
 def held_out_documents() -> list[task_families.Document]:
@@ -104,46 +116,71 @@ def _rng(name: str, seed: int) -> np.random.RandomState:
   return np.random.RandomState([seed, zlib.crc32(name.encode())])
 
 
-def build_corpus_tasks(docs: list[task_families.Document], length: Callable[[str], int],
-                       shortcuts: Sequence[Sequence[task_baselines.Scorer]], seed: int = 0
-                       ) -> dict[str, list[dict]]:
+def build_corpus_tasks(
+  docs: list[task_families.Document],
+  length: Callable[[str], int],
+  shortcuts: Sequence[Sequence[task_baselines.Scorer]],
+  seed: int = 0,
+) -> dict[str, list[dict]]:
   """Every task from the held-out demo documents, by file name. Continuation and the
   `next` family draw their distractors adversarially against the groups of `shortcuts`
   (among `ADVERSARIAL_CANDIDATES` other documents' units and their own document's), with
   the answer's position exactly balanced; cloze and the other families keep their plain
   draws (docs/study_tasks.md: why cloze is not filtered), their floors in the manifest
   beside chance."""
+
   def adversarial(build: Callable[..., list[dict]], name: str, per_source: int) -> list[dict]:
     rng = _rng(name, seed)
-    items = build(docs, rng, per_source, length, candidates_per_item=ADVERSARIAL_CANDIDATES,
-                  choose=task_baselines.adversarial_distractors(shortcuts, max_misses=2))
+    items = build(
+      docs,
+      rng,
+      per_source,
+      length,
+      candidates_per_item=ADVERSARIAL_CANDIDATES,
+      choose=task_baselines.adversarial_distractors(shortcuts, max_misses=2),
+    )
     return task_families.balance_labels(items, rng)
 
-  tasks = {"demo_continuation_mc": adversarial(task_families.continuation, "continuation",
-                                               CONTINUATION_PER_SOURCE)}
+  tasks = {
+    "demo_continuation_mc": adversarial(
+      task_families.continuation, "continuation", CONTINUATION_PER_SOURCE
+    )
+  }
   cloze = task_families.cloze(docs, _rng("cloze", seed), PER_SOURCE, length)
-  tasks["demo_cloze_greedy"] = [{"inputs": x["inputs"], "continuation": x["targets"][0]}
-                                for x in cloze]
+  tasks["demo_cloze_greedy"] = [
+    {"inputs": x["inputs"], "continuation": x["targets"][0]} for x in cloze
+  ]
   tasks["demo_cloze_mc"] = [{k: x[k] for k in ("inputs", "options", "label")} for x in cloze]
   for family, build in task_families.FAMILY_BUILDERS.items():
-    items = (adversarial(build, family, PER_SOURCE) if family == "next"
-             else build(docs, _rng(family, seed), PER_SOURCE, length))
+    items = (
+      adversarial(build, family, PER_SOURCE)
+      if family == "next"
+      else build(docs, _rng(family, seed), PER_SOURCE, length)
+    )
     tasks[f"demo_family_{family}_{'mc' if 'label' in items[0] else 'gen'}"] = items
   return tasks
 
 
 def _family(name: str) -> str:
-  for prefix, family in (("demo_qa", "chatterbot_qa"), ("demo_continuation", "continuation"),
-                         ("demo_cloze", "cloze")):
+  for prefix, family in (
+    ("demo_qa", "chatterbot_qa"),
+    ("demo_continuation", "continuation"),
+    ("demo_cloze", "cloze"),
+  ):
     if name.startswith(prefix):
       return family
-  return name[len("demo_family_"):].rsplit("_", 1)[0]
+  return name[len("demo_family_") :].rsplit("_", 1)[0]
 
 
 def _answers(task: harness.Task, ex: dict) -> list[str]:
   """An item's answers: its options, its references or its continuation."""
-  return (ex["options"] if task.kind == harness.MC else ex["targets"]
-          if task.kind == harness.GEN else [ex["continuation"]])
+  return (
+    ex["options"]
+    if task.kind == harness.MC
+    else ex["targets"]
+    if task.kind == harness.GEN
+    else [ex["continuation"]]
+  )
 
 
 def majority_baseline(task: harness.Task) -> float:
@@ -153,16 +190,24 @@ def majority_baseline(task: harness.Task) -> float:
   return max(sum(a in refs for refs in references) for a in answers) / len(task.examples)
 
 
-def manifest_entry(task: harness.Task, lengths: dict[str, Callable[[str], int]],
-                   shortcuts: Mapping[str, task_baselines.Scorer]) -> dict:
+def manifest_entry(
+  task: harness.Task,
+  lengths: dict[str, Callable[[str], int]],
+  shortcuts: Mapping[str, task_baselines.Scorer],
+) -> dict:
   """Kind, chance (`harness.chance_score`), family, split, items, the longest prompt
   plus answer in tokens of each demo vocabulary and, for multiple choice, what each
   shortcut scores (`task_baselines.baselines`) and the best of them (`floor`)."""
   family = _family(task.name)
-  entry = {"kind": task.kind, "chance": harness.chance_score(task), "family": family,
-           "in_tuning_mixture": family in task_families.TUNED_FAMILIES,
-           "held_out_family": task_families.FAMILIES.get(family, False),
-           "split": "validation", "items": len(task.examples)}
+  entry = {
+    "kind": task.kind,
+    "chance": harness.chance_score(task),
+    "family": family,
+    "in_tuning_mixture": family in task_families.TUNED_FAMILIES,
+    "held_out_family": task_families.FAMILIES.get(family, False),
+    "split": "validation",
+    "items": len(task.examples),
+  }
   if task.kind != harness.MC:
     entry["majority_baseline"] = majority_baseline(task)
   else:
@@ -180,29 +225,50 @@ def build_demo_tasks(out_dir: str, seed: int = 0) -> dict[str, int]:
   """Writes every demo task file, its YAML and manifest.json; returns the item counts."""
   root = paths.demo_dir()
   demo_corpus.build(root)
-  lengths = {pieces: token_length(vocabulary.demo_vocab_file(root, pieces))
-             for pieces in vocabulary.DEMO_VOCAB_SIZES}
+  lengths = {
+    pieces: token_length(vocabulary.demo_vocab_file(root, pieces))
+    for pieces in vocabulary.DEMO_VOCAB_SIZES
+  }
   train = [t for texts in split_texts("train").values() for t in texts]
-  shortcuts = task_baselines.shortcut_scorers(task_baselines.bigrams(
-      train, {f"bigram_{p}": vocabulary.demo_vocab_file(root, p)
-              for p in vocabulary.DEMO_VOCAB_SIZES}))
+  shortcuts = task_baselines.shortcut_scorers(
+    task_baselines.bigrams(
+      train,
+      {f"bigram_{p}": vocabulary.demo_vocab_file(root, p) for p in vocabulary.DEMO_VOCAB_SIZES},
+    )
+  )
   tasks = build_qa_tasks(seed=seed)
-  tasks.update(build_corpus_tasks(held_out_documents(), lengths[vocabulary.DEMO_VOCAB_SIZE],
-                                  task_baselines.shortcut_groups(shortcuts), seed))
+  tasks.update(
+    build_corpus_tasks(
+      held_out_documents(),
+      lengths[vocabulary.DEMO_VOCAB_SIZE],
+      task_baselines.shortcut_groups(shortcuts),
+      seed,
+    )
+  )
   manifest = {}
   for name, examples in sorted(tasks.items()):
-    kind = (harness.MC if "label" in examples[0] else harness.GREEDY
-            if "continuation" in examples[0] else harness.GEN)
+    kind = (
+      harness.MC
+      if "label" in examples[0]
+      else harness.GREEDY
+      if "continuation" in examples[0]
+      else harness.GEN
+    )
     # The YAMLs read the data relative to the working directory: run lm-eval from the repo.
-    harness.write_task_files(out_dir, name, kind, examples,
-                             data_file=os.path.join(out_dir, f"{name}.jsonl"))
-    manifest[name] = manifest_entry(harness.load_task(os.path.join(out_dir, f"{name}.jsonl")),
-                                    lengths, shortcuts)
+    harness.write_task_files(
+      out_dir, name, kind, examples, data_file=os.path.join(out_dir, f"{name}.jsonl")
+    )
+    manifest[name] = manifest_entry(
+      harness.load_task(os.path.join(out_dir, f"{name}.jsonl")), lengths, shortcuts
+    )
   manifest["demo_qa_gen"]["note"] = manifest["demo_qa_mc"]["note"] = (
-      "chatterbot Q/A: tuned by demo_flan, not part of demo_flan_families")
+    "chatterbot Q/A: tuned by demo_flan, not part of demo_flan_families"
+  )
   for name in ("demo_cloze_greedy", "demo_family_blank_gen"):
-    manifest[name]["note"] = ("chance 0 (a guess among all words); majority_baseline is "
-                              "the best constant answer's exact match")
+    manifest[name]["note"] = (
+      "chance 0 (a guess among all words); majority_baseline is "
+      "the best constant answer's exact match"
+    )
   with open(os.path.join(out_dir, MANIFEST), "w") as f:
     json.dump(manifest, f, indent=1, sort_keys=True)
     f.write("\n")
@@ -213,16 +279,25 @@ def shortcut_table(manifest: Mapping[str, Mapping]) -> str:
   """Markdown: per multiple-choice task, chance, what each shortcut scores (best option /
   worst option) and the floor, in %."""
   rows = {n: e for n, e in sorted(manifest.items()) if "shortcuts" in e}
-  names = sorted({k for e in rows.values() for k in e["shortcuts"]
-                  if k not in ("chance", "majority_label") and not k.endswith("_reversed")})
-  lines = ["| task | items | chance | majority position | " + " | ".join(names)
-           + " | floor |", "|---|---:|---:|---:|" + "---:|" * (len(names) + 1)]
+  names = sorted(
+    {
+      k
+      for e in rows.values()
+      for k in e["shortcuts"]
+      if k not in ("chance", "majority_label") and not k.endswith("_reversed")
+    }
+  )
+  lines = [
+    "| task | items | chance | majority position | " + " | ".join(names) + " | floor |",
+    "|---|---:|---:|---:|" + "---:|" * (len(names) + 1),
+  ]
   for name, e in rows.items():
     cut = e["shortcuts"]
     cells = [f"{100 * cut[k]:.1f} / {100 * cut[k + '_reversed']:.1f}" for k in names]
-    lines.append(f"| `{name}` | {e['items']} | {100 * e['chance']:.1f} | "
-                 f"{100 * cut['majority_label']:.1f} | " + " | ".join(cells)
-                 + f" | {100 * e['floor']:.1f} |")
+    lines.append(
+      f"| `{name}` | {e['items']} | {100 * e['chance']:.1f} | "
+      f"{100 * cut['majority_label']:.1f} | " + " | ".join(cells) + f" | {100 * e['floor']:.1f} |"
+    )
   return "\n".join(lines)
 
 

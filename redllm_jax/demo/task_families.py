@@ -11,6 +11,7 @@ generative {"inputs", "targets"}; train items FLAN's {"inputs", "targets"}. Ever
 fits `max_tokens` (prompt plus its longest option or target, as measured by `length`):
 the study trains on 128-token windows.
 """
+
 import collections
 import dataclasses
 import itertools
@@ -27,8 +28,7 @@ WORD_SHARE = 0.03  # most items one word may answer, per source (cloze, fill the
 LENGTH_MATCH = 1.1  # distractors' length in characters: within this factor of the answer's
 
 # family -> held out of the tuning mixture (measures zero-shot transfer after tuning)
-FAMILIES = {"source": False, "next": False, "blank": False,
-            "is_next": True, "book": True}
+FAMILIES = {"source": False, "next": False, "blank": False, "is_next": True, "book": True}
 TUNED_FAMILIES = tuple(f for f, held_out in FAMILIES.items() if not held_out)
 FAMILIES_DIR = "flan_families"  # under the demo root: {FAMILIES_DIR}/{family}/{split}/*.tfrecord
 
@@ -38,7 +38,8 @@ _WORD = re.compile(r"[A-Za-z]+")
 _MARKUP = set("[]{}|=<>*#_\\")
 # gensim's English stop words and the King James Bible's own.
 _STOPWORDS = frozenset(STOPWORDS) | frozenset(
-    "thou thee thy thine ye yea unto hath doth art shalt wilt hast saith said".split())
+  "thou thee thy thine ye yea unto hath doth art shalt wilt hast saith said".split()
+)
 
 Length = Callable[[str], int]
 
@@ -52,8 +53,13 @@ class Document:
 
 def _clean_unit(text: str) -> bool:
   """A whole, plain sentence or verse: no wiki markup left, no list fragment."""
-  return (20 <= len(text) <= 200 and text[0].isupper() and text[-1] in ".!?:;,"
-          and not _MARKUP & set(text) and len(text.split()) >= 4)
+  return (
+    20 <= len(text) <= 200
+    and text[0].isupper()
+    and text[-1] in ".!?:;,"
+    and not _MARKUP & set(text)
+    and len(text.split()) >= 4
+  )
 
 
 def bible_document(text: str) -> Document:
@@ -78,12 +84,14 @@ def wikipedia_document(text: str) -> Document:
 PARSERS = {WIKIPEDIA: wikipedia_document, BIBLE: bible_document}
 
 
-def documents(texts: dict[str, Sequence[str]], keep: Callable[[str], bool] = lambda u: True
-              ) -> list[Document]:
+def documents(
+  texts: dict[str, Sequence[str]], keep: Callable[[str], bool] = lambda u: True
+) -> list[Document]:
   """Each source's documents (raw texts, in sorted order for determinism), parsed, with
   only clean units that `keep` accepts."""
-  return drop_units([PARSERS[source](t) for source, group in sorted(texts.items())
-                     for t in sorted(group)], keep)
+  return drop_units(
+    [PARSERS[source](t) for source, group in sorted(texts.items()) for t in sorted(group)], keep
+  )
 
 
 def drop_units(docs: Sequence[Document], keep: Callable[[str], bool]) -> list[Document]:
@@ -118,14 +126,14 @@ def _contexts(doc: Document, max_units: int) -> Iterator[tuple[Document, tuple[s
   """(doc, up to `max_units` preceding units, the unit) for every unit with a predecessor."""
   for run in doc.runs:
     for i in range(1, len(run)):
-      yield doc, run[max(0, i - max_units):i], run[i]
+      yield doc, run[max(0, i - max_units) : i], run[i]
 
 
 def _windows(doc: Document, units: int) -> Iterator[tuple[Document, tuple[str, ...]]]:
   """(doc, up to `units` consecutive units ending at each unit)."""
   for run in doc.runs:
     for i in range(len(run)):
-      yield doc, run[max(0, i - units + 1):i + 1]
+      yield doc, run[max(0, i - units + 1) : i + 1]
 
 
 def _by_source(docs: Sequence[Document]) -> dict[str, list[Document]]:
@@ -135,8 +143,9 @@ def _by_source(docs: Sequence[Document]) -> dict[str, list[Document]]:
   return out
 
 
-def _fit(context: Sequence[str], rest: str, fixed: str, length: Length,
-         max_tokens: int) -> tuple[str, ...] | None:
+def _fit(
+  context: Sequence[str], rest: str, fixed: str, length: Length, max_tokens: int
+) -> tuple[str, ...] | None:
   """The longest tail of `context` whose prompt (with `fixed` instruction text) and
   `rest` fit `max_tokens`, or None."""
   for start in range(len(context)):
@@ -152,9 +161,14 @@ def _shuffled(options: list[str], rng: np.random.RandomState) -> tuple[list[str]
   return [options[i] for i in order], int(np.where(order == 0)[0][0])
 
 
-def _sample(candidates: dict[str, list[Candidate]], make: Callable[[str, Candidate], dict | None],
-            per_source: int, rng: np.random.RandomState, equal: bool = False,
-            word_share: float | None = None) -> list[dict]:
+def _sample(
+  candidates: dict[str, list[Candidate]],
+  make: Callable[[str, Candidate], dict | None],
+  per_source: int,
+  rng: np.random.RandomState,
+  equal: bool = False,
+  word_share: float | None = None,
+) -> list[dict]:
   """Up to `per_source` items per source, made from candidates tried in a random order
   (until enough), kept in text order, sources interleaved. `equal`: as many of each
   source as the smallest source gives. `word_share`: no target word (lower-cased) in
@@ -189,8 +203,15 @@ class _Pool:
     self.units = [e[1] for e in entries]
     self.names = [e[2] for e in entries]
 
-  def draw(self, rng: np.random.RandomState, k: int, doc: Document, exclude: Sequence[str],
-           near: int | None = None, least: int | None = None) -> list[str] | None:
+  def draw(
+    self,
+    rng: np.random.RandomState,
+    k: int,
+    doc: Document,
+    exclude: Sequence[str],
+    near: int | None = None,
+    least: int | None = None,
+  ) -> list[str] | None:
     """`k` distinct units not in `exclude`, of a length within `LENGTH_MATCH` of `near`
     characters (so that neither log-likelihood, favouring short options, nor its
     per-character normalisation finds the answer by its length); with `least`, as many
@@ -223,15 +244,21 @@ def _same_document(doc: Document, answer: str, exclude: Sequence[str], gap: int 
   out = []
   for run in doc.runs:
     at = run.index(answer) if answer in run else None
-    out += [u for i, u in enumerate(run)
-            if u not in exclude and (at is None or abs(i - at) >= gap)]
+    out += [u for i, u in enumerate(run) if u not in exclude and (at is None or abs(i - at) >= gap)]
   return sorted(set(out))
 
 
-def continuation(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
-                 length: Length, instruction: str = "", num_options: int = 4,
-                 max_tokens: int = MAX_TOKENS, choose: Chooser | None = None,
-                 candidates_per_item: int = 0) -> list[dict]:
+def continuation(
+  docs: Sequence[Document],
+  rng: np.random.RandomState,
+  per_source: int,
+  length: Length,
+  instruction: str = "",
+  num_options: int = 4,
+  max_tokens: int = MAX_TOKENS,
+  choose: Chooser | None = None,
+  candidates_per_item: int = 0,
+) -> list[dict]:
   """HellaSwag/StoryCloze style: 1-3 consecutive units, then the true next unit among
   `num_options`; the others are units of other documents of the same source, of
   the same length (within `LENGTH_MATCH`), none equal to the answer. With `choose`, it
@@ -244,16 +271,25 @@ def continuation(docs: Sequence[Document], rng: np.random.RandomState, per_sourc
   def make(source: str, candidate: Candidate) -> dict | None:
     doc, context, answer = candidate
     exclude = (answer,) + context
-    drawn = pools[source].draw(rng, candidates_per_item if choose else k, doc, exclude,
-                               near=len(answer), least=k if choose else None)
+    drawn = pools[source].draw(
+      rng,
+      candidates_per_item if choose else k,
+      doc,
+      exclude,
+      near=len(answer),
+      least=k if choose else None,
+    )
     if not drawn:
       return None
     if choose:
       # The prompt is cut before choosing: the shortcuts read it as it will be asked.
       tail = _fit(context, answer, instruction, length, max_tokens)
       prompt = tail and instruction + " ".join(tail)
-      fits = prompt and [c for c in drawn + _same_document(doc, answer, exclude)
-                         if length(prompt) + length(c) <= max_tokens]
+      fits = prompt and [
+        c
+        for c in drawn + _same_document(doc, answer, exclude)
+        if length(prompt) + length(c) <= max_tokens
+      ]
       others = fits and choose(prompt, answer, fits, k, rng)
     else:
       others = drawn
@@ -289,21 +325,28 @@ def _cloze_cut(text: str) -> tuple[str, str] | None:
   if not words or words[-1] not in content_words(words[-1]):
     return None
   word = words[-1]
-  head = text[:text.rstrip(".!?:;,'\" ").rfind(word)].rstrip()
+  head = text[: text.rstrip(".!?:;,'\" ").rfind(word)].rstrip()
   if not head or word.lower() not in {w.lower() for w in _WORD.findall(head)}:
     return None
   return head, word
 
 
-def cloze(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
-          length: Length, num_options: int = 10, max_tokens: int = MAX_TOKENS
-          ) -> list[dict]:
+def cloze(
+  docs: Sequence[Document],
+  rng: np.random.RandomState,
+  per_source: int,
+  length: Length,
+  num_options: int = 10,
+  max_tokens: int = MAX_TOKENS,
+) -> list[dict]:
   """LAMBADA style: 1-3 consecutive units whose final word is held out (a content word
   also found earlier in the passage). Items carry both formats: `targets` [word] and
   `options` (the word and other content words of the passage, then of the source)."""
   groups = _by_source(docs)
-  source_words = {source: sorted({w for d in group for run in d.runs for u in run
-                                  for w in content_words(u)}) for source, group in groups.items()}
+  source_words = {
+    source: sorted({w for d in group for run in d.runs for u in run for w in content_words(u)})
+    for source, group in groups.items()
+  }
 
   def make(source: str, candidate: Candidate) -> dict | None:
     _, context, last = candidate
@@ -319,7 +362,7 @@ def cloze(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
         extra = pool[rng.randint(len(pool))]
         if extra.lower() not in {w.lower() for w in others + [word]}:
           others.append(extra)
-      options = [word] + others[:num_options - 1]
+      options = [word] + others[: num_options - 1]
       if length(head) + max(map(length, options)) <= max_tokens:
         options, label = _shuffled(options, rng)
         return {"inputs": head, "targets": [word], "options": options, "label": label}
@@ -331,8 +374,14 @@ def cloze(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
 
 # ----------------------------------------------------------------------------- instruction families
 
-def source_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
-                  length: Length, max_tokens: int = MAX_TOKENS) -> list[dict]:
+
+def source_family(
+  docs: Sequence[Document],
+  rng: np.random.RandomState,
+  per_source: int,
+  length: Length,
+  max_tokens: int = MAX_TOKENS,
+) -> list[dict]:
   """Which source a passage of 1-2 units comes from: Wikipedia or the Bible (as many
   of each: otherwise always answering "the Bible" would beat chance)."""
   instruction = "Is this from Wikipedia or the Bible? "
@@ -340,25 +389,48 @@ def source_family(docs: Sequence[Document], rng: np.random.RandomState, per_sour
 
   def make(source: str, candidate: Candidate) -> dict | None:
     tail = _fit(candidate[1], max(names, key=length), instruction, length, max_tokens)
-    return tail and {"inputs": instruction + " ".join(tail), "options": names,
-                     "label": names.index(SOURCE_NAMES[source])}
+    return tail and {
+      "inputs": instruction + " ".join(tail),
+      "options": names,
+      "label": names.index(SOURCE_NAMES[source]),
+    }
 
-  candidates = {s: [c for d in group for c in _windows(d, 2)] for s, group in _by_source(docs).items()}
+  candidates = {
+    s: [c for d in group for c in _windows(d, 2)] for s, group in _by_source(docs).items()
+  }
   return _sample(candidates, make, per_source, rng, equal=True)
 
 
-def next_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
-                length: Length, max_tokens: int = MAX_TOKENS, choose: Chooser | None = None,
-                candidates_per_item: int = 0) -> list[dict]:
+def next_family(
+  docs: Sequence[Document],
+  rng: np.random.RandomState,
+  per_source: int,
+  length: Length,
+  max_tokens: int = MAX_TOKENS,
+  choose: Chooser | None = None,
+  candidates_per_item: int = 0,
+) -> list[dict]:
   """The next unit, asked for: `continuation` with an instruction (its eval version is
   adversarially filtered as continuation is; its train version is a plain draw)."""
-  return continuation(docs, rng, per_source, length, instruction="What comes next? ",
-                      max_tokens=max_tokens, choose=choose,
-                      candidates_per_item=candidates_per_item)
+  return continuation(
+    docs,
+    rng,
+    per_source,
+    length,
+    instruction="What comes next? ",
+    max_tokens=max_tokens,
+    choose=choose,
+    candidates_per_item=candidates_per_item,
+  )
 
 
-def blank_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
-                 length: Length, max_tokens: int = MAX_TOKENS) -> list[dict]:
+def blank_family(
+  docs: Sequence[Document],
+  rng: np.random.RandomState,
+  per_source: int,
+  length: Length,
+  max_tokens: int = MAX_TOKENS,
+) -> list[dict]:
   """Fill in the blank: the last occurrence of a content word that occurs twice in a
   passage of 1-2 units is replaced by ___ (the other occurrence is the clue)."""
   instruction = "Fill in the blank: "
@@ -373,17 +445,24 @@ def blank_family(docs: Sequence[Document], rng: np.random.RandomState, per_sourc
         continue
       word = repeated[rng.randint(len(repeated))]
       at = [m.start() for m in _WORD.finditer(text) if m.group() == word][-1]
-      inputs = instruction + text[:at] + "___" + text[at + len(word):]
+      inputs = instruction + text[:at] + "___" + text[at + len(word) :]
       if length(inputs) + length(word) <= max_tokens:
         return {"inputs": inputs, "targets": [word]}
     return None
 
-  candidates = {s: [c for d in group for c in _windows(d, 2)] for s, group in _by_source(docs).items()}
+  candidates = {
+    s: [c for d in group for c in _windows(d, 2)] for s, group in _by_source(docs).items()
+  }
   return _sample(candidates, make, per_source, rng, word_share=WORD_SHARE)
 
 
-def is_next_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
-                   length: Length, max_tokens: int = MAX_TOKENS) -> list[dict]:
+def is_next_family(
+  docs: Sequence[Document],
+  rng: np.random.RandomState,
+  per_source: int,
+  length: Length,
+  max_tokens: int = MAX_TOKENS,
+) -> list[dict]:
   """Does B follow A, yes or no: B is A's next unit or (as often: `per_source` items
   per answer) a unit of the same length from another document of the same source."""
   instruction = "Does B follow A? Answer yes or no. "
@@ -393,8 +472,11 @@ def is_next_family(docs: Sequence[Document], rng: np.random.RandomState, per_sou
 
   def make(label: str, candidate: Candidate) -> dict | None:
     doc, (before,), after = candidate
-    b = [after] if label == "yes" else pools[doc.source].draw(rng, 1, doc, (before, after),
-                                                              near=len(after))
+    b = (
+      [after]
+      if label == "yes"
+      else pools[doc.source].draw(rng, 1, doc, (before, after), near=len(after))
+    )
     inputs = b and f"{instruction}A: {before} B: {b[0]}"
     if not inputs or length(inputs) + max(map(length, options)) > max_tokens:
       return None
@@ -408,9 +490,14 @@ def is_next_family(docs: Sequence[Document], rng: np.random.RandomState, per_sou
   return _sample(candidates, make, per_source, rng, equal=True)
 
 
-def book_family(docs: Sequence[Document], rng: np.random.RandomState, per_source: int,
-                length: Length, num_options: int = 4, max_tokens: int = MAX_TOKENS
-                ) -> list[dict]:
+def book_family(
+  docs: Sequence[Document],
+  rng: np.random.RandomState,
+  per_source: int,
+  length: Length,
+  num_options: int = 4,
+  max_tokens: int = MAX_TOKENS,
+) -> list[dict]:
   """Which Bible book a verse is from, among `num_options` books of the split whose
   names are about as long; about `per_source` items, as many from each book."""
   bible = [d for d in docs if d.source == BIBLE]
@@ -433,8 +520,13 @@ def book_family(docs: Sequence[Document], rng: np.random.RandomState, per_source
   return _sample(by_book, lambda _, c: make(BIBLE, c), -(-per_source // len(books)), rng)
 
 
-FAMILY_BUILDERS = {"source": source_family, "next": next_family, "blank": blank_family,
-                   "is_next": is_next_family, "book": book_family}
+FAMILY_BUILDERS = {
+  "source": source_family,
+  "next": next_family,
+  "blank": blank_family,
+  "is_next": is_next_family,
+  "book": book_family,
+}
 
 
 def as_flan(item: dict) -> dict[str, str]:

@@ -23,6 +23,7 @@ Outputs:
                          overlap of the top-attended encoder keys across queries
   cross_attention.png    heat maps, one per decoder layer
 """
+
 import csv
 import json
 import os
@@ -45,8 +46,11 @@ from redllm_jax.evaluation import windows
 def attention_maps(model, params, batch: dict) -> dict[str, np.ndarray]:
   """{"encoder/self_attention" | "decoder/self_attention" | "decoder/cross_attention":
   weights [layers, batch, heads, queries, keys]} for one forward pass."""
-  apply = jax.jit(lambda p, b: model.network.apply(
-      {"params": p}, **model._network_inputs(b), mutable=["intermediates"])[1])  # pylint: disable=protected-access
+  apply = jax.jit(
+    lambda p, b: model.network.apply(
+      {"params": p}, **model._network_inputs(b), mutable=["intermediates"]
+    )[1]
+  )  # pylint: disable=protected-access
   state = apply(params, batch)
   flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(state["intermediates"]))
   groups: dict[str, list[tuple[int, np.ndarray]]] = {}
@@ -60,8 +64,10 @@ def attention_maps(model, params, batch: dict) -> dict[str, np.ndarray]:
         groups.setdefault(f"{stack}/{kind}", []).append((i, value[i]))
     else:
       groups.setdefault(f"{stack}/{kind}", []).append((int(layer_key.split("_")[1]), value))
-  return {name: np.stack([v for _, v in sorted(items, key=lambda x: x[0])])
-          for name, items in groups.items()}
+  return {
+    name: np.stack([v for _, v in sorted(items, key=lambda x: x[0])])
+    for name, items in groups.items()
+  }
 
 
 def locality(weights: np.ndarray, query_indices: Sequence[int]) -> dict[int, np.ndarray]:
@@ -76,7 +82,9 @@ def default_query_offsets(length: int) -> list[int]:
   return sorted({half // 8, half // 4, half // 2, half - 1})
 
 
-def analyze(model, params, token_windows: np.ndarray, query_offsets: Sequence[int]) -> dict[str, Any]:
+def analyze(
+  model, params, token_windows: np.ndarray, query_offsets: Sequence[int]
+) -> dict[str, Any]:
   """Locality curves (and for RedLLM, cross-attention) of one model on `token_windows`."""
   half = token_windows.shape[1] // 2
   maps = attention_maps(model, params, model.pretraining_batch(token_windows))
@@ -86,8 +94,12 @@ def analyze(model, params, token_windows: np.ndarray, query_offsets: Sequence[in
   for j in query_offsets:
     w = curves[shift + j]
     local = max(1, (shift + j + 1) // 8)
-    out["locality"][int(j)] = {"weights": w.tolist(), "query_index": shift + j,
-                               "local_mass": float(w[:local].sum()), "local_span": local}
+    out["locality"][int(j)] = {
+      "weights": w.tolist(),
+      "query_index": shift + j,
+      "local_mass": float(w[:local].sum()),
+      "local_span": local,
+    }
   if "decoder/cross_attention" in maps:
     cross = maps["decoder/cross_attention"][:, 0].mean(axis=1)  # [layers, q, k], first window
     full = maps["decoder/cross_attention"].mean(axis=2)  # [layers, b, q, k]
@@ -99,17 +111,21 @@ def analyze(model, params, token_windows: np.ndarray, query_offsets: Sequence[in
       union = set().union(*sets)
       overlap.append(float(np.mean([len(s) for s in sets]) / max(len(union), 1)))
     out["cross_attention"] = {
-        "weights": cross.tolist(), "entropy": entropy.tolist(),
-        "uniform_entropy": float(np.log(cross.shape[-1])),
-        "top_keys": top, "top_key_overlap": overlap}
+      "weights": cross.tolist(),
+      "entropy": entropy.tolist(),
+      "uniform_entropy": float(np.log(cross.shape[-1])),
+      "top_keys": top,
+      "top_key_overlap": overlap,
+    }
   return out
 
 
 def write_outputs(results: dict[str, dict[str, Any]], out_dir: str) -> dict[str, str]:
 
   os.makedirs(out_dir, exist_ok=True)
-  files = {name: os.path.join(out_dir, name) for name in
-           ("locality.csv", "locality.json", "locality.png")}
+  files = {
+    name: os.path.join(out_dir, name) for name in ("locality.csv", "locality.json", "locality.png")
+  }
   with open(files["locality.csv"], "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["name", "query_offset", "query_index", "distance", "weight"])
@@ -122,8 +138,9 @@ def write_outputs(results: dict[str, dict[str, Any]], out_dir: str) -> dict[str,
   fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
   for ax, (name, r) in zip(axes[0], results.items()):
     for j, c in r["locality"].items():
-      ax.plot(np.arange(len(c["weights"])), c["weights"],
-              label=f"query {c['query_index']} (target +{j})")
+      ax.plot(
+        np.arange(len(c["weights"])), c["weights"], label=f"query {c['query_index']} (target +{j})"
+      )
     ax.set_yscale("log")
     ax.set_xlabel("query - key distance")
     ax.set_ylabel("mean attention weight")
@@ -147,8 +164,7 @@ def write_outputs(results: dict[str, dict[str, Any]], out_dir: str) -> dict[str,
 
 def plot_cross_attention(weights: np.ndarray, name: str, path: str) -> None:
   """Heat maps [layer][decoder query][encoder key], one per decoder layer."""
-  fig, axes = plt.subplots(1, weights.shape[0], figsize=(4.5 * weights.shape[0], 4),
-                           squeeze=False)
+  fig, axes = plt.subplots(1, weights.shape[0], figsize=(4.5 * weights.shape[0], 4), squeeze=False)
   for layer, ax in enumerate(axes[0]):
     image = ax.imshow(weights[layer], aspect="auto", cmap="viridis")
     ax.set_title(f"{name} cross-attention, layer {layer}")
@@ -161,9 +177,14 @@ def plot_cross_attention(weights: np.ndarray, name: str, path: str) -> None:
 
 
 @gin.configurable
-def compare(checkpoints: Mapping[str, str] = gin.REQUIRED, output_dir: str = gin.REQUIRED,
-            task: str = gin.REQUIRED, length: int = gin.REQUIRED, num_sequences: int = 8,
-            query_offsets: Optional[Sequence[int]] = None) -> dict[str, Any]:
+def compare(
+  checkpoints: Mapping[str, str] = gin.REQUIRED,
+  output_dir: str = gin.REQUIRED,
+  task: str = gin.REQUIRED,
+  length: int = gin.REQUIRED,
+  num_sequences: int = 8,
+  query_offsets: Optional[Sequence[int]] = None,
+) -> dict[str, Any]:
   """Every checkpoint (name -> path; each says which model it holds) on the same windows."""
   offsets = list(query_offsets) if query_offsets else default_query_offsets(length)
   texts, vocab = windows.task_texts(task, "validation")
@@ -178,9 +199,11 @@ def compare(checkpoints: Mapping[str, str] = gin.REQUIRED, output_dir: str = gin
     print(f"{name}: attention mass within 1/8 of the span by query offset: {masses}")
     if "cross_attention" in r:
       c = r["cross_attention"]
-      print(f"{name}: cross-attention entropy per layer {np.round(c['entropy'], 3).tolist()} "
-            f"(uniform {c['uniform_entropy']:.3f}); top-{c['top_keys']} key overlap "
-            f"{np.round(c['top_key_overlap'], 3).tolist()}")
+      print(
+        f"{name}: cross-attention entropy per layer {np.round(c['entropy'], 3).tolist()} "
+        f"(uniform {c['uniform_entropy']:.3f}); top-{c['top_keys']} key overlap "
+        f"{np.round(c['top_key_overlap'], 3).tolist()}"
+      )
   print("wrote", ", ".join(files.values()))
   return results
 

@@ -25,6 +25,7 @@ TransformerConfig field, the architecture and the BiAttn flag, plus transformers
 `model_type`, `architectures`, `auto_map` and the conventions (RoPE layout, norms
 before RoPE, unscaled input embeddings, the logit scale).
 """
+
 import json
 import os
 import shutil
@@ -50,8 +51,9 @@ def flatten_params(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
   flat = {}
   host = jax.tree.map(lambda a: np.asarray(jax.device_get(a)), params)
   for key, value in flax.traverse_util.flatten_dict(unstack_layers(host)).items():
-    key = [part.replace("layers_", "layers.") if part.startswith("layers_") else part
-           for part in key]
+    key = [
+      part.replace("layers_", "layers.") if part.startswith("layers_") else part for part in key
+    ]
     flat[".".join(key)] = np.ascontiguousarray(value)
   return flat
 
@@ -60,8 +62,9 @@ def _stack_layers(params: Mapping[str, Any]) -> dict:
   """The inverse of `models.unstack_layers`: "layers_0".."layers_{n-1}" as one "layers" stack."""
   if not isinstance(params, Mapping):
     return params
-  layers = sorted((int(k.removeprefix("layers_")), v) for k, v in params.items()
-                  if k.startswith("layers_"))
+  layers = sorted(
+    (int(k.removeprefix("layers_")), v) for k, v in params.items() if k.startswith("layers_")
+  )
   out = {k: _stack_layers(v) for k, v in params.items() if not k.startswith("layers_")}
   if layers:
     out["layers"] = jax.tree.map(lambda *a: np.stack(a), *[v for _, v in layers])
@@ -92,8 +95,9 @@ def load_export(export_dir: str) -> tuple[BaseModel, dict, str | None]:
   try:
     meta = standalone.read_config(export_dir)
     tensors = safetensors.numpy.load_file(os.path.join(export_dir, standalone.WEIGHTS_FILE))
-    standalone.check_tensors(meta["architecture"], meta["config"],
-                             {k: v.shape for k, v in tensors.items()})
+    standalone.check_tensors(
+      meta["architecture"], meta["config"], {k: v.shape for k, v in tensors.items()}
+    )
   except standalone.ExportError as e:
     raise errors.ConfigError(str(e)) from None
   model = models.from_description(meta)
@@ -104,17 +108,18 @@ def load_export(export_dir: str) -> tuple[BaseModel, dict, str | None]:
 def export_config(model: BaseModel) -> dict:
   """config.json contents: format, architecture, BiAttn flag, every config field."""
   return {
-      "format": standalone.FORMAT,
-      "format_version": standalone.FORMAT_VERSION,
-      **model.describe(),
-      "decoder_start_token_id": 0,
-      "special_ids": {"pad": 0, "eos": 1, "unk": 2},
-      "weights": standalone.WEIGHTS_FILE,
+    "format": standalone.FORMAT,
+    "format_version": standalone.FORMAT_VERSION,
+    **model.describe(),
+    "decoder_start_token_id": 0,
+    "special_ids": {"pad": 0, "eos": 1, "unk": 2},
+    "weights": standalone.WEIGHTS_FILE,
   }
 
 
-def export(model, params: Any, out_dir: str, vocab_path: str | None = None,
-           overwrite: bool = False) -> dict:
+def export(
+  model, params: Any, out_dir: str, vocab_path: str | None = None, overwrite: bool = False
+) -> dict:
   """Writes model.safetensors, config.json (and spm.model) to `out_dir`; returns the config.
 
   A non-empty `out_dir` is refused (a one-line ConfigError) unless `overwrite`. The
@@ -135,8 +140,10 @@ def check_export_dir(out_dir: str, overwrite: bool) -> None:
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise errors.ConfigError(f"EXPORT_DIR {out_dir} is a file, not a folder")
   if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-    raise errors.ConfigError(f"EXPORT_DIR {out_dir} is not empty; choose another or bind "
-                                "export.export_checkpoint.overwrite=True to replace it")
+    raise errors.ConfigError(
+      f"EXPORT_DIR {out_dir} is not empty; choose another or bind "
+      "export.export_checkpoint.overwrite=True to replace it"
+    )
 
 
 def _replace_folder(source: str, target: str) -> None:
@@ -152,14 +159,17 @@ def _write_export(model, params: Any, out_dir: str, vocab_path: str | None) -> d
   tensors = flatten_params(params)
   meta = export_config(model)
   # Refuse to write an export the loader would refuse.
-  standalone.check_tensors(meta["architecture"], meta["config"],
-                           {k: v.shape for k, v in tensors.items()})
+  standalone.check_tensors(
+    meta["architecture"], meta["config"], {k: v.shape for k, v in tensors.items()}
+  )
   meta["num_params"] = int(sum(v.size for v in tensors.values()))
   meta.update(hf.hf_fields(meta))
   os.makedirs(out_dir, exist_ok=True)
   weights = os.path.join(out_dir, standalone.WEIGHTS_FILE)
   # "pt": the tensors are plain row-major arrays, as transformers expects of the file.
-  safetensors.numpy.save_file(tensors, weights, metadata={"format": "pt", "writer": standalone.FORMAT})
+  safetensors.numpy.save_file(
+    tensors, weights, metadata={"format": "pt", "writer": standalone.FORMAT}
+  )
   os.chmod(weights, _umasked(0o666))  # safetensors writes 0600; the other files respect the umask.
   if vocab_path and vocab_path.endswith(".json"):  # An imported checkpoint's tokenizer.json.
     meta["vocabulary"] = hf.copy_tokenizer(vocab_path, out_dir)
@@ -184,8 +194,12 @@ def _umasked(mode: int) -> int:
 
 
 @gin.configurable
-def export_checkpoint(checkpoint_path: str = gin.REQUIRED, export_dir: str = gin.REQUIRED,
-                      vocabulary: seqio.Vocabulary | None = None, overwrite: bool = False) -> dict:
+def export_checkpoint(
+  checkpoint_path: str = gin.REQUIRED,
+  export_dir: str = gin.REQUIRED,
+  vocabulary: seqio.Vocabulary | None = None,
+  overwrite: bool = False,
+) -> dict:
   """Exports the checkpoint's model and parameters, with its own SentencePiece model
   (or `vocabulary`'s, which must be the same file's bytes). A non-empty `export_dir`
   is refused unless `overwrite`."""
@@ -195,15 +209,19 @@ def export_checkpoint(checkpoint_path: str = gin.REQUIRED, export_dir: str = gin
     try:
       vocab_path = vocabulary_lib.vocabulary_path(checkpoint_path)
     except errors.ConfigError as e:
-      raise errors.ConfigError(f"{e.message}, e.g. --gin_file=data/<its data gin> "
-                                  "--gin.export.export_checkpoint.vocabulary=%VOCABULARY") from None
+      raise errors.ConfigError(
+        f"{e.message}, e.g. --gin_file=data/<its data gin> "
+        "--gin.export.export_checkpoint.vocabulary=%VOCABULARY"
+      ) from None
   else:
     vocab_path = vocabulary_lib.vocabulary_file(vocabulary)
     if vocab_path:
       vocabulary_lib.check_vocabulary(checkpoint_path, vocab_path, "export_checkpoint.vocabulary")
   meta = export(model, params, export_dir, vocab_path, overwrite)
-  print(f"exported {meta['architecture']} ({meta['num_params']:,} params) to {export_dir}"
-        + ("" if vocab_path else " (a vocabulary without a file: none copied)"))
+  print(
+    f"exported {meta['architecture']} ({meta['num_params']:,} params) to {export_dir}"
+    + ("" if vocab_path else " (a vocabulary without a file: none copied)")
+  )
   return meta
 
 

@@ -21,6 +21,7 @@ Outputs in output_dir: extrapolation.csv (arch, length, ppl, ...),
 extrapolation_buckets.csv (arch, length, bucket start/end, ppl, tokens),
 extrapolation.json and extrapolation.png (both curves).
 """
+
 import csv
 import json
 import os
@@ -40,9 +41,9 @@ from redllm_jax.evaluation import windows
 from redllm_jax.models import token_losses
 
 
-
 def position_losses(model, params, token_windows: np.ndarray, batch_size: int = 4) -> np.ndarray:
   """Per-position cross-entropy [n, L] (NaN where the architecture predicts nothing)."""
+
   @jax.jit
   def losses(params, batch):
     return token_losses(model.logits(params, batch), batch["decoder_target_tokens"], 0.0)[0]
@@ -50,35 +51,46 @@ def position_losses(model, params, token_windows: np.ndarray, batch_size: int = 
   n, length = token_windows.shape
   out = np.full((n, length), np.nan, np.float32)
   for start in range(0, n, batch_size):
-    chunk = token_windows[start:start + batch_size]
+    chunk = token_windows[start : start + batch_size]
     real = len(chunk)
     chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - real, 0)])  # one shape
     loss = np.asarray(losses(params, model.pretraining_batch(chunk)))[:real]
-    out[start:start + real, length - loss.shape[1]:] = loss
+    out[start : start + real, length - loss.shape[1] :] = loss
   return out
 
 
-def evaluate_lengths(model, params, token_windows: np.ndarray, lengths: Sequence[int],
-                     bucket: int, batch_size: int = 4) -> dict[str, Any]:
+def evaluate_lengths(
+  model, params, token_windows: np.ndarray, lengths: Sequence[int], bucket: int, batch_size: int = 4
+) -> dict[str, Any]:
   """PPL at each length (second half, and DecLLM's whole window) and by position bucket."""
   summary, buckets = [], []
   for length in lengths:
     if length > token_windows.shape[1]:
       raise ValueError(f"length {length} exceeds the windows' {token_windows.shape[1]} tokens")
     loss = position_losses(model, params, token_windows[:, :length], batch_size)
-    half = loss[:, length // 2:]
-    row = {"length": int(length), "ppl": float(np.exp(np.mean(half))),
-           "tokens": int(half.size), "sequences": int(loss.shape[0])}
+    half = loss[:, length // 2 :]
+    row = {
+      "length": int(length),
+      "ppl": float(np.exp(np.mean(half))),
+      "tokens": int(half.size),
+      "sequences": int(loss.shape[0]),
+    }
     if model.architecture != "redllm":
       row["ppl_all"] = float(np.exp(np.mean(loss)))
     summary.append(row)
     for start in range(0, length, bucket):
-      part = loss[:, start:start + bucket]
+      part = loss[:, start : start + bucket]
       if np.isnan(part).all():
         continue
-      buckets.append({"length": int(length), "start": start, "end": start + part.shape[1],
-                      "ppl": float(np.exp(np.nanmean(part))),
-                      "tokens": int(np.sum(~np.isnan(part)))})
+      buckets.append(
+        {
+          "length": int(length),
+          "start": start,
+          "end": start + part.shape[1],
+          "ppl": float(np.exp(np.nanmean(part))),
+          "tokens": int(np.sum(~np.isnan(part))),
+        }
+      )
   return {"summary": summary, "buckets": buckets}
 
 
@@ -86,14 +98,25 @@ def write_outputs(results: dict[str, dict[str, Any]], training_length: int, out_
   """CSV, JSON and the PNG plot of every architecture's curves; returns the file paths."""
 
   os.makedirs(out_dir, exist_ok=True)
-  paths = {k: os.path.join(out_dir, f"extrapolation{k}") for k in (".csv", "_buckets.csv", ".json", ".png")}
+  paths = {
+    k: os.path.join(out_dir, f"extrapolation{k}") for k in (".csv", "_buckets.csv", ".json", ".png")
+  }
   with open(paths[".csv"], "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["name", "length", "length_ratio", "ppl", "ppl_all", "tokens", "sequences"])
     for name, r in results.items():
       for s in r["summary"]:
-        w.writerow([name, s["length"], s["length"] / training_length, f"{s['ppl']:.4f}",
-                    f"{s['ppl_all']:.4f}" if "ppl_all" in s else "", s["tokens"], s["sequences"]])
+        w.writerow(
+          [
+            name,
+            s["length"],
+            s["length"] / training_length,
+            f"{s['ppl']:.4f}",
+            f"{s['ppl_all']:.4f}" if "ppl_all" in s else "",
+            s["tokens"],
+            s["sequences"],
+          ]
+        )
   with open(paths["_buckets.csv"], "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["name", "length", "start", "end", "ppl", "tokens"])
@@ -109,8 +132,12 @@ def write_outputs(results: dict[str, dict[str, Any]], training_length: int, out_
     left.plot(lengths, [s["ppl"] for s in r["summary"]], marker="o", label=name)
     longest = max(lengths)
     rows = [b for b in r["buckets"] if b["length"] == longest]
-    right.plot([(b["start"] + b["end"]) / 2 for b in rows], [b["ppl"] for b in rows],
-               marker=".", label=f"{name} (length {longest})")
+    right.plot(
+      [(b["start"] + b["end"]) / 2 for b in rows],
+      [b["ppl"] for b in rows],
+      marker=".",
+      label=f"{name} (length {longest})",
+    )
   for ax in (left, right):
     ax.axvline(training_length, color="grey", linestyle="--", linewidth=1)
     ax.set_yscale("log")
@@ -128,28 +155,42 @@ def write_outputs(results: dict[str, dict[str, Any]], training_length: int, out_
   return paths
 
 
-def run(models: dict[str, tuple[Any, Any]], token_windows: np.ndarray, training_length: int,
-        factors: Sequence[int], out_dir: str, bucket: Optional[int] = None,
-        batch_size: int = 4) -> dict:
+def run(
+  models: dict[str, tuple[Any, Any]],
+  token_windows: np.ndarray,
+  training_length: int,
+  factors: Sequence[int],
+  out_dir: str,
+  bucket: Optional[int] = None,
+  batch_size: int = 4,
+) -> dict:
   """Evaluates every (model, params) at training_length * factors and writes the outputs."""
   lengths = [training_length * f for f in factors]
   bucket = bucket or max(training_length // 2, 1)
-  results = {name: evaluate_lengths(m, p, token_windows, lengths, bucket, batch_size)
-             for name, (m, p) in models.items()}
+  results = {
+    name: evaluate_lengths(m, p, token_windows, lengths, bucket, batch_size)
+    for name, (m, p) in models.items()
+  }
   return {"results": results, "files": write_outputs(results, training_length, out_dir)}
 
 
 @gin.configurable
-def compare(checkpoints: Mapping[str, str] = gin.REQUIRED, output_dir: str = gin.REQUIRED,
-            task: str = gin.REQUIRED, training_length: int = gin.REQUIRED,
-            factors: Sequence[int] = (1, 2, 4, 8), split: str = "validation",
-            num_sequences: int = 16, batch_size: int = 4) -> dict:
+def compare(
+  checkpoints: Mapping[str, str] = gin.REQUIRED,
+  output_dir: str = gin.REQUIRED,
+  task: str = gin.REQUIRED,
+  training_length: int = gin.REQUIRED,
+  factors: Sequence[int] = (1, 2, 4, 8),
+  split: str = "validation",
+  num_sequences: int = 16,
+  batch_size: int = 4,
+) -> dict:
   """Every checkpoint (name -> path; each says which model it holds) on the same windows."""
   texts, vocab = windows.task_texts(task, split)
-  token_windows = windows.token_windows(texts, vocab.encode, training_length * max(factors),
-                                        num_sequences)
-  models = {name: checkpoints_lib.load_model_and_params(path)
-            for name, path in checkpoints.items()}
+  token_windows = windows.token_windows(
+    texts, vocab.encode, training_length * max(factors), num_sequences
+  )
+  models = {name: checkpoints_lib.load_model_and_params(path) for name, path in checkpoints.items()}
   out = run(models, token_windows, training_length, factors, output_dir, batch_size=batch_size)
   print(f"{token_windows.shape[0]} windows of {token_windows.shape[1]} tokens from {task}/{split}")
   print(f"{'name':<16}" + "".join(f"{f'{f}x':>10}" for f in factors))

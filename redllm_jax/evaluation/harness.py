@@ -42,6 +42,7 @@ prompt and the answer end with EOS, as FLAN features do.
   gives exactly the continuation's tokens, as lm-eval scores LAMBADA (generation
   would run on past the word).
 """
+
 import collections
 import dataclasses
 import glob
@@ -87,8 +88,11 @@ def _parse_line(line: str) -> tuple[Optional[dict], str]:
     return None, "missing_inputs"
   if "options" in ex or "label" in ex:
     options, label = ex.get("options"), ex.get("label")
-    if (not isinstance(options, list) or len(options) < 2
-        or not all(isinstance(o, str) and o for o in options)):
+    if (
+      not isinstance(options, list)
+      or len(options) < 2
+      or not all(isinstance(o, str) and o for o in options)
+    ):
       return None, "bad_options"
     if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < len(options):
       return None, "bad_label"
@@ -144,6 +148,7 @@ def chance_score(task: Task) -> float:
 
 # ----------------------------------------------------------------------------- metrics
 
+
 def normalize_answer(text: str) -> str:
   """SQuAD normalisation: lower case, no punctuation, articles or extra spaces."""
   text = "".join(c for c in text.lower() if c not in set(string.punctuation))
@@ -166,9 +171,12 @@ def squad_scores(doc: Mapping[str, Any], results: Sequence[str]) -> dict[str, fl
   """lm-eval `process_results` of a generative task: exact match and token F1 of the
   generation, best over the item's references."""
   text = results[0]
-  return {"exact_match": max(float(normalize_answer(text) == normalize_answer(t))
-                             for t in doc["targets"]),
-          "f1": max(token_f1(text, t) for t in doc["targets"])}
+  return {
+    "exact_match": max(
+      float(normalize_answer(text) == normalize_answer(t)) for t in doc["targets"]
+    ),
+    "f1": max(token_f1(text, t) for t in doc["targets"]),
+  }
 
 
 # ----------------------------------------------------------------------------- lm-eval tasks
@@ -186,8 +194,11 @@ fewshot_delimiter: "\\n\\n"
 metadata:
   version: 1
 """
-MC_METRICS = {"acc": "accuracy", "acc_norm": "accuracy_length_normalized",
-              "acc_mutual_info": "accuracy_mutual_info"}  # lm-eval's name -> ours
+MC_METRICS = {
+  "acc": "accuracy",
+  "acc_norm": "accuracy_length_normalized",
+  "acc_mutual_info": "accuracy_mutual_info",
+}  # lm-eval's name -> ours
 _MC_YAML = """output_type: multiple_choice
 doc_to_choice: "{{options}}"
 doc_to_target: label
@@ -198,14 +209,14 @@ _METRIC_YAML = """  - metric: {name}
     higher_is_better: true
 """
 _KIND_YAML = {
-    GREEDY: """output_type: loglikelihood
+  GREEDY: """output_type: loglikelihood
 doc_to_target: "{{continuation}}"
 metric_list:
   - metric: acc
     aggregation: mean
     higher_is_better: true
 """,
-    GEN: f"""output_type: generate_until
+  GEN: f"""output_type: generate_until
 doc_to_target: "{{{{targets[0]}}}}"
 generation_kwargs:
   until: ["\\n\\n"]
@@ -225,8 +236,7 @@ def mc_metrics(reported: str) -> tuple[str, ...]:
   """lm-eval's multiple-choice metrics a task computes: acc and acc_norm always, and the
   `reported` one (mutual information costs a second, unconditional pass)."""
   if reported not in MC_METRICS:
-    raise errors.ConfigError(f"mc_metric={reported!r}: expected one of "
-                                f"{', '.join(MC_METRICS)}")
+    raise errors.ConfigError(f"mc_metric={reported!r}: expected one of {', '.join(MC_METRICS)}")
   return tuple(dict.fromkeys(("acc", "acc_norm", reported)))
 
 
@@ -234,15 +244,24 @@ def task_yaml(name: str, kind: str, data_file: str, mc_metric: str = "acc") -> s
   """The lm-eval task config of a harness task file (relative paths: from the working
   directory). Generative tasks read `squad_scores` through `METRICS_MODULE`.py beside it;
   a greedy task's continuation follows its prompt after a space, answers after a newline."""
-  head = _COMMON_YAML.format(name=name, data_file=json.dumps(data_file),
-                             delimiter=json.dumps(" " if kind == GREEDY else "\n"))
+  head = _COMMON_YAML.format(
+    name=name,
+    data_file=json.dumps(data_file),
+    delimiter=json.dumps(" " if kind == GREEDY else "\n"),
+  )
   if kind in _KIND_YAML:
     return head + _KIND_YAML[kind]
   return head + _MC_YAML + "".join(_METRIC_YAML.format(name=m) for m in mc_metrics(mc_metric))
 
 
-def write_task_files(out_dir: str, name: str, kind: str, examples: Sequence[dict],
-                     data_file: Optional[str] = None, mc_metric: str = "acc") -> None:
+def write_task_files(
+  out_dir: str,
+  name: str,
+  kind: str,
+  examples: Sequence[dict],
+  data_file: Optional[str] = None,
+  mc_metric: str = "acc",
+) -> None:
   """`name`.jsonl (`examples`), `name`.yaml (reading `data_file`, by default that copy's
   absolute path; multiple choice also computing `mc_metric`) and the metrics module,
   into `out_dir`."""
@@ -253,11 +272,14 @@ def write_task_files(out_dir: str, name: str, kind: str, examples: Sequence[dict
   with open(os.path.join(out_dir, f"{name}.yaml"), "w") as f:
     f.write(task_yaml(name, kind, data_file or os.path.abspath(data), mc_metric))
   with open(os.path.join(out_dir, f"{METRICS_MODULE}.py"), "w") as f:
-    f.write(f'"""The harness metrics of the generative tasks here."""\n'
-            f"from {__name__} import squad_scores  # noqa: F401\n")
+    f.write(
+      f'"""The harness metrics of the generative tasks here."""\n'
+      f"from {__name__} import squad_scores  # noqa: F401\n"
+    )
 
 
 # ----------------------------------------------------------------------------- runs
+
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
@@ -269,8 +291,12 @@ class Settings:
   seed: int = 0  # lm-eval's fewshot_random_seed: which exemplars each item gets
 
 
-def mc_prediction(loglikelihoods: Sequence[float], options: Sequence[str], metric: str,
-                  unconditional: Optional[Sequence[float]] = None) -> int:
+def mc_prediction(
+  loglikelihoods: Sequence[float],
+  options: Sequence[str],
+  metric: str,
+  unconditional: Optional[Sequence[float]] = None,
+) -> int:
   """The option `metric` picks, as lm-eval's `ConfigurableTask.process_results` does:
   `acc` argmax log-likelihood; `acc_norm` argmax log-likelihood / len(option) in
   characters; `acc_mutual_info` argmax log-likelihood - `unconditional` log-likelihood."""
@@ -291,62 +317,103 @@ def tie_split_accuracy(scores: Sequence[Sequence[float]], labels: Sequence[int])
   return float(np.mean(hits))
 
 
-def _task_result(task: Task, shots: int, metrics: Mapping[str, Any],
-                 samples: Sequence[Mapping[str, Any]], mc_metric: str) -> dict:
+def _task_result(
+  task: Task,
+  shots: int,
+  metrics: Mapping[str, Any],
+  samples: Sequence[Mapping[str, Any]],
+  mc_metric: str,
+) -> dict:
   """One task@shots entry: lm-eval's metrics and, per item, its prediction and (multiple
   choice) every option's log-likelihood (and, for mutual information, its unconditional
   one: lm-eval appends those requests after the options')."""
   samples = sorted(samples, key=lambda s: s["doc_id"])
-  result: dict[str, Any] = {"kind": task.kind, "examples": len(samples), "shots": shots,
-                            "skipped_lines": dict(task.skipped)}
+  result: dict[str, Any] = {
+    "kind": task.kind,
+    "examples": len(samples),
+    "shots": shots,
+    "skipped_lines": dict(task.skipped),
+  }
   if task.kind == MC:
-    result.update({ours: float(metrics[f"{name},none"]) for name, ours in MC_METRICS.items()
-                   if f"{name},none" in metrics})
+    result.update(
+      {
+        ours: float(metrics[f"{name},none"])
+        for name, ours in MC_METRICS.items()
+        if f"{name},none" in metrics
+      }
+    )
     responses = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
     counts = [len(s["doc"]["options"]) for s in samples]
     conditional = [r[:n] for r, n in zip(responses, counts)]
-    unconditional = ([r[n:] for r, n in zip(responses, counts)]
-                     if mc_metric == "acc_mutual_info" else [None] * len(samples))
-    predictions = [mc_prediction(ll, s["doc"]["options"], mc_metric, u)
-                   for ll, s, u in zip(conditional, samples, unconditional)]
+    unconditional = (
+      [r[n:] for r, n in zip(responses, counts)]
+      if mc_metric == "acc_mutual_info"
+      else [None] * len(samples)
+    )
+    predictions = [
+      mc_prediction(ll, s["doc"]["options"], mc_metric, u)
+      for ll, s, u in zip(conditional, samples, unconditional)
+    ]
     hits = float(np.mean([p == s["doc"]["label"] for p, s in zip(predictions, samples)]))
     if abs(hits - result[MC_METRICS[mc_metric]]) > 1e-9:  # e.g. lm-eval reordered requests
-      raise RuntimeError(f"{task.name}: the predictions score {hits}, lm-eval's "
-                         f"{mc_metric} {result[MC_METRICS[mc_metric]]}")
-    result.update(score=result[MC_METRICS[mc_metric]], predictions=predictions,
-                  option_loglikelihoods=conditional)
+      raise RuntimeError(
+        f"{task.name}: the predictions score {hits}, lm-eval's "
+        f"{mc_metric} {result[MC_METRICS[mc_metric]]}"
+      )
+    result.update(
+      score=result[MC_METRICS[mc_metric]],
+      predictions=predictions,
+      option_loglikelihoods=conditional,
+    )
     if mc_metric == "acc_mutual_info":
       result["unconditional_loglikelihoods"] = unconditional
       labels = [s["doc"]["label"] for s in samples]
       # The context-free shortcut, both ways (mutual information favours the options
       # least likely on their own): part of the task's floor for this model.
       result["unconditional_shortcut"] = {
-          "most_likely": tie_split_accuracy(unconditional, labels),
-          "least_likely": tie_split_accuracy([-np.asarray(u) for u in unconditional], labels)}
+        "most_likely": tie_split_accuracy(unconditional, labels),
+        "least_likely": tie_split_accuracy([-np.asarray(u) for u in unconditional], labels),
+      }
   elif task.kind == GREEDY:  # filtered_resps: [(log-likelihood, is_greedy)]
     exact = float(metrics["acc,none"])
-    result.update(exact_match=exact, score=exact,
-                  predictions=[bool(s["filtered_resps"][0][1]) for s in samples],
-                  continuation_loglikelihoods=[float(s["filtered_resps"][0][0])
-                                               for s in samples])
+    result.update(
+      exact_match=exact,
+      score=exact,
+      predictions=[bool(s["filtered_resps"][0][1]) for s in samples],
+      continuation_loglikelihoods=[float(s["filtered_resps"][0][0]) for s in samples],
+    )
   else:
     exact = float(metrics["exact_match,none"])
-    result.update(exact_match=exact, f1=float(metrics["f1,none"]), score=exact,
-                  predictions=[s["filtered_resps"][0] for s in samples])
+    result.update(
+      exact_match=exact,
+      f1=float(metrics["f1,none"]),
+      score=exact,
+      predictions=[s["filtered_resps"][0] for s in samples],
+    )
   return result
 
 
-def make_lm(checkpoint: str, settings: Settings = Settings(),
-            vocab: Optional[str] = None) -> lm_eval_model.RedLLMJax:
+def make_lm(
+  checkpoint: str, settings: Settings = Settings(), vocab: Optional[str] = None
+) -> lm_eval_model.RedLLMJax:
   """The lm-eval model of a checkpoint, read with its own vocabulary unless `vocab`."""
-  return lm_eval_model.RedLLMJax(checkpoint=checkpoint, vocab=vocab, add_eos=settings.add_eos,
-                                 max_length=settings.max_length,
-                                 max_gen_toks=settings.max_new_tokens,
-                                 batch_size=settings.batch_size)
+  return lm_eval_model.RedLLMJax(
+    checkpoint=checkpoint,
+    vocab=vocab,
+    add_eos=settings.add_eos,
+    max_length=settings.max_length,
+    max_gen_toks=settings.max_new_tokens,
+    batch_size=settings.batch_size,
+  )
 
 
-def evaluate(lm: lm_eval_model.RedLLMJax, tasks: Sequence[Task], shots: Sequence[int],
-             settings: Settings = Settings(), mc_metric: str = "acc") -> dict[str, Any]:
+def evaluate(
+  lm: lm_eval_model.RedLLMJax,
+  tasks: Sequence[Task],
+  shots: Sequence[int],
+  settings: Settings = Settings(),
+  mc_metric: str = "acc",
+) -> dict[str, Any]:
   """{"task@kshot": result, ..., "average": mean score, "vocabulary": path} of one model;
   a multiple-choice task's score is its `mc_metric` (`MC_METRICS`)."""
   per: dict[str, Any] = {}
@@ -357,14 +424,22 @@ def evaluate(lm: lm_eval_model.RedLLMJax, tasks: Sequence[Task], shots: Sequence
     for k in shots:
       for task in tasks:  # lm-eval draws k + 1 items and drops the evaluated one
         if len(task.examples) <= k:
-          raise TaskFileError(f"{task.name} has {len(task.examples)} items: {k}-shot "
-                              f"prompts need at least {k + 1}")
+          raise TaskFileError(
+            f"{task.name} has {len(task.examples)} items: {k}-shot prompts need at least {k + 1}"
+          )
       out = lm_eval.simple_evaluate(
-          model=lm, tasks=[t.name for t in tasks], num_fewshot=k, task_manager=manager,
-          log_samples=True, fewshot_random_seed=settings.seed, bootstrap_iters=0)
+        model=lm,
+        tasks=[t.name for t in tasks],
+        num_fewshot=k,
+        task_manager=manager,
+        log_samples=True,
+        fewshot_random_seed=settings.seed,
+        bootstrap_iters=0,
+      )
       for task in tasks:
-        per[f"{task.name}@{k}shot"] = _task_result(task, k, out["results"][task.name],
-                                                   out["samples"][task.name], mc_metric)
+        per[f"{task.name}@{k}shot"] = _task_result(
+          task, k, out["results"][task.name], out["samples"][task.name], mc_metric
+        )
   per["average"] = float(np.mean([r["score"] for r in per.values()]))
   per["vocabulary"] = lm.vocab_path
   return per
@@ -377,13 +452,21 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
   lines = ["| task | metric | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
   for key in keys:
     first = results[names[0]][key]
-    metrics = ([m for m in MC_METRICS.values() if m in first] if first["kind"] == MC
-               else ["exact_match", "f1"] if first["kind"] == GEN else ["exact_match"])
+    metrics = (
+      [m for m in MC_METRICS.values() if m in first]
+      if first["kind"] == MC
+      else ["exact_match", "f1"]
+      if first["kind"] == GEN
+      else ["exact_match"]
+    )
     for metric in metrics:
       cells = [f"{100 * results[n][key][metric]:.2f}" for n in names]
       lines.append(f"| {key} | {metric} | " + " | ".join(cells) + " |")
-  lines.append("| **average** | score | " + " | ".join(
-      f"{100 * results[n]['average']:.2f}" for n in names) + " |")
+  lines.append(
+    "| **average** | score | "
+    + " | ".join(f"{100 * results[n]['average']:.2f}" for n in names)
+    + " |"
+  )
   return "\n".join(lines)
 
 
@@ -399,22 +482,29 @@ def load_tasks(pattern: str, max_examples: Optional[int] = None) -> list[Task]:
 
 
 @gin.configurable
-def compare(checkpoints: Mapping[str, str] = gin.REQUIRED, tasks: str = gin.REQUIRED,
-            shots: Sequence[int] = (0,), output: Optional[str] = None,
-            mc_metric: str = "acc", settings: Settings = Settings(),
-            vocab: Optional[str] = None) -> dict[str, dict[str, Any]]:
+def compare(
+  checkpoints: Mapping[str, str] = gin.REQUIRED,
+  tasks: str = gin.REQUIRED,
+  shots: Sequence[int] = (0,),
+  output: Optional[str] = None,
+  mc_metric: str = "acc",
+  settings: Settings = Settings(),
+  vocab: Optional[str] = None,
+) -> dict[str, dict[str, Any]]:
   """Every checkpoint (name -> path) on every task file matching `tasks`, at each shot count."""
   mc_metrics(mc_metric)  # a misspelt metric is one line before any model loads
   loaded = load_tasks(tasks)
-  results = {name: evaluate(make_lm(path, settings, vocab), loaded, shots, settings,
-                            mc_metric)
-             for name, path in checkpoints.items()}
+  results = {
+    name: evaluate(make_lm(path, settings, vocab), loaded, shots, settings, mc_metric)
+    for name, path in checkpoints.items()
+  }
   table = format_table(results)
   print(table)
   for task in loaded:
     if task.skipped:
-      print(f"{task.name}: skipped {sum(task.skipped.values())} malformed lines "
-            f"{dict(task.skipped)}")
+      print(
+        f"{task.name}: skipped {sum(task.skipped.values())} malformed lines {dict(task.skipped)}"
+      )
   if output:
     with open(output, "w") as f:
       json.dump(results, f, indent=1)

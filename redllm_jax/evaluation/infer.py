@@ -25,6 +25,7 @@ Throughput is reported split into prefill (prompt tokens/s, the encoder or the
 DecLLM prompt pass plus the cache set-up) and decode (generated tokens/s and ms
 per decode step), measured after compiling each batch shape ahead of time.
 """
+
 import dataclasses
 import json
 import time
@@ -93,8 +94,9 @@ def read_prompts(path: str) -> list[dict]:
   return records
 
 
-def encode_prompts(texts: Sequence[str], encode: Callable[[str], list[int]],
-                   settings: InferSettings) -> tuple[list[list[int]], list[bool]]:
+def encode_prompts(
+  texts: Sequence[str], encode: Callable[[str], list[int]], settings: InferSettings
+) -> tuple[list[list[int]], list[bool]]:
   """Token ids per prompt (+EOS) and whether each was truncated (keeping its end)."""
   ids, truncated = [], []
   for i, text in enumerate(texts):
@@ -103,12 +105,15 @@ def encode_prompts(texts: Sequence[str], encode: Callable[[str], list[int]],
       row = [EOS_ID]
     cut = len(row) > settings.max_prompt_length
     if cut and settings.too_long == "reject":
-      raise PromptError(f"prompt {i} has {len(row)} tokens > max_prompt_length="
-                        f"{settings.max_prompt_length} (set InferSettings.too_long='truncate')")
+      raise PromptError(
+        f"prompt {i} has {len(row)} tokens > max_prompt_length="
+        f"{settings.max_prompt_length} (set InferSettings.too_long='truncate')"
+      )
     if cut:
-      logging.warning("prompt %d: %d tokens truncated to the last %d", i, len(row),
-                      settings.max_prompt_length)
-      row = row[-settings.max_prompt_length:]
+      logging.warning(
+        "prompt %d: %d tokens truncated to the last %d", i, len(row), settings.max_prompt_length
+      )
+      row = row[-settings.max_prompt_length :]
     ids.append(row)
     truncated.append(cut)
   return ids, truncated
@@ -126,14 +131,17 @@ class Timing:
   def report(self) -> dict[str, float]:
     decode = self.total_seconds - self.prefill_seconds
     return {
-        "prompt_tokens": self.prompt_tokens, "generated_tokens": self.generated_tokens,
-        "prefill_tokens_per_second": _rate(self.prompt_tokens, self.prefill_seconds),
-        "decode_tokens_per_second": _rate(self.generated_tokens, decode),
-        "decode_ms_per_step": 1e3 / _rate(max(self.decode_steps, 1), decode),
-        "total_tokens_per_second": _rate(self.prompt_tokens + self.generated_tokens,
-                                         self.total_seconds),
-        "prefill_seconds": self.prefill_seconds, "total_seconds": self.total_seconds,
-        "compile_seconds": self.compile_seconds,
+      "prompt_tokens": self.prompt_tokens,
+      "generated_tokens": self.generated_tokens,
+      "prefill_tokens_per_second": _rate(self.prompt_tokens, self.prefill_seconds),
+      "decode_tokens_per_second": _rate(self.generated_tokens, decode),
+      "decode_ms_per_step": 1e3 / _rate(max(self.decode_steps, 1), decode),
+      "total_tokens_per_second": _rate(
+        self.prompt_tokens + self.generated_tokens, self.total_seconds
+      ),
+      "prefill_seconds": self.prefill_seconds,
+      "total_seconds": self.total_seconds,
+      "compile_seconds": self.compile_seconds,
     }
 
 
@@ -142,8 +150,9 @@ def _rate(count: int, seconds: float) -> float:
   return count / seconds if seconds >= _MEASURABLE_SECONDS else float("nan")
 
 
-def generate(model, params: Any, prompts: Sequence[Sequence[int]], cfg: DecodingConfig,
-             settings: InferSettings) -> tuple[list[list[int]], Timing]:
+def generate(
+  model, params: Any, prompts: Sequence[Sequence[int]], cfg: DecodingConfig, settings: InferSettings
+) -> tuple[list[list[int]], Timing]:
   """Generated ids per prompt (up to and excluding EOS) and the timing of the run.
 
   Prompts go in batches of `settings.batch_size` (the last one padded), right-padded
@@ -159,7 +168,7 @@ def generate(model, params: Any, prompts: Sequence[Sequence[int]], cfg: Decoding
   rng = jax.random.key(settings.seed)
   b = settings.batch_size
   for start in range(0, len(prompts), b):
-    chunk = list(prompts[start:start + b])
+    chunk = list(prompts[start : start + b])
     width = windows.bucket_size(max(len(p) for p in chunk))
     tokens, lengths = pad_rows(chunk + [[EOS_ID]] * (b - len(chunk)), width)
     tokens, lengths = jnp.asarray(tokens), jnp.asarray(lengths)
@@ -167,8 +176,9 @@ def generate(model, params: Any, prompts: Sequence[Sequence[int]], cfg: Decoding
     if width not in compiled:
       t0 = time.perf_counter()
       compiled[width] = (
-          predict.lower(decoding_params, tokens, lengths, step_rng, cfg).compile(),
-          prefill.lower(decoding_params, tokens, lengths, cfg.max_new_tokens).compile())
+        predict.lower(decoding_params, tokens, lengths, step_rng, cfg).compile(),
+        prefill.lower(decoding_params, tokens, lengths, cfg.max_new_tokens).compile(),
+      )
       # One warm-up run each: first executions pay one-off allocation costs.
       jax.block_until_ready(compiled[width][1](decoding_params, tokens, lengths))
       jax.block_until_ready(compiled[width][0](decoding_params, tokens, lengths, step_rng))
@@ -182,31 +192,45 @@ def generate(model, params: Any, prompts: Sequence[Sequence[int]], cfg: Decoding
     timing.total_seconds += time.perf_counter() - t0
     out_tokens, out_lengths = np.asarray(out.tokens), np.asarray(out.lengths)
     timing.prompt_tokens += int(sum(len(p) for p in chunk))
-    timing.decode_steps += int(out_lengths[:len(chunk)].max()) - 1 if chunk else 0
-    for row, n in zip(out_tokens[:len(chunk)], out_lengths[:len(chunk)]):
+    timing.decode_steps += int(out_lengths[: len(chunk)].max()) - 1 if chunk else 0
+    for row, n in zip(out_tokens[: len(chunk)], out_lengths[: len(chunk)]):
       ids = [int(t) for t in row[:n]]
       timing.generated_tokens += len(ids)
       outputs.append(ids[:-1] if ids and ids[-1] == cfg.eos_id else ids)
   return outputs, timing
 
 
-def write_outputs(records: Sequence[dict], prompts: Sequence[Sequence[int]],
-                  outputs: Sequence[Sequence[int]], truncated: Sequence[bool], decode,
-                  output_path: str) -> None:
+def write_outputs(
+  records: Sequence[dict],
+  prompts: Sequence[Sequence[int]],
+  outputs: Sequence[Sequence[int]],
+  truncated: Sequence[bool],
+  decode,
+  output_path: str,
+) -> None:
   with tf.io.gfile.GFile(output_path, "w") as f:
     for record, prompt, out, cut in zip(records, prompts, outputs, truncated):
-      line = {**record, "output": decode(out), "output_tokens": len(out),
-              "prompt_tokens": len(prompt)}
+      line = {
+        **record,
+        "output": decode(out),
+        "output_tokens": len(out),
+        "prompt_tokens": len(prompt),
+      }
       if cut:
         line["truncated"] = True
       f.write(json.dumps(line) + "\n")
 
 
 @gin.configurable
-def infer(model: Optional[BaseModel] = None, checkpoint_path: str = gin.REQUIRED,
-          input_path: str = gin.REQUIRED, output_path: str = gin.REQUIRED,
-          decoding: DecodingConfig = gin.REQUIRED, settings: InferSettings = gin.REQUIRED,
-          vocabulary: Optional[seqio.SentencePieceVocabulary] = None) -> dict[str, float]:
+def infer(
+  model: Optional[BaseModel] = None,
+  checkpoint_path: str = gin.REQUIRED,
+  input_path: str = gin.REQUIRED,
+  output_path: str = gin.REQUIRED,
+  decoding: DecodingConfig = gin.REQUIRED,
+  settings: InferSettings = gin.REQUIRED,
+  vocabulary: Optional[seqio.SentencePieceVocabulary] = None,
+) -> dict[str, float]:
   """Decodes every prompt of `input_path` into `output_path`; returns the timing report.
 
   The model is the one the checkpoint describes; a `model` given (a model gin's) must
@@ -215,8 +239,7 @@ def infer(model: Optional[BaseModel] = None, checkpoint_path: str = gin.REQUIRED
   # Prompts are read and checked before the parameters are loaded: bad input fails fast.
   records = read_prompts(input_path)
   vocabulary = vocabulary_lib.checkpoint_vocabulary(checkpoint_path, vocabulary)
-  prompts, truncated = encode_prompts([r["inputs"] for r in records], vocabulary.encode,
-                                      settings)
+  prompts, truncated = encode_prompts([r["inputs"] for r in records], vocabulary.encode, settings)
   model = checkpoints.load_model(checkpoint_path, model)
   params = checkpoints.load_params(checkpoint_path, model)
   outputs, timing = generate(model, params, prompts, decoding, settings)
@@ -224,9 +247,11 @@ def infer(model: Optional[BaseModel] = None, checkpoint_path: str = gin.REQUIRED
   report = timing.report()
   mode = "greedy" if decoding.temperature == 0 else f"sampling T={decoding.temperature}"
   print(f"{model.name}: {len(records)} prompts, {mode}, {sum(truncated)} truncated")
-  print(f"prefill {report['prefill_tokens_per_second']:.0f} prompt tok/s | decode "
-        f"{report['decode_tokens_per_second']:.0f} tok/s ({report['decode_ms_per_step']:.2f} "
-        f"ms/step) | compile {report['compile_seconds']:.1f} s")
+  print(
+    f"prefill {report['prefill_tokens_per_second']:.0f} prompt tok/s | decode "
+    f"{report['decode_tokens_per_second']:.0f} tok/s ({report['decode_ms_per_step']:.2f} "
+    f"ms/step) | compile {report['compile_seconds']:.1f} s"
+  )
   return report
 
 

@@ -41,6 +41,7 @@ Requests, each through the project's scoring (`model.prefix_lm_batch` +
   tokens, cut at EOS and then at the first stop string of `until`.
 Requests are sorted by length and padded to power-of-two widths (few compiles).
 """
+
 import functools
 import sys
 from typing import Any, Iterable, Optional, Sequence
@@ -65,22 +66,30 @@ from redllm_jax.models import BaseModel, pad_rows
 NAME = "redllm_jax"
 
 
-def load(checkpoint: Optional[str] = None, export_dir: Optional[str] = None,
-         gin_file: Optional[str] = None, vocab: Optional[str] = None
-         ) -> tuple[BaseModel, Any, str]:
+def load(
+  checkpoint: Optional[str] = None,
+  export_dir: Optional[str] = None,
+  gin_file: Optional[str] = None,
+  vocab: Optional[str] = None,
+) -> tuple[BaseModel, Any, str]:
   """(model, parameters, vocabulary path) of a checkpoint or an export."""
   if (checkpoint is None) == (export_dir is None):
-    raise errors.ConfigError("redllm_jax needs exactly one of --model_args "
-                                "checkpoint=PATH or export_dir=PATH")
+    raise errors.ConfigError(
+      "redllm_jax needs exactly one of --model_args checkpoint=PATH or export_dir=PATH"
+    )
   given = vocab is not None
   if given:  # before loading anything: a bad file is a quick one-line error
     _check_vocab_file(vocab)
   if export_dir is not None:
     model, params, exported = export.load_export(export_dir)
-    if (vocab is not None and exported is not None
-        and vocabulary_lib.file_sha256(vocab) != vocabulary_lib.file_sha256(exported)):
-      raise errors.ConfigError(f"vocab={vocab} is not the export's vocabulary {exported} "
-                               "(sha256 differs)")
+    if (
+      vocab is not None
+      and exported is not None
+      and vocabulary_lib.file_sha256(vocab) != vocabulary_lib.file_sha256(exported)
+    ):
+      raise errors.ConfigError(
+        f"vocab={vocab} is not the export's vocabulary {exported} (sha256 differs)"
+      )
     vocab = vocab or exported
     if vocab is None:
       raise errors.ConfigError(f"{export_dir} holds no spm.model: pass vocab=PATH")
@@ -105,13 +114,18 @@ def _check_vocab_file(path: str) -> None:
     raise errors.ConfigError(f"vocab: {errors.first_line(e)}") from None
 
 
-def rolling_windows(tokens: Sequence[int], context_length: int,
-                    chunk_length: int) -> list[tuple[list[int], list[int]]]:
+def rolling_windows(
+  tokens: Sequence[int], context_length: int, chunk_length: int
+) -> list[tuple[list[int], list[int]]]:
   """(context, chunk) pairs: consecutive chunks of `chunk_length` tokens covering
   `tokens` once, each after the (up to) `context_length` tokens before it."""
-  return [(list(tokens[max(0, start - context_length):start]),
-           list(tokens[start:start + chunk_length]))
-          for start in range(0, len(tokens), chunk_length)]
+  return [
+    (
+      list(tokens[max(0, start - context_length) : start]),
+      list(tokens[start : start + chunk_length]),
+    )
+    for start in range(0, len(tokens), chunk_length)
+  ]
 
 
 def fit(prompt: list[int], answer: list[int], max_length: int) -> tuple[list[int], list[int]]:
@@ -119,7 +133,7 @@ def fit(prompt: list[int], answer: list[int], max_length: int) -> tuple[list[int
   `max_length` tokens, the prompt its last ones in the room left."""
   answer = answer[:max_length]
   room = max_length - len(answer)
-  return (prompt[len(prompt) - room:] if room < len(prompt) else prompt), answer
+  return (prompt[len(prompt) - room :] if room < len(prompt) else prompt), answer
 
 
 def cut_at_stop(text: str, until: Iterable[str]) -> str:
@@ -132,13 +146,16 @@ def cut_at_stop(text: str, until: Iterable[str]) -> str:
 
 def _shape_key(prompt: Sequence[int], answer: Sequence[int]) -> tuple[int, int, int]:
   """Longest first, grouped by padded widths: each batch shape compiles once."""
-  return (-windows.bucket_size(len(prompt)), -windows.bucket_size(len(answer)),
-          -len(prompt) - len(answer))
+  return (
+    -windows.bucket_size(len(prompt)),
+    -windows.bucket_size(len(answer)),
+    -len(prompt) - len(answer),
+  )
 
 
 def _batches(order: Sequence[int], size: int) -> Iterable[list[int]]:
   for start in range(0, len(order), size):
-    yield list(order[start:start + size])
+    yield list(order[start : start + size])
 
 
 class Scorer:
@@ -150,8 +167,9 @@ class Scorer:
     self._predict = jax.jit(model.predict_batch, static_argnames=("cfg", "return_logits"))
     self._decoding_params = None  # converted on first use, once per model
 
-  def score(self, pairs: Sequence[tuple[list[int], list[int]]],
-            progress: bool = True) -> list[tuple[float, bool]]:
+  def score(
+    self, pairs: Sequence[tuple[list[int], list[int]]], progress: bool = True
+  ) -> list[tuple[float, bool]]:
     """(log-likelihood, is_greedy) of each answer after its prompt, in the given order."""
     results: list[Any] = [None] * len(pairs)
     order = sorted(range(len(pairs)), key=lambda i: _shape_key(*pairs[i]))
@@ -166,24 +184,27 @@ class Scorer:
     bar.close()
     return results
 
-  def generate(self, prompts: Sequence[list[int]], max_new_tokens: int,
-               progress: bool = True) -> list[list[int]]:
+  def generate(
+    self, prompts: Sequence[list[int]], max_new_tokens: int, progress: bool = True
+  ) -> list[list[int]]:
     """Greedy continuations (cached decoding), each cut before its EOS."""
     cfg = DecodingConfig(max_new_tokens=max_new_tokens)
     if self._decoding_params is None:
       self._decoding_params = self.model.decoding_params(self.params, cfg)
     out: list[Any] = [None] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    for rows in tqdm(list(_batches(order, self.batch_size)), desc="redllm_jax generating",
-                     disable=not progress):
+    for rows in tqdm(
+      list(_batches(order, self.batch_size)), desc="redllm_jax generating", disable=not progress
+    ):
       chunk = [prompts[i] for i in rows]
       filler = [[EOS_ID]] * (self.batch_size - len(chunk))  # whole batches: one shape
       tokens, lengths = pad_rows(chunk + filler, windows.bucket_size(max(map(len, chunk))))
-      generated = np.asarray(self._predict(self._decoding_params, tokens, lengths,
-                                           jax.random.key(0), cfg).tokens)
+      generated = np.asarray(
+        self._predict(self._decoding_params, tokens, lengths, jax.random.key(0), cfg).tokens
+      )
       for j, i in enumerate(rows):
         ids = [int(t) for t in generated[j]]
-        out[i] = ids[:ids.index(EOS_ID)] if EOS_ID in ids else ids
+        out[i] = ids[: ids.index(EOS_ID)] if EOS_ID in ids else ids
     return out
 
 
@@ -199,10 +220,16 @@ class TextCodec:
       try:
         sp = spm.SentencePieceProcessor(model_file=path)
       except (OSError, RuntimeError) as e:
-        raise errors.ConfigError(f"cannot open the SentencePiece model {path}: "
-                                    f"{errors.first_line(e)}") from None
+        raise errors.ConfigError(
+          f"cannot open the SentencePiece model {path}: {errors.first_line(e)}"
+        ) from None
       # SentencePiece's id 0 is pad; a tokenizer.json's id 0 may be a real token.
-      self.size, self._encode, self._decode, self._first = sp.get_piece_size(), sp.encode, sp.decode, 1
+      self.size, self._encode, self._decode, self._first = (
+        sp.get_piece_size(),
+        sp.encode,
+        sp.decode,
+        1,
+      )
 
   def encode(self, text: str) -> list[int]:
     return list(self._encode(text))
@@ -213,8 +240,16 @@ class TextCodec:
     return self._decode([int(t) for t in ids if self._first <= t < self.size])
 
 
-MODEL_ARGS = ("checkpoint", "export_dir", "gin_file", "vocab", "add_eos", "max_length",
-              "max_gen_toks", "batch_size")
+MODEL_ARGS = (
+  "checkpoint",
+  "export_dir",
+  "gin_file",
+  "vocab",
+  "add_eos",
+  "max_length",
+  "max_gen_toks",
+  "batch_size",
+)
 # What lm-eval itself adds to the model args: `simple_evaluate`'s additional_config
 # (batch_size, max_batch_size, device) and the CLI's --trust_remote_code.
 LM_EVAL_SETTINGS = ("max_batch_size", "device", "trust_remote_code")
@@ -223,24 +258,34 @@ LM_EVAL_SETTINGS = ("max_batch_size", "device", "trust_remote_code")
 class RedLLMJax(LM):
   """lm-eval's `LM` over a checkpoint or export of DecLLM, DecLLM + BiAttn or RedLLM."""
 
-  def __init__(self, checkpoint: Optional[str] = None, export_dir: Optional[str] = None,
-               gin_file: Optional[str] = None, vocab: Optional[str] = None,
-               add_eos: bool = False, max_length: int = 2048, max_gen_toks: int = 256,
-               batch_size: int | str = 16, **lm_eval_settings: Any):
+  def __init__(
+    self,
+    checkpoint: Optional[str] = None,
+    export_dir: Optional[str] = None,
+    gin_file: Optional[str] = None,
+    vocab: Optional[str] = None,
+    add_eos: bool = False,
+    max_length: int = 2048,
+    max_gen_toks: int = 256,
+    batch_size: int | str = 16,
+    **lm_eval_settings: Any,
+  ):
     super().__init__()
     # LM_EVAL_SETTINGS are unused (jax places the arrays itself); anything else is a typo.
     unknown = sorted(set(lm_eval_settings) - set(LM_EVAL_SETTINGS))
     if unknown:
       raise errors.ConfigError(
-          f"redllm_jax: unknown model args {', '.join(unknown)}; valid: "
-          f"{', '.join(MODEL_ARGS)} (and lm-eval's {', '.join(LM_EVAL_SETTINGS)})")
+        f"redllm_jax: unknown model args {', '.join(unknown)}; valid: "
+        f"{', '.join(MODEL_ARGS)} (and lm-eval's {', '.join(LM_EVAL_SETTINGS)})"
+      )
     model, params, vocab_path = load(checkpoint, export_dir, gin_file, vocab)
     self.vocab_path = vocab_path
     self.codec = TextCodec(vocab_path)
     if self.codec.size > model.config.vocab_size:
       raise errors.ConfigError(
-          f"vocabulary {vocab_path} has {self.codec.size} pieces, more than the "
-          f"model's {model.config.vocab_size}")
+        f"vocabulary {vocab_path} has {self.codec.size} pieces, more than the "
+        f"model's {model.config.vocab_size}"
+      )
     self.model, self.add_eos = model, bool(add_eos)
     self.max_length, self.max_gen_toks = int(max_length), int(max_gen_toks)
     rows = 16 if str(batch_size).startswith("auto") else int(batch_size)
@@ -287,7 +332,7 @@ class RedLLMJax(LM):
       by_length.setdefault(int(kwargs.get("max_gen_toks", self.max_gen_toks)), []).append(i)
     outputs: list[Any] = [None] * len(requests)
     for max_new_tokens, rows in by_length.items():
-      prompts = [self._ids(requests[i].args[0])[-self.max_length:] for i in rows]
+      prompts = [self._ids(requests[i].args[0])[-self.max_length :] for i in rows]
       generated = self.scorer.generate(prompts, max_new_tokens, progress=not disable_tqdm)
       for i, ids in zip(rows, generated):
         until = (requests[i].args[1] or {}).get("until") or []
@@ -305,6 +350,7 @@ if NAME not in model_registry:
 def main(argv: Optional[Sequence[str]] = None) -> None:
   """lm-eval's command line, with `redllm_jax` registered; a ConfigError is one line."""
   from lm_eval.__main__ import cli_evaluate  # pylint: disable=import-outside-toplevel
+
   if argv is not None:
     sys.argv = [sys.argv[0], *argv]
   try:

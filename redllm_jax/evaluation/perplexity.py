@@ -25,6 +25,7 @@ missing checkpoint, a checkpoint of the other architecture, a task of another
 vocabulary, a missing vocabulary file, or a converter that does not fit the model:
 one line, exit 2.
 """
+
 import functools
 import json
 import os
@@ -44,13 +45,17 @@ from redllm_jax.partitioning import Partitioner
 
 
 @gin.configurable
-def evaluate_checkpoint(model: Optional[BaseModel] = None, checkpoint_path: str = gin.REQUIRED,
-                        output_dir: Optional[str] = gin.REQUIRED,
-                        tasks: Sequence[str] = gin.REQUIRED,
-                        task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
-                        feature_converter: seqio.FeatureConverter = gin.REQUIRED,
-                        split: str = "validation", batch_size: int = 8,
-                        max_batches: Optional[int] = None) -> dict[str, dict[str, float]]:
+def evaluate_checkpoint(
+  model: Optional[BaseModel] = None,
+  checkpoint_path: str = gin.REQUIRED,
+  output_dir: Optional[str] = gin.REQUIRED,
+  tasks: Sequence[str] = gin.REQUIRED,
+  task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+  feature_converter: seqio.FeatureConverter = gin.REQUIRED,
+  split: str = "validation",
+  batch_size: int = 8,
+  max_batches: Optional[int] = None,
+) -> dict[str, dict[str, float]]:
   """{task: metrics} of the checkpoint; also eval_results.json and TensorBoard scalars.
 
   The model is the one the checkpoint describes; a `model` given (a model gin's) must
@@ -64,20 +69,36 @@ def evaluate_checkpoint(model: Optional[BaseModel] = None, checkpoint_path: str 
     if vocab_file:
       vocabulary.check_vocabulary(checkpoint_path, vocab_file, f"the eval task {task}")
   partitioner = Partitioner()
-  validation.check_run(model, feature_converter, task_feature_lengths, batch_size, partitioner,
-                       num_microbatches=1, num_input_shards=jax.process_count())
+  validation.check_run(
+    model,
+    feature_converter,
+    task_feature_lengths,
+    batch_size,
+    partitioner,
+    num_microbatches=1,
+    num_input_shards=jax.process_count(),
+  )
   param_shardings = partitioner.shardings(model.param_axes())
   params, step = checkpoints.load_params_and_step(checkpoint_path, model, param_shardings)
   eval_step = trainer.compile_eval_step(model, partitioner, param_shardings)
   results = {}
   for task in tasks:
     batches = functools.partial(
-        input_pipeline.make_sharded_input, task, task_feature_lengths, feature_converter,
-        batch_size, seed=0, num_shards=jax.process_count(), split=split, shuffle=False,
-        num_epochs=1)
+      input_pipeline.make_sharded_input,
+      task,
+      task_feature_lengths,
+      feature_converter,
+      batch_size,
+      seed=0,
+      num_shards=jax.process_count(),
+      split=split,
+      shuffle=False,
+      num_epochs=1,
+    )
     try:
-      flat = trainer.evaluate(eval_step, partitioner, params,
-                              {task: lambda: _first(batches(), max_batches)})
+      flat = trainer.evaluate(
+        eval_step, partitioner, params, {task: lambda: _first(batches(), max_batches)}
+      )
     except (ValueError, KeyError, tf.errors.OpError) as e:  # a bad split, unreadable files, ...
       raise ConfigError(f"{task}/{split}: {errors.first_line(e)}") from None
     if not flat:
@@ -99,8 +120,14 @@ def write_results(results: Mapping[str, Mapping[str, float]], output_dir: str, s
   with tf.io.gfile.GFile(path, "w") as f:
     json.dump({"step": step, "results": results}, f, indent=1)
   writer = metric_writers.create_default_writer(output_dir, asynchronous=False)
-  writer.write_scalars(step, {f"{task}/{name}": value for task, metrics in results.items()
-                              for name, value in metrics.items()})
+  writer.write_scalars(
+    step,
+    {
+      f"{task}/{name}": value
+      for task, metrics in results.items()
+      for name, value in metrics.items()
+    },
+  )
   writer.flush()
   writer.close()
   return path
@@ -108,12 +135,15 @@ def write_results(results: Mapping[str, Mapping[str, float]], output_dir: str, s
 
 def format_results(results: Mapping[str, Mapping[str, Any]]) -> str:
   """One row per task; DecLLM's second-half perplexity beside its whole-row one."""
-  lines = [f"{'task':<28} {'ppl':>10} {'ppl 2nd half':>13} {'accuracy':>9} {'tokens':>10} "
-           f"{'examples':>9}"]
+  lines = [
+    f"{'task':<28} {'ppl':>10} {'ppl 2nd half':>13} {'accuracy':>9} {'tokens':>10} {'examples':>9}"
+  ]
   for task, m in results.items():
     half = f"{m['second_half_perplexity']:>13.3f}" if "second_half_perplexity" in m else " " * 13
-    lines.append(f"{task:<28} {m['perplexity']:>10.3f} {half} {m['accuracy']:>9.4f} "
-                 f"{int(m['num_tokens']):>10} {int(m['num_examples']):>9}")
+    lines.append(
+      f"{task:<28} {m['perplexity']:>10.3f} {half} {m['accuracy']:>9.4f} "
+      f"{int(m['num_tokens']):>10} {int(m['num_examples']):>9}"
+    )
   return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ cache: a reference, not a fast server).
 A config.json that does not match the tensors is refused with one line naming the
 first mismatching tensor.
 """
+
 import argparse
 import json
 import os
@@ -42,13 +43,30 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 VOCAB_FILE = "spm.model"
 ARCHITECTURES = ("decllm", "redllm")
-CONFIG_FIELDS = ("vocab_size", "d_model", "d_ff", "num_heads", "head_dim", "num_layers",
-                 "num_encoder_layers", "num_decoder_layers", "rope_base",
-                 "attention_output_norm", "scale_tied_logits", "norm_epsilon", "dtype")
+CONFIG_FIELDS = (
+  "vocab_size",
+  "d_model",
+  "d_ff",
+  "num_heads",
+  "head_dim",
+  "num_layers",
+  "num_encoder_layers",
+  "num_decoder_layers",
+  "rope_base",
+  "attention_output_norm",
+  "scale_tied_logits",
+  "norm_epsilon",
+  "dtype",
+)
 # Fields newer than the format, with the values an export without them implies
 # (TransformerConfig's defaults; an older export's one `qkv_norm` sets all three norms).
-OPTIONAL_FIELDS = {"num_kv_heads": None, "query_norm": True, "key_norm": True,
-                   "value_norm": True, "tied_embeddings": True}
+OPTIONAL_FIELDS = {
+  "num_kv_heads": None,
+  "query_norm": True,
+  "key_norm": True,
+  "value_norm": True,
+  "tied_embeddings": True,
+}
 NORMS = ("query", "key", "value")
 PAD_ID, EOS_ID = F.PAD_ID, F.EOS_ID
 SHARED_MATHS_FILE = "functional.py"
@@ -59,6 +77,7 @@ class ExportError(ValueError):
 
 
 # ----------------------------------------------------------------------------- names
+
 
 def with_optional_fields(cfg: dict) -> dict:
   """`cfg` with every OPTIONAL_FIELDS entry, as its export meant it."""
@@ -86,9 +105,13 @@ def _attention_shapes(prefix: str, cfg: dict) -> dict[str, tuple]:
 
 def _layer_shapes(prefix: str, cfg: dict, cross: bool) -> dict[str, tuple]:
   d, f = cfg["d_model"], cfg["d_ff"]
-  shapes = {f"{prefix}.pre_self_attention_norm.scale": (d,), f"{prefix}.pre_mlp_norm.scale": (d,),
-            f"{prefix}.mlp.wi_gate.kernel": (d, f), f"{prefix}.mlp.wi_up.kernel": (d, f),
-            f"{prefix}.mlp.wo.kernel": (f, d)}
+  shapes = {
+    f"{prefix}.pre_self_attention_norm.scale": (d,),
+    f"{prefix}.pre_mlp_norm.scale": (d,),
+    f"{prefix}.mlp.wi_gate.kernel": (d, f),
+    f"{prefix}.mlp.wi_up.kernel": (d, f),
+    f"{prefix}.mlp.wo.kernel": (f, d),
+  }
   shapes.update(_attention_shapes(f"{prefix}.self_attention", cfg))
   if cross:
     shapes[f"{prefix}.pre_cross_attention_norm.scale"] = (d,)
@@ -99,8 +122,10 @@ def _layer_shapes(prefix: str, cfg: dict, cross: bool) -> dict[str, tuple]:
 def expected_shapes(architecture: str, cfg: dict) -> dict[str, tuple]:
   """Every tensor name an export of this architecture/config must hold, with its shape."""
   cfg = with_optional_fields(cfg)
-  shapes = {"embed.embedding": (cfg["vocab_size"], cfg["d_model"]),
-            "decoder_norm.scale": (cfg["d_model"],)}
+  shapes = {
+    "embed.embedding": (cfg["vocab_size"], cfg["d_model"]),
+    "decoder_norm.scale": (cfg["d_model"],),
+  }
   if not cfg["tied_embeddings"]:
     shapes["embed.output_embedding"] = shapes["embed.embedding"]
   if architecture == "decllm":
@@ -122,21 +147,33 @@ def check_tensors(architecture: str, cfg: dict, shapes: dict[str, tuple]) -> Non
   extra = sorted(set(shapes) - set(expected))
   where = f"config.json ({architecture}) does not match the tensors"
   if missing:
-    raise ExportError(f"{where}: missing {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    raise ExportError(
+      f"{where}: missing {missing[0]}"
+      + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+    )
   if extra:
-    raise ExportError(f"{where}: unexpected tensor {extra[0]}" + (f" and {len(extra) - 1} more" if len(extra) > 1 else ""))
+    raise ExportError(
+      f"{where}: unexpected tensor {extra[0]}"
+      + (f" and {len(extra) - 1} more" if len(extra) > 1 else "")
+    )
   for name, shape in expected.items():
     if tuple(shapes[name]) != tuple(shape):
-      raise ExportError(f"{where}: {name} has shape {tuple(shapes[name])}, config implies {tuple(shape)}")
+      raise ExportError(
+        f"{where}: {name} has shape {tuple(shapes[name])}, config implies {tuple(shape)}"
+      )
 
 
 def check_config(config: dict) -> None:
   """Raises ExportError (one line) for an unknown format, architecture or missing field."""
   if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
-    raise ExportError(f"not a {FORMAT} v{FORMAT_VERSION} export: format={config.get('format')!r} "
-                      f"version={config.get('format_version')!r}")
+    raise ExportError(
+      f"not a {FORMAT} v{FORMAT_VERSION} export: format={config.get('format')!r} "
+      f"version={config.get('format_version')!r}"
+    )
   if config.get("architecture") not in ARCHITECTURES:
-    raise ExportError(f"unknown architecture {config.get('architecture')!r}; expected one of {ARCHITECTURES}")
+    raise ExportError(
+      f"unknown architecture {config.get('architecture')!r}; expected one of {ARCHITECTURES}"
+    )
   missing = [f for f in CONFIG_FIELDS if f not in config.get("config", {})]
   if missing:
     raise ExportError(f"config.json lacks config fields {missing}")
@@ -159,6 +196,7 @@ def read_config(export_dir: str) -> dict:
 
 # ----------------------------------------------------------------------------- layers
 
+
 def rms_norm(x, scale, cfg: dict):
   return F.rms_norm(x, scale, cfg["norm_epsilon"], cfg["dtype"])
 
@@ -172,8 +210,14 @@ def _dense(x, kernel, contract: int, cfg: dict):
 
 def attention_mask(q_segments, k_segments, causal: bool, q_prefix=None) -> F.AttentionMask:
   """The mask for unpacked rows: slot index is position."""
-  return F.attention_mask(q_segments, k_segments, F.row_positions(q_segments),
-                          F.row_positions(k_segments), causal, q_prefix)
+  return F.attention_mask(
+    q_segments,
+    k_segments,
+    F.row_positions(q_segments),
+    F.row_positions(k_segments),
+    causal,
+    q_prefix,
+  )
 
 
 def attention(p: dict, prefix: str, x_q, x_kv, q_positions, kv_positions, mask, cfg: dict):
@@ -200,8 +244,9 @@ def layer(p: dict, prefix: str, x, positions, self_mask, cfg: dict, cross=None):
   if cross is not None:
     encoded, encoder_positions, cross_mask = cross
     h = rms_norm(x, p[f"{prefix}.pre_cross_attention_norm.scale"], cfg)
-    x = x + attention(p, f"{prefix}.cross_attention", h, encoded, positions, encoder_positions,
-                      cross_mask, cfg)
+    x = x + attention(
+      p, f"{prefix}.cross_attention", h, encoded, positions, encoder_positions, cross_mask, cfg
+    )
   h = rms_norm(x, p[f"{prefix}.pre_mlp_norm.scale"], cfg)
   gate = _dense(h, p[f"{prefix}.mlp.wi_gate.kernel"], 1, cfg)
   up = _dense(h, p[f"{prefix}.mlp.wi_up.kernel"], 1, cfg)
@@ -242,8 +287,16 @@ def redllm_encode(p: dict, cfg: dict, tokens, positions=None, segment_ids=None):
   return rms_norm(x, p["encoder_norm.scale"], cfg)
 
 
-def redllm_decode(p: dict, cfg: dict, encoded, encoder_positions, encoder_segment_ids,
-                  tokens, positions=None, segment_ids=None):
+def redllm_decode(
+  p: dict,
+  cfg: dict,
+  encoded,
+  encoder_positions,
+  encoder_segment_ids,
+  tokens,
+  positions=None,
+  segment_ids=None,
+):
   """Decoder logits; decoder RoPE positions continue after each example's true encoder length."""
   positions = F.row_positions(tokens) if positions is None else positions
   segment_ids = jnp.ones_like(tokens) if segment_ids is None else segment_ids
@@ -252,22 +305,48 @@ def redllm_decode(p: dict, cfg: dict, encoded, encoder_positions, encoder_segmen
   self_mask = attention_mask(segment_ids, segment_ids, True)
   x = _embed(p, tokens, cfg)
   for i in range(cfg["num_decoder_layers"]):
-    x = layer(p, f"decoder.layers.{i}", x, positions, self_mask, cfg,
-              cross=(encoded, encoder_positions, cross_mask))
+    x = layer(
+      p,
+      f"decoder.layers.{i}",
+      x,
+      positions,
+      self_mask,
+      cfg,
+      cross=(encoded, encoder_positions, cross_mask),
+    )
   return _logits(p, x, cfg)
 
 
-def redllm_logits(p: dict, cfg: dict, encoder_tokens, decoder_tokens, encoder_positions=None,
-                  encoder_segment_ids=None, decoder_positions=None, decoder_segment_ids=None):
-  encoder_positions = F.row_positions(encoder_tokens) if encoder_positions is None else encoder_positions
+def redllm_logits(
+  p: dict,
+  cfg: dict,
+  encoder_tokens,
+  decoder_tokens,
+  encoder_positions=None,
+  encoder_segment_ids=None,
+  decoder_positions=None,
+  decoder_segment_ids=None,
+):
+  encoder_positions = (
+    F.row_positions(encoder_tokens) if encoder_positions is None else encoder_positions
+  )
   if encoder_segment_ids is None:
     encoder_segment_ids = (encoder_tokens > 0).astype(jnp.int32)
   encoded = redllm_encode(p, cfg, encoder_tokens, encoder_positions, encoder_segment_ids)
-  return redllm_decode(p, cfg, encoded, encoder_positions, encoder_segment_ids, decoder_tokens,
-                       decoder_positions, decoder_segment_ids)
+  return redllm_decode(
+    p,
+    cfg,
+    encoded,
+    encoder_positions,
+    encoder_segment_ids,
+    decoder_tokens,
+    decoder_positions,
+    decoder_segment_ids,
+  )
 
 
 # ----------------------------------------------------------------------------- loading
+
 
 class StandaloneModel:
   """An exported model: `architecture`, `config`, `params` (name -> jax array), `tokenizer`."""
@@ -287,6 +366,7 @@ class StandaloneModel:
     self.tokenizer = None
     if os.path.exists(vocab):
       import sentencepiece  # Only needed for text in/out.
+
       self.tokenizer = sentencepiece.SentencePieceProcessor(model_file=vocab)
     self._jitted = {}
 
@@ -314,10 +394,14 @@ class StandaloneModel:
       total = 1 + width + max_new_tokens
       stream = np.zeros((batch, total), np.int32)
       for b, x in enumerate(prompts):
-        stream[b, 1:1 + len(x)] = x
+        stream[b, 1 : 1 + len(x)] = x
       prefix = (np.arange(total)[None] <= lengths[:, None]).astype(np.int32)
-      fn = self._jit("dec", lambda t, s, pre: decllm_logits(
-          p, cfg, t, F.row_positions(t), s, pre if self.bidirectional_inputs else None))
+      fn = self._jit(
+        "dec",
+        lambda t, s, pre: decllm_logits(
+          p, cfg, t, F.row_positions(t), s, pre if self.bidirectional_inputs else None
+        ),
+      )
       for t in range(max_new_tokens):
         filled = 1 + lengths + t
         segments = (np.arange(total)[None] < filled[:, None]).astype(np.int32)
@@ -332,10 +416,11 @@ class StandaloneModel:
     else:
       encoder_tokens = np.zeros((batch, width), np.int32)
       for b, x in enumerate(prompts):
-        encoder_tokens[b, :len(x)] = x
+        encoder_tokens[b, : len(x)] = x
       encoder_segments = (np.arange(width)[None] < lengths[:, None]).astype(np.int32)
       encoded = self._jit("enc", lambda t, s: redllm_encode(p, cfg, t, F.row_positions(t), s))(
-          encoder_tokens, encoder_segments)
+        encoder_tokens, encoder_segments
+      )
       decoder = np.zeros((batch, max_new_tokens), np.int32)  # start token 0, then generated
       fn = self._jit("dec", lambda e, es, t: redllm_decode(p, cfg, e, F.row_positions(es), es, t))
       for t in range(max_new_tokens):
@@ -357,8 +442,10 @@ class StandaloneModel:
       raise ExportError("this export has no spm.model: pass token ids to greedy_decode")
     prompts = [self.tokenizer.encode(t) + ([EOS_ID] if add_eos else []) for t in texts]
     tokens, lengths = self.greedy_decode(prompts, max_new_tokens)
-    return [self.tokenizer.decode([int(i) for i in row[:n] if i != EOS_ID])
-            for row, n in zip(tokens, lengths)]
+    return [
+      self.tokenizer.decode([int(i) for i in row[:n] if i != EOS_ID])
+      for row, n in zip(tokens, lengths)
+    ]
 
 
 def load(export_dir: str) -> StandaloneModel:
@@ -374,8 +461,9 @@ def main(argv: Optional[list] = None) -> None:
   args = parser.parse_args(argv)
   try:
     model = load(args.export_dir)
-    for prompt, text in zip(args.prompts, model.generate(args.prompts, args.max_new_tokens,
-                                                         not args.no_eos)):
+    for prompt, text in zip(
+      args.prompts, model.generate(args.prompts, args.max_new_tokens, not args.no_eos)
+    ):
       print(json.dumps({"inputs": prompt, "output": text}))
   except ExportError as e:
     print(f"error: {e}", file=sys.stderr)

@@ -9,6 +9,7 @@ and on its own (what mutual-information scoring divides out). Ties are split eve
 A task's floor is the best of them. `adversarial_distractors` builds tasks where every
 one of them stays near chance; `demo.harness_tasks` writes each task's table to its manifest.
 """
+
 import functools
 from typing import Callable, Mapping, Sequence
 
@@ -26,8 +27,9 @@ Scorer = Callable[[str, str], float]
 def accuracy(examples: Sequence[dict], score: Scorer) -> float:
   """Mean over items of 1/ties when the answer is among the best-scored options."""
   return harness.tie_split_accuracy(
-      [[score(ex["inputs"], o) for o in ex["options"]] for ex in examples],
-      [ex["label"] for ex in examples])
+    [[score(ex["inputs"], o) for o in ex["options"]] for ex in examples],
+    [ex["label"] for ex in examples],
+  )
 
 
 @functools.lru_cache(maxsize=None)
@@ -40,8 +42,12 @@ def overlap(prompt: str, option: str) -> float:
   return float(len(_content_words(prompt) & _content_words(option)))
 
 
-def bigram_scorer(token_ids: Sequence[Sequence[int]], encode: Callable[[str], list[int]],
-                  vocab_size: int, eos_id: int = 1) -> Scorer:
+def bigram_scorer(
+  token_ids: Sequence[Sequence[int]],
+  encode: Callable[[str], list[int]],
+  vocab_size: int,
+  eos_id: int = 1,
+) -> Scorer:
   """log P(option | the prompt's last token) under an add-`SMOOTHING` bigram model; an
   empty prompt conditions on EOS (a document start), as lm-eval's unconditional pass
   conditions on nothing but the start."""
@@ -54,6 +60,7 @@ def bigram_scorer(token_ids: Sequence[Sequence[int]], encode: Callable[[str], li
   def score(prompt: str, option: str) -> float:
     ids = (encode(prompt)[-1:] or [eos_id]) + encode(option)
     return float(log_p[ids[:-1], ids[1:]].sum())
+
   return score
 
 
@@ -85,8 +92,9 @@ def shortcut_groups(scorers: Mapping[str, Scorer]) -> list[list[Scorer]]:
   return list(groups.values())
 
 
-def adversarial_distractors(groups: Sequence[Sequence[Scorer]], tries: int = 256,
-                            max_misses: int = 1, slack: float = 6.0) -> task_families.Chooser:
+def adversarial_distractors(
+  groups: Sequence[Sequence[Scorer]], tries: int = 256, max_misses: int = 1, slack: float = 6.0
+) -> task_families.Chooser:
   """Adversarial filtering (SWAG, HellaSwag) against fixed shortcuts: per item, a target
   rank for the answer under each group of shortcuts (`shortcut_groups`), and the k
   distractors among the candidates whose ranks come closest (random subsets, then single
@@ -103,8 +111,9 @@ def adversarial_distractors(groups: Sequence[Sequence[Scorer]], tries: int = 256
   hits = np.zeros((2, len(scorers)))  # kept items' best / worst option hits per scorer
   kept = 0
 
-  def choose(prompt: str, answer: str, candidates: Sequence[str], k: int,
-             rng: np.random.RandomState) -> list[str] | None:
+  def choose(
+    prompt: str, answer: str, candidates: Sequence[str], k: int, rng: np.random.RandomState
+  ) -> list[str] | None:
     nonlocal kept
     if len(candidates) < k:
       return None
@@ -115,8 +124,9 @@ def adversarial_distractors(groups: Sequence[Sequence[Scorer]], tries: int = 256
     # ranks are the sum over its distractors (0: the answer wins).
     above = (table > mine) + 0.5 * (table == mine)
     share = (kept + 1) / (k + 1)
-    target = np.array([_target(share - hits[:, group_of == g].mean(1), k, rng)
-                       for g in range(len(groups))])[group_of]
+    target = np.array(
+      [_target(share - hits[:, group_of == g].mean(1), k, rng) for g in range(len(groups))]
+    )[group_of]
 
     def cost(ranks: np.ndarray) -> np.ndarray:
       # Misses first: an absolute-distance cost alone settles on middle ranks for every
@@ -134,6 +144,7 @@ def adversarial_distractors(groups: Sequence[Sequence[Scorer]], tries: int = 256
     hits[:] = after
     kept += 1
     return [candidates[i] for i in best]
+
   return choose
 
 
@@ -146,8 +157,13 @@ def _target(behind: np.ndarray, k: int, rng: np.random.RandomState) -> int:
   return int(rng.randint(1, k))
 
 
-def _search(above: np.ndarray, k: int, cost: Callable[[np.ndarray], np.ndarray], tries: int,
-            rng: np.random.RandomState) -> np.ndarray:
+def _search(
+  above: np.ndarray,
+  k: int,
+  cost: Callable[[np.ndarray], np.ndarray],
+  tries: int,
+  rng: np.random.RandomState,
+) -> np.ndarray:
   """The k candidates (rows of `above`) whose summed ranks cost least: the best of
   `tries` random picks, then the best single swap until none lowers the cost."""
   picks = np.array([rng.choice(len(above), k, replace=False) for _ in range(tries)])
@@ -169,8 +185,9 @@ def _end_hits(mine: np.ndarray, others: np.ndarray) -> np.ndarray:
   answer among the top-scored options, 1/ties) and its worst way (among the bottom)."""
   values = np.vstack([mine[None], others])
   top, bottom = values.max(0), values.min(0)
-  return np.stack([(mine == top) / (values == top).sum(0),
-                   (mine == bottom) / (values == bottom).sum(0)])
+  return np.stack(
+    [(mine == top) / (values == top).sum(0), (mine == bottom) / (values == bottom).sum(0)]
+  )
 
 
 def majority_label(examples: Sequence[dict]) -> float:
@@ -179,8 +196,9 @@ def majority_label(examples: Sequence[dict]) -> float:
   return float(labels.max() / len(examples))
 
 
-def baselines(tasks: Sequence[harness.Task], scorers: Mapping[str, Scorer]
-              ) -> dict[str, dict[str, float]]:
+def baselines(
+  tasks: Sequence[harness.Task], scorers: Mapping[str, Scorer]
+) -> dict[str, dict[str, float]]:
   """Per multiple-choice task: chance, the majority position, and each shortcut's
   accuracy read both ways (`<name>`: its best option; `<name>_reversed`: its worst)."""
   out = {}

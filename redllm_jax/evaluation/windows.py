@@ -3,6 +3,7 @@
 Length extrapolation and the attention analysis read the same windows: a task's
 documents, longest first, tokenized and concatenated (EOS between documents).
 """
+
 from typing import Any, Sequence
 
 import numpy as np
@@ -12,8 +13,9 @@ from redllm_jax.functional import EOS_ID
 from redllm_jax.errors import ConfigError
 
 
-def token_windows(texts: Sequence[str], encode, length: int, max_windows: int,
-                  longest_first: bool = True) -> np.ndarray:
+def token_windows(
+  texts: Sequence[str], encode, length: int, max_windows: int, longest_first: bool = True
+) -> np.ndarray:
   """[n, length] windows of the concatenated (EOS-separated) token stream."""
   docs = [list(encode(t)) + [EOS_ID] for t in texts]
   if longest_first:
@@ -26,7 +28,7 @@ def token_windows(texts: Sequence[str], encode, length: int, max_windows: int,
   n = min(max_windows, len(stream) // length)
   if n == 0:
     raise ConfigError(f"only {len(stream)} tokens of text: need {length} for one window")
-  return np.asarray(stream[:n * length], np.int32).reshape(n, length)
+  return np.asarray(stream[: n * length], np.int32).reshape(n, length)
 
 
 def task_texts(task_name: str, split: str = "validation") -> tuple[list[str], Any]:

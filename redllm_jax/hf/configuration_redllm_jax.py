@@ -6,6 +6,7 @@ standalone.py and `export.load_export`) and this class's: transformers passes
 its keys here, and the standard attributes are derived from `config`. This file
 and modeling_redllm_jax.py import only torch and transformers.
 """
+
 from transformers import PretrainedConfig
 
 
@@ -30,8 +31,9 @@ class RedLLMJaxConfig(PretrainedConfig):
     self.head_dim = net.get("head_dim")
     self.num_key_value_heads = net.get("num_kv_heads") or net.get("num_heads")
     self.is_encoder_decoder = self.architecture == "redllm"
-    self.num_hidden_layers = net.get("num_decoder_layers" if self.is_encoder_decoder
-                                     else "num_layers")
+    self.num_hidden_layers = net.get(
+      "num_decoder_layers" if self.is_encoder_decoder else "num_layers"
+    )
     # The output projection is the input embedding itself, inside the model (no lm_head).
     self.tie_word_embeddings = False
     super().__post_init__(**kwargs)

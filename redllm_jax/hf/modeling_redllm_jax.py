@@ -30,6 +30,7 @@ Conventions a caller must know:
 
 Imports only torch and transformers.
 """
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -56,7 +57,6 @@ def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 class RMSNorm(nn.Module):
-
   def __init__(self, dim: int, eps: float):
     super().__init__()
     self.scale = nn.Parameter(torch.ones(dim))
@@ -82,8 +82,13 @@ class Projection(nn.Module):
 
 # config fields newer than the export format, with the values an export without them
 # implies (an older export's one `qkv_norm` sets all three norms); standalone.py's too.
-OPTIONAL_FIELDS = {"num_kv_heads": None, "query_norm": True, "key_norm": True,
-                   "value_norm": True, "tied_embeddings": True}
+OPTIONAL_FIELDS = {
+  "num_kv_heads": None,
+  "query_norm": True,
+  "key_norm": True,
+  "value_norm": True,
+  "tied_embeddings": True,
+}
 
 
 def with_optional_fields(net: dict) -> dict:
@@ -112,7 +117,9 @@ class Attention(nn.Module):
     if net["attention_output_norm"]:
       self.output_norm_layer = RMSNorm(k, net["norm_epsilon"])
 
-  def keys_values(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+  def keys_values(
+    self, x: torch.Tensor, positions: torch.Tensor
+  ) -> tuple[torch.Tensor, torch.Tensor]:
     """K (normed, then rotated) and V, both [b, kv_heads, l, head_dim] as the caches hold them."""
     k, v = self.key(x), self.value(x)
     if self.net["key_norm"]:
@@ -122,8 +129,13 @@ class Attention(nn.Module):
     k = apply_rope(k, positions, self.net["rope_base"])
     return k.transpose(1, 2), v.transpose(1, 2)
 
-  def forward(self, x: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
-              keys_values: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+  def forward(
+    self,
+    x: torch.Tensor,
+    positions: torch.Tensor,
+    mask: torch.Tensor,
+    keys_values: tuple[torch.Tensor, torch.Tensor],
+  ) -> torch.Tensor:
     """x [b, q, d] at `positions` [b, q] over `keys_values`, under a boolean mask [b, 1, q, k]."""
     q = self.query(x)
     if self.net["query_norm"]:
@@ -144,11 +156,14 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-
   def __init__(self, net: dict):
     super().__init__()
     d, f = net["d_model"], net["d_ff"]
-    self.wi_gate, self.wi_up, self.wo = Projection((d,), (f,)), Projection((d,), (f,)), Projection((f,), (d,))
+    self.wi_gate, self.wi_up, self.wo = (
+      Projection((d,), (f,)),
+      Projection((d,), (f,)),
+      Projection((f,), (d,)),
+    )
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
     return self.wo(F.silu(self.wi_gate(x)) * self.wi_up(x))
@@ -178,7 +193,9 @@ class Layer(nn.Module):
     if cross is not None:
       cross_keys_values, cross_mask = cross
       h = self.pre_cross_attention_norm(x)
-      x = x + self.cross_attention(h, positions, cross_mask, cross_keys_values(self.cross_attention))
+      x = x + self.cross_attention(
+        h, positions, cross_mask, cross_keys_values(self.cross_attention)
+      )
     return x + self.mlp(self.pre_mlp_norm(x))
 
 
@@ -228,10 +245,12 @@ class RedLLMJaxPreTrainedModel(PreTrainedModel):
   def _init_weights(self, module: nn.Module) -> None:
     """Fresh weights (an export always overwrites them): the Flax initialisers' scales."""
     if isinstance(module, Projection):
-      fan_in = module.kernel.shape[:module.contract].numel()
-      nn.init.normal_(module.kernel, std=fan_in ** -0.5)
+      fan_in = module.kernel.shape[: module.contract].numel()
+      nn.init.normal_(module.kernel, std=fan_in**-0.5)
     elif isinstance(module, TiedEmbedding):  # stddev 1 with scaled logits, else d ** -0.5
-      nn.init.normal_(module.embedding, std=module.logit_scale ** -1 * module.embedding.shape[1] ** -0.5)
+      nn.init.normal_(
+        module.embedding, std=module.logit_scale**-1 * module.embedding.shape[1] ** -0.5
+      )
       if not module.tied:
         nn.init.normal_(module.output_embedding, std=module.embedding.shape[1] ** -0.5)
     elif isinstance(module, RMSNorm):
@@ -278,11 +297,18 @@ class DecLLMForCausalLM(RedLLMJaxPreTrainedModel, GenerationMixin):
     self.decoder = Stack(self.net, self.net["num_layers"], cross=False)
     self.post_init()
 
-  def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None,
-              position_ids: torch.LongTensor | None = None, prefix_mask: torch.Tensor | None = None,
-              cache: Cache | None = None, use_cache: bool | None = None,
-              labels: torch.LongTensor | None = None, return_dict: bool | None = None,
-              **kwargs) -> CausalLMOutputWithPast:
+  def forward(
+    self,
+    input_ids: torch.LongTensor,
+    attention_mask: torch.Tensor | None = None,
+    position_ids: torch.LongTensor | None = None,
+    prefix_mask: torch.Tensor | None = None,
+    cache: Cache | None = None,
+    use_cache: bool | None = None,
+    labels: torch.LongTensor | None = None,
+    return_dict: bool | None = None,
+    **kwargs,
+  ) -> CausalLMOutputWithPast:
     """Logits [b, l, vocab]. `attention_mask` [b, past + l] covers the cached tokens too.
 
     `prefix_mask` [b, >= 1] (BiAttn): 1 on the bidirectional prefix; None is causal.
@@ -297,7 +323,9 @@ class DecLLMForCausalLM(RedLLMJaxPreTrainedModel, GenerationMixin):
     length = input_ids.shape[1]
     total = past + length
     if attention_mask is None:
-      attention_mask = torch.ones(input_ids.shape[0], total, dtype=torch.long, device=input_ids.device)
+      attention_mask = torch.ones(
+        input_ids.shape[0], total, dtype=torch.long, device=input_ids.device
+      )
     if position_ids is None:
       position_ids = positions_from_mask(attention_mask)[:, past:total]
     slots = torch.arange(total, device=input_ids.device)
@@ -314,30 +342,51 @@ class DecLLMForCausalLM(RedLLMJaxPreTrainedModel, GenerationMixin):
     loss = None
     if labels is not None:
       labels = labels.to(logits.device)
-      loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+      loss = F.cross_entropy(
+        logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100
+      )
     return _output(CausalLMOutputWithPast(loss=loss, logits=logits, cache=cache), return_dict)
 
-  def prepare_inputs_for_generation(self, input_ids: torch.LongTensor, next_sequence_length: int | None = None,
-                                    cache: Cache | None = None, attention_mask: torch.Tensor | None = None,
-                                    **kwargs) -> dict:
+  def prepare_inputs_for_generation(
+    self,
+    input_ids: torch.LongTensor,
+    next_sequence_length: int | None = None,
+    cache: Cache | None = None,
+    attention_mask: torch.Tensor | None = None,
+    **kwargs,
+  ) -> dict:
     """BiAttn, no `prefix_mask` given to generate(): the whole prompt is the prefix."""
     inputs = super().prepare_inputs_for_generation(
-        input_ids, next_sequence_length=next_sequence_length, cache=cache,
-        attention_mask=attention_mask, **kwargs)
-    if (self.config.inputs_bidirectional_attention and inputs.get("prefix_mask") is None
-        and attention_mask is not None and (cache is None or cache.get_seq_length() == 0)):
+      input_ids,
+      next_sequence_length=next_sequence_length,
+      cache=cache,
+      attention_mask=attention_mask,
+      **kwargs,
+    )
+    if (
+      self.config.inputs_bidirectional_attention
+      and inputs.get("prefix_mask") is None
+      and attention_mask is not None
+      and (cache is None or cache.get_seq_length() == 0)
+    ):
       inputs["prefix_mask"] = attention_mask  # The prompt's forward: [pad.., BOS, prompt].
     return inputs
 
-  def _update_model_kwargs_for_generation(self, outputs, model_kwargs: dict, *args, **kwargs) -> dict:
+  def _update_model_kwargs_for_generation(
+    self, outputs, model_kwargs: dict, *args, **kwargs
+  ) -> dict:
     """Keeps the prompt's prefix for later steps (read again without a cache); new tokens are not in it."""
-    if (self.config.inputs_bidirectional_attention and model_kwargs.get("prefix_mask") is None
-        and model_kwargs.get("attention_mask") is not None):
+    if (
+      self.config.inputs_bidirectional_attention
+      and model_kwargs.get("prefix_mask") is None
+      and model_kwargs.get("attention_mask") is not None
+    ):
       model_kwargs["prefix_mask"] = model_kwargs["attention_mask"]  # Before this step's token.
     return super()._update_model_kwargs_for_generation(outputs, model_kwargs, *args, **kwargs)
 
-  def _prepare_attention_mask_for_generation(self, inputs_tensor: torch.Tensor, generation_config,
-                                             model_kwargs: dict) -> torch.LongTensor:
+  def _prepare_attention_mask_for_generation(
+    self, inputs_tensor: torch.Tensor, generation_config, model_kwargs: dict
+  ) -> torch.LongTensor:
     """generate() without an attention_mask: transformers would mask every id 0, the BOS
     too. Rows are [pad.., BOS, prompt]: the mask starts at the id 0 before the first other id."""
     ids = model_kwargs.get("input_ids", inputs_tensor)
@@ -352,8 +401,9 @@ class _Encoder:
   def __init__(self, model: "RedLLMForConditionalGeneration"):
     self.model = model
 
-  def forward(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None,
-              **kwargs) -> BaseModelOutput:
+  def forward(
+    self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs
+  ) -> BaseModelOutput:
     return self.model.encode(input_ids, attention_mask)
 
   __call__ = forward
@@ -373,9 +423,13 @@ class RedLLMForConditionalGeneration(RedLLMJaxPreTrainedModel, GenerationMixin):
     return _Encoder(self)
 
   def _encoder_mask(self, input_ids, attention_mask):
-    return (input_ids != self.config.pad_token_id).long() if attention_mask is None else attention_mask
+    return (
+      (input_ids != self.config.pad_token_id).long() if attention_mask is None else attention_mask
+    )
 
-  def encode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> BaseModelOutput:
+  def encode(
+    self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+  ) -> BaseModelOutput:
     """Bidirectional encoder over the real tokens (padding: `attention_mask`, else id 0)."""
     attention_mask = self._encoder_mask(input_ids, attention_mask)
     slots = torch.arange(input_ids.shape[1], device=input_ids.device)
@@ -386,12 +440,19 @@ class RedLLMForConditionalGeneration(RedLLMJaxPreTrainedModel, GenerationMixin):
       x = layer(x, positions, mask, None)
     return BaseModelOutput(last_hidden_state=self.encoder_norm(x))
 
-  def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
-              decoder_input_ids: torch.LongTensor | None = None,
-              decoder_attention_mask: torch.Tensor | None = None,
-              encoder_outputs: BaseModelOutput | tuple | None = None, cache: Cache | None = None,
-              use_cache: bool | None = None, labels: torch.LongTensor | None = None,
-              return_dict: bool | None = None, **kwargs) -> Seq2SeqLMOutput:
+  def forward(
+    self,
+    input_ids: torch.LongTensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    decoder_input_ids: torch.LongTensor | None = None,
+    decoder_attention_mask: torch.Tensor | None = None,
+    encoder_outputs: BaseModelOutput | tuple | None = None,
+    cache: Cache | None = None,
+    use_cache: bool | None = None,
+    labels: torch.LongTensor | None = None,
+    return_dict: bool | None = None,
+    **kwargs,
+  ) -> Seq2SeqLMOutput:
     """Decoder logits [b, l, vocab]; decoder positions continue after each true encoder length.
 
     `labels` [b, l]: `loss` = mean cross-entropy over labels != -100; without
@@ -407,21 +468,27 @@ class RedLLMForConditionalGeneration(RedLLMJaxPreTrainedModel, GenerationMixin):
       encoder_outputs = self.encode(input_ids, attention_mask)
     encoded = encoder_outputs[0]
     if attention_mask is None:
-      attention_mask = (self._encoder_mask(input_ids, None) if input_ids is not None else
-                        torch.ones(encoded.shape[:2], dtype=torch.long, device=encoded.device))
+      attention_mask = (
+        self._encoder_mask(input_ids, None)
+        if input_ids is not None
+        else torch.ones(encoded.shape[:2], dtype=torch.long, device=encoded.device)
+      )
     use_cache = self.config.use_cache if use_cache is None else use_cache
     if use_cache and cache is None:
       cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
     past = cache.self_attention_cache.get_seq_length() if cache is not None else 0
     total = past + decoder_input_ids.shape[1]
     if decoder_attention_mask is None:
-      decoder_attention_mask = torch.ones(decoder_input_ids.shape[0], total, dtype=torch.long,
-                                          device=decoder_input_ids.device)
+      decoder_attention_mask = torch.ones(
+        decoder_input_ids.shape[0], total, dtype=torch.long, device=decoder_input_ids.device
+      )
     slots = torch.arange(total, device=decoder_input_ids.device)
     self_mask = _visible(slots[past:], slots, decoder_attention_mask, True)
     encoder_slots = torch.arange(encoded.shape[1], device=encoded.device)
-    cross_mask = (_visible(slots[past:], encoder_slots, attention_mask, False)
-                  & decoder_attention_mask[:, past:total, None].bool()[:, None])
+    cross_mask = (
+      _visible(slots[past:], encoder_slots, attention_mask, False)
+      & decoder_attention_mask[:, past:total, None].bool()[:, None]
+    )
     positions = attention_mask.sum(-1, keepdim=True) + slots[None, past:]
     encoder_positions = positions_from_mask(attention_mask)
 
@@ -444,9 +511,13 @@ class RedLLMForConditionalGeneration(RedLLMJaxPreTrainedModel, GenerationMixin):
     logits = self._logits(x)
     loss = None
     if labels is not None:
-      loss = F.cross_entropy(logits.flatten(0, 1), labels.to(logits.device).flatten(), ignore_index=-100)
-    return _output(Seq2SeqLMOutput(loss=loss, logits=logits, cache=cache,
-                                   encoder_last_hidden_state=encoded), return_dict)
+      loss = F.cross_entropy(
+        logits.flatten(0, 1), labels.to(logits.device).flatten(), ignore_index=-100
+      )
+    return _output(
+      Seq2SeqLMOutput(loss=loss, logits=logits, cache=cache, encoder_last_hidden_state=encoded),
+      return_dict,
+    )
 
   def _shift_right(self, labels: torch.LongTensor) -> torch.LongTensor:
     """Decoder inputs from labels: start token 0, then the labels but the last; -100 -> pad."""

@@ -10,6 +10,7 @@ cache, units one after the other), and prints each unit's seconds, its trained s
 times its median step time, and the rest: `analyses.overhead`'s figure. Run it from
 two checkouts side by side (one core each) to compare them under the same load.
 """
+
 import os
 import time
 
@@ -20,15 +21,23 @@ from redllm_jax.study import analyses, stages
 from redllm_jax.study.directory import Study, share_compilations
 from redllm_jax.study.plan import StudyPlan
 
-_STUDY_DIR = flags.DEFINE_string("study_dir", None, "A fresh directory for the runs.",
-                                 required=True)
-_UNITS = ("pretrain decllm_s_100_s0", "pretrain decllm_s_50_s0", "pretrain decllm_s_100_s1",
-          "finetune decllm_s_flan_s0")
+_STUDY_DIR = flags.DEFINE_string(
+  "study_dir", None, "A fresh directory for the runs.", required=True
+)
+_UNITS = (
+  "pretrain decllm_s_100_s0",
+  "pretrain decllm_s_50_s0",
+  "pretrain decllm_s_100_s1",
+  "finetune decllm_s_flan_s0",
+)
 # The miniature study at one size, two short budgets and two seeds.
-_PLAN = ["study.StudyPlan.sizes = {'s': 'models/sizes/study_s.gin'}",
-         "study.StudyPlan.budgets = {'s': [50, 100]}", "study.StudyPlan.seeds = [0, 1]",
-         "study.StudyPlan.largest_seeds = [0, 1]",
-         "study.StudyPlan.pretrain_microbatches = {'decllm': {'s': 8}, 'redllm': {'s': 8}}"]
+_PLAN = [
+  "study.StudyPlan.sizes = {'s': 'models/sizes/study_s.gin'}",
+  "study.StudyPlan.budgets = {'s': [50, 100]}",
+  "study.StudyPlan.seeds = [0, 1]",
+  "study.StudyPlan.largest_seeds = [0, 1]",
+  "study.StudyPlan.pretrain_microbatches = {'decllm': {'s': 8}, 'redllm': {'s': 8}}",
+]
 
 
 def main(argv) -> None:

@@ -1,4 +1,5 @@
 """The study directory: where each run and stage writes, and JSON written atomically."""
+
 import dataclasses
 import json
 import os

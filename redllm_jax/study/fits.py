@@ -3,6 +3,7 @@
 The fit is ordinary least squares of log PPL on log X, the form in which the paper
 reports its exponents; `r2` and the slope's standard error are in log space too.
 """
+
 import dataclasses
 import math
 from typing import Sequence
@@ -34,9 +35,14 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLaw:
   fit = stats.linregress(lx, ly)
   # Two points leave no residual degrees of freedom: no standard error (scipy says 0).
   stderr = fit.stderr if lx.size > 2 else float("nan")
-  r2 = fit.rvalue ** 2 if np.ptp(ly) > 0 else 1.0  # a flat y is fitted exactly
-  return PowerLaw(a=float(np.exp(fit.intercept)), b=float(-fit.slope), b_stderr=float(stderr),
-                  r2=float(r2), n=int(lx.size))
+  r2 = fit.rvalue**2 if np.ptp(ly) > 0 else 1.0  # a flat y is fitted exactly
+  return PowerLaw(
+    a=float(np.exp(fit.intercept)),
+    b=float(-fit.slope),
+    b_stderr=float(stderr),
+    r2=float(r2),
+    n=int(lx.size),
+  )
 
 
 def frontier(points: Sequence[tuple[float, float]]) -> list[int]:

@@ -3,17 +3,19 @@ from the code at f96ba16, 2026-12-07 13:38): its verdicts, and every change to t
 and the study since, with its reason. The report prints both beside this run's verdicts.
 The changes before that run are in its own report (`git show 35d0987:docs/study/REPORT.md`)."""
 
-PREVIOUS_RUN = ("2026-12-07 13:38, commit 35d0987: ladder 3 seeds, l pair 5 seeds, "
-                "continuation 1414 items, 45.0 min")
+PREVIOUS_RUN = (
+  "2026-12-07 13:38, commit 35d0987: ladder 3 seeds, l pair 5 seeds, "
+  "continuation 1414 items, 45.0 min"
+)
 # (verdict, strength as printed then: the largest p the verdict rested on)
 PREVIOUS_VERDICTS = (
-    ("reproduced", "p = 0.048"),
-    ("inconclusive", "p = 0.146"),
-    ("reproduced", "p < 0.001"),
-    ("not reproduced", "p = 0.003"),
-    ("inconclusive", "p = 0.053"),
-    ("partly reproduced", "p = 0.007"),
-    ("reproduced", "p = 0.018"),
+  ("reproduced", "p = 0.048"),
+  ("inconclusive", "p = 0.146"),
+  ("reproduced", "p < 0.001"),
+  ("not reproduced", "p = 0.003"),
+  ("inconclusive", "p = 0.053"),
+  ("partly reproduced", "p = 0.007"),
+  ("reproduced", "p = 0.018"),
 )
 
 # (change, why) for each change to the rules, tasks or study design since that run.

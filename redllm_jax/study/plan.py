@@ -13,6 +13,7 @@ largest-size, largest-budget DecLLM into the RedLLMs of `adapt_experiments`. The
 finetuning runs of a seed start from that seed's largest pretrained model of
 `finetune_from[name]` (an architecture), or from its adaptation run of that name.
 """
+
 import dataclasses
 from typing import Mapping, Optional, Sequence
 
@@ -37,11 +38,11 @@ class StudyPlan:
   pretrain_overrides: Sequence[str] = ()  # gin files read after experiment and size
   # Microbatches of the pretraining runs, by architecture and size (none listed: the
   # experiment's own). Which count trains fastest depends on both (bench_workers).
-  pretrain_microbatches: Mapping[str, Mapping[str, int]] = dataclasses.field(
-      default_factory=dict)
+  pretrain_microbatches: Mapping[str, Mapping[str, int]] = dataclasses.field(default_factory=dict)
   finetune_overrides: Sequence[str] = ()
-  finetune_from: Mapping[str, str] = dataclasses.field(default_factory=lambda: {
-      "decllm": "decllm", "redllm": "redllm", "decllm_biattn": "decllm"})
+  finetune_from: Mapping[str, str] = dataclasses.field(
+    default_factory=lambda: {"decllm": "decllm", "redllm": "redllm", "decllm_biattn": "decllm"}
+  )
   # Adapted RedLLM name -> gin files read after the experiment and the largest size
   # (its depths and layer-selection rules); none: no adaptation stage.
   adapt_experiments: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
@@ -85,25 +86,32 @@ class StudyPlan:
       if len(set(seeds)) != len(seeds):
         raise ConfigError(f"study.StudyPlan.{what} {list(seeds)} repeats a seed")
     if self.largest_seeds and not set(self.seeds) <= set(self.largest_seeds):
-      raise ConfigError(f"study.StudyPlan.largest_seeds {list(self.largest_seeds)} must "
-                        f"include every seed of the ladder {list(self.seeds)}")
-    for what, table, keys in (("pretrain_experiments", self.pretrain_experiments, ARCHITECTURES),
-                              ("finetune_from", self.finetune_from,
-                               tuple(self.finetune_experiments))):
+      raise ConfigError(
+        f"study.StudyPlan.largest_seeds {list(self.largest_seeds)} must "
+        f"include every seed of the ladder {list(self.seeds)}"
+      )
+    for what, table, keys in (
+      ("pretrain_experiments", self.pretrain_experiments, ARCHITECTURES),
+      ("finetune_from", self.finetune_from, tuple(self.finetune_experiments)),
+    ):
       missing = [k for k in keys if k not in table]
       if missing:
         raise ConfigError(f"study.StudyPlan.{what} has no entry for {', '.join(missing)}")
     for arch, by_size in self.pretrain_microbatches.items():
       unknown = sorted({arch} - set(ARCHITECTURES)) + sorted(set(by_size) - set(self.sizes))
       if unknown:
-        raise ConfigError(f"study.StudyPlan.pretrain_microbatches names {', '.join(unknown)}: "
-                          f"not an architecture ({', '.join(ARCHITECTURES)}) or size "
-                          f"({', '.join(self.sizes)})")
+        raise ConfigError(
+          f"study.StudyPlan.pretrain_microbatches names {', '.join(unknown)}: "
+          f"not an architecture ({', '.join(ARCHITECTURES)}) or size "
+          f"({', '.join(self.sizes)})"
+        )
     sources = (*ARCHITECTURES, *self.adapt_experiments)
     unknown = sorted(set(self.finetune_from.values()) - set(sources))
     if unknown:
-      raise ConfigError(f"study.StudyPlan.finetune_from names {', '.join(unknown)}: neither "
-                        f"an architecture nor an adaptation ({', '.join(sources)})")
+      raise ConfigError(
+        f"study.StudyPlan.finetune_from names {', '.join(unknown)}: neither "
+        f"an architecture nor an adaptation ({', '.join(sources)})"
+      )
 
   @property
   def largest(self) -> str:
@@ -120,8 +128,11 @@ class StudyPlan:
     runs = []
     for size in self.sizes:
       longest = max(self.budgets[size])
-      branch_steps = sorted(cooldown_start(steps, self.cooldown_fraction)
-                            for steps in self.budgets[size] if steps != longest)
+      branch_steps = sorted(
+        cooldown_start(steps, self.cooldown_fraction)
+        for steps in self.budgets[size]
+        if steps != longest
+      )
       for steps in [longest] + sorted(set(self.budgets[size]) - {longest}):
         seeds = self.analysis_seeds if (size, steps) == (self.largest, longest) else self.seeds
         for arch in ARCHITECTURES:
@@ -129,11 +140,14 @@ class StudyPlan:
             runs.append(self._pretrain_run(arch, size, steps, seed, longest, branch_steps))
     return runs
 
-  def _pretrain_run(self, arch: str, size: str, steps: int, seed: int, longest: int,
-                    branch_steps: Sequence[int]) -> RunSpec:
-    bindings = [f"EVAL_TASKS = {[self.in_domain, self.out_of_domain]!r}",
-                "optimizers.learning_rate_schedule.kind = 'wsd'",
-                f"optimizers.learning_rate_schedule.cooldown_fraction = {self.cooldown_fraction}"]
+  def _pretrain_run(
+    self, arch: str, size: str, steps: int, seed: int, longest: int, branch_steps: Sequence[int]
+  ) -> RunSpec:
+    bindings = [
+      f"EVAL_TASKS = {[self.in_domain, self.out_of_domain]!r}",
+      "optimizers.learning_rate_schedule.kind = 'wsd'",
+      f"optimizers.learning_rate_schedule.cooldown_fraction = {self.cooldown_fraction}",
+    ]
     microbatches = self.pretrain_microbatches.get(arch, {}).get(size)
     if microbatches:
       bindings.append(f"train.train.num_microbatches = {microbatches}")
@@ -142,13 +156,21 @@ class StudyPlan:
         bindings.append(f"train.train.keep_steps = {list(branch_steps)}")
       branch = {}
     else:
-      branch = {"branch_of": f"{arch}_{size}_{longest}_s{seed}",
-                "branch_step": cooldown_start(steps, self.cooldown_fraction)}
-    return RunSpec(name=f"{arch}_{size}_{steps}_s{seed}", point=f"{arch}_{size}_{steps}",
-                   architecture=arch, size=size, steps=steps,
-                   gin_files=(self.pretrain_experiments[arch], self.sizes[size],
-                              *self.pretrain_overrides),
-                   bindings=tuple(bindings), seed=seed, **branch)
+      branch = {
+        "branch_of": f"{arch}_{size}_{longest}_s{seed}",
+        "branch_step": cooldown_start(steps, self.cooldown_fraction),
+      }
+    return RunSpec(
+      name=f"{arch}_{size}_{steps}_s{seed}",
+      point=f"{arch}_{size}_{steps}",
+      architecture=arch,
+      size=size,
+      steps=steps,
+      gin_files=(self.pretrain_experiments[arch], self.sizes[size], *self.pretrain_overrides),
+      bindings=tuple(bindings),
+      seed=seed,
+      **branch,
+    )
 
   def source_run(self, architecture: str, seed: int) -> RunSpec:
     """A seed's largest pretrained model of an architecture (finetuning and analyses start
@@ -158,21 +180,29 @@ class StudyPlan:
 
   def adapt_runs(self) -> list[RunSpec]:
     """Each seed's largest DecLLM adapted into each RedLLM of `adapt_experiments`."""
-    return [RunSpec(name=f"{name}_{self.largest}_s{seed}", point=f"{name}_{self.largest}",
-                    architecture=name, size=self.largest,
-                    gin_files=(self.adapt_experiment, self.sizes[self.largest], *files,
-                               *self.adapt_overrides),
-                    bindings=(f"EVAL_TASKS = {[self.in_domain, self.out_of_domain]!r}",),
-                    parent=self.source_run("decllm", seed).name, seed=seed)
-            for name, files in self.adapt_experiments.items() for seed in self.analysis_seeds]
+    return [
+      RunSpec(
+        name=f"{name}_{self.largest}_s{seed}",
+        point=f"{name}_{self.largest}",
+        architecture=name,
+        size=self.largest,
+        gin_files=(self.adapt_experiment, self.sizes[self.largest], *files, *self.adapt_overrides),
+        bindings=(f"EVAL_TASKS = {[self.in_domain, self.out_of_domain]!r}",),
+        parent=self.source_run("decllm", seed).name,
+        seed=seed,
+      )
+      for name, files in self.adapt_experiments.items()
+      for seed in self.analysis_seeds
+    ]
 
   def _finetune_source(self, name: str, seed: int) -> tuple[str, RunSpec]:
     """(kind, run) a finetuning run starts from."""
     source = self.finetune_from[name]
     if source in ARCHITECTURES:
       return "pretrain", self.source_run(source, seed)
-    return "adapt", next(r for r in self.adapt_runs()
-                         if r.name == f"{source}_{self.largest}_s{seed}")
+    return "adapt", next(
+      r for r in self.adapt_runs() if r.name == f"{source}_{self.largest}_s{seed}"
+    )
 
   def finetune_runs(self) -> list[RunSpec]:
     runs = []
@@ -180,10 +210,19 @@ class StudyPlan:
       for seed in self.analysis_seeds:
         kind, parent = self._finetune_source(name, seed)
         # An adapted model keeps its adaptation's depths (read after the size gin).
-        adapted = self.adapt_experiments.get(self.finetune_from[name], ()) if kind == "adapt" else ()
-        runs.append(RunSpec(
-            name=f"{name}_{self.largest}_flan_s{seed}", point=f"{name}_{self.largest}_flan",
-            architecture=name, size=self.largest,
+        adapted = (
+          self.adapt_experiments.get(self.finetune_from[name], ()) if kind == "adapt" else ()
+        )
+        runs.append(
+          RunSpec(
+            name=f"{name}_{self.largest}_flan_s{seed}",
+            point=f"{name}_{self.largest}_flan",
+            architecture=name,
+            size=self.largest,
             gin_files=(experiment, self.sizes[self.largest], *adapted, *self.finetune_overrides),
-            parent=parent.name, parent_kind=kind, seed=seed))
+            parent=parent.name,
+            parent_kind=kind,
+            seed=seed,
+          )
+        )
     return runs

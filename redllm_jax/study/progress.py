@@ -6,6 +6,7 @@ recent FLOP rate (an average weighted toward the latest units: small early runs
 are dominated by compilation and would overstate the ETA). Units finished in an
 earlier, interrupted invocation count as done from the start and do not skew it.
 """
+
 import time
 from typing import Iterable
 
@@ -13,15 +14,21 @@ import tqdm
 
 
 class Progress:
-
   def __init__(self, units: dict[str, float], done: Iterable[str]):
     self._units = dict(units)
     self._done = set(done) & set(self._units)
-    self._bar = tqdm.tqdm(total=sum(self._units.values()),
-                          initial=sum(self._units[u] for u in self._done), unit="FLOP",
-                          unit_scale=True, smoothing=0.3, dynamic_ncols=True, position=0,
-                          desc="study", bar_format="{desc}: {percentage:3.0f}%|{bar}| "
-                          "{n_fmt}/{total_fmt} FLOPs (estimated) [{elapsed}<{remaining}]")
+    self._bar = tqdm.tqdm(
+      total=sum(self._units.values()),
+      initial=sum(self._units[u] for u in self._done),
+      unit="FLOP",
+      unit_scale=True,
+      smoothing=0.3,
+      dynamic_ncols=True,
+      position=0,
+      desc="study",
+      bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+      "{n_fmt}/{total_fmt} FLOPs (estimated) [{elapsed}<{remaining}]",
+    )
     self._started = time.perf_counter()
 
   def start(self, unit: str) -> None:

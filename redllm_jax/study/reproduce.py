@@ -16,6 +16,7 @@ processes (`workers.py`, `--workers`), the longest chain of waiting work first.
 Every unit writes its outputs and is skipped on a rerun; a killed run (or SIGTERM)
 resumes where it stopped, mid-training included.
 """
+
 import dataclasses
 import datetime
 import json
@@ -37,11 +38,15 @@ from redllm_jax.study.progress import Progress
 from redllm_jax.tools import bench_ceiling
 
 _QUICK = flags.DEFINE_bool("quick", False, "Smoke-test scale (experiments/study_quick.gin).")
-_OUT_DIR = flags.DEFINE_string("out_dir", None,
-                               "Study directory (default runs/study, or runs/study_quick).")
+_OUT_DIR = flags.DEFINE_string(
+  "out_dir", None, "Study directory (default runs/study, or runs/study_quick)."
+)
 _WORKERS = flags.DEFINE_integer(
-    "workers", 0, "Training runs at once, each a single-threaded worker process (0: one per "
-    "CPU core, at most 8, on a CPU-only single-process host; 1: in this process).")
+  "workers",
+  0,
+  "Training runs at once, each a single-threaded worker process (0: one per "
+  "CPU core, at most 8, on a CPU-only single-process host; 1: in this process).",
+)
 
 DEFAULT_GIN = "experiments/study_miniature.gin"
 QUICK_GIN = "experiments/study_quick.gin"
@@ -62,8 +67,10 @@ def _check_plan(study: Study) -> None:
   # Fields a newer version added are not a change of plan.
   changed = sorted(k for k in plan if k in (stored or {}) and stored[k] != plan[k])
   if changed:
-    raise errors.ConfigError(f"{study.root} holds a study with a different plan "
-                                f"({', '.join(changed)}); use a new --out_dir")
+    raise errors.ConfigError(
+      f"{study.root} holds a study with a different plan "
+      f"({', '.join(changed)}); use a new --out_dir"
+    )
   write_json(path, plan)
 
 
@@ -71,8 +78,10 @@ def _worker_count() -> int:
   """--workers, or by default one per core on a single-process CPU host (else 1)."""
   single_cpu_host = jax.default_backend() == "cpu" and jax.process_count() == 1
   if _WORKERS.value > 1 and not single_cpu_host:
-    raise errors.ConfigError(f"--workers={_WORKERS.value}: worker processes are for a "
-                                "single-process CPU host; use --workers=1 here")
+    raise errors.ConfigError(
+      f"--workers={_WORKERS.value}: worker processes are for a "
+      "single-process CPU host; use --workers=1 here"
+    )
   if _WORKERS.value:
     return _WORKERS.value
   if not single_cpu_host:
@@ -85,8 +94,9 @@ def _record(study: Study, timings: dict[str, float], unit: str, seconds: float) 
   write_json(study.path("timings.json"), timings)
 
 
-def _train_in_workers(study: Study, units: list[stages.Unit], timings: dict[str, float],
-                      progress: Progress, size: int) -> bool:
+def _train_in_workers(
+  study: Study, units: list[stages.Unit], timings: dict[str, float], progress: Progress, size: int
+) -> bool:
   """Every training and scoring unit not yet done, `size` worker processes at a time,
   each once the unit it reads is done, the longest chain of waiting work first. False if
   SIGTERM stopped one (it resumes on a rerun)."""
@@ -166,8 +176,14 @@ def _measure_ceiling(study: Study) -> None:
   path = study.path("ceiling.json")
   if read_json(path) is None:
     ceiling = bench_ceiling.matmul_ceiling()
-    write_json(path, {"flops_per_s": ceiling["flops_per_s"], "dtype": ceiling["dtype"],
-                      "measured": datetime.datetime.now().isoformat(timespec="seconds")})
+    write_json(
+      path,
+      {
+        "flops_per_s": ceiling["flops_per_s"],
+        "dtype": ceiling["dtype"],
+        "measured": datetime.datetime.now().isoformat(timespec="seconds"),
+      },
+    )
 
 
 def _add_wall_clock(study: Study, seconds: float, size: int) -> None:
@@ -204,8 +220,9 @@ def main() -> None:
   judged = findings.all_findings(outputs)
   if jax.process_index() == 0:
     command = "python -m redllm_jax.study.reproduce " + " ".join(sys.argv[1:])
-    path = report.write_report(study.path("REPORT.md"), plan, outputs, judged, command.strip(),
-                               gin_files, timings)
+    path = report.write_report(
+      study.path("REPORT.md"), plan, outputs, judged, command.strip(), gin_files, timings
+    )
     for i, f in enumerate(judged, 1):
       print(f"{i}. {f.title}: {f.verdict} ({findings.p_text(f.p)}; {f.robustness})")
     print(f"wrote {path}")

@@ -3,6 +3,7 @@
 A run is an experiment gin plus extra gin files (e.g. a size) and bindings; it
 trains through `train.train`, so it resumes from its MODEL_DIR after a kill.
 """
+
 import dataclasses
 import os
 import time
@@ -30,8 +31,9 @@ class RunSpec:
   seed: int = 0  # parameter init, data order and dropout
 
 
-def training_cost(model, steps: int, batch_size: int,
-                  feature_lengths: dict[str, int]) -> dict[str, float]:
+def training_cost(
+  model, steps: int, batch_size: int, feature_lengths: dict[str, int]
+) -> dict[str, float]:
   """Training FLOPs and target tokens of `steps` batches (RedLLM splits pretraining chunks)."""
   arch = model.architecture  # decllm (BiAttn included) or redllm, as flops expects
   if "inputs" in feature_lengths:  # Finetuning: separate inputs and targets.
@@ -41,23 +43,31 @@ def training_cost(model, steps: int, batch_size: int,
     inputs = length // 2 if arch == "redllm" else 0
     targets = length - inputs
   sequences = steps * batch_size
-  return {"train_flops": sequences * flops.training_flops(model.config, arch, inputs, targets),
-          "target_tokens": sequences * targets, "inputs_length": inputs,
-          "targets_length": targets}
+  return {
+    "train_flops": sequences * flops.training_flops(model.config, arch, inputs, targets),
+    "target_tokens": sequences * targets,
+    "inputs_length": inputs,
+    "targets_length": targets,
+  }
 
 
 def parse_run(spec: RunSpec, model_dir: str, extra_bindings: Sequence[str] = ()) -> None:
   """Parses the run's gin (fresh global config) with MODEL_DIR and TRAIN_STEPS bound."""
   gin.clear_config()
-  bindings = [f"MODEL_DIR = '{os.path.abspath(model_dir)}'", f"train.train.seed = {spec.seed}",
-              *spec.bindings, *extra_bindings]
+  bindings = [
+    f"MODEL_DIR = '{os.path.abspath(model_dir)}'",
+    f"train.train.seed = {spec.seed}",
+    *spec.bindings,
+    *extra_bindings,
+  ]
   if spec.steps:
     bindings.append(f"TRAIN_STEPS = {spec.steps}")
   gin_utils.parse_gin(list(spec.gin_files), bindings)
 
 
-def train_run(spec: RunSpec, model_dir: str,
-              extra_bindings: Sequence[str] = ()) -> Optional[dict[str, Any]]:
+def train_run(
+  spec: RunSpec, model_dir: str, extra_bindings: Sequence[str] = ()
+) -> Optional[dict[str, Any]]:
   """Trains (or resumes) one run; its final eval metrics and cost, or None if preempted."""
   parse_run(spec, model_dir, extra_bindings)
   model = models.from_gin()
@@ -69,12 +79,19 @@ def train_run(spec: RunSpec, model_dir: str,
     return None
   params = flops.count_params(model.abstract_params())
   return {
-      "name": spec.name, "point": spec.point, "architecture": spec.architecture, "size": spec.size,
-      "steps": steps, "batch_size": batch, "seed": spec.seed,
-      "params": params.total, "non_embedding_params": params.non_embedding,
-      **training_cost(model, steps, batch, lengths),
-      "seconds": time.perf_counter() - start, "metrics": metrics,
-      "gin_files": list(spec.gin_files), "bindings": list(spec.bindings),
-      "config": model.describe()["config"],
+    "name": spec.name,
+    "point": spec.point,
+    "architecture": spec.architecture,
+    "size": spec.size,
+    "steps": steps,
+    "batch_size": batch,
+    "seed": spec.seed,
+    "params": params.total,
+    "non_embedding_params": params.non_embedding,
+    **training_cost(model, steps, batch, lengths),
+    "seconds": time.perf_counter() - start,
+    "metrics": metrics,
+    "gin_files": list(spec.gin_files),
+    "bindings": list(spec.bindings),
+    "config": model.describe()["config"],
   }
-

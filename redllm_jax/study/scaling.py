@@ -10,6 +10,7 @@ seed. The pooled fit (every seed's runs at once) is kept beside it with its own
 regression SE. PPL is over the tokens both architectures predict: the second half of
 each chunk (DecLLM's `second_half_perplexity`, RedLLM's targets).
 """
+
 import csv
 import json
 import math
@@ -31,10 +32,10 @@ AXES = ("flops", "params")
 AXIS_KEYS = {"flops": "train_flops", "params": "params"}
 # The paper's fitted exponents (DESIGN.md section 2): the reference column only.
 PAPER_EXPONENTS = {
-    ("in_domain", "flops"): {"decllm": 0.20, "redllm": 0.24},
-    ("in_domain", "params"): {"decllm": 0.17, "redllm": 0.18},
-    ("out_of_domain", "flops"): {"decllm": 0.24, "redllm": 0.27},
-    ("out_of_domain", "params"): {"decllm": 0.20, "redllm": 0.20},
+  ("in_domain", "flops"): {"decllm": 0.20, "redllm": 0.24},
+  ("in_domain", "params"): {"decllm": 0.17, "redllm": 0.18},
+  ("out_of_domain", "flops"): {"decllm": 0.24, "redllm": 0.27},
+  ("out_of_domain", "params"): {"decllm": 0.20, "redllm": 0.20},
 }
 PAPER_DATA = {"in_domain": "RedPajama", "out_of_domain": "Paloma"}
 COLORS = {"decllm": "tab:blue", "redllm": "tab:red", "decllm_biattn": "tab:green"}
@@ -48,12 +49,23 @@ def perplexity(metrics: Mapping[str, float], task: str) -> float:
 
 
 def run_rows(results: Sequence[Mapping[str, Any]], plan: StudyPlan) -> list[dict[str, Any]]:
-  return [{"name": r["name"], "point": r["point"], "seed": r["seed"],
-           "architecture": r["architecture"], "size": r["size"],
-           "steps": r["steps"], "params": r["params"], "train_flops": r["train_flops"],
-           "target_tokens": r["target_tokens"], "seconds": r["seconds"],
-           "in_domain": perplexity(r["metrics"], plan.in_domain),
-           "out_of_domain": perplexity(r["metrics"], plan.out_of_domain)} for r in results]
+  return [
+    {
+      "name": r["name"],
+      "point": r["point"],
+      "seed": r["seed"],
+      "architecture": r["architecture"],
+      "size": r["size"],
+      "steps": r["steps"],
+      "params": r["params"],
+      "train_flops": r["train_flops"],
+      "target_tokens": r["target_tokens"],
+      "seconds": r["seconds"],
+      "in_domain": perplexity(r["metrics"], plan.in_domain),
+      "out_of_domain": perplexity(r["metrics"], plan.out_of_domain),
+    }
+    for r in results
+  ]
 
 
 def seeds_of(rows: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -68,11 +80,19 @@ def point_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
   out = []
   for point, runs in points.items():
     first = runs[0]
-    out.append({"point": point, "architecture": first["architecture"], "size": first["size"],
-                "steps": first["steps"], "params": first["params"],
-                "train_flops": first["train_flops"], "target_tokens": first["target_tokens"],
-                "seconds": stats.mean_se([r["seconds"] for r in runs]),
-                **{d: stats.mean_se([r[d] for r in runs]) for d in DOMAINS}})
+    out.append(
+      {
+        "point": point,
+        "architecture": first["architecture"],
+        "size": first["size"],
+        "steps": first["steps"],
+        "params": first["params"],
+        "train_flops": first["train_flops"],
+        "target_tokens": first["target_tokens"],
+        "seconds": stats.mean_se([r["seconds"] for r in runs]),
+        **{d: stats.mean_se([r[d] for r in runs]) for d in DOMAINS},
+      }
+    )
   return out
 
 
@@ -97,8 +117,11 @@ def params_runs(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 def params_axis_label(rows: Sequence[Mapping[str, Any]]) -> str:
   steps = sorted({r["steps"] for r in params_runs(rows)})
-  return (f"at {steps[0]} steps" if len(steps) == 1
-          else "at each size's longest budget (" + ", ".join(map(str, steps)) + " steps)")
+  return (
+    f"at {steps[0]} steps"
+    if len(steps) == 1
+    else "at each size's longest budget (" + ", ".join(map(str, steps)) + " steps)"
+  )
 
 
 def fit_all(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -108,11 +131,13 @@ def fit_all(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, 
     fits[domain] = {"flops": {}, "params": {}}
     for arch in ARCHITECTURES:
       mine = [r for r in rows if r["architecture"] == arch]
-      fits[domain]["flops"][arch] = _fit_or_none([r["train_flops"] for r in mine],
-                                                 [r[domain] for r in mine])
+      fits[domain]["flops"][arch] = _fit_or_none(
+        [r["train_flops"] for r in mine], [r[domain] for r in mine]
+      )
       last = params_runs(mine)
-      fits[domain]["params"][arch] = _fit_or_none([r["params"] for r in last],
-                                                  [r[domain] for r in last])
+      fits[domain]["params"][arch] = _fit_or_none(
+        [r["params"] for r in last], [r[domain] for r in last]
+      )
   return fits
 
 
@@ -140,16 +165,19 @@ def _over_seeds(per_seed: Mapping[Any, Mapping], summarize) -> dict:
 
 def exponent_summary(per_seed: Mapping[Any, Mapping]) -> dict:
   """{domain: {axis: {decllm, redllm: b mean ± SE; red_minus_dec: paired} or None}}."""
-  return _over_seeds(per_seed, lambda axis, pairs: {
+  return _over_seeds(
+    per_seed,
+    lambda axis, pairs: {
       "decllm": stats.mean_se([d["b"] for d, _ in pairs]),
       "redllm": stats.mean_se([r["b"] for _, r in pairs]),
-      "red_minus_dec": stats.paired([r["b"] for _, r in pairs], [d["b"] for d, _ in pairs])})
+      "red_minus_dec": stats.paired([r["b"] for _, r in pairs], [d["b"] for d, _ in pairs]),
+    },
+  )
 
 
 def reference_x(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
   """Where ratios are read: the geometric mean of the runs' FLOPs (parameters)."""
-  return {axis: float(np.exp(np.mean(np.log([r[AXIS_KEYS[axis]] for r in rows]))))
-          for axis in AXES}
+  return {axis: float(np.exp(np.mean(np.log([r[AXIS_KEYS[axis]] for r in rows])))) for axis in AXES}
 
 
 def log_ratio(dec: Mapping[str, float], red: Mapping[str, float], x) -> np.ndarray:
@@ -160,13 +188,23 @@ def log_ratio(dec: Mapping[str, float], red: Mapping[str, float], x) -> np.ndarr
 
 def ratio_summary(per_seed: Mapping[Any, Mapping], ref: Mapping[str, float]) -> dict:
   """{domain: {axis: {"x", "ratio": fitted Red/Dec PPL at x, mean ± SE over seeds}}}."""
-  return _over_seeds(per_seed, lambda axis, pairs: {
+  return _over_seeds(
+    per_seed,
+    lambda axis, pairs: {
       "x": ref[axis],
-      "ratio": stats.mean_se([float(np.exp(log_ratio(d, r, ref[axis]))) for d, r in pairs])})
+      "ratio": stats.mean_se([float(np.exp(log_ratio(d, r, ref[axis]))) for d, r in pairs]),
+    },
+  )
 
 
-def deciding_scale(per_seed: Mapping[Any, Mapping], domain: str, axis: str, start: float,
-                   threshold: float = 0.0, z: float = DECIDING_Z) -> dict[str, Any]:
+def deciding_scale(
+  per_seed: Mapping[Any, Mapping],
+  domain: str,
+  axis: str,
+  start: float,
+  threshold: float = 0.0,
+  z: float = DECIDING_Z,
+) -> dict[str, Any]:
   """The smallest X >= start at which the fitted Red/Dec PPL ratio r decides "|r - 1| vs
   threshold" (0: which architecture is better; OVERLAP: within that or not): where
   ||mean r - 1| - threshold| reaches z seed SEs of r.
@@ -184,62 +222,86 @@ def deciding_scale(per_seed: Mapping[Any, Mapping], domain: str, axis: str, star
   se = ratios.std(0, ddof=1) / math.sqrt(len(pairs))
   hit = np.nonzero(np.abs(np.abs(mean - 1) - threshold) >= z * se)[0]
   if hit.size == 0:
-    return {"x": None, "reason": f"the fitted ratio stays within {z:g} SE of the threshold up "
-                                 f"to {grid[-1]:.2e}: the seeds' fits disagree too much"}
+    return {
+      "x": None,
+      "reason": f"the fitted ratio stays within {z:g} SE of the threshold up "
+      f"to {grid[-1]:.2e}: the seeds' fits disagree too much",
+    }
   i = int(hit[0])
-  return {"x": float(grid[i]), "ratio": {"mean": float(mean[i]), "se": float(se[i]),
-                                         "n": len(pairs)}, "at_start": i == 0}
+  return {
+    "x": float(grid[i]),
+    "ratio": {"mean": float(mean[i]), "se": float(se[i]), "n": len(pairs)},
+    "at_start": i == 0,
+  }
 
 
-def frontier_names(rows: Sequence[Mapping[str, Any]], key: str = "name",
-                   value=lambda v: v) -> dict[str, list[str]]:
+def frontier_names(
+  rows: Sequence[Mapping[str, Any]], key: str = "name", value=lambda v: v
+) -> dict[str, list[str]]:
   """{domain: `key` of the runs on the compute-optimal frontier, cheapest first}."""
-  return {domain: [rows[i][key] for i in frontier([(r["train_flops"], value(r[domain]))
-                                                   for r in rows])]
-          for domain in DOMAINS}
+  return {
+    domain: [rows[i][key] for i in frontier([(r["train_flops"], value(r[domain])) for r in rows])]
+    for domain in DOMAINS
+  }
 
 
-def frontier_summary(rows: Sequence[Mapping[str, Any]],
-                     points: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def frontier_summary(
+  rows: Sequence[Mapping[str, Any]], points: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
   """Each seed's frontier and DecLLM's share of it (mean ± SE); the frontier of the seed
   means and its DecLLM share."""
   arch = {p["point"]: p["architecture"] for p in points}
-  per_seed = {s: frontier_names([r for r in rows if r["seed"] == s], "point")
-              for s in seeds_of(rows)}
+  per_seed = {
+    s: frontier_names([r for r in rows if r["seed"] == s], "point") for s in seeds_of(rows)
+  }
   on_means = frontier_names(points, "point", lambda v: v["mean"])
 
   def share(names):
     return sum(arch[n] == "decllm" for n in names) / len(names)
 
-  return {"per_seed": per_seed, "on_means": on_means,
-          "decllm_share": {d: stats.mean_se([share(f[d]) for f in per_seed.values()])
-                           for d in DOMAINS},
-          "decllm_share_on_means": {d: share(on_means[d]) for d in DOMAINS}}
+  return {
+    "per_seed": per_seed,
+    "on_means": on_means,
+    "decllm_share": {d: stats.mean_se([share(f[d]) for f in per_seed.values()]) for d in DOMAINS},
+    "decllm_share_on_means": {d: share(on_means[d]) for d in DOMAINS},
+  }
 
 
 def exponent_table(scaling: Mapping[str, Any]) -> str:
   """Markdown: exponents (mean ± seed SE; the pooled fit ± its regression SE) beside the
   paper's, and Red - Dec paired by seed."""
   summary, pooled, n = scaling["exponents"], scaling["fits"], len(scaling["seeds"])
-  lines = [f"| eval domain (paper's data) | X | arch | b, mean ± SE over {n} seeds | "
-           "b, pooled fit ± regression SE | pooled R² | pooled points | b, paper |",
-           "|---|---|---|---:|---:|---:|---:|---:|"]
+  lines = [
+    f"| eval domain (paper's data) | X | arch | b, mean ± SE over {n} seeds | "
+    "b, pooled fit ± regression SE | pooled R² | pooled points | b, paper |",
+    "|---|---|---|---:|---:|---:|---:|---:|",
+  ]
   for domain in DOMAINS:
     for axis in AXES:
-      label = (f"| {domain.replace('_', '-')} ({PAPER_DATA[domain]}) | "
-               f"{'training FLOPs' if axis == 'flops' else 'parameters'} |")
+      label = (
+        f"| {domain.replace('_', '-')} ({PAPER_DATA[domain]}) | "
+        f"{'training FLOPs' if axis == 'flops' else 'parameters'} |"
+      )
       seeds = summary[domain][axis]
       for arch in ARCHITECTURES:
         fit = pooled[domain][axis][arch]
         cells = [stats.fmt(seeds[arch], 3) if seeds else "n/a"]
-        cells += (["n/a"] * 3 if fit is None else
-                  [f"{fit['b']:.3f} ± {fit['b_stderr']:.3f}", f"{fit['r2']:.3f}", str(fit["n"])])
-        lines.append(f"{label} {arch} | " + " | ".join(cells)
-                     + f" | {PAPER_EXPONENTS[(domain, axis)][arch]:.2f} |")
+        cells += (
+          ["n/a"] * 3
+          if fit is None
+          else [f"{fit['b']:.3f} ± {fit['b_stderr']:.3f}", f"{fit['r2']:.3f}", str(fit["n"])]
+        )
+        lines.append(
+          f"{label} {arch} | "
+          + " | ".join(cells)
+          + f" | {PAPER_EXPONENTS[(domain, axis)][arch]:.2f} |"
+        )
       paper = PAPER_EXPONENTS[(domain, axis)]
-      lines.append(f"{label} Red - Dec (paired by seed) | "
-                   + (stats.fmt(seeds["red_minus_dec"], 3) if seeds else "n/a")
-                   + f" | | | | {paper['redllm'] - paper['decllm']:+.2f} |")
+      lines.append(
+        f"{label} Red - Dec (paired by seed) | "
+        + (stats.fmt(seeds["red_minus_dec"], 3) if seeds else "n/a")
+        + f" | | | | {paper['redllm'] - paper['decllm']:+.2f} |"
+      )
   return "\n".join(lines)
 
 
@@ -247,16 +309,24 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
   """Everything fits.json holds beyond the runs: per-seed and pooled fits, exponents and
   ratios over seeds, the frontiers."""
   points, per_seed, ref = point_rows(rows), seed_fits(rows), reference_x(rows)
-  return {"runs": list(rows), "points": points, "seeds": seeds_of(rows),
-          "fits": fit_all(rows), "seed_fits": {str(s): f for s, f in per_seed.items()},
-          "exponents": exponent_summary(per_seed), "ratios": ratio_summary(per_seed, ref),
-          "frontier": frontier_summary(rows, points)}
+  return {
+    "runs": list(rows),
+    "points": points,
+    "seeds": seeds_of(rows),
+    "fits": fit_all(rows),
+    "seed_fits": {str(s): f for s, f in per_seed.items()},
+    "exponents": exponent_summary(per_seed),
+    "ratios": ratio_summary(per_seed, ref),
+    "frontier": frontier_summary(rows, points),
+  }
 
 
 def write_scaling(results: Sequence[Mapping[str, Any]], plan: StudyPlan, out_dir: str) -> dict:
   rows = run_rows(results, plan)
-  out = {**summarize(rows),
-         "tasks": {"in_domain": plan.in_domain, "out_of_domain": plan.out_of_domain}}
+  out = {
+    **summarize(rows),
+    "tasks": {"in_domain": plan.in_domain, "out_of_domain": plan.out_of_domain},
+  }
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, "runs.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -274,8 +344,16 @@ def write_scaling(results: Sequence[Mapping[str, Any]], plan: StudyPlan, out_dir
 def _errorbar(ax, points, key: str, domain: str, arch: str) -> np.ndarray:
   x = np.array([p[key] for p in points])
   se = np.array([p[domain]["se"] for p in points])
-  ax.errorbar(x, [p[domain]["mean"] for p in points], yerr=np.nan_to_num(se), fmt="o",
-              color=COLORS[arch], markersize=4, capsize=2, label=f"{arch} (mean ± SE)")
+  ax.errorbar(
+    x,
+    [p[domain]["mean"] for p in points],
+    yerr=np.nan_to_num(se),
+    fmt="o",
+    color=COLORS[arch],
+    markersize=4,
+    capsize=2,
+    label=f"{arch} (mean ± SE)",
+  )
   return x
 
 
@@ -287,23 +365,34 @@ def _plot_scaling(scaling: Mapping[str, Any], path: str) -> None:
     for j, axis in enumerate(AXES):
       ax = axes[i][j]
       for arch in ARCHITECTURES:
-        mine = [p for p in points if p["architecture"] == arch and (
-            axis == "flops" or (arch, p["size"], p["steps"]) in in_params_fit)]
+        mine = [
+          p
+          for p in points
+          if p["architecture"] == arch
+          and (axis == "flops" or (arch, p["size"], p["steps"]) in in_params_fit)
+        ]
         x = _errorbar(ax, mine, AXIS_KEYS[axis], domain, arch)
         fit = pooled[domain][axis][arch]
         if fit is not None:
           grid = np.geomspace(x.min(), x.max(), 50)
           b = summary[domain][axis][arch] if summary[domain][axis] else None
-          ax.plot(grid, fit["a"] * grid ** -fit["b"], color=COLORS[arch], linestyle="--",
-                  label=f"{arch} pooled fit; b over seeds "
-                        + (stats.fmt(b, 3) if b else "n/a"))
+          ax.plot(
+            grid,
+            fit["a"] * grid ** -fit["b"],
+            color=COLORS[arch],
+            linestyle="--",
+            label=f"{arch} pooled fit; b over seeds " + (stats.fmt(b, 3) if b else "n/a"),
+          )
       ax.set_xscale("log")
       ax.set_yscale("log")
-      ax.set_xlabel("training FLOPs" if axis == "flops" else f"parameters ({params_axis_label(points)})")
+      ax.set_xlabel(
+        "training FLOPs" if axis == "flops" else f"parameters ({params_axis_label(points)})"
+      )
       ax.set_ylabel(f"{domain.replace('_', '-')} PPL")
       ax.legend(fontsize=7)
-  fig.suptitle(f"PPL = a·X^-b per architecture; points: mean ± SE over "
-               f"{len(scaling['seeds'])} seeds")
+  fig.suptitle(
+    f"PPL = a·X^-b per architecture; points: mean ± SE over {len(scaling['seeds'])} seeds"
+  )
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -315,8 +404,7 @@ def _plot_frontier(scaling: Mapping[str, Any], path: str) -> None:
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
   for ax, domain in zip(axes, DOMAINS):
     for arch in ARCHITECTURES:
-      _errorbar(ax, [p for p in points if p["architecture"] == arch], "train_flops", domain,
-                arch)
+      _errorbar(ax, [p for p in points if p["architecture"] == arch], "train_flops", domain, arch)
     front = [by_name[n] for n in scaling["frontier"]["on_means"][domain]]
     x, y = [p["train_flops"] for p in front], [p[domain]["mean"] for p in front]
     ax.step(x, y, where="post", color="black", linewidth=1, label="frontier of the means")

@@ -11,6 +11,7 @@ findings compare, as the paper's downstream average of HellaSwag/LAMBADA-like ta
 is the continuation and cloze tasks whose floor (the best shortcut: `task_info`) is
 within `FLOOR_MARGIN` of chance (every task, if the study ran neither).
 """
+
 import json
 import math
 import os
@@ -54,8 +55,9 @@ def group_of(name: str, entry: Mapping[str, Any]) -> str:
   return "tuned families" if entry.get("in_tuning_mixture") else "other"
 
 
-def task_info(tasks: Sequence[Any], manifest: Mapping[str, Mapping],
-              fallback_chance: Callable[[Any], float]) -> dict[str, dict[str, Any]]:
+def task_info(
+  tasks: Sequence[Any], manifest: Mapping[str, Mapping], fallback_chance: Callable[[Any], float]
+) -> dict[str, dict[str, Any]]:
   """{task: {"chance", "chance_from", "floor", "group", "items"}} for `harness.Task`s. The
   floor is the best model-free shortcut of the manifest (multiple choice: its `floor`;
   generative: the best constant answer), never below chance."""
@@ -65,24 +67,28 @@ def task_info(tasks: Sequence[Any], manifest: Mapping[str, Mapping],
     chance = entry.get("chance")
     chance = float(fallback_chance(t) if chance is None else chance)
     floor = max(chance, entry.get("floor", entry.get("majority_baseline", chance)))
-    info[t.name] = {"chance": chance,
-                    "chance_from": "harness.chance_score" if entry.get("chance") is None
-                    else "manifest", "floor": float(floor),
-                    "group": group_of(t.name, entry), "items": len(t.examples)}
+    info[t.name] = {
+      "chance": chance,
+      "chance_from": "harness.chance_score" if entry.get("chance") is None else "manifest",
+      "floor": float(floor),
+      "group": group_of(t.name, entry),
+      "items": len(t.examples),
+    }
   return info
 
 
-def _figure(scores: Sequence[float], items: int, chance: float,
-            floor: float) -> dict[str, float]:
+def _figure(scores: Sequence[float], items: int, chance: float, floor: float) -> dict[str, float]:
   out = stats.mean_se(scores)
-  out.update(item_se=stats.binomial_se(out["mean"], items), chance=chance, floor=floor,
-             items=items)
+  out.update(item_se=stats.binomial_se(out["mean"], items), chance=chance, floor=floor, items=items)
   return out
 
 
-def summarize(per_seed: Mapping[str, Mapping[str, Mapping[str, float]]],
-              info: Mapping[str, Mapping[str, Any]], shots: Sequence[int],
-              model_floors: Mapping[str, Mapping[str, float]] = {}) -> dict:
+def summarize(
+  per_seed: Mapping[str, Mapping[str, Mapping[str, float]]],
+  info: Mapping[str, Mapping[str, Any]],
+  shots: Sequence[int],
+  model_floors: Mapping[str, Mapping[str, float]] = {},
+) -> dict:
   """{model: {"task@kshot" or "<group>@kshot": figure}} from {model: {seed: {task@kshot:
   score}}}; a group's score is its tasks' mean per seed, its item SE over all its items,
   its chance and floor its tasks' means. A task's floor for a model is the higher of the
@@ -92,25 +98,30 @@ def summarize(per_seed: Mapping[str, Mapping[str, Mapping[str, float]]],
     runs = list(seeds.values())
     mine: dict[str, Any] = {}
     for k in shots:
-      floors = {task: max(t["floor"], model_floors.get(model, {}).get(f"{task}@{k}shot", 0.0))
-                for task, t in info.items()}
+      floors = {
+        task: max(t["floor"], model_floors.get(model, {}).get(f"{task}@{k}shot", 0.0))
+        for task, t in info.items()
+      }
       for task, t in info.items():
-        mine[f"{task}@{k}shot"] = _figure([r[f"{task}@{k}shot"] for r in runs], t["items"],
-                                          t["chance"], floors[task])
+        mine[f"{task}@{k}shot"] = _figure(
+          [r[f"{task}@{k}shot"] for r in runs], t["items"], t["chance"], floors[task]
+        )
       for group in (*GROUPS, "downstream"):
         members = group_members(info, group)
         if members:
           mine[f"{group}@{k}shot"] = _figure(
-              list(group_scores(seeds, members, k).values()),
-              sum(info[m]["items"] for m in members),
-              float(np.mean([info[m]["chance"] for m in members])),
-              float(np.mean([floors[m] for m in members])))
+            list(group_scores(seeds, members, k).values()),
+            sum(info[m]["items"] for m in members),
+            float(np.mean([info[m]["chance"] for m in members])),
+            float(np.mean([floors[m] for m in members])),
+          )
     out[model] = mine
   return out
 
 
-def group_scores(seeds: Mapping[str, Mapping[str, float]], members: Sequence[str],
-                 shots: int) -> dict[str, float]:
+def group_scores(
+  seeds: Mapping[str, Mapping[str, float]], members: Sequence[str], shots: int
+) -> dict[str, float]:
   """{seed: mean score of `members` at `shots`} of one model."""
   return {s: float(np.mean([r[f"{m}@{shots}shot"] for m in members])) for s, r in seeds.items()}
 
@@ -122,8 +133,9 @@ def group_members(info: Mapping[str, Mapping[str, Any]], group: str) -> list[str
   if group != "downstream":
     return [n for n, t in info.items() if t["group"] == group]
   candidates = [n for n, t in info.items() if t["group"] in DOWNSTREAM] or list(info)
-  return [n for n in candidates
-          if info[n]["floor"] - info[n]["chance"] <= FLOOR_MARGIN] or candidates
+  return [
+    n for n in candidates if info[n]["floor"] - info[n]["chance"] <= FLOOR_MARGIN
+  ] or candidates
 
 
 def total_se(figure: Mapping[str, float]) -> float:
@@ -132,8 +144,9 @@ def total_se(figure: Mapping[str, float]) -> float:
   return math.hypot(seed, figure["item_se"])
 
 
-def continuation_bar(summary: Mapping[str, Any], models: Sequence[str],
-                     shots: Sequence[int]) -> list[dict[str, Any]]:
+def continuation_bar(
+  summary: Mapping[str, Any], models: Sequence[str], shots: Sequence[int]
+) -> list[dict[str, Any]]:
   """The continuation bar, per model and shot: (mean - floor) / hypot(seed SE, item SE) >= 3
   on the continuation task (the floor: its best shortcut, `summarize`). [] when the task
   was not run."""
@@ -150,23 +163,25 @@ def continuation_bar(summary: Mapping[str, Any], models: Sequence[str],
 
 def cell(figure: Mapping[str, float]) -> str:
   """'41.2 ± 1.3 (items ± 2.1; chance 25.0; floor 27.3)', in %."""
-  return (f"{stats.fmt(figure, 1, 100)} (items ± {100 * figure['item_se']:.1f}; "
-          f"chance {100 * figure['chance']:.1f}; floor {100 * figure['floor']:.1f})")
+  return (
+    f"{stats.fmt(figure, 1, 100)} (items ± {100 * figure['item_se']:.1f}; "
+    f"chance {100 * figure['chance']:.1f}; floor {100 * figure['floor']:.1f})"
+  )
 
 
 def table(summary: Mapping[str, Any], keys: Sequence[str]) -> str:
   """Markdown: one row per key (task@kshot or group@kshot), one column per model."""
   models = list(summary)
-  lines = ["| task or group @ shots | " + " | ".join(models) + " |",
-           "|---|" + "---|" * len(models)]
+  lines = ["| task or group @ shots | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
   for key in keys:
     if all(key in summary[m] for m in models):
       lines.append(f"| {key} | " + " | ".join(cell(summary[m][key]) for m in models) + " |")
   return "\n".join(lines)
 
 
-def plot_pareto(summary: Mapping[str, Any], costs: Mapping[str, float], shots: Sequence[int],
-                path: str) -> None:
+def plot_pareto(
+  summary: Mapping[str, Any], costs: Mapping[str, float], shots: Sequence[int], path: str
+) -> None:
   """Downstream score (mean ± seed SE) against inference FLOPs; finetuned front marked."""
   fig, axes = plt.subplots(1, len(shots), figsize=(5.5 * len(shots), 4.2), squeeze=False)
   for ax, k in zip(axes[0], shots):
@@ -175,16 +190,26 @@ def plot_pareto(summary: Mapping[str, Any], costs: Mapping[str, float], shots: S
     points = [(costs[n], 100 * f["mean"]) for n, f in zip(names, figures)]
     for n, (x, y), f in zip(names, points, figures):
       arch, stage = n.split("/")
-      ax.errorbar([x], [y], yerr=[100 * np.nan_to_num(f["se"])], fmt="o", capsize=3,
-                  color=COLORS.get(arch, "black"),
-                  markerfacecolor=COLORS.get(arch, "black") if stage == "flan" else "none",
-                  label=n)
+      ax.errorbar(
+        [x],
+        [y],
+        yerr=[100 * np.nan_to_num(f["se"])],
+        fmt="o",
+        capsize=3,
+        color=COLORS.get(arch, "black"),
+        markerfacecolor=COLORS.get(arch, "black") if stage == "flan" else "none",
+        label=n,
+      )
     tuned = [i for i, n in enumerate(names) if n.endswith("/flan")]
     front = [tuned[i] for i in pareto_front([points[i] for i in tuned])]
-    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="black",
-            linewidth=1, label="Pareto front (finetuned)")
-    ax.axhline(100 * figures[0]["chance"], color="grey", linestyle=":", linewidth=1,
-               label="chance")
+    ax.plot(
+      [points[i][0] for i in front],
+      [points[i][1] for i in front],
+      color="black",
+      linewidth=1,
+      label="Pareto front (finetuned)",
+    )
+    ax.axhline(100 * figures[0]["chance"], color="grey", linestyle=":", linewidth=1, label="chance")
     ax.set_xscale("log")
     ax.set_xlabel("inference FLOPs per sequence")
     ax.set_ylabel(f"{k}-shot downstream score (%), mean ± seed SE")

@@ -8,6 +8,7 @@ analyses (`analyses.py`): the scaling fits; the harness summary; length
 extrapolation; attention. Training and scoring units may run in worker processes
 (`workers.py`), each once the unit it reads is done; the analyses run after them.
 """
+
 import dataclasses
 import os
 from typing import Callable
@@ -39,9 +40,12 @@ def _training_unit(study: Study, kind: str, spec: RunSpec) -> Unit:
   extra = study.checkpoint_bindings(spec)
   parse_run(spec, run_dir, extra)
   model = models.from_gin()
-  cost = training_cost(model, gin.query_parameter("%TRAIN_STEPS"),
-                       gin.query_parameter("%BATCH_SIZE"),
-                       dict(gin.query_parameter("%TASK_FEATURE_LENGTHS")))
+  cost = training_cost(
+    model,
+    gin.query_parameter("%TRAIN_STEPS"),
+    gin.query_parameter("%BATCH_SIZE"),
+    dict(gin.query_parameter("%TASK_FEATURE_LENGTHS")),
+  )
 
   def run() -> bool:
     if spec.branch_of:
@@ -51,35 +55,49 @@ def _training_unit(study: Study, kind: str, spec: RunSpec) -> Unit:
       return False
     if spec.parent:
       parent = read_json(study.path(spec.parent_kind, spec.parent, "result.json"))
-      result.update(parent=spec.parent, parent_kind=spec.parent_kind,
-                    parent_train_flops=parent["train_flops"])
+      result.update(
+        parent=spec.parent, parent_kind=spec.parent_kind, parent_train_flops=parent["train_flops"]
+      )
     write_json(os.path.join(run_dir, "result.json"), {**result, "kind": kind})
     return True
 
   after = ((f"{spec.parent_kind} {spec.parent}",) if spec.parent else ()) + (
-      (f"{kind} {spec.branch_of}",) if spec.branch_of else ())
+    (f"{kind} {spec.branch_of}",) if spec.branch_of else ()
+  )
   # A branch trains only its cooldown (the progress bar's work, not its training FLOPs).
   work = cost["train_flops"] * (1 - spec.branch_step / spec.steps if spec.branch_of else 1)
-  return Unit(unit_name(kind, spec), work,
-              (os.path.join(run_dir, "result.json"),), run, in_worker=True, after=after)
+  return Unit(
+    unit_name(kind, spec),
+    work,
+    (os.path.join(run_dir, "result.json"),),
+    run,
+    in_worker=True,
+    after=after,
+  )
 
 
 def training_specs(plan) -> list[tuple[str, RunSpec]]:
   """(stage, run) of every training run of the study: pretraining, adaptation, finetuning."""
-  return ([("pretrain", spec) for spec in plan.pretrain_runs()]
-          + [("adapt", spec) for spec in plan.adapt_runs()]
-          + [("finetune", spec) for spec in plan.finetune_runs()])
+  return (
+    [("pretrain", spec) for spec in plan.pretrain_runs()]
+    + [("adapt", spec) for spec in plan.adapt_runs()]
+    + [("finetune", spec) for spec in plan.finetune_runs()]
+  )
 
 
 def unit_name(kind: str, spec: RunSpec) -> str:
   return f"{kind} {spec.name}"
 
 
-def _scoring_unit(study: Study, kind: str, spec: RunSpec, add_eos: bool,
-                  work: float) -> Unit:
-  return Unit(f"score {kind} {spec.name}", work, (analyses.harness_path(study, spec),),
-              lambda: analyses.score_run(study, kind, spec, add_eos), in_worker=True,
-              after=(unit_name(kind, spec),))
+def _scoring_unit(study: Study, kind: str, spec: RunSpec, add_eos: bool, work: float) -> Unit:
+  return Unit(
+    f"score {kind} {spec.name}",
+    work,
+    (analyses.harness_path(study, spec),),
+    lambda: analyses.score_run(study, kind, spec, add_eos),
+    in_worker=True,
+    after=(unit_name(kind, spec),),
+  )
 
 
 def _scoring_work(study: Study) -> float:
@@ -105,9 +123,10 @@ def worker_unit(study: Study, name: str) -> Unit | None:
 def worker_units(study: Study) -> list[Unit]:
   """Every training unit, then every scoring unit."""
   work = _scoring_work(study)
-  return ([_training_unit(study, kind, spec) for kind, spec in training_specs(study.plan)]
-          + [_scoring_unit(study, kind, spec, add_eos, work)
-             for _, kind, spec, add_eos in analyses.harness_models(study.plan)])
+  return [_training_unit(study, kind, spec) for kind, spec in training_specs(study.plan)] + [
+    _scoring_unit(study, kind, spec, add_eos, work)
+    for _, kind, spec, add_eos in analyses.harness_models(study.plan)
+  ]
 
 
 def critical_paths(units: list[Unit]) -> dict[str, float]:
@@ -146,13 +165,36 @@ def units(study: Study) -> list[Unit]:
   length = plan.training_length
   windows_tokens = plan.extrapolation_windows * length * sum(plan.extrapolation_factors)
   out = worker_units(study)
-  out.append(Unit("scaling fits", per_token, (study.path("scaling", "fits.json"),),
-                  lambda: analyses.run_scaling(study)))
-  out.append(Unit("harness", per_token, (study.path("harness", "harness.json"),),
-                  lambda: analyses.run_harness(study)))
-  out.append(Unit("extrapolation", 2 * windows_tokens * per_token,
-                  (study.path("extrapolation", "extrapolation.json"),),
-                  lambda: analyses.run_extrapolation(study)))
-  out.append(Unit("attention", 2 * plan.attention_windows * length * per_token,
-                  (study.path("attention", "locality.json"),), lambda: analyses.run_attention(study)))
+  out.append(
+    Unit(
+      "scaling fits",
+      per_token,
+      (study.path("scaling", "fits.json"),),
+      lambda: analyses.run_scaling(study),
+    )
+  )
+  out.append(
+    Unit(
+      "harness",
+      per_token,
+      (study.path("harness", "harness.json"),),
+      lambda: analyses.run_harness(study),
+    )
+  )
+  out.append(
+    Unit(
+      "extrapolation",
+      2 * windows_tokens * per_token,
+      (study.path("extrapolation", "extrapolation.json"),),
+      lambda: analyses.run_extrapolation(study),
+    )
+  )
+  out.append(
+    Unit(
+      "attention",
+      2 * plan.attention_windows * length * per_token,
+      (study.path("attention", "locality.json"),),
+      lambda: analyses.run_attention(study),
+    )
+  )
   return out

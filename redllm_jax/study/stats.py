@@ -6,6 +6,7 @@ the architectures are paired by seed (`paired`): the design gives each seed inde
 run per architecture, so pairing is the natural choice; with independent seeds it
 changes the mean not at all and the SE only by the (absent) covariance.
 """
+
 import math
 from typing import Mapping, Sequence
 

@@ -18,6 +18,7 @@ resumes) it and writes its `result.json` like the in-process path
 report it interrupted and exit. Workers die with the study (SIGKILL on the parent's
 death), so a killed study never leaves a run training behind it.
 """
+
 import ctypes
 import dataclasses
 import json
@@ -79,10 +80,22 @@ class Pool:
     core = cores[len(self._workers) % len(cores)]
     with open(os.path.join(self.root, "logs", f"worker_{len(self._workers)}.log"), "ab") as log:
       process = subprocess.Popen(
-          [sys.executable, "-m", "redllm_jax.study.workers", f"--study_dir={self.root}",
-           f"--parent={os.getpid()}", f"--results_fd={write}", f"--core={core}"],
-          stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=self._env,
-          pass_fds=(write,), text=True)
+        [
+          sys.executable,
+          "-m",
+          "redllm_jax.study.workers",
+          f"--study_dir={self.root}",
+          f"--parent={os.getpid()}",
+          f"--results_fd={write}",
+          f"--core={core}",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=self._env,
+        pass_fds=(write,),
+        text=True,
+      )
     os.close(write)
     worker = _Worker(process, os.fdopen(read))
     self._workers.append(worker)
@@ -184,8 +197,10 @@ def main() -> None:
       os.sched_setaffinity(int(thread), {_CORE.value})
   plan_json = read_json(os.path.join(_STUDY_DIR.value, "plan.json"))
   fields = {f.name for f in dataclasses.fields(StudyPlan)}
-  study = Study(StudyPlan(**{k: v for k, v in plan_json.items() if k in fields}),
-                os.path.abspath(_STUDY_DIR.value))
+  study = Study(
+    StudyPlan(**{k: v for k, v in plan_json.items() if k in fields}),
+    os.path.abspath(_STUDY_DIR.value),
+  )
   share_compilations(study.root)
   with os.fdopen(_RESULTS_FD.value, "w") as results:
     for line in sys.stdin:

@@ -5,6 +5,7 @@ hand-written backward passes laid out for XLA:CPU; the tests check them against
 these, and `bench --sections=study` times the step with these swapped back in
 (`autodiff_step`), side by side.
 """
+
 import contextlib
 from typing import Iterator
 from unittest import mock
@@ -35,6 +36,8 @@ def dense(x: jax.Array, kernel: jax.Array, out_first: bool, out_dtype=None) -> j
 def autodiff_step() -> Iterator[None]:
   """Functions traced inside this context use the autodiff references (jit traces once:
   build and first call the function to compare inside it)."""
-  with mock.patch.object(models, "token_losses", token_losses), \
-       mock.patch.object(layers, "dense", dense):
+  with (
+    mock.patch.object(models, "token_losses", token_losses),
+    mock.patch.object(layers, "dense", dense),
+  ):
     yield

@@ -36,6 +36,7 @@ Every figure is measured in one process, side by side, and written to one JSON
   when logged or saved: host seconds per dispatch against seconds per step. A
   ratio well under 1 means the host is never waiting on the device between steps.
 """
+
 import json
 import math
 import os
@@ -47,8 +48,14 @@ from absl import flags
 import jax
 
 from redllm_jax import gin_utils
-from redllm_jax.tools import (bench_ceiling, bench_decode, bench_input, bench_peers,
-                              bench_study, bench_train)
+from redllm_jax.tools import (
+  bench_ceiling,
+  bench_decode,
+  bench_input,
+  bench_peers,
+  bench_study,
+  bench_train,
+)
 
 SECTIONS = ("ceiling", "train", "study", "decode", "peers", "input", "dispatch")
 
@@ -57,17 +64,24 @@ _SIZES = flags.DEFINE_list("sizes", ["tiny", "150m"], "Model sizes for train and
 _OUT = flags.DEFINE_string("out", "bench.json", "Where the JSON of all figures goes.")
 _COMPARE = flags.DEFINE_string("compare", None, "An earlier JSON: print ratios new/old.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repetitions (best and median kept).")
-_REMAT = flags.DEFINE_string("remat", "none", "Remat policy for the train section "
-                             "('gin' keeps the model gin's).")
+_REMAT = flags.DEFINE_string(
+  "remat", "none", "Remat policy for the train section ('gin' keeps the model gin's)."
+)
 _TRAIN_BATCH = flags.DEFINE_integer("train_batch", 4, "150M train batch (rows).")
 _TRAIN_LENGTH = flags.DEFINE_integer("train_length", 512, "150M tokens per row.")
 _DECODE_LENGTH = flags.DEFINE_integer("decode_length", 128, "Prompt and generation length.")
 _DECODE_BATCH = flags.DEFINE_integer("decode_batch", 4, "Decode batch.")
 _STUDY_SHAPES = flags.DEFINE_list(
-    "study_shapes", ["decllm/mini_s/32x256/4096", "redllm/mini_s/32x256/4096",
-                     "decllm/micro_s/64x128/1024", "redllm/micro_s/64x128/1024"],
-    f"Study section: arch/size/ROWSxTOKENS/vocab[/option...], options {bench_study.STUDY_OPTIONS} "
-    "(scanned layers; kernels stored [in, out] as the study gins do, not [out, in]).")
+  "study_shapes",
+  [
+    "decllm/mini_s/32x256/4096",
+    "redllm/mini_s/32x256/4096",
+    "decllm/micro_s/64x128/1024",
+    "redllm/micro_s/64x128/1024",
+  ],
+  f"Study section: arch/size/ROWSxTOKENS/vocab[/option...], options {bench_study.STUDY_OPTIONS} "
+  "(scanned layers; kernels stored [in, out] as the study gins do, not [out, in]).",
+)
 _UNCACHED = flags.DEFINE_bool("uncached", True, "Also time uncached decoding.")
 
 
@@ -82,17 +96,32 @@ def machine() -> dict[str, Any]:
       cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
   except (OSError, StopIteration):
     pass
-  return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.node(), "cpu": cpu,
-          "cores": os.cpu_count(), "backend": jax.default_backend(),
-          "devices": jax.device_count(), "jax": jax.__version__,
-          "loadavg": list(load), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+  return {
+    "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    "host": platform.node(),
+    "cpu": cpu,
+    "cores": os.cpu_count(),
+    "backend": jax.default_backend(),
+    "devices": jax.device_count(),
+    "jax": jax.__version__,
+    "loadavg": list(load),
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+  }
 
 
-def run(sections: Sequence[str], sizes: Sequence[str], repeats: int = 3, remat: str = "none",
-        train_batch: int = 4, train_length: int = 512, decode_batch: int = 4,
-        decode_length: int = 128, uncached: bool = True,
-        study_shapes: Sequence[str] = (),
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+def run(
+  sections: Sequence[str],
+  sizes: Sequence[str],
+  repeats: int = 3,
+  remat: str = "none",
+  train_batch: int = 4,
+  train_length: int = 512,
+  decode_batch: int = 4,
+  decode_length: int = 128,
+  uncached: bool = True,
+  study_shapes: Sequence[str] = (),
+  log: Callable[[str], None] = print,
+) -> dict[str, Any]:
   """All requested figures as one JSON-able dict (see the module docstring)."""
   unknown = set(sections) - set(SECTIONS)
   if unknown:
@@ -104,8 +133,9 @@ def run(sections: Sequence[str], sizes: Sequence[str], repeats: int = 3, remat: 
     ceiling = out["ceiling"]["flops_per_s"]
     log(f"matmul ceiling ({out['ceiling']['dtype']}): {ceiling / 1e9:.1f} GFLOP/s")
   if "train" in sections:
-    out["train"] = bench_train.train_section(sizes, ceiling, repeats, remat, train_batch,
-                                             train_length, log)
+    out["train"] = bench_train.train_section(
+      sizes, ceiling, repeats, remat, train_batch, train_length, log
+    )
     # Re-measure the ceiling after the train section: the load on a shared machine drifts.
     after = bench_ceiling.matmul_ceiling()
     out["ceiling"]["after_train_flops_per_s"] = after["flops_per_s"]
@@ -113,11 +143,13 @@ def run(sections: Sequence[str], sizes: Sequence[str], repeats: int = 3, remat: 
   if "study" in sections:
     out["study"] = bench_study.study_section(study_shapes, repeats, log)
   if "decode" in sections:
-    out["decode"] = bench_decode.decode_section(sizes, decode_batch, decode_length, repeats,
-                                                uncached, log)
+    out["decode"] = bench_decode.decode_section(
+      sizes, decode_batch, decode_length, repeats, uncached, log
+    )
   if "peers" in sections:
-    out["peers"] = bench_peers.peers_section(sizes, decode_batch, decode_length, train_batch,
-                                             train_length, repeats, log)
+    out["peers"] = bench_peers.peers_section(
+      sizes, decode_batch, decode_length, train_batch, train_length, repeats, log
+    )
   if "dispatch" in sections:
     out["dispatch"] = bench_train.dispatch_section(log)
   if "input" in sections:
@@ -149,9 +181,18 @@ def compare(new: dict, old: dict) -> list[str]:
 
 
 def main() -> None:
-  result = run(_SECTIONS.value, _SIZES.value, _REPEATS.value, _REMAT.value,
-               _TRAIN_BATCH.value, _TRAIN_LENGTH.value, _DECODE_BATCH.value,
-               _DECODE_LENGTH.value, _UNCACHED.value, _STUDY_SHAPES.value)
+  result = run(
+    _SECTIONS.value,
+    _SIZES.value,
+    _REPEATS.value,
+    _REMAT.value,
+    _TRAIN_BATCH.value,
+    _TRAIN_LENGTH.value,
+    _DECODE_BATCH.value,
+    _DECODE_LENGTH.value,
+    _UNCACHED.value,
+    _STUDY_SHAPES.value,
+  )
   with open(_OUT.value, "w") as f:
     json.dump(result, f, indent=1, sort_keys=True)
   print(f"wrote {_OUT.value}")

@@ -1,4 +1,5 @@
 """The ceiling section: the best measured matmul FLOP/s, the MFU denominator."""
+
 import statistics
 import time
 from typing import Any, Callable, Optional, Sequence
@@ -21,8 +22,11 @@ _matmul = jax.jit(lambda a, b: a @ b)
 CEILING_SHAPES = ((2048, 1024, 4096), (2048, 4096, 1024), (2048, 2048, 2048))
 
 
-def matmul_ceiling(repeats: int = 5, dtype: Optional[str] = None,
-                   shapes: Sequence[tuple[int, int, int]] = CEILING_SHAPES) -> dict[str, Any]:
+def matmul_ceiling(
+  repeats: int = 5,
+  dtype: Optional[str] = None,
+  shapes: Sequence[tuple[int, int, int]] = CEILING_SHAPES,
+) -> dict[str, Any]:
   """Best measured matmul FLOP/s over `shapes` (m x k @ k x n)."""
   if dtype is None:
     dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"

@@ -1,4 +1,5 @@
 """What the bench sections share: the two architectures, a model from its gins and a batch."""
+
 from typing import Sequence
 
 import gin

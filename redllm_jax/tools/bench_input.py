@@ -9,6 +9,7 @@ batching to numpy. Tokens = batch rows x 256 chunk tokens (encoder + decoder
 tokens for RedLLM; padding is rare since chunks are full length).
 `bench --sections=input` times it on the demo task beside the train step's consumption.
 """
+
 import time
 from typing import Any, Callable
 
@@ -28,12 +29,12 @@ CHUNK = 256
 def tokens_per_second(task: str, arch: str, batch_size: int, steps: int, warmup: int) -> float:
   """Task tokens per second delivered by the training iterator for `arch`."""
   it = input_pipeline.make_input_iterator(
-      task,
-      {"targets": CHUNK},
-      feature_converters.make_feature_converter(arch, "pretrain"),
-      batch_size=batch_size,
-      seed=0,
-      shard_info=seqio.ShardInfo(index=0, num_shards=1),
+    task,
+    {"targets": CHUNK},
+    feature_converters.make_feature_converter(arch, "pretrain"),
+    batch_size=batch_size,
+    seed=0,
+    shard_info=seqio.ShardInfo(index=0, num_shards=1),
   )
   for _ in range(warmup):
     next(it)
@@ -46,9 +47,14 @@ def tokens_per_second(task: str, arch: str, batch_size: int, steps: int, warmup:
 def input_bench(batch: int = 16, steps: int = 100, warmup: int = 20) -> dict[str, Any]:
   """Demo pretraining input pipeline tokens/s for both architectures (256-token chunks)."""
   demo_corpus.build()
-  return {arch: {"tokens_per_s": tokens_per_second(
-      "demo_redpajama", arch[:3], batch, steps, warmup), "batch": batch,
-      "tokens_per_row": CHUNK} for arch in ARCHS}
+  return {
+    arch: {
+      "tokens_per_s": tokens_per_second("demo_redpajama", arch[:3], batch, steps, warmup),
+      "batch": batch,
+      "tokens_per_row": CHUNK,
+    }
+    for arch in ARCHS
+  }
 
 
 def input_section(train: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ weights, since generation is forced to run all `length` steps (no EOS).
 torch and transformers come from the `hf` extra (`pip install -e ".[hf]"`);
 without them the section is skipped with the reason.
 """
+
 import os
 import statistics
 import time
@@ -62,8 +63,9 @@ def matvec_bandwidth(batch: int, megabytes: int = 512, repeats: int = 5) -> floa
   [out, in] (the CPU decoding layout), `megabytes` of kernels, far beyond the caches.
   A decode step cannot read its weights faster than this through XLA's dots."""
   count = max(2, megabytes * 2**20 // (4 * 4096 * 1024) // 2 * 2)
-  kernels = [jnp.full((4096, 1024) if i % 2 == 0 else (1024, 4096), 1e-3, jnp.float32)
-             for i in range(count)]
+  kernels = [
+    jnp.full((4096, 1024) if i % 2 == 0 else (1024, 4096), 1e-3, jnp.float32) for i in range(count)
+  ]
 
   def chain(x, kernels):
     for kernel in kernels:
@@ -85,20 +87,33 @@ def hf_model(arch: str, cfg: TransformerConfig):
   """A random-init HF PyTorch model at our config's widths, in float32, eval mode."""
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
-  common = dict(vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
-                num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.kv_heads,
-                head_dim=cfg.head_dim, rms_norm_eps=cfg.norm_epsilon, tie_word_embeddings=True,
-                pad_token_id=0, eos_token_id=1, bos_token_id=0)
+
+  common = dict(
+    vocab_size=cfg.vocab_size,
+    hidden_size=cfg.d_model,
+    intermediate_size=cfg.d_ff,
+    num_attention_heads=cfg.num_heads,
+    num_key_value_heads=cfg.kv_heads,
+    head_dim=cfg.head_dim,
+    rms_norm_eps=cfg.norm_epsilon,
+    tie_word_embeddings=True,
+    pad_token_id=0,
+    eos_token_id=1,
+    bos_token_id=0,
+  )
   torch.manual_seed(0)
   if arch == "decllm":
     config = transformers.LlamaConfig(num_hidden_layers=cfg.num_layers, **common)
     model = transformers.LlamaForCausalLM(config)
   else:
     module = lambda layers: transformers.T5GemmaModuleConfig(
-        num_hidden_layers=layers, layer_types=["full_attention"] * layers, **common)
-    config = transformers.T5GemmaConfig(encoder=module(cfg.num_encoder_layers),
-                                        decoder=module(cfg.num_decoder_layers),
-                                        vocab_size=cfg.vocab_size)
+      num_hidden_layers=layers, layer_types=["full_attention"] * layers, **common
+    )
+    config = transformers.T5GemmaConfig(
+      encoder=module(cfg.num_encoder_layers),
+      decoder=module(cfg.num_decoder_layers),
+      vocab_size=cfg.vocab_size,
+    )
     model = transformers.T5GemmaForConditionalGeneration(config)
     # T5Gemma gives the encoder its own table; ours is one table for both sides.
     model.model.encoder.embed_tokens = model.model.decoder.embed_tokens
@@ -108,14 +123,22 @@ def hf_model(arch: str, cfg: TransformerConfig):
 def hf_decode_fn(model, prompts: np.ndarray, length: int, threads: int) -> Callable[[], Any]:
   """Greedy `generate` of exactly `length` tokens with the KV cache, on `threads` threads."""
   import torch  # pylint: disable=g-import-not-at-top
+
   ids = torch.as_tensor(prompts, dtype=torch.long)
   attention = torch.ones_like(ids)
 
   def run():
     torch.set_num_threads(threads)
     with torch.inference_mode():
-      return model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=length,
-                            min_new_tokens=length, do_sample=False, use_cache=True)
+      return model.generate(
+        input_ids=ids,
+        attention_mask=attention,
+        max_new_tokens=length,
+        min_new_tokens=length,
+        do_sample=False,
+        use_cache=True,
+      )
+
   return run
 
 
@@ -125,6 +148,7 @@ def hf_train_fn(model, arch: str, batch: int, tokens: int, threads: int) -> Call
   split in half between encoder and decoder."""
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
+
   rng = np.random.RandomState(0)
   ids = lambda n: torch.as_tensor(rng.randint(2, model.config.vocab_size, (batch, n)))
   if arch == "decllm":
@@ -133,7 +157,8 @@ def hf_train_fn(model, arch: str, batch: int, tokens: int, threads: int) -> Call
   else:
     inputs = {"input_ids": ids(tokens // 2), "labels": ids(tokens - tokens // 2)}
   optimizer = transformers.optimization.Adafactor(
-      model.parameters(), lr=1e-3, relative_step=False, scale_parameter=False)
+    model.parameters(), lr=1e-3, relative_step=False, scale_parameter=False
+  )
   model.train()
 
   def run():
@@ -143,6 +168,7 @@ def hf_train_fn(model, arch: str, batch: int, tokens: int, threads: int) -> Call
     loss.backward()
     optimizer.step()
     return float(loss.detach())
+
   return run
 
 
@@ -161,8 +187,12 @@ def timed(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[flo
 
 def summary(seconds: list[float], tokens: int) -> dict[str, float]:
   median = statistics.median(seconds)
-  return {"best_s": min(seconds), "median_s": median, "tokens_per_s": tokens / median,
-          "range_tokens_per_s": [tokens / max(seconds), tokens / min(seconds)]}
+  return {
+    "best_s": min(seconds),
+    "median_s": median,
+    "tokens_per_s": tokens / median,
+    "range_tokens_per_s": [tokens / max(seconds), tokens / min(seconds)],
+  }
 
 
 PEER_THREADS = (1, 2)  # torch threads; on a loaded 2-core host 1 thread can be faster.
@@ -179,11 +209,15 @@ def peers_train_compare(size: str, batch: int, tokens: int, repeats: int) -> dic
   times = timed(runs, repeats)
   out = {}
   for arch in ARCHS:
-    ours, hf = (summary(times[f"{arch}/{who}"], batch * tokens)
-                for who in ("ours", "hf"))
-    out[arch] = {"batch": batch, "tokens_per_row": tokens, "ours": ours, "hf": hf,
-                 "ours_over_hf": ours["tokens_per_s"] / hf["tokens_per_s"],
-                 "kernels_out_first": infos[arch]["kernels_out_first"]}
+    ours, hf = (summary(times[f"{arch}/{who}"], batch * tokens) for who in ("ours", "hf"))
+    out[arch] = {
+      "batch": batch,
+      "tokens_per_row": tokens,
+      "ours": ours,
+      "hf": hf,
+      "ours_over_hf": ours["tokens_per_s"] / hf["tokens_per_s"],
+      "kernels_out_first": infos[arch]["kernels_out_first"],
+    }
   return out
 
 
@@ -208,26 +242,37 @@ def peers_compare(size: str, batch: int, length: int, repeats: int) -> dict[str,
   out = {"read_bytes_per_s": bandwidth, "matvec_bytes_per_s": matvec}
   for arch in ARCHS:
     ours = summary(times[f"{arch}/ours"], batch * length)
-    peers = {t: summary(times[f"{arch}/hf_{t}t"], batch * length)
-             for t in PEER_THREADS}
+    peers = {t: summary(times[f"{arch}/hf_{t}t"], batch * length) for t in PEER_THREADS}
     threads = max(peers, key=lambda t: peers[t]["tokens_per_s"])
     prefill_s = statistics.median(times[f"{arch}/ours_prefill"])
     step_s = (ours["median_s"] - prefill_s) / (length - 1)
     weight_bytes = infos[arch]["step_weight_bytes"]
-    out[arch] = {**infos[arch], "ours": ours, "hf": peers[threads], "hf_threads": threads,
-                 "hf_all": {f"{t}t": peers[t] for t in PEER_THREADS},
-                 "ours_over_hf": ours["tokens_per_s"] / peers[threads]["tokens_per_s"],
-                 "prefill_s": prefill_s, "step_s": step_s,
-                 "bandwidth_bound_s": weight_bytes / bandwidth,
-                 "step_over_bound": step_s * bandwidth / weight_bytes,
-                 "matvec_bound_s": weight_bytes / matvec,
-                 "step_over_matvec_bound": step_s * matvec / weight_bytes}
+    out[arch] = {
+      **infos[arch],
+      "ours": ours,
+      "hf": peers[threads],
+      "hf_threads": threads,
+      "hf_all": {f"{t}t": peers[t] for t in PEER_THREADS},
+      "ours_over_hf": ours["tokens_per_s"] / peers[threads]["tokens_per_s"],
+      "prefill_s": prefill_s,
+      "step_s": step_s,
+      "bandwidth_bound_s": weight_bytes / bandwidth,
+      "step_over_bound": step_s * bandwidth / weight_bytes,
+      "matvec_bound_s": weight_bytes / matvec,
+      "step_over_matvec_bound": step_s * matvec / weight_bytes,
+    }
   return out
 
 
-def peers_section(sizes: Sequence[str], decode_batch: int, decode_length: int,
-                  train_batch: int, train_length: int, repeats: int,
-                  log: Callable[[str], None]) -> dict[str, Any]:
+def peers_section(
+  sizes: Sequence[str],
+  decode_batch: int,
+  decode_length: int,
+  train_batch: int,
+  train_length: int,
+  repeats: int,
+  log: Callable[[str], None],
+) -> dict[str, Any]:
   """The peers section's figures per size (decoding, bounds, `train`), or why it was skipped."""
   reason = missing()
   if reason:
@@ -238,20 +283,26 @@ def peers_section(sizes: Sequence[str], decode_batch: int, decode_length: int,
     batch, tokens = TRAIN_SHAPES.get(size, (train_batch, train_length))
     out[size]["train"] = peers_train_compare(size, batch, tokens, repeats)
   for size, rows in out.items():
-    log(f"memory bandwidth (read): {rows['read_bytes_per_s'] / 1e9:.1f} GB/s; XLA "
-        f"matrix-vector products (batch {decode_batch}): "
-        f"{rows['matvec_bytes_per_s'] / 1e9:.1f} GB/s")
+    log(
+      f"memory bandwidth (read): {rows['read_bytes_per_s'] / 1e9:.1f} GB/s; XLA "
+      f"matrix-vector products (batch {decode_batch}): "
+      f"{rows['matvec_bytes_per_s'] / 1e9:.1f} GB/s"
+    )
     for arch in ARCHS:
       r = rows[arch]
-      log(f"peers {arch:7s} {size:5s} {decode_batch}x({decode_length}+{decode_length}): "
-          f"ours {r['ours']['tokens_per_s']:7.1f} tok/s, HF PyTorch "
-          f"({r['hf_threads']} thread) {r['hf']['tokens_per_s']:7.1f} tok/s: "
-          f"{r['ours_over_hf']:.2f}x; our step {r['step_s'] * 1e3:.1f} ms vs bandwidth "
-          f"bound {r['bandwidth_bound_s'] * 1e3:.1f} ms ({r['step_over_bound']:.2f}x), "
-          f"matvec bound {r['matvec_bound_s'] * 1e3:.1f} ms "
-          f"({r['step_over_matvec_bound']:.2f}x)")
+      log(
+        f"peers {arch:7s} {size:5s} {decode_batch}x({decode_length}+{decode_length}): "
+        f"ours {r['ours']['tokens_per_s']:7.1f} tok/s, HF PyTorch "
+        f"({r['hf_threads']} thread) {r['hf']['tokens_per_s']:7.1f} tok/s: "
+        f"{r['ours_over_hf']:.2f}x; our step {r['step_s'] * 1e3:.1f} ms vs bandwidth "
+        f"bound {r['bandwidth_bound_s'] * 1e3:.1f} ms ({r['step_over_bound']:.2f}x), "
+        f"matvec bound {r['matvec_bound_s'] * 1e3:.1f} ms "
+        f"({r['step_over_matvec_bound']:.2f}x)"
+      )
       t = rows["train"][arch]
-      log(f"peers {arch:7s} {size:5s} train {t['batch']}x{t['tokens_per_row']}: ours "
-          f"{t['ours']['tokens_per_s']:7.1f} tok/s, HF PyTorch (Adafactor) "
-          f"{t['hf']['tokens_per_s']:7.1f} tok/s: {t['ours_over_hf']:.2f}x")
+      log(
+        f"peers {arch:7s} {size:5s} train {t['batch']}x{t['tokens_per_row']}: ours "
+        f"{t['ours']['tokens_per_s']:7.1f} tok/s, HF PyTorch (Adafactor) "
+        f"{t['hf']['tokens_per_s']:7.1f} tok/s: {t['ours_over_hf']:.2f}x"
+      )
   return out

@@ -21,6 +21,7 @@ On the demo corpus (tiny RedLLM, 20 steps, checkpoints every 5):
   (mount); without it they are reported as skipped.
 - the data converter over good and bad files: bad files skipped and counted?
 """
+
 import gzip
 import json
 import os
@@ -44,15 +45,25 @@ _OUT = flags.DEFINE_string("out", None, "Write the figures here as JSON.")
 _SEED = flags.DEFINE_integer("seed", 0, "Picks the kill and signal steps.")
 
 STEPS = 20
-BINDINGS = (f"TRAIN_STEPS = {STEPS}", "BATCH_SIZE = 4", "TASK_FEATURE_LENGTHS = {'targets': 64}",
-            "EVAL_TASKS = []", "train.train.checkpoint_every = 5", "train.train.log_every = 1",
-            "optimizers.learning_rate_schedule.warmup_steps = 5")
+BINDINGS = (
+  f"TRAIN_STEPS = {STEPS}",
+  "BATCH_SIZE = 4",
+  "TASK_FEATURE_LENGTHS = {'targets': 64}",
+  "EVAL_TASKS = []",
+  "train.train.checkpoint_every = 5",
+  "train.train.log_every = 1",
+  "optimizers.learning_rate_schedule.warmup_steps = 5",
+)
 
 
 def start(model_dir: str, *extra: str) -> subprocess.Popen:
-  args = [sys.executable, "-m", "redllm_jax.train",
-          "--gin_file=experiments/demo_pretrain_redllm.gin",
-          *[f"--gin_bindings={b}" for b in (f"MODEL_DIR = '{model_dir}'", *BINDINGS, *extra)]]
+  args = [
+    sys.executable,
+    "-m",
+    "redllm_jax.train",
+    "--gin_file=experiments/demo_pretrain_redllm.gin",
+    *[f"--gin_bindings={b}" for b in (f"MODEL_DIR = '{model_dir}'", *BINDINGS, *extra)],
+  ]
   return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -80,14 +91,15 @@ def wait_for_step(proc: subprocess.Popen, model_dir: str, step: int) -> None:
 def final_params(model_dir: str) -> list[np.ndarray]:
   from redllm_jax import checkpoints  # pylint: disable=g-import-not-at-top  # jax after flags
   import jax  # pylint: disable=g-import-not-at-top
+
   _, params = checkpoints.load_model_and_params(model_dir)
   return [np.asarray(a) for a in jax.tree.leaves(params)]
 
 
 def same_as(reference: dict[str, Any], model_dir: str) -> bool:
-  return (logged_steps(model_dir) == reference["losses"]
-          and all(np.array_equal(a, b) for a, b in zip(final_params(model_dir),
-                                                       reference["params"])))
+  return logged_steps(model_dir) == reference["losses"] and all(
+    np.array_equal(a, b) for a, b in zip(final_params(model_dir), reference["params"])
+  )
 
 
 def kill_trial(root: str, reference: dict[str, Any], step: int) -> dict[str, Any]:
@@ -97,8 +109,11 @@ def kill_trial(root: str, reference: dict[str, Any], step: int) -> dict[str, Any
   proc.kill()
   proc.wait()
   code, err = run(model_dir)
-  return {"killed_after_step": step, "exit": code, "exact": code == 0 and same_as(reference,
-                                                                                  model_dir)}
+  return {
+    "killed_after_step": step,
+    "exit": code,
+    "exact": code == 0 and same_as(reference, model_dir),
+  }
 
 
 def term_trial(root: str, step: int) -> dict[str, Any]:
@@ -111,13 +126,21 @@ def term_trial(root: str, step: int) -> dict[str, Any]:
   seconds = time.monotonic() - signalled
   last = logged_steps(model_dir)[-1][0]
   saved = max(int(s) for s in os.listdir(os.path.join(model_dir, "checkpoints")) if s.isdigit())
-  return {"signalled_after_step": step, "seconds_to_exit": round(seconds, 2),
-          "exit": proc.returncode, "last_step_saved": saved == last}
+  return {
+    "signalled_after_step": step,
+    "seconds_to_exit": round(seconds, 2),
+    "exit": proc.returncode,
+    "last_step_saved": saved == last,
+  }
 
 
 def _largest_param_file(step_dir: str) -> str:
-  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, "params"))
-           for f in fs if f"{os.sep}d{os.sep}" in os.path.join(d, f)]
+  files = [
+    os.path.join(d, f)
+    for d, _, fs in os.walk(os.path.join(step_dir, "params"))
+    for f in fs
+    if f"{os.sep}d{os.sep}" in os.path.join(d, f)
+  ]
   return max(files, key=os.path.getsize)
 
 
@@ -148,9 +171,12 @@ def _empty_newer_step(step_dir: str) -> None:
 
 
 DAMAGE: dict[str, Callable[[str], None]] = {
-    "random bytes, length kept": _random_bytes, "one flipped bit": _flip_one_bit,
-    "truncated file": _truncate, "deleted file": _delete,
-    "empty newer step directory": _empty_newer_step}
+  "random bytes, length kept": _random_bytes,
+  "one flipped bit": _flip_one_bit,
+  "truncated file": _truncate,
+  "deleted file": _delete,
+  "empty newer step directory": _empty_newer_step,
+}
 
 
 def damage_trial(root: str, reference: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -158,16 +184,20 @@ def damage_trial(root: str, reference: dict[str, Any], kind: str) -> dict[str, A
   shutil.copytree(reference["dir"], model_dir)
   DAMAGE[kind](os.path.join(model_dir, "checkpoints", str(STEPS)))
   code, err = run(model_dir)
-  return {"damage": kind, "exit": code, "detected": "is unreadable" in err,
-          "traceback": _traceback(err),
-          "final_params_exact": code == 0 and all(
-              np.array_equal(a, b) for a, b in zip(final_params(model_dir), reference["params"]))}
+  return {
+    "damage": kind,
+    "exit": code,
+    "detected": "is unreadable" in err,
+    "traceback": _traceback(err),
+    "final_params_exact": code == 0
+    and all(np.array_equal(a, b) for a, b in zip(final_params(model_dir), reference["params"])),
+  }
 
 
 def _traceback(stderr: str) -> str:
   """The end of the first traceback on stderr, or '' (there should be none)."""
   start = stderr.find("Traceback")
-  return "" if start < 0 else stderr[start:start + 3000].strip().splitlines()[-1]
+  return "" if start < 0 else stderr[start : start + 3000].strip().splitlines()[-1]
 
 
 def all_damaged_trial(root: str, reference: dict[str, Any]) -> dict[str, Any]:
@@ -183,11 +213,16 @@ def all_damaged_trial(root: str, reference: dict[str, Any]) -> dict[str, Any]:
   restart_code, _ = run(model_dir, "train.train.on_unreadable = 'restart'")
   kept = [f for f in os.listdir(model_dir) if f.startswith("metrics.before_restart_")]
   line = _one_line(err)
-  return {"exit": code, "one_line": line is not None, "traceback": _traceback(err),
-          "rerun_exit": rerun_code, "rerun_same_line": line is not None and _one_line(
-              rerun_err) == line, "rerun_metrics_untouched": rerun_untouched,
-          "restart_exit": restart_code,
-          "restart_kept_history": len(kept) == 1 and _metrics_text(model_dir, kept[0]) == history}
+  return {
+    "exit": code,
+    "one_line": line is not None,
+    "traceback": _traceback(err),
+    "rerun_exit": rerun_code,
+    "rerun_same_line": line is not None and _one_line(rerun_err) == line,
+    "rerun_metrics_untouched": rerun_untouched,
+    "restart_exit": restart_code,
+    "restart_kept_history": len(kept) == 1 and _metrics_text(model_dir, kept[0]) == history,
+  }
 
 
 def _metrics_text(model_dir: str, name: str = "metrics.jsonl") -> str:
@@ -210,12 +245,20 @@ def _storage_fault(model_dir: str, target_steps: int) -> dict[str, Any]:
   started = time.monotonic()
   code, err = run(model_dir, f"TRAIN_STEPS = {target_steps}")
   folder = os.path.join(model_dir, "checkpoints")
-  saved = max((int(s) for s in os.listdir(folder) if s.isdigit()), default=0) if os.path.isdir(
-      folder) else 0
+  saved = (
+    max((int(s) for s in os.listdir(folder) if s.isdigit()), default=0)
+    if os.path.isdir(folder)
+    else 0
+  )
   unsaved_rows = [s for s, _ in logged_steps(model_dir) if s > saved]
-  return {"seconds": round(time.monotonic() - started, 1), "exit": code,
-          "line": _one_line(err), "stderr_lines": len(err.strip().splitlines()),
-          "traceback": _traceback(err), "rows_past_last_save": len(unsaved_rows)}
+  return {
+    "seconds": round(time.monotonic() - started, 1),
+    "exit": code,
+    "line": _one_line(err),
+    "stderr_lines": len(err.strip().splitlines()),
+    "traceback": _traceback(err),
+    "rows_past_last_save": len(unsaved_rows),
+  }
 
 
 def read_only_trial(root: str, reference: dict[str, Any]) -> dict[str, Any]:
@@ -241,8 +284,11 @@ def full_disk_trial(root: str) -> dict[str, Any]:
     figures = _storage_fault(model_dir, STEPS)
     _mount("-o", "remount,size=200m", disk)
     code, err = run(model_dir)
-    figures.update(resumed_exit=code, resumed_to_the_end=code == 0 and logged_steps(
-        model_dir)[-1][0] == STEPS, resumed_traceback=_traceback(err))
+    figures.update(
+      resumed_exit=code,
+      resumed_to_the_end=code == 0 and logged_steps(model_dir)[-1][0] == STEPS,
+      resumed_traceback=_traceback(err),
+    )
     return figures
   finally:
     _mount_undo(disk)
@@ -254,25 +300,44 @@ def _mount_undo(path: str) -> None:
 
 def converter_trial(root: str) -> dict[str, Any]:
   import zstandard  # pylint: disable=g-import-not-at-top  # a dependency of the converter
+
   raw = os.path.join(root, "raw")
   os.makedirs(raw)
-  records = lambda n: b"".join(json.dumps({"text": f"document {i}"}).encode() + b"\n"
-                               for i in range(n))
+  records = lambda n: b"".join(
+    json.dumps({"text": f"document {i}"}).encode() + b"\n" for i in range(n)
+  )
   zst = zstandard.ZstdCompressor().compress
-  files = {"good_a.jsonl.zst": zst(records(500)), "good_b.jsonl.gz": gzip.compress(records(500)),
-           "truncated.jsonl.zst": zst(records(2000))[:300],
-           "truncated.jsonl.gz": gzip.compress(records(2000))[:300],
-           "corrupt.jsonl.zst": b"\x28\xb5\x2f\xfd" + os.urandom(400),
-           "binary.jsonl": b"\x00\x01binary" * 100}
+  files = {
+    "good_a.jsonl.zst": zst(records(500)),
+    "good_b.jsonl.gz": gzip.compress(records(500)),
+    "truncated.jsonl.zst": zst(records(2000))[:300],
+    "truncated.jsonl.gz": gzip.compress(records(2000))[:300],
+    "corrupt.jsonl.zst": b"\x28\xb5\x2f\xfd" + os.urandom(400),
+    "binary.jsonl": b"\x00\x01binary" * 100,
+  }
   for name, data in files.items():
     with open(os.path.join(raw, name), "wb") as f:
       f.write(data)
-  proc = subprocess.run([sys.executable, "-m", "redllm_jax.data.prepare",
-                         f"--input_glob={raw}/*", f"--output_dir={root}/converted"],
-                        capture_output=True, text=True, timeout=600)
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "redllm_jax.data.prepare",
+      f"--input_glob={raw}/*",
+      f"--output_dir={root}/converted",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   counts = json.loads(proc.stdout.strip().splitlines()[-1])
-  return {"files": len(files), "bad_files": counts["bad_files"], "records_kept": counts["ok"],
-          "exit": proc.returncode, "traceback": _traceback(proc.stderr)}
+  return {
+    "files": len(files),
+    "bad_files": counts["bad_files"],
+    "records_kept": counts["ok"],
+    "exit": proc.returncode,
+    "traceback": _traceback(proc.stderr),
+  }
 
 
 def main() -> None:
@@ -284,15 +349,16 @@ def main() -> None:
     raise RuntimeError(f"the straight run failed: {err[-2000:]}")
   reference = {"dir": straight, "losses": logged_steps(straight), "params": final_params(straight)}
   figures = {
-      "sigkill": [kill_trial(root, reference, rng.randint(2, STEPS - 1))
-                  for _ in range(_KILLS.value)],
-      "sigterm": [term_trial(root, rng.randint(3, STEPS - 2)) for _ in range(_TERMS.value)],
-      "damage": [damage_trial(root, reference, kind) for kind in DAMAGE],
-      "all_damaged": all_damaged_trial(root, reference),
-      "read_only": read_only_trial(root, reference),
-      "full_disk": full_disk_trial(root),
-      "converter": converter_trial(root),
-      "machine": {"cpus": os.cpu_count()},
+    "sigkill": [
+      kill_trial(root, reference, rng.randint(2, STEPS - 1)) for _ in range(_KILLS.value)
+    ],
+    "sigterm": [term_trial(root, rng.randint(3, STEPS - 2)) for _ in range(_TERMS.value)],
+    "damage": [damage_trial(root, reference, kind) for kind in DAMAGE],
+    "all_damaged": all_damaged_trial(root, reference),
+    "read_only": read_only_trial(root, reference),
+    "full_disk": full_disk_trial(root),
+    "converter": converter_trial(root),
+    "machine": {"cpus": os.cpu_count()},
   }
   shutil.rmtree(root, ignore_errors=True)
   print(json.dumps(figures, indent=1))

@@ -26,6 +26,7 @@ Caveat: this is XLA:CPU's buffer assignment for the SPMD-partitioned program, no
 the TPU compiler's; the TPU's fusion and layout choices differ (usually fewer
 temporaries), so treat the figures as a planning estimate with some headroom.
 """
+
 import csv
 import json
 import os
@@ -49,16 +50,18 @@ PAPER_BATCH = {"pretrain": 2048, "finetune": 1024, "adapt": 2048}
 # is v5p); a plan keeps 10% of it free.
 TPU_HBM = {"v4": 32 * 2**30, "v5e": 16 * 2**30, "v5": 95 * 2**30, "v6e": 32 * 2**30}
 TPU_HEADROOM = 0.9
-EXPERIMENT_GINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
-                               "gin", "experiments")
+EXPERIMENT_GINS = os.path.join(
+  os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "gin", "experiments"
+)
 
 
 def job_key(arch: str, size: str, stage: str, n: int, tensor: int, micro: int, batch: int) -> str:
   return f"{arch}|{size}|{stage}|{n}|{tensor}|{micro}|{batch}"
 
 
-def compile_one(arch: str, size: str, stage: str, devices: Sequence[Any], tensor: int,
-                micro: int, batch: int) -> dict[str, Any]:
+def compile_one(
+  arch: str, size: str, stage: str, devices: Sequence[Any], tensor: int, micro: int, batch: int
+) -> dict[str, Any]:
   """Lowers and compiles one train step with abstract inputs; XLA's per-device memory."""
   import gin  # pylint: disable=g-import-not-at-top
   from redllm_jax import gin_utils, models  # pylint: disable=g-import-not-at-top
@@ -74,10 +77,20 @@ def compile_one(arch: str, size: str, stage: str, devices: Sequence[Any], tensor
   n = len(devices)
   partitioner = Partitioner(mesh_shape=(1, n // tensor, tensor), devices=devices)
   figures = compile_train(model, partitioner, micro, batch)
-  return {"arch": arch, "size": size, "stage": stage, "devices": n, "tensor": tensor,
-          "fsdp": n // tensor, "microbatches": micro, "batch": batch,
-          "rows_per_device_microbatch": batch // micro // (n // tensor),
-          "remat": model.config.remat_policy, "dtype": model.config.dtype, **figures}
+  return {
+    "arch": arch,
+    "size": size,
+    "stage": stage,
+    "devices": n,
+    "tensor": tensor,
+    "fsdp": n // tensor,
+    "microbatches": micro,
+    "batch": batch,
+    "rows_per_device_microbatch": batch // micro // (n // tensor),
+    "remat": model.config.remat_policy,
+    "dtype": model.config.dtype,
+    **figures,
+  }
 
 
 def experiment_gins(arch: str, size: str, stage: str) -> list[str]:
@@ -92,14 +105,16 @@ def size_order(size: str) -> tuple[int, str]:
   return SIZES.index(size.split("_")[0]), size
 
 
-def all_configs(sizes: Sequence[str], archs: Sequence[str],
-                stages: Sequence[str]) -> list[tuple[str, str, str]]:
+def all_configs(
+  sizes: Sequence[str], archs: Sequence[str], stages: Sequence[str]
+) -> list[tuple[str, str, str]]:
   """(arch, size, stage) of every config asked for. Adaptation configs are the gins
   `experiments/adapt_{arch}_{size}[_*].gin` of the sizes asked for (so `8b` brings
   the unbalanced `8b_2b` too); only RedLLMs are adapted."""
   unknown = sorted(set(stages) - set(ALL_STAGES))
   if unknown:
     from redllm_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+
     raise ConfigError(f"--stages: unknown {', '.join(unknown)} (use {', '.join(ALL_STAGES)})")
   configs = []
   for size in sizes:
@@ -110,18 +125,26 @@ def all_configs(sizes: Sequence[str], archs: Sequence[str],
           continue
         for name in sorted(os.listdir(EXPERIMENT_GINS)):
           if name in (f"adapt_{arch}_{size}.gin",) or name.startswith(f"adapt_{arch}_{size}_"):
-            configs.append((arch, name[len(f"adapt_{arch}_"):-len(".gin")], stage))
+            configs.append((arch, name[len(f"adapt_{arch}_") : -len(".gin")], stage))
   if not configs:
     from redllm_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
-    raise ConfigError(f"no config for sizes {', '.join(sizes)}, archs {', '.join(archs)}, "
-                      f"stages {', '.join(stages)} (adaptation gins: "
-                      "experiments/adapt_redllm_<size>*.gin)")
+
+    raise ConfigError(
+      f"no config for sizes {', '.join(sizes)}, archs {', '.join(archs)}, "
+      f"stages {', '.join(stages)} (adaptation gins: "
+      "experiments/adapt_redllm_<size>*.gin)"
+    )
   return configs
 
 
-def cached_compile(cache: dict[str, Any], key: str, compile_fn: Callable[[], dict[str, Any]],
-                   label: str, deadline: float, save: Callable[[str], None]
-                   ) -> Optional[dict[str, Any]]:
+def cached_compile(
+  cache: dict[str, Any],
+  key: str,
+  compile_fn: Callable[[], dict[str, Any]],
+  label: str,
+  deadline: float,
+  save: Callable[[str], None],
+) -> Optional[dict[str, Any]]:
   """cache[key], compiled first if missing (and time is left); None unless it compiled.
 
   A failure is cached as an error, which the next run retries (the failure may
@@ -136,8 +159,15 @@ def cached_compile(cache: dict[str, Any], key: str, compile_fn: Callable[[], dic
       cache[key] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"}
     save(key)
     r = cache[key]
-    print(f"{label}: " + (f"{r['total'] / 2**30:.2f} GiB, compile {r['compile_s']:.0f}s"
-                          if "total" in r else r["error"]), flush=True)
+    print(
+      f"{label}: "
+      + (
+        f"{r['total'] / 2**30:.2f} GiB, compile {r['compile_s']:.0f}s"
+        if "total" in r
+        else r["error"]
+      ),
+      flush=True,
+    )
   r = cache[key]
   return r if "total" in r else None
 
@@ -152,9 +182,15 @@ def rows_choices(batch: int, dp: int) -> list[int]:
   return out
 
 
-def worker(max_devices: int, devices: Sequence[int], configs: Sequence[tuple[str, str, str]],
-           tensors: Sequence[int], batch_override: int, cache_path: str,
-           deadline: float) -> None:
+def worker(
+  max_devices: int,
+  devices: Sequence[int],
+  configs: Sequence[tuple[str, str, str]],
+  tensors: Sequence[int],
+  batch_override: int,
+  cache_path: str,
+  deadline: float,
+) -> None:
   """Finds, per config, the fewest microbatches that fit each chip on each slice.
 
   One process holds `max_devices` fake devices and compiles on sub-meshes of the
@@ -188,10 +224,13 @@ def worker(max_devices: int, devices: Sequence[int], configs: Sequence[tuple[str
   def get(arch, size, stage, n, tensor, rows, batch):
     micro = batch // (rows * (n // tensor))
     return cached_compile(
-        cache, job_key(arch, size, stage, n, tensor, micro, batch),
-        lambda: compile_one(arch, size, stage, jax.devices()[:n], tensor, micro, batch),
-        f"[{n} devices] {arch} {size} {stage} tensor={tensor} micro={micro} rows={rows}",
-        deadline, save)
+      cache,
+      job_key(arch, size, stage, n, tensor, micro, batch),
+      lambda: compile_one(arch, size, stage, jax.devices()[:n], tensor, micro, batch),
+      f"[{n} devices] {arch} {size} {stage} tensor={tensor} micro={micro} rows={rows}",
+      deadline,
+      save,
+    )
 
   def floor_pow2(x: float, choices: list[int]) -> int:
     fit = [c for c in choices if c <= x]
@@ -240,11 +279,16 @@ def tpu_versions() -> str:
   """What a TPU compile's figures depend on besides the config: part of its cache key."""
   import importlib.metadata  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top  # see compile_one
+
   return f"jax {jax.__version__}, libtpu {importlib.metadata.version('libtpu')}"
 
 
-def tpu_plan(topologies: Sequence[str], configs: Sequence[tuple[str, str, str]],
-             cache_path: str, deadline: float) -> None:
+def tpu_plan(
+  topologies: Sequence[str],
+  configs: Sequence[tuple[str, str, str]],
+  cache_path: str,
+  deadline: float,
+) -> None:
   """The TPU compiler's figures: per config and slice, pure FSDP over every chip.
 
   A compile at 1 row per chip per microbatch gives the fixed part (parameters,
@@ -255,13 +299,17 @@ def tpu_plan(topologies: Sequence[str], configs: Sequence[tuple[str, str, str]],
   cached under keys that carry the jax and libtpu versions (out of HBM included).
   """
   from redllm_jax.tools.tpu_compile import tpu_devices  # pylint: disable=g-import-not-at-top
+
   versions = tpu_versions()
   cache = {}
   if os.path.exists(cache_path):
     with open(cache_path) as f:
       # Out of HBM is the compiler's answer; other failures may be the environment.
-      cache = {k: v for k, v in json.load(f).items()
-               if "error" not in v or "RESOURCE_EXHAUSTED" in v["error"]}
+      cache = {
+        k: v
+        for k, v in json.load(f).items()
+        if "error" not in v or "RESOURCE_EXHAUSTED" in v["error"]
+      }
   for topology in topologies:
     devices = tpu_devices(topology)
     n, budget = len(devices), TPU_HEADROOM * TPU_HBM[topology.split(":")[0]]
@@ -273,10 +321,17 @@ def tpu_plan(topologies: Sequence[str], configs: Sequence[tuple[str, str, str]],
     def get(arch, size, stage, rows, batch):
       micro = batch // (rows * n)
       return cached_compile(
-          cache, f"tpu|{topology}|{arch}|{size}|{stage}|{micro}|{batch}|{versions}",
-          lambda: {**compile_one(arch, size, stage, devices, 1, micro, batch),
-                   "topology": topology, "versions": versions},
-          f"[{topology}] {arch} {size} {stage} micro={micro}", deadline, save)
+        cache,
+        f"tpu|{topology}|{arch}|{size}|{stage}|{micro}|{batch}|{versions}",
+        lambda: {
+          **compile_one(arch, size, stage, devices, 1, micro, batch),
+          "topology": topology,
+          "versions": versions,
+        },
+        f"[{topology}] {arch} {size} {stage} micro={micro}",
+        deadline,
+        save,
+      )
 
     for arch, size, stage in configs:
       batch = PAPER_BATCH[stage]
@@ -298,9 +353,16 @@ def tpu_plan(topologies: Sequence[str], configs: Sequence[tuple[str, str, str]],
         rows *= 2
 
 
-def run_workers(configs, devices: Sequence[int], tensors: Sequence[int], batch: int,
-                out_dir: str, budget_s: float, parallel: int = 1,
-                topologies: Sequence[str] = ()) -> None:
+def run_workers(
+  configs,
+  devices: Sequence[int],
+  tensors: Sequence[int],
+  batch: int,
+  out_dir: str,
+  budget_s: float,
+  parallel: int = 1,
+  topologies: Sequence[str] = (),
+) -> None:
   """`parallel` worker processes, configs split between them: of max(devices) fake
   CPU devices, or with `topologies` of compile-only TPU devices (libtpu)."""
   out_dir = os.path.abspath(out_dir)
@@ -313,19 +375,30 @@ def run_workers(configs, devices: Sequence[int], tensors: Sequence[int], batch: 
   if topologies:  # libtpu's lock would serialise the workers; no metadata server here.
     env.update(TPU_SKIP_MDS_QUERY="1", ALLOW_MULTIPLE_LIBTPU_LOAD="1")
   else:
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "")
-                        + f" --xla_force_host_platform_device_count={max(devices)}").strip()
+    env["XLA_FLAGS"] = (
+      env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={max(devices)}"
+    ).strip()
   procs = []
   for i in range(parallel):
     part = configs[i::parallel]
     if not part:
       continue
     spec = ";".join(",".join(c) for c in part)
-    cmd = [sys.executable, "-m", "redllm_jax.tools.memory_plan", "--worker",
-           f"--devices={','.join(map(str, devices))}", f"--tensor={','.join(map(str, tensors))}",
-           f"--out_dir={out_dir}", f"--batch={batch}", f"--budget_s={budget_s}",
-           f"--configs={spec}", f"--cache_name=cache_{i}.json",
-           f"--backend={'tpu' if topologies else 'cpu'}", f"--topologies={','.join(topologies)}"]
+    cmd = [
+      sys.executable,
+      "-m",
+      "redllm_jax.tools.memory_plan",
+      "--worker",
+      f"--devices={','.join(map(str, devices))}",
+      f"--tensor={','.join(map(str, tensors))}",
+      f"--out_dir={out_dir}",
+      f"--batch={batch}",
+      f"--budget_s={budget_s}",
+      f"--configs={spec}",
+      f"--cache_name=cache_{i}.json",
+      f"--backend={'tpu' if topologies else 'cpu'}",
+      f"--topologies={','.join(topologies)}",
+    ]
     procs.append(subprocess.Popen(cmd, env=env, cwd=workdir))
   codes = [p.wait() for p in procs]
   if any(codes):
@@ -348,16 +421,29 @@ def plan(rows: list[dict[str, Any]], configs) -> list[dict[str, Any]]:
     mine = [r for r in rows if (r["arch"], r["size"], r["stage"]) == (arch, size, stage)]
     entry = {"arch": arch, "size": size, "stage": stage}
     for chip, budget in CHIPS.items():
-      fits = sorted((r for r in mine if r["total"] <= budget),
-                    key=lambda r: (r["devices"], r["microbatches"], r["total"]))
+      fits = sorted(
+        (r for r in mine if r["total"] <= budget),
+        key=lambda r: (r["devices"], r["microbatches"], r["total"]),
+      )
       if fits:
         best = fits[0]
-        entry[chip] = {k: best[k] for k in ("devices", "fsdp", "tensor", "microbatches",
-                                            "total", "arguments", "temporaries")}
+        entry[chip] = {
+          k: best[k]
+          for k in (
+            "devices",
+            "fsdp",
+            "tensor",
+            "microbatches",
+            "total",
+            "arguments",
+            "temporaries",
+          )
+        }
       else:
         low = min(mine, key=lambda r: r["total"], default=None)
-        entry[chip] = None if low is None else {"smallest_total": low["total"],
-                                                 "devices": low["devices"]}
+        entry[chip] = (
+          None if low is None else {"smallest_total": low["total"], "devices": low["devices"]}
+        )
     table.append(entry)
   return table
 
@@ -367,9 +453,12 @@ def gib(x: float) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], table: list[dict[str, Any]]) -> str:
-  lines = ["| model | stage | " + " | ".join(f"{c}: slice, mesh (data,fsdp,tensor), microbatches, GiB/chip"
-                                            for c in CHIPS) + " |",
-           "|---|---|" + "---|" * len(CHIPS)]
+  lines = [
+    "| model | stage | "
+    + " | ".join(f"{c}: slice, mesh (data,fsdp,tensor), microbatches, GiB/chip" for c in CHIPS)
+    + " |",
+    "|---|---|" + "---|" * len(CHIPS),
+  ]
   for e in table:
     cells = []
     for chip in CHIPS:
@@ -377,43 +466,71 @@ def markdown(rows: list[dict[str, Any]], table: list[dict[str, Any]]) -> str:
       if c is None:
         cells.append("not compiled")
       elif "microbatches" in c:
-        cells.append(f"{c['devices']} chips, (1,{c['fsdp']},{c['tensor']}), "
-                     f"{c['microbatches']} micro, {gib(c['total'])}")
+        cells.append(
+          f"{c['devices']} chips, (1,{c['fsdp']},{c['tensor']}), "
+          f"{c['microbatches']} micro, {gib(c['total'])}"
+        )
       else:
-        cells.append(f"no compiled mesh fits (lowest {gib(c['smallest_total'])} on "
-                     f"{c['devices']} chips, 1 row per microbatch)")
+        cells.append(
+          f"no compiled mesh fits (lowest {gib(c['smallest_total'])} on "
+          f"{c['devices']} chips, 1 row per microbatch)"
+        )
     lines.append(f"| {e['arch']} {e['size']} | {e['stage']} | " + " | ".join(cells) + " |")
-  lines += ["", "Every compile (per-device GiB: arguments / outputs / temporaries / aliased "
-            "-> total; compile seconds):", "",
-            "| model | stage | devices | mesh | micro | rows/dev/micro | args | out | temp | "
-            "alias | total | compile s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-  for r in sorted(rows, key=lambda r: (ARCHS.index(r["arch"]), size_order(r["size"]),
-                                       r["stage"], r["devices"], r["tensor"],
-                                       r["microbatches"])):
-    lines.append(f"| {r['arch']} {r['size']} | {r['stage']} | {r['devices']} | "
-                 f"(1,{r['fsdp']},{r['tensor']}) | {r['microbatches']} | "
-                 f"{r['rows_per_device_microbatch']} | {gib(r['arguments'])} | "
-                 f"{gib(r['outputs'])} | {gib(r['temporaries'])} | {gib(r['aliased'])} | "
-                 f"{gib(r['total'])} | {r['compile_s']:.0f} |")
+  lines += [
+    "",
+    "Every compile (per-device GiB: arguments / outputs / temporaries / aliased "
+    "-> total; compile seconds):",
+    "",
+    "| model | stage | devices | mesh | micro | rows/dev/micro | args | out | temp | "
+    "alias | total | compile s |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for r in sorted(
+    rows,
+    key=lambda r: (
+      ARCHS.index(r["arch"]),
+      size_order(r["size"]),
+      r["stage"],
+      r["devices"],
+      r["tensor"],
+      r["microbatches"],
+    ),
+  ):
+    lines.append(
+      f"| {r['arch']} {r['size']} | {r['stage']} | {r['devices']} | "
+      f"(1,{r['fsdp']},{r['tensor']}) | {r['microbatches']} | "
+      f"{r['rows_per_device_microbatch']} | {gib(r['arguments'])} | "
+      f"{gib(r['outputs'])} | {gib(r['temporaries'])} | {gib(r['aliased'])} | "
+      f"{gib(r['total'])} | {r['compile_s']:.0f} |"
+    )
   return "\n".join(lines) + "\n"
 
 
 CPU_PLAN_DIR = "docs/memory_plan"
 
 
-def tpu_markdown(rows: list[dict[str, Any]], configs, topologies: Sequence[str],
-                 cpu_rows: list[dict[str, Any]]) -> str:
+def tpu_markdown(
+  rows: list[dict[str, Any]], configs, topologies: Sequence[str], cpu_rows: list[dict[str, Any]]
+) -> str:
   """Per config and slice: the fewest microbatches under 90% of the HBM, with XLA:CPU's
   figure for the same mesh and microbatches beside it where the CPU plan has one."""
-  cpu = {(r["arch"], r["size"], r["stage"], r["devices"], r["tensor"], r["microbatches"]):
-         r["total"] for r in cpu_rows}
-  lines = ["| model | stage | slice | mesh | microbatches | args | temp | out | peak GiB/chip "
-           "| XLA:CPU estimate | compile s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+  cpu = {
+    (r["arch"], r["size"], r["stage"], r["devices"], r["tensor"], r["microbatches"]): r["total"]
+    for r in cpu_rows
+  }
+  lines = [
+    "| model | stage | slice | mesh | microbatches | args | temp | out | peak GiB/chip "
+    "| XLA:CPU estimate | compile s |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
   for arch, size, stage in configs:
     for topology in topologies:
       budget = TPU_HEADROOM * TPU_HBM[topology.split(":")[0]]
-      mine = [r for r in rows if (r["arch"], r["size"], r["stage"], r["topology"])
-              == (arch, size, stage, topology)]
+      mine = [
+        r
+        for r in rows
+        if (r["arch"], r["size"], r["stage"], r["topology"]) == (arch, size, stage, topology)
+      ]
       fits = sorted((r for r in mine if r["total"] <= budget), key=lambda r: r["microbatches"])
       if not fits:
         low = min(mine, key=lambda r: r["total"], default=None)
@@ -422,10 +539,12 @@ def tpu_markdown(rows: list[dict[str, Any]], configs, topologies: Sequence[str],
         continue
       r = fits[0]
       estimate = cpu.get((arch, size, stage, r["devices"], 1, r["microbatches"]))
-      lines.append(f"| {arch} {size} | {stage} | {topology} | (1,{r['fsdp']},1) | "
-                   f"{r['microbatches']} | {gib(r['arguments'])} | {gib(r['temporaries'])} | "
-                   f"{gib(r['outputs'])} | {gib(r['total'])} | "
-                   f"{gib(estimate) if estimate else '-'} | {r['compile_s']:.0f} |")
+      lines.append(
+        f"| {arch} {size} | {stage} | {topology} | (1,{r['fsdp']},1) | "
+        f"{r['microbatches']} | {gib(r['arguments'])} | {gib(r['temporaries'])} | "
+        f"{gib(r['outputs'])} | {gib(r['total'])} | "
+        f"{gib(estimate) if estimate else '-'} | {r['compile_s']:.0f} |"
+      )
   return "\n".join(lines) + "\n"
 
 
@@ -441,17 +560,34 @@ def main() -> None:
       tpu_plan(topologies, configs, cache_path, time.time() + FLAGS.budget_s)
       return
     import jax  # pylint: disable=g-import-not-at-top
-    worker(jax.device_count(), devices, configs, tensors, FLAGS.batch, cache_path,
-           time.time() + FLAGS.budget_s)
+
+    worker(
+      jax.device_count(),
+      devices,
+      configs,
+      tensors,
+      FLAGS.batch,
+      cache_path,
+      time.time() + FLAGS.budget_s,
+    )
     return
   configs = all_configs(FLAGS.sizes, FLAGS.archs, FLAGS.stages)
   tic = time.perf_counter()
   if FLAGS.report_only and not os.path.isdir(FLAGS.out_dir):
     from redllm_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+
     raise ConfigError(f"--report_only: no plan in {FLAGS.out_dir} (run without it first)")
   if not FLAGS.report_only:
-    run_workers(configs, devices, tensors, FLAGS.batch, FLAGS.out_dir, FLAGS.budget_s,
-                FLAGS.parallel, topologies)
+    run_workers(
+      configs,
+      devices,
+      tensors,
+      FLAGS.batch,
+      FLAGS.out_dir,
+      FLAGS.budget_s,
+      FLAGS.parallel,
+      topologies,
+    )
   if tpu:
     rows = [r for r in load_results(FLAGS.out_dir) if "topology" in r]
     cpu_rows = load_results(CPU_PLAN_DIR) if os.path.isdir(CPU_PLAN_DIR) else []
@@ -462,18 +598,41 @@ def main() -> None:
       json.dump({"compiles": rows, "hbm": TPU_HBM, "headroom": TPU_HEADROOM}, f, indent=1)
     print(text)
     return
-  rows = [r for r in load_results(FLAGS.out_dir)
-          if (r["arch"], r["size"], r["stage"]) in set(configs) and r["devices"] in devices
-          and r["batch"] == (FLAGS.batch or PAPER_BATCH[r["stage"]])]
+  rows = [
+    r
+    for r in load_results(FLAGS.out_dir)
+    if (r["arch"], r["size"], r["stage"]) in set(configs)
+    and r["devices"] in devices
+    and r["batch"] == (FLAGS.batch or PAPER_BATCH[r["stage"]])
+  ]
   table = plan(rows, configs)
   out = FLAGS.out_dir
   with open(os.path.join(out, "memory_plan.json"), "w") as f:
-    json.dump({"plan": table, "compiles": rows, "chips": CHIPS,
-               "wall_s": time.perf_counter() - tic}, f, indent=1)
+    json.dump(
+      {"plan": table, "compiles": rows, "chips": CHIPS, "wall_s": time.perf_counter() - tic},
+      f,
+      indent=1,
+    )
   with open(os.path.join(out, "memory_plan.csv"), "w", newline="") as f:
-    fields = ["arch", "size", "stage", "devices", "fsdp", "tensor", "microbatches", "batch",
-              "rows_per_device_microbatch", "remat", "dtype", "arguments", "outputs",
-              "temporaries", "aliased", "total", "compile_s"]
+    fields = [
+      "arch",
+      "size",
+      "stage",
+      "devices",
+      "fsdp",
+      "tensor",
+      "microbatches",
+      "batch",
+      "rows_per_device_microbatch",
+      "remat",
+      "dtype",
+      "arguments",
+      "outputs",
+      "temporaries",
+      "aliased",
+      "total",
+      "compile_s",
+    ]
     w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
@@ -500,12 +659,17 @@ def define_flags() -> None:
   flags.DEFINE_string("cache_name", "cache_0.json", "Internal: worker cache file.")
   flags.DEFINE_bool("report_only", False, "Only rebuild the report from the cache.")
   flags.DEFINE_integer("parallel", 2, "Worker processes (configs split between them).")
-  flags.DEFINE_enum("backend", "cpu", ["cpu", "tpu"],
-                    "cpu: XLA:CPU on fake devices; tpu: the TPU compiler (libtpu).")
+  flags.DEFINE_enum(
+    "backend",
+    "cpu",
+    ["cpu", "tpu"],
+    "cpu: XLA:CPU on fake devices; tpu: the TPU compiler (libtpu).",
+  )
   flags.DEFINE_list("topologies", ["v5e:8x8", "v4:4x4x4"], "TPU slices for --backend=tpu.")
 
 
 if __name__ == "__main__":
   define_flags()
   from redllm_jax import gin_utils  # pylint: disable=g-import-not-at-top  # see compile_one
+
   gin_utils.run_flags(main)

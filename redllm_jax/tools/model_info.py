@@ -7,6 +7,7 @@ Parameters come from `jax.eval_shape` of the real initialisation, so even the 8B
 configs are described on a laptop. Lengths default to the paper's pretraining
 setup: DecLLM reads input + target as one 2048-token sequence.
 """
+
 from absl import flags
 
 from redllm_jax import flops, gin_utils, models
@@ -17,18 +18,18 @@ _PROMPT = flags.DEFINE_integer("prompt_length", 1000, "Inference prompt length I
 _OUTPUT = flags.DEFINE_integer("output_length", 1000, "Inference output length O.")
 
 
-def describe(model, input_length: int, target_length: int, prompt_length: int,
-             output_length: int) -> dict[str, float]:
+def describe(
+  model, input_length: int, target_length: int, prompt_length: int, output_length: int
+) -> dict[str, float]:
   """Parameter counts and FLOPs per sequence of `model`."""
   params = flops.count_params(model.abstract_variables())
   arch, cfg = model.architecture, model.config
   return {
-      "embedding_params": params.embedding,
-      "non_embedding_params": params.non_embedding,
-      "total_params": params.total,
-      "training_flops_per_sequence": flops.training_flops(cfg, arch, input_length, target_length),
-      "inference_flops_per_sequence": flops.inference_flops(cfg, arch, prompt_length,
-                                                            output_length),
+    "embedding_params": params.embedding,
+    "non_embedding_params": params.non_embedding,
+    "total_params": params.total,
+    "training_flops_per_sequence": flops.training_flops(cfg, arch, input_length, target_length),
+    "inference_flops_per_sequence": flops.inference_flops(cfg, arch, prompt_length, output_length),
   }
 
 

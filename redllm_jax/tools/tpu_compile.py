@@ -15,6 +15,7 @@ per-device bytes. `attention` compiles one causal self-attention's forward and
 backward alone at the config's widths (the gin's `attention_impl`), which isolates
 what flash attention saves. One JSON line per compile goes to stdout.
 """
+
 import functools
 import json
 import time
@@ -48,11 +49,14 @@ def tpu_devices(topology: str) -> list[jax.Device]:
   if topology.split(":")[0] in ("v4", "v5"):
     kwargs["chip_config_name"] = "megacore"
   try:
-    return list(topologies.get_topology_desc(topology_name=topology, platform="tpu",
-                                             **kwargs).devices)
+    return list(
+      topologies.get_topology_desc(topology_name=topology, platform="tpu", **kwargs).devices
+    )
   except (RuntimeError, ValueError) as e:
-    raise errors.ConfigError(f"no TPU topology {topology!r} ({errors.first_line(e)}); "
-                                "is libtpu installed (pip install -e '.[tpu]')?") from None
+    raise errors.ConfigError(
+      f"no TPU topology {topology!r} ({errors.first_line(e)}); "
+      "is libtpu installed (pip install -e '.[tpu]')?"
+    ) from None
 
 
 def memory_figures(compiled, seconds: float) -> dict[str, Any]:
@@ -63,58 +67,77 @@ def memory_figures(compiled, seconds: float) -> dict[str, Any]:
   args, outs = mem.argument_size_in_bytes, mem.output_size_in_bytes
   temps, alias = mem.temp_size_in_bytes, mem.alias_size_in_bytes
   kernels = compiled.as_text().count('custom_call_target="tpu_custom_call"')
-  return {"arguments": args, "outputs": outs, "temporaries": temps, "aliased": alias,
-          "total": args + outs + temps - alias, "mosaic_kernels": kernels,
-          "compile_s": round(seconds, 2)}
+  return {
+    "arguments": args,
+    "outputs": outs,
+    "temporaries": temps,
+    "aliased": alias,
+    "total": args + outs + temps - alias,
+    "mosaic_kernels": kernels,
+    "compile_s": round(seconds, 2),
+  }
 
 
-def compile_train(model: models.BaseModel, partitioner: Partitioner, microbatches: int,
-                  batch_size: int) -> dict[str, Any]:
+def compile_train(
+  model: models.BaseModel, partitioner: Partitioner, microbatches: int, batch_size: int
+) -> dict[str, Any]:
   """The gin's train step (optimizer, lengths) at this batch and microbatch count,
   lowered with abstract sharded inputs and compiled: its memory figures."""
   schedule = optimizers.learning_rate_schedule(decay_steps=gin.query_parameter("%TRAIN_STEPS"))
   steps = compile_steps(model, optimizers.make_optimizer, partitioner, microbatches)
-  data = model.abstract_batch(gin.query_parameter("%TASK_FEATURE_LENGTHS"), batch_size,
-                              partitioner.batch_sharding())
+  data = model.abstract_batch(
+    gin.query_parameter("%TASK_FEATURE_LENGTHS"), batch_size, partitioner.batch_sharding()
+  )
   tic = time.perf_counter()
-  compiled = steps.train.lower(steps.abstract_state, data,
-                               jax.eval_shape(lambda: jax.random.key(0)), schedule).compile()
+  compiled = steps.train.lower(
+    steps.abstract_state, data, jax.eval_shape(lambda: jax.random.key(0)), schedule
+  ).compile()
   return memory_figures(compiled, time.perf_counter() - tic)
 
 
-def compile_decode(model: models.BaseModel, partitioner: Partitioner, batch: int,
-                   prompt_length: int, new_tokens: int) -> dict[str, Any]:
+def compile_decode(
+  model: models.BaseModel, partitioner: Partitioner, batch: int, prompt_length: int, new_tokens: int
+) -> dict[str, Any]:
   """`predict_batch` (prefill + cached decode loop), parameters sharded as in training."""
   param_shardings = partitioner.shardings(model.param_axes())
-  params = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                        model.abstract_params(), param_shardings)
+  params = jax.tree.map(
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+    model.abstract_params(),
+    param_shardings,
+  )
   rows = partitioner.batch_sharding()
   tokens = jax.ShapeDtypeStruct((batch, prompt_length), np.int32, sharding=rows)
-  lengths = jax.ShapeDtypeStruct((batch,), np.int32, sharding=jax.sharding.NamedSharding(
-      partitioner.mesh, jax.sharding.PartitionSpec(rows.spec[0])))
+  lengths = jax.ShapeDtypeStruct(
+    (batch,),
+    np.int32,
+    sharding=jax.sharding.NamedSharding(partitioner.mesh, jax.sharding.PartitionSpec(rows.spec[0])),
+  )
   # The TPU reads scanned weights in place: no per-layer copies (DecodingConfig).
   cfg = DecodingConfig(max_new_tokens=new_tokens, cpu_weight_layout=False)
   predict = jax.jit(functools.partial(model.predict_batch, cfg=cfg))
   tic = time.perf_counter()
   with partitioner.context():
-    compiled = predict.lower(params, tokens, lengths,
-                             jax.eval_shape(lambda: jax.random.key(0))).compile()
+    compiled = predict.lower(
+      params, tokens, lengths, jax.eval_shape(lambda: jax.random.key(0))
+    ).compile()
   return memory_figures(compiled, time.perf_counter() - tic)
 
 
-def compile_attention(model: models.BaseModel, partitioner: Partitioner, batch: int,
-                      length: int) -> dict[str, Any]:
+def compile_attention(
+  model: models.BaseModel, partitioner: Partitioner, batch: int, length: int
+) -> dict[str, Any]:
   """Gradient of one causal self-attention (q, k, v -> out) over packed rows, alone."""
   cfg = model.config
-  qkv = jax.ShapeDtypeStruct((batch, length, cfg.num_heads, cfg.head_dim),
-                             cfg.activation_dtype, sharding=partitioner.sharding(
-                                 jax.sharding.PartitionSpec("batch", "length", "heads", "kv")))
+  qkv = jax.ShapeDtypeStruct(
+    (batch, length, cfg.num_heads, cfg.head_dim),
+    cfg.activation_dtype,
+    sharding=partitioner.sharding(jax.sharding.PartitionSpec("batch", "length", "heads", "kv")),
+  )
   rows = jax.ShapeDtypeStruct((batch, length), np.int32, sharding=partitioner.batch_sharding())
 
   def loss(q, k, v, segments, index):
     mask = functional.attention_mask(segments, segments, index, index, causal=True)
-    return layers.dot_product_attention(q, k, v, mask, cfg.attention_impl).astype(
-        np.float32).sum()
+    return layers.dot_product_attention(q, k, v, mask, cfg.attention_impl).astype(np.float32).sum()
 
   step = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
   tic = time.perf_counter()
@@ -130,31 +153,54 @@ def main() -> None:
   devices = tpu_devices(FLAGS.topology)
   model = models.from_gin()
   partitioner = Partitioner(devices=devices)
-  common = {"topology": FLAGS.topology, "platform": devices[0].platform,
-            "device_kind": devices[0].device_kind, "devices": len(devices),
-            "mesh": dict(partitioner.mesh.shape), "model": model.name}
+  common = {
+    "topology": FLAGS.topology,
+    "platform": devices[0].platform,
+    "device_kind": devices[0].device_kind,
+    "devices": len(devices),
+    "mesh": dict(partitioner.mesh.shape),
+    "model": model.name,
+  }
   if "train" in FLAGS.what:
-    train = compile_train(model, partitioner,
-                          gin.get_bindings("train.train").get("num_microbatches", 1),
-                          gin.query_parameter("%BATCH_SIZE"))
+    train = compile_train(
+      model,
+      partitioner,
+      gin.get_bindings("train.train").get("num_microbatches", 1),
+      gin.query_parameter("%BATCH_SIZE"),
+    )
     print(json.dumps({**common, "what": "train_step", **train}), flush=True)
   if "decode" in FLAGS.what:
-    decode = compile_decode(model, partitioner, FLAGS.decode_batch, FLAGS.decode_prompt_length,
-                            FLAGS.decode_new_tokens)
+    decode = compile_decode(
+      model, partitioner, FLAGS.decode_batch, FLAGS.decode_prompt_length, FLAGS.decode_new_tokens
+    )
     print(json.dumps({**common, "what": "predict_batch", **decode}), flush=True)
   if "attention" in FLAGS.what:
     batch = gin.query_parameter("%BATCH_SIZE")
     attention = compile_attention(model, partitioner, batch, FLAGS.attention_length)
-    print(json.dumps({**common, "what": "attention", "impl": model.config.attention_impl,
-                      "length": FLAGS.attention_length, "batch": batch, **attention}), flush=True)
+    print(
+      json.dumps(
+        {
+          **common,
+          "what": "attention",
+          "impl": model.config.attention_impl,
+          "length": FLAGS.attention_length,
+          "batch": batch,
+          **attention,
+        }
+      ),
+      flush=True,
+    )
 
 
 def define_flags() -> None:
   """The command's flags, defined only when it runs: tests import this module
   beside other tools whose flags share names."""
   flags.DEFINE_string("topology", "v5e:2x2", "TPU slice, e.g. v5e:2x2, v4:4x4x4.")
-  flags.DEFINE_list("what", ["train", "decode"],
-                    "What to compile: train, decode and/or attention (one layer's, alone).")
+  flags.DEFINE_list(
+    "what",
+    ["train", "decode"],
+    "What to compile: train, decode and/or attention (one layer's, alone).",
+  )
   flags.DEFINE_integer("decode_batch", 4, "Prompts decoded at once.")
   flags.DEFINE_integer("decode_prompt_length", 128, "Prompt tokens for decoding.")
   flags.DEFINE_integer("decode_new_tokens", 128, "Generated tokens.")

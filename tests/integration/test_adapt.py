@@ -1,4 +1,5 @@
 """Adaptation runs as a user starts them: `python -m redllm_jax.train` with runs/adapt.gin."""
+
 import json
 import os
 import pathlib
@@ -30,13 +31,26 @@ def decllm_checkpoint(demo_root, tmp_path_factory) -> str:
 
 
 def _adapt(gin_file, model_dir, source, steps, *extra, env_extra=None):
-  bindings = [*train_bindings("redllm", model_dir, steps), f"INITIAL_CHECKPOINT_PATH = '{source}'",
-              "train.train.checkpoint_every = 1", *extra]
+  bindings = [
+    *train_bindings("redllm", model_dir, steps),
+    f"INITIAL_CHECKPOINT_PATH = '{source}'",
+    "train.train.checkpoint_every = 1",
+    *extra,
+  ]
   return subprocess.run(
-      [sys.executable, "-m", "redllm_jax.train", f"--gin_file={gin_file}",
-       *[f"--gin_bindings={b}" for b in bindings]],
-      cwd=ROOT, capture_output=True, text=True, timeout=900,
-      env=dict(os.environ, **(env_extra or {})))
+    [
+      sys.executable,
+      "-m",
+      "redllm_jax.train",
+      f"--gin_file={gin_file}",
+      *[f"--gin_bindings={b}" for b in bindings],
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    env=dict(os.environ, **(env_extra or {})),
+  )
 
 
 def _one_line_error(result) -> str:
@@ -49,13 +63,15 @@ def _one_line_error(result) -> str:
 
 @pytest.mark.slow  # four train subprocesses: about 2 min idle, 10 under load
 def test_adapt_command_starts_from_the_mapped_decllm_resumes_and_refuses_bad_sources(
-    decllm_checkpoint, tmp_path):
+  decllm_checkpoint, tmp_path
+):
   run = str(tmp_path / "adapted")
   # Learning rate 0: step 1 leaves the parameters as adapted, so the checkpoint shows
   # what the command built from its flags (the layer rules given as macros).
   rules = ["ENCODER_LAYERS = 'first'", "DECODER_LAYERS = 'evenly_spaced'"]
-  first = _adapt(UNBALANCED, run, decllm_checkpoint, 1, *rules,
-                 "optimizers.learning_rate_schedule.peak = 0.0")
+  first = _adapt(
+    UNBALANCED, run, decllm_checkpoint, 1, *rules, "optimizers.learning_rate_schedule.peak = 0.0"
+  )
   assert first.returncode == 0, first.stderr[-3000:]
   red_model, saved = checkpoints.load_model_and_params(run)
   assert (red_model.config.num_encoder_layers, red_model.config.num_decoder_layers) == (5, 2)
@@ -74,8 +90,11 @@ def test_adapt_command_starts_from_the_mapped_decllm_resumes_and_refuses_bad_sou
   # does not match (a wider FFN than the DecLLM's), are one line each, exit 2.
   wrong = _one_line_error(_adapt(UNBALANCED, str(tmp_path / "w"), run, 1))
   assert "holds a redllm checkpoint" in wrong
-  wider = _one_line_error(_adapt(UNBALANCED, str(tmp_path / "s"), decllm_checkpoint, 1,
-                                 "config.TransformerConfig.d_ff = 1024"))
+  wider = _one_line_error(
+    _adapt(
+      UNBALANCED, str(tmp_path / "s"), decllm_checkpoint, 1, "config.TransformerConfig.d_ff = 1024"
+    )
+  )
   assert "d_ff=512" in wider and "1024" in wider
 
 
@@ -85,9 +104,15 @@ def test_adaptation_on_an_8_device_mesh_equals_one_device(decllm_checkpoint, tmp
   losses = {}
   for mesh, env in (("(1, 1, 1)", None), ("(2, 2, 2)", eight)):
     run = tmp_path / mesh.replace(" ", "")
-    result = _adapt(UNBALANCED, str(run), decllm_checkpoint, 3,
-                    f"partitioning.Partitioner.mesh_shape = {mesh}",
-                    "optimizers.learning_rate_schedule.warmup_steps = 1", env_extra=env)
+    result = _adapt(
+      UNBALANCED,
+      str(run),
+      decllm_checkpoint,
+      3,
+      f"partitioning.Partitioner.mesh_shape = {mesh}",
+      "optimizers.learning_rate_schedule.warmup_steps = 1",
+      env_extra=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with open(run / "metrics.jsonl") as f:
       losses[mesh] = [row["loss"] for row in map(json.loads, f) if "loss" in row]
@@ -97,18 +122,36 @@ def test_adaptation_on_an_8_device_mesh_equals_one_device(decllm_checkpoint, tmp
 
 # model_info of each paper adaptation gin: (total parameters, encoder, decoder layers).
 # Non-embedding parameters per layer at d 4096: 268M (encoder), 335M (with cross-attention).
-PAPER = {"adapt_redllm_2b": (4_802_769_920, 20, 20), "adapt_redllm_8b": (19_462_283_264, 32, 32),
-         "adapt_redllm_8b_2b": (10_737_784_832, 32, 6)}
+PAPER = {
+  "adapt_redllm_2b": (4_802_769_920, 20, 20),
+  "adapt_redllm_8b": (19_462_283_264, 32, 32),
+  "adapt_redllm_8b_2b": (10_737_784_832, 32, 6),
+}
 
 
-@pytest.mark.parametrize("name", [pytest.param("adapt_redllm_2b", marks=pytest.mark.slow),
-                                  pytest.param("adapt_redllm_8b", marks=pytest.mark.slow),
-                                  "adapt_redllm_8b_2b"])
+@pytest.mark.parametrize(
+  "name",
+  [
+    pytest.param("adapt_redllm_2b", marks=pytest.mark.slow),
+    pytest.param("adapt_redllm_8b", marks=pytest.mark.slow),
+    "adapt_redllm_8b_2b",
+  ],
+)
 def test_paper_adaptation_gins_in_model_info(name):
   result = subprocess.run(
-      [sys.executable, "-m", "redllm_jax.tools.model_info", f"--gin_file=experiments/{name}.gin",
-       "--gin.MODEL_DIR='/tmp/unused'", "--gin.INITIAL_CHECKPOINT_PATH='/tmp/unused'"],
-      cwd=ROOT, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "redllm_jax.tools.model_info",
+      f"--gin_file=experiments/{name}.gin",
+      "--gin.MODEL_DIR='/tmp/unused'",
+      "--gin.INITIAL_CHECKPOINT_PATH='/tmp/unused'",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   total, enc, dec = PAPER[name]
   assert "model: redllm" in result.stdout

@@ -1,4 +1,5 @@
 """Smoke test of the benchmark suite: tiny sections, finite figures and ratios."""
+
 import json
 import math
 
@@ -12,8 +13,16 @@ def test_bench_tiny_sections_are_finite(tmp_path):
   decode = bench_decode.decode_compare("tiny", 1, 8, repeats=1, uncached=True)
   out.update(train=train, decode=decode)
   for r in train.values():
-    for key in ("best_s", "median_s", "tokens_per_s", "model_flops_per_s", "mfu",
-                "mfu_local_best", "mfu_local_median", "loss"):
+    for key in (
+      "best_s",
+      "median_s",
+      "tokens_per_s",
+      "model_flops_per_s",
+      "mfu",
+      "mfu_local_best",
+      "mfu_local_median",
+      "loss",
+    ):
       assert math.isfinite(r[key]) and r[key] > 0, (key, r)
     assert r["mfu"] < 1.5  # A FLOPs or ceiling bug would show up as a huge MFU.
   for r in decode.values():

@@ -1,5 +1,6 @@
 """`bench --sections=peers` as a user runs it: HF PyTorch decoding beside ours, or a
 one-line skip when the `hf` extra is not installed."""
+
 import json
 import pathlib
 import subprocess
@@ -16,9 +17,22 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_peers_section_times_both_stacks_or_says_why_not(tmp_path):
   out = tmp_path / "peers.json"
-  run = subprocess.run([sys.executable, "-m", "redllm_jax.tools.bench", "--sections=peers",
-                        "--sizes=tiny", "--repeats=1", "--decode_length=16", f"--out={out}"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+  run = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "redllm_jax.tools.bench",
+      "--sections=peers",
+      "--sizes=tiny",
+      "--repeats=1",
+      "--decode_length=16",
+      f"--out={out}",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert run.returncode == 0, run.stderr[-3000:]
   peers = json.loads(out.read_text())["peers"]
   reason = bench_peers.missing()

@@ -1,4 +1,5 @@
 """`bench --sections=study` as a user runs it: the custom backward and autodiff's, side by side."""
+
 import json
 import math
 import os
@@ -18,8 +19,13 @@ def _env():
 def test_study_section_times_both_backwards_of_the_same_step(tmp_path):
   out = tmp_path / "bench.json"
   shape = "redllm/micro_s/2x32/256/scan/in_first"
-  proc = subprocess.run([*BENCH, f"--study_shapes={shape}", "--repeats=1", f"--out={out}"],
-                        capture_output=True, text=True, env=_env(), timeout=600)
+  proc = subprocess.run(
+    [*BENCH, f"--study_shapes={shape}", "--repeats=1", f"--out={out}"],
+    capture_output=True,
+    text=True,
+    env=_env(),
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   r = json.loads(out.read_text())["study"][shape]
   assert r["loss_equal"] is True  # The first step's loss, bit for bit.
@@ -32,11 +38,16 @@ def test_study_section_times_both_backwards_of_the_same_step(tmp_path):
 
 
 def test_a_bad_study_shape_is_one_line_and_exit_2(tmp_path):
-  proc = subprocess.run([*BENCH, "--study_shapes=decllm/mini_s/32by256/4096",
-                         f"--out={tmp_path / 'x.json'}"], capture_output=True, text=True,
-                        env=_env(), timeout=120)
+  proc = subprocess.run(
+    [*BENCH, "--study_shapes=decllm/mini_s/32by256/4096", f"--out={tmp_path / 'x.json'}"],
+    capture_output=True,
+    text=True,
+    env=_env(),
+    timeout=120,
+  )
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines() == [
-      "error: bad --study_shapes entry 'decllm/mini_s/32by256/4096': want "
-      "arch/size/ROWSxTOKENS/vocab[/option...], arch in ('decllm', 'redllm'), "
-      "options in ('scan', 'in_first')"]
+    "error: bad --study_shapes entry 'decllm/mini_s/32by256/4096': want "
+    "arch/size/ROWSxTOKENS/vocab[/option...], arch in ('decllm', 'redllm'), "
+    "options in ('scan', 'in_first')"
+  ]

@@ -4,6 +4,7 @@ storage faults (full disk, read-only folders) are one line and exit 2.
 Each scenario damages a copy of one real 20-step run (checkpoints at 1, 10 and 20)
 and resumes it as a user does, with `python -m redllm_jax.train`.
 """
+
 import json
 import os
 import pathlib
@@ -22,12 +23,27 @@ pytestmark = pytest.mark.slow
 
 
 def _train(model_dir: pathlib.Path, steps: int, *extra: str) -> subprocess.CompletedProcess:
-  bindings = train_bindings("redllm", str(model_dir), steps, "train.train.checkpoint_every = 10",
-                            "train.train.log_every = 10", *extra)
-  return subprocess.run([sys.executable, "-m", "redllm_jax.train",
-                         f"--gin_file={experiment('redllm')}",
-                         *[f"--gin_bindings={b}" for b in bindings]],
-                        cwd=ROOT, capture_output=True, text=True, timeout=600)
+  bindings = train_bindings(
+    "redllm",
+    str(model_dir),
+    steps,
+    "train.train.checkpoint_every = 10",
+    "train.train.log_every = 10",
+    *extra,
+  )
+  return subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "redllm_jax.train",
+      f"--gin_file={experiment('redllm')}",
+      *[f"--gin_bindings={b}" for b in bindings],
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +61,11 @@ def _copy(trained: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
 
 def _scramble_params(model_dir: pathlib.Path, step: int) -> None:
   """Random bytes over the largest parameter data file, its length kept."""
-  files = [p for p in (model_dir / "checkpoints" / str(step) / "params").rglob("*")
-           if p.is_file() and "/d/" in str(p)]
+  files = [
+    p
+    for p in (model_dir / "checkpoints" / str(step) / "params").rglob("*")
+    if p.is_file() and "/d/" in str(p)
+  ]
   victim = max(files, key=lambda p: p.stat().st_size)
   victim.write_bytes(np.random.RandomState(step).bytes(victim.stat().st_size))
 
@@ -69,8 +88,7 @@ def test_a_damaged_newest_checkpoint_falls_back_and_is_saved_again(trained, tmp_
   assert moved == ["checkpoints-20", "checkpoints-25", "input_positions-20"]
 
 
-def test_every_checkpoint_unreadable_stops_with_one_line_then_restart_moves_them(
-    trained, tmp_path):
+def test_every_checkpoint_unreadable_stops_with_one_line_then_restart_moves_them(trained, tmp_path):
   model_dir = _copy(trained, tmp_path)
   for step in _steps(model_dir):  # 1 (orbax always saves the first step), 10 and 20
     _scramble_params(model_dir, step)
@@ -101,8 +119,9 @@ def test_a_good_checkpoint_copied_back_lifts_the_tombstone(trained, tmp_path):
     _scramble_params(model_dir, step)
   assert _train(model_dir, 20).returncode == 2
   shutil.copytree(good, model_dir / "checkpoints" / "20")
-  shutil.copytree(tmp_path / "good_input_20", model_dir / "input_positions" / "20",
-                  dirs_exist_ok=True)
+  shutil.copytree(
+    tmp_path / "good_input_20", model_dir / "input_positions" / "20", dirs_exist_ok=True
+  )
   run = _train(model_dir, 20)
   assert run.returncode == 0, run.stderr[-3000:]
   assert not (model_dir / "UNREADABLE_CHECKPOINTS").exists()
@@ -118,8 +137,11 @@ def _one_line_error(run: subprocess.CompletedProcess) -> str:
 
 def test_a_single_flipped_bit_is_caught(trained, tmp_path):
   model_dir = _copy(trained, tmp_path)
-  files = [p for p in (model_dir / "checkpoints" / "20" / "params").rglob("*")
-           if p.is_file() and "/d/" in str(p)]
+  files = [
+    p
+    for p in (model_dir / "checkpoints" / "20" / "params").rglob("*")
+    if p.is_file() and "/d/" in str(p)
+  ]
   victim = max(files, key=lambda p: p.stat().st_size)
   data = bytearray(victim.read_bytes())
   data[len(data) // 2] ^= 0x10
@@ -135,8 +157,9 @@ def small_disk(tmp_path):
   """A 3 MB tmpfs: room for the run's logs but not for a checkpoint of the tiny model."""
   mount = tmp_path / "disk"
   mount.mkdir()
-  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                    capture_output=True).returncode:
+  if subprocess.run(
+    ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
+  ).returncode:
     pytest.skip("mounting a small tmpfs needs root")
   yield mount
   subprocess.run(["umount", str(mount)], check=True)
@@ -181,8 +204,9 @@ def test_a_read_only_checkpoint_folder_stops_in_seconds_with_one_line(read_only_
   run = _train(model_dir, 22, "train.train.checkpoint_every = 22")
   seconds = time.monotonic() - started
   line = _one_line_error(run)
-  assert line.startswith(f"error: could not save step 22 to {model_dir / 'checkpoints'}: "
-                         "Read-only file system"), line
+  assert line.startswith(
+    f"error: could not save step 22 to {model_dir / 'checkpoints'}: Read-only file system"
+  ), line
   assert seconds < 200, seconds  # orbax's own path waited 300 s on a signal
   # Steps 21 and 22 ran but were not saved: held back, the rerun logs them once.
   assert max(row["step"] for row in _rows(model_dir)) == 20
@@ -196,6 +220,8 @@ def test_a_model_dir_under_a_read_only_folder_is_refused_before_work(tmp_path):
   try:
     subprocess.run(["mount", "-o", "remount,bind,ro", str(parent)], check=True)
     line = _one_line_error(_train(parent / "run", 2))
-    assert line == f"error: MODEL_DIR {parent / 'run'}: {parent} is not writable (Read-only file system)"
+    assert (
+      line == f"error: MODEL_DIR {parent / 'run'}: {parent} is not writable (Read-only file system)"
+    )
   finally:
     subprocess.run(["umount", str(parent)], check=True)

@@ -1,4 +1,5 @@
 """Checkpoints record their vocabulary: path and sha256 in meta, a copy in MODEL_DIR."""
+
 import shutil
 
 import jax

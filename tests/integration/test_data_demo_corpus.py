@@ -1,5 +1,6 @@
 """The demo corpus command: real text, RedPajama/FLAN/Paloma formats, two vocabularies,
 idempotent (an older cache builds just what it lacks)."""
+
 import glob
 import json
 import os
@@ -13,21 +14,34 @@ def test_demo_corpus_sizes_and_formats(demo_root: str) -> None:
     tokens = json.load(f)["tokens"]
   for name in ("redpajama_v1/wikipedia", "redpajama_v1/book", "flan:inputs", "flan:targets"):
     assert tokens[name]["train"]["tokens"] > 5 * tokens[name]["validation"]["tokens"] > 0, name
-  assert tokens["redpajama_v1/wikipedia"]["train"]["documents"] > 90  # gensim's 107 articles, minus stubs
+  assert (
+    tokens["redpajama_v1/wikipedia"]["train"]["documents"] > 90
+  )  # gensim's 107 articles, minus stubs
   assert tokens["redpajama_v1/book"]["train"]["tokens"] > 500_000
-  assert set(tokens["paloma/pydoc"]) == {"validation"} and tokens["paloma/pydoc"]["validation"]["documents"] == 79
+  assert (
+    set(tokens["paloma/pydoc"]) == {"validation"}
+    and tokens["paloma/pydoc"]["validation"]["documents"] == 79
+  )
   with open(os.path.join(demo_root, "raw", "redpajama_v1", "book", "part-00000.jsonl")) as f:
-    assert json.loads(f.readline())["text"].startswith("Genesis 1\n\n1 In the beginning God created")
+    assert json.loads(f.readline())["text"].startswith(
+      "Genesis 1\n\n1 In the beginning God created"
+    )
   with open(os.path.join(demo_root, "raw", "flan", "part-00000.jsonl")) as f:
     assert set(json.loads(f.readline())) == {"inputs", "targets"}
 
 
 def test_rebuilding_is_a_no_op(demo_root: str) -> None:
   marker = os.path.join(demo_root, demo_corpus.MARKER)
-  before = os.path.getmtime(marker), os.path.getmtime(os.path.join(demo_root, "vocab", "spm_4096_bpe.model"))
+  before = (
+    os.path.getmtime(marker),
+    os.path.getmtime(os.path.join(demo_root, "vocab", "spm_4096_bpe.model")),
+  )
   with open(marker) as f:
     assert demo_corpus.build(demo_root) == json.load(f)
-  assert before == (os.path.getmtime(marker), os.path.getmtime(os.path.join(demo_root, "vocab", "spm_4096_bpe.model")))
+  assert before == (
+    os.path.getmtime(marker),
+    os.path.getmtime(os.path.join(demo_root, "vocab", "spm_4096_bpe.model")),
+  )
 
 
 def test_the_1024_piece_vocabulary_and_the_demo1k_tasks(demo_root: str) -> None:
@@ -48,8 +62,11 @@ def test_the_1024_piece_vocabulary_and_the_demo1k_tasks(demo_root: str) -> None:
   for name in ("demo1k_redpajama", "demo1k_flan", "demo1k_flan_families", "demo1k_paloma_pydoc"):
     split = "validation" if "paloma" in name else "train"
     features = {"targets": 64} if "flan" not in name else {"inputs": 64, "targets": 64}
-    ex = next(seqio.get_mixture_or_task(name).get_dataset(features, split=split, shuffle=False)
-              .as_numpy_iterator())
+    ex = next(
+      seqio.get_mixture_or_task(name)
+      .get_dataset(features, split=split, shuffle=False)
+      .as_numpy_iterator()
+    )
     assert 1 < ex["targets"].max() < 1024, name
   book = stats["tokens_demo1k"]["redpajama_v1/book"]["train"]["tokens"]
   assert book > 1.1 * stats["tokens"]["redpajama_v1/book"]["train"]["tokens"]  # smaller pieces
@@ -59,12 +76,20 @@ def test_an_older_cache_builds_just_the_missing_parts(demo_root: str, tmp_path) 
   """A cache from before the 1024-piece vocabulary and the families (its DONE.json has
   no `parts`): the build adds them and leaves the rest untouched."""
   old = str(tmp_path / "demo")
-  shutil.copytree(demo_root, old, ignore=shutil.ignore_patterns("flan_families", "spm_1024_bpe.model"))
+  shutil.copytree(
+    demo_root, old, ignore=shutil.ignore_patterns("flan_families", "spm_1024_bpe.model")
+  )
   with open(os.path.join(old, demo_corpus.MARKER)) as f:
     stats = json.load(f)
   with open(os.path.join(old, demo_corpus.MARKER), "w") as f:
-    json.dump({"root": old, "vocab": stats["vocab"], "tokens": {
-        k: v for k, v in stats["tokens"].items() if not k.startswith("flan_families")}}, f)
+    json.dump(
+      {
+        "root": old,
+        "vocab": stats["vocab"],
+        "tokens": {k: v for k, v in stats["tokens"].items() if not k.startswith("flan_families")},
+      },
+      f,
+    )
   kept = glob.glob(os.path.join(old, "redpajama_v1", "*", "*", "*.tfrecord"))
   before = {p: os.path.getmtime(p) for p in kept}
   new = demo_corpus.build(old)

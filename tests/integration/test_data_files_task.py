@@ -1,5 +1,6 @@
 """files_task: your own files (or a prepared folder) as a seqio task from gin alone,
 converted once and cached; bad settings are one line."""
+
 import glob
 import os
 import re
@@ -12,7 +13,9 @@ import seqio
 from redllm_jax import errors, gin_utils
 from redllm_jax.data import files_task, paths, prepare, vocabulary
 
-DOCS = [f"# Package {i}\n\nIt does thing number {i}, " + "and more " * (i % 5 + 1) for i in range(30)]
+DOCS = [
+  f"# Package {i}\n\nIt does thing number {i}, " + "and more " * (i % 5 + 1) for i in range(30)
+]
 
 
 @pytest.fixture()
@@ -22,16 +25,19 @@ def own_text(tmp_path, monkeypatch) -> str:
   for i, doc in enumerate(DOCS):
     (tmp_path / f"README{i}.md").write_text(doc)
   pattern = str(tmp_path / "*.md")
-  vocabulary.train_sentencepiece(vocabulary.texts_from_files(pattern), str(tmp_path / "spm.model"),
-                                 vocab_size=120)
+  vocabulary.train_sentencepiece(
+    vocabulary.texts_from_files(pattern), str(tmp_path / "spm.model"), vocab_size=120
+  )
   return pattern
 
 
 def _parse(data: str) -> None:
   """The own-text data gin, as a command parses it."""
-  gin_utils.parse_gin(["data/own_text_dec.gin"], [
-      f"OWN_TEXT = '{data}'", f"OWN_TEXT_VOCABULARY = '{os.path.dirname(data)}/spm.model'"],
-                      finalize=False)
+  gin_utils.parse_gin(
+    ["data/own_text_dec.gin"],
+    [f"OWN_TEXT = '{data}'", f"OWN_TEXT_VOCABULARY = '{os.path.dirname(data)}/spm.model'"],
+    finalize=False,
+  )
 
 
 def _conversions() -> list[str]:
@@ -40,7 +46,9 @@ def _conversions() -> list[str]:
 
 def _texts(split: str) -> list[str]:
   source = seqio.get_mixture_or_task("own_text").source
-  return sorted(ex["text"].decode() for ex in source.get_dataset(split, shuffle=False).as_numpy_iterator())
+  return sorted(
+    ex["text"].decode() for ex in source.get_dataset(split, shuffle=False).as_numpy_iterator()
+  )
 
 
 def test_a_glob_becomes_a_task_converted_once_and_again_when_a_file_changes(own_text: str) -> None:
@@ -69,27 +77,53 @@ def test_a_prepared_folder_is_read_in_place(own_text: str, tmp_path) -> None:
   assert len(_texts("validation")) > 5  # prepare's own fraction, not the task's default
 
 
-@pytest.mark.parametrize("data, bindings, message", [
+@pytest.mark.parametrize(
+  "data, bindings, message",
+  [
     ("{tmp}/none/*.md", [], r"files_task\.data: No files match .*/none/\*\.md$"),
-    ("{tmp}", [], r"files_task\.data .* is a folder that `prepare` did not write .* e\.g\. .*/\*\.txt$"),
+    (
+      "{tmp}",
+      [],
+      r"files_task\.data .* is a folder that `prepare` did not write .* e\.g\. .*/\*\.txt$",
+    ),
     ("{tmp}/*.md", ["files_task.name = 'demo_flan'"], r"'demo_flan' is already a registered task"),
-])
+  ],
+)
 def test_bad_settings_are_one_line(own_text: str, tmp_path, data, bindings, message) -> None:
-  gin_utils.parse_gin(["data/own_text_dec.gin"], [
-      f"OWN_TEXT = '{data.format(tmp=tmp_path)}'", f"OWN_TEXT_VOCABULARY = '{tmp_path}/spm.model'",
-      *bindings], finalize=False)
+  gin_utils.parse_gin(
+    ["data/own_text_dec.gin"],
+    [
+      f"OWN_TEXT = '{data.format(tmp=tmp_path)}'",
+      f"OWN_TEXT_VOCABULARY = '{tmp_path}/spm.model'",
+      *bindings,
+    ],
+    finalize=False,
+  )
   with pytest.raises(errors.ConfigError) as error:
     files_task.files_task()
   assert re.search(message, error.value.message)  # the one line the command prints
 
 
 def test_train_with_files_matching_nothing_is_one_line_and_exit_2(tmp_path) -> None:
-  run = subprocess.run([
-      sys.executable, "-m", "redllm_jax.train", "--gin_file=models/decllm.gin",
-      "--gin_file=models/sizes/tiny.gin", "--gin_file=runs/pretrain.gin", "--gin_file=data/own_text_dec.gin",
-      f"--gin.OWN_TEXT='{tmp_path}/none/*.txt'", f"--gin.OWN_TEXT_VOCABULARY='{tmp_path}/spm.model'",
-      f"--gin.MODEL_DIR='{tmp_path}/run'", "--gin.TRAIN_STEPS=1", "--gin.BATCH_SIZE=2"],
-      capture_output=True, text=True, timeout=300)
+  run = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "redllm_jax.train",
+      "--gin_file=models/decllm.gin",
+      "--gin_file=models/sizes/tiny.gin",
+      "--gin_file=runs/pretrain.gin",
+      "--gin_file=data/own_text_dec.gin",
+      f"--gin.OWN_TEXT='{tmp_path}/none/*.txt'",
+      f"--gin.OWN_TEXT_VOCABULARY='{tmp_path}/spm.model'",
+      f"--gin.MODEL_DIR='{tmp_path}/run'",
+      "--gin.TRAIN_STEPS=1",
+      "--gin.BATCH_SIZE=2",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
   errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
   assert errors == [f"error: files_task.data: No files match {tmp_path}/none/*.txt"]

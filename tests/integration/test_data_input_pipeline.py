@@ -1,4 +1,5 @@
 """Resumable, deterministic, per-process input on the real demo corpus."""
+
 import collections
 
 import numpy as np
@@ -18,27 +19,35 @@ def tasks(demo_root: str) -> None:
 
 # The mixture exercises checkpointing through seqio's sampling; a single task is faster.
 SOURCES = {
-    "dec": {"pretrain": ("demo_redpajama", {"targets": 128})},
-    "red": {
-        "pretrain": ("demo_redpajama_book", {"targets": 128}),
-        "finetune": ("demo_flan", {"inputs": 32, "targets": 16}),
-    },
+  "dec": {"pretrain": ("demo_redpajama", {"targets": 128})},
+  "red": {
+    "pretrain": ("demo_redpajama_book", {"targets": 128}),
+    "finetune": ("demo_flan", {"inputs": 32, "targets": 16}),
+  },
 }
 
 
 def _iterator(arch: str, stage: str, seed: int = 7) -> input_pipeline.InputIterator:
   name, lengths = SOURCES[arch][stage]
   return input_pipeline.make_input_iterator(
-      name, lengths, feature_converters.make_feature_converter(arch, stage), batch_size=4,
-      seed=seed, shard_info=ONE,
+    name,
+    lengths,
+    feature_converters.make_feature_converter(arch, stage),
+    batch_size=4,
+    seed=seed,
+    shard_info=ONE,
   )
 
 
 def _same(a: list[dict], b: list[dict]) -> bool:
-  return len(a) == len(b) and all(x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x) for x, y in zip(a, b))
+  return len(a) == len(b) and all(
+    x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x) for x, y in zip(a, b)
+  )
 
 
-@pytest.mark.parametrize("arch,stage", [("dec", "pretrain"), ("red", "pretrain"), ("red", "finetune")])
+@pytest.mark.parametrize(
+  "arch,stage", [("dec", "pretrain"), ("red", "pretrain"), ("red", "finetune")]
+)
 def test_restore_gives_the_uninterrupted_batches(tasks, tmp_path, arch: str, stage: str) -> None:
   uninterrupted = _iterator(arch, stage)
   expected = [next(uninterrupted) for _ in range(8)]
@@ -62,12 +71,17 @@ def test_order_is_a_function_of_the_seed(tasks) -> None:
 
 def _flan_pairs(shard_info: seqio.ShardInfo) -> collections.Counter:
   it = input_pipeline.make_input_iterator(
-      "demo_flan", {"inputs": 32, "targets": 16},
-      feature_converters.make_feature_converter("red", "finetune", pack=False),
-      batch_size=1, seed=0, shard_info=shard_info, shuffle=False, num_epochs=1,
+    "demo_flan",
+    {"inputs": 32, "targets": 16},
+    feature_converters.make_feature_converter("red", "finetune", pack=False),
+    batch_size=1,
+    seed=0,
+    shard_info=shard_info,
+    shuffle=False,
+    num_epochs=1,
   )
   return collections.Counter(
-      (b["encoder_input_tokens"][0].tobytes(), b["decoder_target_tokens"][0].tobytes()) for b in it
+    (b["encoder_input_tokens"][0].tobytes(), b["decoder_target_tokens"][0].tobytes()) for b in it
   )
 
 
@@ -84,7 +98,9 @@ def test_pretraining_shards_split_the_tokens(tasks) -> None:
 
   def tokens(shard_info: seqio.ShardInfo) -> collections.Counter:
     ds = task.get_dataset({"targets": 64}, split="train", shuffle=False, shard_info=shard_info)
-    return collections.Counter(np.concatenate([ex["targets"] for ex in ds.as_numpy_iterator()]).tolist())
+    return collections.Counter(
+      np.concatenate([ex["targets"] for ex in ds.as_numpy_iterator()]).tolist()
+    )
 
   halves = [tokens(seqio.ShardInfo(index=i, num_shards=2)) for i in range(2)]
   assert halves[0] and halves[1] and halves[0] + halves[1] == tokens(ONE)

@@ -1,4 +1,5 @@
 """`python -m redllm_jax.data.prepare` as a user runs it: bad files never stop the glob."""
+
 import gzip
 import json
 import subprocess
@@ -8,20 +9,27 @@ import zstandard
 
 
 def _prepare(*args: str) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "redllm_jax.data.prepare", *args],
-                        capture_output=True, text=True, timeout=300)
+  return subprocess.run(
+    [sys.executable, "-m", "redllm_jax.data.prepare", *args],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
 
 
 def _records(n: int) -> bytes:
-  return b"".join(json.dumps({"text": f"line {i} of a document"}).encode() + b"\n" for i in range(n))
+  return b"".join(
+    json.dumps({"text": f"line {i} of a document"}).encode() + b"\n" for i in range(n)
+  )
 
 
 def test_bad_files_are_named_and_skipped_and_the_rest_converts(tmp_path) -> None:
   (tmp_path / "a.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(_records(30)))
   (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(_records(3000))[:500])
   (tmp_path / "c.jsonl").write_bytes(b"\x00\x01binary" * 100)
-  run = _prepare(f"--input_glob={tmp_path}/*.jsonl*", f"--output_dir={tmp_path}/out",
-                 "--num_workers=2")
+  run = _prepare(
+    f"--input_glob={tmp_path}/*.jsonl*", f"--output_dir={tmp_path}/out", "--num_workers=2"
+  )
   assert run.returncode == 0, run.stderr
   counts = json.loads(run.stdout.strip().splitlines()[-1])
   assert counts["ok"] == 30 and counts["bad_files"] == 2
@@ -42,8 +50,10 @@ def _texts(pattern: str) -> list[str]:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  # only this test reads TFRecords
 
   desc = {"text": tf.io.FixedLenFeature([], tf.string)}
-  return [tf.io.parse_single_example(r, desc)["text"].numpy().decode()
-          for r in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)))]
+  return [
+    tf.io.parse_single_example(r, desc)["text"].numpy().decode()
+    for r in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)))
+  ]
 
 
 def test_plain_text_files_convert_as_documents(tmp_path) -> None:
@@ -58,7 +68,9 @@ def test_plain_text_files_convert_as_documents(tmp_path) -> None:
   assert counts["ok"] == 2 and counts["bad_files"] == 1 and "bad_json" not in counts
   assert "cut.txt.gz: Compressed file ended" in run.stderr
   assert sorted(_texts(f"{tmp_path}/out/train/*.tfrecord")) == [
-      "# A package\n\nWhat it does.", "First note.\n\nIts second paragraph."]
+    "# A package\n\nWhat it does.",
+    "First note.\n\nIts second paragraph.",
+  ]
 
 
 def test_two_runs_converting_one_folder_at_once_both_succeed(tmp_path) -> None:
@@ -68,10 +80,19 @@ def test_two_runs_converting_one_folder_at_once_both_succeed(tmp_path) -> None:
   docs = [f"Document {i}. " + "text " * (i + 1) for i in range(40)]
   for i, doc in enumerate(docs):
     (raw / f"{i}.txt").write_text(doc)
-  args = [sys.executable, "-m", "redllm_jax.data.prepare", f"--input_glob={raw}/*.txt",
-          f"--output_dir={tmp_path}/out", "--validation_fraction=0", "--num_workers=1"]
-  runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-          for _ in range(2)]
+  args = [
+    sys.executable,
+    "-m",
+    "redllm_jax.data.prepare",
+    f"--input_glob={raw}/*.txt",
+    f"--output_dir={tmp_path}/out",
+    "--validation_fraction=0",
+    "--num_workers=1",
+  ]
+  runs = [
+    subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(2)
+  ]
   for run in runs:
     _, stderr = run.communicate(timeout=300)
     assert run.returncode == 0 and "Traceback" not in stderr, stderr

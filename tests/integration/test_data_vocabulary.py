@@ -1,4 +1,5 @@
 """SentencePiece vocabulary: T5 ids, lazy path, one-line errors, training command (train split only)."""
+
 import gzip
 import subprocess
 import sys
@@ -37,12 +38,14 @@ def test_non_sentencepiece_file_is_rejected(tmp_path) -> None:
 
 def test_train_on_files_and_reject_non_t5_ids(demo_root: str, tmp_path) -> None:
   texts = list(vocabulary.texts_from_files(f"{demo_root}/raw/paloma/pydoc/*.jsonl"))
-  out = vocabulary.train_sentencepiece(texts, str(tmp_path / "u.model"), vocab_size=500, model_type="unigram")
+  out = vocabulary.train_sentencepiece(
+    texts, str(tmp_path / "u.model"), vocab_size=500, model_type="unigram"
+  )
   vocabulary.check_sentencepiece_model(out)
   assert spm.SentencePieceProcessor(model_file=out).get_piece_size() == 500
   # A model trained with SentencePiece's default ids (unk 0, bos 1, eos 2) is refused.
   spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(texts), model_prefix=str(tmp_path / "d"), vocab_size=300, minloglevel=2
+    sentence_iterator=iter(texts), model_prefix=str(tmp_path / "d"), vocab_size=300, minloglevel=2
   )
   with pytest.raises(ValueError, match=r"need T5 ids pad/eos/unk = 0/1/2, got \(-1, 2, 0\)"):
     vocabulary.check_sentencepiece_model(str(tmp_path / "d.model"))
@@ -52,7 +55,9 @@ def test_train_on_registered_task_text(demo_root: str, tmp_path) -> None:
   import redllm_jax_tasks  # noqa: F401
 
   texts = vocabulary.texts_from_task("demo_flan", "validation")
-  out = vocabulary.train_sentencepiece(texts, str(tmp_path / "f.model"), vocab_size=300, model_type="bpe")
+  out = vocabulary.train_sentencepiece(
+    texts, str(tmp_path / "f.model"), vocab_size=300, model_type="bpe"
+  )
   assert spm.SentencePieceProcessor(model_file=out).eos_id() == 1
 
 
@@ -71,9 +76,20 @@ def test_vocabulary_command_reads_plain_text_and_trains_on_the_train_split_only(
   split = {c: prepare.split_of({"text": d}, ["text"], 0.3) for c, d in docs.items()}
   assert 0 < list(split.values()).count("validation") < len(docs)
   out = tmp_path / "v.model"
-  run = subprocess.run([sys.executable, "-m", "redllm_jax.data.vocabulary", f"--files={tmp_path}/*.txt.gz",
-                        f"--out={out}", "--vocab_size=100", "--validation_fraction=0.3"],
-                       capture_output=True, text=True, timeout=300)
+  run = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "redllm_jax.data.vocabulary",
+      f"--files={tmp_path}/*.txt.gz",
+      f"--out={out}",
+      "--vocab_size=100",
+      "--validation_fraction=0.3",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
   sp = spm.SentencePieceProcessor(model_file=str(out))
   seen = {c: sp.piece_to_id(c) != sp.unk_id() for c in docs}
@@ -84,6 +100,10 @@ def test_texts_from_files_are_prepares_train_split(tmp_path) -> None:
   _one_character_documents(tmp_path)
   prepare.convert(f"{tmp_path}/*.txt.gz", str(tmp_path / "out"), validation_fraction=0.3)
   desc = {"text": tf.io.FixedLenFeature([], tf.string)}
-  train = [tf.io.parse_single_example(r, desc)["text"].numpy().decode() for r in
-           tf.data.TFRecordDataset(tf.io.gfile.glob(f"{tmp_path}/out/train/*.tfrecord"))]
-  assert sorted(vocabulary.texts_from_files(f"{tmp_path}/*.txt.gz", validation_fraction=0.3)) == sorted(train)
+  train = [
+    tf.io.parse_single_example(r, desc)["text"].numpy().decode()
+    for r in tf.data.TFRecordDataset(tf.io.gfile.glob(f"{tmp_path}/out/train/*.tfrecord"))
+  ]
+  assert sorted(
+    vocabulary.texts_from_files(f"{tmp_path}/*.txt.gz", validation_fraction=0.3)
+  ) == sorted(train)

@@ -1,4 +1,5 @@
 """Attention-weight capture (flax `intermediates`) and the locality / cross-attention analysis."""
+
 import json
 import os
 
@@ -45,8 +46,13 @@ def test_locality_and_cross_attention_outputs(tmp_path):
   assert np.asarray(cross["weights"]).shape == (2, 16, 16)
   assert "cross_attention" not in results["decllm"]
   files = attention.write_outputs(results, str(tmp_path))
-  for name in ("locality.csv", "locality.json", "locality.png", "cross_attention.json",
-               "cross_attention.png"):
+  for name in (
+    "locality.csv",
+    "locality.json",
+    "locality.png",
+    "cross_attention.json",
+    "cross_attention.png",
+  ):
     assert os.path.getsize(files[name]) > 0
   with open(files["locality.json"]) as f:
     assert set(json.load(f)) == {"decllm", "redllm"}

@@ -1,4 +1,5 @@
 """Export round trip: Flax params -> safetensors + config.json -> pure-jax standalone loader."""
+
 import functools
 import json
 import os
@@ -23,8 +24,9 @@ def _perturbed(model, train_steps=0):
   """Init with every tensor perturbed (norm scales away from 1); optionally a few Adam steps."""
   params = init(model)
   rng = np.random.RandomState(7)
-  params = jax.tree.map(lambda p: np.asarray(p) + 0.1 * rng.standard_normal(p.shape).astype(np.float32),
-                        params)
+  params = jax.tree.map(
+    lambda p: np.asarray(p) + 0.1 * rng.standard_normal(p.shape).astype(np.float32), params
+  )
   if train_steps:  # plain jax.grad + optax, as a trained checkpoint would be
     batch = lm_batch("redllm" if model.architecture == "redllm" else "decllm_biattn", seed=3)
     opt = optax.adam(1e-2)
@@ -39,9 +41,13 @@ def _perturbed(model, train_steps=0):
 def _standalone_logits(loaded, arch, batch):
   p, cfg = loaded.params, loaded.config
   if arch == "redllm":
-    return standalone.redllm_logits(p, cfg, batch["encoder_input_tokens"],
-                                    batch["decoder_input_tokens"],
-                                    decoder_segment_ids=(batch["decoder_target_tokens"] > 0).astype(np.int32))
+    return standalone.redllm_logits(
+      p,
+      cfg,
+      batch["encoder_input_tokens"],
+      batch["decoder_input_tokens"],
+      decoder_segment_ids=(batch["decoder_target_tokens"] > 0).astype(np.int32),
+    )
   tokens = batch["decoder_input_tokens"]
   segments = (batch["decoder_target_tokens"] > 0).astype(np.int32)
   prefix = batch["decoder_causal_attention"] if arch == "decllm_biattn" else None
@@ -78,10 +84,12 @@ def test_greedy_decode_equals_predict_batch(exported):
   prompts = random_tokens(5, (3, 7))
   prompts[np.arange(7)[None] >= lengths[:, None]] = 0
   cfg = DecodingConfig(max_new_tokens=6, eos_id=-1)
-  expected = jax.jit(model.predict_batch, static_argnums=(4,))(params, jnp.asarray(prompts), jnp.asarray(lengths),
-                                 jax.random.key(0), cfg)
-  tokens, got_lengths = loaded.greedy_decode([p[:n].tolist() for p, n in zip(prompts, lengths)],
-                                             6, eos_id=-1)
+  expected = jax.jit(model.predict_batch, static_argnums=(4,))(
+    params, jnp.asarray(prompts), jnp.asarray(lengths), jax.random.key(0), cfg
+  )
+  tokens, got_lengths = loaded.greedy_decode(
+    [p[:n].tolist() for p, n in zip(prompts, lengths)], 6, eos_id=-1
+  )
   np.testing.assert_array_equal(tokens, np.asarray(expected.tokens))
   np.testing.assert_array_equal(got_lengths, np.asarray(expected.lengths))
 
@@ -110,13 +118,18 @@ def _edit_config(out, tmp_path, fn):
   return str(bad)
 
 
-@pytest.mark.parametrize("edit,message", [
+@pytest.mark.parametrize(
+  "edit,message",
+  [
     (lambda m: m["config"].update(d_ff=99), "has shape"),
     (lambda m: m["config"].update(num_layers=9, num_decoder_layers=9), "missing decoder.layers."),
     (lambda m: m.update(architecture="gpt"), "unknown architecture"),
-    (lambda m: m["config"].update(attention_output_norm=not m["config"]["attention_output_norm"]),
-     "does not match"),
-])
+    (
+      lambda m: m["config"].update(attention_output_norm=not m["config"]["attention_output_norm"]),
+      "does not match",
+    ),
+  ],
+)
 def test_mismatched_config_is_refused_in_one_line(exported, tmp_path, edit, message):
   _, _, _, out = exported
   bad = _edit_config(out, tmp_path, edit)
@@ -134,7 +147,7 @@ def test_standalone_imports_no_forbidden_module(exported):
   _, _, _, out = exported
   code = f"""
 import importlib.util, sys
-spec = importlib.util.spec_from_file_location("standalone", {os.path.join(out, 'standalone.py')!r})
+spec = importlib.util.spec_from_file_location("standalone", {os.path.join(out, "standalone.py")!r})
 mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
 m = mod.load({out!r})
 m.greedy_decode([[5, 6, 7]], 3)
@@ -142,13 +155,20 @@ bad = sorted(n for n in sys.modules if n.split('.')[0] in
              ('flax', 'tensorflow', 'seqio', 'gin', 'redllm_jax', 'redllm_jax_tasks', 'optax', 'orbax', 'torch'))
 print('FORBIDDEN', bad)
 """
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  result = subprocess.run(
+    [sys.executable, "-c", code],
+    capture_output=True,
+    text=True,
+    timeout=120,
+    env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   assert "FORBIDDEN []" in result.stdout
 
 
-@pytest.mark.parametrize("arch,scan", [("decllm", True), ("decllm_biattn", False), ("redllm", True)])
+@pytest.mark.parametrize(
+  "arch,scan", [("decllm", True), ("decllm_biattn", False), ("redllm", True)]
+)
 def test_load_export_round_trips_a_checkpoint_exactly(arch, scan, tmp_path):
   model = make_model(arch, scan_layers=scan)
   checkpointer = checkpoints.Checkpointer(str(tmp_path / "run"), 1, async_save=False)
@@ -182,10 +202,12 @@ def test_standalone_default_arguments_see_the_bos(exported):
   expected = np.asarray(jax.jit(model.logits)(params, batch))
   if arch == "redllm":
     got = jax.jit(lambda e, d: standalone.redllm_logits(loaded.params, loaded.config, e, d))(
-        batch["encoder_input_tokens"], batch["decoder_input_tokens"])
+      batch["encoder_input_tokens"], batch["decoder_input_tokens"]
+    )
   else:
     got = jax.jit(lambda t: standalone.decllm_logits(loaded.params, loaded.config, t))(
-        batch["decoder_input_tokens"])
+      batch["decoder_input_tokens"]
+    )
   assert np.abs(np.asarray(got) - expected).max() < 1e-5
 
 
@@ -214,8 +236,10 @@ def test_export_refuses_a_non_empty_folder_and_replaces_it_whole_with_overwrite(
   dec, red = make_model("decllm"), make_model("redllm")
   export.export(dec, init(dec), str(out))
   (out / "notes.txt").write_text("the user's own file")
-  with pytest.raises(ConfigError, match="is not empty; choose another or bind "
-                                        "export.export_checkpoint.overwrite=True"):
+  with pytest.raises(
+    ConfigError,
+    match="is not empty; choose another or bind export.export_checkpoint.overwrite=True",
+  ):
     export.export(red, init(red), str(out))
   assert json.loads((out / "config.json").read_text())["architecture"] == "decllm"
   export.export(red, init(red), str(out), overwrite=True)

@@ -1,4 +1,5 @@
 """Length extrapolation on tiny models: curves computed, CSV and plot written, PPL consistent."""
+
 import csv
 import os
 
@@ -14,8 +15,9 @@ def test_extrapolation_curves_and_plot(tmp_path):
   windows = random_tokens(0, (3, 64))
   pair = {arch: (make_model(arch), None) for arch in ("decllm", "redllm")}
   pair = {arch: (m, init(m)) for arch, (m, _) in pair.items()}
-  out = extrapolation.run(pair, windows, training_length=16, factors=[1, 4],
-                          out_dir=str(tmp_path), batch_size=2)
+  out = extrapolation.run(
+    pair, windows, training_length=16, factors=[1, 4], out_dir=str(tmp_path), batch_size=2
+  )
   for arch in ("decllm", "redllm"):
     summary = out["results"][arch]["summary"]
     assert [s["length"] for s in summary] == [16, 64]
@@ -36,8 +38,11 @@ def test_extrapolation_curves_and_plot(tmp_path):
   # RedLLM's PPL at length 64 equals the model's own loss on the middle split.
   model, params = pair["redllm"]
   w = windows[:, :64]
-  batch = {"encoder_input_tokens": w[:, :32], "decoder_target_tokens": w[:, 32:],
-           "decoder_input_tokens": np.pad(w[:, 32:-1], ((0, 0), (1, 0)))}
+  batch = {
+    "encoder_input_tokens": w[:, :32],
+    "decoder_target_tokens": w[:, 32:],
+    "decoder_input_tokens": np.pad(w[:, 32:-1], ((0, 0), (1, 0))),
+  }
   _, sums = jax.jit(model.loss_fn)(params, batch)
   expected = float(models.summarize_metrics(sums)["perplexity"])
   got = out["results"]["redllm"]["summary"][1]["ppl"]

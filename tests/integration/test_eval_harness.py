@@ -1,5 +1,6 @@
 """Downstream harness through lm-eval: task files, metrics, the command on a checkpoint
 with its own (non-demo) vocabulary, per-option log-likelihoods, demo tasks."""
+
 import collections
 import json
 import os
@@ -30,16 +31,29 @@ def _write(tmp_path, name, lines):
 
 def test_malformed_lines_are_skipped_and_counted(tmp_path):
   good = json.dumps({"inputs": "q", "options": ["a", "b"], "label": 1})
-  lines = [good, "{not json", json.dumps({"inputs": "q", "options": ["a", "b"], "label": 2}),
-           json.dumps({"options": ["a", "b"], "label": 0}),
-           json.dumps({"inputs": "q", "options": "ab", "label": 0}),
-           json.dumps({"inputs": "q", "targets": "a"}), "", good]
+  lines = [
+    good,
+    "{not json",
+    json.dumps({"inputs": "q", "options": ["a", "b"], "label": 2}),
+    json.dumps({"options": ["a", "b"], "label": 0}),
+    json.dumps({"inputs": "q", "options": "ab", "label": 0}),
+    json.dumps({"inputs": "q", "targets": "a"}),
+    "",
+    good,
+  ]
   task = harness.load_task(_write(tmp_path, "bad.jsonl", lines))
   assert len(task.examples) == 2 and task.kind == harness.MC
-  assert dict(task.skipped) == {"bad_json": 1, "bad_label": 1, "missing_inputs": 1,
-                                "bad_options": 1, "mixed_kind": 1}
+  assert dict(task.skipped) == {
+    "bad_json": 1,
+    "bad_label": 1,
+    "missing_inputs": 1,
+    "bad_options": 1,
+    "mixed_kind": 1,
+  }
   invalid = tmp_path / "invalid_utf8.jsonl"
-  invalid.write_bytes(good.encode() + b'\n{"inputs": "q \xff", "options": ["a", "b"], "label": 0}\n')
+  invalid.write_bytes(
+    good.encode() + b'\n{"inputs": "q \xff", "options": ["a", "b"], "label": 0}\n'
+  )
   task = harness.load_task(str(invalid))
   assert len(task.examples) == 1 and dict(task.skipped) == {"bad_utf8": 1}
   with pytest.raises(harness.TaskFileError, match="no valid example"):
@@ -64,7 +78,7 @@ def test_the_demo_qa_tasks():
     assert not set(ex["options"]) - {right} & set(references[ex["inputs"]])
   for kind in ("mc", "gen"):  # and their lm-eval tasks, reading the files beside them from the repo
     with open(os.path.join(harness_dir, f"demo_qa_{kind}.yaml")) as f:
-      assert f"test: \"tasks/harness/demo_qa_{kind}.jsonl\"" in f.read()
+      assert f'test: "tasks/harness/demo_qa_{kind}.jsonl"' in f.read()
   assert os.path.exists(os.path.join(harness_dir, f"{harness.METRICS_MODULE}.py"))
 
 
@@ -86,14 +100,19 @@ def test_predictions_follow_the_reported_metric():
   assert harness.mc_prediction(lls, options, "acc") == 0
   assert harness.mc_prediction(lls, options, "acc_norm") == 1
   assert harness.mc_prediction(lls, options, "acc_mutual_info", unconditional) == 2
-  task = harness.Task("t", harness.MC, [{"inputs": "q", "options": options, "label": 1}],
-                      collections.Counter())
+  task = harness.Task(
+    "t", harness.MC, [{"inputs": "q", "options": options, "label": 1}], collections.Counter()
+  )
   metrics = {"acc,none": 0.0, "acc_norm,none": 1.0, "acc_mutual_info,none": 0.0}
-  for metric, prediction, score in (("acc", 0, 0.0), ("acc_norm", 1, 1.0),
-                                    ("acc_mutual_info", 2, 0.0)):
+  for metric, prediction, score in (
+    ("acc", 0, 0.0),
+    ("acc_norm", 1, 1.0),
+    ("acc_mutual_info", 2, 0.0),
+  ):
     resps = lls + (unconditional if metric == "acc_mutual_info" else [])
-    samples = [{"doc_id": 0, "doc": task.examples[0],
-                "filtered_resps": [(l, False) for l in resps]}]
+    samples = [
+      {"doc_id": 0, "doc": task.examples[0], "filtered_resps": [(l, False) for l in resps]}
+    ]
     result = harness._task_result(task, 0, metrics, samples, metric)  # pylint: disable=protected-access
     assert result["predictions"] == [prediction] and result["score"] == score
     assert result["option_loglikelihoods"] == [lls]
@@ -105,8 +124,9 @@ def test_predictions_follow_the_reported_metric():
 def test_side_by_side_table():
   mc = {"kind": harness.MC, "accuracy": 1.0, "accuracy_length_normalized": 0.5, "score": 1.0}
   gen = {"kind": harness.GEN, "exact_match": 0.0, "f1": 0.25, "score": 0.0}
-  results = {n: {"mc@1shot": mc, "gen@0shot": gen, "average": 0.5, "vocabulary": "v"}
-             for n in ("red", "dec")}
+  results = {
+    n: {"mc@1shot": mc, "gen@0shot": gen, "average": 0.5, "vocabulary": "v"} for n in ("red", "dec")
+  }
   table = harness.format_table(results)
   assert "| mc@1shot | accuracy | 100.00 | 100.00 |" in table
   assert "| gen@0shot | f1 | 25.00 | 25.00 |" in table
@@ -117,35 +137,66 @@ def test_the_command_scores_with_the_checkpoints_own_vocabulary(tmp_path):
   """As a user runs it, on a checkpoint trained with a vocabulary that is not the demo
   one (the harness used to fall back to the demo vocabulary): every option's
   log-likelihood in the JSON equals the project's scoring of that vocabulary's tokens."""
-  vocab = vocabulary.train_sentencepiece(pydoc_data.topics.topics.values(),
-                                         str(tmp_path / "own.model"), vocab_size=400)
+  vocab = vocabulary.train_sentencepiece(
+    pydoc_data.topics.topics.values(), str(tmp_path / "own.model"), vocab_size=400
+  )
   model = make_model("redllm", vocab_size=512)
   rng = np.random.RandomState(3)
-  params = jax.tree.map(lambda p: jnp.asarray(
-      np.asarray(p) + 0.1 * rng.standard_normal(p.shape).astype(np.float32)), init(model))
+  params = jax.tree.map(
+    lambda p: jnp.asarray(np.asarray(p) + 0.1 * rng.standard_normal(p.shape).astype(np.float32)),
+    init(model),
+  )
   run_dir = str(tmp_path / "run")
   checkpointer = checkpoints.Checkpointer(run_dir, 1, async_save=False)
-  checkpointer.save(1, params, {"unused": jnp.zeros(2)},
-                    dict(model.describe(), vocabulary=vocabulary.record_vocabulary(run_dir, vocab)),
-                    force=True)
+  checkpointer.save(
+    1,
+    params,
+    {"unused": jnp.zeros(2)},
+    dict(model.describe(), vocabulary=vocabulary.record_vocabulary(run_dir, vocab)),
+    force=True,
+  )
   checkpointer.wait()
   os.remove(vocab)  # the checkpoint's own copy in MODEL_DIR/vocabulary/ is what counts
-  mc = [{"inputs": "What is pass?", "options": ["A null operation", "A loop"], "label": 0},
-        {"inputs": "What does assert do?", "options": ["Debugging checks", "Nothing", "Loops"],
-         "label": 0}]
+  mc = [
+    {"inputs": "What is pass?", "options": ["A null operation", "A loop"], "label": 0},
+    {
+      "inputs": "What does assert do?",
+      "options": ["Debugging checks", "Nothing", "Loops"],
+      "label": 0,
+    },
+  ]
   tasks = tmp_path / "tasks"
   tasks.mkdir()
   _write(tasks, "mc.jsonl", [json.dumps(ex) for ex in mc] + ["{not json"])
-  _write(tasks, "gen.jsonl", [json.dumps({"inputs": q, "targets": ["yes"]})
-                              for q in ("Say yes", "Say it")])
+  _write(
+    tasks,
+    "gen.jsonl",
+    [json.dumps({"inputs": q, "targets": ["yes"]}) for q in ("Say yes", "Say it")],
+  )
   out = tmp_path / "harness.json"
   run = subprocess.run(
-      [sys.executable, "-m", "redllm_jax.evaluation.harness", "--gin_file=runs/harness.gin",
-       f"--gin.CHECKPOINTS={{'red': '{run_dir}'}}", f"--gin.HARNESS_TASKS='{tasks}/*.jsonl'",
-       "--gin.SHOTS=[0,1]", f"--gin.OUTPUT='{out}'", "--gin.harness.Settings.max_new_tokens=4"],
-      capture_output=True, text=True, timeout=600, cwd=REPO,
-      env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "HF_HOME": str(tmp_path / "hf")})
+    [
+      sys.executable,
+      "-m",
+      "redllm_jax.evaluation.harness",
+      "--gin_file=runs/harness.gin",
+      f"--gin.CHECKPOINTS={{'red': '{run_dir}'}}",
+      f"--gin.HARNESS_TASKS='{tasks}/*.jsonl'",
+      "--gin.SHOTS=[0,1]",
+      f"--gin.OUTPUT='{out}'",
+      "--gin.harness.Settings.max_new_tokens=4",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=600,
+    cwd=REPO,
+    env={
+      **os.environ,
+      "HF_HUB_OFFLINE": "1",
+      "HF_DATASETS_OFFLINE": "1",
+      "HF_HOME": str(tmp_path / "hf"),
+    },
+  )
   assert run.returncode == 0, run.stderr[-3000:]
   assert "mc: skipped 1 malformed lines {'bad_json': 1}" in run.stdout
   results = json.loads(out.read_text())["red"]
@@ -155,8 +206,9 @@ def test_the_command_scores_with_the_checkpoints_own_vocabulary(tmp_path):
   zero = results["mc@0shot"]
   assert zero["examples"] == 2 and zero["skipped_lines"] == {"bad_json": 1}
   for ex, got in zip(mc, zero["option_loglikelihoods"]):
-    batch = model.prefix_lm_batch([ids(ex["inputs"])] * len(ex["options"]),
-                                  [ids("\n" + o) for o in ex["options"]])
+    batch = model.prefix_lm_batch(
+      [ids(ex["inputs"])] * len(ex["options"]), [ids("\n" + o) for o in ex["options"]]
+    )
     np.testing.assert_allclose(got, np.asarray(model.score_batch(params, batch)), rtol=1e-5)
     assert zero["predictions"][mc.index(ex)] == int(np.argmax(got))
   assert results["mc@1shot"]["option_loglikelihoods"] != zero["option_loglikelihoods"]
@@ -167,8 +219,10 @@ def test_greedy_tasks_score_whether_greedy_decoding_gives_the_continuation(tmp_p
   """LAMBADA style: lines with a `continuation` are a loglikelihood task after a space;
   exact match is lm-eval's `acc` (is_greedy), per item with its log-likelihood."""
   path = tmp_path / "cloze.jsonl"
-  path.write_text('{"inputs": "the cat saw the", "continuation": "cat"}\n'
-                  '{"inputs": "x", "continuation": "  "}\n{"inputs": "y", "targets": ["z"]}\n')
+  path.write_text(
+    '{"inputs": "the cat saw the", "continuation": "cat"}\n'
+    '{"inputs": "x", "continuation": "  "}\n{"inputs": "y", "targets": ["z"]}\n'
+  )
   task = harness.load_task(str(path))
   assert task.kind == harness.GREEDY and len(task.examples) == 1
   assert dict(task.skipped) == {"bad_continuation": 1, "mixed_kind": 1}
@@ -177,5 +231,9 @@ def test_greedy_tasks_score_whether_greedy_decoding_gives_the_continuation(tmp_p
   assert "output_type: loglikelihood" in text and 'target_delimiter: " "' in text
   samples = [{"doc_id": 0, "doc": task.examples[0], "filtered_resps": [(-1.5, True)]}]
   result = harness._task_result(task, 0, {"acc,none": 1.0}, samples, "acc")  # pylint: disable=protected-access
-  assert (result["exact_match"], result["score"], result["predictions"],
-          result["continuation_loglikelihoods"]) == (1.0, 1.0, [True], [-1.5])
+  assert (
+    result["exact_match"],
+    result["score"],
+    result["predictions"],
+    result["continuation_loglikelihoods"],
+  ) == (1.0, 1.0, [True], [-1.5])

@@ -1,4 +1,5 @@
 """infer (decoding from JSON lines) and evaluate (PPL over seqio tasks) on tiny models."""
+
 import json
 import math
 import os
@@ -30,26 +31,31 @@ def test_infer_equals_greedy_predict_batch(arch):
   outputs, timing = infer.generate(model, params, prompts, cfg, settings)
   tokens = np.zeros((5, 8), np.int32)
   for i, p in enumerate(prompts):
-    tokens[i, :len(p)] = p
+    tokens[i, : len(p)] = p
   expected = jax.jit(model.predict_batch, static_argnums=(4,))(
-      params, jnp.asarray(tokens), jnp.asarray(lengths), jax.random.key(0), cfg)
+    params, jnp.asarray(tokens), jnp.asarray(lengths), jax.random.key(0), cfg
+  )
   assert outputs == np.asarray(expected.tokens).tolist()
   report = timing.report()
   assert report["generated_tokens"] == 30 and report["prompt_tokens"] == sum(lengths)
   # A rate is positive, or NaN when the time was too short to measure (never absurd).
-  assert all(v > 0 or math.isnan(v) for v in (report["prefill_tokens_per_second"],
-                                              report["decode_ms_per_step"]))
+  assert all(
+    v > 0 or math.isnan(v)
+    for v in (report["prefill_tokens_per_second"], report["decode_ms_per_step"])
+  )
 
 
 def test_too_long_prompts_truncated_or_rejected():
   encode = lambda text: [2 + (ord(c) % 50) for c in text]
-  ids, cut = infer.encode_prompts(["abc", "abcdefghij"], encode,
-                                  infer.InferSettings(max_prompt_length=5))
+  ids, cut = infer.encode_prompts(
+    ["abc", "abcdefghij"], encode, infer.InferSettings(max_prompt_length=5)
+  )
   assert cut == [False, True] and len(ids[1]) == 5 and ids[1][-1] == infer.EOS_ID
   assert ids[1][:4] == encode("ghij")  # the end of the prompt is kept
   with pytest.raises(infer.PromptError, match="prompt 1 has 11 tokens > max_prompt_length=5"):
-    infer.encode_prompts(["abc", "abcdefghij"], encode,
-                         infer.InferSettings(max_prompt_length=5, too_long="reject"))
+    infer.encode_prompts(
+      ["abc", "abcdefghij"], encode, infer.InferSettings(max_prompt_length=5, too_long="reject")
+    )
 
 
 def test_infer_entry_point_through_gin(tmp_path, monkeypatch, demo_root):
@@ -62,18 +68,30 @@ def test_infer_entry_point_through_gin(tmp_path, monkeypatch, demo_root):
 
   monkeypatch.setattr(checkpoints, "load_params", fake_load)
   monkeypatch.setattr(checkpoints, "load_model", lambda path, override: override)
-  monkeypatch.setattr(vocabulary, "vocabulary_path",  # what a real checkpoint records
-                      lambda path: os.path.join(demo_root, "vocab", "spm_4096_bpe.model"))
+  monkeypatch.setattr(
+    vocabulary,
+    "vocabulary_path",  # what a real checkpoint records
+    lambda path: os.path.join(demo_root, "vocab", "spm_4096_bpe.model"),
+  )
   prompts = tmp_path / "prompts.jsonl"
-  prompts.write_text("\n".join(json.dumps({"inputs": t, "id": i})
-                               for i, t in enumerate(["Hello there", "What is a computer?" * 30])))
+  prompts.write_text(
+    "\n".join(
+      json.dumps({"inputs": t, "id": i})
+      for i, t in enumerate(["Hello there", "What is a computer?" * 30])
+    )
+  )
   out = tmp_path / "out.jsonl"
-  gin_utils.parse_gin(["models/redllm.gin", "models/sizes/tiny.gin", "data/demo_finetune_red.gin",
-                       "runs/infer.gin"],
-                      ["CHECKPOINT_PATH = 'CKPT'", f"INFER_INPUT = '{prompts}'",
-                       f"INFER_OUTPUT = '{out}'", "decoding.DecodingConfig.max_new_tokens = 4",
-                       "infer.InferSettings.max_prompt_length = 32",
-                       "infer.infer.model = %MODEL"])  # an override of the checkpoint's
+  gin_utils.parse_gin(
+    ["models/redllm.gin", "models/sizes/tiny.gin", "data/demo_finetune_red.gin", "runs/infer.gin"],
+    [
+      "CHECKPOINT_PATH = 'CKPT'",
+      f"INFER_INPUT = '{prompts}'",
+      f"INFER_OUTPUT = '{out}'",
+      "decoding.DecodingConfig.max_new_tokens = 4",
+      "infer.InferSettings.max_prompt_length = 32",
+      "infer.infer.model = %MODEL",
+    ],
+  )  # an override of the checkpoint's
   infer.main()
   lines = [json.loads(l) for l in out.read_text().splitlines()]
   assert [l["id"] for l in lines] == [0, 1]
@@ -106,9 +124,14 @@ def test_missing_checkpoint_is_one_line(tmp_path):
 
 def _expected_sums(model, params, converter, lengths, rows):
   """Metric sums over the first `rows` examples, read one by one (a second code path)."""
-  examples = seqio.get_dataset("demo_paloma_pydoc", lengths, dataset_split="validation",
-                               shuffle=False, num_epochs=1,
-                               feature_converter=converter).take(rows)
+  examples = seqio.get_dataset(
+    "demo_paloma_pydoc",
+    lengths,
+    dataset_split="validation",
+    shuffle=False,
+    num_epochs=1,
+    feature_converter=converter,
+  ).take(rows)
   total = None
   for example in examples.as_numpy_iterator():
     batch = {k: v[None] for k, v in example.items()}
@@ -127,8 +150,15 @@ def test_eval_command_equals_example_by_example_sums(arch, demo_root, tmp_path, 
   converter = feature_converters.make_feature_converter(arch[:3], "pretrain")
   lengths = {"targets": 64}
   results = perplexity.evaluate_checkpoint(
-      model, "CKPT", str(tmp_path), ["demo_paloma_pydoc"], lengths, converter, batch_size=4,
-      max_batches=2)
+    model,
+    "CKPT",
+    str(tmp_path),
+    ["demo_paloma_pydoc"],
+    lengths,
+    converter,
+    batch_size=4,
+    max_batches=2,
+  )
   metrics = results["demo_paloma_pydoc"]
   expected = _expected_sums(model, params, converter, lengths, rows=8)
   for prefix, sums in expected.items():
@@ -139,8 +169,9 @@ def test_eval_command_equals_example_by_example_sums(arch, demo_root, tmp_path, 
   with open(tmp_path / "eval_results.json") as f:
     assert json.load(f)["step"] == 7
   assert any(n.startswith("events.out.tfevents") for n in os.listdir(tmp_path))
-  other = feature_converters.make_feature_converter("red" if arch == "decllm" else "dec",
-                                                    "pretrain")
+  other = feature_converters.make_feature_converter(
+    "red" if arch == "decllm" else "dec", "pretrain"
+  )
   with pytest.raises(errors.ConfigError, match="does not fit"):
     perplexity.evaluate_checkpoint(model, "CKPT", None, ["demo_paloma_pydoc"], lengths, other)
 
@@ -148,9 +179,19 @@ def test_eval_command_equals_example_by_example_sums(arch, demo_root, tmp_path, 
 def test_a_finite_pass_pads_its_last_batch_and_drops_nothing(demo_root):
   converter = feature_converters.make_feature_converter("dec", "pretrain")
   for shards in (1, 2):  # 2 shards: each ends on its own partial batch, padded
-    batches = list(input_pipeline.make_sharded_input(
-        "demo_paloma_pydoc", {"targets": 2048}, converter, 32, seed=0, num_shards=shards,
-        split="validation", shuffle=False, num_epochs=1))
+    batches = list(
+      input_pipeline.make_sharded_input(
+        "demo_paloma_pydoc",
+        {"targets": 2048},
+        converter,
+        32,
+        seed=0,
+        num_shards=shards,
+        split="validation",
+        shuffle=False,
+        num_epochs=1,
+      )
+    )
     assert all(b["decoder_target_tokens"].shape == (32, 2048) for b in batches)
     # Every one of the split's 154,548 tokens (docs/data.md), none dropped or read twice.
     assert sum(int(b["decoder_loss_weights"].sum()) for b in batches) == 154_548

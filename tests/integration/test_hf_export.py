@@ -3,6 +3,7 @@
 Models are small configs over the demo vocabulary (4096 pieces) with perturbed
 parameters; text is the demo corpus, encoded by SentencePiece.
 """
+
 import glob
 import json
 import os
@@ -36,8 +37,9 @@ def _model(arch):
 def _params(model):
   """Init with every tensor perturbed, so that norm scales differ from 1."""
   rng = np.random.RandomState(7)
-  return jax.tree.map(lambda p: np.asarray(p) + 0.1 * rng.standard_normal(p.shape).astype(np.float32),
-                      init(model))
+  return jax.tree.map(
+    lambda p: np.asarray(p) + 0.1 * rng.standard_normal(p.shape).astype(np.float32), init(model)
+  )
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,9 @@ def exported(request, demo_vocab, tmp_path_factory):
   params = _params(model)
   out = str(tmp_path_factory.mktemp(f"hf_{arch}"))
   export.export(model, params, out, demo_vocab)
-  auto = transformers.AutoModelForSeq2SeqLM if arch == "redllm" else transformers.AutoModelForCausalLM
+  auto = (
+    transformers.AutoModelForSeq2SeqLM if arch == "redllm" else transformers.AutoModelForCausalLM
+  )
   hf_model = auto.from_pretrained(out, trust_remote_code=True).eval()
   return arch, model, params, out, hf_model
 
@@ -70,7 +74,7 @@ def _ids(demo_vocab, demo_texts, lengths, skip=0):
   """Token-id pieces of real documents, one per length."""
   sp = sentencepiece.SentencePieceProcessor(model_file=demo_vocab)
   documents = [text for text in demo_texts if len(text) > 1000][::7]
-  return [sp.encode(text)[skip:skip + n] for text, n in zip(documents, lengths)]
+  return [sp.encode(text)[skip : skip + n] for text, n in zip(documents, lengths)]
 
 
 def _long(array):
@@ -87,12 +91,20 @@ def test_logits_equal_jax_on_demo_text_with_padding(exported, demo_vocab, demo_t
   with torch.no_grad():
     if arch == "redllm":
       encoder = batch["encoder_input_tokens"]
-      got = hf_model(input_ids=_long(encoder), attention_mask=_long(encoder > 0),
-                     decoder_input_ids=_long(batch["decoder_input_tokens"]),
-                     decoder_attention_mask=_long(real), use_cache=False).logits
+      got = hf_model(
+        input_ids=_long(encoder),
+        attention_mask=_long(encoder > 0),
+        decoder_input_ids=_long(batch["decoder_input_tokens"]),
+        decoder_attention_mask=_long(real),
+        use_cache=False,
+      ).logits
     else:  # [BOS, prompt, answer], right-padded; BiAttn reads [BOS, prompt] bidirectionally.
-      got = hf_model(input_ids=_long(batch["decoder_input_tokens"]), attention_mask=_long(real),
-                     prefix_mask=_long(batch["decoder_causal_attention"]), use_cache=False).logits
+      got = hf_model(
+        input_ids=_long(batch["decoder_input_tokens"]),
+        attention_mask=_long(real),
+        prefix_mask=_long(batch["decoder_causal_attention"]),
+        use_cache=False,
+      ).logits
   assert np.abs(got.numpy() - expected)[real].max() < 1e-4
   assert np.abs(expected[real]).max() > 1.0  # Not a comparison of near-zero logits.
 
@@ -101,24 +113,30 @@ def _jax_greedy(model, params, prompts, eos_id, max_new_tokens):
   lengths = np.array([len(p) for p in prompts], np.int32)
   padded = np.zeros((len(prompts), lengths.max()), np.int32)
   for row, prompt in zip(padded, prompts):
-    row[:len(prompt)] = prompt
+    row[: len(prompt)] = prompt
   out = jax.jit(model.predict_batch, static_argnums=(4,))(
-      params, jnp.asarray(padded), jnp.asarray(lengths), jax.random.key(0),
-      DecodingConfig(max_new_tokens=max_new_tokens, eos_id=eos_id))
+    params,
+    jnp.asarray(padded),
+    jnp.asarray(lengths),
+    jax.random.key(0),
+    DecodingConfig(max_new_tokens=max_new_tokens, eos_id=eos_id),
+  )
   return np.asarray(out.tokens)
 
 
-def _hf_greedy(arch, hf_model, tokenizer, prompts, eos_id, max_new_tokens, with_mask=True,
-               **generate_kwargs):
+def _hf_greedy(
+  arch, hf_model, tokenizer, prompts, eos_id, max_new_tokens, with_mask=True, **generate_kwargs
+):
   """HF generate, the batch padded by the tokenizer (DecLLM: BOS first, left-padded)."""
   bos = [] if arch == "redllm" else [tokenizer.bos_token_id]
   rows = tokenizer.pad({"input_ids": [bos + p for p in prompts]}, return_tensors="pt")
   if not with_mask:
     del rows["attention_mask"]
   with torch.no_grad():
-    out = hf_model.generate(**rows, max_new_tokens=max_new_tokens, do_sample=False,
-                            eos_token_id=eos_id, **generate_kwargs)
-  out = out[:, 1:] if arch == "redllm" else out[:, rows["input_ids"].shape[1]:]
+    out = hf_model.generate(
+      **rows, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos_id, **generate_kwargs
+    )
+  out = out[:, 1:] if arch == "redllm" else out[:, rows["input_ids"].shape[1] :]
   return np.pad(out.numpy(), ((0, 0), (0, max_new_tokens - out.shape[1])))
 
 
@@ -135,22 +153,30 @@ def test_greedy_generate_equals_predict_batch_with_the_cache(exported, demo_voca
   assert (expected == 0).any() and not (expected == 0).all()
 
   calls = {"embed": [], "cross_kv": 0}
-  hooks = [hf_model.embed.register_forward_hook(
-      lambda module, args, output: calls["embed"].append(args[0].shape[1]))]
+  hooks = [
+    hf_model.embed.register_forward_hook(
+      lambda module, args, output: calls["embed"].append(args[0].shape[1])
+    )
+  ]
   if arch == "redllm":
     for layer in hf_model.decoder.layers:
-      hooks.append(layer.cross_attention.key.register_forward_hook(
-          lambda *_: calls.__setitem__("cross_kv", calls["cross_kv"] + 1)))
+      hooks.append(
+        layer.cross_attention.key.register_forward_hook(
+          lambda *_: calls.__setitem__("cross_kv", calls["cross_kv"] + 1)
+        )
+      )
   got = _hf_greedy(arch, hf_model, tokenizer, prompts, stop, steps)
   for hook in hooks:
     hook.remove()
   np.testing.assert_array_equal(got, expected)
   if arch != "redllm":  # Without a mask, the BOS (id 0 = pad) still counts as a token.
     np.testing.assert_array_equal(
-        _hf_greedy(arch, hf_model, tokenizer, prompts, stop, steps, with_mask=False), expected)
+      _hf_greedy(arch, hf_model, tokenizer, prompts, stop, steps, with_mask=False), expected
+    )
   # Without the cache every step rereads the whole sequence: BiAttn's prefix stays the prompt.
   np.testing.assert_array_equal(
-      _hf_greedy(arch, hf_model, tokenizer, prompts, stop, steps, use_cache=False), expected)
+    _hf_greedy(arch, hf_model, tokenizer, prompts, stop, steps, use_cache=False), expected
+  )
   # Cached: after the prompt, every forward reads one new token.
   decoder_widths = calls["embed"][1:] if arch == "redllm" else calls["embed"]
   assert decoder_widths[0] == (1 if arch == "redllm" else 1 + max(map(len, prompts)))
@@ -163,8 +189,17 @@ def test_tokenizer_ids_equal_sentencepiece(exported, demo_vocab, demo_texts):
   arch, _, _, out, _ = exported
   tokenizer = transformers.AutoTokenizer.from_pretrained(out)
   sp = sentencepiece.SentencePieceProcessor(model_file=demo_vocab)
-  edge = ["  two leading spaces", "trailing  ", "tabs\tand\nnew\n\nlines \n", "a  b   c", "",
-          " ", "unknown: 日本語 ☃ 🎉", "literal </s> and <pad> stay text", "ΑΒΓ café naïve"]
+  edge = [
+    "  two leading spaces",
+    "trailing  ",
+    "tabs\tand\nnew\n\nlines \n",
+    "a  b   c",
+    "",
+    " ",
+    "unknown: 日本語 ☃ 🎉",
+    "literal </s> and <pad> stay text",
+    "ΑΒΓ café naïve",
+  ]
   texts = demo_texts[:400] + edge
   for text in texts:
     ids = sp.encode(text)
@@ -185,7 +220,10 @@ def test_config_json_serves_both_loaders(exported):
   assert meta["model_type"] == type(hf_model.config).model_type == "redllm_jax"
   assert meta["architectures"] == [type(hf_model).__name__]
   assert hf_model.config.is_encoder_decoder == (arch == "redllm")
-  assert meta["conventions"]["qkv_norm_before_rope"] and not meta["conventions"]["input_embeddings_scaled"]
+  assert (
+    meta["conventions"]["qkv_norm_before_rope"]
+    and not meta["conventions"]["input_embeddings_scaled"]
+  )
   assert standalone.load(out).architecture == model.architecture
   # Rotate-half, as the conventions say: dimension i pairs with i + head_dim / 2.
   x = np.zeros((1, 1, 1, 8), np.float32)
@@ -227,31 +265,64 @@ def test_export_command_then_transformers_in_a_fresh_process(arch, demo_vocab, t
   checkpointer.manager.wait_until_finished()
   out = str(tmp_path / "export")
   env = {**os.environ, **OFFLINE}
-  command = [sys.executable, "-m", "redllm_jax.evaluation.export", "--gin_file=runs/export.gin",
-             f"--gin.CHECKPOINT_PATH='{model_dir}'", f"--gin.EXPORT_DIR='{out}'"]
-  result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env,
-                          cwd=str(tmp_path), preexec_fn=lambda: os.umask(0o022))
+  command = [
+    sys.executable,
+    "-m",
+    "redllm_jax.evaluation.export",
+    "--gin_file=runs/export.gin",
+    f"--gin.CHECKPOINT_PATH='{model_dir}'",
+    f"--gin.EXPORT_DIR='{out}'",
+  ]
+  result = subprocess.run(
+    command,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=env,
+    cwd=str(tmp_path),
+    preexec_fn=lambda: os.umask(0o022),
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   # Every file, model.safetensors included, is 0644 under umask 022.
   modes = {name: stat.S_IMODE(os.stat(os.path.join(out, name)).st_mode) for name in os.listdir(out)}
   assert set(modes.values()) == {0o644}, modes
   assert {"tokenizer.json", "spm.model", "modeling_redllm_jax.py"} <= set(modes)
 
-  fresh = subprocess.run([sys.executable, "-c", FRESH_PROCESS, out, arch], capture_output=True,
-                         text=True, timeout=300, env=env, cwd=str(tmp_path))
+  fresh = subprocess.run(
+    [sys.executable, "-c", FRESH_PROCESS, out, arch],
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=env,
+    cwd=str(tmp_path),
+  )
   assert fresh.returncode == 0, fresh.stderr[-2000:]
   report = json.loads(fresh.stdout.strip().splitlines()[-1])
   assert report["heavy"] == [] and report["generated"] > 1
   ids = np.array(report["ids"], np.int32)
   if arch == "redllm":
-    batch = {"encoder_input_tokens": ids, "decoder_input_tokens": np.zeros((2, 1), np.int32),
-             "decoder_target_tokens": np.ones((2, 1), np.int32)}
+    batch = {
+      "encoder_input_tokens": ids,
+      "decoder_input_tokens": np.zeros((2, 1), np.int32),
+      "decoder_target_tokens": np.ones((2, 1), np.int32),
+    }
     expected = np.asarray(model.logits(params, batch))[:, -1]
   else:  # Left-padded by the tokenizer ([pad.., BOS, text]): each row on its own, unpadded.
-    rows = [row[len(row) - sum(mask):] for row, mask in zip(ids, report["mask"])]
-    expected = np.stack([np.asarray(model.logits(params, {
-        "decoder_input_tokens": row[None], "decoder_target_tokens": np.ones((1, len(row)), np.int32)
-    }))[0, -1] for row in rows])
+    rows = [row[len(row) - sum(mask) :] for row, mask in zip(ids, report["mask"])]
+    expected = np.stack(
+      [
+        np.asarray(
+          model.logits(
+            params,
+            {
+              "decoder_input_tokens": row[None],
+              "decoder_target_tokens": np.ones((1, len(row)), np.int32),
+            },
+          )
+        )[0, -1]
+        for row in rows
+      ]
+    )
   np.testing.assert_allclose(np.array(report["logits"]), expected, atol=1e-4)
 
 
@@ -277,15 +348,22 @@ def test_labels_give_the_jax_per_token_loss(exported, demo_vocab, demo_texts):
     if arch == "redllm":  # No decoder_input_ids: built from the labels (shifted right, start 0).
       encoder = batch["encoder_input_tokens"]
       labels = np.where(weights > 0, targets, -100)
-      out = hf_model(input_ids=_long(encoder), attention_mask=_long(encoder > 0), labels=_long(labels))
+      out = hf_model(
+        input_ids=_long(encoder), attention_mask=_long(encoder > 0), labels=_long(labels)
+      )
       scored = out.logits.numpy()
     else:  # [BOS, prompt, answer]: HF shifts inside, logits[:, :-1] against labels[:, 1:].
       ids = np.pad(targets, ((0, 0), (1, 0)))
       mask = np.pad(targets > 0, ((0, 0), (1, 0)), constant_values=True)
       labels = np.pad(np.where(weights > 0, targets, -100), ((0, 0), (1, 0)), constant_values=-100)
       prefix = np.pad(batch["decoder_causal_attention"], ((0, 0), (0, 1)))
-      out = hf_model(input_ids=_long(ids), attention_mask=_long(mask), prefix_mask=_long(prefix),
-                     labels=_long(labels), use_cache=False)
+      out = hf_model(
+        input_ids=_long(ids),
+        attention_mask=_long(mask),
+        prefix_mask=_long(prefix),
+        labels=_long(labels),
+        use_cache=False,
+      )
       scored, labels = out.logits.numpy()[:, :-1], labels[:, 1:]
   assert out.loss is not None and out.loss.ndim == 0
   np.testing.assert_allclose(float(out.loss), _cross_entropy(scored, labels), rtol=1e-5)
@@ -305,7 +383,8 @@ def test_plain_forward_is_causal(exported, demo_vocab, demo_texts):
   changed = ids.copy()
   changed[0, 7:] = (changed[0, 7:] + 5) % vocabulary.DEMO_VOCAB_SIZE
   with torch.no_grad():
-    logits, logits_changed = (hf_model(input_ids=_long(x), use_cache=False).logits.numpy()
-                              for x in (ids, changed))
+    logits, logits_changed = (
+      hf_model(input_ids=_long(x), use_cache=False).logits.numpy() for x in (ids, changed)
+    )
   np.testing.assert_allclose(logits_changed[:, :7], logits[:, :7], atol=1e-5)
   assert np.abs(logits_changed[:, 7:] - logits[:, 7:]).max() > 1e-2

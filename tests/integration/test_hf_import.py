@@ -4,6 +4,7 @@ The models are random-init transformers models built here (Qwen3 with grouped-qu
 attention and Q/K norms, tied; Llama with GQA and an untied output table), norm
 scales perturbed so that a misplaced norm shows, with a small BPE tokenizer.json.
 """
+
 import json
 import os
 import subprocess
@@ -25,37 +26,61 @@ from redllm_jax.errors import ConfigError  # pylint: disable=wrong-import-positi
 from redllm_jax.hf import import_checkpoint  # pylint: disable=wrong-import-position
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "JAX_PLATFORMS": "cpu"}
-TEXT = ["The capital of France is Paris, and the capital of Italy is Rome.",
-        "A quick brown fox jumps over the lazy dog near the river bank."]
+TEXT = [
+  "The capital of France is Paris, and the capital of Italy is Rome.",
+  "A quick brown fox jumps over the lazy dog near the river bank.",
+]
 VOCAB = 384
 
 
 def _write_tokenizer(out_dir: str) -> None:
   """A byte-level BPE tokenizer.json trained on TEXT, as transformers saves one."""
   from tokenizers import decoders, models, pre_tokenizers, trainers  # pylint: disable=import-outside-toplevel
+
   tok = tokenizers.Tokenizer(models.BPE())
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tok.decoder = decoders.ByteLevel()
-  tok.train_from_iterator(TEXT * 10, trainers.BpeTrainer(
-      vocab_size=VOCAB - 64, special_tokens=["<|endoftext|>", "<s>", "</s>"],
-      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+  tok.train_from_iterator(
+    TEXT * 10,
+    trainers.BpeTrainer(
+      vocab_size=VOCAB - 64,
+      special_tokens=["<|endoftext|>", "<s>", "</s>"],
+      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    ),
+  )
   transformers.PreTrainedTokenizerFast(
-      tokenizer_object=tok, bos_token="<s>", eos_token="</s>").save_pretrained(out_dir)
+    tokenizer_object=tok, bos_token="<s>", eos_token="</s>"
+  ).save_pretrained(out_dir)
 
 
 def build_hf(kind: str, out_dir: str):
   """A random-init Qwen3 or Llama (GQA 4/2, head_dim 24 apart from d/heads), saved."""
   torch.manual_seed(0)
-  common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, head_dim=24, rms_norm_eps=1e-5,
-                max_position_embeddings=256, initializer_range=0.3)
+  common = dict(
+    vocab_size=VOCAB,
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=24,
+    rms_norm_eps=1e-5,
+    max_position_embeddings=256,
+    initializer_range=0.3,
+  )
   if kind == "qwen3":
-    config = transformers.Qwen3Config(**common, tie_word_embeddings=True,
-                                      rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+    config = transformers.Qwen3Config(
+      **common,
+      tie_word_embeddings=True,
+      rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+    )
     model = transformers.Qwen3ForCausalLM(config)
   else:
-    config = transformers.LlamaConfig(**common, tie_word_embeddings=False,
-                                      rope_parameters={"rope_type": "default", "rope_theta": 5e5})
+    config = transformers.LlamaConfig(
+      **common,
+      tie_word_embeddings=False,
+      rope_parameters={"rope_type": "default", "rope_theta": 5e5},
+    )
     model = transformers.LlamaForCausalLM(config)
   with torch.no_grad():
     for name, p in model.named_parameters():
@@ -73,8 +98,9 @@ def hf_logits(hf_model, tokens: np.ndarray) -> np.ndarray:
 
 def our_logits(model, params, tokens: np.ndarray) -> np.ndarray:
   positions = np.broadcast_to(np.arange(tokens.shape[1], dtype=np.int32), tokens.shape)
-  return np.asarray(model.network.apply({"params": params}, tokens, positions,
-                                        np.ones_like(tokens)))
+  return np.asarray(
+    model.network.apply({"params": params}, tokens, positions, np.ones_like(tokens))
+  )
 
 
 def assert_relative(ours: np.ndarray, theirs: np.ndarray, tol: float = 1e-4) -> None:
@@ -83,18 +109,26 @@ def assert_relative(ours: np.ndarray, theirs: np.ndarray, tol: float = 1e-4) -> 
   assert error <= tol, f"relative logit error {error:.2e}"
 
 
-def assert_same_greedy(model, params, hf_model, prompt: list[int], steps: int = 32,
-                       eos_id: int = -1) -> np.ndarray:
+def assert_same_greedy(
+  model, params, hf_model, prompt: list[int], steps: int = 32, eos_id: int = -1
+) -> np.ndarray:
   """Our predict_batch (BOS 0 first, as DecLLM decodes) and transformers' greedy
   generate on [0, prompt] give the same tokens."""
   cfg = DecodingConfig(max_new_tokens=steps, eos_id=eos_id)
-  ours = model.predict_batch(params, np.array([prompt], np.int32),
-                             np.array([len(prompt)], np.int32), jax.random.key(0), cfg)
+  ours = model.predict_batch(
+    params, np.array([prompt], np.int32), np.array([len(prompt)], np.int32), jax.random.key(0), cfg
+  )
   ids = torch.tensor([[0] + prompt], dtype=torch.long)
   with torch.no_grad():
-    theirs = hf_model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=steps,
-                               min_new_tokens=steps, do_sample=False, pad_token_id=0)
-  np.testing.assert_array_equal(np.asarray(ours.tokens)[0], theirs[0, ids.shape[1]:].numpy())
+    theirs = hf_model.generate(
+      ids,
+      attention_mask=torch.ones_like(ids),
+      max_new_tokens=steps,
+      min_new_tokens=steps,
+      do_sample=False,
+      pad_token_id=0,
+    )
+  np.testing.assert_array_equal(np.asarray(ours.tokens)[0], theirs[0, ids.shape[1] :].numpy())
   return np.asarray(ours.tokens)[0]
 
 
@@ -104,9 +138,18 @@ def qwen3(tmp_path_factory):
   root = tmp_path_factory.mktemp("qwen3")
   hf_model = build_hf("qwen3", str(root / "hf"))
   run = subprocess.run(
-      [sys.executable, "-m", "redllm_jax.hf.import_checkpoint", f"--hf_dir={root / 'hf'}",
-       f"--model_dir={root / 'ours'}"], capture_output=True, text=True,
-      env={**os.environ, **OFFLINE}, check=False)
+    [
+      sys.executable,
+      "-m",
+      "redllm_jax.hf.import_checkpoint",
+      f"--hf_dir={root / 'hf'}",
+      f"--model_dir={root / 'ours'}",
+    ],
+    capture_output=True,
+    text=True,
+    env={**os.environ, **OFFLINE},
+    check=False,
+  )
   assert run.returncode == 0, run.stderr[-2000:]
   assert "imported qwen3 as decllm (2 layers, d 64, 4 heads / 2 KV)" in run.stdout
   return root, hf_model
@@ -121,8 +164,15 @@ def test_imported_qwen3_equals_transformers(qwen3) -> None:
   root, hf_model = qwen3
   model, params = checkpoints.load_model_and_params(str(root / "ours"))
   cfg = model.config
-  assert (cfg.num_kv_heads, cfg.head_dim, cfg.query_norm, cfg.key_norm, cfg.value_norm,
-          cfg.tied_embeddings, cfg.rope_base) == (2, 24, True, True, False, True, 1e6)
+  assert (
+    cfg.num_kv_heads,
+    cfg.head_dim,
+    cfg.query_norm,
+    cfg.key_norm,
+    cfg.value_norm,
+    cfg.tied_embeddings,
+    cfg.rope_base,
+  ) == (2, 24, True, True, False, True, 1e6)
   prompt = _prompt(root)
   tokens = np.array([prompt], np.int32)
   assert_relative(our_logits(model, params, tokens), hf_logits(hf_model, tokens))
@@ -148,7 +198,8 @@ def test_import_export_hf_round_trip(qwen3, tmp_path) -> None:
   meta = export.export_checkpoint(str(root / "ours"), str(tmp_path))
   assert meta["vocabulary"] == "tokenizer.json" and meta["config"]["num_kv_heads"] == 2
   reloaded = transformers.AutoModelForCausalLM.from_pretrained(
-      str(tmp_path), trust_remote_code=True, dtype=torch.float32).eval()
+    str(tmp_path), trust_remote_code=True, dtype=torch.float32
+  ).eval()
   tokens = np.array([_prompt(root)], np.int32)
   assert_relative(hf_logits(reloaded, tokens), hf_logits(hf_model, tokens))
   tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
@@ -166,11 +217,14 @@ def test_hf_vocabulary_is_recorded_and_checked(qwen3, tmp_path) -> None:
   assert list(vocab.encode(TEXT[1])) == expected
   assert vocab.encode_tf(TEXT[1]).numpy().tolist() == expected
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
   in_graph = tf.data.Dataset.from_tensors(TEXT[1]).map(vocab.encode_tf)  # As seqio tokenizes.
   assert next(in_graph.as_numpy_iterator()).tolist() == expected
   assert vocab.decode(expected) == TEXT[1]
-  assert vocab.decode_tf(np.array([expected, expected], np.int32)).numpy().tolist() == [
-      TEXT[1].encode()] * 2
+  assert (
+    vocab.decode_tf(np.array([expected, expected], np.int32)).numpy().tolist()
+    == [TEXT[1].encode()] * 2
+  )
   other = tmp_path / "tokenizer.json"
   data = json.loads(open(path).read())
   data["model"]["vocab"]["<extra>"] = len(data["model"]["vocab"])
@@ -179,12 +233,15 @@ def test_hf_vocabulary_is_recorded_and_checked(qwen3, tmp_path) -> None:
     vocabulary.check_vocabulary(str(root / "ours"), str(other), "a test task")
 
 
-@pytest.mark.parametrize("field, value, message", [
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
     ("model_type", "gemma3_text", "model_type 'gemma3_text' is not supported"),
     ("hidden_act", "gelu", "hidden_act='gelu' is not supported"),
     ("attention_bias", True, "attention_bias=True is not supported"),
     ("rope_parameters", {"rope_type": "llama3", "rope_theta": 5e5}, "rope type 'llama3'"),
-])
+  ],
+)
 def test_unsupported_config_is_refused(field, value, message) -> None:
   hf = transformers.LlamaConfig(num_attention_heads=4, hidden_size=64)
   object.__setattr__(hf, field, value)
@@ -195,13 +252,24 @@ def test_unsupported_config_is_refused(field, value, message) -> None:
 def test_unsupported_architecture_is_one_line_exit_2(tmp_path) -> None:
   transformers.Gemma3TextConfig(num_hidden_layers=1).save_pretrained(str(tmp_path))
   run = subprocess.run(
-      [sys.executable, "-m", "redllm_jax.hf.import_checkpoint", f"--hf_dir={tmp_path}",
-       f"--model_dir={tmp_path / 'out'}"], capture_output=True, text=True,
-      env={**os.environ, **OFFLINE}, check=False)
+    [
+      sys.executable,
+      "-m",
+      "redllm_jax.hf.import_checkpoint",
+      f"--hf_dir={tmp_path}",
+      f"--model_dir={tmp_path / 'out'}",
+    ],
+    capture_output=True,
+    text=True,
+    env={**os.environ, **OFFLINE},
+    check=False,
+  )
   assert run.returncode == 2, run.stderr[-2000:]
   errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-  assert errors == ["error: model_type 'gemma3_text' is not supported; import one of "
-                    "['LlamaForCausalLM', 'Qwen3ForCausalLM']"], run.stderr[-2000:]
+  assert errors == [
+    "error: model_type 'gemma3_text' is not supported; import one of "
+    "['LlamaForCausalLM', 'Qwen3ForCausalLM']"
+  ], run.stderr[-2000:]
   assert "Traceback" not in run.stderr
 
 
@@ -218,8 +286,14 @@ doc_to_target: label
 metric_list:
   - metric: acc
 """
-CAPITALS = [{"question": f"The capital of {country} is", "choices": ["Paris", "Rome", "Berlin"],
-             "label": label} for label, country in enumerate(["France", "Italy", "Germany"])]
+CAPITALS = [
+  {
+    "question": f"The capital of {country} is",
+    "choices": ["Paris", "Rome", "Berlin"],
+    "label": label,
+  }
+  for label, country in enumerate(["France", "Italy", "Germany"])
+]
 
 
 def lm_eval_per_item(model_dir: str, hf_model, tmp_path) -> tuple[list, list]:
@@ -231,20 +305,30 @@ def lm_eval_per_item(model_dir: str, hf_model, tmp_path) -> tuple[list, list]:
   from lm_eval.tasks import TaskManager  # pylint: disable=import-outside-toplevel
   from tokenizers import processors  # pylint: disable=import-outside-toplevel
   from redllm_jax.evaluation import lm_eval_model  # noqa: F401  registers the lm-eval model  pylint: disable=import-outside-toplevel,unused-import
+
   data = tmp_path / "capitals.jsonl"
   data.write_text("".join(json.dumps(row) + "\n" for row in CAPITALS))
   (tmp_path / "capitals.yaml").write_text(MC_YAML.format(data=data))
   tokenizer = transformers.PreTrainedTokenizerFast(
-      tokenizer_file=vocabulary.vocabulary_path(model_dir), bos_token="<|endoftext|>",
-      pad_token="<|endoftext|>")
+    tokenizer_file=vocabulary.vocabulary_path(model_dir),
+    bos_token="<|endoftext|>",
+    pad_token="<|endoftext|>",
+  )
   tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
-      single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", 0)])
+    single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", 0)]
+  )
   tasks = TaskManager(include_path=str(tmp_path))
   runs = []
-  for model in (f"checkpoint={model_dir}",
-                HFLM(pretrained=hf_model, tokenizer=tokenizer, add_bos_token=True, batch_size=4)):
-    kwargs = {"model": "redllm_jax", "model_args": model} if isinstance(model, str) else {"model": model}
-    out = lm_eval.simple_evaluate(tasks=["capitals"], task_manager=tasks, log_samples=True, **kwargs)
+  for model in (
+    f"checkpoint={model_dir}",
+    HFLM(pretrained=hf_model, tokenizer=tokenizer, add_bos_token=True, batch_size=4),
+  ):
+    kwargs = (
+      {"model": "redllm_jax", "model_args": model} if isinstance(model, str) else {"model": model}
+    )
+    out = lm_eval.simple_evaluate(
+      tasks=["capitals"], task_manager=tasks, log_samples=True, **kwargs
+    )
     runs.append([float(r[0][0]) for s in out["samples"]["capitals"] for r in s["resps"]])
   return runs[0], runs[1]
 
@@ -263,11 +347,13 @@ def test_imported_qwen3_adapts_into_a_redllm_that_keeps_its_flags(qwen3) -> None
   Q/K-norm and embedding flags (an unbalanced 2 + 1 here); one that lacks them is refused."""
   import dataclasses  # pylint: disable=import-outside-toplevel
   from redllm_jax import adaptation, models  # pylint: disable=import-outside-toplevel
+
   root, _ = qwen3
   path = str(root / "ours")
   source, _ = checkpoints.load_model_and_params(path)
-  red = dataclasses.replace(source.config, attention_output_norm=True, num_encoder_layers=2,
-                            num_decoder_layers=1)
+  red = dataclasses.replace(
+    source.config, attention_output_norm=True, num_encoder_layers=2, num_decoder_layers=1
+  )
   target = models.EncoderDecoderModel(red)
   params = adaptation.load_adapted_params(path, target)
   cross = params["decoder"]["layers"]["cross_attention"]
@@ -275,8 +361,9 @@ def test_imported_qwen3_adapts_into_a_redllm_that_keeps_its_flags(qwen3) -> None
   batch = target.prefix_lm_batch([[5, 6, 7, 8]], [[9, 10, 11]])
   assert np.isfinite(np.asarray(target.logits(params, batch))).all()
   with pytest.raises(ConfigError, match="kv_heads=2, the RedLLM to build has 4"):
-    adaptation.load_adapted_params(path, models.EncoderDecoderModel(
-        dataclasses.replace(red, num_kv_heads=None)))
+    adaptation.load_adapted_params(
+      path, models.EncoderDecoderModel(dataclasses.replace(red, num_kv_heads=None))
+    )
 
 
 def test_qwen3_8b_shape_has_transformers_parameter_count() -> None:
@@ -284,10 +371,18 @@ def test_qwen3_8b_shape_has_transformers_parameter_count() -> None:
   built from its config has exactly transformers' parameters (shapes only, nothing
   allocated), and the FLOPs accounting counts its narrower K/V projections."""
   from redllm_jax import flops, models  # pylint: disable=import-outside-toplevel
-  hf = transformers.Qwen3Config(vocab_size=151936, hidden_size=4096, intermediate_size=12288,
-                                num_hidden_layers=36, num_attention_heads=32,
-                                num_key_value_heads=8, head_dim=128, tie_word_embeddings=False,
-                                rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+
+  hf = transformers.Qwen3Config(
+    vocab_size=151936,
+    hidden_size=4096,
+    intermediate_size=12288,
+    num_hidden_layers=36,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    tie_word_embeddings=False,
+    rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+  )
   with torch.device("meta"):
     expected = sum(p.numel() for p in transformers.Qwen3ForCausalLM(hf).parameters())
   config = import_checkpoint.config_from_hf(hf)
@@ -295,4 +390,5 @@ def test_qwen3_8b_shape_has_transformers_parameter_count() -> None:
   assert counted.total == expected == 8_190_735_360
   per_layer = 4096 * (2 * 32 * 128 + 2 * 8 * 128) + 3 * 4096 * 12288
   assert flops.forward_flops(config, "decllm", 0, 1) == pytest.approx(
-      36 * 2.0 * per_layer + 36 * 4.0 * 32 * 128 + 2.0 * 4096 * 151936)
+    36 * 2.0 * per_layer + 36 * 4.0 * 32 * 128 + 2.0 * 4096 * 151936
+  )

@@ -3,6 +3,7 @@ local YAML tasks over JSON files, offline, against a checkpoint and an export of
 variant. Its per-item log-likelihoods (`--log_samples`) must equal the project's own
 scoring of the same strings, one unpadded row at a time; rolling log-likelihoods the
 pretraining layout's; generations greedy `predict_batch`'s."""
+
 import functools
 import glob
 import json
@@ -82,8 +83,10 @@ metric_list:
 def _perturbed_params(model):
   """Initial parameters moved off their init values (norm scales too), deterministic."""
   rng = np.random.RandomState(7)
-  return jax.tree.map(lambda p: jnp.asarray(
-      np.asarray(p) + 0.1 * rng.standard_normal(p.shape).astype(np.float32)), init(model))
+  return jax.tree.map(
+    lambda p: jnp.asarray(np.asarray(p) + 0.1 * rng.standard_normal(p.shape).astype(np.float32)),
+    init(model),
+  )
 
 
 @functools.lru_cache(maxsize=None)
@@ -111,7 +114,11 @@ def setup(demo_root, tmp_path_factory):
   gen = [{"inputs": ex["inputs"], "targets": [ex["options"][ex["label"]]]} for ex in mc[:2]]
   topics = pydoc_data.topics.topics
   roll = [{"text": topics[k][:1500]} for k in sorted(topics) if len(topics[k]) >= 1500][:2]
-  for name, rows, template in (("mc", mc, MC_YAML), ("gen", gen, GEN_YAML), ("roll", roll, ROLL_YAML)):
+  for name, rows, template in (
+    ("mc", mc, MC_YAML),
+    ("gen", gen, GEN_YAML),
+    ("roll", roll, ROLL_YAML),
+  ):
     data = os.path.join(tasks, f"{name}.jsonl")
     with open(data, "w") as f:
       f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -121,12 +128,33 @@ def setup(demo_root, tmp_path_factory):
 
 
 def _run_lm_eval(model_args: str, tasks_dir: str, out_dir: str, *extra: str):
-  env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-         "HF_HOME": os.path.join(out_dir, "hf")}
+  env = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HOME": os.path.join(out_dir, "hf"),
+  }
   return subprocess.run(
-      [sys.executable, "-m", "redllm_jax.evaluation.lm_eval_model", "--model", "redllm_jax",
-       "--model_args", model_args, "--include_path", tasks_dir, *extra, "--output_path", out_dir],
-      capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
+    [
+      sys.executable,
+      "-m",
+      "redllm_jax.evaluation.lm_eval_model",
+      "--model",
+      "redllm_jax",
+      "--model_args",
+      model_args,
+      "--include_path",
+      tasks_dir,
+      *extra,
+      "--output_path",
+      out_dir,
+    ],
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=env,
+    cwd=REPO,
+  )
 
 
 def _samples(out_dir: str, task: str) -> list[dict]:
@@ -149,7 +177,7 @@ def _reference_rolling(model, params, tokens):
   if model.architecture == "redllm":
     half = MAX_LENGTH // 2
     for start in range(0, len(tokens), half):
-      chunk, context = tokens[start:start + half], tokens[max(0, start - half):start]
+      chunk, context = tokens[start : start + half], tokens[max(0, start - half) : start]
       if len(chunk) == half and len(context) == half:
         batch = model.pretraining_batch(np.array([context + chunk]))
       else:  # the document's first chunk (empty encoder) and a short last one
@@ -157,17 +185,22 @@ def _reference_rolling(model, params, tokens):
       total += float(model.score_batch(params, batch)[0])
     return total
   for start in range(0, len(tokens), MAX_LENGTH):
-    chunk = tokens[start:start + MAX_LENGTH]
+    chunk = tokens[start : start + MAX_LENGTH]
     total += float(model.score_batch(params, model.pretraining_batch(np.array([chunk])))[0])
   return total
 
 
 def _reference_generation(model, params, sp, prompt, add_eos):
   ids = list(sp.encode(prompt)) + ([EOS_ID] if add_eos else [])
-  out = model.predict_batch(params, np.array([ids], np.int32), np.array([len(ids)], np.int32),
-                            jax.random.key(0), DecodingConfig(max_new_tokens=MAX_GEN_TOKS))
+  out = model.predict_batch(
+    params,
+    np.array([ids], np.int32),
+    np.array([len(ids)], np.int32),
+    jax.random.key(0),
+    DecodingConfig(max_new_tokens=MAX_GEN_TOKS),
+  )
   tokens = [int(t) for t in out.tokens[0]]
-  tokens = tokens[:tokens.index(EOS_ID)] if EOS_ID in tokens else tokens
+  tokens = tokens[: tokens.index(EOS_ID)] if EOS_ID in tokens else tokens
   return sp.decode(tokens).split("ing", 1)[0]
 
 
@@ -176,9 +209,18 @@ def _check_against_project(setup, arch: str, source: str, add_eos: bool, tmp_pat
   model, params, run_dir = _saved(arch, root, vocab)
   where = f"checkpoint={run_dir}" if source == "checkpoint" else f"export_dir={run_dir}_export"
   out = str(tmp_path / "out")
-  run = _run_lm_eval(f"{where},add_eos={add_eos},max_length={MAX_LENGTH}", tasks, out,
-                     "--tasks", "t_mc,t_gen,t_roll", "--num_fewshot", "1", "--log_samples",
-                     "--batch_size", "8")
+  run = _run_lm_eval(
+    f"{where},add_eos={add_eos},max_length={MAX_LENGTH}",
+    tasks,
+    out,
+    "--tasks",
+    "t_mc,t_gen,t_roll",
+    "--num_fewshot",
+    "1",
+    "--log_samples",
+    "--batch_size",
+    "8",
+  )
   assert run.returncode == 0, run.stderr[-3000:]
   sp = spm.SentencePieceProcessor(model_file=vocab)
   encode = lambda text: list(sp.encode(text)) + ([EOS_ID] if add_eos else [])
@@ -206,14 +248,20 @@ def _check_against_project(setup, arch: str, source: str, add_eos: bool, tmp_pat
 
 # Minutes each (lm-eval's CLI in a subprocess, three task kinds): the slow suite.
 @pytest.mark.slow
-@pytest.mark.parametrize("arch,source,add_eos", [("redllm", "checkpoint", True),
-                                                 ("redllm", "export", False),
-                                                 ("decllm_biattn", "export", False),
-                                                 ("decllm", "checkpoint", True),
-                                                 ("decllm", "export", False),
-                                                 ("decllm_biattn", "checkpoint", True)])
-def test_lm_eval_scores_equal_the_project_scoring_every_variant(setup, arch, source, add_eos,
-                                                                tmp_path):
+@pytest.mark.parametrize(
+  "arch,source,add_eos",
+  [
+    ("redllm", "checkpoint", True),
+    ("redllm", "export", False),
+    ("decllm_biattn", "export", False),
+    ("decllm", "checkpoint", True),
+    ("decllm", "export", False),
+    ("decllm_biattn", "checkpoint", True),
+  ],
+)
+def test_lm_eval_scores_equal_the_project_scoring_every_variant(
+  setup, arch, source, add_eos, tmp_path
+):
   _check_against_project(setup, arch, source, add_eos, tmp_path)
 
 
@@ -224,7 +272,7 @@ def test_rolling_windows_score_every_token_exactly_once():
     assert [t for _, c in pairs for t in c] == tokens  # each once, in order
     position = 0
     for before, scored in pairs:
-      assert before == tokens[max(0, position - context):position]
+      assert before == tokens[max(0, position - context) : position]
       assert 0 < len(scored) <= chunk
       position += len(scored)
   assert lm_eval_model.rolling_windows([], 4, 4) == []
@@ -243,14 +291,18 @@ def test_stop_strings_cut_at_the_earliest():
 
 def test_bad_model_args_are_one_line(setup, tmp_path):
   _, _, tasks = setup
-  run = _run_lm_eval(f"checkpoint={tmp_path}/missing", tasks, str(tmp_path / "out"),
-                     "--tasks", "t_mc")
+  run = _run_lm_eval(
+    f"checkpoint={tmp_path}/missing", tasks, str(tmp_path / "out"), "--tasks", "t_mc"
+  )
   assert run.returncode == 2, run.stderr[-2000:]
   assert "Traceback" not in run.stderr, run.stderr[-2000:]
   assert run.stderr.strip().splitlines()[-1] == (
-      f"error: checkpoint path does not exist: {tmp_path}/missing")
-  for kwargs, message in (({}, "needs exactly one of"),
-                          ({"export_dir": str(tmp_path / "missing")}, "export file not found")):
+    f"error: checkpoint path does not exist: {tmp_path}/missing"
+  )
+  for kwargs, message in (
+    ({}, "needs exactly one of"),
+    ({"export_dir": str(tmp_path / "missing")}, "export file not found"),
+  ):
     with pytest.raises(ConfigError, match=message):
       lm_eval_model.load(**kwargs)
 
@@ -270,13 +322,16 @@ def test_bad_vocab_is_one_line(tmp_path):
   is not its spm.model (sha256) too, naming both files."""
   garbage = tmp_path / "garbage.model"
   garbage.write_bytes(b"not a model")
-  for vocab, message in ((str(tmp_path / "nope.model"), "vocab: Vocabulary file not found"),
-                         (str(garbage), "vocab: Not a SentencePiece model"),
-                         (str(tmp_path), "vocab: ")):
+  for vocab, message in (
+    (str(tmp_path / "nope.model"), "vocab: Vocabulary file not found"),
+    (str(garbage), "vocab: Not a SentencePiece model"),
+    (str(tmp_path), "vocab: "),
+  ):
     with pytest.raises(ConfigError, match=message):
       lm_eval_model.load(checkpoint=str(tmp_path / "missing"), vocab=vocab)
-  own = vocabulary.train_sentencepiece(list(pydoc_data.topics.topics.values())[:40],
-                                       str(tmp_path / "own.model"), vocab_size=300)
+  own = vocabulary.train_sentencepiece(
+    list(pydoc_data.topics.topics.values())[:40], str(tmp_path / "own.model"), vocab_size=300
+  )
   proto = sentencepiece_model_pb2.ModelProto.FromString(open(own, "rb").read())
   proto.normalizer_spec.name = proto.normalizer_spec.name + "_other"  # valid, other bytes
   other = tmp_path / "other.model"
@@ -287,8 +342,10 @@ def test_bad_vocab_is_one_line(tmp_path):
   out = str(tmp_path / "export")
   export.export(model, init(model), out, own)
   exported = os.path.join(out, "spm.model")
-  with pytest.raises(ConfigError, match=re.escape(
-      f"vocab={other} is not the export's vocabulary {exported} (sha256 differs)")):
+  with pytest.raises(
+    ConfigError,
+    match=re.escape(f"vocab={other} is not the export's vocabulary {exported} (sha256 differs)"),
+  ):
     lm_eval_model.load(export_dir=out, vocab=str(other))
   assert lm_eval_model.load(export_dir=out, vocab=str(same))[2] == str(same)
   assert lm_eval_model.load(export_dir=out)[2] == exported

@@ -1,5 +1,6 @@
 """Only commands define command-line flags: importing every library module of the
 package (each one without a `__main__` block) defines no absl flag of ours."""
+
 import pathlib
 import subprocess
 import sys
@@ -30,7 +31,8 @@ def _library_modules() -> list[str]:
 def test_importing_library_modules_defines_no_flags_of_ours():
   modules = _library_modules()
   assert "redllm_jax.trainer" in modules and "redllm_jax.gin_utils" in modules
-  run = subprocess.run([sys.executable, "-c", _CHECK, *modules], cwd=ROOT, capture_output=True,
-                       text=True, timeout=600)
+  run = subprocess.run(
+    [sys.executable, "-c", _CHECK, *modules], cwd=ROOT, capture_output=True, text=True, timeout=600
+  )
   assert run.returncode == 0, run.stderr[-3000:]
   assert run.stdout.strip() == "", run.stdout

@@ -1,4 +1,5 @@
 """Rematerialisation changes memory, never gradients: every policy equals none."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,6 +1,7 @@
 """The study runner: fits against an independent reference, every study gin's runs,
 and (slow) the `--quick` study end to end, killed and resumed. The verdicts on
 synthetic per-seed outputs are tests/unit/test_study_findings.py."""
+
 import dataclasses
 import json
 import math
@@ -24,16 +25,22 @@ from redllm_jax.study.plan import StudyPlan
 from redllm_jax.study.runs import parse_run
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-FINDINGS = ("Fitted scaling exponents", "Compute-optimal frontier",
-            "Zero/few-shot after pretraining", "After FLAN tuning", "Length extrapolation",
-            "Attention patterns", "BiAttn ablation")
+FINDINGS = (
+  "Fitted scaling exponents",
+  "Compute-optimal frontier",
+  "Zero/few-shot after pretraining",
+  "After FLAN tuning",
+  "Length extrapolation",
+  "Attention patterns",
+  "BiAttn ablation",
+)
 
 
 def test_power_law_fit_matches_closed_form_least_squares_in_log_space():
   """fits uses scipy's linregress; the reference is the textbook formulas in numpy."""
   rng = np.random.default_rng(0)
   x = np.geomspace(1e12, 1e15, 9)
-  y = 3e3 * x ** -0.21 * np.exp(rng.normal(0, 0.02, x.size))
+  y = 3e3 * x**-0.21 * np.exp(rng.normal(0, 0.02, x.size))
   fit = fits.fit_power_law(x, y)
   lx, ly = np.log(x), np.log(y)
   sxx = np.sum((lx - lx.mean()) ** 2)
@@ -42,11 +49,11 @@ def test_power_law_fit_matches_closed_form_least_squares_in_log_space():
   residual = ly - intercept - slope * lx
   assert fit.b == pytest.approx(-slope, rel=1e-10)
   assert fit.a == pytest.approx(math.exp(intercept), rel=1e-10)
-  assert fit.b_stderr == pytest.approx(math.sqrt(np.sum(residual ** 2) / (x.size - 2) / sxx),
-                                       rel=1e-8)
-  assert fit.r2 == pytest.approx(1 - np.sum(residual ** 2) / np.sum((ly - ly.mean()) ** 2),
-                                 rel=1e-10)
-  exact = fits.fit_power_law(x, 5.0 * x ** -0.3)
+  assert fit.b_stderr == pytest.approx(
+    math.sqrt(np.sum(residual**2) / (x.size - 2) / sxx), rel=1e-8
+  )
+  assert fit.r2 == pytest.approx(1 - np.sum(residual**2) / np.sum((ly - ly.mean()) ** 2), rel=1e-10)
+  exact = fits.fit_power_law(x, 5.0 * x**-0.3)
   assert (exact.a, exact.b, exact.r2) == pytest.approx((5.0, 0.3, 1.0), rel=1e-9)
 
 
@@ -64,9 +71,15 @@ def test_frontier_and_pareto_front():
 
 def _study(out_dir, *extra, **kwargs):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  return subprocess.Popen([sys.executable, "-m", "redllm_jax.study.reproduce", "--quick",
-                           f"--out_dir={out_dir}", *extra], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+  return subprocess.Popen(
+    [sys.executable, "-m", "redllm_jax.study.reproduce", "--quick", f"--out_dir={out_dir}", *extra],
+    cwd=ROOT,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    **kwargs,
+  )
 
 
 def _expected_outputs(out_dir: pathlib.Path) -> list[pathlib.Path]:
@@ -76,13 +89,25 @@ def _expected_outputs(out_dir: pathlib.Path) -> list[pathlib.Path]:
   # The ladder: 2 seeds x 2 sizes x 2 budgets x 2 architectures; the largest pair a third
   # seed; 3 seeds x (2 adaptations + 3 finetunings).
   assert len(files) == 2 * 2 * 2 * 2 + 2 + 3 * (2 + 3)
-  files += ["scaling/fits.json", "scaling/runs.csv", "scaling/exponents.md",
-            "scaling/scaling.png", "scaling/frontier.png", "harness/harness.json",
-            "harness/harness.md", "harness/pareto.png", "extrapolation/extrapolation.json",
-            "extrapolation/extrapolation.csv", "extrapolation/extrapolation.png",
-            "attention/locality.json", "attention/locality.png",
-            "attention/cross_attention.json", "attention/cross_attention.png", "REPORT.md",
-            "timings.json"]
+  files += [
+    "scaling/fits.json",
+    "scaling/runs.csv",
+    "scaling/exponents.md",
+    "scaling/scaling.png",
+    "scaling/frontier.png",
+    "harness/harness.json",
+    "harness/harness.md",
+    "harness/pareto.png",
+    "extrapolation/extrapolation.json",
+    "extrapolation/extrapolation.csv",
+    "extrapolation/extrapolation.png",
+    "attention/locality.json",
+    "attention/locality.png",
+    "attention/cross_attention.json",
+    "attention/cross_attention.png",
+    "REPORT.md",
+    "timings.json",
+  ]
   return [out_dir / f for f in files]
 
 
@@ -147,33 +172,46 @@ def test_paper_scale_study_gin_builds_the_paper_ladder():
     model = models.from_gin()
     assert flops.count_params(model.abstract_params()).total == pytest.approx(params, rel=0.01)
   assert [r.parent for r in plan.finetune_runs()] == [
-      "decllm_8b_400000_s0", "redllm_8b_400000_s0", "decllm_8b_400000_s0"]
+    "decllm_8b_400000_s0",
+    "redllm_8b_400000_s0",
+    "decllm_8b_400000_s0",
+  ]
 
 
 def test_chance_score_of_the_shipped_harness_tasks():
-  assert harness.chance_score(harness.load_task(str(ROOT / "tasks/harness/demo_qa_mc.jsonl"))) \
-      == pytest.approx(0.25)
-  assert harness.chance_score(harness.load_task(str(ROOT / "tasks/harness/demo_qa_gen.jsonl"))) \
-      == 0.0
+  assert harness.chance_score(
+    harness.load_task(str(ROOT / "tasks/harness/demo_qa_mc.jsonl"))
+  ) == pytest.approx(0.25)
+  assert (
+    harness.chance_score(harness.load_task(str(ROOT / "tasks/harness/demo_qa_gen.jsonl"))) == 0.0
+  )
 
 
-@pytest.mark.parametrize("study_gin", ["study_miniature", "study_miniature_adaptation",
-                                       "study_quick", "study_paper"])
+@pytest.mark.parametrize(
+  "study_gin", ["study_miniature", "study_miniature_adaptation", "study_quick", "study_paper"]
+)
 def test_every_run_of_every_study_gin_is_a_valid_training_run(study_gin):
   gin_utils.parse_gin([f"experiments/{study_gin}.gin"], [])
   plan = StudyPlan()
   kept = {}
   for kind, spec in stages.training_specs(plan):
-    parse_run(spec, "/tmp/unused", ["INITIAL_CHECKPOINT_PATH = '/tmp/parent'"] if spec.parent
-              else [])
+    parse_run(
+      spec, "/tmp/unused", ["INITIAL_CHECKPOINT_PATH = '/tmp/parent'"] if spec.parent else []
+    )
     model = models.from_gin()
     try:  # The quick study once asked 8 microbatches of its 4 rows.
       microbatches = gin.query_parameter("train.train.num_microbatches")
     except ValueError:
       microbatches = 1  # not bound: train's default
-    validation.check_run(model, feature_converters.make_feature_converter(),
-                         gin.query_parameter("%TASK_FEATURE_LENGTHS"),
-                         gin.query_parameter("%BATCH_SIZE"), Partitioner(), microbatches, 1)
+    validation.check_run(
+      model,
+      feature_converters.make_feature_converter(),
+      gin.query_parameter("%TASK_FEATURE_LENGTHS"),
+      gin.query_parameter("%BATCH_SIZE"),
+      Partitioner(),
+      microbatches,
+      1,
+    )
     if kind != "finetune":
       assert gin.query_parameter("%EVAL_TASKS") == [plan.in_domain, plan.out_of_domain]
     assert (model.config.dropout_rate > 0) == (kind == "finetune"), spec.name
@@ -191,13 +229,20 @@ def test_every_run_of_every_study_gin_is_a_valid_training_run(study_gin):
 def test_pretraining_microbatches_are_bound_per_architecture_and_size():
   gin_utils.parse_gin(["experiments/study_miniature.gin"], [])
   plan = StudyPlan()
-  bound = {(s.architecture, s.size): [b for b in s.bindings if "num_microbatches" in b]
-           for s in plan.pretrain_runs()}
+  bound = {
+    (s.architecture, s.size): [b for b in s.bindings if "num_microbatches" in b]
+    for s in plan.pretrain_runs()
+  }
   assert bound[("decllm", "l")] == ["train.train.num_microbatches = 8"]
   assert bound[("redllm", "l")] == ["train.train.num_microbatches = 4"]
   unlisted = dataclasses.replace(plan, pretrain_microbatches={"decllm": {"l": 2}})
-  assert [b for s in unlisted.pretrain_runs() if s.architecture == "redllm"
-          for b in s.bindings if "num_microbatches" in b] == []
+  assert [
+    b
+    for s in unlisted.pretrain_runs()
+    if s.architecture == "redllm"
+    for b in s.bindings
+    if "num_microbatches" in b
+  ] == []
   with pytest.raises(errors.ConfigError, match="names xl: not an architecture"):
     dataclasses.replace(plan, pretrain_microbatches={"decllm": {"xl": 2}})
 
@@ -228,11 +273,22 @@ def test_adaptation_is_its_own_stage_of_the_default_study():
 
 def test_critical_paths_sum_the_longest_chain_of_waiting_work():
   unit = lambda name, work, *after: stages.Unit(name, work, (), lambda: True, True, after)
-  units = [unit("small", 1.0), unit("large", 4.0), unit("adapt", 2.0, "large"),
-           unit("tune", 3.0, "adapt"), unit("score large", 0.5, "large"),
-           unit("score tune", 0.5, "tune")]
-  assert stages.critical_paths(units) == {"small": 1.0, "large": 9.5, "adapt": 5.5,
-                                          "tune": 3.5, "score large": 0.5, "score tune": 0.5}
+  units = [
+    unit("small", 1.0),
+    unit("large", 4.0),
+    unit("adapt", 2.0, "large"),
+    unit("tune", 3.0, "adapt"),
+    unit("score large", 0.5, "large"),
+    unit("score tune", 0.5, "tune"),
+  ]
+  assert stages.critical_paths(units) == {
+    "small": 1.0,
+    "large": 9.5,
+    "adapt": 5.5,
+    "tune": 3.5,
+    "score large": 0.5,
+    "score tune": 0.5,
+  }
 
 
 def test_the_default_study_starts_the_chain_of_its_largest_decllm_first(tmp_path):
@@ -244,5 +300,6 @@ def test_the_default_study_starts_the_chain_of_its_largest_decllm_first(tmp_path
   assert first.name == f"pretrain {study.plan.source_run('decllm', 0).name}"
   scored = [u for u in units if u.name.startswith("score ")]
   assert len(scored) == 5 * (2 + 3)  # the largest pair's seeds x (pretrained, finetuned)
-  assert {u.after for u in scored} <= {(f"{k} {s.name}",) for k, s in
-                                       stages.training_specs(study.plan)}
+  assert {u.after for u in scored} <= {
+    (f"{k} {s.name}",) for k, s in stages.training_specs(study.plan)
+  }

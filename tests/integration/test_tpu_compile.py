@@ -1,6 +1,7 @@
 """The real TPU compiler, on this CPU host: the tiny configs' train step and cached
 decoding compile for a v5e:2x2 slice (4 compile-only TPU devices), with einsum
 attention and with the Pallas flash kernel lowered by Mosaic."""
+
 import json
 import os
 import pathlib
@@ -20,18 +21,34 @@ LIBTPU_DIR = pathlib.Path(sys.prefix) / "libtpu"
 def tpu_env() -> dict[str, str]:
   if not (LIBTPU_DIR / "libtpu").is_dir():
     pytest.skip(f"no libtpu in {LIBTPU_DIR} (make .venv/.installed puts it there)")
-  return dict(os.environ, PYTHONPATH=str(LIBTPU_DIR), JAX_PLATFORMS="cpu",
-              TPU_SKIP_MDS_QUERY="1", ALLOW_MULTIPLE_LIBTPU_LOAD="1")
+  return dict(
+    os.environ,
+    PYTHONPATH=str(LIBTPU_DIR),
+    JAX_PLATFORMS="cpu",
+    TPU_SKIP_MDS_QUERY="1",
+    ALLOW_MULTIPLE_LIBTPU_LOAD="1",
+  )
 
 
 @pytest.mark.parametrize("impl", ["einsum", "pallas_flash"])
 @pytest.mark.parametrize("arch", ["decllm", "redllm"])
 def test_tiny_train_step_and_decoding_compile_for_a_v5e_slice(tpu_env, arch, impl):
-  run = subprocess.run([sys.executable, "-m", "redllm_jax.tools.tpu_compile",
-                        "--topology=v5e:2x2", f"--gin_file=experiments/demo_pretrain_{arch}.gin",
-                        "--gin.partitioning.Partitioner.mesh_shape=(1, 4, 1)",
-                        f"--gin.TransformerConfig.attention_impl='{impl}'"],
-                       cwd=ROOT, env=tpu_env, capture_output=True, text=True, timeout=600)
+  run = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "redllm_jax.tools.tpu_compile",
+      "--topology=v5e:2x2",
+      f"--gin_file=experiments/demo_pretrain_{arch}.gin",
+      "--gin.partitioning.Partitioner.mesh_shape=(1, 4, 1)",
+      f"--gin.TransformerConfig.attention_impl='{impl}'",
+    ],
+    cwd=ROOT,
+    env=tpu_env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert run.returncode == 0, run.stderr[-3000:]
   rows = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
   assert [r["what"] for r in rows] == ["train_step", "predict_batch"]
@@ -50,9 +67,20 @@ def test_tiny_train_step_and_decoding_compile_for_a_v5e_slice(tpu_env, arch, imp
 
 
 def test_an_unknown_topology_is_one_line(tpu_env):
-  run = subprocess.run([sys.executable, "-m", "redllm_jax.tools.tpu_compile",
-                        "--topology=v9z:1x1", "--gin_file=experiments/demo_pretrain_redllm.gin"],
-                       cwd=ROOT, env=tpu_env, capture_output=True, text=True, timeout=600)
+  run = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "redllm_jax.tools.tpu_compile",
+      "--topology=v9z:1x1",
+      "--gin_file=experiments/demo_pretrain_redllm.gin",
+    ],
+    cwd=ROOT,
+    env=tpu_env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   errors = [l for l in run.stderr.splitlines() if l.startswith("error: ")]
   assert run.returncode == 2 and len(errors) == 1 and "v9z:1x1" in errors[0], run.stderr[-2000:]
   assert "Traceback" not in run.stderr

@@ -1,6 +1,7 @@
 """train, eval and infer run as a new user runs them (subprocesses, their flags), on one
 tiny DecLLM trained here: start-up summary, quiet TensorFlow, the checkpoint's own
 vocabulary, the restored step, a small eval split read once, DecLLM's second half."""
+
 import json
 import os
 import pathlib
@@ -27,8 +28,14 @@ TENSORFLOW_CHATTER = ("cuInit", "cudart_stub", "absl::InitializeLog")
 
 
 def _run(module: str, *args: str, env=None) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=600, env=env)
+  return subprocess.run(
+    [sys.executable, "-m", module, *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=env,
+  )
 
 
 def _ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -49,11 +56,19 @@ def _one_line_error(result: subprocess.CompletedProcess) -> str:
 def trained(demo_root, tmp_path_factory):
   """3 steps (checkpoints at 2 and 3), then the end-of-training eval of a small split."""
   model_dir = tmp_path_factory.mktemp("user") / "dec"
-  run = _ok(_run("redllm_jax.train", "--gin_file=experiments/demo_pretrain_decllm.gin",
-                 f"--gin.MODEL_DIR='{model_dir}'", "--gin.TRAIN_STEPS=3",
-                 f"--gin.BATCH_SIZE={BATCH}", LENGTHS, f"--gin.EVAL_TASKS=['{TASK}']",
-                 f"--gin.train.train.eval_steps={EVAL_STEPS}",
-                 "--gin.train.train.checkpoint_every=2"))
+  run = _ok(
+    _run(
+      "redllm_jax.train",
+      "--gin_file=experiments/demo_pretrain_decllm.gin",
+      f"--gin.MODEL_DIR='{model_dir}'",
+      "--gin.TRAIN_STEPS=3",
+      f"--gin.BATCH_SIZE={BATCH}",
+      LENGTHS,
+      f"--gin.EVAL_TASKS=['{TASK}']",
+      f"--gin.train.train.eval_steps={EVAL_STEPS}",
+      "--gin.train.train.checkpoint_every=2",
+    )
+  )
   summary, results = run.stdout.split("\n{", 1)
   return model_dir, summary, json.loads("{" + results)
 
@@ -62,7 +77,8 @@ def trained(demo_root, tmp_path_factory):
 def other_vocabulary(demo_root, tmp_path_factory) -> pathlib.Path:
   """A valid SentencePiece model with T5 ids whose bytes differ from the demo's."""
   model = sentencepiece_model_pb2.ModelProto.FromString(
-      (pathlib.Path(demo_root) / "vocab" / "spm_4096_bpe.model").read_bytes())
+    (pathlib.Path(demo_root) / "vocab" / "spm_4096_bpe.model").read_bytes()
+  )
   model.pieces[10].score += 1.0
   path = tmp_path_factory.mktemp("vocab") / "retrained.model"
   path.write_bytes(model.SerializeToString())
@@ -93,9 +109,17 @@ def test_eval_uses_the_restored_step_and_reports_the_second_half(trained, tmp_pa
   """No model gin: the model is the checkpoint's."""
   model_dir, _, in_training = trained
   out = tmp_path / "eval"
-  run = _ok(_run("redllm_jax.evaluation.perplexity", "--gin_file=data/demo_pretrain_dec.gin",
-                 "--gin_file=runs/eval.gin", f"--gin.CHECKPOINT_PATH='{model_dir}'",
-                 f"--gin.OUTPUT_DIR='{out}'", f"--gin.EVAL_TASKS=['{TASK}']", LENGTHS))
+  run = _ok(
+    _run(
+      "redllm_jax.evaluation.perplexity",
+      "--gin_file=data/demo_pretrain_dec.gin",
+      "--gin_file=runs/eval.gin",
+      f"--gin.CHECKPOINT_PATH='{model_dir}'",
+      f"--gin.OUTPUT_DIR='{out}'",
+      f"--gin.EVAL_TASKS=['{TASK}']",
+      LENGTHS,
+    )
+  )
   assert "ppl 2nd half" in run.stdout
   written = json.loads((out / "eval_results.json").read_text())
   assert written["step"] == 3  # the newest checkpoint's; the path names no step
@@ -107,20 +131,33 @@ def test_eval_uses_the_restored_step_and_reports_the_second_half(trained, tmp_pa
   [scalar] = events.Tensors(f"{TASK}/second_half_perplexity")
   assert scalar.step == 3
   assert float(tensor_util.make_ndarray(scalar.tensor_proto)) == pytest.approx(
-      metrics["second_half_perplexity"], rel=1e-6)
+    metrics["second_half_perplexity"], rel=1e-6
+  )
 
 
 def _eval_error(model_dir, *extra: str, env=None) -> str:
-  return _one_line_error(_run(
-      "redllm_jax.evaluation.perplexity", "--gin_file=data/demo_pretrain_dec.gin",
-      "--gin_file=runs/eval.gin", f"--gin.CHECKPOINT_PATH='{model_dir}'",
-      "--gin.OUTPUT_DIR=None", LENGTHS, *extra, env=env))
+  return _one_line_error(
+    _run(
+      "redllm_jax.evaluation.perplexity",
+      "--gin_file=data/demo_pretrain_dec.gin",
+      "--gin_file=runs/eval.gin",
+      f"--gin.CHECKPOINT_PATH='{model_dir}'",
+      "--gin.OUTPUT_DIR=None",
+      LENGTHS,
+      *extra,
+      env=env,
+    )
+  )
 
 
 def test_eval_checks_a_model_gin_override_against_the_checkpoint(trained):
   model_dir, _, _ = trained
-  line = _eval_error(model_dir, "--gin_file=models/redllm.gin", "--gin_file=models/sizes/tiny.gin",
-                     "--gin.perplexity.evaluate_checkpoint.model=%MODEL")
+  line = _eval_error(
+    model_dir,
+    "--gin_file=models/redllm.gin",
+    "--gin_file=models/sizes/tiny.gin",
+    "--gin.perplexity.evaluate_checkpoint.model=%MODEL",
+  )
   assert "holds a decllm model, but the gin builds a redllm model" in line, line
 
 
@@ -137,16 +174,23 @@ def test_eval_without_a_data_root_for_its_vocabulary_is_one_line(trained):
   model_dir, _, _ = trained
   env = {k: v for k, v in os.environ.items() if k != paths.DATA_DIR_ENV}
   line = _eval_error(model_dir, "--gin_file=data/pretrain_dec.gin", env=env)
-  assert line == ("error: redpajama_v1: No data root: set $REDLLM_DATA_DIR or bind gin "
-                  "`data_dir.path` (local or gs://).")
+  assert line == (
+    "error: redpajama_v1: No data root: set $REDLLM_DATA_DIR or bind gin "
+    "`data_dir.path` (local or gs://)."
+  )
 
 
 def _infer(model_dir, prompts, *extra: str) -> subprocess.CompletedProcess:
   """No model or data gin: the model and the vocabulary are the checkpoint's."""
-  return _run("redllm_jax.evaluation.infer", "--gin_file=runs/infer.gin",
-              f"--gin.CHECKPOINT_PATH='{model_dir}'", f"--gin.INFER_INPUT='{prompts}'",
-              f"--gin.INFER_OUTPUT='{prompts.parent / 'out.jsonl'}'",
-              "--gin.DecodingConfig.max_new_tokens=2", *extra)
+  return _run(
+    "redllm_jax.evaluation.infer",
+    "--gin_file=runs/infer.gin",
+    f"--gin.CHECKPOINT_PATH='{model_dir}'",
+    f"--gin.INFER_INPUT='{prompts}'",
+    f"--gin.INFER_OUTPUT='{prompts.parent / 'out.jsonl'}'",
+    "--gin.DecodingConfig.max_new_tokens=2",
+    *extra,
+  )
 
 
 def _prompts(tmp_path, texts) -> pathlib.Path:
@@ -162,47 +206,75 @@ def test_infer_reads_its_flags_and_the_checkpoints_vocabulary(trained, demo_root
   _ok(_infer(model_dir, prompts, "--gin.infer.InferSettings.add_eos=False"))
   lines = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
   sp = spm.SentencePieceProcessor(
-      model_file=str(pathlib.Path(demo_root) / "vocab" / "spm_4096_bpe.model"))
+    model_file=str(pathlib.Path(demo_root) / "vocab" / "spm_4096_bpe.model")
+  )
   assert [l["prompt_tokens"] for l in lines] == [len(sp.encode(t)) for t in texts]  # no EOS
   shortest = min(len(sp.encode(t)) for t in texts)
-  line = _one_line_error(_infer(model_dir, prompts, "--gin.infer.InferSettings.too_long='reject'",
-                                f"--gin.infer.InferSettings.max_prompt_length={shortest}"))
+  line = _one_line_error(
+    _infer(
+      model_dir,
+      prompts,
+      "--gin.infer.InferSettings.too_long='reject'",
+      f"--gin.infer.InferSettings.max_prompt_length={shortest}",
+    )
+  )
   assert f"> max_prompt_length={shortest}" in line
   empty = _prompts(tmp_path, ["Hello", ""])
-  assert _one_line_error(_infer(model_dir, empty)) == f"error: {empty}:2: empty prompt (an " \
-      "'inputs' of no text)"
+  assert (
+    _one_line_error(_infer(model_dir, empty)) == f"error: {empty}:2: empty prompt (an "
+    "'inputs' of no text)"
+  )
 
 
 @pytest.mark.slow
-def test_infer_checks_a_bound_vocabulary_against_the_checkpoint(trained, other_vocabulary,
-                                                                tmp_path):
+def test_infer_checks_a_bound_vocabulary_against_the_checkpoint(
+  trained, other_vocabulary, tmp_path
+):
   model_dir, _, _ = trained
-  line = _one_line_error(_infer(
-      model_dir, _prompts(tmp_path, ["Hello"]), "--gin_file=data/demo_pretrain_dec.gin",
+  line = _one_line_error(
+    _infer(
+      model_dir,
+      _prompts(tmp_path, ["Hello"]),
+      "--gin_file=data/demo_pretrain_dec.gin",
       f"--gin.demo_vocab_path.path='{other_vocabulary}'",
-      "--gin.infer.infer.vocabulary=@vocabulary.get_vocabulary()"))
+      "--gin.infer.infer.vocabulary=@vocabulary.get_vocabulary()",
+    )
+  )
   assert line.startswith("error: infer.infer.vocabulary uses the vocabulary")
   assert str(other_vocabulary) in line and "spm_4096_bpe.model" in line
 
 
-def test_finetuning_from_a_checkpoint_of_another_vocabulary_is_one_line(trained, other_vocabulary,
-                                                                        tmp_path):
+def test_finetuning_from_a_checkpoint_of_another_vocabulary_is_one_line(
+  trained, other_vocabulary, tmp_path
+):
   model_dir, _, _ = trained
-  line = _one_line_error(_run(
-      "redllm_jax.train", "--gin_file=experiments/demo_pretrain_decllm.gin",
-      f"--gin.MODEL_DIR='{tmp_path / 'tuned'}'", "--gin.TRAIN_STEPS=1", LENGTHS,
+  line = _one_line_error(
+    _run(
+      "redllm_jax.train",
+      "--gin_file=experiments/demo_pretrain_decllm.gin",
+      f"--gin.MODEL_DIR='{tmp_path / 'tuned'}'",
+      "--gin.TRAIN_STEPS=1",
+      LENGTHS,
       f"--gin.train.train.initial_checkpoint_path='{model_dir}'",
-      f"--gin.demo_vocab_path.path='{other_vocabulary}'"))
+      f"--gin.demo_vocab_path.path='{other_vocabulary}'",
+    )
+  )
   assert line.startswith("error: the training task demo_redpajama uses the vocabulary")
   assert str(other_vocabulary) in line and "spm_4096_bpe.model" in line
   assert not (tmp_path / "tuned").exists()  # refused before any work
 
 
 def test_eval_tasks_of_another_vocabulary_than_training_are_one_line(other_vocabulary, tmp_path):
-  line = _one_line_error(_run(
-      "redllm_jax.train", "--gin_file=experiments/own_text/decllm.gin",
-      f"--gin.OWN_TEXT='{ROOT}/docs/*.md'", f"--gin.OWN_TEXT_VOCABULARY='{other_vocabulary}'",
+  line = _one_line_error(
+    _run(
+      "redllm_jax.train",
+      "--gin_file=experiments/own_text/decllm.gin",
+      f"--gin.OWN_TEXT='{ROOT}/docs/*.md'",
+      f"--gin.OWN_TEXT_VOCABULARY='{other_vocabulary}'",
       f"--gin.files_task.cache_dir='{tmp_path / 'cache'}'",
-      f"--gin.MODEL_DIR='{tmp_path / 'run'}'", "--gin.EVAL_TASKS=['own_text', 'demo_redpajama']"))
+      f"--gin.MODEL_DIR='{tmp_path / 'run'}'",
+      "--gin.EVAL_TASKS=['own_text', 'demo_redpajama']",
+    )
+  )
   assert line.startswith("error: own_text and demo_redpajama use different vocabularies"), line
   assert not (tmp_path / "run" / "checkpoints").exists()  # refused before any work

@@ -1,4 +1,5 @@
 """A stand-in worker for the launcher test: process 1 is killed, the others hang."""
+
 import os
 import signal
 import time

@@ -4,6 +4,7 @@
 MESH is `1` (one device) or `d,f,t`; each --gin binding applies to every mesh.
 Prints nothing; writes {mesh: {losses, specs}}.
 """
+
 import json
 import sys
 
@@ -21,8 +22,11 @@ from redllm_jax.trainer import compile_steps
 def run(arch: str, mesh: str, steps: int, bindings: list[str]):
   gin.clear_config()
   # Not finalized: this script drives the steps itself, so MODEL_DIR & co. stay unset.
-  gin_utils.parse_gin([f"experiments/demo_pretrain_{arch}.gin"],
-                      ["TASK_FEATURE_LENGTHS = {'targets': 64}", *bindings], finalize=False)
+  gin_utils.parse_gin(
+    [f"experiments/demo_pretrain_{arch}.gin"],
+    ["TASK_FEATURE_LENGTHS = {'targets': 64}", *bindings],
+    finalize=False,
+  )
   model = models.from_gin()
   devices = jax.devices()[:1] if mesh == "1" else jax.devices()
   shape = (1, 1, 1) if mesh == "1" else tuple(int(x) for x in mesh.split(","))
@@ -31,12 +35,13 @@ def run(arch: str, mesh: str, steps: int, bindings: list[str]):
   compiled = compile_steps(model, optimizers.make_optimizer, partitioner, num_microbatches=2)
   state = compiled.init(jax.random.key(0))
   batches = input_pipeline.make_sharded_input(
-      "demo_redpajama", {"targets": 64}, feature_converters.make_feature_converter(),
-      16, 0, 1)
+    "demo_redpajama", {"targets": 64}, feature_converters.make_feature_converter(), 16, 0, 1
+  )
   losses = []
   for _ in range(steps):
-    state, metrics = compiled.train(state, compiled.partitioner.global_batch(next(batches)),
-                                    jax.random.key(1), schedule)
+    state, metrics = compiled.train(
+      state, compiled.partitioner.global_batch(next(batches)), jax.random.key(1), schedule
+    )
     losses.append(float(metrics["loss"]))
   specs = sorted({str(x.sharding.spec) for x in jax.tree.leaves(state.params)})
   params = {str(i): np.asarray(x).tolist() for i, x in enumerate(jax.tree.leaves(state.params)[:2])}

@@ -4,6 +4,7 @@ maps and the benchmarks build theirs with the model's `pretraining_batch` and
 `prefix_lm_batch`. Fed the same examples, both must give the same batch, field by
 field, for DecLLM, DecLLM + BiAttn and RedLLM, each built by its training gins.
 """
+
 import jax
 import numpy as np
 import pytest
@@ -16,15 +17,17 @@ from redllm_jax.functional import EOS_ID
 
 # arch: (model gin, data gin suffix, bindings), as the experiments gins combine them.
 VARIANTS = {
-    "decllm": ("decllm", "dec", ()),
-    "decllm_biattn": ("decllm", "dec", ("BIDIRECTIONAL_INPUTS = True",)),
-    "redllm": ("redllm", "red", ()),
+  "decllm": ("decllm", "dec", ()),
+  "decllm_biattn": ("decllm", "dec", ("BIDIRECTIONAL_INPUTS = True",)),
+  "redllm": ("redllm", "red", ()),
 }
 # Prompt/answer pairs as a seqio task gives them: each feature ends with the EOS
 # that the task's output features append before any converter runs.
-PAIRS = (([5, 6, 7, EOS_ID], [8, 9, EOS_ID]),
-         ([11, EOS_ID], [12, 13, 14, 15, 16, EOS_ID]),
-         ([21, 22, 23, 24, 25, 26, 27, EOS_ID], [28, EOS_ID]))
+PAIRS = (
+  ([5, 6, 7, EOS_ID], [8, 9, EOS_ID]),
+  ([11, EOS_ID], [12, 13, 14, 15, 16, EOS_ID]),
+  ([21, 22, 23, 24, 25, 26, 27, EOS_ID], [28, EOS_ID]),
+)
 # Each the longest prompt or answer: both sides pad to the same widths.
 FINETUNE_LENGTHS = {"inputs": 8, "targets": 6}
 PACKED_LENGTHS = {"inputs": 16, "targets": 12}  # Room for every pair in one row.
@@ -35,17 +38,20 @@ Batch = dict[str, np.ndarray]
 def _setup(arch: str, stage: str) -> tuple[models.BaseModel, seqio.FeatureConverter]:
   """The model and the feature converter that a training run of `arch` at `stage` builds."""
   model_gin, data, bindings = VARIANTS[arch]
-  gin_utils.parse_gin([f"models/{model_gin}.gin", "models/sizes/tiny.gin",
-                       f"data/{stage}_{data}.gin"], bindings)
+  gin_utils.parse_gin(
+    [f"models/{model_gin}.gin", "models/sizes/tiny.gin", f"data/{stage}_{data}.gin"], bindings
+  )
   return models.from_gin(), feature_converters.make_feature_converter()
 
 
-def _convert(converter: seqio.FeatureConverter, examples: list[dict[str, list[int]]],
-             lengths: dict[str, int]) -> Batch:
+def _convert(
+  converter: seqio.FeatureConverter, examples: list[dict[str, list[int]]], lengths: dict[str, int]
+) -> Batch:
   """All the converter's rows for `examples`, as one numpy batch."""
   ds = tf.data.Dataset.from_generator(
-      lambda: iter(examples),
-      output_signature={k: tf.TensorSpec([None], tf.int32) for k in examples[0]})
+    lambda: iter(examples),
+    output_signature={k: tf.TensorSpec([None], tf.int32) for k in examples[0]},
+  )
   return next(converter(ds, lengths).batch(len(examples)).as_numpy_iterator())
 
 
@@ -78,8 +84,7 @@ def test_pretraining_chunks_give_the_same_batch(arch: str, length: int) -> None:
 def test_prompt_answer_pairs_give_the_same_batch(arch: str) -> None:
   model, _ = _setup(arch, "finetune")
   converter = feature_converters.make_feature_converter(pack=False)
-  converted = _convert(converter, [{"inputs": p, "targets": a} for p, a in PAIRS],
-                       FINETUNE_LENGTHS)
+  converted = _convert(converter, [{"inputs": p, "targets": a} for p, a in PAIRS], FINETUNE_LENGTHS)
   prompts, answers = zip(*PAIRS)
   # RedLLM's stacks pad to the longest prompt and answer, the task lengths here;
   # DecLLM's one row (prompt, answer) to both task lengths together, as seqio does.
@@ -105,10 +110,16 @@ def _segments(packed: Batch) -> list[Batch]:
         if f"{stack}_segment_ids" not in packed:
           continue
         where = packed[f"{stack}_segment_ids"][row] == segment
-        np.testing.assert_array_equal(packed[f"{stack}_positions"][row][where],
-                                      np.arange(where.sum()))
-        example.update({k: v[row][where][None] for k, v in packed.items()
-                        if k.startswith(stack) and not k.endswith(("segment_ids", "positions"))})
+        np.testing.assert_array_equal(
+          packed[f"{stack}_positions"][row][where], np.arange(where.sum())
+        )
+        example.update(
+          {
+            k: v[row][where][None]
+            for k, v in packed.items()
+            if k.startswith(stack) and not k.endswith(("segment_ids", "positions"))
+          }
+        )
       examples.append(example)
   return examples
 
@@ -119,8 +130,7 @@ def test_packed_finetuning_segments_are_the_built_rows(arch: str) -> None:
   the row that the builder gives for it alone."""
   model, converter = _setup(arch, "finetune")
   assert converter.pack
-  packed = _convert(converter, [{"inputs": p, "targets": a} for p, a in PAIRS],
-                    PACKED_LENGTHS)
+  packed = _convert(converter, [{"inputs": p, "targets": a} for p, a in PAIRS], PACKED_LENGTHS)
   assert len(packed["decoder_segment_ids"]) < len(PAIRS)  # Some examples share a row.
   segments = _segments(packed)
   assert len(segments) == len(PAIRS)

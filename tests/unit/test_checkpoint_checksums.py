@@ -1,4 +1,5 @@
 """Checkpoint checksums: any changed bit of any array is caught and named."""
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -8,9 +9,13 @@ from redllm_jax import checkpoints
 
 def _tree():
   rng = np.random.RandomState(0)
-  return {"params": {"w": jnp.asarray(rng.randn(64, 48), jnp.float32),
-                     "b": jnp.asarray(rng.randn(48), jnp.bfloat16)},
-          "opt_state": {"count": jnp.int32(7), "v": jnp.asarray(rng.rand(3, 5), jnp.float32)}}
+  return {
+    "params": {
+      "w": jnp.asarray(rng.randn(64, 48), jnp.float32),
+      "b": jnp.asarray(rng.randn(48), jnp.bfloat16),
+    },
+    "opt_state": {"count": jnp.int32(7), "v": jnp.asarray(rng.rand(3, 5), jnp.float32)},
+  }
 
 
 def test_checksums_are_deterministic_and_named_by_path():

@@ -1,5 +1,6 @@
 """A checkpoint on disk always has its input position, even while a newer save that
 replaces it is in flight (a kill then leaves it as the one to resume from)."""
+
 import os
 import pathlib
 

@@ -1,4 +1,5 @@
 """Model gins: paper sizes, parameter counts, tiny configs, the model_info command."""
+
 import pathlib
 
 import gin
@@ -14,9 +15,14 @@ from redllm_jax.tools.model_info import describe
 GIN_MODELS = pathlib.Path(gin_utils.GIN_DIR) / "models"
 SIZES = ("150m", "1b", "2b", "4b", "8b")
 # DESIGN.md section 2, "by our own count" (matmul and embedding parameters).
-EXPECTED = {("decllm", "150m"): 168e6, ("redllm", "150m"): 147e6,
-            ("decllm", "1b"): 1.14e9, ("redllm", "1b"): 1.12e9,
-            ("decllm", "8b"): 8.7e9, ("redllm", "8b"): 8.6e9}
+EXPECTED = {
+  ("decllm", "150m"): 168e6,
+  ("redllm", "150m"): 147e6,
+  ("decllm", "1b"): 1.14e9,
+  ("redllm", "1b"): 1.12e9,
+  ("decllm", "8b"): 8.7e9,
+  ("redllm", "8b"): 8.6e9,
+}
 # Dec/Red gap allowed per size. The paper's own layer counts put 150M (8 vs 3/3:
 # 168M vs 147M, DESIGN.md) 12.5% apart and 4B (24 vs 10/10: 3.72B vs 3.50B) 6.1%
 # apart; we keep the paper's shapes rather than retune them.
@@ -31,8 +37,10 @@ def build(arch: str, size: str, *bindings: str):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_paper_sizes_match_each_other_and_the_design_counts(size):
-  counts = {arch: flops.count_params(build(arch, size).abstract_variables()).total
-            for arch in ("decllm", "redllm")}
+  counts = {
+    arch: flops.count_params(build(arch, size).abstract_variables()).total
+    for arch in ("decllm", "redllm")
+  }
   assert abs(counts["decllm"] - counts["redllm"]) / counts["decllm"] < MAX_GAP.get(size, 0.05)
   for arch, count in counts.items():
     if (arch, size) in EXPECTED:
@@ -46,7 +54,11 @@ def test_paper_configs_bind_the_papers_architecture_flags():
   for name in ("query_norm", "key_norm", "value_norm"):
     assert getattr(red.config, name) and getattr(dec.config, name)
   assert biattn.inputs_bidirectional_attention and not dec.inputs_bidirectional_attention
-  assert (red.config.num_encoder_layers, red.config.num_decoder_layers, dec.config.num_layers) == (14, 14, 32)
+  assert (red.config.num_encoder_layers, red.config.num_decoder_layers, dec.config.num_layers) == (
+    14,
+    14,
+    32,
+  )
   assert red.z_loss == dec.z_loss == 1e-4
   assert red.config.dtype == "bfloat16" and red.config.param_dtype == "float32"
 
@@ -58,22 +70,29 @@ def test_a_model_without_a_size_is_a_one_line_error():
 
 
 def test_unbalanced_redllm_from_gin_bindings():
-  params = build("redllm", "tiny", "config.TransformerConfig.num_encoder_layers = 4",
-                 "config.TransformerConfig.num_decoder_layers = 1").abstract_variables()
+  params = build(
+    "redllm",
+    "tiny",
+    "config.TransformerConfig.num_encoder_layers = 4",
+    "config.TransformerConfig.num_decoder_layers = 1",
+  ).abstract_variables()
   layer_axis = lambda stack: jax.tree.leaves(params[stack])[0].shape[0]
   assert (layer_axis("encoder"), layer_axis("decoder")) == (4, 1)
 
 
-@pytest.mark.parametrize("arch, bindings", [("decllm", ()), ("redllm", ()),
-                                            ("decllm", ("BIDIRECTIONAL_INPUTS = True",))])
+@pytest.mark.parametrize(
+  "arch, bindings", [("decllm", ()), ("redllm", ()), ("decllm", ("BIDIRECTIONAL_INPUTS = True",))]
+)
 def test_tiny_configs_give_a_finite_loss(arch, bindings):
   # Their gradients and training: tests/integration/test_train.py.
   model = build(arch, "tiny", *bindings)
   assert model.config.dtype == "float32" and model.config.vocab_size == 4096
   params = model.init_params(jax.random.key(0))
   rng = np.random.RandomState(0)
-  batch = {key: rng.randint(2, 4096, size=value.shape).astype(np.int32)
-           for key, value in model.dummy_batch(2, 16, 16).items()}
+  batch = {
+    key: rng.randint(2, 4096, size=value.shape).astype(np.int32)
+    for key, value in model.dummy_batch(2, 16, 16).items()
+  }
   if "decoder_causal_attention" in batch:
     batch["decoder_causal_attention"] = (np.arange(32) <= 16)[None].repeat(2, 0).astype(np.int32)
   loss, sums = jax.jit(model.loss_fn)(params, batch)
@@ -92,21 +111,35 @@ def test_model_info_describes_8b_without_allocating():
 
 # Study gins (experiments/study_*.gin) bind a plan of many runs: tests/test_study.py
 # checks each of their runs the same way.
-@pytest.mark.parametrize("path", sorted(p for p in (GIN_MODELS.parent / "experiments").glob("*.gin")
-                                        if not p.stem.startswith("study_")),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+  "path",
+  sorted(
+    p for p in (GIN_MODELS.parent / "experiments").glob("*.gin") if not p.stem.startswith("study_")
+  ),
+  ids=lambda p: p.stem,
+)
 def test_experiment_gins_are_consistent(path):
   finetune = path.stem.startswith(("finetune", "demo_finetune"))
   adapt = "adapt_" in path.stem  # Adaptation gins (docs/adaptation.md) include their size.
   # Paper experiments take the size on the command line (the largest here); demo
   # experiments include theirs.
   sizes = [] if path.stem.startswith("demo_") or adapt else ["models/sizes/8b.gin"]
-  gin_utils.parse_gin([f"experiments/{path.name}", *sizes], ["MODEL_DIR = '/tmp/x'"]
-                      + (["INITIAL_CHECKPOINT_PATH = '/tmp/y'"] if finetune or adapt else []))
+  gin_utils.parse_gin(
+    [f"experiments/{path.name}", *sizes],
+    ["MODEL_DIR = '/tmp/x'"]
+    + (["INITIAL_CHECKPOINT_PATH = '/tmp/y'"] if finetune or adapt else []),
+  )
   model = models.from_gin()
   batch_size = gin.query_parameter("%BATCH_SIZE")
-  validation.check_run(model, feature_converters.make_feature_converter(),
-                       gin.query_parameter("%TASK_FEATURE_LENGTHS"), batch_size, Partitioner(), 1, 1)
+  validation.check_run(
+    model,
+    feature_converters.make_feature_converter(),
+    gin.query_parameter("%TASK_FEATURE_LENGTHS"),
+    batch_size,
+    Partitioner(),
+    1,
+    1,
+  )
   assert (model.z_loss == 0.0) == finetune
   assert (model.config.dropout_rate == 0.05) == finetune
   if path.stem.startswith("pretrain"):

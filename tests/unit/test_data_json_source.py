@@ -1,4 +1,5 @@
 """Bad input is skipped and counted; missing data fails with one line naming the path."""
+
 import collections
 import gzip
 import json
@@ -23,14 +24,14 @@ GOOD = [f"document number {i} " * 5 for i in range(20)]
 def _bad_file_bytes() -> bytes:
   lines = [json.dumps({"text": t, "meta": {}}).encode() for t in GOOD[:10]]
   lines += [
-      b'{"text": "unterminated',  # malformed JSON
-      json.dumps({"meta": "no text field"}).encode(),  # missing field
-      json.dumps({"text": 7}).encode(),  # wrong type counts as missing
-      json.dumps({"text": "   "}).encode(),  # empty text
-      b'{"text": "bad \xff\xfe bytes"}',  # invalid UTF-8
-      b'{"text": "lone \\ud800 surrogate"}',  # valid JSON, not encodable as UTF-8
-      json.dumps({"text": "x" * (50 * 1024 * 1024)}).encode(),  # one 50 MB document
-      b"",  # blank line: not a record
+    b'{"text": "unterminated',  # malformed JSON
+    json.dumps({"meta": "no text field"}).encode(),  # missing field
+    json.dumps({"text": 7}).encode(),  # wrong type counts as missing
+    json.dumps({"text": "   "}).encode(),  # empty text
+    b'{"text": "bad \xff\xfe bytes"}',  # invalid UTF-8
+    b'{"text": "lone \\ud800 surrogate"}',  # valid JSON, not encodable as UTF-8
+    json.dumps({"text": "x" * (50 * 1024 * 1024)}).encode(),  # one 50 MB document
+    b"",  # blank line: not a record
   ]
   lines += [json.dumps({"text": t}).encode() for t in GOOD[10:]]  # the rest survives
   return b"\n".join(lines) + b"\n"
@@ -55,21 +56,32 @@ def _texts(pattern: str) -> list[str]:
 @pytest.mark.parametrize("name", ["a.jsonl", "b.jsonl.gz", "c.jsonl.zst"])
 def test_bad_lines_are_skipped_and_counted(raw_dir: str, name: str) -> None:
   counts: collections.Counter = collections.Counter()
-  texts = [r["text"] for r in json_source.read_json_lines(os.path.join(raw_dir, name), ["text"], counts)]
+  texts = [
+    r["text"] for r in json_source.read_json_lines(os.path.join(raw_dir, name), ["text"], counts)
+  ]
   assert texts == GOOD
   assert dict(counts) == {
-      "ok": 20, "bad_json": 1, "missing_field": 2, "empty": 1, "bad_utf8": 2, "too_large": 1,
+    "ok": 20,
+    "bad_json": 1,
+    "missing_field": 2,
+    "empty": 1,
+    "bad_utf8": 2,
+    "too_large": 1,
   }
 
 
 def test_max_doc_size_is_configurable(raw_dir: str) -> None:
   counts: collections.Counter = collections.Counter()
-  list(json_source.read_json_lines(os.path.join(raw_dir, "a.jsonl"), ["text"], counts, max_doc_bytes=100))
+  list(
+    json_source.read_json_lines(
+      os.path.join(raw_dir, "a.jsonl"), ["text"], counts, max_doc_bytes=100
+    )
+  )
   assert counts["too_large"] == 21  # every GOOD line is ~120 bytes of JSON
 
 
 def test_convert_keeps_all_valid_records_logs_counts_and_resumes(
-    raw_dir: str, tmp_path, caplog: pytest.LogCaptureFixture
+  raw_dir: str, tmp_path, caplog: pytest.LogCaptureFixture
 ) -> None:
   out = str(tmp_path / "out")
   # The absl logger's own level (set by any earlier absl.logging.set_verbosity)
@@ -95,7 +107,9 @@ def test_no_matching_files_is_one_line_naming_path(tmp_path) -> None:
 
 def test_zero_valid_examples_is_one_line_naming_path(tmp_path) -> None:
   (tmp_path / "bad.jsonl").write_bytes(b"not json\n" + json.dumps({"x": 1}).encode() + b"\n")
-  with pytest.raises(prepare.NothingConvertedError, match=r"^Zero valid examples in .*bad\.jsonl \(skipped: "):
+  with pytest.raises(
+    prepare.NothingConvertedError, match=r"^Zero valid examples in .*bad\.jsonl \(skipped: "
+  ):
     prepare.convert(str(tmp_path / "bad.jsonl"), str(tmp_path / "out"))
 
 
@@ -114,7 +128,9 @@ def test_real_tasks_register_without_data_and_fail_clearly_when_read(tmp_path, m
   import redllm_jax_tasks  # noqa: F401  # registering must not need the data
 
   expected = {f"redpajama_v1_{s}" for s in redllm_jax_tasks.redpajama.SUBSETS}
-  assert expected | {"flan", "paloma_c4_en", "paloma_dolma_v1_5", "demo_flan"} <= set(seqio.TaskRegistry.names())
+  assert expected | {"flan", "paloma_c4_en", "paloma_dolma_v1_5", "demo_flan"} <= set(
+    seqio.TaskRegistry.names()
+  )
   task = seqio.get_mixture_or_task("redpajama_v1_arxiv")
   monkeypatch.delenv("REDLLM_DATA_DIR", raising=False)
   with pytest.raises(ValueError, match="REDLLM_DATA_DIR"):
@@ -136,8 +152,7 @@ def test_mixture_rates_default_to_llama_and_follow_gin() -> None:
 
 
 def _many_records(n: int) -> bytes:
-  return b"".join(json.dumps({"text": f"record {i} {'x' * 40}"}).encode() + b"\n"
-                  for i in range(n))
+  return b"".join(json.dumps({"text": f"record {i} {'x' * 40}"}).encode() + b"\n" for i in range(n))
 
 
 def _damaged_files(folder) -> dict[str, bytes]:
@@ -146,10 +161,12 @@ def _damaged_files(folder) -> dict[str, bytes]:
   zst = zstandard.ZstdCompressor(write_checksum=True).compress(data)  # as the zstd CLI writes
   flipped = bytearray(zst)
   flipped[len(zst) // 2] ^= 0xFF
-  files = {"truncated.jsonl.zst": zst[:len(zst) // 2],
-           "corrupt.jsonl.zst": bytes(flipped),
-           "truncated.jsonl.gz": gzip.compress(data)[:5000],
-           "binary.jsonl": bytes(range(256)) * 20}
+  files = {
+    "truncated.jsonl.zst": zst[: len(zst) // 2],
+    "corrupt.jsonl.zst": bytes(flipped),
+    "truncated.jsonl.gz": gzip.compress(data)[:5000],
+    "binary.jsonl": bytes(range(256)) * 20,
+  }
   for name, content in files.items():
     (folder / name).write_bytes(content)
   return files
@@ -157,11 +174,17 @@ def _damaged_files(folder) -> dict[str, bytes]:
 
 def test_files_that_stop_early_raise_naming_path_and_progress(tmp_path) -> None:
   files = _damaged_files(tmp_path)
-  reasons = {"truncated.jsonl.zst": "truncated zstd frame", "corrupt.jsonl.zst": "checksum",
-             "truncated.jsonl.gz": "end-of-stream", "binary.jsonl": "binary content"}
+  reasons = {
+    "truncated.jsonl.zst": "truncated zstd frame",
+    "corrupt.jsonl.zst": "checksum",
+    "truncated.jsonl.gz": "end-of-stream",
+    "binary.jsonl": "binary content",
+  }
   for name in files:
     counts: collections.Counter = collections.Counter()
-    with pytest.raises(json_source.BadFileError, match=f"{name}: .*{reasons[name]}.* after \\d+ records"):
+    with pytest.raises(
+      json_source.BadFileError, match=f"{name}: .*{reasons[name]}.* after \\d+ records"
+    ):
       list(json_source.read_json_lines(str(tmp_path / name), ["text"], counts))
   counts = collections.Counter()
   with pytest.raises(json_source.BadFileError):
@@ -175,7 +198,9 @@ def test_multi_frame_zstd_reads_every_frame(tmp_path) -> None:
   zst = zstandard.ZstdCompressor().compress(data)
   (tmp_path / "two.jsonl.zst").write_bytes(zst + zst)
   counts: collections.Counter = collections.Counter()
-  assert len(list(json_source.read_json_lines(str(tmp_path / "two.jsonl.zst"), ["text"], counts))) == 200
+  assert (
+    len(list(json_source.read_json_lines(str(tmp_path / "two.jsonl.zst"), ["text"], counts))) == 200
+  )
 
 
 def test_convert_skips_bad_files_converts_the_rest_and_retries_them(tmp_path, caplog) -> None:

@@ -1,4 +1,5 @@
 """Cached decoding: equals teacher forcing, reuses cross-attention K/V, compiles once."""
+
 import functools
 
 import jax
@@ -31,8 +32,12 @@ def _teacher_forced_decllm(model, params, prompts, lengths, generated):
   prefix = (np.arange(width)[None] <= lengths[:, None]).astype(np.int32)
   positions = np.broadcast_to(np.arange(width, dtype=np.int32), tokens.shape)
   logits = jax.jit(model.network.apply)(
-      {"params": params}, tokens, positions, real,
-      prefix=prefix if model.inputs_bidirectional_attention else None)
+    {"params": params},
+    tokens,
+    positions,
+    real,
+    prefix=prefix if model.inputs_bidirectional_attention else None,
+  )
   # The prediction of generated token t sits at stream index lengths + t.
   index = lengths[:, None] + np.arange(generated.shape[1])[None]
   return np.take_along_axis(np.asarray(logits), index[..., None], axis=1)
@@ -42,9 +47,17 @@ def _teacher_forced_redllm(model, params, prompts, lengths, generated):
   decoder_tokens = np.pad(generated[:, :-1], ((0, 0), (1, 0))).astype(np.int32)
   encoder_segments = (np.arange(prompts.shape[1])[None] < lengths[:, None]).astype(np.int32)
   index = lambda t: np.broadcast_to(np.arange(t.shape[1], dtype=np.int32), t.shape)
-  return np.asarray(jax.jit(model.network.apply)(
-      {"params": params}, prompts, index(prompts), encoder_segments, decoder_tokens,
-      index(decoder_tokens), np.ones_like(decoder_tokens)))
+  return np.asarray(
+    jax.jit(model.network.apply)(
+      {"params": params},
+      prompts,
+      index(prompts),
+      encoder_segments,
+      decoder_tokens,
+      index(decoder_tokens),
+      np.ones_like(decoder_tokens),
+    )
+  )
 
 
 # (scan_layers, cpu_weight_layout): the scanned decode (TPU's); scanned weights copied
@@ -67,8 +80,11 @@ def test_cached_greedy_decoding_equals_teacher_forcing(arch, scan_layers, cpu_we
   model = make_model(arch, scan_layers=scan_layers)
   params = init(model)
   prompts, lengths = _prompts()
-  cfg = DecodingConfig(max_new_tokens=9, eos_id=-1,  # No early stop.
-                       cpu_weight_layout=cpu_weight_layout)
+  cfg = DecodingConfig(
+    max_new_tokens=9,
+    eos_id=-1,  # No early stop.
+    cpu_weight_layout=cpu_weight_layout,
+  )
   _assert_cached_equals_teacher_forced(model, params, arch, prompts, lengths, cfg)
 
 
@@ -88,19 +104,23 @@ def _dot_output_shapes(jaxpr):
 
 @pytest.mark.parametrize("scan_layers,cpu_weight_layout", LAYOUTS)
 def test_cross_attention_kv_are_projected_once_and_never_in_decode_steps(
-    scan_layers, cpu_weight_layout):
+  scan_layers, cpu_weight_layout
+):
   # heads x head_dim = 24, unlike d_model: out-first kernels project K/V flattened.
   cfg = small_config(scan_layers=scan_layers, head_dim=6)
   model = make_model("redllm", scan_layers=scan_layers, head_dim=6)
   params = init(model)
   prompts, lengths = _prompts(max_len=13)  # 13: a length no other axis has.
-  kv_shapes = {(len(PROMPT_LENGTHS), 13, cfg.num_heads, cfg.head_dim),
-               (len(PROMPT_LENGTHS), 13, cfg.num_heads * cfg.head_dim)}
+  kv_shapes = {
+    (len(PROMPT_LENGTHS), 13, cfg.num_heads, cfg.head_dim),
+    (len(PROMPT_LENGTHS), 13, cfg.num_heads * cfg.head_dim),
+  }
   count = lambda jaxpr: sum(shape in kv_shapes for shape in _dot_output_shapes(jaxpr))
   net = model.network
 
-  prefill = jax.make_jaxpr(lambda p, t, n: net.apply({"params": p}, t, n, 32,
-                                                     method=net.prefill))(params, prompts, lengths)
+  prefill = jax.make_jaxpr(lambda p, t, n: net.apply({"params": p}, t, n, 32, method=net.prefill))(
+    params, prompts, lengths
+  )
   prefill_kv = count(prefill.jaxpr)
   layers = 1 if scan_layers else cfg.num_decoder_layers
   encoder_layers = 1 if scan_layers else cfg.num_encoder_layers
@@ -109,25 +129,28 @@ def test_cross_attention_kv_are_projected_once_and_never_in_decode_steps(
 
   _, state = net.apply({"params": params}, prompts, lengths, 32, method=net.prefill)
   step = jax.make_jaxpr(lambda p, t, s: net.apply({"params": p}, t, s, method=net.decode_step))(
-      params, lengths, state)
+    params, lengths, state
+  )
   assert _dot_output_shapes(step.jaxpr) and count(step.jaxpr) == 0
   # The whole 32-step decode has the same projections as a prefill alone (one per
   # layer when the decode unrolls scanned layers).
   decoding = DecodingConfig(max_new_tokens=32, cpu_weight_layout=cpu_weight_layout)
-  whole = jax.make_jaxpr(lambda p, t, n: model.predict_batch(
-      p, t, n, jax.random.key(0), decoding))(params, prompts, lengths)
+  whole = jax.make_jaxpr(lambda p, t, n: model.predict_batch(p, t, n, jax.random.key(0), decoding))(
+    params, prompts, lengths
+  )
   unrolled = 3 * cfg.num_encoder_layers + 2 * cfg.num_decoder_layers
-  assert count(whole.jaxpr) == (
-      unrolled if cpu_weight_layout else prefill_kv)
+  assert count(whole.jaxpr) == (unrolled if cpu_weight_layout else prefill_kv)
 
 
 def _fake_step(eos_at):
   """A step function whose greedy token is (step + 2), or EOS at eos_at[b]."""
+
   def step(token, state):
     count, calls = state
     logits = jax.nn.one_hot(jnp.full(eos_at.shape, count + 2), VOCAB)
     logits = jnp.where((eos_at == count)[:, None], jax.nn.one_hot(1, VOCAB), logits)
     return logits, (count + 1, calls + 1)
+
   return step
 
 
@@ -136,12 +159,15 @@ def test_eos_stops_each_example_and_the_loop():
   first = jax.nn.one_hot(jnp.array([5, 5]), VOCAB)
   out, traces = None, []
   step = _fake_step(eos_at)
+
   def counted(token, state):
     traces.append(1)
     return step(token, state)
+
   cfg = DecodingConfig(max_new_tokens=10)
   out = jax.jit(lambda s: decode_loop(counted, first, s, jax.random.key(0), cfg))(
-      (jnp.int32(0), jnp.int32(0)))
+    (jnp.int32(0), jnp.int32(0))
+  )
   tokens = np.asarray(out.tokens)
   np.testing.assert_array_equal(tokens[0], [5, 2, 3, 1, 0, 0, 0, 0, 0, 0])
   np.testing.assert_array_equal(tokens[1], [5, 2, 3, 4, 5, 1, 0, 0, 0, 0])
@@ -150,9 +176,13 @@ def test_eos_stops_each_example_and_the_loop():
 
 
 def test_length_limit_without_eos():
-  out = decode_loop(_fake_step(jnp.array([99])), jax.nn.one_hot(jnp.array([5]), VOCAB),
-                    (jnp.int32(0), jnp.int32(0)), jax.random.key(0),
-                    DecodingConfig(max_new_tokens=4))
+  out = decode_loop(
+    _fake_step(jnp.array([99])),
+    jax.nn.one_hot(jnp.array([5]), VOCAB),
+    (jnp.int32(0), jnp.int32(0)),
+    jax.random.key(0),
+    DecodingConfig(max_new_tokens=4),
+  )
   np.testing.assert_array_equal(np.asarray(out.tokens), [[5, 2, 3, 4]])
   assert int(out.lengths[0]) == 4
 
@@ -180,8 +210,7 @@ def test_top_k_and_top_p_filters():
 def test_temperature_sampling_follows_the_distribution():
   probs = np.array([0.6, 0.3, 0.1, 0.0])
   logits = jnp.log(jnp.asarray(probs)[None].repeat(4000, 0) + 1e-12)
-  draws = np.asarray(sample_tokens(logits, jax.random.key(0),
-                                   DecodingConfig(temperature=1.0)))
+  draws = np.asarray(sample_tokens(logits, jax.random.key(0), DecodingConfig(temperature=1.0)))
   freq = np.bincount(draws, minlength=4) / len(draws)
   np.testing.assert_allclose(freq, probs, atol=0.03)
   top1 = sample_tokens(logits, jax.random.key(1), DecodingConfig(temperature=1.0, top_k=1))

@@ -12,6 +12,7 @@ Where XLA and the formulas differ (see docs/evaluation.md, "FLOPs vs XLA"):
 The test checks both the ideal formulas (loose bounds) and a padded count that
 mirrors what the compiled code does (tight bounds).
 """
+
 import functools
 
 import jax
@@ -35,16 +36,20 @@ def xla_flops(fn, *args) -> float:
 
 @functools.lru_cache(maxsize=None)
 def _setup(arch):
-  model = make_model(arch, scan_layers=False, vocab_size=512, d_model=64, d_ff=256,
-                     num_heads=4, head_dim=16)
+  model = make_model(
+    arch, scan_layers=False, vocab_size=512, d_model=64, d_ff=256, num_heads=4, head_dim=16
+  )
   return model, init(model)
 
 
 def _batch(arch):
   ones = lambda n: np.ones((1, n), np.int32)
   if arch == "redllm":
-    return {"encoder_input_tokens": ones(I), "decoder_input_tokens": ones(T),
-            "decoder_target_tokens": ones(T)}
+    return {
+      "encoder_input_tokens": ones(I),
+      "decoder_input_tokens": ones(T),
+      "decoder_target_tokens": ones(T),
+    }
   return {"decoder_input_tokens": ones(I + T), "decoder_target_tokens": ones(I + T)}
 
 
@@ -61,8 +66,9 @@ def padded_inference_flops(cfg, arch, prompt, output):
   encoder = cfg.num_encoder_layers * (layer * prompt + attention(prompt, prompt))
   cross_kv = 2.0 * 2 * cfg.d_model * width * prompt
   cross_qo = 2.0 * 2 * cfg.d_model * width * output
-  decoder = cfg.num_decoder_layers * (layer * output + cross_kv + cross_qo
-                                      + attention(output, output) + attention(output, prompt))
+  decoder = cfg.num_decoder_layers * (
+    layer * output + cross_kv + cross_qo + attention(output, output) + attention(output, prompt)
+  )
   return encoder + decoder + logits
 
 
@@ -87,8 +93,12 @@ def test_inference_flops_match_xla(arch):
   prefill = xla_flops(lambda p, t, n: model.prefill(p, t, n, O), params, tokens, lengths)
   _, state = jax.jit(model.prefill, static_argnums=(3,))(params, tokens, lengths, O)
   net = model.network
-  step = xla_flops(lambda p, t, s: net.apply({"params": p}, t, s, method=net.decode_step),
-                   params, jnp.ones((1,), jnp.int32), state)
+  step = xla_flops(
+    lambda p, t, s: net.apply({"params": p}, t, s, method=net.decode_step),
+    params,
+    jnp.ones((1,), jnp.int32),
+    state,
+  )
   measured = prefill + (O - 1) * step
   ideal = flops.inference_flops(model.config, arch, P, O)
   padded = padded_inference_flops(model.config, arch, P, O)

@@ -5,6 +5,7 @@ causal and BiAttn-prefix masks, encoder (bidirectional) and cross-attention
 shapes, including lengths that are not multiples of the kernel's 128-token tile
 and rows whose queries see no key at all. Whole-model logits: test_attention_impl.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,9 +37,9 @@ def _packed_rows(rng, batch, length, with_prefix):
       size = rng.randint(1, max(2, (length - start) // 2 + 1))
       if start + size > length:
         break
-      seg[row, start:start + size] = example
+      seg[row, start : start + size] = example
       if with_prefix:
-        prefix[row, start:start + rng.randint(0, size + 1)] = True
+        prefix[row, start : start + rng.randint(0, size + 1)] = True
       start += size
   return seg, prefix
 
@@ -65,11 +66,11 @@ def _mask_cases(rng):
   dec_seg = np.where(np.arange(150)[None] < 60, np.minimum(seg, enc_seg.max(1, keepdims=True)), 0)
   mask = functional.attention_mask
   return [
-      ("decllm causal, packed", 150, 150, mask(seg, seg, idx, idx, True)),
-      ("decllm biattn prefix, packed", 150, 150, mask(seg, seg, idx, idx, True, prefix)),
-      ("redllm encoder, bidirectional", 150, 150, mask(seg, seg, idx, idx, False)),
-      ("redllm decoder self, causal", 150, 150, mask(dec_seg, dec_seg, idx, idx, True)),
-      ("redllm cross-attention", 150, 70, mask(dec_seg, enc_seg, idx, idx[:, :70], False)),
+    ("decllm causal, packed", 150, 150, mask(seg, seg, idx, idx, True)),
+    ("decllm biattn prefix, packed", 150, 150, mask(seg, seg, idx, idx, True, prefix)),
+    ("redllm encoder, bidirectional", 150, 150, mask(seg, seg, idx, idx, False)),
+    ("redllm decoder self, causal", 150, 150, mask(dec_seg, dec_seg, idx, idx, True)),
+    ("redllm cross-attention", 150, 70, mask(dec_seg, enc_seg, idx, idx[:, :70], False)),
   ]
 
 
@@ -87,11 +88,13 @@ def test_flash_equals_einsum_values_and_gradients(case):
   got, got_grads = jax.value_and_grad(loss, argnums=(1, 2, 3))("pallas_flash", q, k, v)
   np.testing.assert_allclose(got, want, rtol=1e-4, err_msg=name)
   out = layers.dot_product_attention(q, k, v, mask, "pallas_flash")
-  np.testing.assert_allclose(out, layers.dot_product_attention(q, k, v, mask, "einsum"),
-                             atol=2e-5, err_msg=name)
+  np.testing.assert_allclose(
+    out, layers.dot_product_attention(q, k, v, mask, "einsum"), atol=2e-5, err_msg=name
+  )
   for label, g, w in zip("qkv", got_grads, want_grads):
-    np.testing.assert_allclose(g, w, atol=2e-4 * float(jnp.abs(w).max()) + 1e-6,
-                               err_msg=f"{name}: d{label}")
+    np.testing.assert_allclose(
+      g, w, atol=2e-4 * float(jnp.abs(w).max()) + 1e-6, err_msg=f"{name}: d{label}"
+    )
 
 
 def test_blind_queries_give_zeros_and_zero_gradients():
@@ -100,7 +103,7 @@ def test_blind_queries_give_zeros_and_zero_gradients():
   seg = np.zeros((1, 20), np.int32)  # All padding: nothing is visible.
   mask = functional.attention_mask(seg, seg, np.arange(20)[None], np.arange(20)[None], True)
   out, grads = jax.value_and_grad(
-      lambda q, k, v: jnp.sum(flash_attention.flash_attention(q, k, v, mask) ** 2),
-      argnums=(0, 1, 2))(q, k, v)
+    lambda q, k, v: jnp.sum(flash_attention.flash_attention(q, k, v, mask) ** 2), argnums=(0, 1, 2)
+  )(q, k, v)
   assert float(out) == 0.0
   assert all(float(jnp.abs(g).max()) == 0.0 for g in grads)

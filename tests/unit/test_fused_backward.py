@@ -1,5 +1,6 @@
 """The train step's hand-written backward passes (`models.token_losses`, `layers.dense`)
 against JAX autodiff of the same maths (`tools/autodiff_reference.py`) and float64 NumPy."""
+
 import re
 
 import jax
@@ -41,8 +42,13 @@ def test_loss_metrics_and_gradients_equal_autodiff(arch):
   # Float32 sums in another order: agree to ~1e-6 of each tensor's scale.
   for path, g in jax.tree_util.tree_leaves_with_path(grads):
     ref = np.asarray(_leaf(ref_grads, path))
-    np.testing.assert_allclose(np.asarray(g), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max(),
-                               err_msg=jax.tree_util.keystr(path))
+    np.testing.assert_allclose(
+      np.asarray(g),
+      ref,
+      rtol=1e-5,
+      atol=1e-5 * np.abs(ref).max(),
+      err_msg=jax.tree_util.keystr(path),
+    )
 
 
 def _leaf(tree, path):
@@ -56,7 +62,7 @@ def _np_token_stats(logits, targets, z):
   peak = logits.max(-1, keepdims=True)
   log_z = np.log(np.exp(logits - peak).sum(-1)) + peak[..., 0]
   target = np.take_along_axis(logits, targets[..., None], -1)[..., 0]
-  return log_z - target, z * log_z ** 2, (logits.argmax(-1) == targets).astype(np.float64)
+  return log_z - target, z * log_z**2, (logits.argmax(-1) == targets).astype(np.float64)
 
 
 def test_token_losses_and_logit_gradient_equal_float64_numpy():
@@ -71,8 +77,11 @@ def test_token_losses_and_logit_gradient_equal_float64_numpy():
   np.testing.assert_allclose(out.z_loss, z, rtol=1e-5)
   np.testing.assert_array_equal(out.correct, correct)
   # d/dlogits of sum w * (ce + z log(Z)^2) = w * (softmax * (1 + 2 z log Z) - onehot).
-  total = lambda l: jnp.sum((lambda t: (t.cross_entropy + t.z_loss) * weights)(
-      token_losses(l, jnp.asarray(targets), Z_LOSS)))
+  total = lambda l: jnp.sum(
+    (lambda t: (t.cross_entropy + t.z_loss) * weights)(
+      token_losses(l, jnp.asarray(targets), Z_LOSS)
+    )
+  )
   grad = np.asarray(jax.jit(jax.grad(total))(jnp.asarray(logits)))
   x = np.asarray(logits, np.float64)
   log_z = np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1)) + x.max(-1)
@@ -84,8 +93,9 @@ def test_token_losses_and_logit_gradient_equal_float64_numpy():
 
 def test_correct_is_argmax_on_ties():
   # argmax returns the first maximal index: a target tied with an earlier maximum is wrong.
-  logits = np.array([[[1, 3, 3, 0]] * 4 + [[2, 2, 2, 2]] * 2 + [[-np.inf, 5, -np.inf, 1]]],
-                    np.float32)
+  logits = np.array(
+    [[[1, 3, 3, 0]] * 4 + [[2, 2, 2, 2]] * 2 + [[-np.inf, 5, -np.inf, 1]]], np.float32
+  )
   targets = np.array([[1, 2, 0, 3, 0, 3, 1]], np.int32)
   out = token_losses(jnp.asarray(logits), jnp.asarray(targets), 0.0)
   np.testing.assert_array_equal(out.correct, (logits.argmax(-1) == targets).astype(np.float32))
@@ -95,15 +105,20 @@ def test_correct_is_argmax_on_ties():
 @pytest.mark.parametrize("out_first", [False, True])
 @pytest.mark.parametrize("features_in,features_out", [(8, 24), (24, 8)])
 @pytest.mark.parametrize("dtype,out_dtype", [(jnp.float32, None), (jnp.bfloat16, jnp.float32)])
-def test_dense_gradients_equal_autodiff_and_numpy(out_first, features_in, features_out,
-                                                  dtype, out_dtype):
+def test_dense_gradients_equal_autodiff_and_numpy(
+  out_first, features_in, features_out, dtype, out_dtype
+):
   rng = np.random.RandomState(1)
   x = rng.randn(2, 5, features_in)
   kernel = rng.randn(features_in, features_out)
   cotangent = rng.randn(2, 5, features_out)
   stored = kernel.T if out_first else kernel
-  loss = lambda f: jax.jit(jax.grad(lambda x, k: jnp.sum(
-      f(x, k, out_first, out_dtype).astype(jnp.float32) * cotangent), argnums=(0, 1)))
+  loss = lambda f: jax.jit(
+    jax.grad(
+      lambda x, k: jnp.sum(f(x, k, out_first, out_dtype).astype(jnp.float32) * cotangent),
+      argnums=(0, 1),
+    )
+  )
   args = jnp.asarray(x, dtype), jnp.asarray(stored, dtype)
   dx, dk = loss(layers.dense)(*args)
   ref_dx, ref_dk = loss(autodiff_reference.dense)(*args)
@@ -120,12 +135,16 @@ def test_dense_gradients_equal_autodiff_and_numpy(out_first, features_in, featur
 
 def _compiled_head_gradient(dense, tokens: int, vocab: int, width: int) -> str:
   """Optimised HLO of the tied logits' and loss's gradient at [tokens, vocab]."""
+
   def loss(x, table, targets):
     logits = dense(x, table, True, jnp.float32)
     return jnp.sum(token_losses(logits, targets, Z_LOSS).cross_entropy)
-  args = (jax.ShapeDtypeStruct((1, tokens, width), jnp.float32),
-          jax.ShapeDtypeStruct((vocab, width), jnp.float32),
-          jax.ShapeDtypeStruct((1, tokens), jnp.int32))
+
+  args = (
+    jax.ShapeDtypeStruct((1, tokens, width), jnp.float32),
+    jax.ShapeDtypeStruct((vocab, width), jnp.float32),
+    jax.ShapeDtypeStruct((1, tokens), jnp.int32),
+  )
   return jax.jit(jax.grad(loss, argnums=(0, 1))).lower(*args).compile().as_text()
 
 
@@ -136,15 +155,15 @@ def test_the_logits_gradient_is_never_written_transposed():
   tokens, vocab, width = 256, 512, 16
   transposed = re.compile(rf"f32\[{vocab},{tokens}\]")
   assert not transposed.search(_compiled_head_gradient(layers.dense, tokens, vocab, width))
-  assert transposed.search(_compiled_head_gradient(autodiff_reference.dense, tokens, vocab,
-                                                   width))
+  assert transposed.search(_compiled_head_gradient(autodiff_reference.dense, tokens, vocab, width))
 
 
 @pytest.mark.parametrize("out_first", [False, True])
 def test_projection_of_an_empty_sequence_is_empty(out_first):
   """A RedLLM rolling-loglikelihood window with no prefix has an encoder of length 0."""
-  module = layers.Projection(features=(2, 3), names=("embed", "heads", "kv"), num_in=1,
-                             out_first=out_first)
+  module = layers.Projection(
+    features=(2, 3), names=("embed", "heads", "kv"), num_in=1, out_first=out_first
+  )
   params = module.init(jax.random.PRNGKey(0), jnp.ones((1, 4, 5)))
   empty = jnp.ones((1, 0, 5))
   assert module.apply(params, empty).shape == (1, 0, 2, 3)

@@ -1,4 +1,5 @@
 """Layers against independent references: float64 NumPy attention, RoPE identities."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -59,14 +60,17 @@ def test_attention_matches_float64_numpy():
   pos = np.stack([np.arange(9), np.arange(9) + 40]).astype(np.int32)
   seg = np.ones((2, 9), np.int32)
   index = np.broadcast_to(np.arange(9), (2, 9))
-  mask = attention_mask(jnp.asarray(seg), jnp.asarray(seg), jnp.asarray(index),
-                        jnp.asarray(index), causal=True)
+  mask = attention_mask(
+    jnp.asarray(seg), jnp.asarray(seg), jnp.asarray(index), jnp.asarray(index), causal=True
+  )
   for output_norm in (False, True):
     module = _SelfAttention(cfg, output_norm)
     variables = nn.meta.unbox(module.init(jax.random.key(1), x, pos, mask))
     # Random norm scales, so the test sees them (they start at one).
-    params = jax.tree.map(lambda a: a + 0.3 * rng.randn(*a.shape).astype(np.float32)
-                          if a.ndim == 1 else a, variables["params"])
+    params = jax.tree.map(
+      lambda a: a + 0.3 * rng.randn(*a.shape).astype(np.float32) if a.ndim == 1 else a,
+      variables["params"],
+    )
     got = np.asarray(module.apply({"params": params}, x, pos, mask), np.float64)
     want = _reference(params["Attention_0"], x, pos, np.asarray(mask.dense()), output_norm)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
@@ -75,8 +79,9 @@ def test_attention_matches_float64_numpy():
 def test_rope_is_a_rotation_with_relative_dot_products():
   rng = np.random.RandomState(0)
   q, k = rng.randn(1, 1, 2, 16).astype(np.float32), rng.randn(1, 1, 2, 16).astype(np.float32)
-  dot = lambda i, j: float(jnp.sum(apply_rope(q, jnp.array([[i]]), 1e4)
-                                   * apply_rope(k, jnp.array([[j]]), 1e4)))
+  dot = lambda i, j: float(
+    jnp.sum(apply_rope(q, jnp.array([[i]]), 1e4) * apply_rope(k, jnp.array([[j]]), 1e4))
+  )
   assert abs(dot(3, 10) - dot(103, 110)) < 1e-4  # Depends on j - i only.
   assert abs(dot(3, 10) - dot(3, 11)) > 1e-3
   norm = float(jnp.linalg.norm(apply_rope(q, jnp.array([[77]]), 1e4)))
@@ -108,10 +113,9 @@ def test_tied_logits_are_scaled_by_inverse_sqrt_d():
     model = make_model("decllm", scale_tied_logits=scaled)
     params = init(model)
     hidden = jnp.ones((1, 1, model.config.d_model))
-    got = model.network.apply({"params": params}, hidden,
-                              method=lambda net, h: net.embed.attend(h))
+    got = model.network.apply({"params": params}, hidden, method=lambda net, h: net.embed.attend(h))
     table = np.asarray(params["embed"]["embedding"])
-    want = table.sum(-1) * (model.config.d_model ** -0.5 if scaled else 1.0)
+    want = table.sum(-1) * (model.config.d_model**-0.5 if scaled else 1.0)
     np.testing.assert_allclose(np.asarray(got)[0, 0], want, rtol=1e-5, atol=1e-5)
 
 
@@ -129,15 +133,24 @@ def test_out_first_kernels_store_the_same_values_transposed(arch):
   params, transposed = init(in_first), init(out_first)
   assert jax.tree.structure(params) == jax.tree.structure(transposed)
   query = lambda p: p["decoder"]["layers"]["self_attention"]["query"]["kernel"]
-  assert query(transposed).shape == (*query(params).shape[:1], *query(params).shape[2:],
-                                     query(params).shape[1])  # [L, d, h, kv] -> [L, h, kv, d]
-  np.testing.assert_array_equal(np.moveaxis(np.asarray(query(params)), 1, -1),
-                                np.asarray(query(transposed)))
+  assert query(transposed).shape == (
+    *query(params).shape[:1],
+    *query(params).shape[2:],
+    query(params).shape[1],
+  )  # [L, d, h, kv] -> [L, h, kv, d]
+  np.testing.assert_array_equal(
+    np.moveaxis(np.asarray(query(params)), 1, -1), np.asarray(query(transposed))
+  )
   batch = lm_batch(arch)
-  np.testing.assert_allclose(np.asarray(jax.jit(out_first.logits)(transposed, batch)),
-                             np.asarray(jax.jit(in_first.logits)(params, batch)),
-                             atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(jax.jit(out_first.logits)(transposed, batch)),
+    np.asarray(jax.jit(in_first.logits)(params, batch)),
+    atol=1e-5,
+    rtol=1e-5,
+  )
   cfg = DecodingConfig(cpu_weight_layout=True)
-  from_in, from_out = (model.decoding_params(p, cfg).params
-                       for model, p in ((in_first, params), (out_first, transposed)))
+  from_in, from_out = (
+    model.decoding_params(p, cfg).params
+    for model, p in ((in_first, params), (out_first, transposed))
+  )
   jax.tree.map(np.testing.assert_array_equal, from_in, from_out)

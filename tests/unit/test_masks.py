@@ -1,4 +1,5 @@
 """Attention masks: causality, bidirectional encoder, BiAttn prefix, padding invariance."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,8 +31,11 @@ def test_redllm_decoder_is_causal_and_encoder_is_bidirectional():
 
   tokens = jnp.asarray(batch["encoder_input_tokens"])
   index = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape)
-  encode = jax.jit(lambda t: model.network.apply(
-      {"params": params}, t, index, jnp.ones_like(t), method=model.network.encode))
+  encode = jax.jit(
+    lambda t: model.network.apply(
+      {"params": params}, t, index, jnp.ones_like(t), method=model.network.encode
+    )
+  )
   last_changed = tokens.at[:, -1].set(3)
   # The first encoder position sees the last one.
   assert np.abs(encode(tokens)[:, 0] - encode(last_changed)[:, 0]).max() > 1e-4
@@ -52,8 +56,9 @@ def test_biattn_prefix_is_bidirectional_and_the_rest_causal():
   np.testing.assert_array_equal(a[:, :8], c[:, :8])
 
   causal = make_model("decllm")  # Same weights, no BiAttn: position 0 is blind to 6.
-  np.testing.assert_array_equal(_logits(causal, params, batch)[:, 0],
-                                _logits(causal, params, later_prefix)[:, 0])
+  np.testing.assert_array_equal(
+    _logits(causal, params, batch)[:, 0], _logits(causal, params, later_prefix)[:, 0]
+  )
 
 
 def _pad(batch, extra, seed):
@@ -106,5 +111,6 @@ def test_redllm_decoder_offset_is_the_true_input_length():
   batch = lm_batch("redllm", batch=2, inputs=6)
   padded = dict(batch)
   padded["encoder_input_tokens"] = np.pad(batch["encoder_input_tokens"], ((0, 0), (0, 5)))
-  np.testing.assert_allclose(_logits(model, params, padded), _logits(model, params, batch),
-                             atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(
+    _logits(model, params, padded), _logits(model, params, batch), atol=1e-5, rtol=1e-5
+  )

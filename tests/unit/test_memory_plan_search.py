@@ -1,4 +1,5 @@
 """The TPU memory plan's search, against a fake compiler with a known memory law."""
+
 import json
 
 import pytest
@@ -17,10 +18,22 @@ def _fake_compiler(monkeypatch, fixed_gib: float, per_row_gib: float, lines: lis
     rows = batch // (micro * len(devices))
     lines.append(micro)
     temps = rows * per_row_gib * gib
-    return {"arch": arch, "size": size, "stage": stage, "devices": len(devices), "fsdp": 64,
-            "tensor": 1, "microbatches": micro, "batch": batch, "arguments": fixed_gib * gib,
-            "outputs": 0, "temporaries": temps, "aliased": 0,
-            "total": fixed_gib * gib + temps, "compile_s": 1.0}
+    return {
+      "arch": arch,
+      "size": size,
+      "stage": stage,
+      "devices": len(devices),
+      "fsdp": 64,
+      "tensor": 1,
+      "microbatches": micro,
+      "batch": batch,
+      "arguments": fixed_gib * gib,
+      "outputs": 0,
+      "temporaries": temps,
+      "aliased": 0,
+      "total": fixed_gib * gib + temps,
+      "compile_s": 1.0,
+    }
 
   monkeypatch.setattr(memory_plan, "compile_one", compile_one)
 
@@ -55,10 +68,16 @@ def test_a_config_that_does_not_fit_at_one_row_is_reported_so(monkeypatch, tmp_p
 
 def test_adaptation_configs_are_the_adapt_gins_of_the_sizes_asked_for():
   configs = memory_plan.all_configs(["8b", "2b"], ["decllm", "redllm"], ["adapt"])
-  assert configs == [("redllm", "8b", "adapt"), ("redllm", "8b_2b", "adapt"),
-                     ("redllm", "2b", "adapt")]
+  assert configs == [
+    ("redllm", "8b", "adapt"),
+    ("redllm", "8b_2b", "adapt"),
+    ("redllm", "2b", "adapt"),
+  ]
   assert [c[1] for c in sorted(configs, key=lambda c: memory_plan.size_order(c[1]))] == [
-      "2b", "8b", "8b_2b"]
+    "2b",
+    "8b",
+    "8b_2b",
+  ]
   with pytest.raises(ConfigError, match="no config for sizes 150m"):
     memory_plan.all_configs(["150m"], ["redllm"], ["adapt"])
   with pytest.raises(ConfigError, match="unknown adpt"):

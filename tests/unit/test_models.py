@@ -1,4 +1,5 @@
 """Losses, scoring and gradients of the model layer."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +17,7 @@ def _np_losses(logits, targets, weights, z):
   logits = np.asarray(logits, np.float64)
   log_z = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
   ce = log_z - np.take_along_axis(logits, targets[..., None], -1)[..., 0]
-  return (ce * weights).sum(), (z * log_z ** 2 * weights).sum()
+  return (ce * weights).sum(), (z * log_z**2 * weights).sum()
 
 
 def test_loss_matches_numpy_and_counts_targets_only(arch):
@@ -74,8 +75,12 @@ def test_scanned_and_unrolled_layers_agree(arch):
   scanned, unrolled = make_model(arch), make_model(arch, scan_layers=False)
   params = init(scanned)
   batch = lm_batch(arch)
-  np.testing.assert_allclose(conftest.logits(unrolled, unstack_layers(params), batch),
-                             conftest.logits(scanned, params, batch), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    conftest.logits(unrolled, unstack_layers(params), batch),
+    conftest.logits(scanned, params, batch),
+    rtol=1e-5,
+    atol=1e-5,
+  )
   assert jax.tree.structure(unstack_layers(params)) == jax.tree.structure(init(unrolled))
 
 

@@ -1,4 +1,5 @@
 """Seed statistics and the per-seed scaling summary, on synthetic runs with known answers."""
+
 import math
 
 import numpy as np
@@ -50,9 +51,13 @@ def test_points_ratios_and_frontier_per_seed():
   expected, shares = [], []
   for seed in range(3):
     mine = [r for r in rows if r["seed"] == seed]
-    law = {a: fits.fit_power_law([r["train_flops"] for r in mine if r["architecture"] == a],
-                                 [r["in_domain"] for r in mine if r["architecture"] == a])
-           for a in ("decllm", "redllm")}
+    law = {
+      a: fits.fit_power_law(
+        [r["train_flops"] for r in mine if r["architecture"] == a],
+        [r["in_domain"] for r in mine if r["architecture"] == a],
+      )
+      for a in ("decllm", "redllm")
+    }
     expected.append(float(law["redllm"](x) / law["decllm"](x)))
     front = fits.frontier([(r["train_flops"], r["in_domain"]) for r in mine])
     share = np.mean([mine[i]["architecture"] == "decllm" for i in front])
@@ -71,9 +76,14 @@ def test_deciding_scale_is_where_the_seed_ratios_reach_three_se():
   start = max(r["train_flops"] for r in rows)
 
   def z_at(x, threshold):
-    ratios = np.array([np.exp(scaling.log_ratio(f["in_domain"]["flops"]["decllm"],
-                                                f["in_domain"]["flops"]["redllm"], x))
-                       for f in per_seed.values()])
+    ratios = np.array(
+      [
+        np.exp(
+          scaling.log_ratio(f["in_domain"]["flops"]["decllm"], f["in_domain"]["flops"]["redllm"], x)
+        )
+        for f in per_seed.values()
+      ]
+    )
     return abs(abs(ratios.mean() - 1) - threshold) / (ratios.std(ddof=1) / math.sqrt(3))
 
   for threshold in (0.0, 0.1):
@@ -88,8 +98,9 @@ def test_deciding_scale_is_where_the_seed_ratios_reach_three_se():
 
 
 def test_harness_summary_seed_and_item_se_and_the_continuation_bar():
-  out = study_outputs.harness({"decllm/pretrained": 0.40, "redllm/flan": 0.27}, spread=0.02,
-                              items=400)
+  out = study_outputs.harness(
+    {"decllm/pretrained": 0.40, "redllm/flan": 0.27}, spread=0.02, items=400
+  )
   figure = out["summary"]["decllm/pretrained"][f"{scores.CONTINUATION}@0shot"]
   values = [0.38, 0.40, 0.42]
   assert figure["mean"] == pytest.approx(0.40)
@@ -108,6 +119,7 @@ def test_harness_summary_seed_and_item_se_and_the_continuation_bar():
 def test_task_groups_and_chance_from_the_shipped_manifest():
   import collections  # pylint: disable=g-import-not-at-top
   import pathlib  # pylint: disable=g-import-not-at-top
+
   root = pathlib.Path(__file__).resolve().parents[2]
   manifest = scores.load_manifest(str(root / "tasks/harness/*.jsonl"))
   task = collections.namedtuple("Task", "name examples")
@@ -121,8 +133,13 @@ def test_task_groups_and_chance_from_the_shipped_manifest():
     elif entry.get("in_tuning_mixture"):
       assert info[name]["group"] == "tuned families"
   assert {"held-out families", "tuned families", "cloze"} <= {t["group"] for t in info.values()}
-  assert info["unlisted_mc"] == {"chance": 0.2, "chance_from": "harness.chance_score",
-                                 "floor": 0.2, "group": "other", "items": 5}
+  assert info["unlisted_mc"] == {
+    "chance": 0.2,
+    "chance_from": "harness.chance_score",
+    "floor": 0.2,
+    "group": "other",
+    "items": 5,
+  }
   # The floor: the manifest's best shortcut (multiple choice) or best constant answer.
   for name, entry in manifest.items():
     expected = entry.get("floor", entry.get("majority_baseline", entry["chance"]))
@@ -136,19 +153,32 @@ def test_run_scaling_reads_every_seed_result_and_writes_its_files(tmp_path):
   from redllm_jax.study import analyses  # pylint: disable=g-import-not-at-top
   from redllm_jax.study.directory import Study, write_json  # pylint: disable=g-import-not-at-top
   from redllm_jax.study.plan import StudyPlan  # pylint: disable=g-import-not-at-top
-  plan = StudyPlan(sizes={"s": "s.gin", "m": "m.gin", "l": "l.gin"}, budgets={"s": [100, 200, 400], "m": [100, 200, 400], "l": [100, 200, 400]},
-                   pretrain_experiments={"decllm": "d.gin", "redllm": "r.gin"},
-                   finetune_experiments={"decllm": "df.gin", "redllm": "rf.gin",
-                                         "decllm_biattn": "bf.gin"},
-                   in_domain="in_task", out_of_domain="ood_task", seeds=(0, 1, 2))
+
+  plan = StudyPlan(
+    sizes={"s": "s.gin", "m": "m.gin", "l": "l.gin"},
+    budgets={"s": [100, 200, 400], "m": [100, 200, 400], "l": [100, 200, 400]},
+    pretrain_experiments={"decllm": "d.gin", "redllm": "r.gin"},
+    finetune_experiments={"decllm": "df.gin", "redllm": "rf.gin", "decllm_biattn": "bf.gin"},
+    in_domain="in_task",
+    out_of_domain="ood_task",
+    seeds=(0, 1, 2),
+  )
   study = Study(plan, str(tmp_path))
-  rows = {r["name"]: r for r in study_outputs.runs({"decllm": 0.2, "redllm": 0.24},
-                                                   (-0.01, 0.0, 0.01))}
+  rows = {
+    r["name"]: r for r in study_outputs.runs({"decllm": 0.2, "redllm": 0.24}, (-0.01, 0.0, 0.01))
+  }
   for spec in plan.pretrain_runs():
     r = rows[spec.name]
-    write_json(study.path("pretrain", spec.name, "result.json"), {
+    write_json(
+      study.path("pretrain", spec.name, "result.json"),
+      {
         **{k: v for k, v in r.items() if k not in ("in_domain", "out_of_domain")},
-        "metrics": {"in_task/perplexity": r["in_domain"], "ood_task/perplexity": r["out_of_domain"]}})
+        "metrics": {
+          "in_task/perplexity": r["in_domain"],
+          "ood_task/perplexity": r["out_of_domain"],
+        },
+      },
+    )
   assert analyses.run_scaling(study)
   for name in ("fits.json", "runs.csv", "exponents.md", "scaling.png", "frontier.png"):
     assert (tmp_path / "scaling" / name).exists(), name
@@ -159,8 +189,11 @@ def test_run_scaling_reads_every_seed_result_and_writes_its_files(tmp_path):
 def test_params_fit_uses_the_largest_common_budget_else_each_sizes_longest():
   rows = study_outputs.runs({"decllm": 0.2, "redllm": 0.24})
   assert {r["steps"] for r in scaling.params_runs(rows)} == {400}
-  uneven = [r for r in rows if not (r["size"] == "l" and r["steps"] < 400)
-            and not (r["size"] == "s" and r["steps"] == 400)]  # s: 100, 200; m: all; l: 400
+  uneven = [
+    r
+    for r in rows
+    if not (r["size"] == "l" and r["steps"] < 400) and not (r["size"] == "s" and r["steps"] == 400)
+  ]  # s: 100, 200; m: all; l: 400
   chosen = {(r["size"], r["steps"]) for r in scaling.params_runs(uneven)}
   assert chosen == {("s", 200), ("m", 400), ("l", 400)}
   assert "each size's longest budget" in scaling.params_axis_label(uneven)
@@ -169,11 +202,15 @@ def test_params_fit_uses_the_largest_common_budget_else_each_sizes_longest():
 def test_throughput_counts_only_the_cooldown_a_branched_run_computed():
   from redllm_jax.study import analyses  # pylint: disable=g-import-not-at-top
   from redllm_jax.study.runs import RunSpec  # pylint: disable=g-import-not-at-top
+
   full = RunSpec(name="a_400", architecture="decllm", gin_files=())
-  branched = RunSpec(name="a_100", architecture="decllm", gin_files=(), branch_of="a_400",
-                     branch_step=80)
-  trained = [(full, {"train_flops": 100.0, "steps": 400, "seconds": 10.0}),
-             (branched, {"train_flops": 50.0, "steps": 100, "seconds": 1.0})]
+  branched = RunSpec(
+    name="a_100", architecture="decllm", gin_files=(), branch_of="a_400", branch_step=80
+  )
+  trained = [
+    (full, {"train_flops": 100.0, "steps": 400, "seconds": 10.0}),
+    (branched, {"train_flops": 50.0, "steps": 100, "seconds": 1.0}),
+  ]
   out = analyses.training_throughput(trained, {"flops_per_s": 40.0}, {"workers": 2})
   assert out["computed_flops"] == pytest.approx(100.0 + 50.0 * 20 / 100)
   assert out["flops_per_s"] == pytest.approx(110.0 / 11.0)
@@ -185,11 +222,14 @@ def test_plain_text_tasks_are_read_plain_by_tuned_models_and_families_in_flan_fo
   from redllm_jax.study import analyses  # pylint: disable=g-import-not-at-top
   from redllm_jax.evaluation import harness  # pylint: disable=g-import-not-at-top
   import pathlib  # pylint: disable=g-import-not-at-top
+
   pattern = str(pathlib.Path(__file__).resolve().parents[2] / "tasks/harness/demo_[cf]*.jsonl")
   tasks = harness.load_tasks(pattern, max_examples=2)
   manifest = scores.load_manifest(pattern)
-  tuned = {eos: sorted(t.name for t in group)
-           for eos, group in analyses.prompt_formats(tasks, manifest, True).items()}
+  tuned = {
+    eos: sorted(t.name for t in group)
+    for eos, group in analyses.prompt_formats(tasks, manifest, True).items()
+  }
   assert tuned[False] == ["demo_cloze_greedy", "demo_cloze_mc", "demo_continuation_mc"]
   assert tuned[True] and all(n.startswith("demo_family_") for n in tuned[True])
   untuned = analyses.prompt_formats(tasks, manifest, False)
@@ -200,10 +240,14 @@ def test_study_tasks_leave_out_the_excluded_and_cap_the_rest():
   import pathlib  # pylint: disable=g-import-not-at-top
   import types  # pylint: disable=g-import-not-at-top
   from redllm_jax.study import analyses  # pylint: disable=g-import-not-at-top
+
   root = pathlib.Path(__file__).resolve().parents[2]
-  plan = types.SimpleNamespace(harness_tasks=str(root / "tasks/harness/demo_[cf]*.jsonl"),
-                               harness_max_examples=5, harness_uncapped=(scores.CONTINUATION,),
-                               harness_excluded=("demo_cloze_mc",))
+  plan = types.SimpleNamespace(
+    harness_tasks=str(root / "tasks/harness/demo_[cf]*.jsonl"),
+    harness_max_examples=5,
+    harness_uncapped=(scores.CONTINUATION,),
+    harness_excluded=("demo_cloze_mc",),
+  )
   tasks = {t.name: len(t.examples) for t in analyses.study_tasks(plan)}
   assert "demo_cloze_mc" not in tasks and tasks["demo_cloze_greedy"] == 5
   assert tasks[scores.CONTINUATION] > 5 and "demo_family_next_mc" in tasks

@@ -3,6 +3,7 @@
 The subprocess side (exit code 2, no traceback) is in
 tests/integration/test_config_commands.py; this checks every rule of the table.
 """
+
 import os
 
 import pytest
@@ -15,40 +16,43 @@ import redllm_jax.train  # noqa: F401  pylint: disable=unused-import
 TRAIN_GIN = "experiments/demo_pretrain_redllm.gin"
 
 BAD = {
-    "optimizers.learning_rate_schedule.peak=-0.01": "expected a number >= 0",
-    "optimizers.learning_rate_schedule.warmup_steps=-5": "expected an integer >= 0",
-    "optimizers.learning_rate_schedule.warmup_steps=2.5": "expected an integer >= 0",
-    "optimizers.learning_rate_schedule.kind='linear'": "expected one of cosine, wsd, constant",
-    "optimizers.learning_rate_schedule.final_fraction=1.5": "expected a number in [0, 1]",
-    "optimizers.make_optimizer.global_clip_norm=-1.0": "expected None or a number > 0",
-    "optimizers.make_optimizer.decay_rate=0.0": "expected a number in (0, 1]",
-    "config.TransformerConfig.dropout_rate=1.5": "expected a number in [0, 1)",
-    "config.TransformerConfig.dropout_rate=1.0": "expected a number in [0, 1)",
-    "config.TransformerConfig.num_heads=0": "expected an integer >= 1",
-    "config.TransformerConfig.head_dim=33": "expected an even integer >= 2",
-    "config.TransformerConfig.d_model=True": "expected an integer >= 1",
-    "config.TransformerConfig.remat_policy='bogus'":
-        "expected one of none, full, dots, dots_no_batch",
-    "config.TransformerConfig.attention_impl='fast'": "expected one of einsum, xla",
-    "config.TransformerConfig.dtype='float8'": "expected one of float32, bfloat16, float16",
-    "train.train.seed='abc'": "train.train.seed='abc': expected an integer",
-    "train.train.on_unreadable='ignore'": "expected one of fail, restart",
-    "train.train.ignore_memory_check='yes'": "expected True or False",
-    "infer.InferSettings.seed=1.5": "expected an integer",
-    "infer.InferSettings.too_long='cut'": "expected one of truncate, reject",
-    "export.export_checkpoint.overwrite=1": "expected True or False",
+  "optimizers.learning_rate_schedule.peak=-0.01": "expected a number >= 0",
+  "optimizers.learning_rate_schedule.warmup_steps=-5": "expected an integer >= 0",
+  "optimizers.learning_rate_schedule.warmup_steps=2.5": "expected an integer >= 0",
+  "optimizers.learning_rate_schedule.kind='linear'": "expected one of cosine, wsd, constant",
+  "optimizers.learning_rate_schedule.final_fraction=1.5": "expected a number in [0, 1]",
+  "optimizers.make_optimizer.global_clip_norm=-1.0": "expected None or a number > 0",
+  "optimizers.make_optimizer.decay_rate=0.0": "expected a number in (0, 1]",
+  "config.TransformerConfig.dropout_rate=1.5": "expected a number in [0, 1)",
+  "config.TransformerConfig.dropout_rate=1.0": "expected a number in [0, 1)",
+  "config.TransformerConfig.num_heads=0": "expected an integer >= 1",
+  "config.TransformerConfig.head_dim=33": "expected an even integer >= 2",
+  "config.TransformerConfig.d_model=True": "expected an integer >= 1",
+  "config.TransformerConfig.remat_policy='bogus'": "expected one of none, full, dots, dots_no_batch",
+  "config.TransformerConfig.attention_impl='fast'": "expected one of einsum, xla",
+  "config.TransformerConfig.dtype='float8'": "expected one of float32, bfloat16, float16",
+  "train.train.seed='abc'": "train.train.seed='abc': expected an integer",
+  "train.train.on_unreadable='ignore'": "expected one of fail, restart",
+  "train.train.ignore_memory_check='yes'": "expected True or False",
+  "infer.InferSettings.seed=1.5": "expected an integer",
+  "infer.InferSettings.too_long='cut'": "expected one of truncate, reject",
+  "export.export_checkpoint.overwrite=1": "expected True or False",
 }
 
-GOOD = ("optimizers.learning_rate_schedule.peak=0.001", "optimizers.learning_rate_schedule.peak=0.0",
-        "optimizers.learning_rate_schedule.warmup_steps=0",
-        "optimizers.make_optimizer.global_clip_norm=None",
-        "config.TransformerConfig.dropout_rate=0.1", "config.TransformerConfig.remat_policy='full'",
-        "train.train.seed=7", "export.export_checkpoint.overwrite=True")
+GOOD = (
+  "optimizers.learning_rate_schedule.peak=0.001",
+  "optimizers.learning_rate_schedule.peak=0.0",
+  "optimizers.learning_rate_schedule.warmup_steps=0",
+  "optimizers.make_optimizer.global_clip_norm=None",
+  "config.TransformerConfig.dropout_rate=0.1",
+  "config.TransformerConfig.remat_policy='full'",
+  "train.train.seed=7",
+  "export.export_checkpoint.overwrite=True",
+)
 
 
 def _check(tmp_path, *bindings: str) -> None:
-  gin_utils.parse_gin([TRAIN_GIN], [f"MODEL_DIR = '{tmp_path / 'run'}'", *bindings],
-                      finalize=False)
+  gin_utils.parse_gin([TRAIN_GIN], [f"MODEL_DIR = '{tmp_path / 'run'}'", *bindings], finalize=False)
   validation.check_bindings()
 
 
@@ -72,8 +76,10 @@ def test_a_value_bound_through_a_macro_is_followed(tmp_path):
 
 def test_a_model_dir_that_is_a_file_or_under_one(tmp_path):
   (tmp_path / "file").write_text("x")
-  for model_dir, reason in ((tmp_path / "file", "it is a file, not a folder"),
-                            (tmp_path / "file" / "run", f"{tmp_path / 'file'} is a file")):
+  for model_dir, reason in (
+    (tmp_path / "file", "it is a file, not a folder"),
+    (tmp_path / "file" / "run", f"{tmp_path / 'file'} is a file"),
+  ):
     gin_utils.parse_gin([TRAIN_GIN], [f"MODEL_DIR = '{model_dir}'"], finalize=False)
     with pytest.raises(errors.ConfigError, match=f"MODEL_DIR {model_dir}: {reason}"):
       validation.check_bindings()
@@ -87,4 +93,5 @@ def test_unwritable_reason_tries_for_real(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     assert "is not writable (Permission denied)" in validation.unwritable_reason(
-        str(locked / "run"))
+      str(locked / "run")
+    )
