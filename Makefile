@@ -26,9 +26,9 @@ demo: $(VENV)/.installed
 	$(PY) -m redllm_jax.demo.run
 
 # The default suite, unit and integration (well under 15 minutes on 2 cores);
-# `test-unit` is the fast loop (no corpus, no subprocess, no training: under a
-# minute); `test-slow` adds the multi-process, mesh and kill/resume tests (about
-# 15 more minutes). CI runs `test` and `test-slow`.
+# `test-unit` is the fast loop (no corpus, no subprocess, no training: about 4 minutes
+# on 2 cores); `test-slow` adds the multi-process, mesh and kill/resume tests (about
+# 20 to 30 more minutes). CI runs `test` and `test-slow`.
 test: lint
 	$(PY) -m pytest -q -n 2 -m "not slow" tests
 
