@@ -620,6 +620,13 @@ def _restore_params(
   return restored.params
 
 
+def read_meta(checkpoint_path: str) -> dict[str, Any]:
+  """The `meta` of the checkpoint `load_params` would restore."""
+  manager, _, meta = _open(checkpoint_path)
+  manager.close()
+  return meta
+
+
 def recorded_vocabulary(checkpoint_path: str) -> tuple[Optional[dict[str, str]], epath.Path]:
   """The `vocabulary` record in the meta of the checkpoint `load_params` would restore
   (None if it records none), and its MODEL_DIR (where the record's copy lives)."""

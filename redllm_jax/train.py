@@ -32,7 +32,7 @@ from redllm_jax import (
   optimizers,
   validation,
 )
-from redllm_jax.data import input_pipeline, vocabulary
+from redllm_jax.data import feature_converters, input_pipeline, vocabulary
 from redllm_jax.errors import TrainingError
 from redllm_jax.models import BaseModel
 from redllm_jax.partitioning import Partitioner
@@ -123,7 +123,10 @@ def train(
       batch_size // num_microbatches // partitioner.data_parallel_size,
       num_microbatches,
     )
-  meta = model.describe()
+  meta = dict(
+    model.describe(),
+    data=_data_record(mixture_or_task_name, eval_tasks, task_feature_lengths, feature_converter),
+  )
   if vocab_file:  # Eval, infer and export read text as this run tokenized it.
     meta["vocabulary"] = vocabulary.record_vocabulary(model_dir, vocab_file)
 
@@ -249,6 +252,22 @@ def check_memory(
     model, steps.abstract_state, rows_per_device, lengths, num_microbatches
   )
   memory_check.check(figures, *memory_check.device_memory(jax.local_devices()[0]))
+
+
+def _data_record(
+  task: str,
+  eval_tasks: Sequence[str],
+  task_feature_lengths: Mapping[str, int],
+  converter: seqio.FeatureConverter,
+) -> dict[str, Any]:
+  """What the run read and how (meta's `data`): an eval of the checkpoint with no data gin
+  reads its eval tasks at its lengths through its converter (`runs/eval_as_trained.gin`)."""
+  return {
+    "task": task,
+    "eval_tasks": list(eval_tasks) or [task],
+    "task_feature_lengths": dict(task_feature_lengths),
+    "feature_converter": feature_converters.describe_converter(converter),
+  }
 
 
 def _tokens_per_row(

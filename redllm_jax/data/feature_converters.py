@@ -10,7 +10,7 @@ Both pretraining rows use the same task lengths, so both architectures read the
 very same 2048-token chunks; RedLLM's converter splits each chunk in two.
 """
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import gin
 import seqio
@@ -97,4 +97,32 @@ def make_feature_converter(
     return seqio.EncDecFeatureConverter(pack=pack)
   raise ValueError(
     f"Unknown arch/stage {arch!r}/{stage!r}: arch in dec|red, stage in pretrain|finetune"
+  )
+
+
+_KINDS = {
+  seqio.DecoderFeatureConverter: ("dec", "pretrain"),
+  RedPretrainFeatureConverter: ("red", "pretrain"),
+  seqio.PrefixLMFeatureConverter: ("dec", "finetune"),
+  seqio.EncDecFeatureConverter: ("red", "finetune"),
+}
+
+
+def describe_converter(converter: seqio.FeatureConverter) -> dict[str, Any] | None:
+  """`make_feature_converter`'s arguments that rebuild `converter` (what a checkpoint
+  records of its run), or None for a converter it does not build."""
+  kind = _KINDS.get(type(converter))
+  if kind is None:
+    return None
+  split_point = getattr(converter, "_split_point", None)
+  return {"arch": kind[0], "stage": kind[1], "pack": converter.pack, "split_point": split_point}
+
+
+def converter_from_description(description: Mapping[str, Any]) -> seqio.FeatureConverter:
+  """The converter `describe_converter` described."""
+  return make_feature_converter(
+    description["arch"],
+    description["stage"],
+    pack=description["pack"],
+    split_point=description["split_point"],
   )

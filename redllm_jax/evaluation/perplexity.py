@@ -38,7 +38,7 @@ import seqio
 import tensorflow as tf
 
 from redllm_jax import checkpoints, errors, gin_utils, multihost, trainer, validation
-from redllm_jax.data import input_pipeline, vocabulary
+from redllm_jax.data import feature_converters, input_pipeline, vocabulary
 from redllm_jax.errors import ConfigError
 from redllm_jax.models import BaseModel
 from redllm_jax.partitioning import Partitioner
@@ -49,9 +49,9 @@ def evaluate_checkpoint(
   model: Optional[BaseModel] = None,
   checkpoint_path: str = gin.REQUIRED,
   output_dir: Optional[str] = gin.REQUIRED,
-  tasks: Sequence[str] = gin.REQUIRED,
-  task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
-  feature_converter: seqio.FeatureConverter = gin.REQUIRED,
+  tasks: Optional[Sequence[str]] = None,
+  task_feature_lengths: Optional[Mapping[str, int]] = None,
+  feature_converter: Optional[seqio.FeatureConverter] = None,
   split: str = "validation",
   batch_size: int = 8,
   max_batches: Optional[int] = None,
@@ -59,9 +59,18 @@ def evaluate_checkpoint(
   """{task: metrics} of the checkpoint; also eval_results.json and TensorBoard scalars.
 
   The model is the one the checkpoint describes; a `model` given (a model gin's) must
-  match it (else one line).
+  match it (else one line). `tasks`, `task_feature_lengths` and `feature_converter` not
+  given (no data gin) are the run's own: its eval tasks, at its lengths, through its
+  converter, as its checkpoint recorded them.
   """
   model = checkpoints.load_model(checkpoint_path, model)
+  if tasks is None or task_feature_lengths is None or feature_converter is None:
+    recorded = _recorded_data(checkpoint_path)
+    tasks = recorded["eval_tasks"] if tasks is None else tasks
+    task_feature_lengths = task_feature_lengths or recorded["task_feature_lengths"]
+    feature_converter = feature_converter or feature_converters.converter_from_description(
+      recorded["feature_converter"]
+    )
   validation.check_counts("perplexity.evaluate_checkpoint", batch_size=batch_size)
   input_pipeline.check_tasks(tasks, model.config.vocab_size)
   for task in tasks:  # Text read with another vocabulary would score as noise.
@@ -107,6 +116,18 @@ def evaluate_checkpoint(
   if output_dir and jax.process_index() == 0:
     write_results(results, output_dir, step)
   return results
+
+
+def _recorded_data(checkpoint_path: str) -> dict[str, Any]:
+  """The run's data settings from the checkpoint's meta (one line if it has none)."""
+  recorded = checkpoints.read_meta(checkpoint_path).get("data")
+  if not recorded or not recorded.get("feature_converter"):
+    raise ConfigError(
+      f"{checkpoint_path} records no data settings (saved before checkpoints "
+      "recorded them, or with a converter of your own): include a data gin "
+      "and runs/eval.gin"
+    )
+  return recorded
 
 
 def _first(batches, count: Optional[int]):

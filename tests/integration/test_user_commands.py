@@ -156,6 +156,25 @@ def _eval_error(model_dir, *extra: str, env=None) -> str:
   )
 
 
+def test_eval_from_the_checkpoint_path_alone_reads_what_the_run_evaluated(trained, tmp_path):
+  """No model or data gin: the tasks, lengths and converter are the run's, from its meta."""
+  model_dir, _, in_training = trained
+  out = tmp_path / "eval"
+  _ok(
+    _run(
+      "redllm_jax.evaluation.perplexity",
+      "--gin_file=runs/eval_as_trained.gin",
+      f"--gin.CHECKPOINT_PATH='{model_dir}'",
+      f"--gin.OUTPUT_DIR='{out}'",
+    )
+  )
+  written = json.loads((out / "eval_results.json").read_text())
+  assert list(written["results"]) == [TASK]
+  for name, value in written["results"][TASK].items():
+    if not name.endswith(("loss", "z_loss")):
+      assert value == pytest.approx(in_training[f"{TASK}/{name}"], rel=1e-5), name
+
+
 def test_eval_checks_a_model_gin_override_against_the_checkpoint(trained):
   model_dir, _, _ = trained
   line = _eval_error(
