@@ -36,6 +36,11 @@ class RedPretrainFeatureConverter(seqio.EncDecFeatureConverter):
     self._split_point = split_point
     self._presplit = seqio.EncDecFeatureConverter(**kwargs)  # For chunks the task split.
 
+  @property
+  def split_point(self) -> int | None:
+    """The bound split, or None: the middle of the chunk (or the task's inputs length)."""
+    return self._split_point
+
   def __call__(
     self, ds: tf.data.Dataset, task_feature_lengths: Mapping[str, int]
   ) -> tf.data.Dataset:
@@ -114,7 +119,7 @@ def describe_converter(converter: seqio.FeatureConverter) -> dict[str, Any] | No
   kind = _KINDS.get(type(converter))
   if kind is None:
     return None
-  split_point = getattr(converter, "_split_point", None)
+  split_point = getattr(converter, "split_point", None)  # RedLLM pretraining only
   return {"arch": kind[0], "stage": kind[1], "pack": converter.pack, "split_point": split_point}
 
 

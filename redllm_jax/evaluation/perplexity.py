@@ -66,11 +66,14 @@ def evaluate_checkpoint(
   model = checkpoints.load_model(checkpoint_path, model)
   if tasks is None or task_feature_lengths is None or feature_converter is None:
     recorded = _recorded_data(checkpoint_path)
-    tasks = recorded["eval_tasks"] if tasks is None else tasks
-    task_feature_lengths = task_feature_lengths or recorded["task_feature_lengths"]
-    feature_converter = feature_converter or feature_converters.converter_from_description(
-      recorded["feature_converter"]
-    )
+    if tasks is None:
+      tasks = recorded["eval_tasks"]
+    if task_feature_lengths is None:
+      task_feature_lengths = recorded["task_feature_lengths"]
+    if feature_converter is None:
+      feature_converter = feature_converters.converter_from_description(
+        recorded["feature_converter"]
+      )
   validation.check_counts("perplexity.evaluate_checkpoint", batch_size=batch_size)
   input_pipeline.check_tasks(tasks, model.config.vocab_size)
   for task in tasks:  # Text read with another vocabulary would score as noise.
