@@ -1,8 +1,8 @@
 """What the study runs, bound in gin (`gin/experiments/study_*.gin`).
 
 Every pretraining run is `pretrain_experiments[arch]` + `sizes[size]` + `pretrain_overrides`,
-trained for each of `budgets[size]` steps at each of `seeds` (parameter init, data
-order, dropout). A point of the study (`RunSpec.point`) is one (arch, size, budget)
+trained for each of `budgets[size]` steps, and of `extra_budgets[arch][size]`, at each of
+`seeds` (parameter init, data order, dropout). A point of the study (`RunSpec.point`) is one (arch, size, budget)
 over its seeds. Each budget has its own `wsd` learning-rate schedule (warmup, the
 peak, a linear cooldown over its last `cooldown_fraction`): a size's longest budget
 is trained from scratch and keeps its checkpoints where the shorter budgets' cooldowns
@@ -36,6 +36,10 @@ class StudyPlan:
   in_domain: str  # eval task (must be among the experiments' EVAL_TASKS)
   out_of_domain: str
   pretrain_overrides: Sequence[str] = ()  # gin files read after experiment and size
+  # Budgets one architecture alone runs, by size (architecture -> size -> steps), e.g.
+  # RedLLM's largest size at the training FLOPs and target tokens of DecLLM's longest
+  # budget. An architecture's longest budget at the largest size is its largest model.
+  extra_budgets: Mapping[str, Mapping[str, Sequence[int]]] = dataclasses.field(default_factory=dict)
   # Microbatches of the pretraining runs, by architecture and size (none listed: the
   # experiment's own). Which count trains fastest depends on both (bench_workers).
   pretrain_microbatches: Mapping[str, Mapping[str, int]] = dataclasses.field(default_factory=dict)
@@ -97,14 +101,15 @@ class StudyPlan:
       missing = [k for k in keys if k not in table]
       if missing:
         raise ConfigError(f"study.StudyPlan.{what} has no entry for {', '.join(missing)}")
-    for arch, by_size in self.pretrain_microbatches.items():
-      unknown = sorted({arch} - set(ARCHITECTURES)) + sorted(set(by_size) - set(self.sizes))
-      if unknown:
-        raise ConfigError(
-          f"study.StudyPlan.pretrain_microbatches names {', '.join(unknown)}: "
-          f"not an architecture ({', '.join(ARCHITECTURES)}) or size "
-          f"({', '.join(self.sizes)})"
-        )
+    for what in ("pretrain_microbatches", "extra_budgets"):
+      for arch, by_size in getattr(self, what).items():
+        unknown = sorted({arch} - set(ARCHITECTURES)) + sorted(set(by_size) - set(self.sizes))
+        if unknown:
+          raise ConfigError(
+            f"study.StudyPlan.{what} names {', '.join(unknown)}: "
+            f"not an architecture ({', '.join(ARCHITECTURES)}) or size "
+            f"({', '.join(self.sizes)})"
+          )
     sources = (*ARCHITECTURES, *self.adapt_experiments)
     unknown = sorted(set(self.finetune_from.values()) - set(sources))
     if unknown:
@@ -122,23 +127,33 @@ class StudyPlan:
     """The seeds of the largest pair, its finetuning and every analysis but the fits."""
     return self.largest_seeds or self.seeds
 
+  def budgets_of(self, arch: str, size: str) -> list[int]:
+    """An architecture's budgets at a size: the shared ones and its extra ones, ascending."""
+    return sorted({*self.budgets[size], *self.extra_budgets.get(arch, {}).get(size, ())})
+
   def pretrain_runs(self) -> list[RunSpec]:
-    """Every (size, budget, architecture, seed), smallest size first; each size's longest
-    runs come before the shorter budgets that branch off them."""
+    """Every (size, budget, architecture, seed), smallest size first; each architecture's
+    longest runs of a size come before the shorter budgets that branch off them."""
     runs = []
     for size in self.sizes:
-      longest = max(self.budgets[size])
-      branch_steps = sorted(
-        cooldown_start(steps, self.cooldown_fraction)
-        for steps in self.budgets[size]
-        if steps != longest
-      )
-      for steps in [longest] + sorted(set(self.budgets[size]) - {longest}):
-        seeds = self.analysis_seeds if (size, steps) == (self.largest, longest) else self.seeds
+      # Per architecture: its longest budget first, then the others ascending.
+      order = {}
+      for arch in ARCHITECTURES:
+        budgets = self.budgets_of(arch, size)
+        order[arch] = [budgets[-1], *budgets[:-1]]
+      for tier in range(max(map(len, order.values()))):
         for arch in ARCHITECTURES:
-          for seed in seeds:
-            runs.append(self._pretrain_run(arch, size, steps, seed, longest, branch_steps))
+          if tier < len(order[arch]):
+            runs += self._pretrain_runs(arch, size, order[arch][tier], order[arch])
     return runs
+
+  def _pretrain_runs(
+    self, arch: str, size: str, steps: int, budgets: Sequence[int]
+  ) -> list[RunSpec]:
+    longest = budgets[0]
+    branch_steps = sorted(cooldown_start(b, self.cooldown_fraction) for b in budgets[1:])
+    seeds = self.analysis_seeds if (size, steps) == (self.largest, longest) else self.seeds
+    return [self._pretrain_run(arch, size, steps, s, longest, branch_steps) for s in seeds]
 
   def _pretrain_run(
     self, arch: str, size: str, steps: int, seed: int, longest: int, branch_steps: Sequence[int]
@@ -175,7 +190,9 @@ class StudyPlan:
   def source_run(self, architecture: str, seed: int) -> RunSpec:
     """A seed's largest pretrained model of an architecture (finetuning and analyses start
     here)."""
-    name = f"{architecture}_{self.largest}_{max(self.budgets[self.largest])}_s{seed}"
+    name = (
+      f"{architecture}_{self.largest}_{self.budgets_of(architecture, self.largest)[-1]}_s{seed}"
+    )
     return next(r for r in self.pretrain_runs() if r.name == name)
 
   def adapt_runs(self) -> list[RunSpec]:

@@ -36,6 +36,7 @@ PAPER_SETUP = {
   "vocabulary": "32768",
   "length": "2048 (RedLLM 1024 + 1024)",
   "steps": "400K pretraining, batch 2048",
+  "largest pair": "both 400K steps: RedLLM has half the target tokens and training FLOPs",
   "downstream": "13 tasks, zero- and few-shot",
   "precision": "bfloat16",
   "seeds": "not stated in DESIGN.md",
@@ -386,7 +387,13 @@ def _differences(
     f"{plan.training_length // 2})",
     "steps": "budgets "
     + ", ".join(f"{size} {sorted(steps)}" for size, steps in plan.budgets.items())
+    + "".join(
+      f"; {arch} also {size} {sorted(steps)}"
+      for arch, by_size in plan.extra_budgets.items()
+      for size, steps in by_size.items()
+    )
     + f" steps; at most {tokens:,} target tokens",
+    "largest pair": _largest_pair_text(plan, rows),
     "downstream": f"{len(harness['tasks'])} tasks ({items} items), shots {list(plan.shots)}",
     "precision": "float32 on CPU",
     "seeds": f"{len(plan.seeds)} per ladder point ({list(plan.seeds)}), "
@@ -397,6 +404,19 @@ def _differences(
   lines = ["| | paper | this miniature |", "|---|---|---|"]
   lines += [f"| {k} | {PAPER_SETUP[k]} | {mine[k]} |" for k in PAPER_SETUP]
   return "\n".join(lines)
+
+
+def _largest_pair_text(plan: StudyPlan, rows: Sequence[Mapping[str, Any]]) -> str:
+  """Each architecture's largest model: size, steps, training FLOPs and target tokens."""
+  parts = []
+  for arch in ARCHITECTURES:
+    spec = plan.source_run(arch, plan.seeds[0])
+    run = next((r for r in rows if r["point"] == spec.point), None)
+    cost = (
+      f", {run['train_flops']:.2e} FLOPs, {run['target_tokens']:,} target tokens" if run else ""
+    )
+    parts.append(f"{arch} {plan.largest} {spec.steps} steps{cost}")
+  return "; ".join(parts)
 
 
 def write_report(
@@ -469,9 +489,7 @@ Against FLOPs: every run of the architecture; against parameters: the runs
 
 ## 2. Finetuning and the downstream harness
 
-Each seed's largest pair ({plan.largest}, {
-      max(plan.budgets[plan.largest])
-    } steps) and DecLLM + BiAttn
+Each seed's largest pair ({_largest_pair_text(plan, scaling["runs"])}) and DecLLM + BiAttn
 (from the same DecLLM checkpoint) finetuned ({
       ", ".join(f"`{e}`" for e in plan.finetune_experiments.values())
     });

@@ -21,8 +21,8 @@ from redllm_jax.data import feature_converters
 from redllm_jax.evaluation import harness
 from redllm_jax.partitioning import Partitioner
 from redllm_jax.study import fits, scaling, stages
-from redllm_jax.study.plan import StudyPlan
-from redllm_jax.study.runs import parse_run
+from redllm_jax.study.plan import ARCHITECTURES, StudyPlan
+from redllm_jax.study.runs import parse_run, training_cost
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FINDINGS = (
@@ -251,17 +251,47 @@ def test_the_largest_pair_alone_runs_the_extra_seeds():
   gin_utils.parse_gin(["experiments/study_miniature.gin"], [])
   plan = StudyPlan()
   assert list(plan.seeds) == [0, 1, 2] and list(plan.analysis_seeds) == [0, 1, 2, 3, 4]
-  longest = max(plan.budgets["l"])
   for spec in plan.pretrain_runs():
+    budgets = plan.budgets_of(spec.architecture, spec.size)
     if spec.seed in (3, 4):  # only the largest size's longest budget, with no branch points
-      assert (spec.size, spec.steps) == ("l", longest)
+      assert (spec.size, spec.steps) == ("l", budgets[-1])
       assert not any("keep_steps" in b for b in spec.bindings)
-    elif spec.steps == max(plan.budgets[spec.size]):
-      assert any("keep_steps" in b for b in spec.bindings) or len(plan.budgets[spec.size]) == 1
+    elif spec.steps == budgets[-1]:
+      assert any("keep_steps" in b for b in spec.bindings) or len(budgets) == 1
   assert {s.seed for s in plan.finetune_runs()} == {0, 1, 2, 3, 4}
   assert not plan.adapt_runs()  # adaptation: study_miniature_adaptation.gin
   with pytest.raises(errors.ConfigError, match="must include every seed of the ladder"):
     dataclasses.replace(plan, largest_seeds=[0, 1])
+
+
+def test_the_largest_pair_is_compute_matched_by_redllm_extra_budget(tmp_path):
+  gin_utils.parse_gin(["experiments/study_miniature.gin"], [])
+  plan = StudyPlan()
+  assert plan.budgets_of("decllm", "l") == [125, 250, 500]
+  assert plan.budgets_of("redllm", "l") == [125, 250, 500, 1000]
+  assert plan.budgets_of("redllm", "m") == plan.budgets_of("decllm", "m")
+  dec, red = plan.source_run("decllm", 3), plan.source_run("redllm", 3)
+  assert (dec.name, red.name) == ("decllm_l_500_s3", "redllm_l_1000_s3")
+  costs = {}
+  for spec in (dec, red):
+    parse_run(spec, str(tmp_path / spec.name))
+    costs[spec.architecture] = training_cost(models.from_gin(), spec.steps, 64, {"targets": 128})
+  # Equal target tokens; training FLOPs within 5% (RedLLM's encoder is not free).
+  assert costs["decllm"]["target_tokens"] == costs["redllm"]["target_tokens"]
+  assert costs["redllm"]["train_flops"] / costs["decllm"]["train_flops"] == pytest.approx(
+    1, rel=0.05
+  )
+  by_name = {s.name: s for s in plan.pretrain_runs()}
+  assert by_name["redllm_l_500_s0"].branch_of == "redllm_l_1000_s0"
+  assert "redllm_l_500_s3" not in by_name  # the ladder's 500-step point keeps 3 seeds
+  assert "train.train.keep_steps = [100, 200, 400]" in by_name["redllm_l_1000_s0"].bindings
+  assert all(
+    r.parent == f"redllm_l_1000_s{r.seed}"
+    for r in plan.finetune_runs()
+    if r.architecture == "redllm"
+  )
+  with pytest.raises(errors.ConfigError, match="extra_budgets names xl"):
+    dataclasses.replace(plan, extra_budgets={"redllm": {"xl": [10]}})
 
 
 def test_adaptation_is_its_own_stage_of_the_default_study():
@@ -297,7 +327,8 @@ def test_the_default_study_starts_the_chain_of_its_largest_decllm_first(tmp_path
   units = stages.worker_units(study)
   chain = stages.critical_paths(units)
   first = max((u for u in units if not u.after), key=lambda u: chain[u.name])
-  assert first.name == f"pretrain {study.plan.source_run('decllm', 0).name}"
+  largest = {study.plan.source_run(a, s).name for a in ARCHITECTURES for s in study.plan.seeds}
+  assert first.name.removeprefix("pretrain ") in largest
   scored = [u for u in units if u.name.startswith("score ")]
   assert len(scored) == 5 * (2 + 3)  # the largest pair's seeds x (pretrained, finetuned)
   assert {u.after for u in scored} <= {
