@@ -363,6 +363,7 @@ def _task_result(
     result.update(
       score=result[MC_METRICS[mc_metric]],
       predictions=predictions,
+      item_scores=[float(p == s["doc"]["label"]) for p, s in zip(predictions, samples)],
       option_loglikelihoods=conditional,
     )
     if mc_metric == "acc_mutual_info":
@@ -380,6 +381,7 @@ def _task_result(
       exact_match=exact,
       score=exact,
       predictions=[bool(s["filtered_resps"][0][1]) for s in samples],
+      item_scores=[float(s["filtered_resps"][0][1]) for s in samples],
       continuation_loglikelihoods=[float(s["filtered_resps"][0][0]) for s in samples],
     )
   else:
@@ -389,6 +391,7 @@ def _task_result(
       f1=float(metrics["f1,none"]),
       score=exact,
       predictions=[s["filtered_resps"][0] for s in samples],
+      item_scores=[float(s["exact_match"]) for s in samples],
     )
   return result
 

@@ -125,12 +125,16 @@ def run_harness(study: Study) -> bool:
   tasks = study_tasks(plan)
   info = scores.task_info(tasks, scores.load_manifest(plan.harness_tasks), harness.chance_score)
   per_seed: dict[str, dict[str, dict[str, float]]] = {}
+  per_item: dict[str, dict[str, dict[str, list[float]]]] = {}
   shortcut: dict[str, dict[str, list[float]]] = {}
   costs: dict[str, float] = {}
   for name, _, spec, _ in harness_models(plan):
     scored = read_json(harness_path(study, spec))
     results = {k: r for k, r in scored["results"].items() if isinstance(r, dict)}
     per_seed.setdefault(name, {})[str(spec.seed)] = {k: r["score"] for k, r in results.items()}
+    per_item.setdefault(name, {})[str(spec.seed)] = {
+      k: r["item_scores"] for k, r in results.items() if "item_scores" in r
+    }
     for key, r in results.items():
       if "unconditional_shortcut" in r:
         shortcut.setdefault(name, {}).setdefault(key, []).append(
@@ -141,12 +145,13 @@ def run_harness(study: Study) -> bool:
   model_floors = {
     n: {k: float(np.mean(v)) for k, v in by_key.items()} for n, by_key in shortcut.items()
   }
-  summary = scores.summarize(per_seed, info, plan.shots, model_floors)
+  summary = scores.summarize(per_seed, info, plan.shots, model_floors, per_item)
   write_json(
     study.path("harness", "harness.json"),
     {
       "summary": summary,
       "per_seed": per_seed,
+      "per_item": per_item,
       "inference_flops": costs,
       "shots": list(plan.shots),
       "seeds": list(plan.analysis_seeds),

@@ -30,4 +30,14 @@ RULE_CHANGES: tuple[tuple[str, str], ...] = (
     "trained to 1000 steps read 28.7% (25.9% at 500), and equal training FLOPs is the axis "
     "the paper's own frontier finding compares on",
   ),
+  (
+    "A score's item SE is the SE over items of each item's mean over the seeds "
+    "(`stats.item_se`), no longer the binomial SE of the mean score; a group's is that of "
+    "the mean of its tasks. The continuation bar prints z under both",
+    "every seed answers the same items, so an item is one draw whichever seeds answered "
+    "it; the binomial SE counted each seed's coin flips as if one seed had answered "
+    "(Miller 2024, 'Adding error bars to evals'). On the previous run's 5 seeds of the "
+    "l pair it was 1.22 (DecLLM) and 1.17 (RedLLM) points against 0.79 and 0.72 from the "
+    "per-item means. Decided before this run started, from the previous run's files",
+  ),
 )

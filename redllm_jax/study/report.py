@@ -206,12 +206,14 @@ def _harness_section(harness: Mapping[str, Any]) -> str:
   bar = harness["continuation_bar"]
   if bar:
     rows = [
-      "| model | shots | score | floor | z over the floor | >= 3 |",
-      "|---|---:|---:|---:|---:|---|",
+      "| model | shots | score | item SE | floor | z over the floor | >= 3 "
+      "| z with the binomial item SE (the rule before) |",
+      "|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     rows += [
-      f"| {b['model']} | {b['shots']} | {stats.fmt(b, 1, 100)} | {100 * b['floor']:.1f} "
-      f"| {b['z']:.1f} | {'yes' if b['passes'] else '**no**'} |"
+      f"| {b['model']} | {b['shots']} | {stats.fmt(b, 1, 100)} | {100 * b['item_se']:.2f} "
+      f"| {100 * b['floor']:.1f} | {b['z']:.1f} | {'yes' if b['passes'] else '**no**'} "
+      f"| {b['z_binomial']:.1f} |"
       for b in bar
     ]
     passed = all(
@@ -220,7 +222,8 @@ def _harness_section(harness: Mapping[str, Any]) -> str:
     check = (
       f"The bar: the largest pretrained models at least 3 SE above the floor (the "
       f"best shortcut) on `{scores.CONTINUATION}` (SE: seed and item noise together, "
-      f"hypot): **{'met' if passed else 'not met'}**.\n\n" + "\n".join(rows)
+      f"hypot; the item SE over items of each item's mean over seeds): **{'met' if passed else 'not met'}**.\n\n"
+      + "\n".join(rows)
     )
   else:
     check = f"`{scores.CONTINUATION}` was not run: the bar cannot be checked."
@@ -498,8 +501,9 @@ final eval PPL on the finetuning task's targets:
 Every model reads the continuation and cloze tasks as plain text; the instruction
 families are read plain by untuned models and in the FLAN format (EOS-ended inputs) by
 finetuned ones (`analyses.prompt_formats`: pretrained -> tuned compares weights, not
-formats). Scores are in %: mean ± seed SE, the item-level binomial SE
-of the mean score and chance beside each. A task's score is exact match for generative
+formats). Scores are in %: mean ± seed SE, the item-level SE of the
+mean score (over items, of each item's mean over seeds: `stats.item_se`) and chance
+beside each. A task's score is exact match for generative
 tasks and, for multiple choice, lm-eval's `{plan.harness_mc_metric}` (the plan's
 `harness_mc_metric`; `acc_mutual_info` ranks the options by log P(option | prompt) -
 log P(option), which a tiny model's preference for options likely on their own

@@ -30,11 +30,12 @@ def scaling_leave_outs(scaling: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _harness_without(harness: Mapping[str, Any], seed: str) -> dict[str, Any]:
-  per_seed = {
-    m: {s: r for s, r in seeds.items() if s != seed} for m, seeds in harness["per_seed"].items()
-  }
+  per_seed, per_item = (
+    {m: {s: r for s, r in seeds.items() if s != seed} for m, seeds in harness.get(k, {}).items()}
+    for k in ("per_seed", "per_item")
+  )
   summary = scores.summarize(
-    per_seed, harness["tasks"], harness["shots"], harness.get("model_floors", {})
+    per_seed, harness["tasks"], harness["shots"], harness.get("model_floors", {}), per_item
   )
   return {**harness, "per_seed": per_seed, "summary": summary}
 

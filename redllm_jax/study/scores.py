@@ -1,8 +1,10 @@
 """Harness scores over seeds: per task and shot, per task group, chance beside each.
 
 Every (model, seed) is scored on the same items; a figure is the mean over seeds ±
-the seed-to-seed SE (`stats.mean_se`), with the item-level binomial SE of the mean
-score beside it (the test set's own noise, which seeds do not sample). Tasks are
+the seed-to-seed SE (`stats.mean_se`), with the item-level SE of the mean score beside
+it (the test set's own noise, which seeds do not sample): the SE over items of each
+item's mean over seeds (`stats.item_se`), or the binomial SE where per-item scores were
+not kept. A group's item SE is that of the mean of its tasks' scores. Tasks are
 grouped by `tasks/harness/manifest.json` (per task: kind, chance, family,
 held_out_family, in_tuning_mixture, items): the continuation task, the cloze tasks,
 the instruction families tuned on, the families held out of tuning (zero-shot
@@ -15,7 +17,7 @@ within `FLOOR_MARGIN` of chance (every task, if the study ran neither).
 import json
 import math
 import os
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import matplotlib
 import numpy as np
@@ -77,10 +79,25 @@ def task_info(
   return info
 
 
-def _figure(scores: Sequence[float], items: int, chance: float, floor: float) -> dict[str, float]:
+def _figure(
+  scores: Sequence[float], items: int, chance: float, floor: float, item_se: Optional[float]
+) -> dict[str, float]:
   out = stats.mean_se(scores)
-  out.update(item_se=stats.binomial_se(out["mean"], items), chance=chance, floor=floor, items=items)
+  if item_se is None:
+    item_se = stats.binomial_se(out["mean"], items)
+  out.update(item_se=item_se, chance=chance, floor=floor, items=items)
   return out
+
+
+def _task_item_se(
+  item_scores: Mapping[str, Mapping[str, Sequence[float]]], key: str, seeds: Sequence[str]
+) -> Optional[float]:
+  """`stats.item_se` of one model's task@kshot over `seeds`; None unless every seed kept
+  its per-item scores."""
+  rows = [item_scores.get(s, {}).get(key) for s in seeds]
+  if any(r is None for r in rows):
+    return None
+  return stats.item_se(rows)
 
 
 def summarize(
@@ -88,10 +105,12 @@ def summarize(
   info: Mapping[str, Mapping[str, Any]],
   shots: Sequence[int],
   model_floors: Mapping[str, Mapping[str, float]] = {},
+  per_item: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]] = {},
 ) -> dict:
   """{model: {"task@kshot" or "<group>@kshot": figure}} from {model: {seed: {task@kshot:
-  score}}}; a group's score is its tasks' mean per seed, its item SE over all its items,
-  its chance and floor its tasks' means. A task's floor for a model is the higher of the
+  score}}} and, where kept, {model: {seed: {task@kshot: [per-item scores]}}}; a group's
+  score is its tasks' mean per seed, its item SE that of the mean of its tasks, its
+  chance and floor its tasks' means. A task's floor for a model is the higher of the
   task's and `model_floors[model]["task@kshot"]` (its own context-free choice)."""
   out = {}
   for model, seeds in per_seed.items():
@@ -103,17 +122,24 @@ def summarize(
         for task, t in info.items()
       }
       for task, t in info.items():
-        mine[f"{task}@{k}shot"] = _figure(
-          [r[f"{task}@{k}shot"] for r in runs], t["items"], t["chance"], floors[task]
+        key = f"{task}@{k}shot"
+        mine[key] = _figure(
+          [r[key] for r in runs],
+          t["items"],
+          t["chance"],
+          floors[task],
+          _task_item_se(per_item.get(model, {}), key, list(seeds)),
         )
       for group in (*GROUPS, "downstream"):
         members = group_members(info, group)
         if members:
+          item_ses = [mine[f"{m}@{k}shot"]["item_se"] for m in members]
           mine[f"{group}@{k}shot"] = _figure(
             list(group_scores(seeds, members, k).values()),
             sum(info[m]["items"] for m in members),
             float(np.mean([info[m]["chance"] for m in members])),
             float(np.mean([floors[m] for m in members])),
+            math.sqrt(sum(se**2 for se in item_ses)) / len(item_ses),
           )
     out[model] = mine
   return out
@@ -157,7 +183,20 @@ def continuation_bar(
       if figure is None:
         continue
       z = stats.z_score({"mean": figure["mean"], "se": total_se(figure)}, figure["floor"])
-      rows.append({"model": model, "shots": k, "z": z, "passes": z >= BAR_Z, **figure})
+      binomial = {**figure, "item_se": stats.binomial_se(figure["mean"], figure["items"])}
+      z_binomial = stats.z_score(
+        {"mean": figure["mean"], "se": total_se(binomial)}, figure["floor"]
+      )
+      rows.append(
+        {
+          "model": model,
+          "shots": k,
+          "z": z,
+          "z_binomial": z_binomial,
+          "passes": z >= BAR_Z,
+          **figure,
+        }
+      )
   return rows
 
 

@@ -45,6 +45,19 @@ def binomial_se(p: float, items: int) -> float:
   return math.sqrt(max(p * (1 - p), 0.0) / max(items, 1))
 
 
+def item_se(item_scores: Sequence[Sequence[float]]) -> float:
+  """Item-level SE of a seed-averaged score: the SE over items of each item's mean over
+  the seeds (rows: seeds, columns: the same items). Every seed answers the same items, so
+  an item is one draw from the task whichever seeds answered it; the binomial
+  `binomial_se` would count each seed's answers as if one seed had given them all
+  (Miller 2024, "Adding error bars to evals": average an item's repeats, then take the SE
+  over items). With one seed it is the binomial SE times sqrt(n / (n - 1))."""
+  m = np.asarray(item_scores, np.float64)
+  if m.ndim != 2 or m.shape[1] < 2:
+    raise ValueError(f"item scores need seeds x items (2 items or more), got shape {m.shape}")
+  return float(np.std(m.mean(axis=0), ddof=1) / math.sqrt(m.shape[1]))
+
+
 def seeds_to_decide(stat: Stat, reference: float = 0.0, z: float = 3.0) -> float:
   """Seeds needed for |mean - reference| to reach z SEs, if the seed spread stays as
   measured: n = (z * sd / |effect|)^2 with sd = se * sqrt(n)."""

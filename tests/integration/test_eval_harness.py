@@ -115,6 +115,7 @@ def test_predictions_follow_the_reported_metric():
     ]
     result = harness._task_result(task, 0, metrics, samples, metric)  # pylint: disable=protected-access
     assert result["predictions"] == [prediction] and result["score"] == score
+    assert result["item_scores"] == [float(prediction == 1)]
     assert result["option_loglikelihoods"] == [lls]
   assert result["unconditional_loglikelihoods"] == [unconditional]
   with pytest.raises(errors.ConfigError, match="mc_metric='pmi'"):
@@ -213,6 +214,8 @@ def test_the_command_scores_with_the_checkpoints_own_vocabulary(tmp_path):
     assert zero["predictions"][mc.index(ex)] == int(np.argmax(got))
   assert results["mc@1shot"]["option_loglikelihoods"] != zero["option_loglikelihoods"]
   assert 0.0 <= results["gen@1shot"]["f1"] <= 1.0 and len(results["gen@0shot"]["predictions"]) == 2
+  for key in ("mc@0shot", "mc@1shot", "gen@0shot", "gen@1shot"):  # per item, lm-eval's score
+    assert np.mean(results[key]["item_scores"]) == pytest.approx(results[key]["score"])
 
 
 def test_greedy_tasks_score_whether_greedy_decoding_gives_the_continuation(tmp_path):
@@ -237,3 +240,4 @@ def test_greedy_tasks_score_whether_greedy_decoding_gives_the_continuation(tmp_p
     result["predictions"],
     result["continuation_loglikelihoods"],
   ) == (1.0, 1.0, [True], [-1.5])
+  assert result["item_scores"] == [1.0]

@@ -86,9 +86,10 @@ def _expected_outputs(out_dir: pathlib.Path) -> list[pathlib.Path]:
   stored = json.loads((out_dir / "plan.json").read_text())
   plan = StudyPlan(**{f.name: stored[f.name] for f in dataclasses.fields(StudyPlan)})
   files = [f"{kind}/{spec.name}/result.json" for kind, spec in stages.training_specs(plan)]
-  # The ladder: 2 seeds x 2 sizes x 2 budgets x 2 architectures; the largest pair a third
-  # seed; 3 seeds x (2 adaptations + 3 finetunings).
-  assert len(files) == 2 * 2 * 2 * 2 + 2 + 3 * (2 + 3)
+  # The ladder: 2 seeds x 2 sizes x 2 budgets x 2 architectures, and RedLLM's extra xl
+  # budget at 2 seeds; the largest pair a third seed; 3 seeds x (2 adaptations + 3
+  # finetunings).
+  assert len(files) == 2 * 2 * 2 * 2 + 2 + 2 + 3 * (2 + 3)
   files += [
     "scaling/fits.json",
     "scaling/runs.csv",

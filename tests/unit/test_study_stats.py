@@ -251,3 +251,53 @@ def test_study_tasks_leave_out_the_excluded_and_cap_the_rest():
   tasks = {t.name: len(t.examples) for t in analyses.study_tasks(plan)}
   assert "demo_cloze_mc" not in tasks and tasks["demo_cloze_greedy"] == 5
   assert tasks[scores.CONTINUATION] > 5 and "demo_family_next_mc" in tasks
+
+
+def test_item_se_is_the_se_over_items_of_each_items_mean_over_seeds():
+  rng = np.random.default_rng(0)
+  one = rng.random((1, 500)) < 0.3
+  p = one.mean()
+  # One seed: the binomial SE with the n - 1 of a sample variance.
+  assert stats.item_se(one) == pytest.approx(stats.binomial_se(p, 500) * math.sqrt(500 / 499))
+  assert stats.item_se(np.repeat(one, 5, axis=0)) == pytest.approx(stats.item_se(one))
+  # Against resampling the items (the draw the SE describes): 5 seeds that agree on a
+  # third of their answers, the rest their own coin flips.
+  shared = rng.random(400) < 0.3
+  seeds = np.where(rng.random((5, 400)) < 1 / 3, shared, rng.random((5, 400)) < 0.3)
+  boot = [seeds[:, rng.integers(0, 400, 400)].mean() for _ in range(4000)]
+  assert stats.item_se(seeds) == pytest.approx(np.std(boot), rel=0.08)
+  # Seeds that disagree average out: under the binomial SE the seeds would not count.
+  assert stats.item_se(seeds) < 0.8 * stats.binomial_se(seeds.mean(), 400)
+  with pytest.raises(ValueError, match="seeds x items"):
+    stats.item_se([0.5, 0.5])
+
+
+def test_harness_summary_reads_per_item_scores_where_kept():
+  rng = np.random.default_rng(1)
+  info = {
+    scores.CONTINUATION: {"chance": 0.25, "floor": 0.25, "group": "continuation", "items": 300},
+    "b": {"chance": 0.0, "floor": 0.0, "group": "cloze", "items": 200},
+  }
+  items = {t: rng.random((3, info[t]["items"])) < 0.4 for t in info}
+  per_item = {"m": {str(s): {f"{t}@0shot": items[t][s].tolist() for t in info} for s in range(3)}}
+  per_seed = {
+    "m": {str(s): {f"{t}@0shot": float(items[t][s].mean()) for t in info} for s in range(3)}
+  }
+  kept = scores.summarize(per_seed, info, [0], per_item=per_item)["m"]
+  plain = scores.summarize(per_seed, info, [0])["m"]
+  for t in info:
+    assert kept[f"{t}@0shot"]["item_se"] == pytest.approx(stats.item_se(items[t]))
+    assert plain[f"{t}@0shot"]["item_se"] == pytest.approx(
+      stats.binomial_se(plain[f"{t}@0shot"]["mean"], info[t]["items"])
+    )
+  # A group's score is the mean of its tasks' scores: its item SE that of the mean.
+  group = kept["downstream@0shot"]
+  assert group["item_se"] == pytest.approx(
+    math.hypot(stats.item_se(items[scores.CONTINUATION]), stats.item_se(items["b"])) / 2
+  )
+  bar = scores.continuation_bar({"m": kept}, ["m"], [0])[0]
+  figure = kept[f"{scores.CONTINUATION}@0shot"]
+  binomial = stats.binomial_se(figure["mean"], 300)
+  assert bar["z_binomial"] == pytest.approx(
+    (figure["mean"] - 0.25) / math.hypot(figure["se"], binomial)
+  )
