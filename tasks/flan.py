@@ -5,6 +5,7 @@ from redllm_jax.data import paths
 from redllm_jax.data import task_builders
 from redllm_jax.data import vocabulary
 
-task_builders.register_flan_task(
-  "flan", task_builders.under(paths.data_dir, "flan"), vocabulary.REAL_VOCABULARY
-)
+for _prefix, _vocabulary in vocabulary.REAL_PREFIXES.items():  # flan, imported_flan
+  task_builders.register_flan_task(
+    f"{_prefix}flan", task_builders.under(paths.data_dir, "flan"), _vocabulary
+  )

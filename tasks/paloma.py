@@ -32,15 +32,17 @@ PALOMA_SOURCES = (
 )
 
 
-def register_paloma_source(source: str) -> seqio.Task:
-  """Registers `paloma_{source}` ('-' becomes '_', as seqio names allow no '-')."""
+def register_paloma_source(source: str, prefix: str = "") -> seqio.Task:
+  """Registers `{prefix}paloma_{source}` ('-' becomes '_', as seqio names allow no '-')
+  with the prefix's vocabulary (`vocabulary.REAL_PREFIXES`: "" or "imported_")."""
   return task_builders.register_text_task(
-    "paloma_" + source.replace("-", "_"),
+    f"{prefix}paloma_" + source.replace("-", "_"),
     task_builders.under(paths.data_dir, "paloma", source),
-    vocabulary.REAL_VOCABULARY,
+    vocabulary.REAL_PREFIXES[prefix],
     splits=("validation", "test"),
   )
 
 
-for _source in PALOMA_SOURCES:
-  register_paloma_source(_source)
+for _prefix in vocabulary.REAL_PREFIXES:
+  for _source in PALOMA_SOURCES:
+    register_paloma_source(_source, _prefix)

@@ -1,4 +1,5 @@
-"""RedPajama V1 pretraining: `redpajama_v1_{subset}` tasks and the `redpajama_v1` mixture.
+"""RedPajama V1 pretraining: `redpajama_v1_{subset}` tasks and the `redpajama_v1` mixture
+(and `imported_*` of each, tokenized with an imported checkpoint's tokenizer.json).
 
 Reads {data_dir}/redpajama_v1/{subset}/{train,validation}/*.tfrecord, written
 by `python -m redllm_jax.data.prepare` from the published JSON-lines shards.
@@ -38,13 +39,16 @@ def _rate(subset: str, task: seqio.Task) -> float:
   return redpajama_rates()[subset]
 
 
-for _subset in SUBSETS:
-  task_builders.register_text_task(
-    f"redpajama_v1_{_subset}",
-    task_builders.under(paths.data_dir, "redpajama_v1", _subset),
-    vocabulary.REAL_VOCABULARY,
+# Once per vocabulary: `redpajama_v1*` with the project's SentencePiece model,
+# `imported_redpajama_v1*` with an imported checkpoint's tokenizer.json.
+for _prefix, _vocabulary in vocabulary.REAL_PREFIXES.items():
+  for _subset in SUBSETS:
+    task_builders.register_text_task(
+      f"{_prefix}redpajama_v1_{_subset}",
+      task_builders.under(paths.data_dir, "redpajama_v1", _subset),
+      _vocabulary,
+    )
+  seqio.MixtureRegistry.add(
+    f"{_prefix}redpajama_v1",
+    [(f"{_prefix}redpajama_v1_{s}", functools.partial(_rate, s)) for s in SUBSETS],
   )
-
-seqio.MixtureRegistry.add(
-  "redpajama_v1", [(f"redpajama_v1_{s}", functools.partial(_rate, s)) for s in SUBSETS]
-)

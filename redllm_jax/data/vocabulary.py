@@ -119,11 +119,11 @@ def demo1k_vocab_path(path: str | None = None) -> str:
 
 @gin.configurable
 def imported_vocab_path(model_dir: str | None = None) -> str:
-  """The demo_imported tasks' vocabulary: the tokenizer.json `hf.import_checkpoint` wrote
-  under its --model_dir (gin `imported_vocab_path.model_dir`)."""
+  """The imported tasks' vocabulary (`imported_*`, `demo_imported_*`): the tokenizer.json
+  `hf.import_checkpoint` wrote under its --model_dir (gin `imported_vocab_path.model_dir`)."""
   if not model_dir:
     raise errors.ConfigError(
-      "the demo_imported_* tasks tokenize with an imported "
+      "the imported_* and demo_imported_* tasks tokenize with an imported "
       "checkpoint's tokenizer.json: bind imported_vocab_path.model_dir"
     )
   return os.path.join(model_dir, hf_vocabulary.IMPORTED_TOKENIZER)
@@ -131,11 +131,12 @@ def imported_vocab_path(model_dir: str | None = None) -> str:
 
 @gin.configurable
 def imported_eos_id(eos_id: int | None = None) -> int:
-  """The id the demo_imported tasks end each text with (gin `imported_eos_id.eos_id`: the
+  """The id the imported tasks end each text with (gin `imported_eos_id.eos_id`: the
   imported model's own, e.g. SmolLM2-Instruct's <|im_end|> = 2; its id 0 is seqio's pad)."""
   if eos_id is None:
     raise errors.ConfigError(
-      "the demo_imported_* tasks need the imported model's EOS id: bind imported_eos_id.eos_id"
+      "the imported_* and demo_imported_* tasks need the imported model's EOS id: "
+      "bind imported_eos_id.eos_id"
     )
   return eos_id
 
@@ -144,7 +145,9 @@ REAL_VOCABULARY = SpmVocabulary(vocab_path)
 DEMO_VOCABULARY = SpmVocabulary(demo_vocab_path)
 DEMO1K_VOCABULARY = SpmVocabulary(demo1k_vocab_path)
 IMPORTED_VOCABULARY = hf_vocabulary.HfTokenizerVocabulary(imported_vocab_path, imported_eos_id)
-# task-name prefix -> vocabulary: each demo task is registered once per entry (tasks/demo.py)
+# task-name prefix -> vocabulary: each real corpus's tasks are registered once per entry
+# (tasks/redpajama.py, paloma.py, flan.py), each demo task likewise (tasks/demo.py).
+REAL_PREFIXES = {"": REAL_VOCABULARY, "imported_": IMPORTED_VOCABULARY}
 DEMO_PREFIXES = {
   "demo": DEMO_VOCABULARY,
   "demo1k": DEMO1K_VOCABULARY,
@@ -154,16 +157,17 @@ DEMO_PREFIXES = {
 
 @gin.configurable
 def get_vocabulary(
-  demo: bool = False, path: str | None = None, demo_prefix: str = "demo"
+  demo: bool = False, path: str | None = None, demo_prefix: str = "demo", imported: bool = False
 ) -> seqio.Vocabulary:
   """The registered tasks' vocabulary (the demo corpus's, the real one, or the file
   at `path` for a task of your own), so that inference, export and the harness
   read text as training tokenized it. `demo_prefix="demo1k"`: the 1024-piece demo one.
-  A `path` ending in .json is a Hugging Face tokenizer.json (`from_file`)."""
+  `imported`: the real corpora's imported_* tasks' (an imported checkpoint's
+  tokenizer.json). A `path` ending in .json is a Hugging Face tokenizer.json (`from_file`)."""
   if path:
     return _vocabulary_at(path)
   if not demo:
-    return REAL_VOCABULARY
+    return IMPORTED_VOCABULARY if imported else REAL_VOCABULARY
   if demo_prefix not in DEMO_PREFIXES:
     raise errors.ConfigError(
       f"get_vocabulary.demo_prefix={demo_prefix!r}: expected one of {sorted(DEMO_PREFIXES)}"

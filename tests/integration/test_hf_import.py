@@ -392,3 +392,88 @@ def test_qwen3_8b_shape_has_transformers_parameter_count() -> None:
   assert flops.forward_flops(config, "decllm", 0, 1) == pytest.approx(
     36 * 2.0 * per_layer + 36 * 4.0 * 32 * 128 + 2.0 * 4096 * 151936
   )
+
+
+def test_qwen3_8b_gins_are_what_the_import_records() -> None:
+  """models/sizes/qwen3_8b.gin is the DecLLM `config_from_hf` builds for Qwen3-8B's
+  config (every field the computation reads), and experiments/adapt_qwen3_8b_redllm.gin
+  builds a RedLLM the adaptation accepts from it: 36 + 36 layers, the same flags."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  import gin  # pylint: disable=import-outside-toplevel
+  from redllm_jax import adaptation, gin_utils, models  # pylint: disable=import-outside-toplevel
+
+  hf = transformers.Qwen3Config(
+    vocab_size=151936,
+    hidden_size=4096,
+    intermediate_size=12288,
+    num_hidden_layers=36,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=False,
+    rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+  )
+  imported = models.DecoderOnlyModel(import_checkpoint.config_from_hf(hf))
+  gin.clear_config()
+  gin_utils.parse_gin(["models/decllm.gin", "models/sizes/qwen3_8b.gin"], [])
+  sized = models.from_gin()
+  run_only = ("dtype", "param_dtype", "scan_layers", "remat_policy", "dropout_rate")
+  for field in dataclasses.fields(imported.config):
+    if field.name not in run_only:
+      assert getattr(sized.config, field.name) == getattr(imported.config, field.name), field.name
+  gin.clear_config()
+  gin_utils.parse_gin(
+    ["experiments/adapt_qwen3_8b_redllm.gin"],
+    ["MODEL_DIR = '/tmp/x'", "INITIAL_CHECKPOINT_PATH = '/tmp/y'"],
+  )
+  red = models.from_gin()
+  assert (red.config.num_encoder_layers, red.config.num_decoder_layers) == (36, 36)
+  adaptation.check_compatible(imported, red, "/tmp/y")
+  from redllm_jax.data import vocabulary as vocab_lib  # pylint: disable=import-outside-toplevel
+
+  assert vocab_lib.get_vocabulary() is vocab_lib.IMPORTED_VOCABULARY
+  assert vocab_lib.imported_eos_id() == 151643
+  assert vocab_lib.imported_vocab_path().startswith("/tmp/y")
+
+
+def test_imported_real_tasks_read_prepared_files_in_the_imported_tokens(
+  qwen3, tmp_path, monkeypatch
+) -> None:
+  """imported_redpajama_v1_* read the files `prepare` wrote (text, as for the
+  SentencePiece tasks) and tokenize them with the import's tokenizer.json, ending each
+  text with the bound EOS id; the mixture's rates are redpajama_v1's."""
+  import gin  # pylint: disable=import-outside-toplevel
+  import seqio  # pylint: disable=import-outside-toplevel
+  import redllm_jax_tasks  # noqa: F401  # pylint: disable=import-outside-toplevel
+  from redllm_jax.data import prepare  # pylint: disable=import-outside-toplevel
+
+  root, _ = qwen3
+  raw = tmp_path / "raw.jsonl"
+  raw.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXT))
+  prepare.convert(
+    str(raw), str(tmp_path / "data" / "redpajama_v1" / "arxiv"), validation_fraction=0
+  )
+  monkeypatch.setenv("REDLLM_DATA_DIR", str(tmp_path / "data"))
+  gin.clear_config()
+  with gin.unlock_config():
+    gin.bind_parameter("imported_vocab_path.model_dir", str(root / "ours"))
+    gin.bind_parameter("imported_eos_id.eos_id", 2)
+  task = seqio.get_mixture_or_task("imported_redpajama_v1_arxiv")
+  assert task.output_features["targets"].vocabulary is vocabulary.IMPORTED_VOCABULARY
+  tokens = [
+    int(t)
+    for ex in task.get_dataset({"targets": 512}, split="train", shuffle=False).as_numpy_iterator()
+    for t in ex["targets"]
+  ]
+  tok = tokenizers.Tokenizer.from_file(str(root / "ours" / "vocabulary" / "tokenizer.json"))
+  expected = [i for t in TEXT for i in tok.encode(t, add_special_tokens=False).ids + [2]]
+  assert sorted(tokens) == sorted(expected)  # every document's tokens, each EOS-ended
+  rates = lambda name: sorted(  # noqa: E731
+    seqio.get_mixture_or_task(name).get_rate(t) for t in seqio.get_mixture_or_task(name).tasks
+  )
+  assert rates("imported_redpajama_v1") == rates("redpajama_v1")
+  assert seqio.get_mixture_or_task("imported_paloma_c4_en") and seqio.get_mixture_or_task(
+    "imported_flan"
+  )
+  gin.clear_config()
