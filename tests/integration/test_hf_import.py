@@ -429,6 +429,16 @@ def test_qwen3_8b_gins_are_what_the_import_records() -> None:
   )
   red = models.from_gin()
   assert (red.config.num_encoder_layers, red.config.num_decoder_layers) == (36, 36)
+  # An independent count: Q and O 4096 x 4096, K and V over 8 heads of 128, Q/K norms of
+  # 128; SwiGLU 3 d d_ff; two norms an encoder layer, three a decoder layer (with
+  # cross-attention), a final norm each side; untied input and output tables.
+  from redllm_jax import flops  # pylint: disable=import-outside-toplevel
+
+  attention = 4096 * (2 * 4096 + 2 * 8 * 128) + 2 * 128
+  ffn = 3 * 4096 * 12288
+  layers = 36 * ((attention + ffn + 2 * 4096) + (2 * attention + ffn + 3 * 4096))
+  total = flops.count_params(red.abstract_params()).total
+  assert total == 2 * 151936 * 4096 + layers + 2 * 4096 == 16_646_917_120
   adaptation.check_compatible(imported, red, "/tmp/y")
   from redllm_jax.data import vocabulary as vocab_lib  # pylint: disable=import-outside-toplevel
 
