@@ -366,13 +366,9 @@ def test_imported_qwen3_adapts_into_a_redllm_that_keeps_its_flags(qwen3) -> None
     )
 
 
-def test_qwen3_8b_shape_has_transformers_parameter_count() -> None:
-  """Qwen3-8B's published shape (GQA 32/8, head_dim 128, Q/K norms, untied): our DecLLM
-  built from its config has exactly transformers' parameters (shapes only, nothing
-  allocated), and the FLOPs accounting counts its narrower K/V projections."""
-  from redllm_jax import flops, models  # pylint: disable=import-outside-toplevel
-
-  hf = transformers.Qwen3Config(
+def _qwen3_8b_config():
+  """Qwen3-8B's published config (its config.json's fields)."""
+  return transformers.Qwen3Config(
     vocab_size=151936,
     hidden_size=4096,
     intermediate_size=12288,
@@ -380,9 +376,19 @@ def test_qwen3_8b_shape_has_transformers_parameter_count() -> None:
     num_attention_heads=32,
     num_key_value_heads=8,
     head_dim=128,
+    rms_norm_eps=1e-6,
     tie_word_embeddings=False,
     rope_parameters={"rope_type": "default", "rope_theta": 1e6},
   )
+
+
+def test_qwen3_8b_shape_has_transformers_parameter_count() -> None:
+  """Qwen3-8B's published shape (GQA 32/8, head_dim 128, Q/K norms, untied): our DecLLM
+  built from its config has exactly transformers' parameters (shapes only, nothing
+  allocated), and the FLOPs accounting counts its narrower K/V projections."""
+  from redllm_jax import flops, models  # pylint: disable=import-outside-toplevel
+
+  hf = _qwen3_8b_config()
   with torch.device("meta"):
     expected = sum(p.numel() for p in transformers.Qwen3ForCausalLM(hf).parameters())
   config = import_checkpoint.config_from_hf(hf)
@@ -402,18 +408,7 @@ def test_qwen3_8b_gins_are_what_the_import_records() -> None:
   import gin  # pylint: disable=import-outside-toplevel
   from redllm_jax import adaptation, gin_utils, models  # pylint: disable=import-outside-toplevel
 
-  hf = transformers.Qwen3Config(
-    vocab_size=151936,
-    hidden_size=4096,
-    intermediate_size=12288,
-    num_hidden_layers=36,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=128,
-    rms_norm_eps=1e-6,
-    tie_word_embeddings=False,
-    rope_parameters={"rope_type": "default", "rope_theta": 1e6},
-  )
+  hf = _qwen3_8b_config()
   imported = models.DecoderOnlyModel(import_checkpoint.config_from_hf(hf))
   gin.clear_config()
   gin_utils.parse_gin(["models/decllm.gin", "models/sizes/qwen3_8b.gin"], [])

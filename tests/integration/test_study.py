@@ -113,6 +113,7 @@ def _expected_outputs(out_dir: pathlib.Path) -> list[pathlib.Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # its own bounds: 600 s to the kill, 1200 s for the rerun
 def test_quick_study_killed_resumes_and_writes_every_stage(demo_root, tmp_path):
   out = tmp_path / "study"
   first = _study(out)
