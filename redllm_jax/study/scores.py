@@ -93,9 +93,9 @@ def _task_item_se(
   item_scores: Mapping[str, Mapping[str, Sequence[float]]], key: str, seeds: Sequence[str]
 ) -> Optional[float]:
   """`stats.item_se` of one model's task@kshot over `seeds`; None unless every seed kept
-  its per-item scores."""
+  its per-item scores of 2 items or more (one item has no spread to measure)."""
   rows = [item_scores.get(s, {}).get(key) for s in seeds]
-  if any(r is None for r in rows):
+  if any(r is None or len(r) < 2 for r in rows):
     return None
   return stats.item_se(rows)
 
