@@ -1,10 +1,11 @@
 """What the study runs, bound in gin (`gin/experiments/study_*.gin`).
 
 Every pretraining run is `pretrain_experiments[arch]` + `sizes[size]` + `pretrain_overrides`,
-trained for each of `budgets[size]` steps, and of `extra_budgets[arch][size]`, at each of
-`seeds` (parameter init, data order, dropout). A point of the study (`RunSpec.point`) is one (arch, size, budget)
-over its seeds. Each budget has its own `wsd` learning-rate schedule (warmup, the
-peak, a linear cooldown over its last `cooldown_fraction`): a size's longest budget
+trained for each of `budgets[size]` steps, and of `extra_budgets[arch][size]`, at each
+of `seeds` (parameter init, data order, dropout). A point of the study
+(`RunSpec.point`) is one (arch, size, budget) over its seeds. Each budget has its own
+`wsd` learning-rate schedule (warmup, the peak, a linear cooldown over its last
+`cooldown_fraction`): an architecture's longest budget of a size
 is trained from scratch and keeps its checkpoints where the shorter budgets' cooldowns
 start; each shorter budget branches off there (`checkpoints.branch`) and trains only
 its cooldown, which is exactly the run it would have been on its own. The

@@ -222,8 +222,8 @@ def _harness_section(harness: Mapping[str, Any]) -> str:
     check = (
       f"The bar: the largest pretrained models at least 3 SE above the floor (the "
       f"best shortcut) on `{scores.CONTINUATION}` (SE: seed and item noise together, "
-      f"hypot; the item SE over items of each item's mean over seeds): **{'met' if passed else 'not met'}**.\n\n"
-      + "\n".join(rows)
+      f"hypot; the item SE over items of each item's mean over seeds): "
+      f"**{'met' if passed else 'not met'}**.\n\n" + "\n".join(rows)
     )
   else:
     check = f"`{scores.CONTINUATION}` was not run: the bar cannot be checked."
