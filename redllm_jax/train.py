@@ -13,7 +13,6 @@ that cannot go on (a non-finite loss) with one line and code 1.
 """
 
 import errno
-import itertools
 import json
 import os
 import sys
@@ -147,9 +146,7 @@ def train(
   # One pass over each eval split, at most eval_steps batches: a small split is read
   # once (its last batch padded), never repeated, so num_examples is the true count.
   eval_batches = {
-    task: (
-      lambda task=task: itertools.islice(data(task, eval_split, False, num_epochs=1), eval_steps)
-    )
+    task: (lambda task=task: data(task, eval_split, False, num_epochs=1).first(eval_steps))
     for task in eval_tasks
   }
   checkpointer = checkpoints.Checkpointer(
@@ -205,6 +202,7 @@ def train(
   finally:
     checkpointer.close()
     writer.close()
+    train_batches.close()
     if saved_through is not None and jax.process_index() == 0:
       metric_writers.hold_back_metrics(model_dir, saved_through)
   phases.lap("close")

@@ -14,7 +14,8 @@ evaluated length. Every length L evaluates the first L tokens of the same window
 - RedLLM splits it in the middle as in pretraining: the encoder reads w_0 .. w_{L/2-1},
   the decoder predicts w_{L/2} .. w_{L-1}, its RoPE positions continuing at L/2.
 `ppl` is over the second half (the tokens both architectures predict, so the curves
-compare like with like); DecLLM's `ppl_all` covers the whole window. PPL by
+compare like with like), `first_token_ppl` over its first token (RedLLM's first decoder
+target) and `rest_ppl` over the others; DecLLM's `ppl_all` covers the whole window. PPL by
 position bucket uses absolute positions in the window.
 
 Outputs in output_dir: extrapolation.csv (arch, length, ppl, ...),
@@ -72,6 +73,10 @@ def evaluate_lengths(
     row = {
       "length": int(length),
       "ppl": float(np.exp(np.mean(half))),
+      # The half's first token: RedLLM's first decoder target, which only its
+      # cross-attention can tie to the text before it.
+      "first_token_ppl": float(np.exp(np.mean(half[:, 0]))),
+      "rest_ppl": float(np.exp(np.mean(half[:, 1:]))),
       "tokens": int(half.size),
       "sequences": int(loss.shape[0]),
     }

@@ -109,7 +109,7 @@ def evaluate_checkpoint(
     )
     try:
       flat = trainer.evaluate(
-        eval_step, partitioner, params, {task: lambda: _first(batches(), max_batches)}
+        eval_step, partitioner, params, {task: lambda: batches().first(max_batches)}
       )
     except (ValueError, KeyError, tf.errors.OpError) as e:  # a bad split, unreadable files, ...
       raise ConfigError(f"{task}/{split}: {errors.first_line(e)}") from None
@@ -131,10 +131,6 @@ def _recorded_data(checkpoint_path: str) -> dict[str, Any]:
       "and runs/eval.gin"
     )
   return recorded
-
-
-def _first(batches, count: Optional[int]):
-  return batches if count is None else (b for b, _ in zip(batches, range(count)))
 
 
 def write_results(results: Mapping[str, Mapping[str, float]], output_dir: str, step: int) -> str:

@@ -34,6 +34,7 @@ _UNITS = (
 _PLAN = [
   "study.StudyPlan.sizes = {'s': 'models/sizes/study_s.gin'}",
   "study.StudyPlan.budgets = {'s': [50, 100]}",
+  "study.StudyPlan.extra_budgets = {}",
   "study.StudyPlan.seeds = [0, 1]",
   "study.StudyPlan.largest_seeds = [0, 1]",
   "study.StudyPlan.pretrain_microbatches = {'decllm': {'s': 8}, 'redllm': {'s': 8}}",

@@ -149,7 +149,25 @@ def _extrapolation_table(extrap: Mapping[str, Any]) -> str:
   for i, r in enumerate(rows):
     cells = [stats.fmt(extrap["summary"][n][i]["ppl"]) for n in names]
     lines.append(f"| {r['length']} | {r['ratio']:g} | " + " | ".join(cells) + " |")
-  return "\n".join(lines)
+  return "\n".join(lines) + _boundary_text(extrap["summary"])
+
+
+def _boundary_text(summary: Mapping[str, Any]) -> str:
+  """At the training length: the second half's first token (RedLLM's first decoder
+  target, tied to the text before it by cross-attention alone) against the rest."""
+  rows = {name: next((r for r in rs if r["ratio"] == 1), {}) for name, rs in summary.items()}
+  if not all("first_token_ppl" in r for r in rows.values()):
+    return ""
+  parts = [
+    f"{name} {stats.fmt(r['first_token_ppl'], 1)} (the rest {stats.fmt(r['rest_ppl'], 1)})"
+    for name, r in rows.items()
+  ]
+  return (
+    "\n\nPPL of the second half's first token, at the training length: "
+    + "; ".join(parts)
+    + ". It is RedLLM's first decoder target, which only cross-attention ties to the text"
+    " before it; the harness's continuation and cloze answers start there."
+  )
 
 
 def _attention_text(locality: Mapping[str, Any], cross: Mapping[str, Any]) -> str:

@@ -113,7 +113,8 @@ def write_attention_summary(per_seed: Mapping[Any, Mapping[str, Any]], out_dir: 
 def summarize_extrapolation(
   per_seed: Mapping[Any, Mapping[str, Any]], training_length: int
 ) -> dict[str, list[dict[str, Any]]]:
-  """{name: [{"length", "ratio", "ppl": mean ± SE over seeds, "ppl_per_seed"}]} from
+  """{name: [{"length", "ratio", "ppl": mean ± SE over seeds, "ppl_per_seed", and
+  "first_token_ppl", "rest_ppl" as mean ± SE where the runs recorded them}]} from
   {seed: {name: evaluate_lengths() output}}."""
   first = next(iter(per_seed.values()))
   out = {}
@@ -121,14 +122,16 @@ def summarize_extrapolation(
     rows = []
     for i, s in enumerate(r["summary"]):
       ppls = [seed[name]["summary"][i]["ppl"] for seed in per_seed.values()]
-      rows.append(
-        {
-          "length": s["length"],
-          "ratio": s["length"] / training_length,
-          "ppl": stats.mean_se(ppls),
-          "ppl_per_seed": ppls,
-        }
-      )
+      row = {
+        "length": s["length"],
+        "ratio": s["length"] / training_length,
+        "ppl": stats.mean_se(ppls),
+        "ppl_per_seed": ppls,
+      }
+      for part in ("first_token_ppl", "rest_ppl"):
+        if part in s:
+          row[part] = stats.mean_se([seed[name]["summary"][i][part] for seed in per_seed.values()])
+      rows.append(row)
     out[name] = rows
   return out
 

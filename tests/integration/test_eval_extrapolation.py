@@ -45,8 +45,14 @@ def test_extrapolation_curves_and_plot(tmp_path):
   }
   _, sums = jax.jit(model.loss_fn)(params, batch)
   expected = float(models.summarize_metrics(sums)["perplexity"])
-  got = out["results"]["redllm"]["summary"][1]["ppl"]
-  np.testing.assert_allclose(got, expected, rtol=1e-4)
+  got = out["results"]["redllm"]["summary"][1]
+  np.testing.assert_allclose(got["ppl"], expected, rtol=1e-4)
+  # Its first decoder target and the rest, from the logits in float64.
+  logits = np.asarray(model.logits(params, batch), np.float64)
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  nll = -np.take_along_axis(logp, w[:, 32:, None], -1)[..., 0]
+  np.testing.assert_allclose(got["first_token_ppl"], np.exp(nll[:, 0].mean()), rtol=1e-4)
+  np.testing.assert_allclose(got["rest_ppl"], np.exp(nll[:, 1:].mean()), rtol=1e-4)
 
 
 def test_windows_from_demo_validation_text(demo_root):

@@ -177,6 +177,9 @@ class _Poisoned:
   def restore(self, directory):
     self.inner.restore(directory)
 
+  def close(self):
+    self.inner.close()
+
 
 def test_nan_loss_stops_cleanly_and_writes_no_checkpoint(demo_root, tmp_path, monkeypatch):
   from redllm_jax.data import input_pipeline

@@ -107,10 +107,16 @@ def harness(
 
 
 def extrapolation_output(dec: Sequence[Sequence[float]], red: Sequence[Sequence[float]]) -> dict:
-  """extrapolation.json from per-seed PPL curves at 1, 2, 4, 8x of 256 tokens."""
+  """extrapolation.json from per-seed PPL curves at 1, 2, 4, 8x of 256 tokens (the
+  second half's first token at 4x, the rest at the curve's PPL)."""
   per_seed = {
     s: {
-      arch: {"summary": [{"length": 256 * f, "ppl": p} for f, p in zip((1, 2, 4, 8), curves[s])]}
+      arch: {
+        "summary": [
+          {"length": 256 * f, "ppl": p, "first_token_ppl": 4 * p, "rest_ppl": p}
+          for f, p in zip((1, 2, 4, 8), curves[s])
+        ]
+      }
       for arch, curves in (("decllm", dec), ("redllm", red))
     }
     for s in range(len(dec))

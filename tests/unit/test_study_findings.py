@@ -225,6 +225,8 @@ def test_report_renders_every_section_with_its_se(tmp_path):
   assert "25.0%** of the f32 matmul ceiling" in text
   assert "The bar:" in text and "**met**" in text and "then | now" in text
   assert "one-sided t test" in text and "Fixed overhead" in text
+  # At 1x the seeds' PPLs are 10, 10, 10 (DecLLM) and 12, 12, 12 (RedLLM).
+  assert "decllm 40.0 ± 0.0 (the rest 10.0 ± 0.0); redllm 48.0 ± 0.0 (the rest 12.0" in text
   for f in judged:
     assert f.robustness.startswith(("robust", "fragile"))
   assert "redllm_adapted_l" in text and "read off its fit" in text
