@@ -1,11 +1,11 @@
-"""What changed since the previous committed study run (docs/study at commit 9174189, run
-from the code at 88ecd0c, 2026-12-07 17:45): its verdicts, and every change to the rules
+"""What changed since the previous committed study run (docs/study at commit fde06f6, run
+from the code at b22daeb, 2026-12-07 21:23): its verdicts, and every change to the rules
 and the study since, with its reason. The report prints both beside this run's verdicts.
-The changes before that run are in its own report (`git show 9174189:docs/study/REPORT.md`)."""
+The changes before that run are in its own report (`git show fde06f6:docs/study/REPORT.md`)."""
 
 PREVIOUS_RUN = (
-  "2026-12-07 17:45, commit 9174189: ladder 3 seeds, l pair 5 seeds (RedLLM's at 1000 "
-  "steps), continuation 1414 items, 61.1 min"
+  "2026-12-07 21:23, commit fde06f6: ladder 3 seeds, l pair 5 seeds (RedLLM's at 1000 "
+  "steps), continuation 1414 items, 52.5 min"
 )
 # (verdict, strength as printed then: the largest p the verdict rested on)
 PREVIOUS_VERDICTS = (
