@@ -424,6 +424,9 @@ def test_qwen3_8b_gins_are_what_the_import_records() -> None:
   )
   red = models.from_gin()
   assert (red.config.num_encoder_layers, red.config.num_decoder_layers) == (36, 36)
+  # What its memory plan was compiled with (docs/pod_example.md: 11.4 GB a v5e chip).
+  assert red.config.remat_policy == "full"
+  assert gin.query_parameter("train.train.num_microbatches") == 4
   # An independent count: Q and O 4096 x 4096, K and V over 8 heads of 128, Q/K norms of
   # 128; SwiGLU 3 d d_ff; two norms an encoder layer, three a decoder layer (with
   # cross-attention), a final norm each side; untied input and output tables.
