@@ -193,7 +193,7 @@ def make_input_iterator(
     ds = ds.batch(batch_size).map(lambda batch: _pad_rows(batch, batch_size))
   options = tf.data.Options()
   options.deterministic = True  # parallel maps must not reorder: resume == no interruption
-  # No autotuning model: freeing a pipeline waits for its optimizer thread, 4-35 s after
+  # No autotuning model: freeing a pipeline waits for its optimizer thread, up to 58 s after
   # the study's runs on a busy core (tf 2.21); without it the stream is the same and as
   # fast (AUTOTUNE parallelism then means one thread per core, prefetch still adapts).
   options.autotune.enabled = False
