@@ -10,7 +10,7 @@ values a user must give as `MACRO = %gin.REQUIRED`.
 Every configuration mistake is one line on stderr and exit code 2: a missing
 required macro, a macro given on the command line that no gin file reads (a
 typo), an unknown parameter, a gin syntax error. Flag-based commands (bench,
-memory_plan, model_info, reproduce, prepare, ...) get the same handling from
+memory_plan, model_info, reproduce, vocabulary, ...) get the same handling from
 `run_flags`.
 """
 

@@ -294,7 +294,7 @@ def startup_summary(
   remaining = train_steps - start_step
   documents = input_pipeline.recorded_documents(task, "train")
   split = (
-    f"{documents:,} documents (prepare's stats.json; tokens per epoch are not recorded)"
+    f"{documents:,} documents (the dataset's split info; tokens per epoch are not recorded)"
     if documents is not None
     else "size not recorded"
   )

@@ -1,7 +1,8 @@
 """Paloma out-of-domain perplexity: one eval task `paloma_{source}` per source folder.
 
-Reads {data_dir}/paloma/{source}/{validation,test}/*.tfrecord (convert Paloma's
-`{source}/val` and `{source}/test` folders with `prepare --force_split=...`).
+Reads the `redllm_paloma/{source}` TFDS datasets under the data root (Paloma's
+`{source}/val` and `{source}/test` folders; a source outside `PALOMA_SOURCES` builds
+with `builders.paloma_config(source)`: docs/data.md).
 Text is chunked exactly like pretraining, so in- and out-of-domain PPL compare.
 """
 
@@ -10,26 +11,7 @@ import seqio
 from redllm_jax.data import paths
 from redllm_jax.data import task_builders
 from redllm_jax.data import vocabulary
-
-# Source folders of Paloma v1 (allenai/paloma).
-PALOMA_SOURCES = (
-  "4chan_meta_sep",
-  "c4_100_domains",
-  "c4_en",
-  "dolma-v1_5",
-  "dolma_100_programing_languages",
-  "dolma_100_subreddits",
-  "falcon-refinedweb",
-  "gab",
-  "m2d2_s2orc_unsplit",
-  "m2d2_wikipedia_unsplit",
-  "manosphere_meta_sep",
-  "mc4",
-  "ptb",
-  "redpajama",
-  "twitterAAE_HELM_fixed",
-  "wikitext_103",
-)
+from redllm_jax.data.datasets import builders
 
 
 def register_paloma_source(source: str, prefix: str = "") -> seqio.Task:
@@ -37,12 +19,12 @@ def register_paloma_source(source: str, prefix: str = "") -> seqio.Task:
   with the prefix's vocabulary (`vocabulary.REAL_PREFIXES`: "" or "imported_")."""
   return task_builders.register_text_task(
     f"{prefix}paloma_" + source.replace("-", "_"),
-    task_builders.under(paths.data_dir, "paloma", source),
+    task_builders.built(paths.data_dir, builders.RedllmPaloma, source),
     vocabulary.REAL_PREFIXES[prefix],
     splits=("validation", "test"),
   )
 
 
 for _prefix in vocabulary.REAL_PREFIXES:
-  for _source in PALOMA_SOURCES:
+  for _source in builders.PALOMA_SOURCES:
     register_paloma_source(_source, _prefix)

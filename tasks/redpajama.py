@@ -1,8 +1,8 @@
 """RedPajama V1 pretraining: `redpajama_v1_{subset}` tasks and the `redpajama_v1` mixture
 (and `imported_*` of each, tokenized with an imported checkpoint's tokenizer.json).
 
-Reads {data_dir}/redpajama_v1/{subset}/{train,validation}/*.tfrecord, written
-by `python -m redllm_jax.data.prepare` from the published JSON-lines shards.
+Reads the `redllm_redpajama_v1/{subset}` TFDS datasets under the data root, built from
+the published JSON-lines shards (docs/data.md).
 """
 
 import functools
@@ -14,6 +14,7 @@ import seqio
 from redllm_jax.data import paths
 from redllm_jax.data import task_builders
 from redllm_jax.data import vocabulary
+from redllm_jax.data.datasets import builders
 
 # LLaMA / RedPajama V1 sampling proportions (percent).
 LLAMA_RATES = {
@@ -25,7 +26,7 @@ LLAMA_RATES = {
   "arxiv": 2.5,
   "stackexchange": 2.0,
 }
-SUBSETS = tuple(sorted(LLAMA_RATES))
+SUBSETS = builders.REDPAJAMA_SUBSETS
 
 
 @gin.configurable
@@ -45,7 +46,7 @@ for _prefix, _vocabulary in vocabulary.REAL_PREFIXES.items():
   for _subset in SUBSETS:
     task_builders.register_text_task(
       f"{_prefix}redpajama_v1_{_subset}",
-      task_builders.under(paths.data_dir, "redpajama_v1", _subset),
+      task_builders.built(paths.data_dir, builders.RedllmRedpajamaV1, _subset),
       _vocabulary,
     )
   seqio.MixtureRegistry.add(

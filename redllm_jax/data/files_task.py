@@ -2,7 +2,7 @@
 
   MIXTURE_OR_TASK_NAME = @files_task()
   files_task.name = 'own_text'
-  files_task.data = '/my/docs/*.md'    # raw files, or a folder that `prepare` wrote
+  files_task.data = '/my/docs/*.md'    # raw files, or a dataset folder a TFDS build wrote
   files_task.vocabulary = %VOCABULARY
 
 Gin calls `files_task()` when a command (train, eval, export, ...) first reads
@@ -10,13 +10,14 @@ MIXTURE_OR_TASK_NAME: it registers a pretraining-style task (text -> EOS-ended
 documents -> full-length chunks, exactly as RedPajama's) and returns its name,
 so every consumer of the macro (EVAL_TASKS too) sees a registered task.
 
-Raw files (JSON lines or plain text, see `text_source`) are converted once by
-`prepare` into {cache_dir}/{name}-{key}/, where the key hashes every file's path,
-size and modification time and the conversion settings: a second run, or the
-other architecture's run, reads the same TFRecords; a changed file gets a fresh
-conversion. The split is `prepare`'s content hash with `validation_fraction`
-(`vocabulary --files` skips the same records). On a pod, run `prepare` once and
-name its output folder instead, so hosts do not each convert.
+Raw files (JSON lines or plain text, see `text_source`) are built once by the
+`redllm_files` TFDS builder into {cache_dir}/redllm_files/{name}-{key}/1.0.0, where
+the key hashes every file's path, size and modification time and the settings: a
+second run, or the other architecture's run, reads the same dataset; a changed file
+gets a fresh build. The split is the builders' content hash with
+`validation_fraction` (`vocabulary --files` skips the same records). On a pod, build
+once (`tfds build redllm_files --manual_dir=...`) and name the dataset's folder
+instead, so hosts do not each build.
 """
 
 import hashlib
@@ -29,16 +30,16 @@ import tensorflow as tf
 
 from redllm_jax.data import json_source
 from redllm_jax.data import paths
-from redllm_jax.data import prepare
 from redllm_jax.data import task_builders
 from redllm_jax.data import text_source
+from redllm_jax.data.datasets import builders, text_builder
 from redllm_jax.errors import ConfigError
 
 # Small corpora of your own need a larger held-out share than RedPajama's 0.001
 # to have any validation text at all: 5% of 200 READMEs is about 10 of them.
 DEFAULT_VALIDATION_FRACTION = 0.05
 
-_registered: dict[str, tuple] = {}  # Task name -> (TFRecord folder, vocabulary) it reads.
+_registered: dict[str, tuple] = {}  # Task name -> (dataset folder, vocabulary) it reads.
 
 
 @gin.configurable
@@ -49,8 +50,8 @@ def files_task(
   validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
   cache_dir: str | None = None,
 ) -> str:
-  """Registers `name` over `data` (a glob of raw files or a `prepare` output folder)
-  and returns `name`; raw files are converted on the first call (see module doc)."""
+  """Registers `name` over `data` (a glob of raw files or a built dataset's folder)
+  and returns `name`; raw files are built on the first call (see module doc)."""
   root = _prepared(name, data, validation_fraction, cache_dir)
   if _registered.get(name) == (root, vocabulary):
     return name
@@ -66,27 +67,30 @@ def files_task(
 
 
 def _prepared(name: str, data: str, validation_fraction: float, cache_dir: str | None) -> str:
-  """The TFRecord folder of `data`: itself if `prepare` wrote it, else its cached conversion."""
+  """The built dataset of `data`: itself if it is one, else its cached build."""
   if tf.io.gfile.isdir(data):
-    if not tf.io.gfile.exists(os.path.join(data, "stats.json")):
+    if not tf.io.gfile.exists(os.path.join(data, "dataset_info.json")):
       raise ConfigError(
-        f"files_task.data {data} is a folder that `prepare` did not write (no "
-        f"stats.json): name its files with a glob, e.g. {data}/*.txt"
+        f"files_task.data {data} is a folder that no TFDS build wrote (no "
+        f"dataset_info.json): name its files with a glob, e.g. {data}/*.txt"
       )
     return data
   try:
     files = json_source.list_files(data)
   except json_source.NoFilesError as e:
     raise ConfigError(f"files_task.data: {e}") from None
-  out = os.path.join(
-    cache_dir or os.path.join(paths.cache_root(), "files_tasks"),
-    f"{name}-{_key(files, validation_fraction)}",
+  config = builders.files_config(
+    f"{name}-{_key(files, validation_fraction)}", data, validation_fraction
   )
+  root = cache_dir or os.path.join(paths.cache_root(), "files_tasks")
+  built = text_builder.dataset_dir(root, builders.RedllmFiles, config.name)
+  if not tf.io.gfile.exists(os.path.join(built, "dataset_info.json")):
+    print(f"files_task {name}: building {len(files)} files into {built} (once)")
   try:
-    prepare.convert(data, out, validation_fraction=validation_fraction)
-  except prepare.NothingConvertedError as e:
+    text_builder.build(builders.RedllmFiles, config, root)
+  except text_builder.NothingBuiltError as e:
     raise ConfigError(f"files_task.data: {e}") from None
-  return out
+  return built
 
 
 def _key(files: list[str], validation_fraction: float) -> str:

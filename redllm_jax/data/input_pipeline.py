@@ -17,7 +17,6 @@ from collections.abc import Iterator, Sequence
 import difflib
 import itertools
 import json
-import os
 from typing import Mapping, Optional
 
 import jax
@@ -27,6 +26,7 @@ import seqio
 import tensorflow as tf
 
 from redllm_jax.data import hf_vocabulary
+from redllm_jax.data import sources
 from redllm_jax.data import vocabulary
 from redllm_jax.errors import ConfigError
 
@@ -139,18 +139,17 @@ def check_one_vocabulary(names: Sequence[str]) -> None:
 
 
 def recorded_documents(name: str, split: str) -> int | None:
-  """The documents in a split of a task or mixture, as `prepare` recorded them in each
-  source folder's stats.json; None when some task's source keeps no such record."""
+  """The documents in a split of a task or mixture, as its datasets' info records them;
+  None when some task's source is not a built dataset or lacks the split."""
   provider = seqio.get_mixture_or_task(name)
   total = 0
   for task in provider.tasks if isinstance(provider, seqio.Mixture) else [provider]:
+    if not isinstance(task.source, sources.TfdsTextSource):
+      return None
     try:
-      pattern = task.source._split_to_filepattern[split]  # pylint: disable=protected-access
-      folder = os.path.dirname(os.path.dirname(pattern))  # {folder}/{split}/*.tfrecord
-      with tf.io.gfile.GFile(os.path.join(folder, "stats.json")) as f:
-        total += int(json.load(f)[f"split:{split}"])
-    except (AttributeError, KeyError, TypeError, ValueError, tf.errors.OpError):
-      return None  # Not a prepared source, no stats file, or no count for the split.
+      total += task.source.documents(split)
+    except (KeyError, OSError, ValueError):
+      return None  # Not built, or no such split.
   return total
 
 

@@ -7,7 +7,9 @@ caller can skip that file, name it, and never mistake it for a complete one.
 """
 
 import collections
+import contextlib
 import gzip
+import hashlib
 import json
 import zlib
 from typing import IO, Callable, Iterable, Iterator, Sequence
@@ -148,14 +150,47 @@ def read_file(
 ) -> Iterator[dict[str, str]]:
   """`records(lines)` over a (decompressed) file's lines, with every read failure
   raised as one BadFileError naming the path and the records counted before it."""
-  try:
+  with _read_errors(path, lambda: f" after {_records(counts)} records"):
     with tf.io.gfile.GFile(path, "rb") as raw:
       yield from records(_lines(_decompressed(path, raw)))
+
+
+def check_file(path: str) -> tuple[str, int]:
+  """Reads a file to its end, decompressed: (SHA-256 of its bytes, its size), or
+  BadFileError naming it, before a builder keeps any of its records."""
+  with _read_errors(path, lambda: ""):
+    with tf.io.gfile.GFile(path, "rb") as f:
+      raw = _Hashing(f)
+      for _ in _lines(_decompressed(path, raw)):
+        pass
+      while raw.read(_CHUNK_BYTES):  # bytes past a compressed stream's end count too
+        pass
+  return raw.digest.hexdigest(), raw.size
+
+
+class _Hashing:
+  """A binary file read through, hashed and counted on the way."""
+
+  def __init__(self, f: IO[bytes]):
+    self._f, self.digest, self.size = f, hashlib.sha256(), 0
+
+  def read(self, n: int = -1) -> bytes:
+    data = self._f.read(n)
+    self.digest.update(data)
+    self.size += len(data)
+    return data
+
+
+@contextlib.contextmanager
+def _read_errors(path: str, progress: Callable[[], str]) -> Iterator[None]:
+  """Every read failure as one BadFileError naming the path (and `progress()`)."""
+  try:
+    yield
   except BadFileError as e:
-    raise BadFileError(f"{path}: {e} after {_records(counts)} records") from None
+    raise BadFileError(f"{path}: {e}{progress()}") from None
   except (OSError, EOFError, zlib.error, zstandard.ZstdError, tf.errors.OpError) as e:
     reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise BadFileError(f"{path}: {reason} after {_records(counts)} records") from None
+    raise BadFileError(f"{path}: {reason}{progress()}") from None
 
 
 def _records(counts: collections.Counter) -> int:

@@ -1,22 +1,27 @@
 """Helpers that register the project's seqio tasks (used by `redllm_jax_tasks`)."""
 
 import functools
-import os
 from typing import Callable, Sequence
 
 import seqio
 
 from redllm_jax.data import preprocessors
 from redllm_jax.data import sources
+from redllm_jax.data.datasets import text_builder
 
 
-def under(root_fn: Callable[[], str], *parts: str) -> Callable[[], str]:
-  """A zero-arg function giving {root_fn()}/parts..., evaluated when called."""
-  return functools.partial(_join_under, root_fn, parts)
+def built(
+  root_fn: Callable[[], str], builder: type[text_builder.TextBuilder], config: str
+) -> Callable[[], str]:
+  """A zero-arg function giving where `builder` writes `config` under the data root
+  {root_fn()}/{dataset}/{config}/{version}, evaluated when called (gin applies)."""
+  return functools.partial(_built_dir, root_fn, builder, config)
 
 
-def _join_under(root_fn: Callable[[], str], parts: Sequence[str]) -> str:
-  return os.path.join(root_fn(), *parts)
+def _built_dir(
+  root_fn: Callable[[], str], builder: type[text_builder.TextBuilder], config: str
+) -> str:
+  return text_builder.dataset_dir(root_fn(), builder, config)
 
 
 def register_text_task(
@@ -28,7 +33,7 @@ def register_text_task(
   """Pretraining-style task (RedPajama, Paloma): `text` -> full-length `targets` chunks."""
   return seqio.TaskRegistry.add(
     name,
-    source=sources.TFRecordTextSource(dir_fn, ["text"], splits),
+    source=sources.TfdsTextSource(dir_fn, splits),
     preprocessors=list(preprocessors.PRETRAIN_PREPROCESSORS),
     output_features={"targets": seqio.Feature(vocabulary, add_eos=True)},
     metric_fns=[],
@@ -43,7 +48,7 @@ def register_rehearsal_task(
   that tuning keeps what pretraining taught in the format the tuned model is asked in."""
   return seqio.TaskRegistry.add(
     name,
-    source=sources.TFRecordTextSource(dir_fn, ["text"]),
+    source=sources.TfdsTextSource(dir_fn),
     preprocessors=list(preprocessors.REHEARSAL_PREPROCESSORS),
     output_features={
       "inputs": seqio.Feature(vocabulary, add_eos=True),
@@ -59,7 +64,7 @@ def register_flan_task(
   """Instruction-tuning task: `inputs`/`targets` strings -> EOS-terminated token ids."""
   return seqio.TaskRegistry.add(
     name,
-    source=sources.TFRecordTextSource(dir_fn, ["inputs", "targets"]),
+    source=sources.TfdsTextSource(dir_fn),
     preprocessors=list(preprocessors.FINETUNE_PREPROCESSORS),
     output_features={
       "inputs": seqio.Feature(vocabulary, add_eos=True),

@@ -4,8 +4,8 @@ Train one on the train split of a registered task, or of raw JSON-lines / text f
   python -m redllm_jax.data.vocabulary --task=redpajama_v1 \
       --out=$REDLLM_DATA_DIR/vocab/spm_32768.model --vocab_size=32768 --model_type=bpe
   python -m redllm_jax.data.vocabulary --files='/my/docs/*.md' --out=/my/spm.model --vocab_size=4096
-Never the validation split: with --files, the records that `prepare` (or a gin
-`files_task`) with the same --validation_fraction holds out are skipped.
+Never the validation split: with --files, the records that the TFDS builders (and a
+gin `files_task`) with the same --validation_fraction hold out are skipped.
 Gin: `VOCABULARY = @get_vocabulary()`; its file is `vocab_path.path` (the demo's:
 `demo_vocab_path.path`; your own: `get_vocabulary.path`), the very file the
 registered tasks tokenize with.
@@ -32,7 +32,7 @@ from redllm_jax.data import files_task
 from redllm_jax.data import hf_vocabulary
 from redllm_jax.data import json_source
 from redllm_jax.data import paths
-from redllm_jax.data import prepare
+from redllm_jax.data.datasets import text_builder
 from redllm_jax.data import text_source
 from redllm_jax.functional import EOS_ID, PAD_ID, UNK_ID
 
@@ -339,15 +339,15 @@ def texts_from_files(
   fields: Sequence[str] = ("text",),
   validation_fraction: float = files_task.DEFAULT_VALIDATION_FRACTION,
 ) -> Iterator[str]:
-  """Strings of the train split of raw files, read as `prepare` reads them (JSON
-  lines or plain-text documents); the records `prepare` with this
+  """Strings of the train split of raw files, read as the TFDS builders read them (JSON
+  lines or plain-text documents); the records a builder with this
   `validation_fraction` puts in validation are skipped. Bad records and files are
   skipped as there, with a warning."""
   for path in json_source.list_files(pattern):
     counts: collections.Counter = collections.Counter()
     try:
       for record in text_source.read_records(path, fields, counts):
-        if prepare.split_of(record, fields, validation_fraction) == "train":
+        if text_builder.split_of(record, fields, validation_fraction) == "train":
           yield from record.values()
     except json_source.BadFileError as e:  # The texts read so far are still good text.
       logging.warning("Vocabulary: stopped reading a bad file, %s", e)
@@ -411,7 +411,7 @@ if __name__ == "__main__":
   flags.DEFINE_float(
     "validation_fraction",
     files_task.DEFAULT_VALIDATION_FRACTION,
-    "With --files: skip what prepare / files_task with this fraction hold out "
+    "With --files: skip what the builders / files_task with this fraction hold out "
     "(at least their fraction: a larger one skips a superset).",
   )
   flags.DEFINE_string("out", None, "Output .model path (local or gs://).", required=True)

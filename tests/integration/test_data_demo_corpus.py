@@ -6,23 +6,24 @@ import json
 import os
 import shutil
 
+import tensorflow_datasets as tfds
+
 from redllm_jax.demo import corpus as demo_corpus
 
 
 def test_demo_corpus_sizes_and_formats(demo_root: str) -> None:
   with open(os.path.join(demo_root, demo_corpus.MARKER)) as f:
     tokens = json.load(f)["tokens"]
-  for name in ("redpajama_v1/wikipedia", "redpajama_v1/book", "flan:inputs", "flan:targets"):
+  for name in ("wikipedia", "book", "flan:inputs", "flan:targets"):
     assert tokens[name]["train"]["tokens"] > 5 * tokens[name]["validation"]["tokens"] > 0, name
-  assert (
-    tokens["redpajama_v1/wikipedia"]["train"]["documents"] > 90
-  )  # gensim's 107 articles, minus stubs
-  assert tokens["redpajama_v1/book"]["train"]["tokens"] > 500_000
-  assert (
-    set(tokens["paloma/pydoc"]) == {"validation"}
-    and tokens["paloma/pydoc"]["validation"]["documents"] == 79
-  )
-  with open(os.path.join(demo_root, "raw", "redpajama_v1", "book", "part-00000.jsonl")) as f:
+  assert tokens["wikipedia"]["train"]["documents"] > 90  # gensim's 107 articles, minus stubs
+  assert tokens["book"]["train"]["tokens"] > 500_000
+  assert set(tokens["pydoc"]) == {"validation"} and tokens["pydoc"]["validation"]["documents"] == 79
+  # Each part is a TFDS dataset whose info agrees with the counts.
+  info = tfds.builder_from_directory(os.path.join(demo_root, "redllm_demo", "book", "1.0.0")).info
+  assert info.splits["train"].num_examples == tokens["book"]["train"]["documents"]
+  assert info.metadata["bad_files"] == 0 and len(info.metadata["inputs"]) == demo_corpus.RAW_PARTS
+  with open(os.path.join(demo_root, "raw", "book", "part-00000.jsonl")) as f:
     assert json.loads(f.readline())["text"].startswith(
       "Genesis 1\n\n1 In the beginning God created"
     )
@@ -68,33 +69,27 @@ def test_the_1024_piece_vocabulary_and_the_demo1k_tasks(demo_root: str) -> None:
       .as_numpy_iterator()
     )
     assert 1 < ex["targets"].max() < 1024, name
-  book = stats["tokens_demo1k"]["redpajama_v1/book"]["train"]["tokens"]
-  assert book > 1.1 * stats["tokens"]["redpajama_v1/book"]["train"]["tokens"]  # smaller pieces
+  book = stats["tokens_demo1k"]["book"]["train"]["tokens"]
+  assert book > 1.1 * stats["tokens"]["book"]["train"]["tokens"]  # smaller pieces
 
 
-def test_an_older_cache_builds_just_the_missing_parts(demo_root: str, tmp_path) -> None:
-  """A cache from before the 1024-piece vocabulary and the families (its DONE.json has
-  no `parts`): the build adds them and leaves the rest untouched."""
+def test_a_cache_from_before_tfds_builds_the_datasets_and_keeps_its_vocabularies(
+  demo_root: str, tmp_path
+) -> None:
+  """A cache the TFRecord converter wrote (its DONE.json names other parts): the build
+  adds the TFDS datasets, keeps the vocabularies, and counts what a fresh build counts."""
   old = str(tmp_path / "demo")
-  shutil.copytree(
-    demo_root, old, ignore=shutil.ignore_patterns("flan_families", "spm_1024_bpe.model")
-  )
-  with open(os.path.join(old, demo_corpus.MARKER)) as f:
+  shutil.copytree(os.path.join(demo_root, "vocab"), os.path.join(old, "vocab"))
+  with open(os.path.join(demo_root, demo_corpus.MARKER)) as f:
     stats = json.load(f)
   with open(os.path.join(old, demo_corpus.MARKER), "w") as f:
-    json.dump(
-      {
-        "root": old,
-        "vocab": stats["vocab"],
-        "tokens": {k: v for k, v in stats["tokens"].items() if not k.startswith("flan_families")},
-      },
-      f,
-    )
-  kept = glob.glob(os.path.join(old, "redpajama_v1", "*", "*", "*.tfrecord"))
-  before = {p: os.path.getmtime(p) for p in kept}
+    parts = ["flan", "paloma/pydoc", "redpajama_v1/book", "redpajama_v1/wikipedia"]
+    json.dump({"parts": parts + ["vocab/spm_1024_bpe.model", "vocab/spm_4096_bpe.model"]}, f)
+  vocabs = glob.glob(os.path.join(old, "vocab", "*.model"))
+  before = {p: os.path.getmtime(p) for p in vocabs}
   new = demo_corpus.build(old)
-  assert {p: os.path.getmtime(p) for p in kept} == before
+  assert {p: os.path.getmtime(p) for p in vocabs} == before
   assert new["parts"] == stats["parts"] and new["tokens"] == stats["tokens"]
-  for rel in ("vocab/spm_1024_bpe.model", "raw/flan_families/next/part-00000.jsonl"):
+  for rel in ("raw/families/next/part-00000.jsonl", "raw/wikipedia/part-00003.jsonl"):
     with open(os.path.join(old, rel), "rb") as a, open(os.path.join(demo_root, rel), "rb") as b:
       assert a.read() == b.read(), rel  # the same bytes as a fresh build

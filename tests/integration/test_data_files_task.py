@@ -1,5 +1,5 @@
-"""files_task: your own files (or a prepared folder) as a seqio task from gin alone,
-converted once and cached; bad settings are one line."""
+"""files_task: your own files (or a built dataset's folder) as a seqio task from gin
+alone, built once and cached; bad settings are one line."""
 
 import glob
 import os
@@ -11,7 +11,8 @@ import pytest
 import seqio
 
 from redllm_jax import errors, gin_utils
-from redllm_jax.data import files_task, paths, prepare, vocabulary
+from redllm_jax.data import files_task, paths, vocabulary
+from redllm_jax.data.datasets import builders, text_builder
 
 DOCS = [
   f"# Package {i}\n\nIt does thing number {i}, " + "and more " * (i % 5 + 1) for i in range(30)
@@ -41,7 +42,8 @@ def _parse(data: str) -> None:
 
 
 def _conversions() -> list[str]:
-  return sorted(glob.glob(os.path.join(paths.cache_root(), "files_tasks", "*", "stats.json")))
+  pattern = os.path.join(paths.cache_root(), "files_tasks", "redllm_files", "*", "*")
+  return sorted(glob.glob(os.path.join(pattern, "dataset_info.json")))
 
 
 def _texts(split: str) -> list[str]:
@@ -58,10 +60,10 @@ def test_a_glob_becomes_a_task_converted_once_and_again_when_a_file_changes(own_
   train, validation = _texts("train"), _texts("validation")
   assert sorted(train + validation) == sorted(DOCS) and 0 < len(validation) < len(DOCS)
   assert train == sorted(vocabulary.texts_from_files(own_text))  # what the vocabulary read
-  done = glob.glob(os.path.join(os.path.dirname(stats), prepare.STATS_DIR, "*.json"))
-  stamps = [os.path.getmtime(p) for p in done]
-  assert files_task.files_task() == "own_text"  # a second call converts nothing
-  assert stamps == [os.path.getmtime(p) for p in done]
+  built = glob.glob(os.path.join(os.path.dirname(stats), "*"))
+  stamps = [os.path.getmtime(p) for p in built]
+  assert files_task.files_task() == "own_text"  # a second call builds nothing
+  assert stamps == [os.path.getmtime(p) for p in built]
   with open(own_text.replace("*", "README0"), "a", encoding="utf-8") as f:
     f.write("\n\nA new paragraph.")
   files_task.files_task()
@@ -69,12 +71,30 @@ def test_a_glob_becomes_a_task_converted_once_and_again_when_a_file_changes(own_
   assert any(t.endswith("A new paragraph.") for t in _texts("train") + _texts("validation"))
 
 
-def test_a_prepared_folder_is_read_in_place(own_text: str, tmp_path) -> None:
-  prepare.convert(own_text, str(tmp_path / "prepared"), validation_fraction=0.5)
-  _parse(str(tmp_path / "prepared"))
+def test_a_built_dataset_folder_is_read_in_place(own_text: str, tmp_path) -> None:
+  config = builders.files_config("mine", own_text, validation_fraction=0.5)
+  builder = text_builder.build(builders.RedllmFiles, config, str(tmp_path / "built"))
+  _parse(os.fspath(builder.data_dir))
   assert files_task.files_task() == "own_text"
   assert not _conversions()
-  assert len(_texts("validation")) > 5  # prepare's own fraction, not the task's default
+  assert len(_texts("validation")) > 5  # the build's own fraction, not the task's default
+
+
+def test_two_runs_building_one_files_task_at_once_both_succeed(own_text: str, tmp_path) -> None:
+  """As a DecLLM and a RedLLM run of one files_task do on their first start."""
+  code = (
+    "from redllm_jax.data import files_task; "
+    f"files_task._prepared('own_text', {own_text!r}, 0.05, {str(tmp_path / 'cache')!r})"
+  )
+  runs = [
+    subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    for _ in range(2)
+  ]
+  for run in runs:
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0 and "Traceback" not in stderr, stderr[-2000:]
+  (built,) = glob.glob(str(tmp_path / "cache" / "redllm_files" / "*" / "1.0.0"))
+  assert sorted(os.listdir(os.path.dirname(built))) == ["1.0.0"]  # no temporary folder left
 
 
 @pytest.mark.parametrize(
@@ -84,7 +104,7 @@ def test_a_prepared_folder_is_read_in_place(own_text: str, tmp_path) -> None:
     (
       "{tmp}",
       [],
-      r"files_task\.data .* is a folder that `prepare` did not write .* e\.g\. .*/\*\.txt$",
+      r"files_task\.data .* is a folder that no TFDS build wrote .* e\.g\. .*/\*\.txt$",
     ),
     ("{tmp}/*.md", ["files_task.name = 'demo_flan'"], r"'demo_flan' is already a registered task"),
   ],

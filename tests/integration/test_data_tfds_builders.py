@@ -20,7 +20,8 @@ def _jsonl(texts: list[str]) -> bytes:
 
 
 def _write_arxiv(raw) -> None:
-  """Three good inputs (one zstd, one gzip), bad lines in them, a truncated and a binary file."""
+  """Three good inputs (one zstd, one gzip), bad lines in them, truncated gzip and zstd
+  files and a binary one."""
   (raw / "arxiv").mkdir(parents=True)
   docs = [[f"paper {i}.{j}: " + "words " * (j % 7 + 1) for j in range(1500)] for i in range(3)]
   (raw / "arxiv" / "a.jsonl").write_bytes(_jsonl(docs[0]) + b"{not json\n" + b'{"id": 3}\n')
@@ -28,6 +29,8 @@ def _write_arxiv(raw) -> None:
   (raw / "arxiv" / "c.jsonl.gz").write_bytes(gzip.compress(_jsonl(docs[2])))
   (raw / "arxiv" / "d.jsonl.gz").write_bytes(gzip.compress(_jsonl(docs[0]))[:300])
   (raw / "arxiv" / "e.jsonl").write_bytes(b"\x00\x01binary" * 50)
+  zst = zstandard.ZstdCompressor().compress(_jsonl(docs[1]))
+  (raw / "arxiv" / "f.jsonl.zst").write_bytes(zst[: len(zst) // 2])
 
 
 def _build(raw, out, beam_options=None) -> tfds.core.DatasetBuilder:
@@ -46,12 +49,13 @@ def test_plain_build_counts_and_names_bad_input_in_the_metadata(tmp_path) -> Non
   builder = _build(tmp_path / "raw", tmp_path / "out")
   meta = builder.info.metadata
   assert meta["skipped"] == {"bad_json": 1, "missing_field": 1}
-  assert meta["bad_files"] == 2
+  assert meta["bad_files"] == 3
   reasons = " ".join(meta["bad_file_reasons"])
-  assert "d.jsonl.gz" in reasons and "e.jsonl: binary" in reasons
-  # The truncated gzip keeps the records read before its fault; the binary file has none.
-  kept = meta["inputs"]["arxiv/d.jsonl.gz"]["counts"].get("ok", 0)
-  assert meta["ok"] == 4500 + kept
+  assert "d.jsonl.gz: Compressed file ended" in reasons and "e.jsonl: binary" in reasons
+  assert "f.jsonl.zst: truncated zstd frame" in reasons
+  # Nothing of a damaged file is kept, not even the records before its fault.
+  assert meta["inputs"]["arxiv/d.jsonl.gz"] == {"sha256": None, "bytes": None, "counts": {}}
+  assert meta["ok"] == 4500
   assert (
     builder.info.splits["train"].num_examples + builder.info.splits["validation"].num_examples
     == (meta["ok"])

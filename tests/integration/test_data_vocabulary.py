@@ -6,9 +6,9 @@ import sys
 
 import pytest
 import sentencepiece as spm
-import tensorflow as tf
+import tensorflow_datasets as tfds
 
-from redllm_jax.data import prepare
+from redllm_jax.data.datasets import builders, text_builder
 from redllm_jax.data import vocabulary
 
 
@@ -37,7 +37,7 @@ def test_non_sentencepiece_file_is_rejected(tmp_path) -> None:
 
 
 def test_train_on_files_and_reject_non_t5_ids(demo_root: str, tmp_path) -> None:
-  texts = list(vocabulary.texts_from_files(f"{demo_root}/raw/paloma/pydoc/*.jsonl"))
+  texts = list(vocabulary.texts_from_files(f"{demo_root}/raw/pydoc/*.jsonl"))
   out = vocabulary.train_sentencepiece(
     texts, str(tmp_path / "u.model"), vocab_size=500, model_type="unigram"
   )
@@ -73,7 +73,7 @@ def _one_character_documents(folder) -> dict[str, str]:
 
 def test_vocabulary_command_reads_plain_text_and_trains_on_the_train_split_only(tmp_path) -> None:
   docs = _one_character_documents(tmp_path)
-  split = {c: prepare.split_of({"text": d}, ["text"], 0.3) for c, d in docs.items()}
+  split = {c: text_builder.split_of({"text": d}, ["text"], 0.3) for c, d in docs.items()}
   assert 0 < list(split.values()).count("validation") < len(docs)
   out = tmp_path / "v.model"
   run = subprocess.run(
@@ -96,14 +96,11 @@ def test_vocabulary_command_reads_plain_text_and_trains_on_the_train_split_only(
   assert seen == {c: s == "train" for c, s in split.items()}
 
 
-def test_texts_from_files_are_prepares_train_split(tmp_path) -> None:
+def test_texts_from_files_are_the_builders_train_split(tmp_path) -> None:
   _one_character_documents(tmp_path)
-  prepare.convert(f"{tmp_path}/*.txt.gz", str(tmp_path / "out"), validation_fraction=0.3)
-  desc = {"text": tf.io.FixedLenFeature([], tf.string)}
-  train = [
-    tf.io.parse_single_example(r, desc)["text"].numpy().decode()
-    for r in tf.data.TFRecordDataset(tf.io.gfile.glob(f"{tmp_path}/out/train/*.tfrecord"))
-  ]
+  config = builders.files_config("chars", f"{tmp_path}/*.txt.gz", 0.3)
+  builder = text_builder.build(builders.RedllmFiles, config, str(tmp_path / "out"))
+  train = [x["text"].decode() for x in tfds.as_numpy(builder.as_dataset(split="train"))]
   assert sorted(
     vocabulary.texts_from_files(f"{tmp_path}/*.txt.gz", validation_fraction=0.3)
   ) == sorted(train)

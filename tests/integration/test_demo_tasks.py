@@ -196,7 +196,7 @@ def test_the_tuning_mixture_holds_the_tuned_families_only(demo_root):
     assert all(t.output_features["inputs"].vocabulary is vocab for t in mixture.tasks)
   assert set(task_families.FAMILIES) - set(task_families.TUNED_FAMILIES) == {"is_next", "book"}
   seen = collections.Counter()
-  for path in glob.glob(os.path.join(demo_root, "raw", "flan_families", "*", "*.jsonl")):
+  for path in glob.glob(os.path.join(demo_root, "raw", "families", "*", "*.jsonl")):
     with open(path) as f:
       for record in map(json.loads, f):
         seen[next((p for p in INSTRUCTIONS if record["inputs"].startswith(p)), None)] += 1

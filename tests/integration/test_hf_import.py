@@ -445,23 +445,27 @@ def test_qwen3_8b_gins_are_what_the_import_records() -> None:
   assert vocab_lib.imported_vocab_path().startswith("/tmp/y")
 
 
-def test_imported_real_tasks_read_prepared_files_in_the_imported_tokens(
+def test_imported_real_tasks_read_built_datasets_in_the_imported_tokens(
   qwen3, tmp_path, monkeypatch
 ) -> None:
-  """imported_redpajama_v1_* read the files `prepare` wrote (text, as for the
+  """imported_redpajama_v1_* read the dataset the RedPajama builder wrote (text, as for the
   SentencePiece tasks) and tokenize them with the import's tokenizer.json, ending each
   text with the bound EOS id; the mixture's rates are redpajama_v1's."""
   import gin  # pylint: disable=import-outside-toplevel
   import seqio  # pylint: disable=import-outside-toplevel
   import redllm_jax_tasks  # noqa: F401  # pylint: disable=import-outside-toplevel
-  from redllm_jax.data import prepare  # pylint: disable=import-outside-toplevel
+  from redllm_jax.data.datasets import builders, text_builder  # pylint: disable=import-outside-toplevel
 
   root, _ = qwen3
-  raw = tmp_path / "raw.jsonl"
+  (tmp_path / "raw" / "arxiv").mkdir(parents=True)
+  raw = tmp_path / "raw" / "arxiv" / "part.jsonl"
   raw.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXT))
-  prepare.convert(
-    str(raw), str(tmp_path / "data" / "redpajama_v1" / "arxiv"), validation_fraction=0
-  )
+  # Built without RedPajama's 0.1% validation split, which these few texts leave empty,
+  # and put where the task reads arxiv (a built dataset reads from its folder alone).
+  config = builders.files_config("arxiv", str(raw), validation_fraction=0)
+  builder = text_builder.build(builders.RedllmFiles, config, str(tmp_path / "built"))
+  (tmp_path / "data" / "redllm_redpajama_v1" / "arxiv").mkdir(parents=True)
+  os.rename(builder.data_dir, tmp_path / "data" / "redllm_redpajama_v1" / "arxiv" / "1.0.0")
   monkeypatch.setenv("REDLLM_DATA_DIR", str(tmp_path / "data"))
   gin.clear_config()
   with gin.unlock_config():

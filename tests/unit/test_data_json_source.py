@@ -3,19 +3,16 @@
 import collections
 import gzip
 import json
-import logging
 import os
 
 import gin
 import pytest
 import seqio
-import tensorflow as tf
 import zstandard
 
 import redllm_jax_tasks
 
 from redllm_jax.data import json_source
-from redllm_jax.data import prepare
 from redllm_jax.data import sources
 
 GOOD = [f"document number {i} " * 5 for i in range(20)]
@@ -47,12 +44,6 @@ def raw_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
   return str(raw)
 
 
-def _texts(pattern: str) -> list[str]:
-  desc = {"text": tf.io.FixedLenFeature([], tf.string)}
-  ds = tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)))
-  return [tf.io.parse_single_example(r, desc)["text"].numpy().decode() for r in ds]
-
-
 @pytest.mark.parametrize("name", ["a.jsonl", "b.jsonl.gz", "c.jsonl.zst"])
 def test_bad_lines_are_skipped_and_counted(raw_dir: str, name: str) -> None:
   counts: collections.Counter = collections.Counter()
@@ -80,48 +71,16 @@ def test_max_doc_size_is_configurable(raw_dir: str) -> None:
   assert counts["too_large"] == 21  # every GOOD line is ~120 bytes of JSON
 
 
-def test_convert_keeps_all_valid_records_logs_counts_and_resumes(
-  raw_dir: str, tmp_path, caplog: pytest.LogCaptureFixture
-) -> None:
-  out = str(tmp_path / "out")
-  # The absl logger's own level (set by any earlier absl.logging.set_verbosity)
-  # would otherwise filter INFO before the root-level capture sees it.
-  with caplog.at_level(logging.INFO, logger="absl"):
-    total = prepare.convert(os.path.join(raw_dir, "*"), out, validation_fraction=0.3)
-  assert total["ok"] == 60 and total["too_large"] == 3 and total["bad_json"] == 3
-  assert "skipped" in caplog.text and "'too_large': 3" in caplog.text
-  train, val = _texts(f"{out}/train/*.tfrecord"), _texts(f"{out}/validation/*.tfrecord")
-  assert sorted(train + val) == sorted(GOOD * 3)
-  assert set(train).isdisjoint(val)  # a document's split depends only on its content
-  assert 0 < len(val) < len(train)
-  stamp = {p: os.path.getmtime(p) for p in tf.io.gfile.glob(f"{out}/*/*.tfrecord")}
-  assert prepare.convert(os.path.join(raw_dir, "*"), out, validation_fraction=0.3) == total
-  assert stamp == {p: os.path.getmtime(p) for p in tf.io.gfile.glob(f"{out}/*/*.tfrecord")}
-
-
 def test_no_matching_files_is_one_line_naming_path(tmp_path) -> None:
   pattern = str(tmp_path / "nothing" / "*.jsonl")
   with pytest.raises(FileNotFoundError, match=r"^No files match .*nothing/\*\.jsonl$"):
-    prepare.convert(pattern, str(tmp_path / "out"))
-
-
-def test_zero_valid_examples_is_one_line_naming_path(tmp_path) -> None:
-  (tmp_path / "bad.jsonl").write_bytes(b"not json\n" + json.dumps({"x": 1}).encode() + b"\n")
-  with pytest.raises(
-    prepare.NothingConvertedError, match=r"^Zero valid examples in .*bad\.jsonl \(skipped: "
-  ):
-    prepare.convert(str(tmp_path / "bad.jsonl"), str(tmp_path / "out"))
+    json_source.list_files(pattern)
 
 
 def test_source_errors_name_the_path_at_read_time_only(tmp_path) -> None:
-  missing = sources.TFRecordTextSource(lambda: str(tmp_path / "absent"), ["text"])  # no error yet
-  with pytest.raises(FileNotFoundError, match=r"^No files match .*absent/train/\*\.tfrecord$"):
+  missing = sources.TfdsTextSource(lambda: str(tmp_path / "absent"))  # no error yet
+  with pytest.raises(sources.MissingDatasetError, match=r"^No TFDS dataset at .*absent: build"):
     missing.get_dataset("train")
-  (tmp_path / "empty" / "train").mkdir(parents=True)
-  (tmp_path / "empty" / "train" / "x.tfrecord").write_bytes(b"")
-  empty = sources.TFRecordTextSource(lambda: str(tmp_path / "empty"), ["text"])
-  with pytest.raises(ValueError, match=r"^Zero valid examples in .*empty/train/\*\.tfrecord$"):
-    empty.get_dataset("train")
 
 
 def test_real_tasks_register_without_data_and_fail_clearly_when_read(tmp_path, monkeypatch) -> None:
@@ -136,7 +95,7 @@ def test_real_tasks_register_without_data_and_fail_clearly_when_read(tmp_path, m
   with pytest.raises(ValueError, match="REDLLM_DATA_DIR"):
     task.get_dataset({"targets": 8}, split="train")
   monkeypatch.setenv("REDLLM_DATA_DIR", str(tmp_path))
-  with pytest.raises(FileNotFoundError, match=r"redpajama_v1/arxiv/train/\*\.tfrecord$"):
+  with pytest.raises(FileNotFoundError, match=r"redllm_redpajama_v1/arxiv/1\.0\.0: build"):
     task.get_dataset({"targets": 8}, split="train")
 
 
@@ -201,23 +160,3 @@ def test_multi_frame_zstd_reads_every_frame(tmp_path) -> None:
   assert (
     len(list(json_source.read_json_lines(str(tmp_path / "two.jsonl.zst"), ["text"], counts))) == 200
   )
-
-
-def test_convert_skips_bad_files_converts_the_rest_and_retries_them(tmp_path, caplog) -> None:
-  raw = tmp_path / "raw"
-  raw.mkdir()
-  _damaged_files(raw)
-  (raw / "good.jsonl").write_bytes(_many_records(50))
-  out = str(tmp_path / "out")
-  with caplog.at_level(logging.WARNING, logger="absl"):
-    total = prepare.convert(str(raw / "*"), out, validation_fraction=0.0)
-  assert total["ok"] == 50 and total["bad_files"] == 4
-  for name in ("truncated.jsonl.zst", "corrupt.jsonl.zst", "truncated.jsonl.gz", "binary.jsonl"):
-    assert f"Skipped bad file {raw / name}:" in caplog.text
-  assert len(_texts(f"{out}/train/*.tfrecord")) == 50  # nothing of the bad files is kept
-  assert not tf.io.gfile.glob(f"{out}/*/*.tmp")
-  assert len(tf.io.gfile.glob(f"{out}/{prepare.STATS_DIR}/*.json")) == 1  # only good is done
-  # Repaired, a bad file converts on the next run; the good one is not redone.
-  (raw / "truncated.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(_many_records(7)))
-  total = prepare.convert(str(raw / "*"), out, validation_fraction=0.0)
-  assert total["ok"] == 57 and total["bad_files"] == 3

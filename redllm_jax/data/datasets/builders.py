@@ -107,8 +107,11 @@ class RedllmPaloma(TextBuilder):
 
 
 class RedllmDemo(TextBuilder):
-  """The demo corpus (`redllm_jax.demo.corpus` writes its raw JSON lines), 10% validation."""
+  """The demo corpus (`redllm_jax.demo.corpus` writes its raw JSON lines), 10% validation,
+  in input order: the SentencePiece model and the instruction families cut from its
+  train text are the ones the converter before TFDS gave (same text, same order)."""
 
+  KEEP_INPUT_ORDER = True
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = _RELEASE_NOTES
   BUILDER_CONFIGS = [

@@ -9,8 +9,8 @@ workers, duplicates never straddle splits) or reads each split from its own file
 (`split_inputs`, as Paloma publishes val/ and test/).
 
 Bad input never stops a build: a bad record is skipped and counted by reason
-(`json_source.SKIP_REASONS`); a file that cannot be read to its end keeps the records
-read before the fault and is named with the reason. Each input's SHA-256, size and
+(`json_source.SKIP_REASONS`); a file that cannot be read to its end (truncated or
+corrupt compression, binary content) is skipped whole and named with the reason. Each input's SHA-256, size and
 counts, the totals and the bad files go into the dataset's metadata
 (`metadata.json`); a build that finds no valid record fails with one line.
 
@@ -27,6 +27,7 @@ import json
 import os
 from typing import Any, Iterator, Mapping, Sequence
 
+from absl import logging as absl_logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -79,37 +80,28 @@ def input_stem(path: str) -> str:
   return f"{base}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
 
 
-def file_sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with tf.io.gfile.GFile(path, "rb") as f:
-    while chunk := f.read(1 << 22):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
 def job_examples(job: Job, reading: Reading) -> Iterator[tuple[str, str, dict[str, str]]]:
   """(split, key, example) for each valid record of one input; writes its report last.
 
-  Keys number the input's records, so they are the same whichever split reads them.
+  The input is first read to its end (its checksum on the way): one that stops early
+  or is binary gives no record at all, so a damaged file is never taken for a whole
+  one. Keys number the input's records, the same whichever split reads them.
   """
   path, force_split = job
   stem = input_stem(path)
   counts: collections.Counter = collections.Counter()
-  error = None
-  records = text_source.read_records(
-    path, reading.fields, counts, reading.max_doc_bytes, reading.document_bytes
-  )
+  sha256 = size = error = None
   try:
+    sha256, size = json_source.check_file(path)
+    records = text_source.read_records(
+      path, reading.fields, counts, reading.max_doc_bytes, reading.document_bytes
+    )
     for index, record in enumerate(records):
       split = force_split or split_of(record, reading.fields, reading.validation_fraction)
       counts[f"split:{split}"] += 1
       yield split, f"{stem}:{index:010d}", record
   except json_source.BadFileError as e:
     error = str(e)
-  try:
-    sha256, size = file_sha256(path), tf.io.gfile.stat(path).length
-  except (OSError, tf.errors.OpError):  # Unreadable: its error above already names it.
-    sha256 = size = None
   report = {"path": path, "sha256": sha256, "bytes": size, "counts": dict(counts), "error": error}
   _write_json(os.path.join(reading.reports_dir, stem + ".json"), report)
 
@@ -147,10 +139,46 @@ def summarize(reports: Sequence[Mapping[str, Any]], root: str) -> dict[str, Any]
   }
 
 
+def dataset_dir(root: str, builder: type["TextBuilder"], config: str) -> str:
+  """Where `builder` writes `config` under a TFDS data directory."""
+  return os.path.join(root, builder.name, config, str(builder.VERSION))
+
+
+def build(
+  builder: type["TextBuilder"],
+  config: "TextConfig",
+  data_dir: str,
+  manual_dir: str | None = None,
+) -> tfds.core.DatasetBuilder:
+  """Builds (or finds) `config` inside the project's commands: quiet on stderr (tfds's
+  progress bars and config warnings would bury a command's one-line error), and
+  another process finishing the same build first is fine (a DecLLM and a RedLLM run of
+  one files_task start together): tfds renames its temporary folder into place, so
+  the second rename fails, over a complete dataset."""
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  tfds.display_progress_bar(False)
+  try:
+    made = builder(config=config, data_dir=data_dir)
+    made.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  except OSError:
+    if not tf.io.gfile.exists(
+      os.path.join(dataset_dir(data_dir, builder, config.name), "dataset_info.json")
+    ):
+      raise
+  finally:
+    tfds.display_progress_bar(True)
+    absl_logging.set_verbosity(verbosity)
+  return made
+
+
 class TextBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Base of the corpus builders (`builders.py`): subclasses name the dataset, its
   version and configs."""
 
+  # False: examples are stored in the order of their keys' hashes (tfds's default
+  # shuffle); True: in input order (each file's records in turn, files sorted).
+  KEEP_INPUT_ORDER = False
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
     "Nothing is downloaded: put the published files under the manual directory "
     "(`--manual_dir` / `DownloadConfig(manual_dir=...)`) as docs/data.md lays out."
@@ -161,6 +189,7 @@ class TextBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return self.dataset_info_from_configs(
       features=tfds.features.FeaturesDict({f: tfds.features.Text() for f in fields}),
       metadata=tfds.core.MetadataDict(),
+      disable_shuffling=self.KEEP_INPUT_ORDER,
       homepage="https://arxiv.org/abs/2510.26622",
     )
 
@@ -183,8 +212,8 @@ class TextBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         raise
       raise NothingBuiltError(
         f"{self.name}/{self.builder_config.name}: a split got no record from {self._globs} "
-        f"(validation_fraction {self.builder_config.validation_fraction}: too few documents "
-        "for a validation split?)"
+        f"(validation_fraction {self.builder_config.validation_fraction} held out none of "
+        "its documents: raise it, or 0 for no validation split)"
       ) from None
     reports = []
     for path in sorted(tf.io.gfile.glob(os.path.join(reports_dir, "*.json"))):
@@ -203,20 +232,19 @@ class TextBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     config = self.builder_config
     self._manual_root = self._manual_dir(dl_manager)
     if config.split_inputs:
-      globs = dict(config.split_inputs)
-      plan = {s: [(p, s) for p in self._files(g)] for s, g in globs.items()}
+      self._globs = list(config.split_inputs.values())
+      plan = {s: [(p, s) for p in self._files(g)] for s, g in config.split_inputs.items()}
     else:
-      globs = {"train": config.inputs}
+      self._globs = [config.inputs]
       files = self._files(config.inputs)
-      plan = {s: [(p, None) for p in files] for s in ("train", "validation")}
-    self._globs = list(globs.values())
-    jobs = sorted({job for split_jobs in plan.values() for job in split_jobs})
-    return {split: self._generate_examples(jobs, split) for split in plan}
+      splits = ("train", "validation") if config.validation_fraction > 0 else ("train",)
+      plan = {s: [(p, None) for p in files] for s in splits}
+    return {split: self._generate_examples(plan, split) for split in plan}
 
   def _manual_dir(self, dl_manager) -> str:
     # An absolute glob needs no manual directory; tfds asserts one exists when asked.
     config = self.builder_config
-    globs = [config.inputs, *config.split_inputs.values()]
+    globs = [g for g in (config.inputs, *config.split_inputs.values()) if g]
     if all(g.startswith(("/", "gs://")) for g in globs):
       return ""
     return os.fspath(dl_manager.manual_dir)
@@ -224,11 +252,12 @@ class TextBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _files(self, pattern: str) -> list[str]:
     return json_source.list_files(os.path.join(self._manual_root, pattern))
 
-  def _generate_examples(self, jobs: Sequence[Job], split: str):
-    """A generator of (key, example) for the plain path, a PTransform for Beam."""
+  def _generate_examples(self, plan: Mapping[str, Sequence[Job]], split: str):
+    """(key, example) of `split`: a generator over its inputs on the plain path; on
+    Beam, a PTransform selecting from one read of every split's inputs."""
     if self._use_beam:
-      return self._beam_examples(jobs, split)
-    return self._plain_examples(jobs, split)
+      return self._beam_examples(sorted({job for jobs in plan.values() for job in jobs}), split)
+    return self._plain_examples(plan[split], split)
 
   def _plain_examples(self, jobs: Sequence[Job], split: str) -> Iterator[tuple[str, dict]]:
     for job in jobs:
