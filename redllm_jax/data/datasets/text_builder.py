@@ -21,8 +21,10 @@ and the two paths write the same examples in the same order.
 """
 
 import collections
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import os
 from typing import Any, Iterator, Mapping, Sequence
@@ -150,8 +152,8 @@ def build(
   data_dir: str,
   manual_dir: str | None = None,
 ) -> tfds.core.DatasetBuilder:
-  """Builds (or finds) `config` inside the project's commands: quiet on stderr (tfds's
-  progress bars and config warnings would bury a command's one-line error), and
+  """Builds (or finds) `config` inside the project's commands: quiet (tfds's progress
+  bars, config warnings and download messages would bury a command's own lines), and
   another process finishing the same build first is fine (a DecLLM and a RedLLM run of
   one files_task start together): tfds renames its temporary folder into place, so
   the second rename fails, over a complete dataset."""
@@ -160,12 +162,14 @@ def build(
   tfds.display_progress_bar(False)
   try:
     made = builder(config=config, data_dir=data_dir)
-    made.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-  except OSError:
-    if not tf.io.gfile.exists(
-      os.path.join(dataset_dir(data_dir, builder, config.name), "dataset_info.json")
-    ):
-      raise
+    try:
+      with contextlib.redirect_stdout(io.StringIO()):  # "Downloading ...", of nothing
+        made.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+        )
+    except OSError:
+      if not tf.io.gfile.exists(os.path.join(os.fspath(made.data_dir), "dataset_info.json")):
+        raise
   finally:
     tfds.display_progress_bar(True)
     absl_logging.set_verbosity(verbosity)
