@@ -121,7 +121,7 @@ def summarize(reports: Sequence[Mapping[str, Any]], root: str) -> dict[str, Any]
   total: collections.Counter = collections.Counter()
   for report in reports:
     total.update(report["counts"])
-  bad = sorted(f"{r['error']}" for r in reports if r["error"])
+  bad = sorted(r["error"] for r in reports if r["error"])
 
   def name(path: str) -> str:  # Relative to the manual directory: the same on every machine.
     return (
